@@ -1,0 +1,58 @@
+#include "broadcast_queue.h"
+
+#include <cmath>
+
+namespace starling::membership {
+
+int BroadcastQueue::RetransmitLimit(int mult, size_t num_nodes) {
+  double scale = std::ceil(std::log10(static_cast<double>(num_nodes) + 1.0));
+  return mult * static_cast<int>(scale);
+}
+
+void BroadcastQueue::Queue(const std::string& key, wire::Message msg) {
+  if (auto it = by_key_.find(key); it != by_key_.end()) {
+    order_.erase(it->second);
+    by_key_.erase(it);
+  }
+  Entry e{0, next_id_++};
+  size_t size = wire::EstimateSize(msg);
+  order_.emplace(e, Item{key, std::move(msg), size});
+  by_key_.emplace(key, e);
+}
+
+std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes) {
+  std::vector<wire::Message> out;
+  if (order_.empty()) return out;
+  const int limit = RetransmitLimit(mult_, num_nodes);
+  std::vector<std::pair<Entry, Item>> resend;
+  size_t used = 0;
+  for (auto it = order_.begin(); it != order_.end();) {
+    if (used + it->second.size > budget) {
+      // Smaller ones further on may still fit; stop once little room is left.
+      if (budget - used < 64) break;
+      ++it;
+      continue;
+    }
+    used += it->second.size;
+    out.push_back(it->second.msg);
+    Entry next{it->first.transmits + 1, it->first.id};
+    if (next.transmits < limit) {
+      resend.emplace_back(next, std::move(it->second));
+    } else {
+      by_key_.erase(it->second.key);
+    }
+    it = order_.erase(it);
+  }
+  for (auto& [e, item] : resend) {
+    by_key_[item.key] = e;
+    order_.emplace(e, std::move(item));
+  }
+  return out;
+}
+
+void BroadcastQueue::Clear() {
+  order_.clear();
+  by_key_.clear();
+}
+
+}  // namespace starling::membership

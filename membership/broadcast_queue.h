@@ -1,0 +1,53 @@
+// The queue of membership news waiting to ride piggyback on outgoing packets.
+//
+// Each broadcast is about one member (its key); a newer broadcast about the
+// same member replaces the older one, since it supersedes it. Broadcasts are
+// handed out fewest-transmits-first (newest first among equals) and dropped
+// after RetransmitLimit() sends, which grows as mult * ceil(log10(n + 1)):
+// in SWIM's epidemic a rumour reaches all n members with high probability
+// after O(log n) rounds.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "codec.h"
+
+namespace starling::membership {
+
+class BroadcastQueue {
+ public:
+  explicit BroadcastQueue(int retransmit_mult) : mult_(retransmit_mult) {}
+
+  void Queue(const std::string& key, wire::Message msg);
+  // Takes broadcasts whose estimated sizes fit into `budget` bytes, counting
+  // one transmit against each. `num_nodes` sets the retransmit limit.
+  std::vector<wire::Message> Take(size_t budget, size_t num_nodes);
+  bool Contains(const std::string& key) const { return by_key_.count(key) != 0; }
+  size_t size() const { return by_key_.size(); }
+  void Clear();
+  static int RetransmitLimit(int mult, size_t num_nodes);
+
+ private:
+  struct Entry {
+    int transmits;
+    uint64_t id;  // larger is newer
+    bool operator<(const Entry& o) const {
+      return transmits != o.transmits ? transmits < o.transmits : id > o.id;
+    }
+  };
+  struct Item {
+    std::string key;
+    wire::Message msg;
+    size_t size;
+  };
+  int mult_;
+  uint64_t next_id_ = 0;
+  std::map<Entry, Item> order_;
+  std::map<std::string, Entry> by_key_;
+};
+
+}  // namespace starling::membership

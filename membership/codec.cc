@@ -1,0 +1,405 @@
+#include "codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+
+#include "schema/gossip.capnp.h"
+
+namespace starling::membership::wire {
+namespace {
+
+namespace cw = ::starling::wire;
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+
+Bytes ToBytes(capnp::MessageBuilder& mb) {
+  auto words = capnp::messageToFlatArray(mb);
+  auto bytes = words.asBytes();
+  return Bytes(bytes.begin(), bytes.end());
+}
+
+// Word-aligned copy: Cap'n Proto reads 8-byte words in place.
+kj::Array<capnp::word> Aligned(ByteView bytes) {
+  auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  if (!bytes.empty()) std::memcpy(words.begin(), bytes.data(), words.size() * sizeof(capnp::word));
+  return words;
+}
+
+capnp::ReaderOptions Limits(size_t bytes) {
+  capnp::ReaderOptions o;
+  // A well-formed message never needs to traverse more than a few times its size.
+  o.traversalLimitInWords = bytes / sizeof(capnp::word) * 4 + 64;
+  o.nestingLimit = 16;
+  return o;
+}
+
+std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+void SetTags(capnp::List<cw::Tag>::Builder out, const Tags& tags) {
+  unsigned i = 0;
+  for (const auto& [k, v] : tags) {
+    out[i].setKey(k);
+    out[i].setValue(v);
+    ++i;
+  }
+}
+
+// Returns an error text or "" when fine.
+std::string ReadTags(capnp::List<cw::Tag>::Reader in, Tags& out) {
+  if (in.size() > kMaxTags) return "too many tags (" + std::to_string(in.size()) + ")";
+  for (auto t : in) {
+    if (t.getKey().size() + t.getValue().size() > kMaxTagBytes) return "tag too large";
+    out[Str(t.getKey())] = Str(t.getValue());
+  }
+  return "";
+}
+
+std::string CheckName(const std::string& s, const char* what) {
+  if (s.size() > kMaxNameBytes) return std::string(what) + " too long";
+  return "";
+}
+std::string CheckAddr(const std::string& s) {
+  if (s.size() > kMaxAddrBytes) return "address too long";
+  return "";
+}
+
+struct InvalidField {
+  std::string what;
+};
+
+void Require(const std::string& err) {
+  if (!err.empty()) throw InvalidField{err};
+}
+
+// Opens the envelope and checks version and cluster. On success returns the
+// payload, copied and aligned.
+Decoded<kj::Array<capnp::word>> OpenEnvelope(ByteView bytes, const std::string& cluster, size_t max_bytes) {
+  if (bytes.size() > max_bytes) return BadInput{"too_large", std::to_string(bytes.size()) + " bytes"};
+  if (bytes.size() < sizeof(capnp::word) || bytes.size() % sizeof(capnp::word) != 0)
+    return BadInput{"decode", "length " + std::to_string(bytes.size()) + " is not a whole number of words"};
+  auto words = Aligned(bytes);
+  capnp::FlatArrayMessageReader reader(words, Limits(bytes.size()));
+  auto env = reader.getRoot<cw::Envelope>();
+  uint16_t v = env.getVersion();
+  if (v < kProtocolMin || v > kProtocolMax)
+    return BadInput{"version", "protocol version " + std::to_string(v) + " outside supported [" +
+                                   std::to_string(kProtocolMin) + ", " + std::to_string(kProtocolMax) + "]"};
+  auto c = env.getCluster();
+  if (c.size() != cluster.size() || std::memcmp(c.begin(), cluster.data(), c.size()) != 0)
+    return BadInput{"cluster", "cluster name '" + Str(c).substr(0, 64) + "' is not ours"};
+  if (env.getKeyId() != 0) return BadInput{"encrypted", "sealed packet but no keyring configured"};
+  auto payload = env.getPayload();
+  if (payload.size() < sizeof(capnp::word) || payload.size() % sizeof(capnp::word) != 0)
+    return BadInput{"decode", "payload length " + std::to_string(payload.size())};
+  return Aligned(ByteView(payload.begin(), payload.size()));
+}
+
+Bytes Seal(const std::string& cluster, capnp::MessageBuilder& inner) {
+  auto payload = capnp::messageToFlatArray(inner);
+  capnp::MallocMessageBuilder mb(payload.size() + 16 + cluster.size() / 8);
+  auto env = mb.initRoot<cw::Envelope>();
+  env.setVersion(kProtocolVersion);
+  env.setCluster(cluster);
+  env.setPayload(payload.asBytes());
+  return ToBytes(mb);
+}
+
+void WriteMessage(cw::Message::Builder out, const Message& m) {
+  std::visit(Overloaded{
+                 [&](const Ping& p) {
+                   auto b = out.initPing();
+                   b.setSeqNo(p.seq);
+                   b.setTarget(p.target);
+                   b.setSourceName(p.source_name);
+                   b.setSourceAddr(p.source_addr);
+                 },
+                 [&](const IndirectPing& p) {
+                   auto b = out.initIndirectPing();
+                   b.setSeqNo(p.seq);
+                   b.setTarget(p.target);
+                   b.setTargetAddr(p.target_addr);
+                   b.setWantNack(p.want_nack);
+                   b.setSourceName(p.source_name);
+                   b.setSourceAddr(p.source_addr);
+                 },
+                 [&](const Ack& a) { out.initAck().setSeqNo(a.seq); },
+                 [&](const Nack& a) { out.initNack().setSeqNo(a.seq); },
+                 [&](const Alive& a) {
+                   auto b = out.initAlive();
+                   b.setName(a.name);
+                   b.setAddr(a.addr);
+                   b.setIncarnation(a.incarnation);
+                   SetTags(b.initTags(a.tags.size()), a.tags);
+                   b.setProtocolMin(a.protocol_min);
+                   b.setProtocolMax(a.protocol_max);
+                 },
+                 [&](const Suspect& s) {
+                   auto b = out.initSuspect();
+                   b.setName(s.name);
+                   b.setIncarnation(s.incarnation);
+                   b.setFrom(s.from);
+                 },
+                 [&](const Dead& s) {
+                   auto b = out.initDead();
+                   b.setName(s.name);
+                   b.setIncarnation(s.incarnation);
+                   b.setFrom(s.from);
+                 },
+                 [&](const Leave& s) {
+                   auto b = out.initLeave();
+                   b.setName(s.name);
+                   b.setIncarnation(s.incarnation);
+                   b.setFrom(s.from);
+                   b.setPrune(s.prune);
+                 },
+             },
+             m);
+}
+
+Message ReadMessage(cw::Message::Reader in) {
+  switch (in.which()) {
+    case cw::Message::PING: {
+      auto r = in.getPing();
+      Ping p{r.getSeqNo(), Str(r.getTarget()), Str(r.getSourceName()), Str(r.getSourceAddr())};
+      Require(CheckName(p.target, "target"));
+      Require(CheckName(p.source_name, "source name"));
+      Require(CheckAddr(p.source_addr));
+      return p;
+    }
+    case cw::Message::INDIRECT_PING: {
+      auto r = in.getIndirectPing();
+      IndirectPing p{r.getSeqNo(),    Str(r.getTarget()),     Str(r.getTargetAddr()),
+                     r.getWantNack(), Str(r.getSourceName()), Str(r.getSourceAddr())};
+      Require(CheckName(p.target, "target"));
+      Require(CheckAddr(p.target_addr));
+      Require(CheckName(p.source_name, "source name"));
+      Require(CheckAddr(p.source_addr));
+      return p;
+    }
+    case cw::Message::ACK:
+      return Ack{in.getAck().getSeqNo()};
+    case cw::Message::NACK:
+      return Nack{in.getNack().getSeqNo()};
+    case cw::Message::ALIVE: {
+      auto r = in.getAlive();
+      Alive a;
+      a.name = Str(r.getName());
+      a.addr = Str(r.getAddr());
+      a.incarnation = r.getIncarnation();
+      Require(ReadTags(r.getTags(), a.tags));
+      a.protocol_min = r.getProtocolMin();
+      a.protocol_max = r.getProtocolMax();
+      Require(CheckName(a.name, "name"));
+      Require(CheckAddr(a.addr));
+      if (a.name.empty()) throw InvalidField{"alive without a name"};
+      return a;
+    }
+    case cw::Message::SUSPECT: {
+      auto r = in.getSuspect();
+      Suspect s{Str(r.getName()), r.getIncarnation(), Str(r.getFrom())};
+      Require(CheckName(s.name, "name"));
+      Require(CheckName(s.from, "from"));
+      return s;
+    }
+    case cw::Message::DEAD: {
+      auto r = in.getDead();
+      Dead s{Str(r.getName()), r.getIncarnation(), Str(r.getFrom())};
+      Require(CheckName(s.name, "name"));
+      Require(CheckName(s.from, "from"));
+      return s;
+    }
+    case cw::Message::LEAVE: {
+      auto r = in.getLeave();
+      Leave s{Str(r.getName()), r.getIncarnation(), Str(r.getFrom()), r.getPrune()};
+      Require(CheckName(s.name, "name"));
+      Require(CheckName(s.from, "from"));
+      return s;
+    }
+  }
+  throw InvalidField{"unknown message type " + std::to_string(static_cast<int>(in.which()))};
+}
+
+cw::MemberStatus ToWire(StateStatus s) {
+  switch (s) {
+    case StateStatus::kAlive: return cw::MemberStatus::ALIVE;
+    case StateStatus::kSuspect: return cw::MemberStatus::SUSPECT;
+    case StateStatus::kDead: return cw::MemberStatus::DEAD;
+    case StateStatus::kLeft: return cw::MemberStatus::LEFT;
+  }
+  return cw::MemberStatus::DEAD;
+}
+
+void WritePushPull(cw::PushPull::Builder b, const PushPull& pp) {
+  b.setJoin(pp.join);
+  b.setFrom(pp.from);
+  auto list = b.initMembers(pp.members.size());
+  for (size_t i = 0; i < pp.members.size(); ++i) {
+    const auto& m = pp.members[i];
+    auto o = list[i];
+    o.setName(m.name);
+    o.setAddr(m.addr);
+    o.setIncarnation(m.incarnation);
+    o.setStatus(ToWire(m.status));
+    SetTags(o.initTags(m.tags.size()), m.tags);
+    o.setProtocolMin(m.protocol_min);
+    o.setProtocolMax(m.protocol_max);
+  }
+}
+
+PushPull ReadPushPull(cw::PushPull::Reader r) {
+  PushPull pp;
+  pp.join = r.getJoin();
+  pp.from = Str(r.getFrom());
+  Require(CheckName(pp.from, "from"));
+  auto list = r.getMembers();
+  pp.members.reserve(list.size());
+  for (auto m : list) {
+    MemberState s;
+    s.name = Str(m.getName());
+    s.addr = Str(m.getAddr());
+    Require(CheckName(s.name, "member name"));
+    Require(CheckAddr(s.addr));
+    if (s.name.empty()) throw InvalidField{"member without a name"};
+    s.incarnation = m.getIncarnation();
+    switch (m.getStatus()) {
+      case cw::MemberStatus::ALIVE: s.status = StateStatus::kAlive; break;
+      case cw::MemberStatus::SUSPECT: s.status = StateStatus::kSuspect; break;
+      case cw::MemberStatus::DEAD: s.status = StateStatus::kDead; break;
+      case cw::MemberStatus::LEFT: s.status = StateStatus::kLeft; break;
+      default: throw InvalidField{"unknown member status"};
+    }
+    Require(ReadTags(m.getTags(), s.tags));
+    s.protocol_min = m.getProtocolMin();
+    s.protocol_max = m.getProtocolMax();
+    pp.members.push_back(std::move(s));
+  }
+  return pp;
+}
+
+// Runs `fn` over the decoded payload, turning every failure into BadInput.
+template <typename T, typename Fn>
+Decoded<T> Guarded(ByteView bytes, const std::string& cluster, size_t max_bytes, Fn fn) {
+  try {
+    auto opened = OpenEnvelope(bytes, cluster, max_bytes);
+    if (auto* bad = std::get_if<BadInput>(&opened)) return *bad;
+    auto& words = std::get<kj::Array<capnp::word>>(opened);
+    capnp::FlatArrayMessageReader reader(words, Limits(words.size() * sizeof(capnp::word)));
+    return fn(reader);
+  } catch (const kj::Exception& e) {
+    return BadInput{"decode", std::string(e.getDescription().cStr()).substr(0, 200)};
+  } catch (const InvalidField& e) {
+    return BadInput{"invalid", e.what};
+  } catch (const std::exception& e) {
+    return BadInput{"decode", e.what()};
+  }
+}
+
+size_t TextSize(const std::string& s) { return 8 + ((s.size() + 1 + 7) & ~size_t{7}); }
+
+}  // namespace
+
+const char* MessageTypeName(const Message& m) {
+  static const char* kNames[] = {"ping", "indirect_ping", "ack", "nack", "alive", "suspect", "dead", "leave"};
+  return kNames[m.index()];
+}
+
+size_t EstimateSize(const Message& m) {
+  // List element pointer + union struct + the variant's struct header and data.
+  size_t n = 8 + 16 + 32;
+  std::visit(Overloaded{
+                 [&](const Ping& p) { n += TextSize(p.target) + TextSize(p.source_name) + TextSize(p.source_addr); },
+                 [&](const IndirectPing& p) {
+                   n += TextSize(p.target) + TextSize(p.target_addr) + TextSize(p.source_name) +
+                        TextSize(p.source_addr);
+                 },
+                 [&](const Ack&) {},
+                 [&](const Nack&) {},
+                 [&](const Alive& a) {
+                   n += TextSize(a.name) + TextSize(a.addr) + 8;
+                   for (const auto& [k, v] : a.tags) n += 16 + TextSize(k) + TextSize(v);
+                 },
+                 [&](const Suspect& s) { n += TextSize(s.name) + TextSize(s.from); },
+                 [&](const Dead& s) { n += TextSize(s.name) + TextSize(s.from); },
+                 [&](const Leave& s) { n += TextSize(s.name) + TextSize(s.from); },
+             },
+             m);
+  return n;
+}
+
+size_t EnvelopeOverhead(const std::string& cluster) {
+  // Segment tables of both messages, envelope struct, cluster text, payload
+  // pointer and the packet's list header.
+  return 8 + 8 + 48 + TextSize(cluster) + 8 + 16 + 16;
+}
+
+Bytes EncodePacket(const std::string& cluster, const std::vector<Message>& messages) {
+  capnp::MallocMessageBuilder mb;
+  auto list = mb.initRoot<cw::Packet>().initMessages(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) WriteMessage(list[i], messages[i]);
+  return Seal(cluster, mb);
+}
+
+Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cluster) {
+  return Guarded<std::vector<Message>>(bytes, cluster, kMaxPacketBytes, [](capnp::FlatArrayMessageReader& r) {
+    auto list = r.getRoot<cw::Packet>().getMessages();
+    if (list.size() > kMaxMessagesPerPacket) throw InvalidField{"too many messages in one packet"};
+    if (list.size() == 0) throw InvalidField{"empty packet"};
+    std::vector<Message> out;
+    out.reserve(list.size());
+    for (auto m : list) out.push_back(ReadMessage(m));
+    return out;
+  });
+}
+
+Bytes EncodeStreamRequest(const std::string& cluster, const PushPull& pp) {
+  capnp::MallocMessageBuilder mb;
+  WritePushPull(mb.initRoot<cw::StreamRequest>().initPushPull(), pp);
+  return Seal(cluster, mb);
+}
+
+Decoded<PushPull> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes) {
+  return Guarded<PushPull>(bytes, cluster, max_bytes, [](capnp::FlatArrayMessageReader& r) {
+    auto req = r.getRoot<cw::StreamRequest>();
+    if (req.which() != cw::StreamRequest::PUSH_PULL) throw InvalidField{"unknown stream request"};
+    return ReadPushPull(req.getPushPull());
+  });
+}
+
+Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply) {
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<cw::StreamReply>();
+  if (auto* pp = std::get_if<PushPull>(&reply.body)) {
+    WritePushPull(root.initPushPull(), *pp);
+  } else {
+    root.setRefused(std::get<std::string>(reply.body));
+  }
+  return Seal(cluster, mb);
+}
+
+Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluster, size_t max_bytes) {
+  return Guarded<StreamReply>(bytes, cluster, max_bytes, [](capnp::FlatArrayMessageReader& r) {
+    auto rep = r.getRoot<cw::StreamReply>();
+    switch (rep.which()) {
+      case cw::StreamReply::PUSH_PULL: return StreamReply{ReadPushPull(rep.getPushPull())};
+      case cw::StreamReply::REFUSED: return StreamReply{Str(rep.getRefused()).substr(0, 1024)};
+    }
+    throw InvalidField{"unknown stream reply"};
+  });
+}
+
+Bytes EncodeEnvelopeForTest(uint16_t version, const std::string& cluster, const Bytes& payload) {
+  capnp::MallocMessageBuilder mb;
+  auto env = mb.initRoot<cw::Envelope>();
+  env.setVersion(version);
+  env.setCluster(cluster);
+  env.setPayload(kj::arrayPtr(payload.data(), payload.size()));
+  return ToBytes(mb);
+}
+
+}  // namespace starling::membership::wire

@@ -1,0 +1,113 @@
+// Wire codec: C++ message structs <-> schema/gossip.capnp bytes.
+//
+// This is the trust boundary for everything a peer sends. Decode* never
+// throws: bytes that fail Cap'n Proto validation, exceed our limits, carry a
+// protocol version outside [kProtocolMin, kProtocolMax] or another cluster's
+// name come back as BadInput with a short `reason` (used as a counter name)
+// and a `detail` for the log line. It is the function the fuzzers target.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "starling/membership/config.h"
+#include "starling/membership/env.h"
+
+namespace starling::membership::wire {
+
+struct Ping {
+  uint32_t seq = 0;
+  std::string target, source_name, source_addr;
+};
+struct IndirectPing {
+  uint32_t seq = 0;
+  std::string target, target_addr;
+  bool want_nack = false;
+  std::string source_name, source_addr;
+};
+struct Ack {
+  uint32_t seq = 0;
+};
+struct Nack {
+  uint32_t seq = 0;
+};
+struct Alive {
+  std::string name, addr;
+  uint64_t incarnation = 0;
+  Tags tags;
+  uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax;
+};
+struct Suspect {
+  std::string name;
+  uint64_t incarnation = 0;
+  std::string from;
+};
+struct Dead {
+  std::string name;
+  uint64_t incarnation = 0;
+  std::string from;
+};
+struct Leave {
+  std::string name;
+  uint64_t incarnation = 0;
+  std::string from;
+  bool prune = false;
+};
+using Message = std::variant<Ping, IndirectPing, Ack, Nack, Alive, Suspect, Dead, Leave>;
+// Counter suffix for a message: "ping", "indirect_ping", "ack", ...
+const char* MessageTypeName(const Message& m);
+inline constexpr size_t kMessageTypes = std::variant_size_v<Message>;
+
+enum class StateStatus : uint8_t { kAlive, kSuspect, kDead, kLeft };
+struct MemberState {
+  std::string name, addr;
+  uint64_t incarnation = 0;
+  StateStatus status = StateStatus::kAlive;
+  Tags tags;
+  uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax;
+};
+struct PushPull {
+  bool join = false;
+  std::string from;
+  std::vector<MemberState> members;
+};
+struct StreamReply {
+  std::variant<PushPull, std::string> body;  // the reply state, or why we were refused
+};
+
+struct BadInput {
+  std::string reason;  // decode | version | cluster | too_large | invalid
+  std::string detail;
+};
+template <typename T>
+using Decoded = std::variant<T, BadInput>;
+
+// Limits on what a peer may make us hold.
+inline constexpr size_t kMaxNameBytes = 256;
+inline constexpr size_t kMaxAddrBytes = 262;
+inline constexpr size_t kMaxTags = 64;
+inline constexpr size_t kMaxTagBytes = 1024;
+inline constexpr size_t kMaxMessagesPerPacket = 512;
+inline constexpr size_t kMaxPacketBytes = 65536;
+
+// A conservative upper bound on a message's encoded size, for packing
+// piggybacked broadcasts into the datagram budget.
+size_t EstimateSize(const Message& m);
+// Bytes an empty packet envelope costs on top of its messages.
+size_t EnvelopeOverhead(const std::string& cluster);
+
+Bytes EncodePacket(const std::string& cluster, const std::vector<Message>& messages);
+Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cluster);
+
+Bytes EncodeStreamRequest(const std::string& cluster, const PushPull& pp);
+Decoded<PushPull> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes);
+Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply);
+Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluster, size_t max_bytes);
+
+// Builds an envelope with arbitrary header fields around `payload`; for tests
+// that need a foreign version or cluster.
+Bytes EncodeEnvelopeForTest(uint16_t version, const std::string& cluster, const Bytes& payload);
+
+}  // namespace starling::membership::wire

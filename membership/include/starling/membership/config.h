@@ -1,0 +1,70 @@
+// Membership configuration and the lan / wan / local timing profiles.
+//
+// The profiles copy memberlist's presets so that Starling and Serf compare at
+// equal settings (DESIGN.md section 3).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "starling/membership/env.h"
+
+namespace starling::membership {
+
+using namespace std::chrono_literals;
+using Tags = std::map<std::string, std::string>;
+
+inline constexpr uint16_t kProtocolMin = 1;
+inline constexpr uint16_t kProtocolMax = 1;
+inline constexpr uint16_t kProtocolVersion = 1;
+
+struct Timing {
+  std::string profile = "lan";
+  Duration probe_interval = 1s;
+  Duration probe_timeout = 500ms;
+  int suspicion_mult = 4;
+  int suspicion_max_timeout_mult = 6;
+  Duration gossip_interval = 200ms;
+  int gossip_nodes = 3;
+  Duration push_pull_interval = 30s;
+  int retransmit_mult = 4;
+  int indirect_checks = 3;
+  // Dead members still receive gossip for this long, so they learn of their
+  // death and refute it quickly after a short blip.
+  Duration gossip_to_the_dead = 30s;
+};
+
+// Returns the named profile ("lan", "wan" or "local"), or nullopt.
+std::optional<Timing> ProfileTiming(std::string_view name);
+
+struct Config {
+  std::string name;            // unique in the cluster
+  std::string advertise_addr;  // "host:port" others reach us at (UDP and TCP)
+  std::string cluster = "default";
+  Tags tags;
+  Timing timing;
+
+  // Lifeguard: local health multiplier, nacks, confirmation-shortened
+  // suspicion and the buddy system. Off only to measure what it buys.
+  bool lifeguard = true;
+  int awareness_max_multiplier = 8;  // health score runs 0 .. this-1
+
+  // Incarnation to start from. The daemon passes (persisted generation << 32),
+  // so it never goes backwards across restarts.
+  uint64_t initial_incarnation = 1;
+
+  Duration reap_timeout = std::chrono::hours(24);  // failed/left members are forgotten after this
+  Duration reconnect_interval = 30s;               // first retry of a failed member; doubles
+  Duration reconnect_max_backoff = std::chrono::minutes(10);
+  Duration stream_timeout = 10s;                   // one push-pull exchange
+  Duration join_retry_interval = 5s;
+  Duration leave_propagate_wait = 2s;              // upper bound on how long Leave() waits
+  size_t max_packet_bytes = 1400;                  // UDP budget for one compound packet
+  size_t max_stream_bytes = 16 << 20;              // refuse larger stream frames
+};
+
+}  // namespace starling::membership

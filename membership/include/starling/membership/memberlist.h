@@ -1,0 +1,123 @@
+// Memberlist: SWIM with the Lifeguard refinements, as a pure state machine.
+//
+// Contract
+//  * Driven only through the injected Clock, Transport and Random, and by the
+//    owner calling HandlePacket / HandleStream with received bytes. It never
+//    blocks, sleeps, opens sockets or reads the OS clock.
+//  * Single-threaded: every method, and every callback it registers, runs on
+//    the owner's protocol thread.
+//  * Bytes from the network are untrusted: a packet that fails to decode, has
+//    a foreign protocol version or cluster name is dropped, counted under
+//    `bad_packets.<reason>` and logged (rate-limited); it never throws.
+//
+// See membership/README.md for the protocol, the timing formulas and how they
+// derive from memberlist's.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "starling/membership/config.h"
+#include "starling/membership/env.h"
+
+namespace starling::membership {
+
+enum class MemberStatus { kAlive, kSuspect, kFailed, kLeft };
+std::string_view StatusName(MemberStatus s);  // "alive", "suspect", "failed", "left"
+
+struct MemberView {
+  std::string name;
+  std::string addr;
+  MemberStatus status = MemberStatus::kAlive;
+  uint64_t incarnation = 0;
+  Tags tags;
+  uint16_t protocol_min = kProtocolMin;
+  uint16_t protocol_max = kProtocolMax;
+  Time status_since{};  // when this node last saw the status change
+};
+
+struct MemberCounts {
+  size_t alive = 0, suspect = 0, failed = 0, left = 0;
+};
+
+enum class EventType { kJoined, kUpdated, kSuspect, kFailed, kLeft, kReaped, kAlive };
+std::string_view EventName(EventType t);
+
+struct Event {
+  EventType type;
+  MemberView member;
+};
+
+// Counters by name, e.g. "messages_sent.ping", "bad_packets.decode",
+// "suspicions", "refutations", "bytes_received".
+using Counters = std::map<std::string, uint64_t>;
+
+class Memberlist {
+ public:
+  using EventFn = std::function<void(const Event&)>;
+
+  // The references must outlive the Memberlist.
+  Memberlist(Config config, Clock& clock, Transport& transport, Random& random, EventFn on_event = {});
+  ~Memberlist();
+  Memberlist(const Memberlist&) = delete;
+  Memberlist& operator=(const Memberlist&) = delete;
+
+  // Adds this node as alive and starts the probe, gossip, push-pull and reap
+  // timers. Call once.
+  void Start();
+
+  // Contacts each seed by push-pull. `done` gets how many answered, or
+  // kConflict when a seed refused us because our name is held by a live
+  // member at another address, or kUnavailable when none answered.
+  using JoinDone = std::function<void(Result<int>)>;
+  void Join(std::vector<std::string> seeds, JoinDone done);
+  // Join, retrying every join_retry_interval until one seed answers,
+  // `max_attempts` tries (0 = forever), or a conflict.
+  void JoinWithRetry(std::vector<std::string> seeds, int max_attempts, JoinDone done);
+
+  // Seeds a restarted node with the members it knew: they are tried by
+  // push-pull like seeds, and kept as failed members to reconnect to.
+  void AddKnownMembers(const std::vector<MemberView>& members);
+
+  // Announces a graceful leave and runs `done` once the news has been sent
+  // to the cluster (or leave_propagate_wait passed). Afterwards the node no
+  // longer answers probes.
+  void Leave(std::function<void()> done);
+
+  // Marks a failed member as left on every node (or erases it with `prune`).
+  // kNotFound for an unknown name, kInvalidArgument for ourselves, and
+  // kConflict for a member we see alive.
+  Status ForceLeave(const std::string& name, bool prune);
+
+  // Replaces our tags and announces them with a new incarnation.
+  void SetTags(Tags tags);
+
+  // Stops every timer; later packets are ignored.
+  void Shutdown();
+
+  void HandlePacket(const std::string& from, ByteView packet);
+  // Handles one stream request and returns the reply frame (possibly empty
+  // when the request is dropped).
+  Bytes HandleStream(const std::string& from, ByteView request);
+
+  // Reads.
+  std::vector<MemberView> Members() const;  // sorted by name, ourselves included
+  MemberView Self() const;
+  size_t NumAlive() const;                  // alive + suspect, ourselves included
+  MemberCounts Counts() const;              // by status, ourselves included
+  std::optional<MemberStatus> StatusOf(const std::string& name) const;
+  int HealthScore() const;
+  const Counters& counters() const;
+  const Config& config() const;
+  bool left() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace starling::membership

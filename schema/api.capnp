@@ -1,0 +1,81 @@
+@0xf112739072f2619b;
+# The local API between the `starling` CLI and its own daemon, over the Unix
+# socket. Framing: a 4-byte little-endian length, then a flat Cap'n Proto
+# message (Request from the CLI, Reply from the daemon), one exchange per
+# connection. The socket's file permissions are the access control.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("starling::api");
+
+const apiVersion :UInt16 = 1;
+
+struct Tag {
+  key @0 :Text;
+  value @1 :Text;
+}
+
+struct Request {
+  version @0 :UInt16;
+  union {
+    members @1 :Void;
+    join @2 :List(Text);            # seed addresses host:port
+    leave @3 :Void;
+    forceLeave @4 :ForceLeave;
+    tags @5 :TagChange;
+    info @6 :Void;
+  }
+}
+
+struct ForceLeave {
+  name @0 :Text;
+  prune @1 :Bool;
+}
+
+struct TagChange {
+  set @0 :List(Tag);
+  delete @1 :List(Text);
+}
+
+struct Member {
+  name @0 :Text;
+  addr @1 :Text;
+  status @2 :Text;                  # alive | suspect | failed | left
+  incarnation @3 :UInt64;
+  tags @4 :List(Tag);
+  protocolMin @5 :UInt16;
+  protocolMax @6 :UInt16;
+}
+
+struct Counter {
+  name @0 :Text;
+  value @1 :UInt64;
+}
+
+struct Info {
+  name @0 :Text;
+  addr @1 :Text;
+  cluster @2 :Text;
+  profile @3 :Text;
+  incarnation @4 :UInt64;
+  healthScore @5 :UInt32;
+  protocolVersion @6 :UInt16;
+  version @7 :Text;
+  membersAlive @8 :UInt32;
+  membersSuspect @9 :UInt32;
+  membersFailed @10 :UInt32;
+  membersLeft @11 :UInt32;
+  counters @12 :List(Counter);      # e.g. bad_packets.version, messages_received.ping
+  tags @13 :List(Tag);
+  dataDir @14 :Text;
+  uptimeSeconds @15 :UInt64;
+}
+
+struct Reply {
+  error @0 :Text;                   # empty on success; names what was wrong
+  union {
+    none @1 :Void;
+    members @2 :List(Member);
+    joined @3 :UInt32;              # how many seeds answered
+    info @4 :Info;
+  }
+}

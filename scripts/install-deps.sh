@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Starling builds, tests and runs with, skipping
+# what is already present. Safe to run repeatedly; needs root or sudo only when
+# something is missing.
+set -euo pipefail
+
+BUILD_PKGS=(
+  g++ cmake ninja-build pkg-config
+  libasio-dev capnproto libcapnp-dev librocksdb-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
+)
+TEST_PKGS=(python3 procps)
+
+want=("${BUILD_PKGS[@]}")
+if [[ "${1:-}" == "--with-tests" ]]; then
+  want+=("${TEST_PKGS[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install-deps: missing ${missing[*]} and not root (no sudo): install them and rerun" >&2
+    exit 1
+  fi
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,344 @@
+// Membership on virtual time: whole clusters, faults and timing bounds.
+// Every test prints its seed; rerun with STARLING_SEED=<seed> to replay.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "starling/sim/simulator.h"
+
+namespace starling::sim {
+namespace {
+
+using namespace std::chrono_literals;
+using membership::EventType;
+using membership::MemberStatus;
+
+uint64_t Seed(uint64_t fallback) {
+  if (const char* s = std::getenv("STARLING_SEED")) return std::strtoull(s, nullptr, 10);
+  return fallback;
+}
+
+membership::Config Profile(const char* name) {
+  membership::Config c;
+  c.timing = *membership::ProfileTiming(name);
+  return c;
+}
+
+class SimTest : public ::testing::Test {
+ protected:
+  void SetUp() override { spdlog::set_level(spdlog::level::err); }
+};
+
+// Starts n nodes joining node 0, spread over `spread`.
+void JoinWave(Cluster& c, int n, Duration spread) {
+  for (int i = 0; i < n; ++i) c.Add();
+  c.Start(0);
+  for (int i = 1; i < n; ++i) c.loop().At(c.Now() + spread * i / n, [&c, i] { c.StartAndJoin(i, 0); });
+  c.loop().RunFor(spread);
+}
+
+// The longest a crashed member can take to be declared failed everywhere:
+// up to one probe period until someone probes it (with n probers it is
+// almost always far less), one period for the probe to fail, the full
+// unconfirmed suspicion timeout, and a few gossip rounds to spread the news.
+Duration SuspicionBound(const membership::Config& cfg, int n) {
+  const auto& t = cfg.timing;
+  const double scale = std::max(1.0, std::log10(static_cast<double>(n)));
+  auto min = std::chrono::duration_cast<Duration>(t.probe_interval * t.suspicion_mult * scale);
+  return 2 * t.probe_interval + min * t.suspicion_max_timeout_mult + 20 * t.gossip_interval;
+}
+
+TEST_F(SimTest, SmallClusterConvergesAndSameSeedReplaysExactly) {
+  auto run = [](uint64_t seed) {
+    Cluster c(seed, Profile("lan"));
+    uint64_t trace = 1469598103934665603ULL;  // FNV-1a over the event stream
+    c.OnEvent([&](int i, const membership::Event& e) {
+      for (uint64_t v : {uint64_t(i), uint64_t(e.type), uint64_t(c.Now().count()), e.member.incarnation}) {
+        trace = (trace ^ v) * 1099511628211ULL;
+      }
+    });
+    JoinWave(c, 10, 1s);
+    bool ok = c.loop().RunUntil([&] { return c.Converged(); }, 60s);
+    c.loop().RunFor(10s);
+    return std::make_pair(ok, trace);
+  };
+  const uint64_t seed = Seed(11);
+  auto a = run(seed);
+  auto b = run(seed);
+  auto other = run(seed + 1);
+  EXPECT_TRUE(a.first) << "seed " << seed;
+  EXPECT_EQ(a.second, b.second) << "same seed, different run: seed " << seed;
+  EXPECT_NE(a.second, other.second) << "different seeds gave identical runs";
+}
+
+TEST_F(SimTest, ThousandNodesJoinedThroughOneSeedConverge) {
+  const uint64_t seed = Seed(1000);
+  auto cfg = Profile("lan");
+  Cluster c(seed, cfg);
+  JoinWave(c, 1000, 10s);
+  const Time t0 = c.Now();
+  bool ok = c.loop().RunUntil([&] { return c.Converged(); }, 600s, 1s);
+  std::printf("1000 nodes: converged=%d %.1f s after the last join (seed %llu)\n", ok,
+              std::chrono::duration<double>(c.Now() - t0).count(), static_cast<unsigned long long>(seed));
+  ASSERT_TRUE(ok) << "seed " << seed;
+  for (int i = 0; i < c.size(); ++i) {
+    auto counts = c.node(i).Counts();
+    ASSERT_EQ(counts.alive, 1000u) << "node " << i;
+  }
+}
+
+TEST_F(SimTest, NoHealthyNodeDeclaredFailedUnderFivePercentLoss) {
+  const uint64_t seed = Seed(5);
+  Cluster c(seed, Profile("lan"));
+  JoinWave(c, 64, 2s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 120s)) << "seed " << seed;
+  uint64_t failed = 0, suspected = 0;
+  c.OnEvent([&](int, const membership::Event& e) {
+    if (e.type == EventType::kFailed) ++failed;
+    if (e.type == EventType::kSuspect) ++suspected;
+  });
+  c.SetLoss(0.05);
+  c.loop().RunFor(600s);
+  std::printf("5%% loss, 64 nodes, 10 min: %llu suspicions, %llu failures (seed %llu)\n",
+              static_cast<unsigned long long>(suspected), static_cast<unsigned long long>(failed),
+              static_cast<unsigned long long>(seed));
+  EXPECT_EQ(failed, 0u) << "healthy nodes declared failed; seed " << seed;
+  EXPECT_GT(c.net_stats().packets_dropped, 0u) << "the loss was not applied";
+  c.SetLoss(0);
+  EXPECT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+}
+
+TEST_F(SimTest, CrashedNodeDeclaredFailedWithinSuspicionBound) {
+  const uint64_t seed = Seed(77);
+  auto cfg = Profile("lan");
+  const int n = 50;
+  Cluster c(seed, cfg);
+  JoinWave(c, n, 2s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 120s));
+  const int victim = 17;
+  c.Crash(victim);
+  const Time crashed = c.Now();
+  // Not before a probe could time out and the shortest suspicion expire.
+  const double scale = std::log10(static_cast<double>(n));
+  const auto earliest =
+      cfg.timing.probe_timeout + std::chrono::duration_cast<Duration>(cfg.timing.probe_interval *
+                                                                      cfg.timing.suspicion_mult * scale);
+  bool any_early = false;
+  c.OnEvent([&](int, const membership::Event& e) {
+    if (e.type == EventType::kFailed && e.member.name == c.name(victim) && c.Now() - crashed < earliest)
+      any_early = true;
+  });
+  const Duration bound = SuspicionBound(cfg, n);
+  bool ok = c.loop().RunUntil([&] { return c.AllSee(victim, MemberStatus::kFailed); }, bound, 10ms);
+  std::printf("crash detected by all %d nodes after %.2f s (bound %.1f s, earliest %.1f s)\n", n - 1,
+              std::chrono::duration<double>(c.Now() - crashed).count(), std::chrono::duration<double>(bound).count(),
+              std::chrono::duration<double>(earliest).count());
+  EXPECT_TRUE(ok) << "not every node saw the crash within the bound; seed " << seed;
+  EXPECT_FALSE(any_early) << "declared failed sooner than the protocol allows";
+  // Nobody else was hurt.
+  for (int i = 0; i < n; ++i) {
+    if (i == victim) continue;
+    EXPECT_TRUE(c.AllSee(i, MemberStatus::kAlive)) << "node " << i;
+  }
+}
+
+TEST_F(SimTest, HealedPartitionMergesIntoOneView) {
+  const uint64_t seed = Seed(3);
+  auto cfg = Profile("lan");
+  const int n = 20;
+  Cluster c(seed, cfg);
+  JoinWave(c, n, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  std::vector<int> left, right;
+  for (int i = 0; i < n; ++i) (i < 12 ? left : right).push_back(i);
+  c.Partition({left, right});
+  bool split = c.loop().RunUntil(
+      [&] {
+        for (int i : right)
+          for (int j : left)
+            if (c.node(j).StatusOf(c.name(i)) != MemberStatus::kFailed) return false;
+        for (int i : left)
+          for (int j : right)
+            if (c.node(j).StatusOf(c.name(i)) != MemberStatus::kFailed) return false;
+        return true;
+      },
+      180s);
+  ASSERT_TRUE(split) << "each side should see the other failed; seed " << seed;
+  c.Heal();
+  const Time healed = c.Now();
+  bool merged = c.loop().RunUntil([&] { return c.Converged(); }, 600s, 1s);
+  std::printf("partition 12/8 merged %.1f s after healing (seed %llu)\n",
+              std::chrono::duration<double>(c.Now() - healed).count(), static_cast<unsigned long long>(seed));
+  EXPECT_TRUE(merged) << "seed " << seed;
+}
+
+// One node's message handling is slow. Count failure declarations of healthy
+// nodes with and without Lifeguard under the same seed.
+uint64_t FalseFailuresWithSlowNode(bool lifeguard, uint64_t seed, uint64_t* suspicions) {
+  auto cfg = Profile("lan");
+  cfg.lifeguard = lifeguard;
+  const int n = 24;
+  Cluster c(seed, cfg);
+  JoinWave(c, n, 1s);
+  if (!c.loop().RunUntil([&] { return c.Converged(); }, 60s)) return ~0ULL;
+  const int slow = 5;
+  uint64_t failed = 0;
+  *suspicions = 0;
+  c.OnEvent([&](int observer, const membership::Event& e) {
+    if (e.member.name == c.name(slow) || observer == slow) {
+      // What the slow node says about others, and others about it, both count
+      // if the subject is a healthy node.
+    }
+    if (e.member.name == c.name(slow)) return;  // the slow node itself is fair game
+    if (e.type == EventType::kFailed) ++failed;
+    if (e.type == EventType::kSuspect) ++*suspicions;
+  });
+  c.SetSlow(slow, 1500ms);
+  c.loop().RunFor(600s);
+  return failed;
+}
+
+TEST_F(SimTest, LifeguardCutsFalseFailuresCausedByASlowNode) {
+  const uint64_t seed = Seed(21);
+  uint64_t sus_on = 0, sus_off = 0;
+  const uint64_t on = FalseFailuresWithSlowNode(true, seed, &sus_on);
+  const uint64_t off = FalseFailuresWithSlowNode(false, seed, &sus_off);
+  std::printf("slow node, 10 min: false failures of healthy nodes: lifeguard on %llu, off %llu "
+              "(suspicions %llu vs %llu; seed %llu)\n",
+              static_cast<unsigned long long>(on), static_cast<unsigned long long>(off),
+              static_cast<unsigned long long>(sus_on), static_cast<unsigned long long>(sus_off),
+              static_cast<unsigned long long>(seed));
+  EXPECT_LT(on, off) << "seed " << seed;
+}
+
+TEST_F(SimTest, LeaveShowsLeftEverywhereAndNeverFailed) {
+  const uint64_t seed = Seed(8);
+  Cluster c(seed, Profile("lan"));
+  JoinWave(c, 16, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  const int leaver = 9;
+  bool seen_failed = false;
+  c.OnEvent([&](int, const membership::Event& e) {
+    if (e.member.name == c.name(leaver) && e.type == EventType::kFailed) seen_failed = true;
+  });
+  c.Leave(leaver);
+  EXPECT_TRUE(c.loop().RunUntil([&] { return c.AllSee(leaver, MemberStatus::kLeft); }, 10s)) << "seed " << seed;
+  c.loop().RunFor(60s);
+  EXPECT_TRUE(c.AllSee(leaver, MemberStatus::kLeft));
+  EXPECT_FALSE(seen_failed) << "a leaving node was seen failed";
+}
+
+TEST_F(SimTest, CrashedNodeRestartsAndRejoinsFromKnownMembers) {
+  const uint64_t seed = Seed(13);
+  Cluster c(seed, Profile("local"));
+  JoinWave(c, 10, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  c.Crash(4);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.AllSee(4, MemberStatus::kFailed); }, 60s));
+  c.Restart(4);  // no seed: uses what it knew
+  EXPECT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s)) << "seed " << seed;
+  EXPECT_GT(c.node(0).Members()[4].incarnation >> 32, 1u) << "incarnation generation did not advance";
+}
+
+TEST_F(SimTest, ForceLeaveMarksFailedMemberLeftAndPruneErasesIt) {
+  const uint64_t seed = Seed(17);
+  Cluster c(seed, Profile("local"));
+  JoinWave(c, 8, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  EXPECT_EQ(c.node(0).ForceLeave(c.name(3), false).code(), Status::Code::kConflict) << "alive member";
+  EXPECT_EQ(c.node(0).ForceLeave("nobody", false).code(), Status::Code::kNotFound);
+  EXPECT_EQ(c.node(0).ForceLeave(c.name(0), false).code(), Status::Code::kInvalidArgument);
+  c.Crash(3);
+  c.Crash(5);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.AllSee(3, MemberStatus::kFailed) && c.AllSee(5, MemberStatus::kFailed); },
+                                60s));
+  ASSERT_TRUE(c.node(0).ForceLeave(c.name(3), false).ok());
+  EXPECT_TRUE(c.loop().RunUntil([&] { return c.AllSee(3, MemberStatus::kLeft); }, 10s));
+  ASSERT_TRUE(c.node(1).ForceLeave(c.name(5), true).ok());
+  EXPECT_TRUE(c.loop().RunUntil(
+      [&] {
+        for (int i = 0; i < c.size(); ++i)
+          if (c.up(i) && c.node(i).StatusOf(c.name(5)).has_value()) return false;
+        return true;
+      },
+      10s))
+      << "pruned member still listed";
+}
+
+TEST_F(SimTest, FailedMembersAreReapedAfterTheTimeout) {
+  auto cfg = Profile("local");
+  cfg.reap_timeout = 120s;
+  Cluster c(Seed(19), cfg);
+  JoinWave(c, 6, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  c.Crash(2);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.AllSee(2, MemberStatus::kFailed); }, 60s));
+  c.loop().RunFor(cfg.reap_timeout - 31s);  // reap checks run every reap_timeout/4 at most 15 s
+  EXPECT_TRUE(c.AllSee(2, MemberStatus::kFailed)) << "reaped too early";
+  EXPECT_TRUE(c.loop().RunUntil(
+      [&] {
+        for (int i = 0; i < c.size(); ++i)
+          if (c.up(i) && c.node(i).StatusOf(c.name(2)).has_value()) return false;
+        return true;
+      },
+      60s))
+      << "not reaped after the timeout";
+}
+
+TEST_F(SimTest, SecondNodeClaimingALiveNameIsRefused) {
+  Cluster c(Seed(23), Profile("local"));
+  JoinWave(c, 4, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  auto cfg = Profile("local");
+  cfg.name = c.name(2);  // same name, different address
+  int imposter = c.Add(cfg);
+  c.Start(imposter);
+  std::optional<Status> result;
+  c.node(imposter).Join({c.addr(0)}, [&](Result<int> r) { result = r.status(); });
+  c.loop().RunFor(5s);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->code(), Status::Code::kConflict) << result->ToString();
+  EXPECT_NE(result->message().find(c.name(2)), std::string::npos) << result->message();
+  EXPECT_EQ(c.node(0).Members().size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(c.node(i).StatusOf(c.name(2)), MemberStatus::kAlive);
+}
+
+TEST_F(SimTest, TagChangesReachEveryNode) {
+  Cluster c(Seed(29), Profile("local"));
+  JoinWave(c, 12, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  c.node(7).SetTags({{"role", "db"}});
+  EXPECT_TRUE(c.loop().RunUntil(
+      [&] {
+        for (int i = 0; i < c.size(); ++i) {
+          for (const auto& m : c.node(i).Members())
+            if (m.name == c.name(7) && (m.tags.count("role") == 0 || m.tags.at("role") != "db")) return false;
+        }
+        return true;
+      },
+      10s));
+}
+
+TEST_F(SimTest, ClustersWithDifferentNamesNeverMerge) {
+  auto a_cfg = Profile("local");
+  a_cfg.cluster = "alpha";
+  Cluster c(Seed(31), a_cfg);
+  JoinWave(c, 4, 1s);
+  auto b_cfg = Profile("local");
+  b_cfg.cluster = "beta";
+  int stranger = c.Add(b_cfg);
+  c.Start(stranger);
+  std::optional<Status> result;
+  c.node(stranger).Join({c.addr(0)}, [&](Result<int> r) { result = r.status(); });
+  c.loop().RunFor(30s);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_FALSE(result->ok());
+  EXPECT_EQ(c.node(0).Counts().alive, 4u);
+  EXPECT_EQ(c.node(stranger).Counts().alive, 1u);
+  EXPECT_GT(c.node(0).counters().at("bad_packets.cluster"), 0u);
+}
+
+}  // namespace
+}  // namespace starling::sim

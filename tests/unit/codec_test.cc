@@ -1,0 +1,115 @@
+#include "codec.h"
+
+#include <gtest/gtest.h>
+
+#include "starling/membership/env.h"
+
+namespace starling::membership::wire {
+namespace {
+
+std::vector<Message> AllKinds() {
+  return {Ping{7, "b", "a", "10.0.0.1:7946"},
+          IndirectPing{8, "c", "10.0.0.3:7946", true, "a", "10.0.0.1:7946"},
+          Ack{9},
+          Nack{10},
+          Alive{"a", "10.0.0.1:7946", 42, {{"role", "web"}, {"zone", "z1"}}, 1, 1},
+          Suspect{"b", 3, "a"},
+          Dead{"c", 4, "a"},
+          Leave{"d", 5, "d", true}};
+}
+
+TEST(Codec, PacketRoundTripsEveryMessageKind) {
+  auto bytes = EncodePacket("prod", AllKinds());
+  auto decoded = DecodePacket(bytes, "prod");
+  ASSERT_TRUE(std::holds_alternative<std::vector<Message>>(decoded)) << std::get<BadInput>(decoded).detail;
+  auto& msgs = std::get<std::vector<Message>>(decoded);
+  ASSERT_EQ(msgs.size(), 8u);
+  EXPECT_EQ(std::get<Ping>(msgs[0]).target, "b");
+  EXPECT_EQ(std::get<Ping>(msgs[0]).seq, 7u);
+  EXPECT_TRUE(std::get<IndirectPing>(msgs[1]).want_nack);
+  EXPECT_EQ(std::get<IndirectPing>(msgs[1]).target_addr, "10.0.0.3:7946");
+  EXPECT_EQ(std::get<Ack>(msgs[2]).seq, 9u);
+  EXPECT_EQ(std::get<Nack>(msgs[3]).seq, 10u);
+  auto& alive = std::get<Alive>(msgs[4]);
+  EXPECT_EQ(alive.incarnation, 42u);
+  EXPECT_EQ(alive.tags.at("role"), "web");
+  EXPECT_EQ(std::get<Suspect>(msgs[5]).from, "a");
+  EXPECT_EQ(std::get<Dead>(msgs[6]).incarnation, 4u);
+  EXPECT_TRUE(std::get<Leave>(msgs[7]).prune);
+}
+
+TEST(Codec, EstimateIsAnUpperBound) {
+  for (const auto& m : AllKinds()) {
+    size_t estimate = EstimateSize(m) + EnvelopeOverhead("prod");
+    size_t actual = EncodePacket("prod", {m}).size();
+    EXPECT_GE(estimate, actual) << MessageTypeName(m);
+  }
+}
+
+TEST(Codec, StreamRoundTrip) {
+  PushPull pp;
+  pp.join = true;
+  pp.from = "a";
+  pp.members.push_back({"a", "10.0.0.1:7946", 1, StateStatus::kAlive, {{"k", "v"}}, 1, 1});
+  pp.members.push_back({"b", "10.0.0.2:7946", 2, StateStatus::kLeft, {}, 1, 1});
+  auto req = DecodeStreamRequest(EncodeStreamRequest("c", pp), "c", 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<PushPull>(req));
+  auto& got = std::get<PushPull>(req);
+  EXPECT_TRUE(got.join);
+  EXPECT_EQ(got.from, "a");
+  ASSERT_EQ(got.members.size(), 2u);
+  EXPECT_EQ(got.members[1].status, StateStatus::kLeft);
+  EXPECT_EQ(got.members[0].tags.at("k"), "v");
+
+  auto rep = DecodeStreamReply(EncodeStreamReply("c", StreamReply{std::string("name taken")}), "c", 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<StreamReply>(rep));
+  EXPECT_EQ(std::get<std::string>(std::get<StreamReply>(rep).body), "name taken");
+}
+
+std::string Reason(const Decoded<std::vector<Message>>& d) {
+  if (auto* bad = std::get_if<BadInput>(&d)) return bad->reason;
+  return "ok";
+}
+
+TEST(Codec, RefusesForeignVersionAndCluster) {
+  auto good = EncodePacket("prod", {Ack{1}});
+  EXPECT_EQ(Reason(DecodePacket(good, "prod")), "ok");
+  EXPECT_EQ(Reason(DecodePacket(good, "staging")), "cluster");
+  // A future version with an otherwise valid payload.
+  auto inner = EncodePacket("prod", {Ack{1}});
+  auto future = EncodeEnvelopeForTest(kProtocolMax + 1, "prod", inner);
+  EXPECT_EQ(Reason(DecodePacket(future, "prod")), "version");
+  auto ancient = EncodeEnvelopeForTest(0, "prod", inner);
+  EXPECT_EQ(Reason(DecodePacket(ancient, "prod")), "version");
+}
+
+TEST(Codec, TruncatedAndRandomBytesAreRejectedNotThrown) {
+  auto good = EncodePacket("prod", AllKinds());
+  for (size_t len = 0; len < good.size(); ++len) {
+    Bytes cut(good.begin(), good.begin() + static_cast<long>(len));
+    EXPECT_NE(Reason(DecodePacket(cut, "prod")), "ok") << "length " << len;
+  }
+  SeededRandom rng(1234);
+  for (int i = 0; i < 2000; ++i) {
+    Bytes junk(rng.Uniform(200) + 1);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng.Next());
+    (void)DecodePacket(junk, "prod");  // must neither crash nor throw
+    // Flipping bytes of a valid packet too.
+    Bytes flipped = good;
+    flipped[rng.Uniform(flipped.size())] ^= static_cast<uint8_t>(rng.Next() | 1);
+    (void)DecodePacket(flipped, "prod");
+  }
+  Bytes huge(kMaxPacketBytes + 8, 0);
+  EXPECT_EQ(Reason(DecodePacket(huge, "prod")), "too_large");
+}
+
+TEST(Codec, OverlongFieldsAreInvalid) {
+  Alive a{std::string(kMaxNameBytes + 1, 'x'), "1.2.3.4:5", 1, {}, 1, 1};
+  EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {a}), "c")), "invalid");
+  Alive many{"a", "1.2.3.4:5", 1, {}, 1, 1};
+  for (size_t i = 0; i <= kMaxTags; ++i) many.tags["t" + std::to_string(i)] = "v";
+  EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {many}), "c")), "invalid");
+}
+
+}  // namespace
+}  // namespace starling::membership::wire

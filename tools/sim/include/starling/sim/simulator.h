@@ -1,0 +1,145 @@
+// Deterministic simulation of a Starling cluster in one process.
+//
+// A heap of timed events and a virtual clock that jumps to the next deadline
+// (after tarantool's swim test harness). Every simulated node runs the real
+// Memberlist over a simulated network with per-packet loss, delay, partitions,
+// crashes, restarts and slow nodes. All randomness, the network's and every
+// node's, derives from one seed, so the same seed gives the same run: print it
+// on failure and replay.
+//
+// Not thread-safe; the daemon never links this library.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "starling/membership/env.h"
+#include "starling/membership/memberlist.h"
+
+namespace starling::sim {
+
+// The event loop and virtual clock.
+class EventLoop {
+ public:
+  Time Now() const { return now_; }
+  uint64_t At(Time when, std::function<void()> fn);
+  void Cancel(uint64_t id) { handlers_.erase(id); }
+  // Runs the next event; false when none is left.
+  bool Step();
+  // Runs every event due up to now + d, then sets the clock to now + d.
+  void RunFor(Duration d);
+  // Runs until `done()` holds (checked every `every` of virtual time) or
+  // `timeout` passes. Returns whether it held.
+  bool RunUntil(const std::function<bool()>& done, Duration timeout, Duration every = std::chrono::milliseconds(100));
+  size_t pending() const { return handlers_.size(); }
+  uint64_t events_run() const { return events_run_; }
+
+ private:
+  struct Item {
+    Time when;
+    uint64_t id;
+    bool operator>(const Item& o) const { return when != o.when ? when > o.when : id > o.id; }
+  };
+  Time now_{0};
+  uint64_t next_id_ = 1;
+  uint64_t events_run_ = 0;
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap_;
+  std::unordered_map<uint64_t, std::function<void()>> handlers_;
+};
+
+struct NetworkOptions {
+  double loss = 0.0;  // probability each datagram is dropped
+  Duration min_delay = std::chrono::milliseconds(1);
+  Duration max_delay = std::chrono::milliseconds(5);
+  // A connect to a partitioned-off address fails after this (a refused
+  // connect to a crashed node fails after one delay).
+  Duration stream_unreachable_after = std::chrono::seconds(2);
+};
+
+struct NetStats {
+  uint64_t packets_sent = 0, packets_delivered = 0, packets_dropped = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t streams = 0, stream_bytes = 0;
+};
+
+class Cluster {
+ public:
+  using EventFn = std::function<void(int node, const membership::Event&)>;
+
+  // `base` is copied for every node; name, advertise address and the starting
+  // incarnation are set per node.
+  Cluster(uint64_t seed, membership::Config base, NetworkOptions net = {});
+  ~Cluster();
+
+  // Adds a node (not yet started). Returns its index; names are "n<index>".
+  int Add(std::optional<membership::Config> config = std::nullopt);
+  void Start(int i);
+  // Starts node i and joins it through `seed` (with retry).
+  void StartAndJoin(int i, int seed);
+  void Join(int i, const std::vector<int>& seeds);
+  // kill -9: the node stops instantly and forgets its in-memory state.
+  void Crash(int i);
+  // Starts a crashed node again with a new incarnation generation (as the
+  // daemon does from its data dir), rejoining through `seed` or, when
+  // seed < 0, through the members it knew before the crash.
+  void Restart(int i, int seed = -1);
+  void Leave(int i);
+
+  // Network faults.
+  void SetLoss(double p) { net_.loss = p; }
+  void SetDelay(Duration min, Duration max) {
+    net_.min_delay = min;
+    net_.max_delay = max;
+  }
+  // Nodes in different groups cannot reach each other.
+  void Partition(const std::vector<std::vector<int>>& groups);
+  void Heal();
+  // Each message to or from node i waits an extra uniform [0, extra].
+  void SetSlow(int i, Duration extra);
+
+  EventLoop& loop() { return loop_; }
+  Time Now() const { return loop_.Now(); }
+  int size() const { return static_cast<int>(nodes_.size()); }
+  bool up(int i) const;
+  const std::string& name(int i) const;
+  const std::string& addr(int i) const;
+  membership::Memberlist& node(int i);
+  const NetStats& net_stats() const { return stats_; }
+  uint64_t seed() const { return seed_; }
+  void OnEvent(EventFn fn) { on_event_ = std::move(fn); }
+
+  // Every up node sees exactly the up nodes, all alive.
+  bool Converged() const;
+  // Every up node other than i sees node i with `status`.
+  bool AllSee(int i, membership::MemberStatus status) const;
+
+ private:
+  struct Node;
+  class NodeClock;
+  class NodeTransport;
+  void Boot(int i);
+  void Deliver(int from, const std::string& to_addr, Bytes bytes);
+  void Stream(int from, const std::string& to_addr, Bytes req, Duration timeout, starling::Transport::StreamDone done);
+  bool Reachable(int a, int b) const;
+  Duration Delay(int from, int to);
+
+  uint64_t seed_;
+  membership::Config base_;
+  NetworkOptions net_;
+  EventLoop loop_;
+  SeededRandom rng_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::unordered_map<std::string, int> by_addr_;
+  NetStats stats_;
+  EventFn on_event_;
+};
+
+}  // namespace starling::sim
