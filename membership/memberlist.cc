@@ -908,8 +908,31 @@ class Memberlist::Impl {
     return out;
   }
 
+  // News of a member joining or leaving arrives by rumour, and a rumour that
+  // runs out of retransmits misses about exp(-limit) of the members; memberlist
+  // leaves them to the next periodic push-pull (the long tail of a join wave).
+  // After such news, each node does one extra push-pull a little later, once
+  // the wave has had time to settle, at most once per push_pull_interval / 4.
+  void ScheduleChurnPushPull() {
+    if (churn_timer_ != 0 || shutdown_ || leaving_ || !started_) return;
+    const Time now = clock_.Now();
+    const Duration settle = cfg_.timing.gossip_interval * 10;
+    Time at = now + settle + Duration(rng_.Uniform(static_cast<uint64_t>(settle.count())));
+    at = std::max(at, last_churn_push_pull_ + cfg_.timing.push_pull_interval / 4);
+    churn_timer_ = After(at - now, [this] {
+      churn_timer_ = 0;
+      if (shutdown_ || leaving_) return;
+      last_churn_push_pull_ = clock_.Now();
+      auto peers = RandomNodes(1, [&](const Member& m) { return &m != self_ && m.view.status == MemberStatus::kAlive; });
+      if (peers.empty()) return;
+      ++counters_["churn_push_pulls"];
+      PushPullWith(peers[0]->view.addr, false, [](Status) {});
+    });
+  }
+
   void Emit(EventType type, const Member& m) { Emit(type, m.view); }
   void Emit(EventType type, const MemberView& v) {
+    if (v.name != cfg_.name && (type == EventType::kJoined || type == EventType::kLeft)) ScheduleChurnPushPull();
     if (on_event_) on_event_(Event{type, v});
   }
 
@@ -966,6 +989,8 @@ class Memberlist::Impl {
 
   std::unordered_set<Clock::TimerId> timers_;
   Clock::TimerId probe_timer_ = 0, gossip_timer_ = 0, push_pull_timer_ = 0, reap_timer_ = 0, reconnect_timer_ = 0;
+  Clock::TimerId churn_timer_ = 0;
+  Time last_churn_push_pull_{-std::chrono::hours(1)};
 
   mutable Counters counters_;
   uint64_t* sent_[wire::kMessageTypes] = {};
