@@ -22,6 +22,14 @@
 //  * buddy system: a ping to a suspect carries the suspicion, so the suspect
 //    can refute at once.
 //
+// Last-chance probe (Starling's own, Config::last_chance_probe): a refutation
+// is a rumour, and a rumour that runs out of retransmits misses about
+// exp(-limit) of the members. A suspecter it missed would declare a healthy
+// member failed. So when a suspicion expires we ping the suspect once more,
+// carrying the suspicion; a member that already refuted answers a stale
+// accusation with its newer alive directly, and one that acks gets a fresh
+// suspicion period. Only silence for one more probe timeout means failed.
+//
 // Dissemination. Every state change we accept is queued as a broadcast and
 // piggybacked on pings, acks and periodic gossip (every gossip_interval to
 // gossip_nodes random members, including recently failed ones) until sent
@@ -505,8 +513,14 @@ class Memberlist::Impl {
   }
 
   void On(const std::string&, const wire::Alive& a) { AliveNode(a); }
-  void On(const std::string&, const wire::Suspect& s) { SuspectNode(s); }
-  void On(const std::string&, const wire::Dead& d) { DeadNode(d); }
+  void On(const std::string& from, const wire::Suspect& s) {
+    AnswerStaleAccusation(from, s.name, s.incarnation);
+    SuspectNode(s);
+  }
+  void On(const std::string& from, const wire::Dead& d) {
+    AnswerStaleAccusation(from, d.name, d.incarnation);
+    DeadNode(d);
+  }
   void On(const std::string&, const wire::Leave& l) { LeaveNode(l); }
 
   // ---- state transitions --------------------------------------------------
@@ -605,6 +619,11 @@ class Memberlist::Impl {
     m.view.status = MemberStatus::kSuspect;
     m.view.status_since = clock_.Now();
 
+    StartSuspicion(m, s.from);
+    Emit(EventType::kSuspect, m);
+  }
+
+  void StartSuspicion(Member& m, const std::string& from) {
     const int n = static_cast<int>(NumAlive());
     int k = cfg_.lifeguard ? cfg_.timing.suspicion_mult - 2 : 0;
     if (n - 2 < k) k = 0;
@@ -612,17 +631,60 @@ class Memberlist::Impl {
     const Duration min = std::chrono::duration_cast<Duration>(cfg_.timing.probe_interval * cfg_.timing.suspicion_mult *
                                                               node_scale);
     const Duration max = cfg_.lifeguard ? min * cfg_.timing.suspicion_max_timeout_mult : min;
-    const std::string name = s.name;
-    const uint64_t inc = s.incarnation;
-    m.suspicion = std::make_unique<Suspicion>(clock_, s.from, k, min, max, [this, name, inc] {
+    m.suspicion = std::make_unique<Suspicion>(clock_, from, k, min, max,
+                                              [this, name = m.view.name, inc = m.view.incarnation] {
+                                                if (cfg_.last_chance_probe) {
+                                                  LastChance(name, inc);
+                                                } else {
+                                                  DeclareFailed(name, inc);
+                                                }
+                                              });
+  }
+
+  // Before declaring a suspect failed, ping it once more with the suspicion
+  // attached. A member that already refuted answers with its newer alive
+  // directly (see On(Suspect)): this catches the refutation rumour that ran
+  // out of retransmits before reaching us, at the cost of one probe timeout.
+  void LastChance(const std::string& name, uint64_t inc) {
+    auto it = members_.find(name);
+    if (it == members_.end() || it->second->view.status != MemberStatus::kSuspect ||
+        it->second->view.incarnation != inc)
+      return;
+    const uint32_t seq = ++seq_;
+    auto acked = std::make_shared<bool>(false);
+    acks_[seq] = AckHandler{[acked] { *acked = true; }, {}};
+    Send(it->second->view.addr, {wire::Ping{seq, name, cfg_.name, cfg_.advertise_addr}, wire::Suspect{name, inc, cfg_.name}});
+    After(Scale(cfg_.timing.probe_timeout), [this, seq, name, inc, acked] {
+      acks_.erase(seq);
       auto found = members_.find(name);
       if (found == members_.end() || found->second->view.status != MemberStatus::kSuspect ||
           found->second->view.incarnation != inc)
         return;
-      spdlog::info("member {} suspected too long; marking failed", name);
-      DeadNode(wire::Dead{name, inc, cfg_.name});
+      if (*acked) {
+        ++counters_["suspicions_rescued"];
+        StartSuspicion(*found->second, cfg_.name);
+        return;
+      }
+      DeclareFailed(name, inc);
     });
-    Emit(EventType::kSuspect, m);
+  }
+
+  void DeclareFailed(const std::string& name, uint64_t inc) {
+    auto it = members_.find(name);
+    if (it == members_.end() || it->second->view.status != MemberStatus::kSuspect ||
+        it->second->view.incarnation != inc)
+      return;
+    spdlog::info("member {} suspected too long; marking failed", name);
+    DeadNode(wire::Dead{name, inc, cfg_.name});
+  }
+
+  // A suspicion or death notice about us older than our incarnation: the
+  // sender missed our refutation, so tell it directly.
+  void AnswerStaleAccusation(const std::string& from, const std::string& name, uint64_t inc) {
+    if (!cfg_.last_chance_probe || name != cfg_.name || leaving_ || inc >= self_->view.incarnation) return;
+    ++counters_["stale_accusations_answered"];
+    const auto& v = self_->view;
+    SendRaw(from, {wire::Alive{v.name, v.addr, v.incarnation, v.tags, kProtocolMin, kProtocolMax}});
   }
 
   void DeadNode(const wire::Dead& d) {

@@ -42,13 +42,20 @@ TEST(Soak, ChurnAndLossConvergeAcrossSeeds) {
     c.OnEvent([&](int, const membership::Event& e) {
       if (e.type != EventType::kFailed || crashes_allowed) return;
       for (int i = 0; i < c.size(); ++i)
-        if (c.name(i) == e.member.name && c.up(i)) ++false_failures;
+        if (c.name(i) == e.member.name && c.up(i)) {
+          ++false_failures;
+          std::printf("false failure of %s (inc %llx) at %.1f s, loss phase\n", e.member.name.c_str(),
+                      static_cast<unsigned long long>(e.member.incarnation),
+                      std::chrono::duration<double>(c.Now()).count());
+        }
     });
     for (int phase = 0; phase < 60; ++phase) {
       crashes_allowed = phase % 2 == 0;
       c.SetLoss(static_cast<double>(rng.Uniform(6)) / 100.0);
       if (crashes_allowed) {
         int victim = 1 + static_cast<int>(rng.Uniform(n - 1));
+        std::printf("  %.0f s: %s %s\n", std::chrono::duration<double>(c.Now()).count(),
+                    c.up(victim) ? "down" : "restart", c.name(victim).c_str());
         if (c.up(victim)) {
           rng.Uniform(2) ? c.Crash(victim) : c.Leave(victim);
         } else {

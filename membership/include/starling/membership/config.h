@@ -52,6 +52,9 @@ struct Config {
   // suspicion and the buddy system. Off only to measure what it buys.
   bool lifeguard = true;
   int awareness_max_multiplier = 8;  // health score runs 0 .. this-1
+  // Starling's own refinement: ping a suspect once more before declaring it
+  // failed, and answer stale accusations directly (see memberlist.cc).
+  bool last_chance_probe = true;
 
   // Incarnation to start from. The daemon passes (persisted generation << 32),
   // so it never goes backwards across restarts.
