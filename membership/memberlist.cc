@@ -646,34 +646,37 @@ class Memberlist::Impl {
   // directly (see On(Suspect)): this catches the refutation rumour that ran
   // out of retransmits before reaching us, at the cost of one probe timeout.
   void LastChance(const std::string& name, uint64_t inc) {
-    auto it = members_.find(name);
-    if (it == members_.end() || it->second->view.status != MemberStatus::kSuspect ||
-        it->second->view.incarnation != inc)
-      return;
+    Member* m = SuspectAt(name, inc);
+    if (m == nullptr) return;
     const uint32_t seq = ++seq_;
     auto acked = std::make_shared<bool>(false);
     acks_[seq] = AckHandler{[acked] { *acked = true; }, {}};
-    Send(it->second->view.addr, {wire::Ping{seq, name, cfg_.name, cfg_.advertise_addr}, wire::Suspect{name, inc, cfg_.name}});
+    Send(m->view.addr, {wire::Ping{seq, name, cfg_.name, cfg_.advertise_addr}, wire::Suspect{name, inc, cfg_.name}});
     After(Scale(cfg_.timing.probe_timeout), [this, seq, name, inc, acked] {
       acks_.erase(seq);
-      auto found = members_.find(name);
-      if (found == members_.end() || found->second->view.status != MemberStatus::kSuspect ||
-          found->second->view.incarnation != inc)
-        return;
+      Member* still = SuspectAt(name, inc);
+      if (still == nullptr) return;
       if (*acked) {
         ++counters_["suspicions_rescued"];
-        StartSuspicion(*found->second, cfg_.name);
+        StartSuspicion(*still, cfg_.name);
         return;
       }
       DeclareFailed(name, inc);
     });
   }
 
-  void DeclareFailed(const std::string& name, uint64_t inc) {
+  // The member if it is still suspect at `inc`: a timer set for an older
+  // suspicion must not act on a newer state.
+  Member* SuspectAt(const std::string& name, uint64_t inc) {
     auto it = members_.find(name);
     if (it == members_.end() || it->second->view.status != MemberStatus::kSuspect ||
         it->second->view.incarnation != inc)
-      return;
+      return nullptr;
+    return it->second.get();
+  }
+
+  void DeclareFailed(const std::string& name, uint64_t inc) {
+    if (SuspectAt(name, inc) == nullptr) return;
     spdlog::info("member {} suspected too long; marking failed", name);
     DeadNode(wire::Dead{name, inc, cfg_.name});
   }

@@ -39,6 +39,13 @@ void JoinWave(Cluster& c, int n, Duration spread) {
   c.loop().RunFor(spread);
 }
 
+// No up node lists node i any more.
+bool NobodyLists(Cluster& c, int i) {
+  for (int j = 0; j < c.size(); ++j)
+    if (c.up(j) && c.node(j).StatusOf(c.name(i)).has_value()) return false;
+  return true;
+}
+
 // The longest a crashed member can take to be declared failed everywhere:
 // up to one probe period until someone probes it (with n probers it is
 // almost always far less), one period for the probe to fail, the full
@@ -263,14 +270,7 @@ TEST_F(SimTest, ForceLeaveMarksFailedMemberLeftAndPruneErasesIt) {
   ASSERT_TRUE(c.node(0).ForceLeave(c.name(3), false).ok());
   EXPECT_TRUE(c.loop().RunUntil([&] { return c.AllSee(3, MemberStatus::kLeft); }, 10s));
   ASSERT_TRUE(c.node(1).ForceLeave(c.name(5), true).ok());
-  EXPECT_TRUE(c.loop().RunUntil(
-      [&] {
-        for (int i = 0; i < c.size(); ++i)
-          if (c.up(i) && c.node(i).StatusOf(c.name(5)).has_value()) return false;
-        return true;
-      },
-      10s))
-      << "pruned member still listed";
+  EXPECT_TRUE(c.loop().RunUntil([&] { return NobodyLists(c, 5); }, 10s)) << "pruned member still listed";
 }
 
 TEST_F(SimTest, FailedMembersAreReapedAfterTheTimeout) {
@@ -283,14 +283,7 @@ TEST_F(SimTest, FailedMembersAreReapedAfterTheTimeout) {
   ASSERT_TRUE(c.loop().RunUntil([&] { return c.AllSee(2, MemberStatus::kFailed); }, 60s));
   c.loop().RunFor(cfg.reap_timeout - 31s);  // reap checks run every reap_timeout/4 at most 15 s
   EXPECT_TRUE(c.AllSee(2, MemberStatus::kFailed)) << "reaped too early";
-  EXPECT_TRUE(c.loop().RunUntil(
-      [&] {
-        for (int i = 0; i < c.size(); ++i)
-          if (c.up(i) && c.node(i).StatusOf(c.name(2)).has_value()) return false;
-        return true;
-      },
-      60s))
-      << "not reaped after the timeout";
+  EXPECT_TRUE(c.loop().RunUntil([&] { return NobodyLists(c, 2); }, 60s)) << "not reaped after the timeout";
 }
 
 TEST_F(SimTest, SecondNodeClaimingALiveNameIsRefused) {
