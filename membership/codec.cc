@@ -162,6 +162,15 @@ void WriteMessage(cw::Message::Builder out, const Message& m) {
              m);
 }
 
+// Suspect and dead carry the same fields: a verdict by `from` on `name`.
+template <typename T, typename Reader>
+T ReadVerdict(Reader r) {
+  T v{Str(r.getName()), r.getIncarnation(), Str(r.getFrom())};
+  Require(CheckName(v.name, "name"));
+  Require(CheckName(v.from, "from"));
+  return v;
+}
+
 Message ReadMessage(cw::Message::Reader in) {
   switch (in.which()) {
     case cw::Message::PING: {
@@ -200,20 +209,10 @@ Message ReadMessage(cw::Message::Reader in) {
       if (a.name.empty()) throw InvalidField{"alive without a name"};
       return a;
     }
-    case cw::Message::SUSPECT: {
-      auto r = in.getSuspect();
-      Suspect s{Str(r.getName()), r.getIncarnation(), Str(r.getFrom())};
-      Require(CheckName(s.name, "name"));
-      Require(CheckName(s.from, "from"));
-      return s;
-    }
-    case cw::Message::DEAD: {
-      auto r = in.getDead();
-      Dead s{Str(r.getName()), r.getIncarnation(), Str(r.getFrom())};
-      Require(CheckName(s.name, "name"));
-      Require(CheckName(s.from, "from"));
-      return s;
-    }
+    case cw::Message::SUSPECT:
+      return ReadVerdict<Suspect>(in.getSuspect());
+    case cw::Message::DEAD:
+      return ReadVerdict<Dead>(in.getDead());
     case cw::Message::LEAVE: {
       auto r = in.getLeave();
       Leave s{Str(r.getName()), r.getIncarnation(), Str(r.getFrom()), r.getPrune()};
