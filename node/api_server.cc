@@ -1,0 +1,222 @@
+#include "api_server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <asio/io_context.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "guard.h"
+
+namespace starling::node {
+namespace {
+
+using asio::local::stream_protocol;
+using namespace std::chrono_literals;
+
+// A client has this long to send its request...
+constexpr auto kRequestTimeout = 5s;
+// ...and the daemon this long to answer it (a join waits on its seeds).
+constexpr auto kReplyTimeout = 60s;
+constexpr int kMaxConnections = 32;
+
+}  // namespace
+
+struct ApiServer::Rep : std::enable_shared_from_this<ApiServer::Rep> {
+  Rep(asio::io_context& io_in, ErrorReply error_reply_in)
+      : io(io_in), acceptor(io_in), accept_retry(io_in), error_reply(std::move(error_reply_in)) {}
+  void StartAccept();
+
+  asio::io_context& io;
+  stream_protocol::acceptor acceptor;
+  asio::steady_timer accept_retry;
+  ErrorReply error_reply;
+  Handler handler;
+  std::string path;
+  bool listening = false;
+  bool closed = false;
+  int connections = 0;
+};
+
+namespace {
+
+class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
+ public:
+  ApiConnection(std::shared_ptr<ApiServer::Rep> server, stream_protocol::socket socket)
+      : server_(std::move(server)), socket_(std::move(socket)), deadline_(socket_.get_executor()) {
+    ++server_->connections;
+  }
+  ~ApiConnection() { --server_->connections; }
+
+  void Start() {
+    auto self = shared_from_this();
+    Arm(kRequestTimeout);
+    asio::async_read(socket_, asio::buffer(header_), [self](const std::error_code& ec, size_t) {
+      if (ec) return self->Stop();
+      self->ReadBody();
+    });
+  }
+
+ private:
+  void Arm(std::chrono::seconds timeout) {
+    deadline_.expires_after(timeout);
+    deadline_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (ec) return;
+      spdlog::debug("api: connection timed out");
+      self->Stop();
+    });
+  }
+
+  void ReadBody() {
+    uint32_t length = static_cast<uint32_t>(header_[0]) | static_cast<uint32_t>(header_[1]) << 8 |
+                      static_cast<uint32_t>(header_[2]) << 16 | static_cast<uint32_t>(header_[3]) << 24;
+    if (length > ApiServer::kMaxRequestBytes) {
+      return Send(server_->error_reply("request of " + std::to_string(length) + " bytes exceeds the " +
+                                       std::to_string(ApiServer::kMaxRequestBytes) + "-byte limit"));
+    }
+    body_.resize((length + sizeof(uint64_t) - 1) / sizeof(uint64_t));
+    auto self = shared_from_this();
+    asio::async_read(socket_, asio::buffer(body_.data(), length),
+                     [self, length](const std::error_code& ec, size_t) {
+                       if (ec) return self->Stop();
+                       self->Dispatch(length);
+                     });
+  }
+
+  void Dispatch(uint32_t length) {
+    Arm(kReplyTimeout);
+    std::weak_ptr<ApiConnection> weak = shared_from_this();
+    ApiServer::Respond respond = [weak](Bytes reply) {
+      if (auto self = weak.lock()) self->Send(std::move(reply));
+    };
+    ByteView request(reinterpret_cast<const uint8_t*>(body_.data()), length);
+    RunGuarded("api handler", [&] { server_->handler(request, std::move(respond)); });
+  }
+
+  void Send(Bytes reply) {
+    if (replied_ || !socket_.is_open()) return;
+    replied_ = true;
+    reply_ = std::move(reply);
+    size_t n = reply_.size();
+    header_ = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
+               static_cast<uint8_t>(n >> 24)};
+    std::array<asio::const_buffer, 2> frame = {asio::buffer(header_), asio::buffer(reply_)};
+    asio::async_write(socket_, frame,
+                      [self = shared_from_this()](const std::error_code&, size_t) { self->Stop(); });
+  }
+
+  void Stop() {
+    std::error_code ignored;
+    socket_.close(ignored);
+    deadline_.cancel();
+  }
+
+  std::shared_ptr<ApiServer::Rep> server_;
+  stream_protocol::socket socket_;
+  asio::steady_timer deadline_;
+  std::array<uint8_t, 4> header_{};
+  std::vector<uint64_t> body_;  // 8-byte aligned: Cap'n Proto reads words in place
+  Bytes reply_;
+  bool replied_ = false;
+};
+
+}  // namespace
+
+void ApiServer::Rep::StartAccept() {
+  acceptor.async_accept(
+      [self = shared_from_this()](const std::error_code& ec, stream_protocol::socket socket) {
+        if (self->closed || ec == asio::error::operation_aborted) return;
+        if (ec) {
+          spdlog::warn("api: accept on {}: {}", self->path, ec.message());
+          self->accept_retry.expires_after(100ms);
+          self->accept_retry.async_wait([self](const std::error_code& ec) {
+            if (!ec && !self->closed) self->StartAccept();
+          });
+          return;
+        }
+        if (self->connections >= kMaxConnections) {
+          spdlog::warn("api: {} connections already open, dropping one", self->connections);
+          std::error_code ignored;
+          socket.close(ignored);
+        } else {
+          std::make_shared<ApiConnection>(self, std::move(socket))->Start();
+        }
+        self->StartAccept();
+      });
+}
+
+ApiServer::ApiServer(asio::io_context& io, ErrorReply error_reply)
+    : rep_(std::make_shared<Rep>(io, std::move(error_reply))) {}
+
+ApiServer::~ApiServer() { Close(); }
+
+Status ApiServer::Listen(const std::string& path) {
+  Rep& r = *rep_;
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return Status::InvalidArgument("socket path " + path + " is too long (" + std::to_string(path.size()) +
+                                   " bytes; the limit is " +
+                                   std::to_string(sizeof(sockaddr_un::sun_path) - 1) + ")");
+  }
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Status::InvalidArgument("socket path " + path + " exists and is not a socket");
+    }
+    std::error_code ec;
+    stream_protocol::socket probe(r.io);
+    probe.connect(stream_protocol::endpoint(path), ec);
+    if (!ec) return Status::Conflict("another starlingd is already serving on " + path);
+    // Nobody answers: a leftover of a daemon that did not exit cleanly.
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return Status::IoError("cannot remove stale socket " + path + ": " + std::strerror(errno));
+    }
+  }
+  std::error_code ec;
+  r.acceptor.open(stream_protocol(), ec);
+  if (!ec) {
+    // Closes the window between bind and chmod in which others could connect.
+    mode_t old_mask = umask(0177);
+    r.acceptor.bind(stream_protocol::endpoint(path), ec);
+    umask(old_mask);
+  }
+  if (ec) {
+    std::error_code ignored;
+    r.acceptor.close(ignored);
+    return Status::IoError("cannot listen on socket " + path + ": " + ec.message());
+  }
+  r.path = path;
+  r.listening = true;
+  // The socket's mode is the API's access control.
+  if (chmod(path.c_str(), 0600) != 0) {
+    return Status::IoError("cannot chmod socket " + path + ": " + std::strerror(errno));
+  }
+  r.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::IoError("cannot listen on socket " + path + ": " + ec.message());
+  return Status::Ok();
+}
+
+void ApiServer::Start(Handler handler) {
+  rep_->handler = std::move(handler);
+  rep_->StartAccept();
+}
+
+void ApiServer::Close() {
+  Rep& r = *rep_;
+  if (r.closed) return;
+  r.closed = true;
+  std::error_code ignored;
+  r.acceptor.close(ignored);
+  r.accept_retry.cancel();
+  if (r.listening) unlink(r.path.c_str());
+}
+
+}  // namespace starling::node

@@ -1,0 +1,246 @@
+#include "api_service.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <cstring>
+#include <variant>
+#include <vector>
+
+#include "address.h"
+#include "schema/api.capnp.h"
+#include "starling/membership/config.h"
+
+namespace starling::node {
+namespace {
+
+using membership::MemberStatus;
+
+// Requests are small; these bound what a hostile client can make us walk.
+constexpr uint64_t kTraversalLimitWords = (1 << 20) / sizeof(capnp::word) * 2;
+constexpr int kNestingLimit = 16;
+
+// A request decoded into plain values, so that no Cap'n Proto reader (and no
+// kj::Exception) outlives the decode step.
+struct MembersReq {};
+struct JoinReq {
+  std::vector<std::string> seeds;
+};
+struct LeaveReq {};
+struct ForceLeaveReq {
+  std::string name;
+  bool prune = false;
+};
+struct TagsReq {
+  std::vector<std::pair<std::string, std::string>> set;
+  std::vector<std::string> del;
+};
+struct InfoReq {};
+using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq>;
+
+Bytes ToBytes(capnp::MessageBuilder& message) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+  return Bytes(bytes.begin(), bytes.end());
+}
+
+Result<Request> Decode(ByteView bytes) {
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
+    return Status::InvalidArgument("malformed request: " + std::to_string(bytes.size()) +
+                                   " bytes is not a whole Cap'n Proto message");
+  }
+  // A private aligned copy: the reader must not depend on the caller's buffer.
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = kTraversalLimitWords;
+    options.nestingLimit = kNestingLimit;
+    capnp::FlatArrayMessageReader reader(words, options);
+    api::Request::Reader req = reader.getRoot<api::Request>();
+    if (req.getVersion() != api::API_VERSION) {
+      return Status::InvalidArgument("unsupported API version " + std::to_string(req.getVersion()) +
+                                     " (this daemon speaks version " + std::to_string(api::API_VERSION) +
+                                     "); use the starling CLI of the same release");
+    }
+    switch (req.which()) {
+      case api::Request::MEMBERS:
+        return Request(MembersReq{});
+      case api::Request::JOIN: {
+        JoinReq join;
+        for (capnp::Text::Reader seed : req.getJoin()) join.seeds.emplace_back(seed.cStr());
+        return Request(std::move(join));
+      }
+      case api::Request::LEAVE:
+        return Request(LeaveReq{});
+      case api::Request::FORCE_LEAVE: {
+        auto fl = req.getForceLeave();
+        return Request(ForceLeaveReq{fl.getName().cStr(), fl.getPrune()});
+      }
+      case api::Request::TAGS: {
+        TagsReq tags;
+        auto change = req.getTags();
+        for (auto tag : change.getSet()) tags.set.emplace_back(tag.getKey().cStr(), tag.getValue().cStr());
+        for (capnp::Text::Reader key : change.getDelete()) tags.del.emplace_back(key.cStr());
+        return Request(std::move(tags));
+      }
+      case api::Request::INFO:
+        return Request(InfoReq{});
+    }
+    return Status::InvalidArgument("unknown request kind " + std::to_string(static_cast<int>(req.which())) +
+                                   "; the CLI is newer than this daemon");
+  } catch (const kj::Exception& e) {
+    return Status::InvalidArgument(std::string("malformed request: ") + e.getDescription().cStr());
+  }
+}
+
+void FillTags(capnp::List<api::Tag>::Builder out, const membership::Tags& tags) {
+  unsigned i = 0;
+  for (const auto& [key, value] : tags) {
+    out[i].setKey(key);
+    out[i].setValue(value);
+    ++i;
+  }
+}
+
+Bytes NoneReply() {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<api::Reply>().setNone();
+  return ToBytes(message);
+}
+
+}  // namespace
+
+ApiService::ApiService(membership::Memberlist& members, const Clock& clock, DaemonFacts facts, LeaveFn leave)
+    : members_(members), clock_(clock), facts_(std::move(facts)), leave_(std::move(leave)) {}
+
+Bytes ApiService::ErrorReply(const std::string& message) {
+  capnp::MallocMessageBuilder builder;
+  api::Reply::Builder reply = builder.initRoot<api::Reply>();
+  reply.setError(message);
+  reply.setNone();
+  return ToBytes(builder);
+}
+
+Bytes ApiService::MembersReply() const {
+  std::vector<membership::MemberView> all = members_.Members();
+  capnp::MallocMessageBuilder builder;
+  auto list = builder.initRoot<api::Reply>().initMembers(static_cast<unsigned>(all.size()));
+  for (unsigned i = 0; i < all.size(); ++i) {
+    const membership::MemberView& m = all[i];
+    api::Member::Builder out = list[i];
+    out.setName(m.name);
+    out.setAddr(m.addr);
+    out.setStatus(std::string(membership::StatusName(m.status)));
+    out.setIncarnation(m.incarnation);
+    FillTags(out.initTags(static_cast<unsigned>(m.tags.size())), m.tags);
+    out.setProtocolMin(m.protocol_min);
+    out.setProtocolMax(m.protocol_max);
+  }
+  return ToBytes(builder);
+}
+
+Bytes ApiService::InfoReply() const {
+  const membership::Config& config = members_.config();
+  membership::MemberView self = members_.Self();
+  capnp::MallocMessageBuilder builder;
+  api::Info::Builder info = builder.initRoot<api::Reply>().initInfo();
+  info.setName(self.name);
+  info.setAddr(self.addr);
+  info.setCluster(config.cluster);
+  info.setProfile(config.timing.profile);
+  info.setIncarnation(self.incarnation);
+  info.setHealthScore(static_cast<uint32_t>(std::max(0, members_.HealthScore())));
+  info.setProtocolVersion(membership::kProtocolVersion);
+  info.setVersion(facts_.version);
+  uint32_t alive = 0, suspect = 0, failed = 0, left = 0;
+  for (const membership::MemberView& m : members_.Members()) {
+    switch (m.status) {
+      case MemberStatus::kAlive:
+        ++alive;
+        break;
+      case MemberStatus::kSuspect:
+        ++suspect;
+        break;
+      case MemberStatus::kFailed:
+        ++failed;
+        break;
+      case MemberStatus::kLeft:
+        ++left;
+        break;
+    }
+  }
+  info.setMembersAlive(alive);
+  info.setMembersSuspect(suspect);
+  info.setMembersFailed(failed);
+  info.setMembersLeft(left);
+  const membership::Counters& counters = members_.counters();
+  auto list = info.initCounters(static_cast<unsigned>(counters.size()));
+  unsigned i = 0;
+  for (const auto& [name, value] : counters) {
+    list[i].setName(name);
+    list[i].setValue(value);
+    ++i;
+  }
+  FillTags(info.initTags(static_cast<unsigned>(self.tags.size())), self.tags);
+  info.setDataDir(facts_.data_dir);
+  Duration up = clock_.Now() - facts_.started_at;
+  info.setUptimeSeconds(static_cast<uint64_t>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(up).count())));
+  return ToBytes(builder);
+}
+
+void ApiService::Handle(ByteView bytes, Respond respond) {
+  Result<Request> decoded = Decode(bytes);
+  if (!decoded.ok()) return respond(ErrorReply(decoded.status().message()));
+  Request& request = *decoded;
+
+  if (std::holds_alternative<MembersReq>(request)) return respond(MembersReply());
+  if (std::holds_alternative<InfoReq>(request)) return respond(InfoReply());
+
+  if (auto* join = std::get_if<JoinReq>(&request)) {
+    if (join->seeds.empty()) return respond(ErrorReply("join needs at least one address"));
+    for (const std::string& seed : join->seeds) {
+      Result<HostPort> hp = ParseHostPort(seed);
+      if (!hp.ok()) return respond(ErrorReply("join: " + hp.status().message()));
+      if (hp->port == 0) return respond(ErrorReply("join: address '" + seed + "' needs a non-zero port"));
+    }
+    members_.Join(std::move(join->seeds), [respond](Result<int> joined) {
+      if (!joined.ok()) return respond(ErrorReply("join failed: " + joined.status().message()));
+      capnp::MallocMessageBuilder builder;
+      builder.initRoot<api::Reply>().setJoined(static_cast<uint32_t>(std::max(0, *joined)));
+      respond(ToBytes(builder));
+    });
+    return;
+  }
+
+  if (std::holds_alternative<LeaveReq>(request)) {
+    leave_([respond](Status s) { respond(s.ok() ? NoneReply() : ErrorReply("leave: " + s.message())); });
+    return;
+  }
+
+  if (auto* fl = std::get_if<ForceLeaveReq>(&request)) {
+    if (fl->name.empty()) return respond(ErrorReply("force-leave needs a member name"));
+    Status s = members_.ForceLeave(fl->name, fl->prune);
+    if (!s.ok()) return respond(ErrorReply("force-leave " + fl->name + ": " + s.message()));
+    return respond(NoneReply());
+  }
+
+  if (auto* change = std::get_if<TagsReq>(&request)) {
+    membership::Tags tags = members_.Self().tags;
+    for (auto& [key, value] : change->set) {
+      if (key.empty())
+        return respond(ErrorReply("tags: a tag key must not be empty (value '" + value + "')"));
+      tags[key] = value;
+    }
+    for (const std::string& key : change->del) tags.erase(key);
+    if (!change->set.empty() || !change->del.empty()) members_.SetTags(std::move(tags));
+    return respond(InfoReply());
+  }
+
+  respond(ErrorReply("request kind not handled by this daemon"));
+}
+
+}  // namespace starling::node

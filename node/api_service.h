@@ -1,0 +1,49 @@
+// What the local API's requests mean: decodes an api::Request, acts on the
+// Memberlist and encodes the api::Reply. Transport-free (see api_server.h)
+// and Asio-free. Runs on the protocol thread, like the Memberlist it drives.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "starling/membership/env.h"
+#include "starling/membership/memberlist.h"
+#include "starling/status.h"
+
+namespace starling::node {
+
+// Facts about the daemon that the Memberlist does not know.
+struct DaemonFacts {
+  std::string data_dir;
+  std::string version;
+  Time started_at{};  // on the clock passed to ApiService
+};
+
+class ApiService {
+ public:
+  using Respond = std::function<void(Bytes reply)>;
+  // Starts the daemon's graceful leave; `done` gets OK once the leave has been
+  // announced (the daemon exits shortly after), or why it cannot start.
+  using LeaveFn = std::function<void(std::function<void(Status)> done)>;
+
+  // The references must outlive the service.
+  ApiService(membership::Memberlist& members, const Clock& clock, DaemonFacts facts, LeaveFn leave);
+
+  // Always answers exactly once, possibly later (join, leave). A malformed
+  // request or one of another API version gets a Reply whose `error` says so.
+  void Handle(ByteView request, Respond respond);
+
+  // A Reply carrying only `message` as its error.
+  static Bytes ErrorReply(const std::string& message);
+
+ private:
+  Bytes InfoReply() const;
+  Bytes MembersReply() const;
+
+  membership::Memberlist& members_;
+  const Clock& clock_;
+  DaemonFacts facts_;
+  LeaveFn leave_;
+};
+
+}  // namespace starling::node

@@ -1,0 +1,308 @@
+// The daemon's start-up order matters:
+//   1. data dir: identity (name) and generation, so that a second daemon on
+//      the same dir fails before touching the network;
+//   2. gossip sockets, so that the advertised address carries the real port;
+//   3. the API socket;
+//   4. the Memberlist, then join (through --join seeds or, on a restart
+//      without --join, through the persisted members).
+// Everything after start-up runs on this one thread inside io_context::run():
+// the Memberlist, both transports, the API and signal handling. Only the
+// member-list writes to RocksDB happen on MemberPersister's worker thread.
+#include "daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <random>
+
+#include "api_server.h"
+#include "api_service.h"
+#include "asio_env.h"
+#include "guard.h"
+#include "member_persister.h"
+#include "starling/membership/memberlist.h"
+#include "starling/store/node_store.h"
+
+#ifndef STARLING_VERSION
+#error "STARLING_VERSION must be defined by the build"
+#endif
+
+namespace starling::node {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Membership news comes in bursts (a join wave): at most one write per period.
+constexpr Duration kPersistDebounce = 1s;
+// Lets the API reply to `leave` reach the CLI before the loop stops.
+constexpr Duration kExitGrace = 200ms;
+// On top of leave_propagate_wait, in case the leave never reports back.
+constexpr Duration kLeaveSlack = 5s;
+
+int Fatal(const std::string& message) {
+  std::fprintf(stderr, "starlingd: %s\n", message.c_str());
+  return 1;
+}
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "starling";
+  return buf;
+}
+
+uint64_t RandomSeed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+         static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+class Daemon {
+ public:
+  explicit Daemon(const DaemonOptions& options) : opts_(options) {}
+  int Run();
+
+ private:
+  void OnEvent(const membership::Event& event);
+  std::vector<store::KnownMember> Snapshot() const;
+  void StartJoin(const std::vector<store::KnownMember>& known);
+  void BeginLeave(std::function<void(Status)> done);
+  void WaitForSignal();
+  void Stop(int exit_code);
+
+  DaemonOptions opts_;
+  std::string name_;
+  std::string advertise_;
+  std::unique_ptr<store::NodeStore> store_;
+  std::unique_ptr<MemberPersister> persister_;
+  // Declared before everything that holds Asio objects: destroyed after them.
+  asio::io_context io_{1};
+  std::unique_ptr<AsioClock> clock_;
+  std::unique_ptr<UdpTcpTransport> transport_;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<asio::signal_set> signals_;
+  std::unique_ptr<SeededRandom> random_;
+  std::unique_ptr<membership::Memberlist> members_;
+  std::unique_ptr<ApiService> service_;
+  std::optional<Clock::TimerId> persist_timer_;
+  std::optional<Time> last_persist_;
+  int signals_seen_ = 0;
+  bool leaving_ = false;
+  bool stopped_ = false;
+  int exit_code_ = 0;
+};
+
+int Daemon::Run() {
+  // 1. Identity and generation.
+  Result<std::unique_ptr<store::NodeStore>> opened = store::NodeStore::Open(opts_.data_dir);
+  if (!opened.ok()) return Fatal(opened.status().message());
+  store_ = std::move(opened).value();
+  Result<std::optional<std::string>> stored = store_->LoadName();
+  if (!stored.ok()) return Fatal("data dir " + opts_.data_dir + ": " + stored.status().message());
+  name_ = opts_.name;
+  if (stored->has_value()) {
+    const std::string& owner = **stored;
+    if (name_.empty()) {
+      name_ = owner;
+    } else if (name_ != owner) {
+      return Fatal("data dir " + opts_.data_dir + " belongs to node '" + owner + "', not '" + name_ +
+                   "': start with --name " + owner + " or use another --data-dir");
+    }
+  } else {
+    if (name_.empty()) name_ = Hostname();
+    if (Status s = store_->SaveName(name_); !s.ok()) return Fatal(s.message());
+  }
+  Result<uint32_t> generation = store_->BumpGeneration();
+  if (!generation.ok()) return Fatal("data dir " + opts_.data_dir + ": " + generation.status().message());
+  Result<std::vector<store::KnownMember>> known = store_->LoadMembers();
+  if (!known.ok()) {
+    // Only a hint for rejoining: start without it rather than not at all.
+    spdlog::warn("ignoring the stored member list: {}", known.status().message());
+    known = std::vector<store::KnownMember>();
+  }
+  persister_ = std::make_unique<MemberPersister>(*store_);
+
+  // 2. Gossip sockets.
+  membership::Config config;
+  std::optional<membership::Timing> timing = membership::ProfileTiming(opts_.profile);
+  if (!timing) return Fatal("unknown --profile '" + opts_.profile + "' (expected lan, wan or local)");
+  config.timing = *timing;
+  clock_ = std::make_unique<AsioClock>(io_);
+  transport_ = std::make_unique<UdpTcpTransport>(io_, config.max_stream_bytes, config.stream_timeout);
+  if (Status s = transport_->Bind(opts_.bind); !s.ok()) return Fatal(s.message());
+  if (opts_.advertise) {
+    advertise_ = FormatHostPort(opts_.advertise->host, opts_.advertise->port);
+  } else {
+    std::string host = IsUnspecifiedHost(opts_.bind.host) ? DefaultAdvertiseHost() : opts_.bind.host;
+    advertise_ = FormatHostPort(host, transport_->port());
+  }
+
+  // 3. Local API socket.
+  api_ = std::make_unique<ApiServer>(io_, &ApiService::ErrorReply);
+  if (Status s = api_->Listen(opts_.socket); !s.ok()) return Fatal(s.message());
+
+  // 4. Membership.
+  config.name = name_;
+  config.advertise_addr = advertise_;
+  config.cluster = opts_.cluster;
+  config.tags = opts_.tags;
+  // Generation in the high half: every start outranks all incarnations of
+  // the previous run, whatever refutations it made.
+  config.initial_incarnation = static_cast<uint64_t>(*generation) << 32;
+  config.reap_timeout = opts_.reap_timeout;
+  random_ = std::make_unique<SeededRandom>(RandomSeed());
+  members_ = std::make_unique<membership::Memberlist>(std::move(config), *clock_, *transport_, *random_,
+                                                      [this](const membership::Event& e) { OnEvent(e); });
+  service_ = std::make_unique<ApiService>(
+      *members_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
+      [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
+  api_->Start([this](ByteView request, ApiServer::Respond respond) {
+    service_->Handle(request, std::move(respond));
+  });
+  transport_->Start(
+      [this](const std::string& from, ByteView packet) { members_->HandlePacket(from, packet); },
+      [this](const std::string& from, ByteView request) { return members_->HandleStream(from, request); });
+  signals_ = std::make_unique<asio::signal_set>(io_, SIGINT, SIGTERM);
+  WaitForSignal();
+
+  spdlog::info(
+      "starlingd {} starting: name {}, generation {}, bind {}, advertise {}, cluster {}, profile {}, "
+      "data dir {}, socket {}",
+      STARLING_VERSION, name_, *generation, FormatHostPort(opts_.bind.host, transport_->port()), advertise_,
+      opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket);
+  members_->Start();
+  StartJoin(*known);
+
+  for (;;) {
+    try {
+      io_.run();
+      break;
+    } catch (...) {
+      // Handlers guard themselves; this is the last line of defence.
+      LogUncaught("io loop");
+    }
+  }
+
+  members_->Shutdown();
+  persister_->Submit(Snapshot());
+  persister_->Stop();
+  api_->Close();
+  transport_->Close();
+  spdlog::info("starlingd stopped (exit code {})", exit_code_);
+  return exit_code_;
+}
+
+void Daemon::OnEvent(const membership::Event& event) {
+  const membership::MemberView& m = event.member;
+  spdlog::info("{} {}: {} at {}, incarnation {}", membership::EventName(event.type), m.name,
+               membership::StatusName(m.status), m.addr, m.incarnation);
+  // Our own events do not change the persisted set (which excludes us).
+  if (m.name == name_ || persist_timer_) return;
+  // Leading edge at once (a node killed just after joining must still find
+  // its cluster on restart), then at most one write per debounce period. Even
+  // "at once" goes through the clock: the Memberlist is mid-update while it
+  // reports an event, so it is read only after the event handler returns.
+  Duration wait = Duration::zero();
+  if (last_persist_) wait = std::max(Duration::zero(), *last_persist_ + kPersistDebounce - clock_->Now());
+  persist_timer_ = clock_->Schedule(wait, [this] {
+    persist_timer_.reset();
+    last_persist_ = clock_->Now();
+    persister_->Submit(Snapshot());
+  });
+}
+
+std::vector<store::KnownMember> Daemon::Snapshot() const {
+  std::vector<store::KnownMember> out;
+  for (const membership::MemberView& m : members_->Members()) {
+    // Left members said goodbye: they are no use for rejoining.
+    if (m.name == name_ || m.status == membership::MemberStatus::kLeft) continue;
+    out.push_back(store::KnownMember{m.name, m.addr});
+  }
+  return out;
+}
+
+void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
+  std::vector<std::string> seeds = opts_.join;
+  if (seeds.empty()) {
+    std::vector<membership::MemberView> views;
+    for (const store::KnownMember& k : known) {
+      if (k.name == name_ || k.addr == advertise_) continue;
+      membership::MemberView view;
+      view.name = k.name;
+      view.addr = k.addr;
+      view.status = membership::MemberStatus::kFailed;
+      views.push_back(std::move(view));
+      seeds.push_back(k.addr);
+    }
+    if (views.empty()) {
+      spdlog::info("no --join and no known members: waiting for others to join through {}", advertise_);
+      return;
+    }
+    spdlog::info("rejoining through {} known members from the data dir", views.size());
+    members_->AddKnownMembers(views);
+  }
+  size_t n = seeds.size();
+  members_->JoinWithRetry(std::move(seeds), 0, [this, n](Result<int> joined) {
+    if (joined.ok()) {
+      spdlog::debug("join done: {} of {} seeds answered", *joined, n);
+    } else if (joined.status().code() == Status::Code::kConflict) {
+      spdlog::error("cannot join the cluster as '{}': {}", name_, joined.status().message());
+      Stop(1);
+    } else {
+      spdlog::warn("join failed: {}", joined.status().message());
+    }
+  });
+}
+
+void Daemon::BeginLeave(std::function<void(Status)> done) {
+  if (leaving_) return done(Status::Conflict("a leave is already in progress"));
+  leaving_ = true;
+  Clock::TimerId backstop = clock_->Schedule(members_->config().leave_propagate_wait + kLeaveSlack, [this] {
+    spdlog::warn("the leave did not report completion in time; exiting anyway");
+    Stop(0);
+  });
+  members_->Leave([this, done, backstop] {
+    clock_->Cancel(backstop);
+    done(Status::Ok());
+    clock_->Schedule(kExitGrace, [this] { Stop(0); });
+  });
+}
+
+void Daemon::WaitForSignal() {
+  signals_->async_wait([this](const std::error_code& ec, int signo) {
+    if (ec) return;
+    RunGuarded("signal handler", [&] {
+      if (signals_seen_++ == 0) {
+        spdlog::info("received {}: leaving gracefully (send it again to exit at once)", strsignal(signo));
+        BeginLeave([](Status) {});
+        WaitForSignal();
+      } else {
+        spdlog::warn("received {} again: exiting without finishing the leave", strsignal(signo));
+        Stop(1);
+      }
+    });
+  });
+}
+
+void Daemon::Stop(int exit_code) {
+  if (!stopped_) {
+    stopped_ = true;
+    exit_code_ = exit_code;
+  }
+  io_.stop();
+}
+
+}  // namespace
+
+int RunDaemon(const DaemonOptions& options) {
+  Daemon daemon(options);
+  return daemon.Run();
+}
+
+}  // namespace starling::node

@@ -1,0 +1,45 @@
+// starlingd's command line (and config file) options.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "address.h"
+#include "starling/membership/config.h"
+#include "starling/status.h"
+
+namespace starling::node {
+
+// Validated options; every field is usable as is.
+struct DaemonOptions {
+  std::string name;  // empty: take the stored name, else the hostname
+  HostPort bind{"0.0.0.0", 7946};
+  std::optional<HostPort> advertise;
+  std::vector<std::string> join;
+  std::string data_dir = "/var/lib/starling";
+  std::string socket;  // defaults to <data_dir>/starlingd.sock
+  membership::Tags tags;
+  std::string profile = "lan";
+  std::string cluster = "default";
+  std::string log_level = "info";
+  Duration reap_timeout = std::chrono::hours(24);
+};
+
+struct ParseOutcome {
+  std::optional<DaemonOptions> options;  // nullopt: exit with exit_code
+  int exit_code = 0;
+};
+
+// Parses argv (and a --config file). Prints help or a message naming the bad
+// flag itself; the caller only has to exit with exit_code.
+ParseOutcome ParseDaemonFlags(int argc, char** argv);
+
+// "24h", "30s", "500ms", "1h30m", "250us". No sign, at least one unit.
+Result<Duration> ParseDuration(std::string_view text);
+
+// "key=value" with a non-empty key.
+Status ParseTag(std::string_view text, membership::Tags& tags);
+
+}  // namespace starling::node

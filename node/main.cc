@@ -1,0 +1,27 @@
+// starlingd: see daemon.h for the exit codes and flags.cc for the flags.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+#include "daemon.h"
+#include "flags.h"
+#include "guard.h"
+
+int main(int argc, char** argv) {
+  starling::node::ParseOutcome parsed = starling::node::ParseDaemonFlags(argc, argv);
+  if (!parsed.options) return parsed.exit_code;
+
+  // A peer closing a socket mid-write must cost an error code, not the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  auto logger = spdlog::stderr_color_mt("starlingd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(parsed.options->log_level));
+  spdlog::flush_on(spdlog::level::info);
+
+  int code = 1;
+  starling::node::RunGuarded("starlingd", [&] { code = starling::node::RunDaemon(*parsed.options); });
+  spdlog::shutdown();
+  return code;
+}

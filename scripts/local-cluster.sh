@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Starts a local Starling cluster: N starlingd daemons on 127.0.0.1, joined
+# through node1, with the `local` timing profile. Waits until every node sees
+# every other alive, then prints the member list and how to use it.
+#
+#   scripts/local-cluster.sh [--nodes N] [--base-port P] [--dir DIR]
+#   scripts/local-cluster.sh --stop [--dir DIR]
+#
+# Node i listens on 127.0.0.1:(P + i - 1) for UDP and TCP, keeps its data in
+# DIR/node<i>/ and logs to DIR/node<i>.log. The PIDs go to DIR/pids, which
+# --stop reads: it sends SIGTERM (a graceful leave), then SIGKILL to any
+# daemon still running after 10 s.
+# Binaries come from $BUILD_DIR (default: build).
+set -euo pipefail
+
+BUILD_DIR=${BUILD_DIR:-build}
+NODES=5
+BASE_PORT=7946
+DIR=.local-cluster
+STOP=0
+CONVERGE_TIMEOUT=30
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "local-cluster: $*" >&2; exit 1; }
+
+while (($#)); do
+  case "$1" in
+    --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
+    --base-port) BASE_PORT=${2:?--base-port needs a port}; shift 2 ;;
+    --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
+    --stop) STOP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option '$1'" ;;
+  esac
+done
+[[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer, not '$NODES'"
+if ! [[ "$BASE_PORT" =~ ^[0-9]+$ ]] || ((BASE_PORT == 0 || BASE_PORT + NODES - 1 > 65535)); then
+  die "--base-port '$BASE_PORT' leaves no room for $NODES ports"
+fi
+
+PIDFILE="$DIR/pids"
+
+alive_pids() {
+  [[ -f "$PIDFILE" ]] || return 0
+  local pid
+  while read -r pid; do
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  done <"$PIDFILE"
+  return 0
+}
+
+stop_cluster() {
+  local pids
+  pids=$(alive_pids)
+  if [[ -z "$pids" ]]; then
+    echo "local-cluster: nothing running (no live PIDs in $PIDFILE)"
+    rm -f "$PIDFILE"
+    return 0
+  fi
+  echo "local-cluster: stopping $(echo "$pids" | wc -l) daemon(s) gracefully"
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while [[ -n "$(alive_pids)" ]] && ((SECONDS < deadline)); do sleep 0.2; done
+  pids=$(alive_pids)
+  if [[ -n "$pids" ]]; then
+    echo "local-cluster: killing $(echo "$pids" | wc -l) daemon(s) that did not exit in time"
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+  fi
+  rm -f "$PIDFILE"
+  echo "local-cluster: stopped (data and logs kept in $DIR)"
+}
+
+if ((STOP)); then
+  stop_cluster
+  exit 0
+fi
+
+STARLINGD="$BUILD_DIR/node/starlingd"
+STARLING="$BUILD_DIR/tools/cli/starling"
+[[ -x "$STARLINGD" && -x "$STARLING" ]] ||
+  die "no binaries in $BUILD_DIR (build first: cmake -S . -B $BUILD_DIR && cmake --build $BUILD_DIR -j2, or set BUILD_DIR)"
+[[ -z "$(alive_pids)" ]] || die "a cluster from $DIR is already running; stop it with: $0 --stop"
+
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+PIDFILE="$DIR/pids"
+: >"$PIDFILE"
+socket_of() { echo "$DIR/node$1/starlingd.sock"; }
+(($(socket_of "$NODES" | wc -c) < 100)) || die "socket paths under $DIR are too long for Unix sockets; use --dir with a shorter path"
+
+node_log_tail() { echo "--- $DIR/node$1.log (last lines):" >&2; tail -n 20 "$DIR/node$1.log" >&2 || true; }
+
+# Counts the members node $1 sees alive (0 when it does not answer yet).
+alive_count() {
+  local out
+  out=$("$STARLING" --socket "$(socket_of "$1")" --timeout 2 members --status alive 2>/dev/null) || { echo 0; return; }
+  echo $(($(echo "$out" | wc -l) - 1))
+}
+
+start_node() {
+  local i=$1 port=$((BASE_PORT + $1 - 1))
+  local args=(--name "node$i" --bind "127.0.0.1:$port" --data-dir "$DIR/node$i" --socket "$(socket_of "$i")"
+              --profile local --cluster local-cluster)
+  ((i > 1)) && args+=(--join "127.0.0.1:$BASE_PORT")
+  nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
+  echo $! >>"$PIDFILE"
+}
+
+# Fails (after printing the node's log) when node $1 has exited.
+check_running() {
+  local pid
+  pid=$(sed -n "$1p" "$PIDFILE")
+  if ! kill -0 "$pid" 2>/dev/null; then
+    node_log_tail "$1"
+    stop_cluster >&2
+    die "node$1 exited during start-up (see its log above)"
+  fi
+}
+
+echo "local-cluster: starting $NODES nodes on 127.0.0.1:$BASE_PORT..$((BASE_PORT + NODES - 1)) in $DIR"
+start_node 1
+# The seed must answer before the others join, or they wait out a join retry.
+deadline=$((SECONDS + 10))
+until (($(alive_count 1) >= 1)); do
+  check_running 1
+  ((SECONDS < deadline)) || { node_log_tail 1; die "node1 did not come up within 10 s"; }
+  sleep 0.1
+done
+for ((i = 2; i <= NODES; i++)); do start_node "$i"; done
+
+deadline=$((SECONDS + CONVERGE_TIMEOUT))
+for ((i = 1; i <= NODES; i++)); do
+  until (($(alive_count "$i") == NODES)); do
+    check_running "$i"
+    if ((SECONDS >= deadline)); then
+      node_log_tail "$i"
+      die "node$i sees $(alive_count "$i") of $NODES members alive after ${CONVERGE_TIMEOUT} s; still running, stop with: $0 --stop"
+    fi
+    sleep 0.2
+  done
+done
+
+stop_hint="$0 --stop"
+if [[ "$DIR" != "$(pwd)/.local-cluster" ]]; then stop_hint+=" --dir $DIR"; fi
+echo "local-cluster: all $NODES nodes see each other alive"
+echo
+"$STARLING" --socket "$(socket_of 1)" members
+cat <<EOT
+
+Use the CLI against node1 (any node's socket works the same way):
+  export STARLING_SOCKET=$(socket_of 1)
+  $STARLING members
+  $STARLING info
+  $STARLING tags --set role=web
+Logs: $DIR/node<i>.log
+Stop: $stop_hint
+EOT

@@ -1,0 +1,65 @@
+// NodeStore: the facts a node must remember across restarts.
+//
+// Contract
+//  * One NodeStore per data directory; RocksDB's lock file makes a second
+//    process opening the same directory fail with kIoError.
+//  * Every method is thread-safe (calls are serialized internally) and
+//    blocking: callers on a latency-sensitive thread should hand writes to a
+//    worker.
+//  * Stored values are untrusted on read: one that fails validation gives
+//    kCorruption naming its key, never a crash and never a silently reset
+//    value (a reset generation would let the incarnation go backwards).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "starling/status.h"
+
+namespace starling::store {
+
+// A member this node knew of, enough to reach it again after a restart.
+struct KnownMember {
+  std::string name;
+  std::string addr;  // "host:port"
+  bool operator==(const KnownMember&) const = default;
+};
+
+class NodeStore {
+ public:
+  // Opens (creating when missing) the store in `dir`, creating `dir` itself
+  // too. kIoError names the path and the OS or RocksDB reason.
+  static Result<std::unique_ptr<NodeStore>> Open(const std::string& dir);
+
+  ~NodeStore();
+  NodeStore(const NodeStore&) = delete;
+  NodeStore& operator=(const NodeStore&) = delete;
+
+  const std::string& dir() const;
+
+  // The node name this data directory belongs to; nullopt for a new one.
+  Result<std::optional<std::string>> LoadName();
+  Status SaveName(const std::string& name);
+
+  // Increments the persisted generation and returns the new value (1 on the
+  // first call). Durable (fsync'ed) before it returns, so a crash right after
+  // can never hand out the same generation twice.
+  Result<uint32_t> BumpGeneration();
+
+  // Replaces the whole known-member set atomically. Not fsync'ed: losing the
+  // last moments of membership news in a crash costs nothing but a staler
+  // rejoin list.
+  Status SaveMembers(const std::vector<KnownMember>& members);
+  // Sorted by name.
+  Result<std::vector<KnownMember>> LoadMembers();
+
+ private:
+  struct Rep;
+  explicit NodeStore(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace starling::store

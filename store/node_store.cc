@@ -1,0 +1,239 @@
+// NodeStore on RocksDB.
+//
+// Key layout (one default column family; keys are ASCII):
+//   node/name          the node name this data directory belongs to
+//   node/generation    how many times the daemon has started here (uint32);
+//                      the daemon starts its incarnation at generation << 32
+//   members/<name>     the last known address of member <name>
+//
+// Value layout, the same for every key:
+//   [0]       format version (kFormat = 1)
+//   [1]       record kind: 'N' name, 'G' generation, 'M' member address
+//   [2..6)    payload length, uint32 little-endian
+//   [6..6+n)  payload: name / address bytes, or the generation as uint32 LE
+//   [6+n..)   FNV-1a 32 of every byte before it, uint32 little-endian
+// The kind byte stops a value written under one key from being accepted
+// under another after a bug or a bad restore; the checksum catches torn or
+// flipped bytes that RocksDB's own block checksums would not (e.g. a value
+// written wrong). It is not a defence against an attacker who can write the
+// data directory: the directory's permissions are.
+#include "starling/store/node_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <filesystem>
+#include <mutex>
+#include <string_view>
+#include <system_error>
+
+namespace starling::store {
+namespace {
+
+constexpr uint8_t kFormat = 1;
+constexpr char kKindName = 'N';
+constexpr char kKindGeneration = 'G';
+constexpr char kKindMember = 'M';
+constexpr size_t kHeaderBytes = 6;
+constexpr size_t kChecksumBytes = 4;
+// Names and addresses are short; anything larger is damage, not data.
+constexpr size_t kMaxPayloadBytes = 4096;
+
+constexpr std::string_view kNameKey = "node/name";
+constexpr std::string_view kGenerationKey = "node/generation";
+constexpr std::string_view kMembersPrefix = "members/";
+
+uint32_t Fnv1a32(std::string_view bytes) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint32_t GetU32(std::string_view in) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  return v;
+}
+
+std::string Encode(char kind, std::string_view payload) {
+  std::string out;
+  out.reserve(kHeaderBytes + payload.size() + kChecksumBytes);
+  out.push_back(static_cast<char>(kFormat));
+  out.push_back(kind);
+  PutU32(out, static_cast<uint32_t>(payload.size()));
+  out.append(payload);
+  PutU32(out, Fnv1a32(out));
+  return out;
+}
+
+// Returns the payload of a value read under `key`, or kCorruption saying why.
+Result<std::string> Decode(std::string_view key, char kind, std::string_view value) {
+  auto corrupt = [&](std::string_view why) {
+    return Status::Corruption("store value for key '" + std::string(key) +
+                              "' is corrupt: " + std::string(why));
+  };
+  if (value.size() < kHeaderBytes + kChecksumBytes) return corrupt("too short");
+  if (static_cast<uint8_t>(value[0]) != kFormat) {
+    return corrupt("unknown format version " + std::to_string(static_cast<uint8_t>(value[0])));
+  }
+  if (value[1] != kind) return corrupt("wrong record kind");
+  uint32_t length = GetU32(value.substr(2));
+  if (length > kMaxPayloadBytes || value.size() != kHeaderBytes + length + kChecksumBytes) {
+    return corrupt("length does not match");
+  }
+  std::string_view covered = value.substr(0, kHeaderBytes + length);
+  if (GetU32(value.substr(kHeaderBytes + length)) != Fnv1a32(covered)) return corrupt("checksum mismatch");
+  return std::string(value.substr(kHeaderBytes, length));
+}
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
+  return Status::IoError(what + ": " + s.ToString());
+}
+
+}  // namespace
+
+struct NodeStore::Rep {
+  std::string dir;
+  std::unique_ptr<rocksdb::DB> db;
+  std::mutex mu;  // makes BumpGeneration's read-modify-write atomic
+};
+
+NodeStore::NodeStore(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+NodeStore::~NodeStore() = default;
+
+const std::string& NodeStore::dir() const { return rep_->dir; }
+
+Result<std::unique_ptr<NodeStore>> NodeStore::Open(const std::string& dir) {
+  if (dir.empty()) return Status::InvalidArgument("data dir must not be empty");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::IoError("cannot create data dir " + dir + ": " + ec.message());
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return Status::IoError("data dir " + dir + " is not a directory");
+  }
+
+  rocksdb::Options options;
+  // A handful of small keys: keep memory and background work minimal.
+  options.OptimizeForSmallDb();
+  options.create_if_missing = true;
+  options.max_open_files = 16;
+  options.keep_log_file_num = 2;
+  options.max_log_file_size = 1 << 20;
+  options.info_log_level = rocksdb::WARN_LEVEL;
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) {
+    // RocksDB's message already carries the file and errno text (e.g. the
+    // LOCK file held by another daemon).
+    return Status::IoError("cannot open store in data dir " + dir + ": " + s.ToString());
+  }
+  auto rep = std::make_unique<Rep>();
+  rep->dir = dir;
+  rep->db.reset(raw);
+  return std::unique_ptr<NodeStore>(new NodeStore(std::move(rep)));
+}
+
+Result<std::optional<std::string>> NodeStore::LoadName() {
+  std::lock_guard lock(rep_->mu);
+  std::string value;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(kNameKey), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "reading " + std::string(kNameKey) + " in " + rep_->dir);
+  Result<std::string> name = Decode(kNameKey, kKindName, value);
+  if (!name.ok()) return name.status();
+  if (name->empty()) return Status::Corruption("store value for key 'node/name' is corrupt: empty name");
+  return std::optional<std::string>(std::move(name).value());
+}
+
+Status NodeStore::SaveName(const std::string& name) {
+  if (name.empty() || name.size() > kMaxPayloadBytes) {
+    return Status::InvalidArgument("node name must be 1.." + std::to_string(kMaxPayloadBytes) + " bytes");
+  }
+  std::lock_guard lock(rep_->mu);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(rep_->db->Put(wo, std::string(kNameKey), Encode(kKindName, name)),
+                   "writing " + std::string(kNameKey) + " in " + rep_->dir);
+}
+
+Result<uint32_t> NodeStore::BumpGeneration() {
+  std::lock_guard lock(rep_->mu);
+  std::string value;
+  uint32_t generation = 0;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(kGenerationKey), &value);
+  if (s.ok()) {
+    Result<std::string> payload = Decode(kGenerationKey, kKindGeneration, value);
+    if (!payload.ok()) return payload.status();
+    if (payload->size() != 4) {
+      return Status::Corruption("store value for key 'node/generation' is corrupt: not 4 bytes");
+    }
+    generation = GetU32(*payload);
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading " + std::string(kGenerationKey) + " in " + rep_->dir);
+  }
+  if (generation == UINT32_MAX) {
+    return Status::Internal("generation counter in " + rep_->dir + " is exhausted");
+  }
+  ++generation;
+  std::string payload;
+  PutU32(payload, generation);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  Status put = FromRocks(rep_->db->Put(wo, std::string(kGenerationKey), Encode(kKindGeneration, payload)),
+                         "writing " + std::string(kGenerationKey) + " in " + rep_->dir);
+  if (!put.ok()) return put;
+  return generation;
+}
+
+Status NodeStore::SaveMembers(const std::vector<KnownMember>& members) {
+  for (const KnownMember& m : members) {
+    if (m.name.empty() || m.name.size() > kMaxPayloadBytes || m.addr.size() > kMaxPayloadBytes) {
+      return Status::InvalidArgument("known member '" + m.name +
+                                     "' has an empty or oversized name or address");
+    }
+  }
+  std::lock_guard lock(rep_->mu);
+  rocksdb::WriteBatch batch;
+  // Replace, not merge: members forgotten since the last save must go too.
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(std::string(kMembersPrefix)); it->Valid() && it->key().starts_with(kMembersPrefix);
+       it->Next()) {
+    batch.Delete(it->key());
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scanning members in " + rep_->dir);
+  for (const KnownMember& m : members) {
+    batch.Put(std::string(kMembersPrefix) + m.name, Encode(kKindMember, m.addr));
+  }
+  return FromRocks(rep_->db->Write(rocksdb::WriteOptions(), &batch), "writing members in " + rep_->dir);
+}
+
+Result<std::vector<KnownMember>> NodeStore::LoadMembers() {
+  std::lock_guard lock(rep_->mu);
+  std::vector<KnownMember> out;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(std::string(kMembersPrefix)); it->Valid() && it->key().starts_with(kMembersPrefix);
+       it->Next()) {
+    std::string key = it->key().ToString();
+    std::string name = key.substr(kMembersPrefix.size());
+    if (name.empty()) return Status::Corruption("store key '" + key + "' has an empty member name");
+    Result<std::string> addr = Decode(key, kKindMember, it->value().ToStringView());
+    if (!addr.ok()) return addr.status();
+    out.push_back(KnownMember{std::move(name), std::move(addr).value()});
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scanning members in " + rep_->dir);
+  return out;
+}
+
+}  // namespace starling::store

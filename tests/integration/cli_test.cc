@@ -1,0 +1,71 @@
+// The `starling` CLI against a live two-node cluster: output formats,
+// filters and run-time tag changes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "local_cluster.h"
+
+namespace starling::itest {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Cli, TagsInfoAndMemberFilters) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("alpha", {"--tag", "zone=a"}), 0);
+  ASSERT_EQ(c.Start("beta", {"--join", c.node(0).addr}), 1);
+  ASSERT_EQ(c.AwaitView(c.All(), {{"alpha", "alive"}, {"beta", "alive"}}, 30s), "");
+
+  CommandResult set = c.Cli(0, {"tags", "--set", "role=web", "--set", "rack=r1", "--format", "json"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  nlohmann::json tags = nlohmann::json::parse(set.out);
+  EXPECT_EQ(tags, (nlohmann::json{{"zone", "a"}, {"role", "web"}, {"rack", "r1"}}));
+
+  CommandResult del = c.Cli(0, {"tags", "--delete", "rack"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_THAT(del.out, HasSubstr("role=web"));
+  EXPECT_EQ(del.out.find("rack"), std::string::npos);
+
+  // The change reaches the other node by gossip.
+  std::optional<nlohmann::json> filtered;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        CommandResult r = c.Cli(1, {"members", "--tag", "role=web", "--format", "json"});
+        if (r.exit_code != 0) return false;
+        filtered = nlohmann::json::parse(r.out, nullptr, false);
+        return filtered->is_array() && filtered->size() == 1 && (*filtered)[0]["name"] == "alpha" &&
+               !(*filtered)[0]["tags"].contains("rack");
+      },
+      15s))
+      << (filtered ? filtered->dump() : "no output");
+
+  CommandResult table = c.Cli(1, {"members", "--status", "alive"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("NAME"));
+  EXPECT_THAT(table.out, HasSubstr("alpha"));
+  EXPECT_THAT(table.out, HasSubstr(c.node(1).addr));
+  CommandResult none = c.Cli(1, {"members", "--status", "failed", "--format", "json"});
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_EQ(nlohmann::json::parse(none.out), nlohmann::json::array());
+
+  std::optional<nlohmann::json> info = c.Info(0);
+  ASSERT_TRUE(info);
+  for (const char* key :
+       {"name", "addr", "cluster", "profile", "incarnation", "health_score", "protocol_version", "version",
+        "members", "counters", "tags", "data_dir", "uptime_seconds"}) {
+    EXPECT_TRUE(info->contains(key)) << key;
+  }
+  EXPECT_EQ((*info)["name"], "alpha");
+  EXPECT_EQ((*info)["profile"], "local");
+  EXPECT_EQ((*info)["cluster"], "itest");
+  EXPECT_EQ((*info)["members"]["alive"], 2);
+  EXPECT_EQ((*info)["data_dir"], c.node(0).dir);
+  EXPECT_TRUE((*info)["counters"].is_object());
+
+  CommandResult help = RunCommand({STARLING_CLI_PATH, "members", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("--status"));
+}
+
+}  // namespace
+}  // namespace starling::itest

@@ -1,0 +1,118 @@
+// Multi-process membership: real starlingd daemons on 127.0.0.1, observed
+// only through `starling ... --format json`, as an operator would.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "local_cluster.h"
+
+namespace starling::itest {
+namespace {
+
+// Generous next to the local profile's timings (1 s probes, a suspicion
+// timeout of a few seconds): a miss here is a bug, not a slow machine.
+constexpr Millis kConverge = 30s;
+constexpr Millis kDetect = 30s;
+
+std::map<std::string, std::string> AllAlive(const LocalCluster& c) {
+  std::map<std::string, std::string> out;
+  for (int i : c.All()) out[c.node(i).name] = "alive";
+  return out;
+}
+
+// Starts a seed and n-1 nodes that join through it; waits until all see all.
+void StartConverged(LocalCluster& c, int n) {
+  ASSERT_EQ(c.Start("node0"), 0);
+  std::vector<int> joiners;
+  for (int i = 1; i < n; ++i)
+    joiners.push_back(c.Launch("node" + std::to_string(i), {"--join", c.node(0).addr}));
+  for (int i : joiners) ASSERT_TRUE(c.WaitReady(i));
+  ASSERT_EQ(c.AwaitView(c.All(), AllAlive(c), kConverge), "");
+}
+
+uint64_t IncarnationOf(const LocalCluster& c, int observer, const std::string& name) {
+  std::optional<nlohmann::json> members = c.Members(observer);
+  if (!members) return 0;
+  for (const auto& m : *members) {
+    if (m["name"] == name) return m["incarnation"].get<uint64_t>();
+  }
+  return 0;
+}
+
+TEST(Cluster, TenNodesJoinedThroughOneSeedConverge) {
+  LocalCluster c;
+  StartConverged(c, 10);
+  // Every field the issue promises scripts, on every node.
+  for (int i : c.All()) {
+    std::optional<nlohmann::json> members = c.Members(i);
+    ASSERT_TRUE(members);
+    ASSERT_EQ(members->size(), 10u);
+    for (const auto& m : *members) {
+      EXPECT_TRUE(m["name"].is_string());
+      EXPECT_TRUE(m["addr"].is_string());
+      EXPECT_EQ(m["status"], "alive");
+      EXPECT_TRUE(m["tags"].is_object());
+      EXPECT_TRUE(m["incarnation"].is_number_unsigned());
+      EXPECT_TRUE(m["protocol"]["min"].is_number());
+    }
+  }
+}
+
+TEST(Cluster, KilledNodeIsSeenFailedByAllOthers) {
+  LocalCluster c;
+  StartConverged(c, 5);
+  const int victim = 3;
+  c.Kill(victim);
+  auto want = AllAlive(c);
+  want[c.node(victim).name] = "failed";
+  EXPECT_EQ(c.AwaitView(c.AllExcept(victim), want, kDetect), "");
+}
+
+TEST(Cluster, LeavingNodeIsSeenLeftAndExitsZero) {
+  LocalCluster c;
+  StartConverged(c, 5);
+  const int leaver = 2;
+  CommandResult r = c.Cli(leaver, {"leave"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::optional<int> code = c.WaitExit(leaver, 15s);
+  ASSERT_TRUE(code.has_value()) << "the daemon did not exit after `starling leave`";
+  EXPECT_EQ(*code, 0);
+  auto want = AllAlive(c);
+  want[c.node(leaver).name] = "left";
+  EXPECT_EQ(c.AwaitView(c.AllExcept(leaver), want, kDetect), "");
+}
+
+TEST(Cluster, SigtermLeavesGracefully) {
+  LocalCluster c;
+  StartConverged(c, 3);
+  c.Signal(1, SIGTERM);
+  std::optional<int> code = c.WaitExit(1, 15s);
+  ASSERT_TRUE(code.has_value()) << "the daemon did not exit after SIGTERM";
+  EXPECT_EQ(*code, 0);
+  auto want = AllAlive(c);
+  want[c.node(1).name] = "left";
+  EXPECT_EQ(c.AwaitView(c.AllExcept(1), want, kDetect), "");
+}
+
+TEST(Cluster, KilledNodeRestartedWithoutJoinComesBackAlive) {
+  LocalCluster c;
+  StartConverged(c, 5);
+  const int victim = 4;
+  const std::string name = c.node(victim).name;
+  uint64_t before = IncarnationOf(c, 0, name);
+  ASSERT_GT(before, 0u);
+  c.Kill(victim);
+  auto want = AllAlive(c);
+  want[name] = "failed";
+  // Seen failed first, so that "alive" afterwards is the restart's doing.
+  ASSERT_EQ(c.AwaitView(c.AllExcept(victim), want, kDetect), "");
+
+  // No --join: it must find the cluster through its persisted members.
+  ASSERT_TRUE(c.Restart(victim, {}));
+  EXPECT_EQ(c.AwaitView(c.All(), AllAlive(c), kConverge), "");
+  uint64_t after = IncarnationOf(c, 0, name);
+  EXPECT_GT(after, before) << "the incarnation must not go backwards across a restart";
+  EXPECT_GE(after >> 32, 2u) << "the second start should carry generation 2";
+}
+
+}  // namespace
+}  // namespace starling::itest

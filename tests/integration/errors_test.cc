@@ -1,0 +1,226 @@
+// Operator mistakes and collisions: each must fail fast, non-zero, with a
+// message that names what is wrong.
+#include <arpa/inet.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "local_cluster.h"
+#include "schema/api.capnp.h"
+
+namespace starling::itest {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A bare starlingd with its own dirs under `root`, not part of a cluster.
+CommandResult RunDaemon(const std::string& root, std::vector<std::string> extra, Millis timeout = 15s) {
+  std::vector<std::string> argv = {STARLINGD_PATH, "--profile", "local"};
+  bool has_name = false, has_data_dir = false, has_socket = false, has_bind = false;
+  for (const std::string& a : extra) {
+    has_name |= a == "--name";
+    has_data_dir |= a == "--data-dir";
+    has_socket |= a == "--socket";
+    has_bind |= a == "--bind";
+  }
+  if (!has_name) argv.insert(argv.end(), {"--name", "lonely"});
+  if (!has_data_dir) argv.insert(argv.end(), {"--data-dir", root + "/data"});
+  if (!has_socket) argv.insert(argv.end(), {"--socket", root + "/api.sock"});
+  if (!has_bind) argv.insert(argv.end(), {"--bind", "127.0.0.1:0"});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return RunCommand(argv, timeout);
+}
+
+// Holds a socket bound to 127.0.0.1 on a free port.
+class BoundPort {
+ public:
+  explicit BoundPort(int type) : fd_(socket(AF_INET, type, 0)) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    if (type == SOCK_STREAM) listen(fd_, 1);
+    socklen_t len = sizeof(sa);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+  }
+  ~BoundPort() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
+// One raw exchange on the API socket: lets the test speak a wrong version.
+std::vector<uint64_t> RawApiExchange(const std::string& path, const std::vector<uint8_t>& frame) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
+  std::vector<uint64_t> reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0 &&
+      send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size())) {
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    uint32_t len = 0;
+    if (recv(fd, &len, 4, MSG_WAITALL) == 4 && len % 8 == 0 && len < (1u << 20)) {
+      reply.resize(len / 8);
+      if (recv(fd, reply.data(), len, MSG_WAITALL) != static_cast<ssize_t>(len)) reply.clear();
+    }
+  }
+  close(fd);
+  return reply;
+}
+
+std::vector<uint8_t> Frame(const std::vector<uint8_t>& body, uint32_t claimed_length) {
+  std::vector<uint8_t> out;
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(claimed_length >> (8 * i)));
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+std::string ReplyError(const std::vector<uint64_t>& reply) {
+  if (reply.empty()) return "<no reply>";
+  capnp::FlatArrayMessageReader reader(
+      kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(reply.data()), reply.size()));
+  return reader.getRoot<api::Reply>().getError().cStr();
+}
+
+TEST(Errors, UnknownFlagIsNamed) {
+  TempDir dir;
+  CommandResult r = RunDaemon(dir.path(), {"--frobnicate", "yes"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("--frobnicate"));
+}
+
+TEST(Errors, BadFlagValuesAreNamed) {
+  TempDir dir;
+  CommandResult profile = RunDaemon(dir.path(), {"--profile", "warp"});
+  EXPECT_NE(profile.exit_code, 0);
+  EXPECT_THAT(profile.err, HasSubstr("--profile"));
+  CommandResult bind = RunDaemon(dir.path(), {"--bind", "127.0.0.1"});
+  EXPECT_NE(bind.exit_code, 0);
+  EXPECT_THAT(bind.err, HasSubstr("--bind"));
+  CommandResult reap = RunDaemon(dir.path(), {"--reap-timeout", "5 parsecs"});
+  EXPECT_NE(reap.exit_code, 0);
+  EXPECT_THAT(reap.err, HasSubstr("--reap-timeout"));
+  CommandResult tag = RunDaemon(dir.path(), {"--tag", "novalue"});
+  EXPECT_NE(tag.exit_code, 0);
+  EXPECT_THAT(tag.err, HasSubstr("novalue"));
+}
+
+TEST(Errors, UdpPortInUseIsNamed) {
+  TempDir dir;
+  BoundPort taken(SOCK_DGRAM);
+  std::string addr = "127.0.0.1:" + std::to_string(taken.port());
+  CommandResult r = RunDaemon(dir.path(), {"--bind", addr});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("cannot bind " + addr + " (UDP)"));
+  EXPECT_THAT(r.err, HasSubstr("in use"));
+}
+
+TEST(Errors, TcpPortInUseIsNamed) {
+  TempDir dir;
+  BoundPort taken(SOCK_STREAM);
+  std::string addr = "127.0.0.1:" + std::to_string(taken.port());
+  CommandResult r = RunDaemon(dir.path(), {"--bind", addr});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("cannot bind " + addr + " (TCP)"));
+}
+
+TEST(Errors, UnusableDataDirIsNamed) {
+  TempDir dir;
+  std::string file = dir.path() + "/plain-file";
+  std::ofstream(file) << "not a directory";
+  std::string data_dir = file + "/data";
+  CommandResult r = RunDaemon(dir.path(), {"--data-dir", data_dir});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr(data_dir));
+}
+
+TEST(Errors, DataDirOfALiveDaemonIsRefused) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  CommandResult r = RunDaemon(
+      c.root(), {"--name", "node0", "--data-dir", c.node(0).dir, "--socket", c.root() + "/other.sock"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr(c.node(0).dir));
+}
+
+TEST(Errors, DataDirOfAnotherNameIsRefused) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  c.Kill(0);
+  CommandResult r = RunDaemon(c.root(), {"--name", "impostor", "--data-dir", c.node(0).dir});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("node0"));
+  EXPECT_THAT(r.err, HasSubstr("impostor"));
+}
+
+TEST(Errors, LiveSocketIsNotStolen) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  CommandResult r = RunDaemon(c.root(), {"--socket", c.node(0).socket});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr(c.node(0).socket));
+  // The first daemon still answers on it.
+  EXPECT_TRUE(c.Info(0));
+}
+
+TEST(Errors, CliWithoutDaemonExitsTwoAndSaysWhy) {
+  TempDir dir;
+  std::string socket = dir.path() + "/nobody.sock";
+  CommandResult r = RunCommand({STARLING_CLI_PATH, "--socket", socket, "members"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("cannot reach starlingd at " + socket));
+  EXPECT_THAT(r.err, HasSubstr("STARLING_SOCKET"));
+}
+
+TEST(Errors, SecondNodeWithALiveNameIsRefused) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("twin"), 0);
+  ASSERT_EQ(c.Start("other", {"--join", c.node(0).addr}), 1);
+  int impostor = c.Launch("twin", {"--join", c.node(0).addr});
+  std::optional<int> code = c.WaitExit(impostor, 30s);
+  ASSERT_TRUE(code.has_value()) << "a second 'twin' at another address was not refused";
+  EXPECT_NE(*code, 0);
+  EXPECT_THAT(c.LogOf(impostor), HasSubstr("cannot join the cluster as 'twin'"));
+  // The original keeps its place.
+  EXPECT_EQ(c.AwaitView({0, 1}, {{"twin", "alive"}, {"other", "alive"}}, 10s), "");
+}
+
+TEST(Errors, ApiRejectsWrongVersionAndOversizedFrames) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  capnp::MallocMessageBuilder b;
+  auto request = b.initRoot<api::Request>();
+  request.setVersion(static_cast<uint16_t>(api::API_VERSION + 41));
+  request.setInfo();
+  auto words = capnp::messageToFlatArray(b);
+  std::vector<uint8_t> body(words.asBytes().begin(), words.asBytes().end());
+  EXPECT_THAT(ReplyError(RawApiExchange(c.node(0).socket, Frame(body, static_cast<uint32_t>(body.size())))),
+              HasSubstr("version"));
+  EXPECT_THAT(ReplyError(RawApiExchange(c.node(0).socket, Frame({}, 64u << 20))), HasSubstr("limit"));
+  EXPECT_THAT(ReplyError(RawApiExchange(c.node(0).socket, Frame({1, 2, 3, 4, 5, 6, 7}, 7))),
+              HasSubstr("malformed"));
+  // Bad input named in CLI errors too, with exit code 1.
+  CommandResult join = c.Cli(0, {"join", "no-port-here"});
+  EXPECT_EQ(join.exit_code, 1);
+  EXPECT_THAT(join.err, HasSubstr("no-port-here"));
+  CommandResult fl = c.Cli(0, {"force-leave", "ghost"});
+  EXPECT_EQ(fl.exit_code, 1);
+  EXPECT_THAT(fl.err, HasSubstr("ghost"));
+  EXPECT_TRUE(c.Info(0));
+}
+
+}  // namespace
+}  // namespace starling::itest

@@ -1,0 +1,116 @@
+#include "api_client.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace starling::cli {
+namespace {
+
+// A members list of thousands of nodes is a few hundred KiB.
+constexpr uint32_t kMaxReplyBytes = 64u << 20;
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+std::string Hint() { return " (is the daemon running? set --socket or STARLING_SOCKET)"; }
+
+std::string IoFailure(const std::string& path, const char* what, int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK)
+    return "no reply from starlingd at " + path + ": timed out while " + what;
+  if (err == 0) return "starlingd at " + path + " closed the connection while " + std::string(what);
+  return "lost starlingd at " + path + " while " + std::string(what) + ": " + std::strerror(err);
+}
+
+// Returns 0 or the errno; 0 with a short read means the peer closed.
+int ReadAll(int fd, void* buf, size_t n) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    if (r == 0) return -1;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return 0;
+}
+
+int WriteAll(int fd, const void* buf, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std::vector<uint8_t>& request,
+                                       std::chrono::milliseconds timeout) {
+  sockaddr_un addr{};
+  if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
+    return Status::Unavailable("cannot reach starlingd at " + socket_path +
+                               ": socket path is empty or longer than " +
+                               std::to_string(sizeof(addr.sun_path) - 1) + " bytes" + Hint());
+  }
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0)
+    return Status::Unavailable(std::string("cannot create a socket: ") + std::strerror(errno));
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Status::Unavailable("cannot reach starlingd at " + socket_path + ": " + std::strerror(errno) +
+                               Hint());
+  }
+
+  size_t n = request.size();
+  uint8_t header[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
+                       static_cast<uint8_t>(n >> 24)};
+  if (int err = WriteAll(fd.get(), header, sizeof(header)); err != 0) {
+    return Status::Unavailable(IoFailure(socket_path, "sending the request", err));
+  }
+  if (int err = WriteAll(fd.get(), request.data(), request.size()); err != 0) {
+    return Status::Unavailable(IoFailure(socket_path, "sending the request", err));
+  }
+  if (int err = ReadAll(fd.get(), header, sizeof(header)); err != 0) {
+    return Status::Unavailable(IoFailure(socket_path, "waiting for the reply", err < 0 ? 0 : err));
+  }
+  uint32_t length = static_cast<uint32_t>(header[0]) | static_cast<uint32_t>(header[1]) << 8 |
+                    static_cast<uint32_t>(header[2]) << 16 | static_cast<uint32_t>(header[3]) << 24;
+  if (length == 0 || length % 8 != 0 || length > kMaxReplyBytes) {
+    return Status::Corruption("starlingd at " + socket_path + " sent a malformed reply frame of " +
+                              std::to_string(length) + " bytes");
+  }
+  std::vector<uint64_t> reply(length / 8);
+  if (int err = ReadAll(fd.get(), reply.data(), length); err != 0) {
+    return Status::Unavailable(IoFailure(socket_path, "reading the reply", err < 0 ? 0 : err));
+  }
+  return reply;
+}
+
+}  // namespace starling::cli

@@ -1,0 +1,354 @@
+// starling: the command-line client of the local starlingd.
+//
+// Exit codes: 0 success; 1 the daemon refused or failed the request (its
+// message on stderr); 2 the daemon could not be reached or answered
+// garbage; CLI11's own codes for usage errors.
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "api_client.h"
+#include "schema/api.capnp.h"
+
+namespace starling::cli {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kExitDaemonError = 1;
+constexpr int kExitUnreachable = 2;
+
+struct Globals {
+  std::string socket = "/var/lib/starling/starlingd.sock";
+  double timeout_seconds = 30;
+};
+
+int Complain(int code, const std::string& message) {
+  std::fprintf(stderr, "starling: %s\n", message.c_str());
+  return code;
+}
+
+// Builds a request, exchanges it and hands a non-error reply to `use`.
+int Call(const Globals& g, const std::function<void(api::Request::Builder)>& build,
+         const std::function<int(api::Reply::Reader)>& use) {
+  capnp::MallocMessageBuilder builder;
+  api::Request::Builder request = builder.initRoot<api::Request>();
+  request.setVersion(api::API_VERSION);
+  build(request);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+
+  auto timeout = std::chrono::milliseconds(static_cast<int64_t>(g.timeout_seconds * 1000));
+  Result<std::vector<uint64_t>> reply =
+      Exchange(g.socket, std::vector<uint8_t>(bytes.begin(), bytes.end()), timeout);
+  if (!reply.ok()) return Complain(kExitUnreachable, reply.status().message());
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = reply->size() * 2 + 1024;
+    capnp::FlatArrayMessageReader reader(
+        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(reply->data()), reply->size()),
+        options);
+    api::Reply::Reader r = reader.getRoot<api::Reply>();
+    if (r.getError().size() > 0) return Complain(kExitDaemonError, r.getError().cStr());
+    return use(r);
+  } catch (const kj::Exception& e) {
+    return Complain(kExitUnreachable,
+                    std::string("malformed reply from starlingd: ") + e.getDescription().cStr());
+  }
+}
+
+int Unexpected() { return Complain(kExitUnreachable, "starlingd sent a reply of an unexpected kind"); }
+
+std::map<std::string, std::string> TagMap(capnp::List<api::Tag>::Reader tags) {
+  std::map<std::string, std::string> out;
+  for (auto t : tags) out[t.getKey().cStr()] = t.getValue().cStr();
+  return out;
+}
+
+std::string TagText(const std::map<std::string, std::string>& tags) {
+  std::string out;
+  for (const auto& [k, v] : tags) {
+    if (!out.empty()) out += ",";
+    out += k + "=" + v;
+  }
+  return out;
+}
+
+Result<std::pair<std::string, std::string>> SplitTag(const std::string& text, const char* flag) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return Status::InvalidArgument(std::string(flag) + " '" + text +
+                                   "' must be key=value with a non-empty key");
+  }
+  return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
+}
+
+// Columns padded to their widest cell, two spaces apart, like `serf members`.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+json InfoJson(api::Info::Reader info) {
+  json counters = json::object();
+  for (auto c : info.getCounters()) counters[c.getName().cStr()] = c.getValue();
+  return json{
+      {"name", info.getName().cStr()},
+      {"addr", info.getAddr().cStr()},
+      {"cluster", info.getCluster().cStr()},
+      {"profile", info.getProfile().cStr()},
+      {"incarnation", info.getIncarnation()},
+      {"health_score", info.getHealthScore()},
+      {"protocol_version", info.getProtocolVersion()},
+      {"version", info.getVersion().cStr()},
+      {"members",
+       {{"alive", info.getMembersAlive()},
+        {"suspect", info.getMembersSuspect()},
+        {"failed", info.getMembersFailed()},
+        {"left", info.getMembersLeft()}}},
+      {"counters", counters},
+      {"tags", TagMap(info.getTags())},
+      {"data_dir", info.getDataDir().cStr()},
+      {"uptime_seconds", info.getUptimeSeconds()},
+  };
+}
+
+void PrintInfoTable(api::Info::Reader info) {
+  std::vector<std::vector<std::string>> rows = {
+      {"name:", info.getName().cStr()},
+      {"addr:", info.getAddr().cStr()},
+      {"cluster:", info.getCluster().cStr()},
+      {"profile:", info.getProfile().cStr()},
+      {"version:", info.getVersion().cStr()},
+      {"protocol:", std::to_string(info.getProtocolVersion())},
+      {"incarnation:", std::to_string(info.getIncarnation())},
+      {"health score:", std::to_string(info.getHealthScore())},
+      {"members:", "alive " + std::to_string(info.getMembersAlive()) + ", suspect " +
+                       std::to_string(info.getMembersSuspect()) + ", failed " +
+                       std::to_string(info.getMembersFailed()) + ", left " +
+                       std::to_string(info.getMembersLeft())},
+      {"tags:", TagText(TagMap(info.getTags()))},
+      {"data dir:", info.getDataDir().cStr()},
+      {"uptime:", std::to_string(info.getUptimeSeconds()) + "s"},
+  };
+  PrintTable(rows);
+  std::cout << "counters:\n";
+  std::vector<std::vector<std::string>> counters;
+  for (auto c : info.getCounters())
+    counters.push_back({"  " + std::string(c.getName().cStr()), std::to_string(c.getValue())});
+  PrintTable(counters);
+}
+
+}  // namespace
+}  // namespace starling::cli
+
+int main(int argc, char** argv) {
+  using namespace starling;
+  using namespace starling::cli;
+
+  CLI::App app{"starling: talk to the local starlingd over its Unix socket.", "starling"};
+  app.require_subcommand(1);
+  Globals g;
+  app.add_option("--socket", g.socket, "The daemon's API socket")
+      ->envname("STARLING_SOCKET")
+      ->capture_default_str();
+  app.add_option("--timeout", g.timeout_seconds, "Seconds to wait for the daemon's reply")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  const std::vector<std::string> kFormats = {"table", "json"};
+  int code = 0;
+
+  // members
+  std::string members_status, members_format = "table";
+  std::vector<std::string> members_tags;
+  CLI::App* members = app.add_subcommand("members",
+                                         "List the members this node knows (itself included) with address, "
+                                         "status (alive, suspect, failed, left) "
+                                         "and tags");
+  members->add_option("--status", members_status, "Only members with this status")
+      ->check(CLI::IsMember({"alive", "suspect", "failed", "left"}));
+  members->add_option("--tag", members_tags, "Only members with tag key=value (repeatable; all must match)");
+  members->add_option("--format", members_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  members->callback([&] {
+    std::vector<std::pair<std::string, std::string>> filters;
+    for (const std::string& t : members_tags) {
+      auto kv = SplitTag(t, "--tag");
+      if (!kv.ok()) throw CLI::ValidationError(kv.status().message());
+      filters.push_back(*kv);
+    }
+    code = Call(
+        g, [](api::Request::Builder r) { r.setMembers(); },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isMembers()) return Unexpected();
+          json out = json::array();
+          std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "STATUS", "TAGS"}};
+          for (auto m : reply.getMembers()) {
+            std::string status = m.getStatus().cStr();
+            if (!members_status.empty() && status != members_status) continue;
+            auto tags = TagMap(m.getTags());
+            bool match = std::all_of(filters.begin(), filters.end(), [&](const auto& f) {
+              auto it = tags.find(f.first);
+              return it != tags.end() && it->second == f.second;
+            });
+            if (!match) continue;
+            out.push_back({{"name", m.getName().cStr()},
+                           {"addr", m.getAddr().cStr()},
+                           {"status", status},
+                           {"tags", tags},
+                           {"incarnation", m.getIncarnation()},
+                           {"protocol", {{"min", m.getProtocolMin()}, {"max", m.getProtocolMax()}}}});
+            rows.push_back({m.getName().cStr(), m.getAddr().cStr(), status, TagText(tags)});
+          }
+          if (members_format == "json") {
+            std::cout << out.dump(2) << "\n";
+          } else {
+            PrintTable(rows);
+          }
+          return 0;
+        });
+  });
+
+  // join
+  std::vector<std::string> join_addrs;
+  CLI::App* join =
+      app.add_subcommand("join", "Join the cluster through one or more members' HOST:PORT addresses");
+  join->add_option("addr", join_addrs, "Addresses (HOST:PORT) of members to contact")->required();
+  join->callback([&] {
+    code = Call(
+        g,
+        [&](api::Request::Builder r) {
+          auto list = r.initJoin(static_cast<unsigned>(join_addrs.size()));
+          for (unsigned i = 0; i < join_addrs.size(); ++i) list.set(i, join_addrs[i]);
+        },
+        [](api::Reply::Reader reply) {
+          if (!reply.isJoined()) return Unexpected();
+          std::cout << "Joined the cluster: " << reply.getJoined() << " node(s) answered\n";
+          return 0;
+        });
+  });
+
+  // leave
+  CLI::App* leave = app.add_subcommand(
+      "leave",
+      "Leave the cluster gracefully; the daemon announces it, then exits (other members show it `left`)");
+  leave->callback([&] {
+    code = Call(
+        g, [](api::Request::Builder r) { r.setLeave(); },
+        [](api::Reply::Reader) {
+          std::cout << "Left the cluster; starlingd is shutting down\n";
+          return 0;
+        });
+  });
+
+  // force-leave
+  std::string fl_name;
+  bool fl_prune = false;
+  CLI::App* force_leave = app.add_subcommand(
+      "force-leave", "Mark a failed member as left on every node (it stops being reconnected to)");
+  force_leave->add_option("name", fl_name, "The failed member's name")->required();
+  force_leave->add_flag("--prune", fl_prune,
+                        "Erase the member from every node's list instead of keeping it as left");
+  force_leave->callback([&] {
+    code = Call(
+        g,
+        [&](api::Request::Builder r) {
+          auto fl = r.initForceLeave();
+          fl.setName(fl_name);
+          fl.setPrune(fl_prune);
+        },
+        [](api::Reply::Reader) { return 0; });
+  });
+
+  // tags
+  std::vector<std::string> tag_set, tag_delete;
+  std::string tags_format = "table";
+  CLI::App* tags = app.add_subcommand(
+      "tags", "Show this node's tags, or change them with --set and --delete (gossiped to the cluster)");
+  tags->add_option("--set", tag_set, "Set tag key=value (repeatable)");
+  tags->add_option("--delete", tag_delete, "Delete tag key (repeatable)");
+  tags->add_option("--format", tags_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  tags->callback([&] {
+    std::vector<std::pair<std::string, std::string>> set;
+    for (const std::string& t : tag_set) {
+      auto kv = SplitTag(t, "--set");
+      if (!kv.ok()) throw CLI::ValidationError(kv.status().message());
+      set.push_back(*kv);
+    }
+    code = Call(
+        g,
+        [&](api::Request::Builder r) {
+          auto change = r.initTags();
+          auto s = change.initSet(static_cast<unsigned>(set.size()));
+          for (unsigned i = 0; i < set.size(); ++i) {
+            s[i].setKey(set[i].first);
+            s[i].setValue(set[i].second);
+          }
+          auto d = change.initDelete(static_cast<unsigned>(tag_delete.size()));
+          for (unsigned i = 0; i < tag_delete.size(); ++i) d.set(i, tag_delete[i]);
+        },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isInfo()) return Unexpected();
+          auto current = TagMap(reply.getInfo().getTags());
+          if (tags_format == "json") {
+            std::cout << json(current).dump(2) << "\n";
+          } else {
+            for (const auto& [k, v] : current) std::cout << k << "=" << v << "\n";
+          }
+          return 0;
+        });
+  });
+
+  // info
+  std::string info_format = "table";
+  CLI::App* info = app.add_subcommand(
+      "info",
+      "Show this node's identity, cluster, profile, member counts, health score and protocol counters");
+  info->add_option("--format", info_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  info->callback([&] {
+    code = Call(
+        g, [](api::Request::Builder r) { r.setInfo(); },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isInfo()) return Unexpected();
+          if (info_format == "json") {
+            std::cout << InfoJson(reply.getInfo()).dump(2) << "\n";
+          } else {
+            PrintInfoTable(reply.getInfo());
+          }
+          return 0;
+        });
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return code;
+}
