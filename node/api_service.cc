@@ -16,7 +16,6 @@
 namespace starling::node {
 namespace {
 
-using membership::MemberStatus;
 
 // Requests are small; these bound what a hostile client can make us walk.
 constexpr uint64_t kTraversalLimitWords = (1 << 20) / sizeof(capnp::word) * 2;
@@ -155,27 +154,11 @@ Bytes ApiService::InfoReply() const {
   info.setHealthScore(static_cast<uint32_t>(std::max(0, members_.HealthScore())));
   info.setProtocolVersion(membership::kProtocolVersion);
   info.setVersion(facts_.version);
-  uint32_t alive = 0, suspect = 0, failed = 0, left = 0;
-  for (const membership::MemberView& m : members_.Members()) {
-    switch (m.status) {
-      case MemberStatus::kAlive:
-        ++alive;
-        break;
-      case MemberStatus::kSuspect:
-        ++suspect;
-        break;
-      case MemberStatus::kFailed:
-        ++failed;
-        break;
-      case MemberStatus::kLeft:
-        ++left;
-        break;
-    }
-  }
-  info.setMembersAlive(alive);
-  info.setMembersSuspect(suspect);
-  info.setMembersFailed(failed);
-  info.setMembersLeft(left);
+  const membership::MemberCounts counts = members_.Counts();
+  info.setMembersAlive(static_cast<uint32_t>(counts.alive));
+  info.setMembersSuspect(static_cast<uint32_t>(counts.suspect));
+  info.setMembersFailed(static_cast<uint32_t>(counts.failed));
+  info.setMembersLeft(static_cast<uint32_t>(counts.left));
   const membership::Counters& counters = members_.counters();
   auto list = info.initCounters(static_cast<unsigned>(counters.size()));
   unsigned i = 0;

@@ -282,20 +282,23 @@ CommandResult LocalCluster::Cli(int i, std::vector<std::string> args, Millis tim
   return RunCommand(argv, timeout);
 }
 
-std::optional<nlohmann::json> LocalCluster::Members(int i) const {
-  CommandResult r = Cli(i, {"members", "--format", "json"}, 5s);
+// A read command's --format json output, or nullopt if it failed or is not
+// the expected kind of JSON value.
+static std::optional<nlohmann::json> CliJson(const LocalCluster& c, int i, const std::string& command,
+                                             nlohmann::json::value_t kind) {
+  CommandResult r = c.Cli(i, {command, "--format", "json"}, 5s);
   if (r.exit_code != 0) return std::nullopt;
   nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_array()) return std::nullopt;
+  if (j.type() != kind) return std::nullopt;
   return j;
 }
 
+std::optional<nlohmann::json> LocalCluster::Members(int i) const {
+  return CliJson(*this, i, "members", nlohmann::json::value_t::array);
+}
+
 std::optional<nlohmann::json> LocalCluster::Info(int i) const {
-  CommandResult r = Cli(i, {"info", "--format", "json"}, 5s);
-  if (r.exit_code != 0) return std::nullopt;
-  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return std::nullopt;
-  return j;
+  return CliJson(*this, i, "info", nlohmann::json::value_t::object);
 }
 
 std::string LocalCluster::ViewMismatch(const std::vector<int>& observers,

@@ -93,6 +93,17 @@ Result<std::pair<std::string, std::string>> SplitTag(const std::string& text, co
   return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
 }
 
+// Every key=value of a repeatable flag; the first bad one fails the command.
+std::vector<std::pair<std::string, std::string>> SplitTags(const std::vector<std::string>& texts, const char* flag) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& t : texts) {
+    auto kv = SplitTag(t, flag);
+    if (!kv.ok()) throw CLI::ValidationError(kv.status().message());
+    out.push_back(*kv);
+  }
+  return out;
+}
+
 // Columns padded to their widest cell, two spaces apart, like `serf members`.
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;
@@ -193,12 +204,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(kFormats))
       ->capture_default_str();
   members->callback([&] {
-    std::vector<std::pair<std::string, std::string>> filters;
-    for (const std::string& t : members_tags) {
-      auto kv = SplitTag(t, "--tag");
-      if (!kv.ok()) throw CLI::ValidationError(kv.status().message());
-      filters.push_back(*kv);
-    }
+    const auto filters = SplitTags(members_tags, "--tag");
     code = Call(
         g, [](api::Request::Builder r) { r.setMembers(); },
         [&](api::Reply::Reader reply) {
@@ -293,12 +299,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(kFormats))
       ->capture_default_str();
   tags->callback([&] {
-    std::vector<std::pair<std::string, std::string>> set;
-    for (const std::string& t : tag_set) {
-      auto kv = SplitTag(t, "--set");
-      if (!kv.ok()) throw CLI::ValidationError(kv.status().message());
-      set.push_back(*kv);
-    }
+    const auto set = SplitTags(tag_set, "--set");
     code = Call(
         g,
         [&](api::Request::Builder r) {
