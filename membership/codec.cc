@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "schema/gossip.capnp.h"
+#include "starling/capnp_bytes.h"
 
 namespace starling::membership::wire {
 namespace {
@@ -18,28 +19,10 @@ struct Overloaded : Fs... {
   using Fs::operator()...;
 };
 
-Bytes ToBytes(capnp::MessageBuilder& mb) {
-  auto words = capnp::messageToFlatArray(mb);
-  auto bytes = words.asBytes();
-  return Bytes(bytes.begin(), bytes.end());
-}
-
-// Word-aligned copy: Cap'n Proto reads 8-byte words in place.
-kj::Array<capnp::word> Aligned(ByteView bytes) {
-  auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  if (!bytes.empty()) std::memcpy(words.begin(), bytes.data(), words.size() * sizeof(capnp::word));
-  return words;
-}
-
-capnp::ReaderOptions Limits(size_t bytes) {
-  capnp::ReaderOptions o;
-  // A well-formed message never needs to traverse more than a few times its size.
-  o.traversalLimitInWords = bytes / sizeof(capnp::word) * 4 + 64;
-  o.nestingLimit = 16;
-  return o;
-}
-
-std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+using capnp_bytes::Aligned;
+using capnp_bytes::Limits;
+using capnp_bytes::Str;
+Bytes ToBytes(capnp::MessageBuilder& mb) { return capnp_bytes::Flat(mb); }
 
 void SetTags(capnp::List<cw::Tag>::Builder out, const Tags& tags) {
   unsigned i = 0;
@@ -158,6 +141,7 @@ void WriteMessage(cw::Message::Builder out, const Message& m) {
                    b.setFrom(s.from);
                    b.setPrune(s.prune);
                  },
+                 [&](const User& u) { out.setUser(kj::arrayPtr(u.data.data(), u.data.size())); },
              },
              m);
 }
@@ -219,6 +203,10 @@ Message ReadMessage(cw::Message::Reader in) {
       Require(CheckName(s.name, "name"));
       Require(CheckName(s.from, "from"));
       return s;
+    }
+    case cw::Message::USER: {
+      auto d = in.getUser();
+      return User{Bytes(d.begin(), d.end())};
     }
   }
   throw InvalidField{"unknown message type " + std::to_string(static_cast<int>(in.which()))};
@@ -304,7 +292,7 @@ size_t TextSize(const std::string& s) { return 8 + ((s.size() + 1 + 7) & ~size_t
 }  // namespace
 
 const char* MessageTypeName(const Message& m) {
-  static const char* kNames[] = {"ping", "indirect_ping", "ack", "nack", "alive", "suspect", "dead", "leave"};
+  static const char* kNames[] = {"ping", "indirect_ping", "ack", "nack", "alive", "suspect", "dead", "leave", "user"};
   return kNames[m.index()];
 }
 
@@ -326,6 +314,7 @@ size_t EstimateSize(const Message& m) {
                  [&](const Suspect& s) { n += TextSize(s.name) + TextSize(s.from); },
                  [&](const Dead& s) { n += TextSize(s.name) + TextSize(s.from); },
                  [&](const Leave& s) { n += TextSize(s.name) + TextSize(s.from); },
+                 [&](const User& u) { n += 8 + ((u.data.size() + 7) & ~size_t{7}); },
              },
              m);
   return n;
@@ -356,17 +345,29 @@ Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cl
   });
 }
 
-Bytes EncodeStreamRequest(const std::string& cluster, const PushPull& pp) {
+Bytes EncodeStreamRequest(const std::string& cluster, const StreamRequest& req) {
   capnp::MallocMessageBuilder mb;
-  WritePushPull(mb.initRoot<cw::StreamRequest>().initPushPull(), pp);
+  auto root = mb.initRoot<cw::StreamRequest>();
+  if (auto* pp = std::get_if<PushPull>(&req.body)) {
+    WritePushPull(root.initPushPull(), *pp);
+  } else {
+    const auto& d = std::get<User>(req.body).data;
+    root.setUser(kj::arrayPtr(d.data(), d.size()));
+  }
   return Seal(cluster, mb);
 }
 
-Decoded<PushPull> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes) {
-  return Guarded<PushPull>(bytes, cluster, max_bytes, [](capnp::FlatArrayMessageReader& r) {
+Decoded<StreamRequest> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes) {
+  return Guarded<StreamRequest>(bytes, cluster, max_bytes, [](capnp::FlatArrayMessageReader& r) {
     auto req = r.getRoot<cw::StreamRequest>();
-    if (req.which() != cw::StreamRequest::PUSH_PULL) throw InvalidField{"unknown stream request"};
-    return ReadPushPull(req.getPushPull());
+    switch (req.which()) {
+      case cw::StreamRequest::PUSH_PULL: return StreamRequest{ReadPushPull(req.getPushPull())};
+      case cw::StreamRequest::USER: {
+        auto d = req.getUser();
+        return StreamRequest{User{Bytes(d.begin(), d.end())}};
+      }
+    }
+    throw InvalidField{"unknown stream request"};
   });
 }
 
@@ -375,8 +376,11 @@ Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply) {
   auto root = mb.initRoot<cw::StreamReply>();
   if (auto* pp = std::get_if<PushPull>(&reply.body)) {
     WritePushPull(root.initPushPull(), *pp);
+  } else if (auto* r = std::get_if<Refused>(&reply.body)) {
+    root.setRefused(r->why);
   } else {
-    root.setRefused(std::get<std::string>(reply.body));
+    const auto& d = std::get<User>(reply.body).data;
+    root.setUser(kj::arrayPtr(d.data(), d.size()));
   }
   return Seal(cluster, mb);
 }
@@ -386,7 +390,11 @@ Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluste
     auto rep = r.getRoot<cw::StreamReply>();
     switch (rep.which()) {
       case cw::StreamReply::PUSH_PULL: return StreamReply{ReadPushPull(rep.getPushPull())};
-      case cw::StreamReply::REFUSED: return StreamReply{Str(rep.getRefused()).substr(0, 1024)};
+      case cw::StreamReply::REFUSED: return StreamReply{Refused{Str(rep.getRefused()).substr(0, 1024)}};
+      case cw::StreamReply::USER: {
+        auto d = rep.getUser();
+        return StreamReply{User{Bytes(d.begin(), d.end())}};
+      }
     }
     throw InvalidField{"unknown stream reply"};
   });

@@ -55,7 +55,11 @@ struct Leave {
   std::string from;
   bool prune = false;
 };
-using Message = std::variant<Ping, IndirectPing, Ack, Nack, Alive, Suspect, Dead, Leave>;
+// An opaque payload for the layer above membership.
+struct User {
+  Bytes data;
+};
+using Message = std::variant<Ping, IndirectPing, Ack, Nack, Alive, Suspect, Dead, Leave, User>;
 // Counter suffix for a message: "ping", "indirect_ping", "ack", ...
 const char* MessageTypeName(const Message& m);
 inline constexpr size_t kMessageTypes = std::variant_size_v<Message>;
@@ -73,8 +77,15 @@ struct PushPull {
   std::string from;
   std::vector<MemberState> members;
 };
+struct StreamRequest {
+  std::variant<PushPull, User> body;
+};
+// Why a request was refused.
+struct Refused {
+  std::string why;
+};
 struct StreamReply {
-  std::variant<PushPull, std::string> body;  // the reply state, or why we were refused
+  std::variant<PushPull, Refused, User> body;
 };
 
 struct BadInput {
@@ -101,8 +112,8 @@ size_t EnvelopeOverhead(const std::string& cluster);
 Bytes EncodePacket(const std::string& cluster, const std::vector<Message>& messages);
 Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cluster);
 
-Bytes EncodeStreamRequest(const std::string& cluster, const PushPull& pp);
-Decoded<PushPull> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes);
+Bytes EncodeStreamRequest(const std::string& cluster, const StreamRequest& req);
+Decoded<StreamRequest> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes);
 Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply);
 Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluster, size_t max_bytes);
 

@@ -74,6 +74,18 @@ wire::StateStatus ToWire(MemberStatus s) {
 
 bool IsDown(MemberStatus s) { return s == MemberStatus::kFailed || s == MemberStatus::kLeft; }
 
+// Makes `m` hold a default value of its i-th alternative (to name it).
+template <size_t I = 0>
+void SetIndex(wire::Message& m, size_t i) {
+  if constexpr (I < wire::kMessageTypes) {
+    if (i == I) {
+      m.emplace<I>();
+      return;
+    }
+    SetIndex<I + 1>(m, i);
+  }
+}
+
 }  // namespace
 
 struct Member {
@@ -104,9 +116,10 @@ class Memberlist::Impl {
     self_ = self.get();
     AddMember(std::move(self));
     for (size_t i = 0; i < wire::kMessageTypes; ++i) {
-      static const char* kTypes[] = {"ping", "indirect_ping", "ack", "nack", "alive", "suspect", "dead", "leave"};
-      sent_[i] = &counters_[std::string("messages_sent.") + kTypes[i]];
-      received_[i] = &counters_[std::string("messages_received.") + kTypes[i]];
+      wire::Message m;
+      SetIndex(m, i);
+      sent_[i] = &counters_[std::string("messages_sent.") + wire::MessageTypeName(m)];
+      received_[i] = &counters_[std::string("messages_received.") + wire::MessageTypeName(m)];
     }
     bytes_sent_ = &counters_["bytes_sent"];
     bytes_received_ = &counters_["bytes_received"];
@@ -273,13 +286,22 @@ class Memberlist::Impl {
       Bad(*bad, from);
       return {};
     }
-    auto& pp = std::get<wire::PushPull>(decoded);
+    auto& req = std::get<wire::StreamRequest>(decoded);
+    if (auto* user = std::get_if<wire::User>(&req.body)) {
+      if (!user_stream_) return {};
+      Bytes answer = user_stream_(from, user->data);
+      if (answer.empty()) return {};
+      Bytes reply = wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::User{std::move(answer)}});
+      counters_["stream_bytes_sent"] += reply.size();
+      return reply;
+    }
+    auto& pp = std::get<wire::PushPull>(req.body);
     ++counters_["push_pulls_received"];
     if (pp.join) {
       if (auto refusal = JoinRefusal(pp); !refusal.empty()) {
         ++counters_["name_conflicts"];
         spdlog::warn("refused join from {}: {}", from, refusal);
-        return wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{refusal});
+        return wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::Refused{refusal}});
       }
     }
     Bytes reply = wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{LocalState(false)});
@@ -522,6 +544,42 @@ class Memberlist::Impl {
     DeadNode(d);
   }
   void On(const std::string&, const wire::Leave& l) { LeaveNode(l); }
+  void On(const std::string& from, const wire::User& u) {
+    if (user_packet_) user_packet_(from, u.data);
+  }
+
+  // ---- the channel for the layer above --------------------------------------
+ public:
+
+  void SetUserHandlers(UserPacketFn on_packet, UserStreamFn on_stream) {
+    user_packet_ = std::move(on_packet);
+    user_stream_ = std::move(on_stream);
+  }
+
+  size_t UserBroadcastBudget() const {
+    wire::Message empty = wire::User{};
+    return cfg_.max_packet_bytes - wire::EnvelopeOverhead(cfg_.cluster) - wire::EstimateSize(empty);
+  }
+
+  void QueueUserBroadcast(const std::string& key, Bytes data) {
+    // Member names cannot contain a control character, so user keys never
+    // replace a member's news.
+    QueueBroadcast("\x1fuser/" + key, wire::User{std::move(data)});
+  }
+
+  void SendUserPacket(const std::string& addr, Bytes data) { SendRaw(addr, {wire::User{std::move(data)}}); }
+
+  void SendUserStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) {
+    ++counters_["user_streams_sent"];
+    Exchange(addr, wire::StreamRequest{wire::User{std::move(data)}}, timeout,
+             [addr, done = std::move(done)](Result<wire::StreamReply> r) {
+               if (!r.ok()) return done(r.status());
+               if (auto* user = std::get_if<wire::User>(&r->body)) return done(std::move(user->data));
+               done(Status::Corruption(addr + " answered a user request with a push-pull"));
+             });
+  }
+
+ private:
 
   // ---- state transitions --------------------------------------------------
 
@@ -855,37 +913,41 @@ class Memberlist::Impl {
     }
   }
 
-  void PushPullWith(const std::string& addr, bool join, std::function<void(Status)> done) {
-    Bytes req = wire::EncodeStreamRequest(cfg_.cluster, LocalState(join));
+  // Sends one stream request and decodes the reply; a refusal or a bad reply
+  // arrives as a failed status.
+  void Exchange(const std::string& addr, wire::StreamRequest request, Duration timeout,
+                std::function<void(Result<wire::StreamReply>)> done) {
+    Bytes req = wire::EncodeStreamRequest(cfg_.cluster, request);
     counters_["stream_bytes_sent"] += req.size();
-    ++counters_["push_pulls_sent"];
     std::weak_ptr<bool> alive = token_;
-    transport_.SendStream(addr, std::move(req), cfg_.stream_timeout,
-                          [this, alive, addr, done = std::move(done)](Result<Bytes> r) {
-                            if (alive.expired()) return;
-                            if (!r.ok()) {
-                              done(r.status());
-                              return;
-                            }
-                            counters_["stream_bytes_received"] += r->size();
-                            auto decoded = wire::DecodeStreamReply(*r, cfg_.cluster, cfg_.max_stream_bytes);
-                            if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
-                              Bad(*bad, addr);
-                              done(Status::Corruption(addr + " answered with a bad reply: " + bad->detail));
-                              return;
-                            }
-                            auto& reply = std::get<wire::StreamReply>(decoded);
-                            if (auto* why = std::get_if<std::string>(&reply.body)) {
-                              done(Status::Conflict(addr + " refused us: " + *why));
-                              return;
-                            }
-                            if (shutdown_ || left_) {
-                              done(Status::Unavailable("shut down"));
-                              return;
-                            }
-                            MergeRemote(std::get<wire::PushPull>(reply.body));
-                            done(Status::Ok());
-                          });
+    transport_.SendStream(addr, std::move(req), timeout, [this, alive, addr, done = std::move(done)](Result<Bytes> r) {
+      if (alive.expired()) return;
+      if (!r.ok()) return done(r.status());
+      counters_["stream_bytes_received"] += r->size();
+      auto decoded = wire::DecodeStreamReply(*r, cfg_.cluster, cfg_.max_stream_bytes);
+      if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
+        Bad(*bad, addr);
+        return done(Status::Corruption(addr + " answered with a bad reply: " + bad->detail));
+      }
+      auto& reply = std::get<wire::StreamReply>(decoded);
+      if (auto* why = std::get_if<wire::Refused>(&reply.body)) {
+        return done(Status::Conflict(addr + " refused us: " + why->why));
+      }
+      done(std::move(reply));
+    });
+  }
+
+  void PushPullWith(const std::string& addr, bool join, std::function<void(Status)> done) {
+    ++counters_["push_pulls_sent"];
+    Exchange(addr, wire::StreamRequest{LocalState(join)}, cfg_.stream_timeout,
+             [this, addr, done = std::move(done)](Result<wire::StreamReply> r) {
+               if (!r.ok()) return done(r.status());
+               auto* pp = std::get_if<wire::PushPull>(&r->body);
+               if (pp == nullptr) return done(Status::Corruption(addr + " answered a push-pull with something else"));
+               if (shutdown_ || left_) return done(Status::Unavailable("shut down"));
+               MergeRemote(*pp);
+               done(Status::Ok());
+             });
   }
 
   void PushPullTick() {
@@ -1035,6 +1097,8 @@ class Memberlist::Impl {
   Transport& transport_;
   Random& rng_;
   EventFn on_event_;
+  UserPacketFn user_packet_;
+  UserStreamFn user_stream_;
   BroadcastQueue broadcasts_;
   std::shared_ptr<bool> token_;  // stream callbacks check it to outlive us safely
 
@@ -1092,5 +1156,16 @@ int Memberlist::HealthScore() const { return impl_->health(); }
 const Counters& Memberlist::counters() const { return impl_->counters(); }
 const Config& Memberlist::config() const { return impl_->config(); }
 bool Memberlist::left() const { return impl_->left(); }
+void Memberlist::SetUserHandlers(UserPacketFn on_packet, UserStreamFn on_stream) {
+  impl_->SetUserHandlers(std::move(on_packet), std::move(on_stream));
+}
+size_t Memberlist::UserBroadcastBudget() const { return impl_->UserBroadcastBudget(); }
+void Memberlist::QueueUserBroadcast(const std::string& key, Bytes data) {
+  impl_->QueueUserBroadcast(key, std::move(data));
+}
+void Memberlist::SendUserPacket(const std::string& addr, Bytes data) { impl_->SendUserPacket(addr, std::move(data)); }
+void Memberlist::SendUserStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) {
+  impl_->SendUserStream(addr, std::move(data), timeout, std::move(done));
+}
 
 }  // namespace starling::membership

@@ -11,6 +11,7 @@
 
 #include "address.h"
 #include "schema/api.capnp.h"
+#include "starling/capnp_bytes.h"
 #include "starling/membership/config.h"
 
 namespace starling::node {
@@ -39,11 +40,7 @@ struct TagsReq {
 struct InfoReq {};
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq>;
 
-Bytes ToBytes(capnp::MessageBuilder& message) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
-  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
-  return Bytes(bytes.begin(), bytes.end());
-}
+Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
 
 Result<Request> Decode(ByteView bytes) {
   if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {

@@ -74,6 +74,11 @@ AsioClock::~AsioClock() {
   for (auto& [id, timer] : rep_->timers) timer->cancel();
 }
 
+int64_t AsioClock::WallMicros() const {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 Time AsioClock::Now() const {
   return std::chrono::duration_cast<Time>(std::chrono::steady_clock::now() - rep_->start);
 }

@@ -25,6 +25,7 @@ class AsioClock final : public Clock {
   explicit AsioClock(asio::io_context& io);
   ~AsioClock() override;
   Time Now() const override;
+  int64_t WallMicros() const override;
   TimerId Schedule(Duration after, std::function<void()> fn) override;
   void Cancel(TimerId id) override;
 

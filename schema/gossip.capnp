@@ -40,6 +40,8 @@ struct Message {
     suspect @5 :Suspect;
     dead @6 :Dead;
     leave @7 :Leave;
+    user @8 :Data;        # a payload for the layer above membership (the desired-state log);
+                          # membership only carries it, as a broadcast or a direct datagram
   }
 }
 
@@ -135,7 +137,7 @@ struct PushPull {
 struct StreamRequest {
   union {
     pushPull @0 :PushPull;
-    reserved @1 :Void;    # placeholder: later requests (log sync, artifacts) join this union
+    user @1 :Data;        # a request for the layer above membership (log sync, artifacts)
   }
 }
 
@@ -143,5 +145,6 @@ struct StreamReply {
   union {
     pushPull @0 :PushPull;
     refused @1 :Text;     # why the request was refused (e.g. name in use)
+    user @2 :Data;        # the reply to a `user` request
   }
 }

@@ -8,6 +8,7 @@ BUILD_PKGS=(
   g++ cmake ninja-build pkg-config
   libasio-dev capnproto libcapnp-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
+  libyaml-cpp-dev libsodium-dev
 )
 TEST_PKGS=(python3 procps)
 

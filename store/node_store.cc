@@ -5,10 +5,19 @@
 //   node/generation    how many times the daemon has started here (uint32);
 //                      the daemon starts its incarnation at generation << 32
 //   members/<name>     the last known address of member <name>
+//   node/origin        this data directory's log origin id (uint64 LE), made
+//                      once; the log's (origin, seq) identities hang on it
+//   log/entry/<origin>/<seq>
+//                      a desired-state log entry not yet folded into the
+//                      snapshot (origin and seq as 16 hex digits, so keys
+//                      sort by origin then seq); payload: a log.capnp Entry
+//   log/snapshot       the folded prefix: a log.capnp Snapshot (registers,
+//                      per-origin coverage, recent history and documents)
 //
 // Value layout, the same for every key:
 //   [0]       format version (kFormat = 1)
-//   [1]       record kind: 'N' name, 'G' generation, 'M' member address
+//   [1]       record kind: 'N' name, 'G' generation, 'M' member address,
+//             'O' origin, 'E' log entry, 'S' log snapshot
 //   [2..6)    payload length, uint32 little-endian
 //   [6..6+n)  payload: name / address bytes, or the generation as uint32 LE
 //   [6+n..)   FNV-1a 32 of every byte before it, uint32 little-endian
@@ -19,11 +28,15 @@
 // data directory: the directory's permissions are.
 #include "starling/store/node_store.h"
 
+#include "starling/store/log_codec.h"
+
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <string_view>
@@ -36,14 +49,31 @@ constexpr uint8_t kFormat = 1;
 constexpr char kKindName = 'N';
 constexpr char kKindGeneration = 'G';
 constexpr char kKindMember = 'M';
+constexpr char kKindOrigin = 'O';
+constexpr char kKindEntry = 'E';
+constexpr char kKindSnapshot = 'S';
 constexpr size_t kHeaderBytes = 6;
 constexpr size_t kChecksumBytes = 4;
 // Names and addresses are short; anything larger is damage, not data.
 constexpr size_t kMaxPayloadBytes = 4096;
+// Log records carry documents.
+constexpr size_t kMaxLogPayloadBytes = 256u << 20;
 
 constexpr std::string_view kNameKey = "node/name";
 constexpr std::string_view kGenerationKey = "node/generation";
 constexpr std::string_view kMembersPrefix = "members/";
+constexpr std::string_view kOriginKey = "node/origin";
+constexpr std::string_view kEntryPrefix = "log/entry/";
+constexpr std::string_view kSnapshotKey = "log/snapshot";
+
+std::string EntryKey(const EntryId& id) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64 "/%016" PRIx64, id.origin, id.seq);
+  return std::string(kEntryPrefix) + buf;
+}
+
+ByteView AsBytes(std::string_view s) { return ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
+std::string_view AsText(const Bytes& b) { return std::string_view(reinterpret_cast<const char*>(b.data()), b.size()); }
 
 uint32_t Fnv1a32(std::string_view bytes) {
   uint32_t h = 2166136261u;
@@ -87,7 +117,8 @@ Result<std::string> Decode(std::string_view key, char kind, std::string_view val
   }
   if (value[1] != kind) return corrupt("wrong record kind");
   uint32_t length = GetU32(value.substr(2));
-  if (length > kMaxPayloadBytes || value.size() != kHeaderBytes + length + kChecksumBytes) {
+  const size_t max = (kind == kKindEntry || kind == kKindSnapshot) ? kMaxLogPayloadBytes : kMaxPayloadBytes;
+  if (length > max || value.size() != kHeaderBytes + length + kChecksumBytes) {
     return corrupt("length does not match");
   }
   std::string_view covered = value.substr(0, kHeaderBytes + length);
@@ -103,10 +134,64 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
 
 }  // namespace
 
+class RocksLogStorage final : public LogStorage {
+ public:
+  RocksLogStorage(rocksdb::DB& db, const std::string& dir) : db_(db), dir_(dir) {}
+
+  Status AppendEntries(const std::vector<Entry>& entries, bool sync) override {
+    rocksdb::WriteBatch batch;
+    for (const auto& e : entries) batch.Put(EntryKey(e.id()), Encode(kKindEntry, AsText(EncodeEntry(e))));
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    return FromRocks(db_.Write(wo, &batch), "writing log entries in " + dir_);
+  }
+
+  Status ReplaceSnapshot(const Snapshot& snapshot, const std::vector<EntryId>& drop) override {
+    rocksdb::WriteBatch batch;
+    batch.Put(std::string(kSnapshotKey), Encode(kKindSnapshot, AsText(EncodeSnapshot(snapshot))));
+    for (const auto& id : drop) batch.Delete(EntryKey(id));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    return FromRocks(db_.Write(wo, &batch), "writing the log snapshot in " + dir_);
+  }
+
+  Result<Loaded> Load() override {
+    Loaded out;
+    std::string value;
+    rocksdb::Status s = db_.Get(rocksdb::ReadOptions(), std::string(kSnapshotKey), &value);
+    if (s.ok()) {
+      auto payload = Decode(kSnapshotKey, kKindSnapshot, value);
+      if (!payload.ok()) return payload.status();
+      auto snap = DecodeSnapshot(AsBytes(*payload));
+      if (!snap.ok()) return Status::Corruption("log snapshot in " + dir_ + ": " + snap.status().message());
+      out.snapshot = std::move(*snap);
+    } else if (!s.IsNotFound()) {
+      return FromRocks(s, "reading the log snapshot in " + dir_);
+    }
+    std::unique_ptr<rocksdb::Iterator> it(db_.NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(std::string(kEntryPrefix)); it->Valid() && it->key().starts_with(kEntryPrefix); it->Next()) {
+      std::string key = it->key().ToString();
+      auto payload = Decode(key, kKindEntry, it->value().ToStringView());
+      if (!payload.ok()) return payload.status();
+      auto e = DecodeEntry(AsBytes(*payload));
+      if (!e.ok()) return Status::Corruption("log entry '" + key + "' in " + dir_ + ": " + e.status().message());
+      if (EntryKey(e->id()) != key) return Status::Corruption("log entry '" + key + "' holds another entry's id");
+      out.entries.push_back(std::move(*e));
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "scanning log entries in " + dir_);
+    return out;
+  }
+
+ private:
+  rocksdb::DB& db_;
+  const std::string& dir_;
+};
+
 struct NodeStore::Rep {
   std::string dir;
   std::unique_ptr<rocksdb::DB> db;
   std::mutex mu;  // makes BumpGeneration's read-modify-write atomic
+  std::unique_ptr<RocksLogStorage> log;
 };
 
 NodeStore::NodeStore(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
@@ -142,6 +227,7 @@ Result<std::unique_ptr<NodeStore>> NodeStore::Open(const std::string& dir) {
   auto rep = std::make_unique<Rep>();
   rep->dir = dir;
   rep->db.reset(raw);
+  rep->log = std::make_unique<RocksLogStorage>(*rep->db, rep->dir);
   return std::unique_ptr<NodeStore>(new NodeStore(std::move(rep)));
 }
 
@@ -234,6 +320,33 @@ Result<std::vector<KnownMember>> NodeStore::LoadMembers() {
   }
   if (!it->status().ok()) return FromRocks(it->status(), "scanning members in " + rep_->dir);
   return out;
+}
+
+LogStorage& NodeStore::log_storage() { return *rep_->log; }
+
+Result<uint64_t> NodeStore::LoadOrCreateOrigin(uint64_t fresh) {
+  std::lock_guard lock(rep_->mu);
+  std::string value;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(kOriginKey), &value);
+  if (s.ok()) {
+    Result<std::string> payload = Decode(kOriginKey, kKindOrigin, value);
+    if (!payload.ok()) return payload.status();
+    if (payload->size() != 8) return Status::Corruption("store value for key 'node/origin' is corrupt: not 8 bytes");
+    uint64_t origin = GetU32(*payload) | (uint64_t{GetU32(payload->substr(4))} << 32);
+    if (origin == 0) return Status::Corruption("store value for key 'node/origin' is corrupt: zero");
+    return origin;
+  }
+  if (!s.IsNotFound()) return FromRocks(s, "reading " + std::string(kOriginKey) + " in " + rep_->dir);
+  if (fresh == 0) return Status::InvalidArgument("a new origin id must not be 0");
+  std::string payload;
+  PutU32(payload, static_cast<uint32_t>(fresh));
+  PutU32(payload, static_cast<uint32_t>(fresh >> 32));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  Status put = FromRocks(rep_->db->Put(wo, std::string(kOriginKey), Encode(kKindOrigin, payload)),
+                         "writing " + std::string(kOriginKey) + " in " + rep_->dir);
+  if (!put.ok()) return put;
+  return fresh;
 }
 
 }  // namespace starling::store

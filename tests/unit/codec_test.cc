@@ -52,18 +52,37 @@ TEST(Codec, StreamRoundTrip) {
   pp.from = "a";
   pp.members.push_back({"a", "10.0.0.1:7946", 1, StateStatus::kAlive, {{"k", "v"}}, 1, 1});
   pp.members.push_back({"b", "10.0.0.2:7946", 2, StateStatus::kLeft, {}, 1, 1});
-  auto req = DecodeStreamRequest(EncodeStreamRequest("c", pp), "c", 1 << 20);
-  ASSERT_TRUE(std::holds_alternative<PushPull>(req));
-  auto& got = std::get<PushPull>(req);
+  auto req = DecodeStreamRequest(EncodeStreamRequest("c", StreamRequest{pp}), "c", 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<StreamRequest>(req));
+  auto& got = std::get<PushPull>(std::get<StreamRequest>(req).body);
   EXPECT_TRUE(got.join);
   EXPECT_EQ(got.from, "a");
   ASSERT_EQ(got.members.size(), 2u);
   EXPECT_EQ(got.members[1].status, StateStatus::kLeft);
   EXPECT_EQ(got.members[0].tags.at("k"), "v");
 
-  auto rep = DecodeStreamReply(EncodeStreamReply("c", StreamReply{std::string("name taken")}), "c", 1 << 20);
+  auto rep = DecodeStreamReply(EncodeStreamReply("c", StreamReply{Refused{"name taken"}}), "c", 1 << 20);
   ASSERT_TRUE(std::holds_alternative<StreamReply>(rep));
-  EXPECT_EQ(std::get<std::string>(std::get<StreamReply>(rep).body), "name taken");
+  EXPECT_EQ(std::get<Refused>(std::get<StreamReply>(rep).body).why, "name taken");
+}
+
+TEST(Codec, UserPayloadsRoundTripInPacketsAndStreams) {
+  Bytes data = {1, 2, 3, 0, 255};
+  auto pkt = DecodePacket(EncodePacket("c", {Ack{7}, User{data}}), "c");
+  ASSERT_TRUE(std::holds_alternative<std::vector<Message>>(pkt));
+  auto& msgs = std::get<std::vector<Message>>(pkt);
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(std::get<User>(msgs[1]).data, data);
+  EXPECT_STREQ(MessageTypeName(msgs[1]), "user");
+  EXPECT_GE(EstimateSize(msgs[1]) + EnvelopeOverhead("c") + EstimateSize(msgs[0]),
+            EncodePacket("c", msgs).size());
+
+  auto req = DecodeStreamRequest(EncodeStreamRequest("c", StreamRequest{User{data}}), "c", 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<StreamRequest>(req));
+  EXPECT_EQ(std::get<User>(std::get<StreamRequest>(req).body).data, data);
+  auto rep = DecodeStreamReply(EncodeStreamReply("c", StreamReply{User{data}}), "c", 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<StreamReply>(rep));
+  EXPECT_EQ(std::get<User>(std::get<StreamReply>(rep).body).data, data);
 }
 
 std::string Reason(const Decoded<std::vector<Message>>& d) {

@@ -14,6 +14,7 @@ class LoopClock : public Clock {
  public:
   explicit LoopClock(sim::EventLoop& loop) : loop_(loop) {}
   Time Now() const override { return loop_.Now(); }
+  int64_t WallMicros() const override { return loop_.Now().count(); }
   TimerId Schedule(Duration after, std::function<void()> fn) override { return loop_.At(loop_.Now() + after, fn); }
   void Cancel(TimerId id) override { loop_.Cancel(id); }
 

@@ -61,6 +61,7 @@ struct Cluster::Node {
   bool up = false;
   uint32_t generation = 0;  // persisted across crashes, like the daemon's data dir
   Duration slow{0};
+  Duration skew{0};  // wall-clock offset
   int group = 0;
   std::vector<membership::MemberView> known;  // "persisted" member list
   std::unique_ptr<NodeClock> clock;
@@ -71,11 +72,15 @@ struct Cluster::Node {
 
 class Cluster::NodeClock final : public Clock {
  public:
-  explicit NodeClock(EventLoop& loop) : loop_(loop) {}
+  NodeClock(EventLoop& loop, const Duration& skew) : loop_(loop), skew_(skew) {}
   ~NodeClock() override {
     for (auto id : ids_) loop_.Cancel(id);
   }
   Time Now() const override { return loop_.Now(); }
+  // Virtual time starts at a fixed date so that wall readings look real;
+  // each node's wall clock is off by its own skew.
+  int64_t WallMicros() const override { return kEpochMicros + (loop_.Now() + skew_).count(); }
+  static constexpr int64_t kEpochMicros = 1'790'000'000'000'000;
   TimerId Schedule(Duration after, std::function<void()> fn) override {
     auto holder = std::make_shared<uint64_t>(0);
     uint64_t id = loop_.At(loop_.Now() + after, [this, holder, fn = std::move(fn)] {
@@ -92,6 +97,7 @@ class Cluster::NodeClock final : public Clock {
 
  private:
   EventLoop& loop_;
+  const Duration& skew_;
   std::set<uint64_t> ids_;
 };
 
@@ -114,12 +120,16 @@ bool Cluster::up(int i) const { return nodes_[i]->up; }
 const std::string& Cluster::name(int i) const { return nodes_[i]->name; }
 const std::string& Cluster::addr(int i) const { return nodes_[i]->addr; }
 membership::Memberlist& Cluster::node(int i) { return *nodes_[i]->list; }
+Clock& Cluster::clock(int i) { return *nodes_[i]->clock; }
+Random& Cluster::random(int i) { return *nodes_[i]->random; }
 
 Cluster::Cluster(uint64_t seed, membership::Config base, NetworkOptions net)
     : seed_(seed), base_(std::move(base)), net_(net), rng_(seed) {}
 
 Cluster::~Cluster() {
   // Memberlists cancel their timers through their clocks: destroy them first.
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i]->up && on_crash_) on_crash_(static_cast<int>(i));
   for (auto& n : nodes_) n->list.reset();
 }
 
@@ -139,7 +149,7 @@ void Cluster::Boot(int i) {
   Node& n = *nodes_[i];
   n.up = true;
   ++n.generation;
-  n.clock = std::make_unique<NodeClock>(loop_);
+  n.clock = std::make_unique<NodeClock>(loop_, n.skew);
   n.transport = std::make_unique<NodeTransport>(*this, i);
   n.random = std::make_unique<SeededRandom>(rng_.Next());
   membership::Config cfg = n.config;
@@ -151,6 +161,7 @@ void Cluster::Boot(int i) {
                                           if (on_event_) on_event_(i, e);
                                         });
   n.list->Start();
+  if (on_boot_) on_boot_(i);
 }
 
 void Cluster::Start(int i) { Boot(i); }
@@ -173,6 +184,9 @@ void Cluster::Crash(int i) {
   for (auto& m : n.list->Members())
     if (m.name != n.name) n.known.push_back(m);
   n.up = false;
+  // What runs on top of the memberlist goes first: it holds timers on the
+  // node's clock and handlers inside the memberlist.
+  if (on_crash_) on_crash_(i);
   n.list.reset();
   n.clock.reset();  // drops the node's outstanding timers
   n.transport.reset();
@@ -218,6 +232,7 @@ void Cluster::Heal() {
 }
 
 void Cluster::SetSlow(int i, Duration extra) { nodes_[i]->slow = extra; }
+void Cluster::SetClockSkew(int i, Duration skew) { nodes_[i]->skew = skew; }
 
 bool Cluster::Reachable(int a, int b) const { return nodes_[a]->group == nodes_[b]->group; }
 

@@ -34,6 +34,9 @@ class Clock {
   using TimerId = uint64_t;
   virtual ~Clock() = default;
   virtual Time Now() const = 0;
+  // Wall-clock time, microseconds since the Unix epoch. May jump and differ
+  // between nodes; only hybrid logical clocks read it, never timeouts.
+  virtual int64_t WallMicros() const = 0;
   // Runs `fn` once, `after` from now. Returns an id for Cancel().
   virtual TimerId Schedule(Duration after, std::function<void()> fn) = 0;
   // Cancelling an id that already fired or was cancelled is a no-op.

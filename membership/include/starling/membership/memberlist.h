@@ -115,6 +115,23 @@ class Memberlist {
   const Config& config() const;
   bool left() const;
 
+  // ---- a channel for the layer above (the desired-state log) --------------
+  // Membership carries opaque payloads for it: broadcasts piggybacked on
+  // gossip like membership news, direct datagrams, and request/reply streams,
+  // all inside the same envelope (so the same cluster check and, later,
+  // encryption apply). Handlers run on the protocol thread.
+  using UserPacketFn = std::function<void(const std::string& from, ByteView data)>;
+  // Returns the reply payload; empty drops the request.
+  using UserStreamFn = std::function<Bytes(const std::string& from, ByteView data)>;
+  void SetUserHandlers(UserPacketFn on_packet, UserStreamFn on_stream);
+  // The largest payload that fits a datagram's budget as one broadcast.
+  size_t UserBroadcastBudget() const;
+  // Queued like membership news and sent mult * log(n) times; a newer
+  // broadcast under the same key replaces an older one.
+  void QueueUserBroadcast(const std::string& key, Bytes data);
+  void SendUserPacket(const std::string& addr, Bytes data);
+  void SendUserStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done);
+
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;

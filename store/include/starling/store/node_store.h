@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "starling/status.h"
+#include "starling/store/log.h"
 
 namespace starling::store {
 
@@ -55,6 +56,13 @@ class NodeStore {
   Status SaveMembers(const std::vector<KnownMember>& members);
   // Sorted by name.
   Result<std::vector<KnownMember>> LoadMembers();
+
+  // This data directory's desired-state log origin id; `fresh` (non-zero,
+  // random) becomes it the first time. Durable before it returns.
+  Result<uint64_t> LoadOrCreateOrigin(uint64_t fresh);
+  // The desired-state log's records in this data directory: appends are
+  // synced when asked, snapshot replacement always.
+  LogStorage& log_storage();
 
  private:
   struct Rep;

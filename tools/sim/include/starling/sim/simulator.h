@@ -104,6 +104,8 @@ class Cluster {
   void Heal();
   // Each message to or from node i waits an extra uniform [0, extra].
   void SetSlow(int i, Duration extra);
+  // Node i's wall clock (what hybrid logical clocks read) runs `skew` ahead.
+  void SetClockSkew(int i, Duration skew);
 
   EventLoop& loop() { return loop_; }
   Time Now() const { return loop_.Now(); }
@@ -112,6 +114,14 @@ class Cluster {
   const std::string& name(int i) const;
   const std::string& addr(int i) const;
   membership::Memberlist& node(int i);
+  // The up node's own seams, for layers that run on top of its memberlist.
+  Clock& clock(int i);
+  Random& random(int i);
+  // Called right after node i boots (its memberlist started) and right
+  // before it goes down (crash, leave or cluster teardown): attach and
+  // detach what runs on top of the memberlist.
+  void OnBoot(std::function<void(int)> fn) { on_boot_ = std::move(fn); }
+  void OnCrash(std::function<void(int)> fn) { on_crash_ = std::move(fn); }
   const NetStats& net_stats() const { return stats_; }
   uint64_t seed() const { return seed_; }
   void OnEvent(EventFn fn) { on_event_ = std::move(fn); }
@@ -140,6 +150,7 @@ class Cluster {
   std::unordered_map<std::string, int> by_addr_;
   NetStats stats_;
   EventFn on_event_;
+  std::function<void(int)> on_boot_, on_crash_;
 };
 
 }  // namespace starling::sim

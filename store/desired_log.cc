@@ -1,0 +1,559 @@
+#include <sodium.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <set>
+
+#include "starling/store/log.h"
+#include "starling/store/log_codec.h"
+
+namespace starling::store {
+
+// ---- Hlc ---------------------------------------------------------------------
+
+std::string Hlc::ToString() const {
+  std::time_t secs = static_cast<std::time_t>(wall / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int64_t>(wall % 1000000));
+  std::string out = buf;
+  if (logical) out += "+" + std::to_string(logical);
+  return out;
+}
+
+namespace {
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out(2 * n, '0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[p[i] >> 4];
+    out[2 * i + 1] = kDigits[p[i] & 15];
+  }
+  return out;
+}
+
+std::string Sha256Hex(std::string_view text) {
+  unsigned char out[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(out, reinterpret_cast<const unsigned char*>(text.data()), text.size());
+  return Hex(out, sizeof out);
+}
+
+std::string_view SectionOf(std::string_view key) { return key.substr(0, key.find('/')); }
+
+std::string OriginLabel(const std::map<uint64_t, std::string>& names, uint64_t origin) {
+  auto it = names.find(origin);
+  if (it != names.end() && !it->second.empty()) return it->second;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, origin);
+  return buf;
+}
+
+}  // namespace
+
+// ---- State -------------------------------------------------------------------
+
+bool State::Put(const std::string& key, Register r) {
+  auto it = registers_.find(key);
+  if (it != registers_.end() && !(it->second.stamp < r.stamp)) return false;
+  registers_[key] = std::move(r);
+  digest_.reset();
+  return true;
+}
+
+bool State::Apply(const Entry& e) {
+  bool changed = false;
+  for (const auto& op : e.ops) changed |= Put(op.key, Register{op.value, StampOf(e)});
+  return changed;
+}
+
+const Register* State::Find(const std::string& key) const {
+  auto it = registers_.find(key);
+  return it == registers_.end() ? nullptr : &it->second;
+}
+
+std::string State::CanonicalText() const {
+  // Built from the registers' canonical values directly (no re-parse): the
+  // same text as CanonicalJson(Document()), with keys in byte order.
+  std::map<std::string_view, std::vector<std::pair<std::string_view, const std::string*>>> sections;
+  for (const auto& [key, r] : registers_) {
+    if (!r.value) continue;
+    std::string_view k = key;
+    auto slash = k.find('/');
+    if (slash == std::string_view::npos) {
+      sections[k];  // a whole-section object: no items
+      sections[k].emplace_back(std::string_view(), &*r.value);
+    } else {
+      sections[k.substr(0, slash)].emplace_back(k.substr(slash + 1), &*r.value);
+    }
+  }
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [section, items] : sections) {
+    if (!first) out += ',';
+    first = false;
+    out += Json(std::string(section)).dump();
+    out += ':';
+    if (items.size() == 1 && items[0].first.empty()) {
+      out += *items[0].second;
+      continue;
+    }
+    out += '{';
+    bool first_item = true;
+    for (const auto& [item, value] : items) {
+      if (item.empty()) continue;  // a malformed mix of whole and itemised keys: items win
+      if (!first_item) out += ',';
+      first_item = false;
+      out += Json(std::string(item)).dump();
+      out += ':';
+      out += *value;
+    }
+    out += '}';
+  }
+  out += '}';
+  return out;
+}
+
+Json State::Document() const {
+  Json doc = Json::parse(CanonicalText(), nullptr, false);
+  return doc.is_discarded() ? Json::object() : doc;
+}
+
+const std::string& State::Digest() const {
+  if (!digest_) digest_ = Sha256Hex(CanonicalText());
+  return *digest_;
+}
+
+std::string RevisionId(const Hlc& hlc, const std::string& digest) {
+  std::string text = digest + "@" + std::to_string(hlc.wall) + "." + std::to_string(hlc.logical);
+  return Sha256Hex(text).substr(0, 12);
+}
+
+std::vector<Op> OpsBetween(const Json& from, const Json& to) {
+  auto a = SplitObjects(from);
+  auto b = SplitObjects(to);
+  std::vector<Op> ops;
+  for (const auto& [key, value] : b) {
+    auto it = a.find(key);
+    if (it == a.end() || it->second != value) ops.push_back(Op{key, CanonicalJson(value)});
+  }
+  for (const auto& [key, _] : a)
+    if (!b.count(key)) ops.push_back(Op{key, std::nullopt});
+  return ops;
+}
+
+Status CheckEntry(const Entry& e) {
+  if (e.origin == 0) return Status::Corruption("entry without an origin");
+  if (e.seq == 0) return Status::Corruption("entry with sequence number 0");
+  if (e.origin_name.size() > kMaxKeyBytes) return Status::Corruption("entry origin name too long");
+  if (e.note.size() > kMaxNoteBytes) return Status::Corruption("entry note too long");
+  if (e.ops.empty()) return Status::Corruption("entry without changes");
+  if (e.ops.size() > kMaxOpsPerEntry) return Status::Corruption("too many changes in one entry");
+  for (const auto& op : e.ops) {
+    if (op.key.empty() || op.key.size() > kMaxKeyBytes) return Status::Corruption("entry with a bad object key");
+    if (SectionOf(op.key).size() == op.key.size() && op.key.find('/') != std::string::npos)
+      return Status::Corruption("entry with a bad object key");
+    if (op.value && op.value->size() > kMaxValueBytes) return Status::Corruption("entry value too large");
+  }
+  return Status::Ok();
+}
+
+// ---- MemoryLogStorage ----------------------------------------------------------
+
+Status MemoryLogStorage::AppendEntries(const std::vector<Entry>& entries, bool) {
+  for (const auto& e : entries) {
+    Bytes b = EncodeEntry(e);
+    entries_[e.id()] = std::string(b.begin(), b.end());
+  }
+  return Status::Ok();
+}
+
+Status MemoryLogStorage::ReplaceSnapshot(const Snapshot& snapshot, const std::vector<EntryId>& drop) {
+  Bytes b = EncodeSnapshot(snapshot);
+  snapshot_.assign(b.begin(), b.end());
+  for (const auto& id : drop) entries_.erase(id);
+  return Status::Ok();
+}
+
+Result<LogStorage::Loaded> MemoryLogStorage::Load() {
+  Loaded out;
+  if (!snapshot_.empty()) {
+    auto s = DecodeSnapshot(ByteView(reinterpret_cast<const uint8_t*>(snapshot_.data()), snapshot_.size()));
+    if (!s.ok()) return s.status();
+    out.snapshot = std::move(*s);
+  }
+  for (const auto& [id, bytes] : entries_) {
+    auto e = DecodeEntry(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    if (!e.ok()) return e.status();
+    out.entries.push_back(std::move(*e));
+  }
+  return out;
+}
+
+// ---- DesiredLog --------------------------------------------------------------------
+
+struct DesiredLog::Rep {
+  LogStorage& storage;
+  uint64_t origin;
+  std::string origin_name;
+  LogOptions options;
+  HybridClock clock;
+  uint64_t next_seq = 1;
+
+  Snapshot snapshot;
+  std::map<EntryId, Entry> retained;
+  HighWater high;  // contiguous per origin
+  State state;
+  std::map<uint64_t, std::string> names;
+
+  mutable std::optional<std::vector<Revision>> history;
+
+  Rep(LogStorage& s, uint64_t o, std::string n, LogOptions opt)
+      : storage(s), origin(o), origin_name(std::move(n)), options(opt) {}
+
+  bool Holds(const EntryId& id) const {
+    auto c = snapshot.covered.find(id.origin);
+    if (c != snapshot.covered.end() && id.seq <= c->second) return true;
+    return retained.count(id) != 0;
+  }
+
+  void Advance(uint64_t o) {
+    uint64_t& h = high[o];
+    auto c = snapshot.covered.find(o);
+    if (c != snapshot.covered.end()) h = std::max(h, c->second);
+    while (retained.count(EntryId{o, h + 1})) ++h;
+  }
+
+  void Add(Entry e) {
+    if (!e.origin_name.empty()) names[e.origin] = e.origin_name;
+    if (e.origin == origin) next_seq = std::max(next_seq, e.seq + 1);
+    clock.Observe(e.hlc);
+    state.Apply(e);
+    const uint64_t o = e.origin;
+    retained.emplace(e.id(), std::move(e));
+    Advance(o);
+    history.reset();
+  }
+
+  std::vector<Entry> Sorted() const {
+    std::vector<Entry> out;
+    out.reserve(retained.size());
+    for (const auto& [_, e] : retained) out.push_back(e);
+    std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return StampOf(a) < StampOf(b); });
+    return out;
+  }
+
+  // Replays the retained entries over the snapshot in stamp order. With
+  // `texts`, also collects the canonical document after each line.
+  std::vector<Revision> Replay(std::map<std::string, std::string>* texts) const {
+    std::vector<Revision> rows = snapshot.history;
+    State st;
+    for (const auto& [key, r] : snapshot.registers) st.Put(key, r);
+    std::string prev_digest = st.Digest();
+    std::string prev_id = rows.empty() ? "" : rows.back().id;
+    std::map<EntryId, size_t> row_of;
+    for (const Entry& e : Sorted()) {
+      Revision row{"", e.hlc, "", e.origin, e.origin_name, e.seq, e.note, "", false};
+      for (const auto& op : e.ops) {
+        const Register* r = st.Find(op.key);
+        if (!r) continue;
+        if (StampOf(e) < r->stamp) {
+          if (row.conflict.empty())
+            row.conflict = "lost to newer change " + OriginLabel(names, r->stamp.origin) + "#" +
+                           std::to_string(r->stamp.seq) + " on " + op.key;
+        } else if (r->stamp.origin != e.origin && e.base < r->stamp.hlc) {
+          // The writer of `e` had not seen `r`'s change and overwrote it.
+          auto it = row_of.find(EntryId{r->stamp.origin, r->stamp.seq});
+          if (it != row_of.end() && rows[it->second].conflict.empty())
+            rows[it->second].conflict = "overwritten by concurrent change " + OriginLabel(names, e.origin) + "#" +
+                                        std::to_string(e.seq) + " on " + op.key;
+        }
+      }
+      st.Apply(e);
+      row.digest = st.Digest();
+      row.changed = row.digest != prev_digest;
+      row.id = row.changed ? RevisionId(e.hlc, row.digest) : prev_id;
+      if (texts && row.changed) (*texts)[row.digest] = st.CanonicalText();
+      prev_digest = row.digest;
+      prev_id = row.id;
+      row_of[e.id()] = rows.size();
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  const std::vector<Revision>& History() const {
+    if (!history) history = Replay(nullptr);
+    return *history;
+  }
+
+  uint64_t CoveredCount() const {
+    uint64_t n = 0;
+    for (const auto& [_, s] : snapshot.covered) n += s;
+    return n;
+  }
+
+  void TrimHistory(Snapshot& s) const {
+    if (s.history.size() > options.history_keep)
+      s.history.erase(s.history.begin(), s.history.end() - static_cast<std::ptrdiff_t>(options.history_keep));
+    std::set<std::string> keep;
+    for (const auto& r : s.history) keep.insert(r.digest);
+    for (auto it = s.documents.begin(); it != s.documents.end();)
+      it = keep.count(it->first) ? std::next(it) : s.documents.erase(it);
+  }
+};
+
+DesiredLog::DesiredLog(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+DesiredLog::~DesiredLog() = default;
+
+Result<std::unique_ptr<DesiredLog>> DesiredLog::Open(LogStorage& storage, uint64_t origin, std::string origin_name,
+                                                     LogOptions options) {
+  if (sodium_init() < 0) return Status::Internal("libsodium failed to initialise");
+  if (origin == 0) return Status::InvalidArgument("log origin id must not be 0");
+  auto rep = std::make_unique<Rep>(storage, origin, std::move(origin_name), options);
+  auto loaded = storage.Load();
+  if (!loaded.ok()) return Status::Corruption("desired-state log: " + loaded.status().message());
+  rep->snapshot = std::move(loaded->snapshot);
+  for (const auto& [key, r] : rep->snapshot.registers) {
+    rep->state.Put(key, r);
+    rep->clock.Observe(r.stamp.hlc);
+  }
+  for (const auto& row : rep->snapshot.history) {
+    if (!row.origin_name.empty()) rep->names[row.origin] = row.origin_name;
+    rep->clock.Observe(row.hlc);
+  }
+  for (const auto& [o, s] : rep->snapshot.covered) {
+    if (o == rep->origin) rep->next_seq = std::max(rep->next_seq, s + 1);
+    rep->high[o] = s;
+  }
+  for (auto& e : loaded->entries) {
+    if (rep->Holds(e.id())) continue;
+    rep->Add(std::move(e));
+  }
+  return std::unique_ptr<DesiredLog>(new DesiredLog(std::move(rep)));
+}
+
+uint64_t DesiredLog::origin() const { return rep_->origin; }
+const std::string& DesiredLog::origin_name() const { return rep_->origin_name; }
+
+Result<Entry> DesiredLog::Write(std::vector<Op> ops, std::string note, Hlc base, int64_t wall_micros) {
+  Entry e;
+  e.origin = rep_->origin;
+  e.origin_name = rep_->origin_name;
+  e.seq = rep_->next_seq;
+  e.base = base;
+  e.note = std::move(note);
+  e.ops = std::move(ops);
+  if (Status s = CheckEntry(e); !s.ok()) return Status::InvalidArgument(s.message());
+  e.hlc = rep_->clock.Now(wall_micros);
+  if (Status s = rep_->storage.AppendEntries({e}, /*sync=*/true); !s.ok()) return s;
+  rep_->Add(e);
+  return e;
+}
+
+Result<bool> DesiredLog::Ingest(const Entry& e, int64_t wall_micros) {
+  if (Status s = CheckEntry(e); !s.ok()) return s;
+  if (rep_->Holds(e.id())) return false;
+  if (e.hlc.wall > wall_micros + kMaxClockSkewMicros)
+    return Status::Unavailable("entry " + e.origin_name + "#" + std::to_string(e.seq) + " is stamped " +
+                               std::to_string((e.hlc.wall - wall_micros) / 1000000) + " s ahead of our clock");
+  if (Status s = rep_->storage.AppendEntries({e}, /*sync=*/false); !s.ok()) return s;
+  rep_->Add(e);
+  return true;
+}
+
+bool DesiredLog::Holds(const EntryId& id) const { return rep_->Holds(id); }
+
+HighWater DesiredLog::high_water() const {
+  HighWater out;
+  for (const auto& [o, s] : rep_->high)
+    if (s > 0) out[o] = s;
+  return out;
+}
+
+std::vector<Entry> DesiredLog::Missing(const HighWater& peer, size_t max_bytes, bool* more) const {
+  std::vector<Entry> out;
+  size_t bytes = 0;
+  if (more) *more = false;
+  for (const auto& [id, e] : rep_->retained) {
+    auto p = peer.find(id.origin);
+    if (p != peer.end() && id.seq <= p->second) continue;
+    size_t n = EstimateEntryBytes(e);
+    if (!out.empty() && bytes + n > max_bytes) {
+      if (more) *more = true;
+      break;
+    }
+    bytes += n;
+    out.push_back(e);
+  }
+  return out;
+}
+
+bool DesiredLog::Behind(const HighWater& peer) const {
+  for (const auto& [o, s] : rep_->snapshot.covered) {
+    auto p = peer.find(o);
+    if (p == peer.end() ? s > 0 : p->second < s) return true;
+  }
+  return false;
+}
+
+const Snapshot& DesiredLog::snapshot() const { return rep_->snapshot; }
+
+Status DesiredLog::InstallSnapshot(Snapshot s) {
+  Rep& r = *rep_;
+  Snapshot merged = r.snapshot;
+  for (const auto& [key, reg] : s.registers) {
+    auto it = merged.registers.find(key);
+    if (it == merged.registers.end() || it->second.stamp < reg.stamp) merged.registers[key] = reg;
+  }
+  for (const auto& [o, seq] : s.covered) merged.covered[o] = std::max(merged.covered[o], seq);
+  // Retained entries the peer's snapshot covers are folded in too, so that
+  // our snapshot's registers account for everything it claims to cover.
+  std::vector<EntryId> drop;
+  for (const auto& [id, e] : r.retained) {
+    auto c = merged.covered.find(id.origin);
+    if (c == merged.covered.end() || id.seq > c->second) continue;
+    for (const auto& op : e.ops) {
+      Register reg{op.value, StampOf(e)};
+      auto it = merged.registers.find(op.key);
+      if (it == merged.registers.end() || it->second.stamp < reg.stamp) merged.registers[op.key] = reg;
+    }
+    drop.push_back(id);
+  }
+  std::map<EntryId, Revision> rows;
+  for (const auto* h : {&r.snapshot.history, &s.history})
+    for (const auto& row : *h) rows.emplace(EntryId{row.origin, row.seq}, row);
+  merged.history.clear();
+  for (auto& [_, row] : rows) merged.history.push_back(std::move(row));
+  std::sort(merged.history.begin(), merged.history.end(), [](const Revision& a, const Revision& b) {
+    return Stamp{a.hlc, a.origin, a.seq} < Stamp{b.hlc, b.origin, b.seq};
+  });
+  merged.documents.insert(s.documents.begin(), s.documents.end());
+  merged.entries = 0;
+  for (const auto& [_, seq] : merged.covered) merged.entries += seq;
+  r.TrimHistory(merged);
+  if (Status st = r.storage.ReplaceSnapshot(merged, drop); !st.ok()) return st;
+
+  r.snapshot = std::move(merged);
+  for (const auto& id : drop) r.retained.erase(id);
+  for (const auto& [key, reg] : r.snapshot.registers) {
+    r.state.Put(key, reg);
+    r.clock.Observe(reg.stamp.hlc);
+  }
+  for (const auto& row : r.snapshot.history)
+    if (!row.origin_name.empty()) r.names.emplace(row.origin, row.origin_name);
+  for (const auto& [o, seq] : r.snapshot.covered) {
+    if (o == r.origin) r.next_seq = std::max(r.next_seq, seq + 1);
+    r.Advance(o);
+  }
+  r.history.reset();
+  return Status::Ok();
+}
+
+Result<size_t> DesiredLog::Compact(const HighWater& acked) {
+  Rep& r = *rep_;
+  Snapshot next = r.snapshot;
+  std::vector<EntryId> drop;
+  for (const auto& [o, a] : acked) {
+    auto h = r.high.find(o);
+    if (h == r.high.end()) continue;
+    uint64_t cut = std::min(a, h->second);
+    if (cut > next.covered[o]) next.covered[o] = cut;
+  }
+  for (auto it = next.covered.begin(); it != next.covered.end();)
+    it = it->second == 0 ? next.covered.erase(it) : std::next(it);
+  for (const auto& [id, e] : r.retained) {
+    auto c = next.covered.find(id.origin);
+    if (c != next.covered.end() && id.seq <= c->second) drop.push_back(id);
+  }
+  if (drop.empty()) return size_t{0};
+
+  std::map<std::string, std::string> texts;
+  std::vector<Revision> rows = r.Replay(&texts);
+  std::set<EntryId> dropped(drop.begin(), drop.end());
+  next.history.clear();
+  for (auto& row : rows) {
+    bool frozen_before = row.origin == 0 ? true : !r.retained.count(EntryId{row.origin, row.seq});
+    if (frozen_before || dropped.count(EntryId{row.origin, row.seq})) next.history.push_back(row);
+  }
+  for (const auto& row : next.history) {
+    auto t = texts.find(row.digest);
+    if (t != texts.end()) next.documents[row.digest] = t->second;
+  }
+  for (const auto& id : drop) {
+    for (const auto& op : r.retained.at(id).ops) {
+      Register reg{op.value, StampOf(r.retained.at(id))};
+      auto it = next.registers.find(op.key);
+      if (it == next.registers.end() || it->second.stamp < reg.stamp) next.registers[op.key] = reg;
+    }
+  }
+  next.entries = 0;
+  for (const auto& [_, seq] : next.covered) next.entries += seq;
+  r.TrimHistory(next);
+  if (Status s = r.storage.ReplaceSnapshot(next, drop); !s.ok()) return s;
+  r.snapshot = std::move(next);
+  for (const auto& id : drop) r.retained.erase(id);
+  r.history.reset();
+  return drop.size();
+}
+
+const State& DesiredLog::state() const { return rep_->state; }
+const std::string& DesiredLog::digest() const { return rep_->state.Digest(); }
+uint64_t DesiredLog::entries() const { return rep_->CoveredCount() + rep_->retained.size(); }
+size_t DesiredLog::retained() const { return rep_->retained.size(); }
+Hlc DesiredLog::last_hlc() const { return rep_->clock.last(); }
+const std::vector<Revision>& DesiredLog::History() const { return rep_->History(); }
+
+Revision DesiredLog::Current() const {
+  const auto& h = History();
+  for (auto it = h.rbegin(); it != h.rend(); ++it)
+    if (it->changed || !it->id.empty()) {
+      Revision cur = *it;
+      cur.digest = digest();
+      return cur;
+    }
+  Revision empty;
+  empty.digest = digest();
+  return empty;
+}
+
+Result<Revision> DesiredLog::Find(std::string_view id) const {
+  if (id.size() < 4) return Status::InvalidArgument("revision '" + std::string(id) + "' is too short (at least 4 hex digits)");
+  const Revision* found = nullptr;
+  for (const auto& row : History()) {
+    if (!row.changed || row.id.compare(0, id.size(), id) != 0) continue;
+    if (found && found->id != row.id)
+      return Status::InvalidArgument("revision '" + std::string(id) + "' is ambiguous (" + found->id + ", " + row.id +
+                                     ", ...): give more digits");
+    found = &row;
+  }
+  if (!found) return Status::NotFound("no revision '" + std::string(id) + "' in history");
+  return *found;
+}
+
+Result<Json> DesiredLog::DocumentAt(std::string_view id) const {
+  auto rev = Find(id);
+  if (!rev.ok()) return rev.status();
+  if (rev->digest == digest()) return state().Document();
+  auto d = rep_->snapshot.documents.find(rev->digest);
+  if (d != rep_->snapshot.documents.end()) {
+    Json doc = Json::parse(d->second, nullptr, false);
+    if (!doc.is_discarded()) return doc;
+  }
+  std::map<std::string, std::string> texts;
+  rep_->Replay(&texts);
+  auto t = texts.find(rev->digest);
+  if (t == texts.end())
+    return Status::NotFound("the content of revision " + rev->id + " is no longer kept (compacted away)");
+  Json doc = Json::parse(t->second, nullptr, false);
+  if (doc.is_discarded()) return Status::Corruption("stored document of revision " + rev->id + " is not JSON");
+  return doc;
+}
+
+std::vector<Entry> DesiredLog::RetainedEntries() const { return rep_->Sorted(); }
+
+}  // namespace starling::store

@@ -1,0 +1,225 @@
+// The desired-state log: entries, their fold into the desired state, history
+// and the pure anti-entropy arithmetic. See store/README.md for the design.
+//
+// Contract
+//  * An entry is one operator change, identified by (origin, seq) and ordered
+//    by (hlc, origin, seq). Entries hold puts and deletes of objects
+//    ("packages/web", "policy", ...); each object is a last-writer-wins
+//    register, so the state is the same whatever order the entries arrive
+//    in, and a snapshot (registers) plus later entries equals all entries.
+//  * DesiredLog is single-threaded (the owner's protocol thread) and never
+//    reads the OS clock: wall time is passed in. Persistence goes through a
+//    LogStorage; a local Write is synced before it returns.
+//  * Entries and snapshots from peers are untrusted: Ingest and
+//    InstallSnapshot check them and return kCorruption naming the problem.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "starling/status.h"
+#include "starling/store/document.h"
+#include "starling/store/hlc.h"
+
+namespace starling::store {
+
+// One change to one object: a put of its canonical JSON, or a delete.
+struct Op {
+  std::string key;
+  std::optional<std::string> value;  // nullopt = delete
+  bool operator==(const Op&) const = default;
+};
+
+struct EntryId {
+  uint64_t origin = 0;
+  uint64_t seq = 0;
+  auto operator<=>(const EntryId&) const = default;
+};
+
+struct Entry {
+  uint64_t origin = 0;      // random id of the writer's data directory
+  std::string origin_name;  // the writer's member name
+  uint64_t seq = 0;         // 1, 2, ... per origin
+  Hlc hlc;
+  Hlc base;  // the newest change the writer had seen when it wrote this one
+  std::string note;
+  std::vector<Op> ops;
+
+  EntryId id() const { return {origin, seq}; }
+  bool operator==(const Entry&) const = default;
+};
+
+// The total order of entries: (hlc, origin, seq).
+struct Stamp {
+  Hlc hlc;
+  uint64_t origin = 0;
+  uint64_t seq = 0;
+  auto operator<=>(const Stamp&) const = default;
+};
+inline Stamp StampOf(const Entry& e) { return {e.hlc, e.origin, e.seq}; }
+
+// Per origin: every entry up to this seq is held.
+using HighWater = std::map<uint64_t, uint64_t>;
+
+struct Register {
+  std::optional<std::string> value;  // nullopt = deleted (a tombstone)
+  Stamp stamp;
+  bool operator==(const Register&) const = default;
+};
+
+// A line of history: the state after one entry was folded in.
+struct Revision {
+  std::string id;  // 12 hex digits; empty for the empty initial state
+  Hlc hlc;
+  std::string digest;
+  uint64_t origin = 0;
+  std::string origin_name;
+  uint64_t seq = 0;
+  std::string note;
+  std::string conflict;  // empty, or why this change lost to a concurrent one
+  bool changed = false;  // whether the content changed
+};
+
+struct Snapshot {
+  HighWater covered;
+  std::map<std::string, Register> registers;
+  std::vector<Revision> history;                 // newest revisions up to the cut
+  std::map<std::string, std::string> documents;  // digest -> canonical JSON, for `history`
+  uint64_t entries = 0;
+  bool empty() const { return covered.empty() && registers.empty(); }
+};
+
+// Limits on what an entry from a peer may make us hold.
+inline constexpr size_t kMaxKeyBytes = 256;
+inline constexpr size_t kMaxValueBytes = 1 << 20;
+inline constexpr size_t kMaxOpsPerEntry = 4096;
+inline constexpr size_t kMaxNoteBytes = 1024;
+// An entry stamped further ahead of our wall clock is refused for now.
+inline constexpr int64_t kMaxClockSkewMicros = 5LL * 60 * 1000 * 1000;
+
+// The materialised desired state: one register per object.
+class State {
+ public:
+  // Last-writer-wins by stamp. Returns whether the register changed.
+  bool Put(const std::string& key, Register r);
+  bool Apply(const Entry& e);
+  const std::map<std::string, Register>& registers() const { return registers_; }
+  const Register* Find(const std::string& key) const;
+  Json Document() const;
+  // The canonical JSON text of Document(), built without re-parsing.
+  std::string CanonicalText() const;
+  // Hex SHA-256 of the canonical JSON of Document(); equal states give
+  // equal digests on every node.
+  const std::string& Digest() const;
+
+ private:
+  std::map<std::string, Register> registers_;
+  mutable std::optional<std::string> digest_;
+};
+
+// The id of the revision with content `digest` made by the change at `hlc`.
+std::string RevisionId(const Hlc& hlc, const std::string& digest);
+// The ops that turn document `from` into `to`: puts of the objects that
+// differ, deletes of the objects `to` no longer has.
+std::vector<Op> OpsBetween(const Json& from, const Json& to);
+
+// Where the log keeps its bytes: RocksDB in the daemon, memory in the
+// simulator.
+class LogStorage {
+ public:
+  virtual ~LogStorage() = default;
+  virtual Status AppendEntries(const std::vector<Entry>& entries, bool sync) = 0;
+  // Atomically stores `snapshot` and drops the entries it now covers.
+  virtual Status ReplaceSnapshot(const Snapshot& snapshot, const std::vector<EntryId>& drop) = 0;
+  struct Loaded {
+    Snapshot snapshot;
+    std::vector<Entry> entries;
+  };
+  virtual Result<Loaded> Load() = 0;
+};
+
+// Keeps encoded bytes in memory, so that the simulator exercises the codec
+// and a simulated crash keeps what a real one would.
+class MemoryLogStorage final : public LogStorage {
+ public:
+  Status AppendEntries(const std::vector<Entry>& entries, bool sync) override;
+  Status ReplaceSnapshot(const Snapshot& snapshot, const std::vector<EntryId>& drop) override;
+  Result<Loaded> Load() override;
+
+ private:
+  std::map<EntryId, std::string> entries_;
+  std::string snapshot_;
+};
+
+struct LogOptions {
+  size_t history_keep = 1000;  // revisions kept in a snapshot's history
+};
+
+class DesiredLog {
+ public:
+  static Result<std::unique_ptr<DesiredLog>> Open(LogStorage& storage, uint64_t origin, std::string origin_name,
+                                                  LogOptions options = {});
+  ~DesiredLog();
+  DesiredLog(const DesiredLog&) = delete;
+  DesiredLog& operator=(const DesiredLog&) = delete;
+
+  uint64_t origin() const;
+  const std::string& origin_name() const;
+
+  // A local change, durable (synced) before it returns. `base` is the newest
+  // change the writer saw (the current revision's hlc unless told otherwise).
+  Result<Entry> Write(std::vector<Op> ops, std::string note, Hlc base, int64_t wall_micros);
+
+  // A peer's entry: true when new, false when already held. kCorruption when
+  // it fails validation; kUnavailable when stamped too far in our future
+  // (it is taken once our clock catches up).
+  Result<bool> Ingest(const Entry& e, int64_t wall_micros);
+  bool Holds(const EntryId& id) const;
+
+  HighWater high_water() const;
+  // Entries the peer lacks by its high-water marks, oldest first per origin,
+  // up to about `max_bytes`; `*more` says some were left out. Entries only
+  // in our snapshot are not listed: see Behind().
+  std::vector<Entry> Missing(const HighWater& peer, size_t max_bytes, bool* more) const;
+  // Whether the peer lacks entries we hold only folded into our snapshot.
+  bool Behind(const HighWater& peer) const;
+  const Snapshot& snapshot() const;
+  // Merges a peer's snapshot: its registers, coverage and history.
+  Status InstallSnapshot(Snapshot s);
+  // Folds every held entry that `acked` covers into the snapshot. Returns
+  // how many were folded.
+  Result<size_t> Compact(const HighWater& acked);
+
+  const State& state() const;
+  const std::string& digest() const;
+  uint64_t entries() const;  // every entry held, folded or not
+  size_t retained() const;   // entries not yet folded into the snapshot
+  Hlc last_hlc() const;      // the newest stamp held
+
+  // Computed on demand and cached until the next change.
+  const std::vector<Revision>& History() const;
+  // The current revision (the last line of history; an empty id for the
+  // empty state).
+  Revision Current() const;
+  // A revision by id or unique id prefix (at least 4 hex digits).
+  Result<Revision> Find(std::string_view id) const;
+  Result<Json> DocumentAt(std::string_view id) const;
+
+  // For estimates and tests.
+  std::vector<Entry> RetainedEntries() const;
+
+ private:
+  struct Rep;
+  explicit DesiredLog(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+// Checks an entry from a peer or disk; the message names the problem.
+Status CheckEntry(const Entry& e);
+
+}  // namespace starling::store

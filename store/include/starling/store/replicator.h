@@ -1,0 +1,123 @@
+// Replicator: spreads the desired-state log to every node.
+//
+// Two paths, as in DESIGN.md section 4:
+//  * Rumour: a new entry (written here or first heard from a peer) is queued
+//    as a gossip broadcast when it fits the datagram budget; a larger one is
+//    announced instead and whoever lacks it asks the announcer by stream.
+//  * Anti-entropy: every sync interval, an exchange with one random live
+//    peer over the stream transport. Each side states its per-origin
+//    high-water marks; each ships what the other lacks, in batches, and a
+//    peer behind our compaction gets our snapshot plus the tail.
+// Every node remembers the high-water marks its peers last stated; once the
+// retained log is long, the prefix every live peer has acknowledged is folded
+// into the snapshot.
+//
+// Contract: single-threaded on the protocol thread, driven by the injected
+// Clock and Random and the LogGossip seam (no sockets, no OS clock). Bytes
+// from peers are untrusted: a bad message costs a counter and a log line.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "starling/membership/env.h"
+#include "starling/store/log.h"
+
+namespace starling::membership {
+class Memberlist;
+}
+
+namespace starling::store {
+
+using namespace std::chrono_literals;
+
+struct ReplicatorConfig {
+  Duration sync_interval = 5s;
+  Duration stream_timeout = 10s;
+  size_t batch_bytes = 1 << 20;  // entries per anti-entropy reply
+  size_t compact_after = 10000;  // retained entries before folding is tried
+};
+
+// What the replicator needs from membership.
+class LogGossip {
+ public:
+  struct Peer {
+    std::string name, addr;
+  };
+  virtual ~LogGossip() = default;
+  virtual std::vector<Peer> LivePeers() const = 0;  // alive members other than ourselves
+  virtual std::string SelfAddr() const = 0;
+  virtual size_t BroadcastBudget() const = 0;
+  virtual void Broadcast(const std::string& key, Bytes data) = 0;
+  virtual void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) = 0;
+};
+
+// LogGossip over a Memberlist's user channel.
+class MemberlistGossip final : public LogGossip {
+ public:
+  explicit MemberlistGossip(membership::Memberlist& list) : list_(list) {}
+  std::vector<Peer> LivePeers() const override;
+  std::string SelfAddr() const override;
+  size_t BroadcastBudget() const override;
+  void Broadcast(const std::string& key, Bytes data) override;
+  void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) override;
+
+ private:
+  membership::Memberlist& list_;
+};
+
+class Replicator {
+ public:
+  // The references must outlive the Replicator.
+  Replicator(DesiredLog& log, LogGossip& gossip, Clock& clock, Random& random, ReplicatorConfig config = {});
+  ~Replicator();
+  Replicator(const Replicator&) = delete;
+  Replicator& operator=(const Replicator&) = delete;
+
+  // Starts the anti-entropy timer.
+  void Start();
+  // Routes membership's user channel here.
+  void Attach(membership::Memberlist& list);
+
+  void HandlePacket(const std::string& from, ByteView data);
+  Bytes HandleStream(const std::string& from, ByteView data);
+
+  // A local change: durable, then spread.
+  Result<Entry> Write(std::vector<Op> ops, std::string note, Hlc base);
+  // One anti-entropy exchange with `addr` now (e.g. right after a join).
+  void SyncWith(const std::string& addr);
+
+  // Runs after every change to the log (local or from a peer).
+  void OnChange(std::function<void()> fn) { on_change_ = std::move(fn); }
+
+  DesiredLog& log() { return log_; }
+  const std::map<std::string, uint64_t>& counters() const { return counters_; }
+
+ private:
+  void Tick();
+  void Spread(const Entry& e);
+  void Changed();
+  void HandleReply(const std::string& addr, const std::string& name, ByteView data, int round);
+  void Exchange(const std::string& addr, const std::string& name, std::vector<Entry> push, int round);
+  void MaybeCompact();
+  std::string NameOf(const std::string& addr) const;
+  bool IngestAll(const std::vector<Entry>& entries, const char* counter);
+  void Bad(const std::string& from, const Status& s);
+
+  DesiredLog& log_;
+  LogGossip& gossip_;
+  Clock& clock_;
+  Random& random_;
+  ReplicatorConfig cfg_;
+  std::function<void()> on_change_;
+  Clock::TimerId timer_ = 0;
+  std::shared_ptr<bool> token_;
+  std::map<std::string, HighWater> peer_have_;  // by member name
+  std::map<std::string, int> in_flight_;        // exchanges per address
+  std::map<std::string, uint64_t> counters_;
+};
+
+}  // namespace starling::store
