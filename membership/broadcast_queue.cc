@@ -26,10 +26,12 @@ std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes)
   const int limit = RetransmitLimit(mult_, num_nodes);
   std::vector<std::pair<Entry, Item>> resend;
   size_t used = 0;
+  // Smaller ones further on may still fit, but a long queue of similar sizes
+  // must not be scanned to the end for every packet.
+  int skips_left = 32;
   for (auto it = order_.begin(); it != order_.end();) {
     if (used + it->second.size > budget) {
-      // Smaller ones further on may still fit; stop once little room is left.
-      if (budget - used < 64) break;
+      if (budget - used < 64 || --skips_left == 0) break;
       ++it;
       continue;
     }

@@ -158,6 +158,8 @@ Status CheckEntry(const Entry& e) {
     if (SectionOf(op.key).size() == op.key.size() && op.key.find('/') != std::string::npos)
       return Status::Corruption("entry with a bad object key");
     if (op.value && op.value->size() > kMaxValueBytes) return Status::Corruption("entry value too large");
+    // Values are spliced into the canonical document text as they are.
+    if (op.value && !Json::accept(*op.value)) return Status::Corruption("entry value for " + op.key + " is not JSON");
   }
   return Status::Ok();
 }

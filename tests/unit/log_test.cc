@@ -1,0 +1,289 @@
+// The desired-state log without a network: the fold, the anti-entropy
+// arithmetic, compaction, history and the codec's trust boundary.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "starling/store/log.h"
+#include "starling/store/log_codec.h"
+
+namespace starling::store {
+namespace {
+
+constexpr int64_t kWall = 1'790'000'000'000'000;  // 2026, in microseconds
+
+Op Put(const std::string& key, const std::string& json) { return Op{key, json}; }
+
+std::unique_ptr<DesiredLog> OpenLog(LogStorage& storage, uint64_t origin, const std::string& name) {
+  auto log = DesiredLog::Open(storage, origin, name);
+  EXPECT_TRUE(log.ok()) << log.status().ToString();
+  return std::move(*log);
+}
+
+Entry MakeEntry(uint64_t origin, uint64_t seq, int64_t wall, std::vector<Op> ops, Hlc base = {}) {
+  Entry e;
+  e.origin = origin;
+  e.origin_name = "n" + std::to_string(origin);
+  e.seq = seq;
+  e.hlc = Hlc{wall, 0};
+  e.base = base;
+  e.ops = std::move(ops);
+  return e;
+}
+
+TEST(State, FoldIsTheSameInEveryOrder) {
+  std::mt19937_64 rng(5);
+  std::vector<Entry> entries;
+  for (uint64_t i = 1; i <= 60; ++i) {
+    const std::string key = "packages/p" + std::to_string(rng() % 7);
+    std::vector<Op> ops{rng() % 5 == 0 ? Op{key, std::nullopt} : Put(key, "{\"version\":\"" + std::to_string(i) + "\"}")};
+    // Some entries share a wall time: the stamp's origin and seq break ties.
+    entries.push_back(MakeEntry(1 + rng() % 3, i, kWall + static_cast<int64_t>(rng() % 20), ops));
+  }
+  State first;
+  for (const auto& e : entries) first.Apply(e);
+  for (int round = 0; round < 20; ++round) {
+    std::shuffle(entries.begin(), entries.end(), rng);
+    State s;
+    for (const auto& e : entries) s.Apply(e);
+    EXPECT_EQ(s.Digest(), first.Digest());
+    EXPECT_EQ(s.CanonicalText(), first.CanonicalText());
+  }
+  EXPECT_EQ(first.CanonicalText(), CanonicalJson(first.Document()));
+}
+
+TEST(State, NewerStampWinsAndDeleteIsATombstone) {
+  State s;
+  s.Apply(MakeEntry(1, 1, kWall + 10, {Put("packages/web", "{\"version\":\"2\"}")}));
+  s.Apply(MakeEntry(2, 1, kWall + 5, {Put("packages/web", "{\"version\":\"1\"}")}));
+  EXPECT_EQ(s.Document()["packages"]["web"]["version"], "2");
+  s.Apply(MakeEntry(2, 2, kWall + 20, {Op{"packages/web", std::nullopt}}));
+  EXPECT_FALSE(s.Document().contains("packages"));
+  // An older put arriving after the delete stays dead.
+  s.Apply(MakeEntry(3, 1, kWall + 15, {Put("packages/web", "{\"version\":\"9\"}")}));
+  EXPECT_FALSE(s.Document().contains("packages"));
+}
+
+TEST(DesiredLog, WriteIsDurableAndSequenced) {
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 7, "a");
+  auto e1 = log->Write({Put("packages/web", "{\"version\":\"1\"}")}, "first", {}, kWall);
+  auto e2 = log->Write({Put("packages/db", "{\"version\":\"3\"}")}, "second", e1->hlc, kWall - 1000);
+  ASSERT_TRUE(e1.ok() && e2.ok());
+  EXPECT_EQ(e1->seq, 1u);
+  EXPECT_EQ(e2->seq, 2u);
+  EXPECT_LT(e1->hlc, e2->hlc) << "the stamp grows even when the wall clock steps back";
+  const std::string digest = log->digest();
+  log.reset();
+  auto again = OpenLog(storage, 7, "a");
+  EXPECT_EQ(again->digest(), digest);
+  EXPECT_EQ(again->entries(), 2u);
+  auto e3 = again->Write({Put("packages/web", "{\"version\":\"2\"}")}, "", {}, kWall);
+  EXPECT_EQ(e3->seq, 3u) << "a reopened log continues its sequence";
+  EXPECT_LT(e2->hlc, e3->hlc);
+  EXPECT_EQ(again->high_water(), (HighWater{{7, 3}}));
+}
+
+TEST(DesiredLog, WriteRefusesEmptyOrBadChanges) {
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 7, "a");
+  EXPECT_EQ(log->Write({}, "", {}, kWall).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(log->Write({Put("", "{}")}, "", {}, kWall).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(log->entries(), 0u);
+}
+
+TEST(DesiredLog, IngestChecksEntriesFromPeers) {
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 7, "a");
+  auto ok = MakeEntry(9, 1, kWall, {Put("packages/web", "{}")});
+  EXPECT_TRUE(*log->Ingest(ok, kWall));
+  EXPECT_FALSE(*log->Ingest(ok, kWall)) << "a duplicate is not new";
+
+  auto zero = MakeEntry(9, 0, kWall, {Put("packages/web", "{}")});
+  EXPECT_EQ(log->Ingest(zero, kWall).status().code(), Status::Code::kCorruption);
+  auto not_json = MakeEntry(9, 2, kWall, {Put("packages/web", "{\"a\":")});
+  auto bad = log->Ingest(not_json, kWall);
+  EXPECT_EQ(bad.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(bad.status().message().find("packages/web"), std::string::npos) << bad.status().message();
+  auto future = MakeEntry(9, 2, kWall + kMaxClockSkewMicros + 1'000'000, {Put("packages/web", "{}")});
+  EXPECT_EQ(log->Ingest(future, kWall).status().code(), Status::Code::kUnavailable);
+  EXPECT_TRUE(*log->Ingest(future, kWall + 2'000'000)) << "taken once our clock catches up";
+}
+
+TEST(DesiredLog, HighWaterIsContiguousAndMissingFillsTheGap) {
+  MemoryLogStorage sa, sb;
+  auto a = OpenLog(sa, 1, "a");
+  auto b = OpenLog(sb, 2, "b");
+  std::vector<Entry> written;
+  for (int i = 0; i < 5; ++i) written.push_back(*a->Write({Put("packages/p" + std::to_string(i), "{}")}, "", {}, kWall));
+  // b hears seq 1, 2 and 4.
+  for (int i : {0, 1, 3}) ASSERT_TRUE(b->Ingest(written[i], kWall).ok());
+  EXPECT_EQ(b->high_water(), (HighWater{{1, 2}}));
+  EXPECT_TRUE(b->Holds({1, 4}));
+  bool more = true;
+  auto missing = a->Missing(b->high_water(), 1 << 20, &more);
+  EXPECT_FALSE(more);
+  ASSERT_EQ(missing.size(), 3u);  // 3, 4, 5: the mark cannot tell that 4 is held
+  for (const auto& e : missing) ASSERT_TRUE(b->Ingest(e, kWall).ok());
+  EXPECT_EQ(b->high_water(), a->high_water());
+  EXPECT_EQ(b->digest(), a->digest());
+  EXPECT_TRUE(a->Missing(b->high_water(), 1 << 20, &more).empty());
+
+  // A small byte budget splits the batch and says so.
+  MemoryLogStorage sc;
+  auto c = OpenLog(sc, 3, "c");
+  auto first = a->Missing(c->high_water(), 1, &more);
+  EXPECT_EQ(first.size(), 1u);
+  EXPECT_TRUE(more);
+}
+
+TEST(DesiredLog, CompactedPrefixReachesAReturningNodeAsSnapshotPlusTail) {
+  MemoryLogStorage sa, sb;
+  auto a = OpenLog(sa, 1, "a");
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(a->Write({Put("packages/p" + std::to_string(i % 4), "{\"v\":" + std::to_string(i) + "}")}, "", {}, kWall + i).ok());
+  const auto history_before = a->History();
+  auto folded = a->Compact(HighWater{{1, 20}});
+  ASSERT_TRUE(folded.ok());
+  EXPECT_EQ(*folded, 20u);
+  EXPECT_EQ(a->retained(), 10u);
+  EXPECT_EQ(a->entries(), 30u);
+  EXPECT_EQ(a->History().size(), history_before.size()) << "history survives compaction";
+  EXPECT_EQ(a->Current().id, history_before.back().id);
+
+  auto b = OpenLog(sb, 2, "b");
+  EXPECT_TRUE(a->Behind(b->high_water()));
+  ASSERT_TRUE(b->InstallSnapshot(a->snapshot()).ok());
+  bool more = false;
+  for (const auto& e : a->Missing(b->high_water(), 1 << 20, &more)) ASSERT_TRUE(b->Ingest(e, kWall).ok());
+  EXPECT_EQ(b->digest(), a->digest());
+  EXPECT_EQ(b->entries(), 30u);
+  EXPECT_EQ(b->Current().id, a->Current().id);
+  EXPECT_FALSE(a->Behind(b->high_water()));
+
+  // The compacted log reopens to the same place.
+  a.reset();
+  auto reopened = OpenLog(sa, 1, "a");
+  EXPECT_EQ(reopened->digest(), b->digest());
+  EXPECT_EQ(reopened->entries(), 30u);
+  EXPECT_EQ(reopened->Write({Put("packages/x", "{}")}, "", {}, kWall)->seq, 31u);
+}
+
+TEST(DesiredLog, HistoryMarksTheLoserOfAConcurrentChange) {
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 1, "a");
+  auto base = MakeEntry(1, 1, kWall, {Put("packages/web", "{\"version\":\"1\"}")});
+  ASSERT_TRUE(log->Ingest(base, kWall).ok());
+  // Both writers saw `base` and changed the same package without seeing
+  // each other: the later stamp wins and the earlier is marked.
+  auto b = MakeEntry(2, 1, kWall + 100, {Put("packages/web", "{\"version\":\"2\"}")}, base.hlc);
+  auto c = MakeEntry(3, 1, kWall + 200, {Put("packages/web", "{\"version\":\"3\"}")}, base.hlc);
+  ASSERT_TRUE(log->Ingest(c, kWall).ok());
+  ASSERT_TRUE(log->Ingest(b, kWall).ok());
+  const auto& h = log->History();
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h[0].conflict, "");
+  EXPECT_EQ(h[1].origin, 2u);
+  EXPECT_EQ(h[1].conflict, "overwritten by concurrent change n3#1 on packages/web");
+  EXPECT_EQ(h[2].conflict, "");
+  EXPECT_EQ(log->state().Document()["packages"]["web"]["version"], "3");
+
+  // A sequential change (its writer had seen the other) is no conflict.
+  auto d = MakeEntry(2, 2, kWall + 300, {Put("packages/web", "{\"version\":\"4\"}")}, c.hlc);
+  ASSERT_TRUE(log->Ingest(d, kWall).ok());
+  EXPECT_EQ(log->History().back().conflict, "");
+}
+
+TEST(DesiredLog, RevisionsAreFoundByPrefixAndKeepTheirContent) {
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 1, "a");
+  auto e1 = log->Write({Put("packages/web", "{\"version\":\"1\"}")}, "", {}, kWall);
+  const Revision r1 = log->Current();
+  log->Write({Put("packages/web", "{\"version\":\"2\"}")}, "", e1->hlc, kWall);
+  const Revision r2 = log->Current();
+  EXPECT_NE(r1.id, r2.id);
+  EXPECT_EQ(r1.id.size(), 12u);
+  EXPECT_EQ(log->Find(r1.id.substr(0, 6))->id, r1.id);
+  EXPECT_EQ(log->Find("ab").status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(log->Find("zzzzzz").status().code(), Status::Code::kNotFound);
+  auto doc = log->DocumentAt(r1.id);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ((*doc)["packages"]["web"]["version"], "1");
+  EXPECT_EQ(RevisionId(r2.hlc, log->digest()), r2.id);
+}
+
+TEST(OpsBetween, PutsWhatDiffersAndDeletesWhatIsGone) {
+  Json from = Json::parse(R"({"packages":{"web":{"version":"1"},"db":{"version":"2"}},"policy":{"batch":1}})");
+  Json to = Json::parse(R"({"packages":{"web":{"version":"2"},"db":{"version":"2"}}})");
+  auto ops = OpsBetween(from, to);
+  std::sort(ops.begin(), ops.end(), [](const Op& a, const Op& b) { return a.key < b.key; });
+  ASSERT_EQ(ops.size(), 2u);
+  EXPECT_EQ(ops[0].key, "packages/web");
+  EXPECT_EQ(ops[0].value, "{\"version\":\"2\"}");
+  EXPECT_EQ(ops[1].key, "policy");
+  EXPECT_FALSE(ops[1].value.has_value());
+  EXPECT_TRUE(OpsBetween(to, to).empty());
+}
+
+TEST(LogCodec, EveryMessageRoundTrips) {
+  Entry e = MakeEntry(0xfeedface12345678ULL, 42, kWall, {Put("packages/web", "{}"), Op{"policy", std::nullopt}});
+  e.note = "apply";
+  e.base = Hlc{kWall - 5, 3};
+  auto back = DecodeEntry(EncodeEntry(e));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, e);
+  EXPECT_LE(EncodeEntry(e).size(), EstimateEntryBytes(e));
+
+  SyncRequest req{"n1", HighWater{{1, 5}, {2, 9}}, {e}};
+  auto m = DecodeLogMessage(EncodeLogMessage(req));
+  ASSERT_TRUE(m.ok());
+  auto* r = std::get_if<SyncRequest>(&*m);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->from, "n1");
+  EXPECT_EQ(r->have, req.have);
+  EXPECT_EQ(r->push, req.push);
+
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 1, "a");
+  for (int i = 0; i < 5; ++i) log->Write({Put("packages/p" + std::to_string(i), "{}")}, "", {}, kWall);
+  ASSERT_TRUE(log->Compact(log->high_water()).ok());
+  SyncReply reply{log->high_water(), {e}, log->snapshot(), true};
+  m = DecodeLogMessage(EncodeLogMessage(reply));
+  ASSERT_TRUE(m.ok());
+  auto* rp = std::get_if<SyncReply>(&*m);
+  ASSERT_NE(rp, nullptr);
+  ASSERT_TRUE(rp->snapshot.has_value());
+  EXPECT_EQ(rp->snapshot->registers, log->snapshot().registers);
+  EXPECT_EQ(rp->snapshot->covered, log->snapshot().covered);
+  EXPECT_TRUE(rp->more);
+
+  m = DecodeLogMessage(EncodeLogMessage(Announce{{3, 4}, "127.0.0.1:7946"}));
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(std::get<Announce>(*m).holder, "127.0.0.1:7946");
+}
+
+TEST(LogCodec, BadBytesAreCorruptionNeverACrash) {
+  Entry e = MakeEntry(1, 1, kWall, {Put("packages/web", "{\"version\":\"1\"}")});
+  Bytes good = EncodeLogMessage(e);
+  std::mt19937_64 rng(17);
+  for (size_t cut = 0; cut < good.size(); cut += 8) {
+    auto r = DecodeLogMessage(ByteView(good.data(), cut));
+    if (r.ok()) continue;  // a prefix can be a valid message
+    EXPECT_EQ(r.status().code(), Status::Code::kCorruption);
+  }
+  for (int i = 0; i < 2000; ++i) {
+    Bytes b = good;
+    for (int k = 0; k < 4; ++k) b[rng() % b.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+    auto r = DecodeLogMessage(b);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), Status::Code::kCorruption);
+    }
+  }
+  Bytes odd(13, 0xab);
+  EXPECT_EQ(DecodeLogMessage(odd).status().code(), Status::Code::kCorruption);
+  EXPECT_EQ(DecodeEntry(Bytes{}).status().code(), Status::Code::kCorruption);
+}
+
+}  // namespace
+}  // namespace starling::store
