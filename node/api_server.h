@@ -22,7 +22,7 @@ namespace starling::node {
 class ApiServer {
  public:
   // Requests larger than this get an error reply without being read.
-  static constexpr size_t kMaxRequestBytes = 1 << 20;
+  static constexpr size_t kMaxRequestBytes = 8 << 20;  // a desired-state document
 
   // Sends the reply frame and closes the connection. Safe to call late (a
   // timed-out connection is simply gone) and at most once.

@@ -18,8 +18,8 @@ namespace starling::node {
 namespace {
 
 
-// Requests are small; these bound what a hostile client can make us walk.
-constexpr uint64_t kTraversalLimitWords = (1 << 20) / sizeof(capnp::word) * 2;
+// Bounds what a hostile client can make us walk: twice the largest request.
+constexpr uint64_t kTraversalLimitWords = (8 << 20) / sizeof(capnp::word) * 2;
 constexpr int kNestingLimit = 16;
 
 // A request decoded into plain values, so that no Cap'n Proto reader (and no
@@ -38,8 +38,20 @@ struct TagsReq {
   std::vector<std::string> del;
 };
 struct InfoReq {};
-using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq>;
+struct GetReq {
+  std::string revision, format;
+};
+struct HistoryReq {};
+struct DiffReq {
+  std::string from, to;
+};
+struct RollbackReq {
+  std::string to;
+};
+using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
+                             HistoryReq, DiffReq, RollbackReq>;
 
+using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
 
 Result<Request> Decode(ByteView bytes) {
@@ -84,6 +96,22 @@ Result<Request> Decode(ByteView bytes) {
       }
       case api::Request::INFO:
         return Request(InfoReq{});
+      case api::Request::APPLY: {
+        auto a = req.getApply();
+        return Request(ApplyRequest{Str(a.getDocument()), Str(a.getSource()), Str(a.getBase())});
+      }
+      case api::Request::GET: {
+        auto g = req.getGet();
+        return Request(GetReq{Str(g.getRevision()), Str(g.getFormat())});
+      }
+      case api::Request::HISTORY:
+        return Request(HistoryReq{});
+      case api::Request::DIFF: {
+        auto d = req.getDiff();
+        return Request(DiffReq{Str(d.getFrom()), Str(d.getTo())});
+      }
+      case api::Request::ROLLBACK:
+        return Request(RollbackReq{Str(req.getRollback().getTo())});
     }
     return Status::InvalidArgument("unknown request kind " + std::to_string(static_cast<int>(req.which())) +
                                    "; the CLI is newer than this daemon");
@@ -101,6 +129,12 @@ void FillTags(capnp::List<api::Tag>::Builder out, const membership::Tags& tags) 
   }
 }
 
+Bytes TextReply(const std::string& text) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<api::Reply>().setText(text);
+  return ToBytes(message);
+}
+
 Bytes NoneReply() {
   capnp::MallocMessageBuilder message;
   message.initRoot<api::Reply>().setNone();
@@ -109,8 +143,14 @@ Bytes NoneReply() {
 
 }  // namespace
 
-ApiService::ApiService(membership::Memberlist& members, const Clock& clock, DaemonFacts facts, LeaveFn leave)
-    : members_(members), clock_(clock), facts_(std::move(facts)), leave_(std::move(leave)) {}
+ApiService::ApiService(membership::Memberlist& members, store::Replicator& replicator, const Clock& clock,
+                       DaemonFacts facts, LeaveFn leave)
+    : members_(members),
+      replicator_(replicator),
+      state_(replicator),
+      clock_(clock),
+      facts_(std::move(facts)),
+      leave_(std::move(leave)) {}
 
 Bytes ApiService::ErrorReply(const std::string& message) {
   capnp::MallocMessageBuilder builder;
@@ -165,6 +205,10 @@ Bytes ApiService::InfoReply() const {
     ++i;
   }
   FillTags(info.initTags(static_cast<unsigned>(self.tags.size())), self.tags);
+  const store::DesiredLog& log = replicator_.log();
+  info.setRevision(log.Current().id);
+  info.setDigest(log.digest());
+  info.setEntries(log.entries());
   info.setDataDir(facts_.data_dir);
   Duration up = clock_.Now() - facts_.started_at;
   info.setUptimeSeconds(static_cast<uint64_t>(
@@ -219,6 +263,22 @@ void ApiService::Handle(ByteView bytes, Respond respond) {
     if (!change->set.empty() || !change->del.empty()) members_.SetTags(std::move(tags));
     return respond(InfoReply());
   }
+
+  // Desired-state commands answer JSON (or YAML) text.
+  auto text = [&](const Result<store::Json>& r) {
+    respond(r.ok() ? TextReply(r->dump()) : ErrorReply(r.status().message()));
+  };
+  if (auto* apply = std::get_if<ApplyRequest>(&request)) return text(state_.Apply(*apply));
+  if (auto* get = std::get_if<GetReq>(&request)) {
+    auto r = state_.Get(get->revision, get->format.empty() ? "json" : get->format);
+    return respond(r.ok() ? TextReply(*r) : ErrorReply("get: " + r.status().message()));
+  }
+  if (std::holds_alternative<HistoryReq>(request)) return text(state_.History());
+  if (auto* diff = std::get_if<DiffReq>(&request)) {
+    if (diff->from.empty()) return respond(ErrorReply("diff needs a revision to compare from"));
+    return text(state_.Diff(diff->from, diff->to));
+  }
+  if (auto* rb = std::get_if<RollbackReq>(&request)) return text(state_.Rollback(rb->to));
 
   respond(ErrorReply("request kind not handled by this daemon"));
 }

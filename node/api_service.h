@@ -1,5 +1,5 @@
 // What the local API's requests mean: decodes an api::Request, acts on the
-// Memberlist and encodes the api::Reply. Transport-free (see api_server.h)
+// Memberlist or the desired-state log and encodes the api::Reply. Transport-free (see api_server.h)
 // and Asio-free. Runs on the protocol thread, like the Memberlist it drives.
 #pragma once
 
@@ -9,6 +9,7 @@
 #include "starling/membership/env.h"
 #include "starling/membership/memberlist.h"
 #include "starling/status.h"
+#include "state_commands.h"
 
 namespace starling::node {
 
@@ -27,7 +28,8 @@ class ApiService {
   using LeaveFn = std::function<void(std::function<void(Status)> done)>;
 
   // The references must outlive the service.
-  ApiService(membership::Memberlist& members, const Clock& clock, DaemonFacts facts, LeaveFn leave);
+  ApiService(membership::Memberlist& members, store::Replicator& replicator, const Clock& clock, DaemonFacts facts,
+             LeaveFn leave);
 
   // Always answers exactly once, possibly later (join, leave). A malformed
   // request or one of another API version gets a Reply whose `error` says so.
@@ -41,6 +43,8 @@ class ApiService {
   Bytes MembersReply() const;
 
   membership::Memberlist& members_;
+  store::Replicator& replicator_;
+  StateCommands state_;
   const Clock& clock_;
   DaemonFacts facts_;
   LeaveFn leave_;

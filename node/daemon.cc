@@ -28,7 +28,9 @@
 #include "guard.h"
 #include "member_persister.h"
 #include "starling/membership/memberlist.h"
+#include "starling/store/log.h"
 #include "starling/store/node_store.h"
+#include "starling/store/replicator.h"
 
 #ifndef STARLING_VERSION
 #error "STARLING_VERSION must be defined by the build"
@@ -89,6 +91,9 @@ class Daemon {
   std::unique_ptr<asio::signal_set> signals_;
   std::unique_ptr<SeededRandom> random_;
   std::unique_ptr<membership::Memberlist> members_;
+  std::unique_ptr<store::DesiredLog> log_;
+  std::unique_ptr<store::MemberlistGossip> gossip_;
+  std::unique_ptr<store::Replicator> replicator_;
   std::unique_ptr<ApiService> service_;
   std::optional<Clock::TimerId> persist_timer_;
   std::optional<Time> last_persist_;
@@ -127,6 +132,13 @@ int Daemon::Run() {
     known = std::vector<store::KnownMember>();
   }
   persister_ = std::make_unique<MemberPersister>(*store_);
+  uint64_t fresh_origin = 0;
+  while (fresh_origin == 0) fresh_origin = RandomSeed();
+  Result<uint64_t> origin = store_->LoadOrCreateOrigin(fresh_origin);
+  if (!origin.ok()) return Fatal("data dir " + opts_.data_dir + ": " + origin.status().message());
+  Result<std::unique_ptr<store::DesiredLog>> log = store::DesiredLog::Open(store_->log_storage(), *origin, name_);
+  if (!log.ok()) return Fatal("data dir " + opts_.data_dir + ": " + log.status().message());
+  log_ = std::move(log).value();
 
   // 2. Gossip sockets.
   membership::Config config;
@@ -159,8 +171,11 @@ int Daemon::Run() {
   random_ = std::make_unique<SeededRandom>(RandomSeed());
   members_ = std::make_unique<membership::Memberlist>(std::move(config), *clock_, *transport_, *random_,
                                                       [this](const membership::Event& e) { OnEvent(e); });
+  gossip_ = std::make_unique<store::MemberlistGossip>(*members_);
+  replicator_ = std::make_unique<store::Replicator>(*log_, *gossip_, *clock_, *random_);
+  replicator_->Attach(*members_);
   service_ = std::make_unique<ApiService>(
-      *members_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
+      *members_, *replicator_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
   api_->Start([this](ByteView request, ApiServer::Respond respond) {
     service_->Handle(request, std::move(respond));
@@ -176,7 +191,11 @@ int Daemon::Run() {
       "data dir {}, socket {}",
       STARLING_VERSION, name_, *generation, FormatHostPort(opts_.bind.host, transport_->port()), advertise_,
       opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket);
+  const store::Revision current = log_->Current();
+  spdlog::info("desired state: revision {}, {} log entries, digest {}",
+               current.id.empty() ? "(none)" : current.id, log_->entries(), log_->digest().substr(0, 16));
   members_->Start();
+  replicator_->Start();
   StartJoin(*known);
 
   for (;;) {
@@ -251,6 +270,9 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
   members_->JoinWithRetry(std::move(seeds), 0, [this, n](Result<int> joined) {
     if (joined.ok()) {
       spdlog::debug("join done: {} of {} seeds answered", *joined, n);
+      // Catch up on the desired state now rather than at the first tick.
+      std::vector<store::LogGossip::Peer> peers = gossip_->LivePeers();
+      if (!peers.empty()) replicator_->SyncWith(peers[random_->Uniform(peers.size())].addr);
     } else if (joined.status().code() == Status::Code::kConflict) {
       spdlog::error("cannot join the cluster as '{}': {}", name_, joined.status().message());
       Stop(1);

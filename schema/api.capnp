@@ -23,7 +23,34 @@ struct Request {
     forceLeave @4 :ForceLeave;
     tags @5 :TagChange;
     info @6 :Void;
+    apply @7 :Apply;
+    get @8 :Get;
+    history @9 :Void;
+    diff @10 :Diff;
+    rollback @11 :Rollback;
   }
+}
+
+# A desired-state document (YAML or JSON text). Its sections replace the
+# same sections of the current state; sections it leaves out stay as they are.
+struct Apply {
+  document @0 :Text;
+  source @1 :Text;                  # where it came from (a file name), for messages
+  base @2 :Text;                    # the revision the operator edited; empty when not given
+}
+
+struct Get {
+  revision @0 :Text;                # empty for the current revision
+  format @1 :Text;                  # json | yaml
+}
+
+struct Diff {
+  from @0 :Text;
+  to @1 :Text;                      # empty for the current revision
+}
+
+struct Rollback {
+  to @0 :Text;                      # empty for the revision before the current one
 }
 
 struct ForceLeave {
@@ -68,6 +95,9 @@ struct Info {
   tags @13 :List(Tag);
   dataDir @14 :Text;
   uptimeSeconds @15 :UInt64;
+  revision @16 :Text;               # current desired-state revision; empty before the first change
+  digest @17 :Text;                 # SHA-256 of the canonical desired state
+  entries @18 :UInt64;              # desired-state log entries held (folded or not)
 }
 
 struct Reply {
@@ -77,5 +107,6 @@ struct Reply {
     members @2 :List(Member);
     joined @3 :UInt32;              # how many seeds answered
     info @4 :Info;
+    text @5 :Text;                  # desired-state commands: JSON (or YAML for get --format yaml)
   }
 }

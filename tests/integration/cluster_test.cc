@@ -13,22 +13,6 @@ namespace {
 constexpr Millis kConverge = 30s;
 constexpr Millis kDetect = 30s;
 
-std::map<std::string, std::string> AllAlive(const LocalCluster& c) {
-  std::map<std::string, std::string> out;
-  for (int i : c.All()) out[c.node(i).name] = "alive";
-  return out;
-}
-
-// Starts a seed and n-1 nodes that join through it; waits until all see all.
-void StartConverged(LocalCluster& c, int n) {
-  ASSERT_EQ(c.Start("node0"), 0);
-  std::vector<int> joiners;
-  for (int i = 1; i < n; ++i)
-    joiners.push_back(c.Launch("node" + std::to_string(i), {"--join", c.node(0).addr}));
-  for (int i : joiners) ASSERT_TRUE(c.WaitReady(i));
-  ASSERT_EQ(c.AwaitView(c.All(), AllAlive(c), kConverge), "");
-}
-
 uint64_t IncarnationOf(const LocalCluster& c, int observer, const std::string& name) {
   std::optional<nlohmann::json> members = c.Members(observer);
   if (!members) return 0;
@@ -40,7 +24,7 @@ uint64_t IncarnationOf(const LocalCluster& c, int observer, const std::string& n
 
 TEST(Cluster, TenNodesJoinedThroughOneSeedConverge) {
   LocalCluster c;
-  StartConverged(c, 10);
+  ASSERT_TRUE(c.StartConverged(10));
   // Every field the issue promises scripts, on every node.
   for (int i : c.All()) {
     std::optional<nlohmann::json> members = c.Members(i);
@@ -59,56 +43,56 @@ TEST(Cluster, TenNodesJoinedThroughOneSeedConverge) {
 
 TEST(Cluster, KilledNodeIsSeenFailedByAllOthers) {
   LocalCluster c;
-  StartConverged(c, 5);
+  ASSERT_TRUE(c.StartConverged(5));
   const int victim = 3;
   c.Kill(victim);
-  auto want = AllAlive(c);
+  auto want = c.AllAlive();
   want[c.node(victim).name] = "failed";
   EXPECT_EQ(c.AwaitView(c.AllExcept(victim), want, kDetect), "");
 }
 
 TEST(Cluster, LeavingNodeIsSeenLeftAndExitsZero) {
   LocalCluster c;
-  StartConverged(c, 5);
+  ASSERT_TRUE(c.StartConverged(5));
   const int leaver = 2;
   CommandResult r = c.Cli(leaver, {"leave"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::optional<int> code = c.WaitExit(leaver, 15s);
   ASSERT_TRUE(code.has_value()) << "the daemon did not exit after `starling leave`";
   EXPECT_EQ(*code, 0);
-  auto want = AllAlive(c);
+  auto want = c.AllAlive();
   want[c.node(leaver).name] = "left";
   EXPECT_EQ(c.AwaitView(c.AllExcept(leaver), want, kDetect), "");
 }
 
 TEST(Cluster, SigtermLeavesGracefully) {
   LocalCluster c;
-  StartConverged(c, 3);
+  ASSERT_TRUE(c.StartConverged(3));
   c.Signal(1, SIGTERM);
   std::optional<int> code = c.WaitExit(1, 15s);
   ASSERT_TRUE(code.has_value()) << "the daemon did not exit after SIGTERM";
   EXPECT_EQ(*code, 0);
-  auto want = AllAlive(c);
+  auto want = c.AllAlive();
   want[c.node(1).name] = "left";
   EXPECT_EQ(c.AwaitView(c.AllExcept(1), want, kDetect), "");
 }
 
 TEST(Cluster, KilledNodeRestartedWithoutJoinComesBackAlive) {
   LocalCluster c;
-  StartConverged(c, 5);
+  ASSERT_TRUE(c.StartConverged(5));
   const int victim = 4;
   const std::string name = c.node(victim).name;
   uint64_t before = IncarnationOf(c, 0, name);
   ASSERT_GT(before, 0u);
   c.Kill(victim);
-  auto want = AllAlive(c);
+  auto want = c.AllAlive();
   want[name] = "failed";
   // Seen failed first, so that "alive" afterwards is the restart's doing.
   ASSERT_EQ(c.AwaitView(c.AllExcept(victim), want, kDetect), "");
 
   // No --join: it must find the cluster through its persisted members.
   ASSERT_TRUE(c.Restart(victim, {}));
-  EXPECT_EQ(c.AwaitView(c.All(), AllAlive(c), kConverge), "");
+  EXPECT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
   uint64_t after = IncarnationOf(c, 0, name);
   EXPECT_GT(after, before) << "the incarnation must not go backwards across a restart";
   EXPECT_GE(after >> 32, 2u) << "the second start should carry generation 2";

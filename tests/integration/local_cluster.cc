@@ -276,6 +276,23 @@ bool LocalCluster::Restart(int i, std::vector<std::string> extra_args, Millis ti
   return WaitReady(i, timeout);
 }
 
+std::map<std::string, std::string> LocalCluster::AllAlive() const {
+  std::map<std::string, std::string> out;
+  for (const Node& n : nodes_) out[n.name] = "alive";
+  return out;
+}
+
+bool LocalCluster::StartConverged(int n, Millis timeout) {
+  if (Start("node0") != 0) return false;
+  std::vector<int> joiners;
+  for (int i = 1; i < n; ++i) joiners.push_back(Launch("node" + std::to_string(i), {"--join", nodes_[0].addr}));
+  for (int i : joiners)
+    if (!WaitReady(i)) return false;
+  std::string mismatch = AwaitView(All(), AllAlive(), timeout);
+  EXPECT_EQ(mismatch, "") << "the cluster did not converge";
+  return mismatch.empty();
+}
+
 CommandResult LocalCluster::Cli(int i, std::vector<std::string> args, Millis timeout) const {
   std::vector<std::string> argv = {STARLING_CLI_PATH, "--socket", nodes_.at(i).socket};
   argv.insert(argv.end(), args.begin(), args.end());

@@ -96,6 +96,12 @@ class LocalCluster {
   std::string AwaitView(const std::vector<int>& observers, const std::map<std::string, std::string>& expected,
                         Millis timeout);
 
+  // name -> "alive" for every node started.
+  std::map<std::string, std::string> AllAlive() const;
+  // Starts "node0" and n-1 nodes joining through it ("node1", ...); true
+  // once every node lists every other alive (gtest failures otherwise).
+  bool StartConverged(int n, Millis timeout = 30s);
+
   const Node& node(int i) const { return nodes_.at(i); }
   size_t size() const { return nodes_.size(); }
   const std::string& root() const { return root_.path(); }

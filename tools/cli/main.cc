@@ -10,8 +10,12 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
+#include <sstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -142,6 +146,9 @@ json InfoJson(api::Info::Reader info) {
       {"tags", TagMap(info.getTags())},
       {"data_dir", info.getDataDir().cStr()},
       {"uptime_seconds", info.getUptimeSeconds()},
+      {"revision", info.getRevision().cStr()},
+      {"digest", info.getDigest().cStr()},
+      {"entries", info.getEntries()},
   };
 }
 
@@ -162,6 +169,9 @@ void PrintInfoTable(api::Info::Reader info) {
       {"tags:", TagText(TagMap(info.getTags()))},
       {"data dir:", info.getDataDir().cStr()},
       {"uptime:", std::to_string(info.getUptimeSeconds()) + "s"},
+      {"revision:", info.getRevision().size() ? info.getRevision().cStr() : "(none)"},
+      {"digest:", info.getDigest().cStr()},
+      {"entries:", std::to_string(info.getEntries())},
   };
   PrintTable(rows);
   std::cout << "counters:\n";
@@ -169,6 +179,51 @@ void PrintInfoTable(api::Info::Reader info) {
   for (auto c : info.getCounters())
     counters.push_back({"  " + std::string(c.getName().cStr()), std::to_string(c.getValue())});
   PrintTable(counters);
+}
+
+// Reads FILE, or standard input for "-".
+Result<std::string> ReadInput(const std::string& path) {
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (path != "-") {
+    file.open(path, std::ios::binary);
+    if (!file) return Status::NotFound("cannot read " + path + ": " + std::strerror(errno));
+    in = &file;
+  }
+  std::ostringstream text;
+  text << in->rdbuf();
+  if (in->bad()) return Status::IoError("reading " + path + " failed");
+  return text.str();
+}
+
+// A desired-state reply: JSON text, or an error when the daemon sent
+// something else.
+Result<json> TextJson(api::Reply::Reader reply) {
+  if (!reply.isText()) return Status::Corruption("starlingd sent a reply of an unexpected kind");
+  json out = json::parse(reply.getText().cStr(), nullptr, false);
+  if (out.is_discarded()) return Status::Corruption("starlingd sent a reply that is not JSON");
+  return out;
+}
+
+// Prints an apply or rollback result; warnings go to stderr.
+int PrintWrite(const json& r, const std::string& format) {
+  for (const auto& w : r.value("warnings", json::array()))
+    std::fprintf(stderr, "starling: warning: %s\n", w.get<std::string>().c_str());
+  if (format == "json") {
+    std::cout << r.dump(2) << "\n";
+  } else if (!r.value("changed", false)) {
+    std::cout << "no change: the desired state already matches revision " << r.value("revision", "") << "\n";
+  } else {
+    std::string previous = r.value("previous", "");
+    std::cout << "revision " << r.value("revision", "") << " (was " << (previous.empty() ? "empty" : previous)
+              << "), " << r.value("objects", 0) << " object(s) changed\n";
+  }
+  return 0;
+}
+
+std::string Brief(const json& v) {
+  std::string s = v.is_string() ? v.get<std::string>() : v.dump();
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
 }
 
 }  // namespace
@@ -344,6 +399,146 @@ int main(int argc, char** argv) {
           }
           return 0;
         });
+  });
+
+  // Desired-state commands share one shape: build a request, then print the
+  // JSON reply as a table or as it is.
+  auto state_call = [&](const std::function<void(api::Request::Builder)>& build,
+                        const std::function<int(const json&)>& print) {
+    code = Call(g, build, [&](api::Reply::Reader reply) {
+      auto r = TextJson(reply);
+      if (!r.ok()) return Complain(kExitUnreachable, r.status().message());
+      return print(*r);
+    });
+  };
+
+  // apply
+  std::string apply_file, apply_base, apply_format = "table";
+  CLI::App* apply = app.add_subcommand(
+      "apply",
+      "Change the desired state from a YAML or JSON document: its sections replace the same sections of the "
+      "current state (a section set to null is removed), the rest stays. Prints the new revision; durable on "
+      "this node before it returns, then gossiped to every node");
+  apply->add_option("-f,--file", apply_file, "The document (- for standard input)")->required();
+  apply->add_option("--base", apply_base,
+                    "The revision you edited: warns when another change landed since (the change still applies)");
+  apply->add_option("--format", apply_format, "Output format")->check(CLI::IsMember(kFormats))->capture_default_str();
+  apply->callback([&] {
+    auto text = ReadInput(apply_file);
+    if (!text.ok()) {
+      code = Complain(kExitDaemonError, "apply: " + text.status().message());
+      return;
+    }
+    state_call(
+        [&](api::Request::Builder r) {
+          auto a = r.initApply();
+          a.setDocument(*text);
+          a.setSource(apply_file == "-" ? "standard input" : apply_file);
+          a.setBase(apply_base);
+        },
+        [&](const json& r) { return PrintWrite(r, apply_format); });
+  });
+
+  // get
+  std::string get_revision, get_format = "yaml";
+  CLI::App* get = app.add_subcommand("get", "Print the desired state (the current revision unless --revision)");
+  get->add_option("--revision", get_revision, "A revision id or unique prefix (at least 4 hex digits)");
+  get->add_option("--format", get_format, "Output format")
+      ->check(CLI::IsMember({"yaml", "json"}))
+      ->capture_default_str();
+  get->callback([&] {
+    code = Call(
+        g,
+        [&](api::Request::Builder r) {
+          auto q = r.initGet();
+          q.setRevision(get_revision);
+          q.setFormat(get_format);
+        },
+        [](api::Reply::Reader reply) {
+          if (!reply.isText()) return Unexpected();
+          std::cout << reply.getText().cStr();
+          return 0;
+        });
+  });
+
+  // history
+  std::string history_format = "table";
+  CLI::App* history = app.add_subcommand(
+      "history",
+      "List the desired-state changes in order, oldest first, with the revision each made; a change that lost "
+      "to a concurrent one is marked in CONFLICT");
+  history->add_option("--format", history_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  history->callback([&] {
+    state_call([](api::Request::Builder r) { r.setHistory(); },
+               [&](const json& rows) {
+                 if (history_format == "json") {
+                   std::cout << rows.dump(2) << "\n";
+                   return 0;
+                 }
+                 std::vector<std::vector<std::string>> table = {{"", "REVISION", "TIME", "ORIGIN", "NOTE", "CONFLICT"}};
+                 for (const auto& row : rows) {
+                   std::string rev = row.value("revision", "");
+                   if (!row.value("changed", true)) rev = "(no change)";
+                   table.push_back({row.value("current", false) ? "*" : "", rev, row.value("time", ""),
+                                    row.value("origin", "") + "#" + std::to_string(row.value("seq", 0)),
+                                    row.value("note", ""), row.value("conflict", "")});
+                 }
+                 PrintTable(table);
+                 return 0;
+               });
+  });
+
+  // diff
+  std::string diff_from, diff_to, diff_format = "table";
+  CLI::App* diff = app.add_subcommand("diff", "Show what changed between two revisions (R2 defaults to the current)");
+  diff->add_option("r1", diff_from, "The older revision")->required();
+  diff->add_option("r2", diff_to, "The newer revision");
+  diff->add_option("--format", diff_format, "Output format")->check(CLI::IsMember(kFormats))->capture_default_str();
+  diff->callback([&] {
+    state_call(
+        [&](api::Request::Builder r) {
+          auto d = r.initDiff();
+          d.setFrom(diff_from);
+          d.setTo(diff_to);
+        },
+        [&](const json& changes) {
+          if (diff_format == "json") {
+            std::cout << changes.dump(2) << "\n";
+            return 0;
+          }
+          if (changes.empty()) std::cout << "no differences\n";
+          for (const auto& c : changes) {
+            const std::string kind = c.value("kind", "");
+            const std::string path = c.value("path", "");
+            if (kind == "added") {
+              std::cout << "+ " << path << ": " << Brief(c["after"]) << "\n";
+            } else if (kind == "removed") {
+              std::cout << "- " << path << ": " << Brief(c["before"]) << "\n";
+            } else {
+              std::cout << "~ " << path << ": " << Brief(c["before"]) << " -> " << Brief(c["after"]) << "\n";
+            }
+          }
+          return 0;
+        });
+  });
+
+  // rollback
+  std::string rollback_to, rollback_format = "table";
+  CLI::App* rollback = app.add_subcommand(
+      "rollback",
+      "Write a new revision whose content equals an earlier one (by default the revision before the current)");
+  rollback->add_option("--to", rollback_to, "The revision to return to");
+  rollback->add_option("--format", rollback_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  rollback->callback([&] {
+    state_call([&](api::Request::Builder r) { r.initRollback().setTo(rollback_to); },
+               [&](const json& r) {
+                 if (rollback_format != "json") std::cout << "rolled back to the content of " << r.value("to", "") << ": ";
+                 return PrintWrite(r, rollback_format);
+               });
   });
 
   try {

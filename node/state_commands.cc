@@ -1,0 +1,163 @@
+#include "state_commands.h"
+
+#include <set>
+
+namespace starling::node {
+
+using store::Json;
+
+namespace {
+
+// "3 changes" / "1 change".
+std::string Count(size_t n, const char* what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
+
+Json RevisionJson(const store::Revision& r, const std::string& current) {
+  return Json{{"revision", r.id},
+              {"time", r.hlc.ToString()},
+              {"hlc", {{"wall_us", r.hlc.wall}, {"logical", r.hlc.logical}}},
+              {"digest", r.digest},
+              {"origin", r.origin_name},
+              {"seq", r.seq},
+              {"note", r.note},
+              {"conflict", r.conflict},
+              {"changed", r.changed},
+              {"current", !r.id.empty() && r.id == current}};
+}
+
+}  // namespace
+
+Result<Json> StateCommands::Apply(const ApplyRequest& request) {
+  const std::string source = request.source.empty() ? "the document" : request.source;
+  auto parsed = store::ParseDocument(request.document);
+  if (!parsed.ok()) return Status::InvalidArgument(source + ": " + parsed.status().message());
+  const Json& given = *parsed;
+
+  store::DesiredLog& log = replicator_.log();
+  const Json current = log.state().Document();
+  Json merged = current;
+  Json present = Json::object();  // the given sections that are not null
+  for (const auto& [section, value] : given.items()) {
+    if (value.is_null()) {
+      merged.erase(section);
+    } else {
+      merged[section] = value;
+      present[section] = value;
+    }
+  }
+  if (Status s = store::ValidateDocument(merged); !s.ok())
+    return Status::InvalidArgument(source + " is refused:\n" + s.message());
+
+  std::vector<store::Op> ops;
+  const auto wanted = store::SplitObjects(present);
+  const auto existing = store::SplitObjects(current);
+  for (const auto& [key, value] : wanted) {
+    auto it = existing.find(key);
+    if (it == existing.end() || it->second != value) ops.push_back(store::Op{key, store::CanonicalJson(value)});
+  }
+  for (const auto& [key, _] : existing)
+    if (store::SectionOwns(given, key) && !wanted.count(key)) ops.push_back(store::Op{key, std::nullopt});
+
+  Json warnings = Json::array();
+  store::Hlc base = log.last_hlc();
+  const store::Revision now = log.Current();
+  if (!request.base.empty()) {
+    auto b = log.Find(request.base);
+    if (!b.ok()) return Status::InvalidArgument("--base: " + b.status().message());
+    base = b->hlc;
+    if (b->id != now.id) {
+      size_t since = 0;
+      std::set<std::string> by;
+      for (const auto& row : log.History())
+        if (row.hlc > b->hlc && row.changed) {
+          ++since;
+          by.insert(row.origin_name);
+        }
+      std::string who;
+      for (const auto& n : by) who += (who.empty() ? "" : ", ") + n;
+      warnings.push_back("raced a concurrent change: the current revision is " + now.id + ", not your base " +
+                         b->id + " (" + Count(since, "change") + " since, by " + who +
+                         "); this change was applied on top of it; check `starling history`");
+    }
+  }
+  if (ops.empty()) {
+    return Json{{"revision", now.id}, {"previous", now.id}, {"changed", false}, {"objects", 0},
+                {"warnings", warnings}};
+  }
+  return Write(std::move(ops), "apply " + source, base, std::move(warnings));
+}
+
+Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, store::Hlc base, Json warnings) {
+  const std::string previous = replicator_.log().Current().id;
+  const size_t objects = ops.size();
+  auto e = replicator_.Write(std::move(ops), std::move(note), base);
+  if (!e.ok()) return Status(e.status().code(), "the change was not stored: " + e.status().message());
+  return Json{{"revision", replicator_.log().Current().id},
+              {"previous", previous},
+              {"changed", true},
+              {"objects", objects},
+              {"origin", e->origin_name},
+              {"seq", e->seq},
+              {"warnings", std::move(warnings)}};
+}
+
+Result<std::string> StateCommands::Get(const std::string& revision, const std::string& format) const {
+  if (format != "json" && format != "yaml")
+    return Status::InvalidArgument("unknown format '" + format + "' (expected json or yaml)");
+  const store::DesiredLog& log = replicator_.log();
+  Json doc = log.state().Document();
+  if (!revision.empty()) {
+    auto at = log.DocumentAt(revision);
+    if (!at.ok()) return at.status();
+    doc = std::move(*at);
+  }
+  return format == "json" ? doc.dump(2) + "\n" : store::ToYaml(doc);
+}
+
+Json StateCommands::History() const {
+  const store::DesiredLog& log = replicator_.log();
+  const std::string current = log.Current().id;
+  Json out = Json::array();
+  for (const auto& row : log.History()) out.push_back(RevisionJson(row, current));
+  return out;
+}
+
+Result<Json> StateCommands::Diff(const std::string& from, const std::string& to) const {
+  const store::DesiredLog& log = replicator_.log();
+  auto a = log.DocumentAt(from);
+  if (!a.ok()) return a.status();
+  Json b = log.state().Document();
+  if (!to.empty()) {
+    auto at = log.DocumentAt(to);
+    if (!at.ok()) return at.status();
+    b = std::move(*at);
+  }
+  Json out = Json::array();
+  for (const auto& c : store::Diff(*a, b))
+    out.push_back(Json{{"path", c.path}, {"kind", c.kind}, {"before", c.before}, {"after", c.after}});
+  return out;
+}
+
+Result<Json> StateCommands::Rollback(const std::string& to) {
+  const store::DesiredLog& log = replicator_.log();
+  const store::Revision now = log.Current();
+  std::string target = to;
+  if (target.empty()) {
+    const auto& h = log.History();
+    for (auto it = h.rbegin(); it != h.rend() && target.empty(); ++it)
+      if (it->changed && it->id != now.id) target = it->id;
+    if (target.empty()) return Status::NotFound("no earlier revision to roll back to");
+  }
+  auto rev = log.Find(target);
+  if (!rev.ok()) return rev.status();
+  auto doc = log.DocumentAt(rev->id);
+  if (!doc.ok()) return doc.status();
+  auto ops = store::OpsBetween(log.state().Document(), *doc);
+  if (ops.empty()) return Status::InvalidArgument("the desired state already equals revision " + rev->id);
+  auto out = Write(std::move(ops), "rollback to " + rev->id, log.last_hlc(), Json::array());
+  if (out.ok()) (*out)["to"] = rev->id;
+  return out;
+}
+
+}  // namespace starling::node

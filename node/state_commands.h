@@ -1,0 +1,49 @@
+// What the desired-state commands of the local API mean (apply, get,
+// history, diff, rollback), over the node's Replicator. Transport-free, so
+// tests drive it directly; runs on the protocol thread.
+//
+// Apply semantics: the document's sections replace the same sections of the
+// current desired state (a section given as null is removed); sections it
+// does not name stay as they are. The merged state must validate as a whole,
+// and only the objects that differ are written, so that writers touching
+// different objects never overwrite each other.
+#pragma once
+
+#include <string>
+
+#include "starling/status.h"
+#include "starling/store/document.h"
+#include "starling/store/replicator.h"
+
+namespace starling::node {
+
+struct ApplyRequest {
+  std::string document;  // YAML or JSON text
+  std::string source;    // e.g. the file name, for messages
+  std::string base;      // revision the operator edited, or empty
+};
+
+class StateCommands {
+ public:
+  explicit StateCommands(store::Replicator& replicator) : replicator_(replicator) {}
+
+  // {"revision", "previous", "changed", "objects", "warnings": [...]}
+  Result<store::Json> Apply(const ApplyRequest& request);
+  // The document at `revision` (current when empty) as "json" or "yaml" text.
+  Result<std::string> Get(const std::string& revision, const std::string& format) const;
+  // Oldest first.
+  store::Json History() const;
+  // Changes from `from` to `to` (current when empty).
+  Result<store::Json> Diff(const std::string& from, const std::string& to) const;
+  // A new revision whose content equals `to` (the previous revision when
+  // empty). Same reply as Apply, plus "to".
+  Result<store::Json> Rollback(const std::string& to);
+
+ private:
+  Result<store::Json> Write(std::vector<store::Op> ops, std::string note, store::Hlc base,
+                            store::Json warnings);
+
+  store::Replicator& replicator_;
+};
+
+}  // namespace starling::node

@@ -1,0 +1,334 @@
+// The desired-state log across real daemons, observed through the CLI as an
+// operator would: apply on one node, read on every node, nodes stopped or
+// killed while changes are written, concurrent applies, refused documents.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "local_cluster.h"
+
+namespace starling::itest {
+namespace {
+
+using nlohmann::json;
+
+constexpr Millis kConverge = 30s;
+
+std::string WriteFile(const LocalCluster& c, const std::string& name, const std::string& text) {
+  std::string path = c.root() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+// A valid document whose web package is at `version`.
+std::string Doc(const std::string& version) {
+  return "roles: [web, db]\n"
+         "packages:\n"
+         "  web: {version: \"" + version + "\", roles: [web], hooks: {install: web-install}}\n"
+         "  pg: {version: 15.4-1, roles: [db]}\n"
+         "services:\n"
+         "  db: {package: pg, roles: [db], outputs: [url]}\n"
+         "  api: {package: web, roles: [web], params: {DB_URL: \"${db.url}\"}}\n"
+         "policy: {batch: 1, auto_revert: true}\n";
+}
+
+std::optional<json> Get(const LocalCluster& c, int i) {
+  CommandResult r = c.Cli(i, {"get", "--format", "json"});
+  if (r.exit_code != 0) return std::nullopt;
+  json doc = json::parse(r.out, nullptr, false);
+  if (doc.is_discarded()) return std::nullopt;
+  return doc;
+}
+
+std::string Field(const LocalCluster& c, int i, const char* field) {
+  auto info = c.Info(i);
+  if (!info || !info->contains(field)) return "";
+  const json& v = (*info)[field];
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+// Every node in `nodes` reports the same digest as node `ref`; returns "" or
+// a description of the first mismatch.
+std::string DigestMismatch(const LocalCluster& c, const std::vector<int>& nodes, int ref) {
+  const std::string want = Field(c, ref, "digest");
+  for (int i : nodes) {
+    std::string got = Field(c, i, "digest");
+    if (got != want) return c.node(i).name + " has digest " + got + ", " + c.node(ref).name + " has " + want;
+  }
+  return "";
+}
+
+std::string AwaitSameDigest(const LocalCluster& c, const std::vector<int>& nodes, int ref, Millis timeout) {
+  std::string last;
+  WaitFor([&] { return (last = DigestMismatch(c, nodes, ref)).empty(); }, timeout);
+  return last;
+}
+
+// Same digest can come before every superseded change has arrived: wait for
+// the entry count too.
+bool AwaitEntries(const LocalCluster& c, const std::vector<int>& nodes, size_t n) {
+  return WaitFor(
+      [&] {
+        for (int i : nodes)
+          if (Field(c, i, "entries") != std::to_string(n)) return false;
+        return true;
+      },
+      kConverge);
+}
+
+json ApplyJson(const LocalCluster& c, int i, const std::string& file, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"apply", "-f", file, "--format", "json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  CommandResult r = c.Cli(i, args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return json::parse(r.out, nullptr, false);
+}
+
+std::optional<json> History(const LocalCluster& c, int i) {
+  CommandResult r = c.Cli(i, {"history", "--format", "json"});
+  if (r.exit_code != 0) return std::nullopt;
+  json h = json::parse(r.out, nullptr, false);
+  if (h.is_discarded() || !h.is_array()) return std::nullopt;
+  return h;
+}
+
+TEST(State, ApplyOnOneNodeIsReadOnEveryNode) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(5));
+  const std::string file = WriteFile(c, "doc.yaml", Doc("1.2.3"));
+  CommandResult r = c.Cli(2, {"apply", "-f", file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("revision "), std::string::npos) << r.out;
+  const std::string revision = Field(c, 2, "revision");
+  ASSERT_EQ(revision.size(), 12u);
+  EXPECT_NE(r.out.find(revision), std::string::npos) << "apply prints the new revision: " << r.out;
+
+  json want = json::parse(R"({
+    "roles": ["web", "db"],
+    "packages": {"web": {"version": "1.2.3", "roles": ["web"], "hooks": {"install": "web-install"}},
+                 "pg": {"version": "15.4-1", "roles": ["db"]}},
+    "services": {"db": {"package": "pg", "roles": ["db"], "outputs": ["url"]},
+                 "api": {"package": "web", "roles": ["web"], "params": {"DB_URL": "${db.url}"}}},
+    "policy": {"batch": 1, "auto_revert": true}})");
+  for (int i : c.All()) {
+    std::optional<json> got;
+    EXPECT_TRUE(WaitFor([&] { return (got = Get(c, i)) && *got == want; }, kConverge))
+        << c.node(i).name << " has " << (got ? got->dump() : "nothing");
+    EXPECT_EQ(Field(c, i, "revision"), revision);
+    EXPECT_EQ(Field(c, i, "entries"), "1");
+  }
+  EXPECT_EQ(DigestMismatch(c, c.All(), 2), "");
+  // YAML output reads back as the same document.
+  CommandResult yaml = c.Cli(4, {"get", "--format", "yaml"});
+  ASSERT_EQ(yaml.exit_code, 0);
+  const std::string again = WriteFile(c, "again.yaml", yaml.out);
+  json same = ApplyJson(c, 4, again);
+  EXPECT_EQ(same["changed"], false) << same.dump();
+}
+
+TEST(State, NodeStoppedDuringAHundredAppliesCatchesUp) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(5));
+  c.Kill(4);
+  for (int k = 0; k < 100; ++k) {
+    const std::string file = WriteFile(c, "v" + std::to_string(k) + ".yaml", Doc("1.0." + std::to_string(k)));
+    CommandResult r = c.Cli(k % 4, {"apply", "-f", file});
+    ASSERT_EQ(r.exit_code, 0) << "apply " << k << ": " << r.err;
+  }
+  ASSERT_TRUE(c.Restart(4));
+  EXPECT_EQ(AwaitSameDigest(c, c.All(), 0, kConverge), "");
+  EXPECT_TRUE(AwaitEntries(c, {4}, 100)) << Field(c, 4, "entries");
+  auto doc = Get(c, 4);
+  ASSERT_TRUE(doc);
+  EXPECT_EQ((*doc)["packages"]["web"]["version"], "1.0.99");
+  auto h = History(c, 4);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->size(), 100u);
+}
+
+TEST(State, KillDuringWritesKeepsEveryAcknowledgedChange) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  // Changes are written on node 1 until it is killed; those the CLI
+  // acknowledged are recorded by (origin, seq).
+  std::mutex mu;
+  std::set<std::pair<std::string, uint64_t>> acked;
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int k = 0; !stop; ++k) {
+      const std::string file = WriteFile(c, "w" + std::to_string(k) + ".yaml", Doc("2.0." + std::to_string(k)));
+      CommandResult r = c.Cli(1, {"apply", "-f", file, "--format", "json"});
+      if (r.exit_code != 0) continue;  // refused or cut off: not acknowledged
+      json j = json::parse(r.out, nullptr, false);
+      if (j.is_discarded() || !j.value("changed", false)) continue;
+      std::lock_guard lock(mu);
+      acked.emplace(j["origin"].get<std::string>(), j["seq"].get<uint64_t>());
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard lock(mu);
+    return acked.size() >= 15;
+  }, 30s));
+  c.Kill(1);
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(c.Restart(1));
+  ASSERT_EQ(AwaitSameDigest(c, c.All(), 0, kConverge), "");
+  const std::string total = Field(c, 1, "entries");
+  ASSERT_GE(std::stoul(total), acked.size());
+  ASSERT_TRUE(AwaitEntries(c, c.All(), std::stoul(total)));
+  for (int i : c.All()) {
+    auto h = History(c, i);
+    ASSERT_TRUE(h);
+    std::set<std::pair<std::string, uint64_t>> held;
+    for (const auto& row : *h) held.emplace(row["origin"].get<std::string>(), row["seq"].get<uint64_t>());
+    for (const auto& a : acked)
+      EXPECT_TRUE(held.count(a)) << c.node(i).name << " lost acknowledged change " << a.first << "#" << a.second;
+  }
+  std::printf("%zu acknowledged changes, all present on every node after kill -9 and restart\n", acked.size());
+}
+
+TEST(State, ConcurrentAppliesPickOneWinnerAndMarkTheConflict) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(5));
+  json first = ApplyJson(c, 0, WriteFile(c, "base.yaml", Doc("1.0.0")));
+  const std::string base = first["revision"];
+  ASSERT_EQ(AwaitSameDigest(c, c.All(), 0, kConverge), "");
+  const std::string a = WriteFile(c, "a.yaml", Doc("1.1.0"));
+  const std::string b = WriteFile(c, "b.yaml", Doc("1.2.0"));
+  // Both edited `base` and neither has seen the other.
+  CommandResult ra, rb;
+  std::thread ta([&] { ra = c.Cli(1, {"apply", "-f", a, "--base", base}); });
+  std::thread tb([&] { rb = c.Cli(3, {"apply", "-f", b, "--base", base}); });
+  ta.join();
+  tb.join();
+  ASSERT_EQ(ra.exit_code, 0) << ra.err;
+  ASSERT_EQ(rb.exit_code, 0) << rb.err;
+  ASSERT_EQ(AwaitSameDigest(c, c.All(), 0, kConverge), "");
+  ASSERT_TRUE(AwaitEntries(c, c.All(), 3));
+  std::optional<std::string> winner;
+  for (int i : c.All()) {
+    auto doc = Get(c, i);
+    ASSERT_TRUE(doc);
+    std::string v = (*doc)["packages"]["web"]["version"];
+    EXPECT_TRUE(v == "1.1.0" || v == "1.2.0") << v;
+    if (!winner) winner = v;
+    EXPECT_EQ(v, *winner) << "every node must end with the same winner";
+    auto h = History(c, i);
+    ASSERT_TRUE(h);
+    ASSERT_EQ(h->size(), 3u);
+    int marked = 0;
+    for (const auto& row : *h) {
+      std::string conflict = row["conflict"];
+      if (conflict.empty()) continue;
+      ++marked;
+      EXPECT_NE(conflict.find("concurrent change"), std::string::npos) << conflict;
+      EXPECT_NE(conflict.find("packages/web"), std::string::npos) << conflict;
+    }
+    EXPECT_EQ(marked, 1) << c.node(i).name << ": " << h->dump();
+  }
+  // A third apply from the stale base is told it raced.
+  CommandResult late = c.Cli(2, {"apply", "-f", WriteFile(c, "c.yaml", Doc("1.3.0")), "--base", base});
+  ASSERT_EQ(late.exit_code, 0) << late.err;
+  EXPECT_NE(late.err.find("raced a concurrent change"), std::string::npos) << late.err;
+}
+
+struct Refusal {
+  const char* name;
+  std::string document;
+  std::vector<std::string> messages;  // each must appear in stderr
+};
+
+TEST(State, InvalidDocumentsAreRefusedNamingTheProblem) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  json ok = ApplyJson(c, 0, WriteFile(c, "ok.yaml", Doc("1.0.0")));
+  const std::string revision = ok["revision"];
+  const std::vector<Refusal> cases = {
+      {"cycle",
+       "services:\n  a: {package: web, after: [b]}\n  b: {package: web, params: {X: \"${a.url}\"}}\n"
+       "  c: {package: web}\n",
+       {"services: dependency cycle: a -> b -> a"}},
+      {"dangling",
+       "services:\n  api: {package: web, params: {DB: \"${nosuch.url}\"}}\n",
+       {"services.api.params.DB: ${nosuch.url} refers to unknown service 'nosuch'"}},
+      {"output",
+       "services:\n  db: {package: pg}\n  api: {package: web, params: {DB: \"${db.port}\"}}\n",
+       {"services.api.params.DB:", "port"}},
+      {"role",
+       "roles: [web, db]\npackages:\n  web: {version: \"1\", roles: [frontend]}\n  pg: {version: \"1\"}\n",
+       {"packages.web.roles: unknown role 'frontend' (declared roles: db, web)"}},
+      {"hook",
+       "packages:\n  web: {version: \"1\", hooks: {instal: x}}\n  pg: {version: \"1\"}\n",
+       {"packages.web.hooks: unknown hook 'instal' (expected install, verify or remove)"}},
+      {"version",
+       "packages:\n  web: {version: \"1..2\"}\n  pg: {version: \"1\"}\n",
+       {"packages.web.version: malformed version '1..2'"}},
+      {"digest",
+       "packages:\n  web: {version: \"1\", artifact: \"sha256:xyz\"}\n  pg: {version: \"1\"}\n",
+       {"packages.web.artifact:", "digest"}},
+      {"syntax", "packages: [\n", {"line "}},
+  };
+  for (const auto& k : cases) {
+    const std::string file = WriteFile(c, std::string(k.name) + ".yaml", k.document);
+    CommandResult r = c.Cli(0, {"apply", "-f", file});
+    EXPECT_EQ(r.exit_code, 1) << k.name << ": " << r.out;
+    EXPECT_NE(r.err.find(file), std::string::npos) << k.name << ": the message names the file: " << r.err;
+    for (const auto& m : k.messages) EXPECT_NE(r.err.find(m), std::string::npos) << k.name << ": " << r.err;
+  }
+  EXPECT_EQ(Field(c, 0, "revision"), revision) << "refused documents change nothing";
+  EXPECT_EQ(Field(c, 0, "entries"), "1");
+  CommandResult missing = c.Cli(0, {"apply", "-f", c.root() + "/nosuch.yaml"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("nosuch.yaml"), std::string::npos) << missing.err;
+}
+
+TEST(State, HistoryDiffAndRollback) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  json r1 = ApplyJson(c, 0, WriteFile(c, "1.yaml", Doc("1.0.0")));
+  json r2 = ApplyJson(c, 0, WriteFile(c, "2.yaml", Doc("2.0.0")));
+  const std::string rev1 = r1["revision"], rev2 = r2["revision"];
+  ASSERT_NE(rev1, rev2);
+
+  CommandResult diff = c.Cli(0, {"diff", rev1, rev2, "--format", "json"});
+  ASSERT_EQ(diff.exit_code, 0) << diff.err;
+  json changes = json::parse(diff.out);
+  ASSERT_EQ(changes.size(), 1u) << changes.dump();
+  EXPECT_EQ(changes[0]["path"], "packages.web.version");
+  EXPECT_EQ(changes[0]["kind"], "changed");
+  EXPECT_EQ(changes[0]["before"], "1.0.0");
+  EXPECT_EQ(changes[0]["after"], "2.0.0");
+  CommandResult text = c.Cli(0, {"diff", rev1.substr(0, 6), rev2});
+  EXPECT_NE(text.out.find("~ packages.web.version: 1.0.0 -> 2.0.0"), std::string::npos) << text.out;
+
+  CommandResult old = c.Cli(0, {"get", "--revision", rev1, "--format", "json"});
+  ASSERT_EQ(old.exit_code, 0) << old.err;
+  EXPECT_EQ(json::parse(old.out)["packages"]["web"]["version"], "1.0.0");
+
+  CommandResult rb = c.Cli(0, {"rollback", "--format", "json"});
+  ASSERT_EQ(rb.exit_code, 0) << rb.err;
+  json rolled = json::parse(rb.out);
+  EXPECT_EQ(rolled["to"], rev1);
+  EXPECT_NE(rolled["revision"], rev1) << "a rollback is a new revision";
+  auto now = Get(c, 0);
+  ASSERT_TRUE(now);
+  EXPECT_EQ(*now, json::parse(old.out)) << "with the content of the target";
+  auto h = History(c, 0);
+  ASSERT_TRUE(h);
+  ASSERT_EQ(h->size(), 3u);
+  EXPECT_EQ(h->back()["note"], "rollback to " + rev1);
+  EXPECT_EQ(h->back()["current"], true);
+
+  CommandResult bad = c.Cli(0, {"get", "--revision", "ffffffff"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("no revision 'ffffffff'"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace starling::itest
