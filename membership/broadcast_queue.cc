@@ -9,21 +9,20 @@ int BroadcastQueue::RetransmitLimit(int mult, size_t num_nodes) {
   return mult * static_cast<int>(scale);
 }
 
-void BroadcastQueue::Queue(const std::string& key, wire::Message msg) {
+void BroadcastQueue::Queue(const std::string& key, wire::Message msg, int mult) {
   if (auto it = by_key_.find(key); it != by_key_.end()) {
     order_.erase(it->second);
     by_key_.erase(it);
   }
   Entry e{0, next_id_++};
   size_t size = wire::EstimateSize(msg);
-  order_.emplace(e, Item{key, std::move(msg), size});
+  order_.emplace(e, Item{key, std::move(msg), size, mult > 0 ? mult : mult_});
   by_key_.emplace(key, e);
 }
 
 std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes) {
   std::vector<wire::Message> out;
   if (order_.empty()) return out;
-  const int limit = RetransmitLimit(mult_, num_nodes);
   std::vector<std::pair<Entry, Item>> resend;
   size_t used = 0;
   // Smaller ones further on may still fit, but a long queue of similar sizes
@@ -38,7 +37,7 @@ std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes)
     used += it->second.size;
     out.push_back(it->second.msg);
     Entry next{it->first.transmits + 1, it->first.id};
-    if (next.transmits < limit) {
+    if (next.transmits < RetransmitLimit(it->second.mult, num_nodes)) {
       resend.emplace_back(next, std::move(it->second));
     } else {
       by_key_.erase(it->second.key);

@@ -22,7 +22,9 @@ class BroadcastQueue {
  public:
   explicit BroadcastQueue(int retransmit_mult) : mult_(retransmit_mult) {}
 
-  void Queue(const std::string& key, wire::Message msg);
+  // `mult` overrides the retransmit multiplier for this broadcast (0 keeps
+  // the queue's): news that must reach everyone can buy more sends.
+  void Queue(const std::string& key, wire::Message msg, int mult = 0);
   // Takes broadcasts whose estimated sizes fit into `budget` bytes, counting
   // one transmit against each. `num_nodes` sets the retransmit limit.
   std::vector<wire::Message> Take(size_t budget, size_t num_nodes);
@@ -43,6 +45,7 @@ class BroadcastQueue {
     std::string key;
     wire::Message msg;
     size_t size;
+    int mult;
   };
   int mult_;
   uint64_t next_id_ = 0;

@@ -564,7 +564,9 @@ class Memberlist::Impl {
   void QueueUserBroadcast(const std::string& key, Bytes data) {
     // Member names cannot contain a control character, so user keys never
     // replace a member's news.
-    QueueBroadcast("\x1fuser/" + key, wire::User{std::move(data)});
+    // Membership news is also repaired by push-pull every half minute;
+    // user news (desired-state changes) should not have to wait for that.
+    broadcasts_.Queue("\x1fuser/" + key, wire::User{std::move(data)}, 3 * cfg_.timing.retransmit_mult);
   }
 
   void SendUserPacket(const std::string& addr, Bytes data) { SendRaw(addr, {wire::User{std::move(data)}}); }

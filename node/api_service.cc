@@ -196,7 +196,9 @@ Bytes ApiService::InfoReply() const {
   info.setMembersSuspect(static_cast<uint32_t>(counts.suspect));
   info.setMembersFailed(static_cast<uint32_t>(counts.failed));
   info.setMembersLeft(static_cast<uint32_t>(counts.left));
-  const membership::Counters& counters = members_.counters();
+  // Membership's counters as they are; the log's under "log.".
+  std::vector<std::pair<std::string, uint64_t>> counters(members_.counters().begin(), members_.counters().end());
+  for (const auto& [name, value] : replicator_.counters()) counters.emplace_back("log." + name, value);
   auto list = info.initCounters(static_cast<unsigned>(counters.size()));
   unsigned i = 0;
   for (const auto& [name, value] : counters) {

@@ -22,6 +22,7 @@ std::vector<LogGossip::Peer> MemberlistGossip::LivePeers() const {
 std::string MemberlistGossip::SelfAddr() const { return list_.config().advertise_addr; }
 size_t MemberlistGossip::BroadcastBudget() const { return list_.UserBroadcastBudget(); }
 void MemberlistGossip::Broadcast(const std::string& key, Bytes data) { list_.QueueUserBroadcast(key, std::move(data)); }
+void MemberlistGossip::SendPacket(const std::string& addr, Bytes data) { list_.SendUserPacket(addr, std::move(data)); }
 void MemberlistGossip::SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) {
   list_.SendUserStream(addr, std::move(data), timeout, std::move(done));
 }
@@ -39,7 +40,7 @@ Replicator::Replicator(DesiredLog& log, LogGossip& gossip, Clock& clock, Random&
   for (const char* c : {"entries_written", "entries_received", "entries_synced", "entries_duplicate",
                         "entries_deferred", "announces_received", "sync_rounds", "sync_failures", "bad_messages",
                         "anti_entropy_bytes_sent", "anti_entropy_bytes_received", "snapshots_sent",
-                        "snapshots_installed", "entries_compacted", "gossip_bytes_queued"})
+                        "snapshots_installed", "entries_compacted", "gossip_bytes_queued", "eager_bytes_sent"})
     counters_[c] = 0;
 }
 
@@ -83,16 +84,26 @@ Result<Entry> Replicator::Write(std::vector<Op> ops, std::string note, Hlc base)
   auto e = log_.Write(std::move(ops), std::move(note), base, clock_.WallMicros());
   if (!e.ok()) return e;
   ++counters_["entries_written"];
-  Spread(*e);
+  Spread(*e, true);
   Changed();
   return e;
 }
 
-void Replicator::Spread(const Entry& e) {
+void Replicator::Spread(const Entry& e, bool eager) {
   char key[48];
   std::snprintf(key, sizeof key, "log/%016" PRIx64 "/%" PRIu64, e.origin, e.seq);
   Bytes msg = EncodeLogMessage(e);
   if (msg.size() > gossip_.BroadcastBudget()) msg = EncodeLogMessage(Announce{e.id(), gossip_.SelfAddr()});
+  if (eager && cfg_.eager_fanout > 0) {
+    auto peers = gossip_.LivePeers();
+    // A partial Fisher-Yates shuffle picks distinct peers.
+    const size_t k = std::min(peers.size(), static_cast<size_t>(cfg_.eager_fanout));
+    for (size_t i = 0; i < k; ++i) {
+      std::swap(peers[i], peers[i + random_.Uniform(peers.size() - i)]);
+      counters_["eager_bytes_sent"] += msg.size();
+      gossip_.SendPacket(peers[i].addr, msg);
+    }
+  }
   counters_["gossip_bytes_queued"] += msg.size();
   gossip_.Broadcast(key, std::move(msg));
 }
@@ -121,7 +132,7 @@ bool Replicator::IngestAll(const std::vector<Entry>& entries, const char* counte
     }
     ++counters_[counter];
     any = true;
-    if (rumour || e.hlc.wall > wall - kNewsMicros) Spread(e);
+    if (rumour || e.hlc.wall > wall - kNewsMicros) Spread(e, rumour);
   }
   if (any) Changed();
   return any;

@@ -126,8 +126,9 @@ class Memberlist {
   void SetUserHandlers(UserPacketFn on_packet, UserStreamFn on_stream);
   // The largest payload that fits a datagram's budget as one broadcast.
   size_t UserBroadcastBudget() const;
-  // Queued like membership news and sent mult * log(n) times; a newer
-  // broadcast under the same key replaces an older one.
+  // Queued like membership news but sent three times as often (3 * mult *
+  // log(n)): it has no push-pull to repair a miss. A newer broadcast under
+  // the same key replaces an older one.
   void QueueUserBroadcast(const std::string& key, Bytes data);
   void SendUserPacket(const std::string& addr, Bytes data);
   void SendUserStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done);

@@ -4,6 +4,10 @@
 //  * Rumour: a new entry (written here or first heard from a peer) is queued
 //    as a gossip broadcast when it fits the datagram budget; a larger one is
 //    announced instead and whoever lacks it asks the announcer by stream.
+//    The first time a node has a new entry it also sends it at once to a few
+//    random peers (eager push), so a change crosses the cluster in a few
+//    network hops instead of a few gossip ticks; the broadcasts repair what
+//    the eager push loses.
 //  * Anti-entropy: every sync interval, an exchange with one random live
 //    peer over the stream transport. Each side states its per-origin
 //    high-water marks; each ships what the other lacks, in batches, and a
@@ -39,6 +43,7 @@ struct ReplicatorConfig {
   Duration stream_timeout = 10s;
   size_t batch_bytes = 1 << 20;  // entries per anti-entropy reply
   size_t compact_after = 10000;  // retained entries before folding is tried
+  int eager_fanout = 3;          // peers a new entry is pushed to at once
 };
 
 // What the replicator needs from membership.
@@ -52,6 +57,7 @@ class LogGossip {
   virtual std::string SelfAddr() const = 0;
   virtual size_t BroadcastBudget() const = 0;
   virtual void Broadcast(const std::string& key, Bytes data) = 0;
+  virtual void SendPacket(const std::string& addr, Bytes data) = 0;
   virtual void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) = 0;
 };
 
@@ -63,6 +69,7 @@ class MemberlistGossip final : public LogGossip {
   std::string SelfAddr() const override;
   size_t BroadcastBudget() const override;
   void Broadcast(const std::string& key, Bytes data) override;
+  void SendPacket(const std::string& addr, Bytes data) override;
   void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) override;
 
  private:
@@ -98,7 +105,7 @@ class Replicator {
 
  private:
   void Tick();
-  void Spread(const Entry& e);
+  void Spread(const Entry& e, bool eager);
   void Changed();
   void HandleReply(const std::string& addr, const std::string& name, ByteView data, int round);
   void Exchange(const std::string& addr, const std::string& name, std::vector<Entry> push, int round);

@@ -1,0 +1,292 @@
+// starling-log-bench: how fast a desired-state change reaches a local
+// cluster, and what it costs on the wire.
+//
+// Starts N starlingd on 127.0.0.1 (local timing profile), applies C changes
+// on random nodes one after the other, and for each measures the time from
+// `apply` returning to every node reporting the new revision (polled over
+// each node's API socket, about every millisecond). Bytes per change are the
+// cluster's total bytes sent (every daemon's own counters, datagrams and
+// streams) during the changes, less the idle rate measured before them.
+// Every daemon started is killed by PID on exit.
+//
+//   starling-log-bench [--nodes 20] [--changes 100] [--starlingd PATH] [--json FILE]
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api_client.h"
+#include "schema/api.capnp.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+using starling::api::Reply;
+using starling::api::Request;
+
+struct Node {
+  std::string name, dir, socket, addr;
+  pid_t pid = -1;
+};
+
+std::vector<Node>* g_nodes = nullptr;
+
+void KillAll() {
+  if (!g_nodes) return;
+  for (auto& n : *g_nodes)
+    if (n.pid > 0) {
+      kill(n.pid, SIGKILL);
+      waitpid(n.pid, nullptr, 0);
+      n.pid = -1;
+    }
+}
+
+void OnSignal(int) {
+  KillAll();
+  _exit(130);
+}
+
+// One API exchange; `use` reads the reply. False when the daemon is not
+// reachable or answered with an error.
+bool Call(const std::string& socket, const std::function<void(Request::Builder)>& build,
+          const std::function<void(Reply::Reader)>& use) {
+  capnp::MallocMessageBuilder mb;
+  auto req = mb.initRoot<Request>();
+  req.setVersion(starling::api::API_VERSION);
+  build(req);
+  auto words = capnp::messageToFlatArray(mb);
+  auto bytes = words.asBytes();
+  auto reply = starling::cli::Exchange(socket, std::vector<uint8_t>(bytes.begin(), bytes.end()), 10s);
+  if (!reply.ok()) return false;
+  capnp::ReaderOptions opts;
+  opts.traversalLimitInWords = reply->size() * 2 + 1024;
+  capnp::FlatArrayMessageReader reader(
+      kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(reply->data()), reply->size()), opts);
+  auto r = reader.getRoot<Reply>();
+  if (r.getError().size() > 0) {
+    std::fprintf(stderr, "log-bench: %s\n", r.getError().cStr());
+    return false;
+  }
+  use(r);
+  return true;
+}
+
+struct InfoFacts {
+  std::string addr, revision;
+  uint32_t alive = 0;
+  uint64_t bytes_sent = 0;
+};
+
+std::optional<InfoFacts> Info(const Node& n) {
+  InfoFacts f;
+  bool ok = Call(n.socket, [](Request::Builder r) { r.setInfo(); },
+                 [&](Reply::Reader r) {
+                   if (!r.isInfo()) return;
+                   auto i = r.getInfo();
+                   f.addr = i.getAddr().cStr();
+                   f.revision = i.getRevision().cStr();
+                   f.alive = i.getMembersAlive();
+                   for (auto c : i.getCounters()) {
+                     std::string name = c.getName().cStr();
+                     if (name == "bytes_sent" || name == "stream_bytes_sent") f.bytes_sent += c.getValue();
+                   }
+                 });
+  if (!ok) return std::nullopt;
+  return f;
+}
+
+pid_t Spawn(const std::string& starlingd, const Node& n, const std::string& join) {
+  std::vector<std::string> args = {starlingd,        "--name",      n.name,  "--data-dir", n.dir, "--socket",
+                                   n.socket,         "--bind",      "127.0.0.1:0", "--profile", "local",
+                                   "--log-level",    "warn"};
+  if (!join.empty()) {
+    args.push_back("--join");
+    args.push_back(join);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int log = open((n.dir + ".log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (log >= 0) {
+      dup2(log, STDOUT_FILENO);
+      dup2(log, STDERR_FILENO);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+bool WaitUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  auto end = SteadyClock::now() + timeout;
+  while (SteadyClock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return cond();
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t idx = static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1;
+  return v[std::min(idx, v.size() - 1)];
+}
+
+std::string Document(int k) {
+  return "roles: [web]\npackages:\n  web: {version: \"1.0." + std::to_string(k) +
+         "\", roles: [web]}\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Measures desired-state change propagation on a local starlingd cluster", "starling-log-bench"};
+  int nodes = 20, changes = 100;
+  std::string starlingd = STARLINGD_DEFAULT_PATH, json_out;
+  app.add_option("--nodes", nodes, "Daemons to start")->check(CLI::Range(2, 200))->capture_default_str();
+  app.add_option("--changes", changes, "Changes to apply, one after the other")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--starlingd", starlingd, "The daemon binary")->capture_default_str();
+  app.add_option("--json", json_out, "Also write the figures as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  char tmpl[] = "/tmp/starling-bench-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    std::perror("log-bench: mkdtemp");
+    return 1;
+  }
+  const std::string root = tmpl;
+  std::vector<Node> cluster(nodes);
+  g_nodes = &cluster;
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  auto fail = [&](const std::string& why) {
+    std::fprintf(stderr, "log-bench: %s (logs in %s)\n", why.c_str(), root.c_str());
+    KillAll();
+    return 1;
+  };
+
+  for (int i = 0; i < nodes; ++i) {
+    cluster[i].name = "n" + std::to_string(i);
+    cluster[i].dir = root + "/" + cluster[i].name;
+    cluster[i].socket = cluster[i].dir + ".sock";
+  }
+  cluster[0].pid = Spawn(starlingd, cluster[0], "");
+  std::optional<InfoFacts> seed;
+  if (!WaitUntil([&] { return (seed = Info(cluster[0])).has_value(); }, 10s)) return fail("n0 did not start");
+  cluster[0].addr = seed->addr;
+  for (int i = 1; i < nodes; ++i) cluster[i].pid = Spawn(starlingd, cluster[i], cluster[0].addr);
+  auto all_see_all = [&] {
+    for (const auto& n : cluster) {
+      auto f = Info(n);
+      if (!f || f->alive != static_cast<uint32_t>(nodes)) return false;
+    }
+    return true;
+  };
+  if (!WaitUntil(all_see_all, 60s)) return fail("the cluster did not converge");
+  std::printf("%d nodes up and converged\n", nodes);
+
+  auto total_bytes = [&] {
+    uint64_t sum = 0;
+    for (const auto& n : cluster)
+      if (auto f = Info(n)) sum += f->bytes_sent;
+    return sum;
+  };
+  // Idle traffic (probes, push-pull, anti-entropy) as the baseline.
+  std::this_thread::sleep_for(1s);
+  const uint64_t idle0 = total_bytes();
+  const auto idle_t0 = SteadyClock::now();
+  std::this_thread::sleep_for(5s);
+  const uint64_t idle1 = total_bytes();
+  const double idle_rate = (idle1 - idle0) / std::chrono::duration<double>(SteadyClock::now() - idle_t0).count();
+
+  std::mt19937 rng(12345);
+  std::vector<double> ms;
+  const uint64_t busy0 = total_bytes();
+  const auto busy_t0 = SteadyClock::now();
+  for (int k = 0; k < changes; ++k) {
+    const Node& writer = cluster[rng() % nodes];
+    std::string revision;
+    std::string text = Document(k);
+    bool ok = Call(writer.socket,
+                   [&](Request::Builder r) {
+                     auto a = r.initApply();
+                     a.setDocument(text);
+                     a.setSource("bench");
+                   },
+                   [&](Reply::Reader r) {
+                     if (!r.isText()) return;
+                     auto j = nlohmann::json::parse(r.getText().cStr(), nullptr, false);
+                     if (!j.is_discarded()) revision = j.value("revision", "");
+                   });
+    if (!ok || revision.empty()) return fail("apply " + std::to_string(k) + " failed");
+    const auto t0 = SteadyClock::now();
+    std::vector<bool> seen(nodes, false);
+    int remaining = nodes;
+    const auto deadline = t0 + 60s;
+    while (remaining > 0 && SteadyClock::now() < deadline) {
+      for (int i = 0; i < nodes; ++i) {
+        if (seen[i]) continue;
+        auto f = Info(cluster[i]);
+        if (f && f->revision == revision) {
+          seen[i] = true;
+          --remaining;
+        }
+      }
+      if (remaining > 0) std::this_thread::sleep_for(500us);
+    }
+    if (remaining > 0) return fail("change " + std::to_string(k) + " did not reach every node within 60 s");
+    ms.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
+  }
+  const double busy_secs = std::chrono::duration<double>(SteadyClock::now() - busy_t0).count();
+  const uint64_t busy1 = total_bytes();
+  const double extra = std::max(0.0, (busy1 - busy0) - idle_rate * busy_secs);
+  const double per_change = extra / changes;
+
+  std::printf("changes: %d on a %d-node local cluster (apply returning -> every node at the new revision)\n",
+              changes, nodes);
+  std::printf("  median %.1f ms   p99 %.1f ms   max %.1f ms\n", Percentile(ms, 50), Percentile(ms, 99),
+              Percentile(ms, 100));
+  std::printf("  bytes sent per change, whole cluster: %.0f (%.0f per node); idle traffic %.0f B/s cluster-wide\n",
+              per_change, per_change / nodes, idle_rate);
+  if (!json_out.empty()) {
+    nlohmann::json j = {{"nodes", nodes},
+                        {"changes", changes},
+                        {"median_ms", Percentile(ms, 50)},
+                        {"p99_ms", Percentile(ms, 99)},
+                        {"max_ms", Percentile(ms, 100)},
+                        {"bytes_per_change", per_change},
+                        {"idle_bytes_per_second", idle_rate}};
+    std::ofstream(json_out) << j.dump(2) << "\n";
+  }
+  KillAll();
+  std::error_code ec;
+  std::filesystem::remove_all(root, ec);
+  return 0;
+}
