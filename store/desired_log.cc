@@ -198,6 +198,51 @@ Result<LogStorage::Loaded> MemoryLogStorage::Load() {
 
 // ---- DesiredLog --------------------------------------------------------------------
 
+namespace {
+
+// The history as of some prefix of entries in stamp order, and the state
+// it ends in, so that an entry stamped after all others (the usual case: a
+// fresh change) extends it without replaying everything.
+struct Replayer {
+  std::vector<Revision> rows;
+  State st;
+  std::string prev_digest, prev_id;
+  std::map<EntryId, size_t> row_of;
+  std::optional<Stamp> last;
+
+  void Step(const Entry& e, const std::map<uint64_t, std::string>& names,
+            std::map<std::string, std::string>* texts) {
+    Revision row{"", e.hlc, "", e.origin, e.origin_name, e.seq, e.note, "", false};
+    for (const auto& op : e.ops) {
+      const Register* r = st.Find(op.key);
+      if (!r) continue;
+      if (StampOf(e) < r->stamp) {
+        if (row.conflict.empty())
+          row.conflict = "lost to newer change " + OriginLabel(names, r->stamp.origin) + "#" +
+                         std::to_string(r->stamp.seq) + " on " + op.key;
+      } else if (r->stamp.origin != e.origin && e.base < r->stamp.hlc) {
+        // The writer of `e` had not seen `r`'s change and overwrote it.
+        auto it = row_of.find(EntryId{r->stamp.origin, r->stamp.seq});
+        if (it != row_of.end() && rows[it->second].conflict.empty())
+          rows[it->second].conflict = "overwritten by concurrent change " + OriginLabel(names, e.origin) + "#" +
+                                      std::to_string(e.seq) + " on " + op.key;
+      }
+    }
+    st.Apply(e);
+    row.digest = st.Digest();
+    row.changed = row.digest != prev_digest;
+    row.id = row.changed ? RevisionId(e.hlc, row.digest) : prev_id;
+    if (texts && row.changed) (*texts)[row.digest] = st.CanonicalText();
+    prev_digest = row.digest;
+    prev_id = row.id;
+    row_of[e.id()] = rows.size();
+    rows.push_back(std::move(row));
+    last = StampOf(e);
+  }
+};
+
+}  // namespace
+
 struct DesiredLog::Rep {
   LogStorage& storage;
   uint64_t origin;
@@ -212,7 +257,7 @@ struct DesiredLog::Rep {
   State state;
   std::map<uint64_t, std::string> names;
 
-  mutable std::optional<std::vector<Revision>> history;
+  mutable std::optional<Replayer> history;
 
   Rep(LogStorage& s, uint64_t o, std::string n, LogOptions opt)
       : storage(s), origin(o), origin_name(std::move(n)), options(opt) {}
@@ -235,10 +280,14 @@ struct DesiredLog::Rep {
     if (e.origin == origin) next_seq = std::max(next_seq, e.seq + 1);
     clock.Observe(e.hlc);
     state.Apply(e);
+    if (history && (!history->last || *history->last < StampOf(e))) {
+      history->Step(e, names, nullptr);
+    } else {
+      history.reset();
+    }
     const uint64_t o = e.origin;
     retained.emplace(e.id(), std::move(e));
     Advance(o);
-    history.reset();
   }
 
   std::vector<Entry> Sorted() const {
@@ -251,46 +300,19 @@ struct DesiredLog::Rep {
 
   // Replays the retained entries over the snapshot in stamp order. With
   // `texts`, also collects the canonical document after each line.
-  std::vector<Revision> Replay(std::map<std::string, std::string>* texts) const {
-    std::vector<Revision> rows = snapshot.history;
-    State st;
-    for (const auto& [key, r] : snapshot.registers) st.Put(key, r);
-    std::string prev_digest = st.Digest();
-    std::string prev_id = rows.empty() ? "" : rows.back().id;
-    std::map<EntryId, size_t> row_of;
-    for (const Entry& e : Sorted()) {
-      Revision row{"", e.hlc, "", e.origin, e.origin_name, e.seq, e.note, "", false};
-      for (const auto& op : e.ops) {
-        const Register* r = st.Find(op.key);
-        if (!r) continue;
-        if (StampOf(e) < r->stamp) {
-          if (row.conflict.empty())
-            row.conflict = "lost to newer change " + OriginLabel(names, r->stamp.origin) + "#" +
-                           std::to_string(r->stamp.seq) + " on " + op.key;
-        } else if (r->stamp.origin != e.origin && e.base < r->stamp.hlc) {
-          // The writer of `e` had not seen `r`'s change and overwrote it.
-          auto it = row_of.find(EntryId{r->stamp.origin, r->stamp.seq});
-          if (it != row_of.end() && rows[it->second].conflict.empty())
-            rows[it->second].conflict = "overwritten by concurrent change " + OriginLabel(names, e.origin) + "#" +
-                                        std::to_string(e.seq) + " on " + op.key;
-        }
-      }
-      st.Apply(e);
-      row.digest = st.Digest();
-      row.changed = row.digest != prev_digest;
-      row.id = row.changed ? RevisionId(e.hlc, row.digest) : prev_id;
-      if (texts && row.changed) (*texts)[row.digest] = st.CanonicalText();
-      prev_digest = row.digest;
-      prev_id = row.id;
-      row_of[e.id()] = rows.size();
-      rows.push_back(std::move(row));
-    }
-    return rows;
+  Replayer Replay(std::map<std::string, std::string>* texts) const {
+    Replayer r;
+    r.rows = snapshot.history;
+    for (const auto& [key, reg] : snapshot.registers) r.st.Put(key, reg);
+    r.prev_digest = r.st.Digest();
+    r.prev_id = r.rows.empty() ? "" : r.rows.back().id;
+    for (const Entry& e : Sorted()) r.Step(e, names, texts);
+    return r;
   }
 
   const std::vector<Revision>& History() const {
     if (!history) history = Replay(nullptr);
-    return *history;
+    return history->rows;
   }
 
   uint64_t CoveredCount() const {
@@ -475,7 +497,7 @@ Result<size_t> DesiredLog::Compact(const HighWater& acked) {
   if (drop.empty()) return size_t{0};
 
   std::map<std::string, std::string> texts;
-  std::vector<Revision> rows = r.Replay(&texts);
+  std::vector<Revision> rows = r.Replay(&texts).rows;
   std::set<EntryId> dropped(drop.begin(), drop.end());
   next.history.clear();
   for (auto& row : rows) {
@@ -547,7 +569,7 @@ Result<Json> DesiredLog::DocumentAt(std::string_view id) const {
     if (!doc.is_discarded()) return doc;
   }
   std::map<std::string, std::string> texts;
-  rep_->Replay(&texts);
+  (void)rep_->Replay(&texts);
   auto t = texts.find(rev->digest);
   if (t == texts.end())
     return Status::NotFound("the content of revision " + rev->id + " is no longer kept (compacted away)");

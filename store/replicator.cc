@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -166,7 +167,12 @@ Bytes Replicator::HandleStream(const std::string& from, ByteView data) {
     Bad(from, Status::Corruption("stream request that is not a sync request"));
     return {};
   }
-  if (!req->from.empty()) peer_have_[req->from] = req->have;
+  // Only live members' statements count (which also bounds the map). The
+  // stream's source address is an ephemeral port, so the request names its
+  // sender.
+  const auto live = gossip_.LivePeers();
+  if (std::any_of(live.begin(), live.end(), [&](const auto& p) { return p.name == req->from; }))
+    peer_have_[req->from] = req->have;
   IngestAll(req->push, "entries_synced");
   SyncReply reply;
   reply.have = log_.high_water();
@@ -239,9 +245,15 @@ void Replicator::HandleReply(const std::string& addr, const std::string& name, B
 }
 
 void Replicator::MaybeCompact() {
+  const auto live = gossip_.LivePeers();
+  // Forget what departed peers said; a returning one states it again.
+  for (auto it = peer_have_.begin(); it != peer_have_.end();) {
+    bool is_live = std::any_of(live.begin(), live.end(), [&](const auto& p) { return p.name == it->first; });
+    it = is_live ? std::next(it) : peer_have_.erase(it);
+  }
   if (log_.retained() < cfg_.compact_after) return;
   HighWater acked = log_.high_water();
-  for (const auto& p : gossip_.LivePeers()) {
+  for (const auto& p : live) {
     auto it = peer_have_.find(p.name);
     if (it == peer_have_.end()) return;  // not heard from every live peer yet
     for (auto& [o, s] : acked) {

@@ -157,5 +157,56 @@ TEST_F(NodeStoreTest, CorruptValuesAreReportedNotTrusted) {
   EXPECT_EQ(MustOpen(dir_)->BumpGeneration().status().code(), Status::Code::kCorruption);
 }
 
+Result<std::unique_ptr<DesiredLog>> OpenLog(NodeStore& store) {
+  auto origin = store.LoadOrCreateOrigin(0x1234);
+  if (!origin.ok()) return origin.status();
+  return DesiredLog::Open(store.log_storage(), *origin, "node-a");
+}
+
+TEST_F(NodeStoreTest, DesiredLogSurvivesReopeningWithItsSnapshot) {
+  std::string digest;
+  const int64_t wall = 1'790'000'000'000'000;
+  {
+    auto store = MustOpen(dir_);
+    EXPECT_EQ(*store->LoadOrCreateOrigin(0x1234), 0x1234u);
+    EXPECT_EQ(*store->LoadOrCreateOrigin(0x9999), 0x1234u) << "made once, then kept";
+    auto log = OpenLog(*store);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    for (int i = 0; i < 10; ++i)
+      ASSERT_TRUE((*log)->Write({Op{"packages/p" + std::to_string(i % 3), "{\"v\":" + std::to_string(i) + "}"}}, "",
+                                {}, wall + i)
+                      .ok());
+    ASSERT_EQ(*(*log)->Compact(HighWater{{0x1234, 6}}), 6u);
+    digest = (*log)->digest();
+  }
+  auto store = MustOpen(dir_);
+  auto log = OpenLog(*store);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ((*log)->digest(), digest);
+  EXPECT_EQ((*log)->entries(), 10u);
+  EXPECT_EQ((*log)->retained(), 4u);
+  EXPECT_EQ((*log)->Write({Op{"packages/x", "{}"}}, "", {}, wall)->seq, 11u);
+}
+
+TEST_F(NodeStoreTest, CorruptLogRecordsAreReportedNamingTheKey) {
+  std::string key;
+  {
+    auto store = MustOpen(dir_);
+    auto log = OpenLog(*store);
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE((*log)->Write({Op{"packages/web", "{}"}}, "", {}, 1'790'000'000'000'000).ok());
+    key = "log/entry/0000000000001234/0000000000000001";
+  }
+  std::string value = GetRaw(dir_, key);
+  ASSERT_GT(value.size(), 10u);
+  value[8] ^= 0x40;
+  PutRaw(dir_, key, value);
+  auto store = MustOpen(dir_);
+  auto log = OpenLog(*store);
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), Status::Code::kCorruption);
+  EXPECT_THAT(log.status().message(), HasSubstr(key));
+}
+
 }  // namespace
 }  // namespace starling::store

@@ -195,6 +195,37 @@ TEST(DesiredLog, HistoryMarksTheLoserOfAConcurrentChange) {
   EXPECT_EQ(log->History().back().conflict, "");
 }
 
+TEST(DesiredLog, HistoryExtendedChangeByChangeEqualsAFullReplay) {
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 1, "a");
+  std::mt19937_64 rng(3);
+  Hlc seen;
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "packages/p" + std::to_string(rng() % 5);
+    if (rng() % 3 == 0) {
+      // A peer's change, sometimes stamped before ours (out of order).
+      auto e = MakeEntry(2 + rng() % 3, 1 + i, kWall + static_cast<int64_t>(rng() % 4000),
+                         {Put(key, "{\"v\":" + std::to_string(i) + "}")}, Hlc{kWall + static_cast<int64_t>(rng() % 4000), 0});
+      ASSERT_TRUE(log->Ingest(e, kWall).ok());
+    } else {
+      auto e = log->Write({Put(key, "{\"v\":" + std::to_string(i) + "}")}, "", seen, kWall + i * 20);
+      ASSERT_TRUE(e.ok());
+      seen = e->hlc;
+    }
+    if (rng() % 2) (void)log->History();  // keep the incremental path busy
+  }
+  const auto incremental = log->History();
+  log.reset();
+  auto fresh = OpenLog(storage, 1, "a");
+  const auto& replayed = fresh->History();
+  ASSERT_EQ(incremental.size(), replayed.size());
+  for (size_t i = 0; i < replayed.size(); ++i) {
+    EXPECT_EQ(incremental[i].id, replayed[i].id) << i;
+    EXPECT_EQ(incremental[i].conflict, replayed[i].conflict) << i;
+    EXPECT_EQ(incremental[i].changed, replayed[i].changed) << i;
+  }
+}
+
 TEST(DesiredLog, RevisionsAreFoundByPrefixAndKeepTheirContent) {
   MemoryLogStorage storage;
   auto log = OpenLog(storage, 1, "a");
