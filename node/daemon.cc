@@ -28,6 +28,7 @@
 #include "guard.h"
 #include "member_persister.h"
 #include "starling/membership/memberlist.h"
+#include "starling/membership/user_channels.h"
 #include "starling/store/log.h"
 #include "starling/store/node_store.h"
 #include "starling/store/replicator.h"
@@ -92,6 +93,7 @@ class Daemon {
   std::unique_ptr<SeededRandom> random_;
   std::unique_ptr<membership::Memberlist> members_;
   std::unique_ptr<store::DesiredLog> log_;
+  std::unique_ptr<membership::UserChannels> channels_;
   std::unique_ptr<store::MemberlistGossip> gossip_;
   std::unique_ptr<store::Replicator> replicator_;
   std::unique_ptr<ApiService> service_;
@@ -171,9 +173,10 @@ int Daemon::Run() {
   random_ = std::make_unique<SeededRandom>(RandomSeed());
   members_ = std::make_unique<membership::Memberlist>(std::move(config), *clock_, *transport_, *random_,
                                                       [this](const membership::Event& e) { OnEvent(e); });
-  gossip_ = std::make_unique<store::MemberlistGossip>(*members_);
+  channels_ = std::make_unique<membership::UserChannels>(*members_);
+  gossip_ = std::make_unique<store::MemberlistGossip>(*channels_);
   replicator_ = std::make_unique<store::Replicator>(*log_, *gossip_, *clock_, *random_);
-  replicator_->Attach(*members_);
+  replicator_->Attach(*channels_);
   service_ = std::make_unique<ApiService>(
       *members_, *replicator_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });

@@ -6,26 +6,33 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "starling/membership/memberlist.h"
+#include "starling/membership/user_channels.h"
 #include "starling/store/log_codec.h"
 
 namespace starling::store {
 
 // ---- MemberlistGossip --------------------------------------------------------
 
+using membership::Channel;
+
 std::vector<LogGossip::Peer> MemberlistGossip::LivePeers() const {
   std::vector<Peer> out;
-  const std::string self = list_.config().name;
-  for (const auto& m : list_.Members())
+  const auto& list = channels_.list();
+  const std::string self = list.config().name;
+  for (const auto& m : list.Members())
     if (m.name != self && m.status == membership::MemberStatus::kAlive) out.push_back(Peer{m.name, m.addr});
   return out;
 }
-std::string MemberlistGossip::SelfAddr() const { return list_.config().advertise_addr; }
-size_t MemberlistGossip::BroadcastBudget() const { return list_.UserBroadcastBudget(); }
-void MemberlistGossip::Broadcast(const std::string& key, Bytes data) { list_.QueueUserBroadcast(key, std::move(data)); }
-void MemberlistGossip::SendPacket(const std::string& addr, Bytes data) { list_.SendUserPacket(addr, std::move(data)); }
+std::string MemberlistGossip::SelfAddr() const { return channels_.list().config().advertise_addr; }
+size_t MemberlistGossip::BroadcastBudget() const { return channels_.BroadcastBudget(); }
+void MemberlistGossip::Broadcast(const std::string& key, Bytes data) {
+  channels_.Broadcast(Channel::kLog, key, std::move(data));
+}
+void MemberlistGossip::SendPacket(const std::string& addr, Bytes data) {
+  channels_.SendPacket(Channel::kLog, addr, std::move(data));
+}
 void MemberlistGossip::SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) {
-  list_.SendUserStream(addr, std::move(data), timeout, std::move(done));
+  channels_.SendStream(Channel::kLog, addr, std::move(data), timeout, std::move(done));
 }
 
 // ---- Replicator ---------------------------------------------------------------
@@ -55,9 +62,10 @@ void Replicator::Start() {
   timer_ = clock_.Schedule(Duration(random_.Uniform(cfg_.sync_interval.count()) + 1), [this] { Tick(); });
 }
 
-void Replicator::Attach(membership::Memberlist& list) {
-  list.SetUserHandlers([this](const std::string& from, ByteView data) { HandlePacket(from, data); },
-                       [this](const std::string& from, ByteView data) { return HandleStream(from, data); });
+void Replicator::Attach(membership::UserChannels& channels) {
+  channels.On(
+      Channel::kLog, [this](const std::string& from, ByteView data) { HandlePacket(from, data); },
+      [this](const std::string& from, ByteView data) { return HandleStream(from, data); });
 }
 
 void Replicator::Tick() {

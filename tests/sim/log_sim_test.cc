@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "starling/membership/user_channels.h"
 #include "starling/sim/simulator.h"
 #include "starling/store/log.h"
 #include "starling/store/replicator.h"
@@ -30,6 +31,7 @@ double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 struct NodeLog {
   MemoryLogStorage storage;
   std::unique_ptr<DesiredLog> log;
+  std::unique_ptr<membership::UserChannels> channels;
   std::unique_ptr<MemberlistGossip> gossip;
   std::unique_ptr<Replicator> replicator;
 };
@@ -37,27 +39,13 @@ struct NodeLog {
 class LogCluster {
  public:
   LogCluster(uint64_t seed, int n, double loss, ReplicatorConfig rcfg = {})
-      : nodes_(n), rcfg_(rcfg), c_(seed, Config(), sim::NetworkOptions{.loss = loss}) {
+      : nodes_(n), rcfg_(rcfg), c_(seed, sim::ProfileConfig("lan"), sim::NetworkOptions{.loss = loss}) {
     for (int i = 0; i < n; ++i) c_.Add();
     c_.OnBoot([this](int i) { Boot(i); });
     c_.OnCrash([this](int i) { Down(i); });
   }
 
-  static membership::Config Config() {
-    membership::Config cfg;
-    cfg.timing = *membership::ProfileTiming("lan");
-    return cfg;
-  }
-
-  // Starts every node, joining node 0 over `spread`, and waits for the
-  // membership to converge.
-  bool Form(Duration spread) {
-    c_.Start(0);
-    const int n = c_.size();
-    for (int i = 1; i < n; ++i) c_.loop().At(c_.Now() + spread * i / n, [this, i] { c_.StartAndJoin(i, 0); });
-    c_.loop().RunFor(spread);
-    return c_.loop().RunUntil([&] { return c_.Converged(); }, 120s);
-  }
+  bool Form(Duration spread) { return c_.FormAll(spread); }
 
   Cluster& cluster() { return c_; }
   NodeLog& at(int i) { return nodes_[i]; }
@@ -103,9 +91,10 @@ class LogCluster {
     auto log = DesiredLog::Open(n.storage, 1000 + i, c_.name(i));
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     n.log = std::move(*log);
-    n.gossip = std::make_unique<MemberlistGossip>(c_.node(i));
+    n.channels = std::make_unique<membership::UserChannels>(c_.node(i));
+    n.gossip = std::make_unique<MemberlistGossip>(*n.channels);
     n.replicator = std::make_unique<Replicator>(*n.log, *n.gossip, c_.clock(i), c_.random(i), rcfg_);
-    n.replicator->Attach(c_.node(i));
+    n.replicator->Attach(*n.channels);
     n.replicator->Start();
   }
 
@@ -115,6 +104,7 @@ class LogCluster {
       for (const auto& [k, v] : n.replicator->counters()) down_counters_[k] += v;
     n.replicator.reset();
     n.gossip.reset();
+    n.channels.reset();
     n.log.reset();
   }
 

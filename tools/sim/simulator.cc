@@ -62,6 +62,7 @@ struct Cluster::Node {
   uint32_t generation = 0;  // persisted across crashes, like the daemon's data dir
   Duration slow{0};
   Duration skew{0};  // wall-clock offset
+  Drift drift;       // monotonic clock rate
   int group = 0;
   std::vector<membership::MemberView> known;  // "persisted" member list
   std::unique_ptr<NodeClock> clock;
@@ -72,18 +73,23 @@ struct Cluster::Node {
 
 class Cluster::NodeClock final : public Clock {
  public:
-  NodeClock(EventLoop& loop, const Duration& skew) : loop_(loop), skew_(skew) {}
+  NodeClock(EventLoop& loop, const Duration& skew, const Drift& drift) : loop_(loop), skew_(skew), drift_(drift) {}
   ~NodeClock() override {
     for (auto id : ids_) loop_.Cancel(id);
   }
-  Time Now() const override { return loop_.Now(); }
+  // The node's monotonic clock runs at drift_.rate times true time.
+  Time Now() const override {
+    const auto since = static_cast<double>((loop_.Now() - drift_.true_base).count());
+    return drift_.local_base + Duration(static_cast<int64_t>(since * drift_.rate));
+  }
   // Virtual time starts at a fixed date so that wall readings look real;
   // each node's wall clock is off by its own skew.
   int64_t WallMicros() const override { return kEpochMicros + (loop_.Now() + skew_).count(); }
   static constexpr int64_t kEpochMicros = 1'790'000'000'000'000;
   TimerId Schedule(Duration after, std::function<void()> fn) override {
     auto holder = std::make_shared<uint64_t>(0);
-    uint64_t id = loop_.At(loop_.Now() + after, [this, holder, fn = std::move(fn)] {
+    const auto true_after = Duration(static_cast<int64_t>(static_cast<double>(after.count()) / drift_.rate + 0.5));
+    uint64_t id = loop_.At(loop_.Now() + true_after, [this, holder, fn = std::move(fn)] {
       ids_.erase(*holder);
       fn();
     });
@@ -98,6 +104,7 @@ class Cluster::NodeClock final : public Clock {
  private:
   EventLoop& loop_;
   const Duration& skew_;
+  const Drift& drift_;
   std::set<uint64_t> ids_;
 };
 
@@ -149,7 +156,10 @@ void Cluster::Boot(int i) {
   Node& n = *nodes_[i];
   n.up = true;
   ++n.generation;
-  n.clock = std::make_unique<NodeClock>(loop_, n.skew);
+  // A booted node's clock starts from true time at its own rate.
+  n.drift.true_base = loop_.Now();
+  n.drift.local_base = loop_.Now();
+  n.clock = std::make_unique<NodeClock>(loop_, n.skew, n.drift);
   n.transport = std::make_unique<NodeTransport>(*this, i);
   n.random = std::make_unique<SeededRandom>(rng_.Next());
   membership::Config cfg = n.config;
@@ -232,7 +242,31 @@ void Cluster::Heal() {
 }
 
 void Cluster::SetSlow(int i, Duration extra) { nodes_[i]->slow = extra; }
+membership::Config ProfileConfig(const char* profile) {
+  membership::Config cfg;
+  cfg.timing = *membership::ProfileTiming(profile);
+  return cfg;
+}
+
+bool Cluster::FormAll(Duration spread, Duration timeout) {
+  Start(0);
+  const int n = size();
+  for (int i = 1; i < n; ++i) loop_.At(loop_.Now() + spread * i / n, [this, i] { StartAndJoin(i, 0); });
+  loop_.RunFor(spread);
+  return loop_.RunUntil([&] { return Converged(); }, timeout);
+}
+
 void Cluster::SetClockSkew(int i, Duration skew) { nodes_[i]->skew = skew; }
+
+void Cluster::SetClockRate(int i, double rate) {
+  Node& n = *nodes_[i];
+  // Keep the node's clock continuous: rebase at the current instant.
+  if (n.clock) n.drift.local_base = n.clock->Now();
+  n.drift.true_base = loop_.Now();
+  n.drift.rate = rate;
+}
+
+bool Cluster::Connected(int a, int b) const { return Reachable(a, b); }
 
 bool Cluster::Reachable(int a, int b) const { return nodes_[a]->group == nodes_[b]->group; }
 

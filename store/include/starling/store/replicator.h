@@ -31,7 +31,7 @@
 #include "starling/store/log.h"
 
 namespace starling::membership {
-class Memberlist;
+class UserChannels;
 }
 
 namespace starling::store {
@@ -61,10 +61,10 @@ class LogGossip {
   virtual void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) = 0;
 };
 
-// LogGossip over a Memberlist's user channel.
+// LogGossip over membership's user channel.
 class MemberlistGossip final : public LogGossip {
  public:
-  explicit MemberlistGossip(membership::Memberlist& list) : list_(list) {}
+  explicit MemberlistGossip(membership::UserChannels& channels) : channels_(channels) {}
   std::vector<Peer> LivePeers() const override;
   std::string SelfAddr() const override;
   size_t BroadcastBudget() const override;
@@ -73,7 +73,7 @@ class MemberlistGossip final : public LogGossip {
   void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) override;
 
  private:
-  membership::Memberlist& list_;
+  membership::UserChannels& channels_;
 };
 
 class Replicator {
@@ -86,8 +86,8 @@ class Replicator {
 
   // Starts the anti-entropy timer.
   void Start();
-  // Routes membership's user channel here.
-  void Attach(membership::Memberlist& list);
+  // Routes the log's user channel here.
+  void Attach(membership::UserChannels& channels);
 
   void HandlePacket(const std::string& from, ByteView data);
   Bytes HandleStream(const std::string& from, ByteView data);

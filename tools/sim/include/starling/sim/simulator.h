@@ -70,6 +70,16 @@ struct NetStats {
   uint64_t streams = 0, stream_bytes = 0;
 };
 
+// A node's monotonic clock: local = local_base + (true - true_base) * rate.
+struct Drift {
+  double rate = 1.0;
+  Time true_base{0};
+  Time local_base{0};
+};
+
+// A Config with a named membership timing profile ("lan", "wan", "local").
+membership::Config ProfileConfig(const char* profile);
+
 class Cluster {
  public:
   using EventFn = std::function<void(int node, const membership::Event&)>;
@@ -92,6 +102,9 @@ class Cluster {
   // seed < 0, through the members it knew before the crash.
   void Restart(int i, int seed = -1);
   void Leave(int i);
+  // Adds nothing: starts node 0, then every other node joining it, spread
+  // over `spread`; true once the membership converged within `timeout`.
+  bool FormAll(Duration spread, Duration timeout = std::chrono::seconds(120));
 
   // Network faults.
   void SetLoss(double p) { net_.loss = p; }
@@ -106,6 +119,11 @@ class Cluster {
   void SetSlow(int i, Duration extra);
   // Node i's wall clock (what hybrid logical clocks read) runs `skew` ahead.
   void SetClockSkew(int i, Duration skew);
+  // Node i's monotonic clock (timers, Now()) runs at `rate` times true time
+  // (1.01 = 1 % fast). Timers already scheduled keep their true deadlines.
+  void SetClockRate(int i, double rate);
+  // Whether a and b are on the same side of every partition.
+  bool Connected(int a, int b) const;
 
   EventLoop& loop() { return loop_; }
   Time Now() const { return loop_.Now(); }

@@ -1,0 +1,43 @@
+// Several protocols (the desired-state log, the coordinator lease) share
+// membership's user channel. The first byte of every user payload names the
+// protocol; a payload for a protocol nobody registered is dropped and
+// counted. Single-threaded, like the Memberlist it wraps.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "starling/membership/memberlist.h"
+
+namespace starling::membership {
+
+enum class Channel : uint8_t { kLog = 1, kLease = 2 };
+
+class UserChannels {
+ public:
+  // Installs itself as `list`'s user handler; `list` must outlive it.
+  explicit UserChannels(Memberlist& list);
+  ~UserChannels();
+  UserChannels(const UserChannels&) = delete;
+  UserChannels& operator=(const UserChannels&) = delete;
+
+  void On(Channel ch, Memberlist::UserPacketFn on_packet, Memberlist::UserStreamFn on_stream = nullptr);
+
+  Memberlist& list() { return list_; }
+  const Memberlist& list() const { return list_; }
+  size_t BroadcastBudget() const { return list_.UserBroadcastBudget() - 1; }
+  void Broadcast(Channel ch, const std::string& key, Bytes data);
+  void SendPacket(Channel ch, const std::string& addr, Bytes data);
+  void SendStream(Channel ch, const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done);
+  uint64_t dropped() const { return dropped_; }
+
+ private:
+  static Bytes Tagged(Channel ch, Bytes data);
+  Memberlist& list_;
+  std::array<Memberlist::UserPacketFn, 4> packet_;
+  std::array<Memberlist::UserStreamFn, 4> stream_;
+  uint64_t dropped_ = 0;
+};
+
+}  // namespace starling::membership
