@@ -48,8 +48,12 @@ struct DiffReq {
 struct RollbackReq {
   std::string to;
 };
+struct LeaseReq {};
+struct ForceVotersReq {
+  std::vector<std::string> voters;
+};
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
-                             HistoryReq, DiffReq, RollbackReq>;
+                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -112,6 +116,13 @@ Result<Request> Decode(ByteView bytes) {
       }
       case api::Request::ROLLBACK:
         return Request(RollbackReq{Str(req.getRollback().getTo())});
+      case api::Request::LEASE:
+        return Request(LeaseReq{});
+      case api::Request::VOTERS_FORCE_SET: {
+        ForceVotersReq f;
+        for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Str(v));
+        return Request(std::move(f));
+      }
     }
     return Status::InvalidArgument("unknown request kind " + std::to_string(static_cast<int>(req.which())) +
                                    "; the CLI is newer than this daemon");
@@ -143,10 +154,11 @@ Bytes NoneReply() {
 
 }  // namespace
 
-ApiService::ApiService(membership::Memberlist& members, store::Replicator& replicator, const Clock& clock,
-                       DaemonFacts facts, LeaveFn leave)
+ApiService::ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease,
+                       const Clock& clock, DaemonFacts facts, LeaveFn leave)
     : members_(members),
       replicator_(replicator),
+      lease_(lease),
       state_(replicator),
       clock_(clock),
       facts_(std::move(facts)),
@@ -199,6 +211,7 @@ Bytes ApiService::InfoReply() const {
   // Membership's counters as they are; the log's under "log.".
   std::vector<std::pair<std::string, uint64_t>> counters(members_.counters().begin(), members_.counters().end());
   for (const auto& [name, value] : replicator_.counters()) counters.emplace_back("log." + name, value);
+  for (const auto& [name, value] : lease_.counters()) counters.emplace_back("lease." + name, value);
   auto list = info.initCounters(static_cast<unsigned>(counters.size()));
   unsigned i = 0;
   for (const auto& [name, value] : counters) {
@@ -211,6 +224,9 @@ Bytes ApiService::InfoReply() const {
   info.setRevision(log.Current().id);
   info.setDigest(log.digest());
   info.setEntries(log.entries());
+  const Lease::View lease = lease_.view();
+  info.setLeaseHolder(lease.holder.value_or(""));
+  info.setLeaseBallot(lease.ballot);
   info.setDataDir(facts_.data_dir);
   Duration up = clock_.Now() - facts_.started_at;
   info.setUptimeSeconds(static_cast<uint64_t>(
@@ -281,6 +297,23 @@ void ApiService::Handle(ByteView bytes, Respond respond) {
     return text(state_.Diff(diff->from, diff->to));
   }
   if (auto* rb = std::get_if<RollbackReq>(&request)) return text(state_.Rollback(rb->to));
+  if (std::holds_alternative<LeaseReq>(request)) {
+    const Lease::View v = lease_.view();
+    store::Json out = {{"holder", v.holder ? store::Json(*v.holder) : store::Json(nullptr)},
+                       {"ballot", v.ballot},
+                       {"expires_in_ms", std::chrono::duration_cast<std::chrono::milliseconds>(v.expires_in).count()},
+                       {"voters", v.voters},
+                       {"self", members_.config().name},
+                       {"quarantined", v.quarantined},
+                       {"highest_ballot", v.highest_ballot}};
+    return respond(TextReply(out.dump()));
+  }
+  if (auto* f = std::get_if<ForceVotersReq>(&request)) {
+    if (f->voters.empty()) return respond(ErrorReply("voters --force-set needs at least one node name"));
+    // Through apply, so the set is validated like any document.
+    store::Json doc = {{"voters", f->voters}};
+    return text(state_.Apply(ApplyRequest{doc.dump(), "voters --force-set", ""}));
+  }
 
   respond(ErrorReply("request kind not handled by this daemon"));
 }

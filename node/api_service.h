@@ -9,6 +9,7 @@
 #include "starling/membership/env.h"
 #include "starling/membership/memberlist.h"
 #include "starling/status.h"
+#include "lease.h"
 #include "state_commands.h"
 
 namespace starling::node {
@@ -28,8 +29,8 @@ class ApiService {
   using LeaveFn = std::function<void(std::function<void(Status)> done)>;
 
   // The references must outlive the service.
-  ApiService(membership::Memberlist& members, store::Replicator& replicator, const Clock& clock, DaemonFacts facts,
-             LeaveFn leave);
+  ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease, const Clock& clock,
+             DaemonFacts facts, LeaveFn leave);
 
   // Always answers exactly once, possibly later (join, leave). A malformed
   // request or one of another API version gets a Reply whose `error` says so.
@@ -44,6 +45,7 @@ class ApiService {
 
   membership::Memberlist& members_;
   store::Replicator& replicator_;
+  Lease& lease_;
   StateCommands state_;
   const Clock& clock_;
   DaemonFacts facts_;

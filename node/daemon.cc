@@ -26,6 +26,8 @@
 #include "api_service.h"
 #include "asio_env.h"
 #include "guard.h"
+#include "lease.h"
+#include "voters.h"
 #include "member_persister.h"
 #include "starling/membership/memberlist.h"
 #include "starling/membership/user_channels.h"
@@ -66,6 +68,21 @@ uint64_t RandomSeed() {
          static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
+// Lease ballots in the data dir.
+class StoreBallots final : public BallotStore {
+ public:
+  explicit StoreBallots(store::NodeStore& store) : store_(store) {}
+  // Run() has checked that the ballot reads back.
+  uint64_t Load() override {
+    auto b = store_.LoadBallot();
+    return b.ok() ? *b : 0;
+  }
+  Status Save(uint64_t ballot) override { return store_.SaveBallot(ballot); }
+
+ private:
+  store::NodeStore& store_;
+};
+
 class Daemon {
  public:
   explicit Daemon(const DaemonOptions& options) : opts_(options) {}
@@ -96,6 +113,10 @@ class Daemon {
   std::unique_ptr<membership::UserChannels> channels_;
   std::unique_ptr<store::MemberlistGossip> gossip_;
   std::unique_ptr<store::Replicator> replicator_;
+  std::unique_ptr<MemberlistLeaseNet> lease_net_;
+  std::unique_ptr<BallotStore> ballots_;
+  std::unique_ptr<Lease> lease_;
+  std::unique_ptr<VoterKeeper> voters_;
   std::unique_ptr<ApiService> service_;
   std::optional<Clock::TimerId> persist_timer_;
   std::optional<Time> last_persist_;
@@ -134,6 +155,11 @@ int Daemon::Run() {
     known = std::vector<store::KnownMember>();
   }
   persister_ = std::make_unique<MemberPersister>(*store_);
+  if (Result<uint64_t> ballot = store_->LoadBallot(); !ballot.ok()) {
+    // Starting from 0 could let lease ballots go backwards.
+    return Fatal("data dir " + opts_.data_dir + ": " + ballot.status().message() +
+                 " (if this node is not a lease voter any more, the key lease/promised may be deleted)");
+  }
   uint64_t fresh_origin = 0;
   while (fresh_origin == 0) fresh_origin = RandomSeed();
   Result<uint64_t> origin = store_->LoadOrCreateOrigin(fresh_origin);
@@ -177,8 +203,18 @@ int Daemon::Run() {
   gossip_ = std::make_unique<store::MemberlistGossip>(*channels_);
   replicator_ = std::make_unique<store::Replicator>(*log_, *gossip_, *clock_, *random_);
   replicator_->Attach(*channels_);
+  lease_net_ = std::make_unique<MemberlistLeaseNet>(*channels_);
+  ballots_ = std::make_unique<StoreBallots>(*store_);
+  lease_ = std::make_unique<Lease>(name_, *clock_, *random_, *lease_net_, *ballots_, LeaseConfigFor(opts_.profile));
+  channels_->On(membership::Channel::kLease,
+                [this](const std::string& from, ByteView data) { lease_->HandlePacket(from, data); });
+  VoterConfig vcfg;
+  vcfg.reap_timeout = opts_.reap_timeout;
+  if (opts_.profile == "local") vcfg.spacing = 3s;
+  voters_ = std::make_unique<VoterKeeper>(name_, *clock_, *members_, *replicator_, *lease_, vcfg);
+  replicator_->OnChange([this] { voters_->Refresh(); });
   service_ = std::make_unique<ApiService>(
-      *members_, *replicator_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
+      *members_, *replicator_, *lease_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
   api_->Start([this](ByteView request, ApiServer::Respond respond) {
     service_->Handle(request, std::move(respond));
@@ -199,6 +235,10 @@ int Daemon::Run() {
                current.id.empty() ? "(none)" : current.id, log_->entries(), log_->digest().substr(0, 16));
   members_->Start();
   replicator_->Start();
+  // Quarantined for one lease period: this node may have promised or
+  // accepted grants before a crash that it no longer remembers.
+  lease_->Start();
+  voters_->Start();
   StartJoin(*known);
 
   for (;;) {
@@ -288,6 +328,7 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
 void Daemon::BeginLeave(std::function<void(Status)> done) {
   if (leaving_) return done(Status::Conflict("a leave is already in progress"));
   leaving_ = true;
+  lease_->Release();
   Clock::TimerId backstop = clock_->Schedule(members_->config().leave_propagate_wait + kLeaveSlack, [this] {
     spdlog::warn("the leave did not report completion in time; exiting anyway");
     Stop(0);

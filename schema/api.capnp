@@ -28,6 +28,8 @@ struct Request {
     history @9 :Void;
     diff @10 :Diff;
     rollback @11 :Rollback;
+    lease @12 :Void;
+    votersForceSet @13 :List(Text);  # operator override of the lease voters
   }
 }
 
@@ -98,6 +100,8 @@ struct Info {
   revision @16 :Text;               # current desired-state revision; empty before the first change
   digest @17 :Text;                 # SHA-256 of the canonical desired state
   entries @18 :UInt64;              # desired-state log entries held (folded or not)
+  leaseHolder @19 :Text;            # the coordinator as far as this node knows; empty when none
+  leaseBallot @20 :UInt64;
 }
 
 struct Reply {

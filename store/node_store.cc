@@ -13,11 +13,14 @@
 //                      sort by origin then seq); payload: a log.capnp Entry
 //   log/snapshot       the folded prefix: a log.capnp Snapshot (registers,
 //                      per-origin coverage, recent history and documents)
+//   lease/promised     the highest lease ballot this node promised as a
+//                      voter (uint64 LE); ballots must never go backwards
 //
 // Value layout, the same for every key:
 //   [0]       format version (kFormat = 1)
 //   [1]       record kind: 'N' name, 'G' generation, 'M' member address,
-//             'O' origin, 'E' log entry, 'S' log snapshot
+//             'O' origin, 'E' log entry, 'S' log snapshot,
+//             'B' lease ballot
 //   [2..6)    payload length, uint32 little-endian
 //   [6..6+n)  payload: name / address bytes, or the generation as uint32 LE
 //   [6+n..)   FNV-1a 32 of every byte before it, uint32 little-endian
@@ -50,6 +53,7 @@ constexpr char kKindName = 'N';
 constexpr char kKindGeneration = 'G';
 constexpr char kKindMember = 'M';
 constexpr char kKindOrigin = 'O';
+constexpr char kKindBallot = 'B';
 constexpr char kKindEntry = 'E';
 constexpr char kKindSnapshot = 'S';
 constexpr size_t kHeaderBytes = 6;
@@ -63,6 +67,7 @@ constexpr std::string_view kNameKey = "node/name";
 constexpr std::string_view kGenerationKey = "node/generation";
 constexpr std::string_view kMembersPrefix = "members/";
 constexpr std::string_view kOriginKey = "node/origin";
+constexpr std::string_view kBallotKey = "lease/promised";
 constexpr std::string_view kEntryPrefix = "log/entry/";
 constexpr std::string_view kSnapshotKey = "log/snapshot";
 
@@ -324,29 +329,53 @@ Result<std::vector<KnownMember>> NodeStore::LoadMembers() {
 
 LogStorage& NodeStore::log_storage() { return *rep_->log; }
 
-Result<uint64_t> NodeStore::LoadOrCreateOrigin(uint64_t fresh) {
-  std::lock_guard lock(rep_->mu);
+// A uint64 under `key`; nullopt when absent.
+Result<std::optional<uint64_t>> NodeStore::LoadU64(std::string_view key, char kind) {
   std::string value;
-  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(kOriginKey), &value);
-  if (s.ok()) {
-    Result<std::string> payload = Decode(kOriginKey, kKindOrigin, value);
-    if (!payload.ok()) return payload.status();
-    if (payload->size() != 8) return Status::Corruption("store value for key 'node/origin' is corrupt: not 8 bytes");
-    uint64_t origin = GetU32(*payload) | (uint64_t{GetU32(payload->substr(4))} << 32);
-    if (origin == 0) return Status::Corruption("store value for key 'node/origin' is corrupt: zero");
-    return origin;
-  }
-  if (!s.IsNotFound()) return FromRocks(s, "reading " + std::string(kOriginKey) + " in " + rep_->dir);
-  if (fresh == 0) return Status::InvalidArgument("a new origin id must not be 0");
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(key), &value);
+  if (s.IsNotFound()) return std::optional<uint64_t>();
+  if (!s.ok()) return FromRocks(s, "reading " + std::string(key) + " in " + rep_->dir);
+  Result<std::string> payload = Decode(key, kind, value);
+  if (!payload.ok()) return payload.status();
+  if (payload->size() != 8)
+    return Status::Corruption("store value for key '" + std::string(key) + "' is corrupt: not 8 bytes");
+  return std::optional<uint64_t>(GetU32(*payload) | (uint64_t{GetU32(payload->substr(4))} << 32));
+}
+
+// Synced: both callers promise durability before they answer anyone.
+Status NodeStore::SaveU64(std::string_view key, char kind, uint64_t v) {
   std::string payload;
-  PutU32(payload, static_cast<uint32_t>(fresh));
-  PutU32(payload, static_cast<uint32_t>(fresh >> 32));
+  PutU32(payload, static_cast<uint32_t>(v));
+  PutU32(payload, static_cast<uint32_t>(v >> 32));
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  Status put = FromRocks(rep_->db->Put(wo, std::string(kOriginKey), Encode(kKindOrigin, payload)),
-                         "writing " + std::string(kOriginKey) + " in " + rep_->dir);
-  if (!put.ok()) return put;
+  return FromRocks(rep_->db->Put(wo, std::string(key), Encode(kind, payload)),
+                   "writing " + std::string(key) + " in " + rep_->dir);
+}
+
+Result<uint64_t> NodeStore::LoadOrCreateOrigin(uint64_t fresh) {
+  std::lock_guard lock(rep_->mu);
+  auto stored = LoadU64(kOriginKey, kKindOrigin);
+  if (!stored.ok()) return stored.status();
+  if (*stored) {
+    if (**stored == 0) return Status::Corruption("store value for key 'node/origin' is corrupt: zero");
+    return **stored;
+  }
+  if (fresh == 0) return Status::InvalidArgument("a new origin id must not be 0");
+  if (Status s = SaveU64(kOriginKey, kKindOrigin, fresh); !s.ok()) return s;
   return fresh;
+}
+
+Result<uint64_t> NodeStore::LoadBallot() {
+  std::lock_guard lock(rep_->mu);
+  auto stored = LoadU64(kBallotKey, kKindBallot);
+  if (!stored.ok()) return stored.status();
+  return stored->value_or(0);
+}
+
+Status NodeStore::SaveBallot(uint64_t ballot) {
+  std::lock_guard lock(rep_->mu);
+  return SaveU64(kBallotKey, kKindBallot, ballot);
 }
 
 }  // namespace starling::store

@@ -149,6 +149,9 @@ json InfoJson(api::Info::Reader info) {
       {"revision", info.getRevision().cStr()},
       {"digest", info.getDigest().cStr()},
       {"entries", info.getEntries()},
+      {"lease",
+       {{"holder", info.getLeaseHolder().size() ? json(info.getLeaseHolder().cStr()) : json(nullptr)},
+        {"ballot", info.getLeaseBallot()}}},
   };
 }
 
@@ -172,6 +175,10 @@ void PrintInfoTable(api::Info::Reader info) {
       {"revision:", info.getRevision().size() ? info.getRevision().cStr() : "(none)"},
       {"digest:", info.getDigest().cStr()},
       {"entries:", std::to_string(info.getEntries())},
+      {"lease holder:", info.getLeaseHolder().size()
+                            ? std::string(info.getLeaseHolder().cStr()) + " (ballot " +
+                                  std::to_string(info.getLeaseBallot()) + ")"
+                            : "(none)"},
   };
   PrintTable(rows);
   std::cout << "counters:\n";
@@ -539,6 +546,52 @@ int main(int argc, char** argv) {
                  if (rollback_format != "json") std::cout << "rolled back to the content of " << r.value("to", "") << ": ";
                  return PrintWrite(r, rollback_format);
                });
+  });
+
+  // lease
+  std::string lease_format = "table";
+  CLI::App* lease = app.add_subcommand(
+      "lease", "Show the coordinator lease: who holds it (as this node knows), its ballot, time left, the voters");
+  lease->add_option("--format", lease_format, "Output format")->check(CLI::IsMember(kFormats))->capture_default_str();
+  lease->callback([&] {
+    state_call([](api::Request::Builder r) { r.setLease(); },
+               [&](const json& v) {
+                 if (lease_format == "json") {
+                   std::cout << v.dump(2) << "\n";
+                   return 0;
+                 }
+                 std::string voters;
+                 for (const auto& n : v.value("voters", json::array())) voters += (voters.empty() ? "" : ", ") + n.get<std::string>();
+                 PrintTable({{"holder:", v["holder"].is_string() ? v["holder"].get<std::string>() : "(none)"},
+                             {"ballot:", std::to_string(v.value("ballot", 0))},
+                             {"expires in:", std::to_string(v.value("expires_in_ms", 0)) + " ms"},
+                             {"voters:", voters.empty() ? "(not chosen yet)" : voters},
+                             {"quarantined:", v.value("quarantined", false) ? "yes (restarted within one lease period)" : "no"}});
+                 return 0;
+               });
+  });
+
+  // voters
+  std::string force_set;
+  CLI::App* voters = app.add_subcommand(
+      "voters",
+      "Override the lease voters. Only for when a majority of voters is lost at once: the new set must not "
+      "leave two groups of nodes that each believe in a different set, or two coordinators can run at once");
+  voters->add_option("--force-set", force_set, "The new voters, comma-separated node names (1 to 5)")->required();
+  voters->callback([&] {
+    std::vector<std::string> names;
+    for (size_t start = 0; start <= force_set.size();) {
+      size_t comma = force_set.find(',', start);
+      if (comma == std::string::npos) comma = force_set.size();
+      if (comma > start) names.push_back(force_set.substr(start, comma - start));
+      start = comma + 1;
+    }
+    state_call(
+        [&](api::Request::Builder r) {
+          auto list = r.initVotersForceSet(static_cast<unsigned>(names.size()));
+          for (unsigned i = 0; i < names.size(); ++i) list.set(i, names[i]);
+        },
+        [](const json& r) { return PrintWrite(r, "table"); });
   });
 
   try {

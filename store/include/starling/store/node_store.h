@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "starling/status.h"
@@ -64,7 +65,13 @@ class NodeStore {
   // synced when asked, snapshot replacement always.
   LogStorage& log_storage();
 
+  // The highest lease ballot promised here (0 when none); Save is synced.
+  Result<uint64_t> LoadBallot();
+  Status SaveBallot(uint64_t ballot);
+
  private:
+  Result<std::optional<uint64_t>> LoadU64(std::string_view key, char kind);
+  Status SaveU64(std::string_view key, char kind, uint64_t v);
   struct Rep;
   explicit NodeStore(std::unique_ptr<Rep> rep);
   std::unique_ptr<Rep> rep_;

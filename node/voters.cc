@@ -1,0 +1,148 @@
+#include "voters.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace starling::node {
+
+using membership::MemberStatus;
+
+VoterKeeper::VoterKeeper(std::string self, Clock& clock, membership::Memberlist& members,
+                         store::Replicator& replicator, Lease& lease, VoterConfig config)
+    : self_(std::move(self)),
+      clock_(clock),
+      members_(members),
+      replicator_(replicator),
+      lease_(lease),
+      cfg_(config) {}
+
+VoterKeeper::~VoterKeeper() {
+  if (timer_) clock_.Cancel(timer_);
+}
+
+void VoterKeeper::Start() {
+  stable_since_ = clock_.Now();
+  Refresh();
+  timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
+}
+
+std::vector<std::string> VoterKeeper::Choose(std::vector<std::string> alive) {
+  std::sort(alive.begin(), alive.end());
+  alive.erase(std::unique(alive.begin(), alive.end()), alive.end());
+  const size_t n = alive.size() >= 5 ? 5 : alive.size() >= 3 ? 3 : alive.size();
+  alive.resize(n);
+  return alive;
+}
+
+std::optional<std::vector<std::string>> VoterKeeper::Recorded(const store::Json& doc) {
+  auto it = doc.find("voters");
+  if (it == doc.end() || !it->is_array() || it->empty()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& v : *it) {
+    if (!v.is_string()) return std::nullopt;
+    out.push_back(v.get<std::string>());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<store::Entry> VoterKeeper::WriteVoters(store::Replicator& replicator, std::vector<std::string> voters,
+                                              const std::string& why) {
+  std::sort(voters.begin(), voters.end());
+  const store::Json list = voters;
+  return replicator.Write({store::Op{"voters", store::CanonicalJson(list)}}, "voters: " + why,
+                          replicator.log().last_hlc());
+}
+
+void VoterKeeper::Refresh() {
+  auto recorded = Recorded(replicator_.log().state().Document());
+  lease_.SetVoters(recorded.value_or(std::vector<std::string>{}));
+}
+
+void VoterKeeper::Tick() {
+  timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
+  const Time now = clock_.Now();
+  std::vector<std::string> alive;
+  std::map<std::string, MemberStatus> status;
+  for (const auto& m : members_.Members()) {
+    status[m.name] = m.status;
+    if (m.status == MemberStatus::kAlive) alive.push_back(m.name);
+  }
+  std::sort(alive.begin(), alive.end());
+  if (alive != alive_) {
+    alive_ = alive;
+    stable_since_ = now;
+  }
+  const auto recorded = Recorded(replicator_.log().state().Document());
+  if (!recorded) {
+    if (!alive.empty() && alive.front() == self_ && now - stable_since_ >= cfg_.settle) {
+      auto chosen = Choose(alive);
+      if (WriteVoters(replicator_, chosen, "chosen automatically").ok()) {
+        last_write_ = now;
+        spdlog::info("chose the lease voters automatically: {} of {} alive members", chosen.size(), alive.size());
+        Refresh();
+      }
+    }
+    return;
+  }
+  const std::vector<std::string>& voters = *recorded;
+  for (const auto& v : voters) {
+    auto it = status.find(v);
+    const bool up = it != status.end() && (it->second == MemberStatus::kAlive || it->second == MemberStatus::kSuspect);
+    if (up) {
+      dead_since_.erase(v);
+    } else {
+      dead_since_.emplace(v, now);
+    }
+  }
+  for (auto it = dead_since_.begin(); it != dead_since_.end();)
+    it = std::binary_search(voters.begin(), voters.end(), it->first) ? std::next(it) : dead_since_.erase(it);
+  if (last_write_ && now - *last_write_ < cfg_.spacing) return;
+
+  std::optional<std::string> gone;
+  for (const auto& [name, since] : dead_since_)
+    if (now - since >= cfg_.reap_timeout) {
+      gone = name;
+      break;
+    }
+  std::vector<std::string> next = voters;
+  std::string why;
+  const bool voter = std::binary_search(voters.begin(), voters.end(), self_);
+  if (lease_.IsHolder() && voter) {
+    if (gone) {
+      next.erase(std::find(next.begin(), next.end(), *gone));
+      why = "removed " + *gone + " (dead past the reap timeout)";
+      replacing_ = true;
+    } else if (replacing_ && next.size() < Choose(alive).size()) {
+      replacing_ = false;
+      for (const auto& a : alive)
+        if (!std::binary_search(voters.begin(), voters.end(), a)) {
+          next.push_back(a);
+          why = "added " + a;
+          break;
+        }
+    }
+  } else if (gone && !lease_.view().holder) {
+    std::optional<std::string> first_live;
+    for (const auto& v : voters)
+      if (!dead_since_.count(v)) {
+        first_live = v;
+        break;
+      }
+    if (first_live == self_ && next.size() > 1) {
+      next.erase(std::find(next.begin(), next.end(), *gone));
+      why = "removed " + *gone + " (dead past the reap timeout, no lease holder)";
+    }
+  }
+  if (why.empty()) return;
+  if (auto w = WriteVoters(replicator_, next, why); !w.ok()) {
+    spdlog::error("could not change the lease voters: {}", w.status().ToString());
+    return;
+  }
+  last_write_ = now;
+  spdlog::info("lease voters: {}", why);
+  Refresh();
+}
+
+}  // namespace starling::node

@@ -1,0 +1,79 @@
+// The lease's voter set: read from the desired state (`voters`), chosen
+// automatically when nobody named it, and kept alive as voters die.
+//
+// Rules (documented in README "Coordinator lease"):
+//  * Choice: the members alive in this node's view, by name; the first 5
+//    when there are at least 5, the first 3 when at least 3, all otherwise.
+//    It is made once, by the lowest-named alive member after the member set
+//    has been stable for `settle`, and recorded in the desired state, which
+//    from then on is the only source of truth (views differ; the log
+//    converges).
+//  * Replacement, one voter per change and at most one change per `spacing`
+//    so that every pair of consecutive sets has overlapping majorities: the
+//    lease holder removes a voter dead (failed, left or gone) for longer than
+//    the reap timeout, then adds the lowest-named alive non-voter in its
+//    place if the set is smaller than the choice rule asks for (a set the
+//    operator made smaller is left alone). With no holder, the
+//    lowest-named live voter may remove a voter dead past the reap timeout
+//    (a dead voter cannot vote, so this cannot split the live majority);
+//    that is how a cluster losing voters one by one shrinks to one node.
+//  * Losing a majority at once needs the operator: `starling voters
+//    --force-set a,b,...` writes the set as given.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lease.h"
+#include "starling/membership/memberlist.h"
+#include "starling/store/replicator.h"
+
+namespace starling::node {
+
+struct VoterConfig {
+  Duration tick = 1s;
+  Duration settle = 5s;
+  Duration spacing = 10s;
+  Duration reap_timeout = std::chrono::hours(24);
+};
+
+class VoterKeeper {
+ public:
+  VoterKeeper(std::string self, Clock& clock, membership::Memberlist& members, store::Replicator& replicator,
+              Lease& lease, VoterConfig config);
+  ~VoterKeeper();
+  VoterKeeper(const VoterKeeper&) = delete;
+  VoterKeeper& operator=(const VoterKeeper&) = delete;
+
+  void Start();
+  // Hands the desired state's voter set to the lease; call after every
+  // change to the log.
+  void Refresh();
+
+  static std::vector<std::string> Choose(std::vector<std::string> alive);
+  // The recorded set, when the desired state has a valid one.
+  static std::optional<std::vector<std::string>> Recorded(const store::Json& doc);
+  // Writes `voters` into the desired state as given (the operator override).
+  static Result<store::Entry> WriteVoters(store::Replicator& replicator, std::vector<std::string> voters,
+                                          const std::string& why);
+
+ private:
+  void Tick();
+
+  std::string self_;
+  Clock& clock_;
+  membership::Memberlist& members_;
+  store::Replicator& replicator_;
+  Lease& lease_;
+  VoterConfig cfg_;
+  std::vector<std::string> alive_;
+  Time stable_since_{};
+  std::optional<Time> last_write_;
+  std::map<std::string, Time> dead_since_;
+  bool replacing_ = false;  // removed a dead voter; a live one goes in next
+  Clock::TimerId timer_ = 0;
+};
+
+}  // namespace starling::node

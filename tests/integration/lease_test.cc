@@ -1,0 +1,170 @@
+// The coordinator lease across real daemons (local profile: 4 s grants),
+// observed through `starling lease --format json`.
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "local_cluster.h"
+
+namespace starling::itest {
+namespace {
+
+using nlohmann::json;
+
+// The local profile's lease period, and the bound the simulation states for
+// a new holder while a majority of voters can talk: four periods.
+constexpr Millis kPeriod = 4s;
+constexpr Millis kNewHolderBound = 4 * kPeriod;
+
+std::optional<json> LeaseOf(const LocalCluster& c, int i) {
+  CommandResult r = c.Cli(i, {"lease", "--format", "json"});
+  if (r.exit_code != 0) return std::nullopt;
+  json j = json::parse(r.out, nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  return j;
+}
+
+// The holder every node in `nodes` agrees on, with its ballot.
+std::optional<std::pair<std::string, uint64_t>> AgreedHolder(const LocalCluster& c, const std::vector<int>& nodes) {
+  std::optional<std::pair<std::string, uint64_t>> agreed;
+  for (int i : nodes) {
+    auto l = LeaseOf(c, i);
+    if (!l || !(*l)["holder"].is_string()) return std::nullopt;
+    std::string h = (*l)["holder"];
+    if (agreed && agreed->first != h) return std::nullopt;
+    uint64_t b = (*l)["ballot"];
+    agreed = std::make_pair(h, agreed ? std::max(agreed->second, b) : b);
+  }
+  return agreed;
+}
+
+int IndexOf(const LocalCluster& c, const std::string& name) {
+  for (int i : c.All())
+    if (c.node(i).name == name) return i;
+  return -1;
+}
+
+TEST(Lease, VotersAreChosenAndOneHolderIsAgreed) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(5));
+  std::optional<std::pair<std::string, uint64_t>> h;
+  ASSERT_TRUE(WaitFor([&] { return (h = AgreedHolder(c, c.All())).has_value(); }, 30s));
+  auto l = LeaseOf(c, 0);
+  ASSERT_TRUE(l);
+  EXPECT_EQ((*l)["voters"], json({"node0", "node1", "node2", "node3", "node4"}));
+  EXPECT_GT((*l)["ballot"].get<uint64_t>(), 0u);
+  EXPECT_TRUE((*l)["expires_in_ms"].is_number());
+  auto info = c.Info(IndexOf(c, h->first));
+  ASSERT_TRUE(info);
+  EXPECT_EQ((*info)["lease"]["holder"], h->first) << info->dump();
+  // The voter set lives in the desired state.
+  CommandResult get = c.Cli(1, {"get", "--format", "json"});
+  ASSERT_EQ(get.exit_code, 0);
+  EXPECT_EQ(json::parse(get.out)["voters"].size(), 5u);
+}
+
+TEST(Lease, KilledHolderIsReplacedAndDoesNotReclaimDuringQuarantine) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(5));
+  std::optional<std::pair<std::string, uint64_t>> first;
+  ASSERT_TRUE(WaitFor([&] { return (first = AgreedHolder(c, c.All())).has_value(); }, 30s));
+  const int victim = IndexOf(c, first->first);
+  ASSERT_GE(victim, 0);
+  // The freshest ballot the holder had, as the holder itself reports.
+  auto own = LeaseOf(c, victim);
+  ASSERT_TRUE(own);
+  const uint64_t old_ballot = std::max<uint64_t>(first->second, (*own)["ballot"]);
+  c.Kill(victim);
+  const auto killed = std::chrono::steady_clock::now();
+  const auto others = c.AllExcept(victim);
+  std::optional<std::pair<std::string, uint64_t>> next;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        next = AgreedHolder(c, others);
+        return next && next->first != first->first;
+      },
+      kNewHolderBound + 5s))
+      << "no new holder within the bound";
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  std::printf("holder %s killed; %s took over with ballot %llu (was %llu) %.1f s later (bound %lld s)\n",
+              first->first.c_str(), next->first.c_str(), static_cast<unsigned long long>(next->second),
+              static_cast<unsigned long long>(old_ballot), took,
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kNewHolderBound).count()));
+  EXPECT_GT(next->second, old_ballot);
+  EXPECT_LE(took, std::chrono::duration<double>(kNewHolderBound).count() + 2.0);
+
+  ASSERT_TRUE(c.Restart(victim));
+  const auto back = std::chrono::steady_clock::now();
+  bool saw_quarantine = false;
+  while (std::chrono::steady_clock::now() - back < kPeriod - 500ms) {
+    auto l = LeaseOf(c, victim);
+    ASSERT_TRUE(l);
+    if ((*l)["quarantined"] == true) saw_quarantine = true;
+    ASSERT_NE((*l)["holder"], first->first) << "the restarted node claims the lease during its quarantine";
+    for (int i : others) {
+      auto o = LeaseOf(c, i);
+      if (o) {
+        ASSERT_NE((*o)["holder"], first->first) << c.node(i).name << " sees the restarted node holding";
+      }
+    }
+  }
+  EXPECT_TRUE(saw_quarantine);
+}
+
+TEST(Lease, ForceSetReplacesTheVoters) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  ASSERT_TRUE(WaitFor([&] { return AgreedHolder(c, c.All()).has_value(); }, 30s));
+  CommandResult bad = c.Cli(0, {"voters", "--force-set", "node0,bad name"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("voters"), std::string::npos) << bad.err;
+  CommandResult r = c.Cli(0, {"voters", "--force-set", "node1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto h = AgreedHolder(c, c.All());
+        auto l = LeaseOf(c, 2);
+        return h && h->first == "node1" && l && (*l)["voters"] == json({"node1"});
+      },
+      kNewHolderBound + 5s));
+}
+
+// Voters die one at a time, each gone past the reap timeout before the next:
+// the dead voter is removed each time, and the last node standing still
+// holds the lease.
+TEST(Lease, ShrinksToOneNodeAsVotersDieOneByOne) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0", {"--reap-timeout", "2s"}), 0);
+  for (int i = 1; i < 4; ++i) c.Launch("node" + std::to_string(i), {"--join", c.node(0).addr, "--reap-timeout", "2s"});
+  for (int i = 1; i < 4; ++i) ASSERT_TRUE(c.WaitReady(i));
+  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), 30s), "");
+  std::vector<int> alive = c.All();
+  ASSERT_TRUE(WaitFor([&] { return AgreedHolder(c, alive).has_value(); }, 30s));
+  // Kill the holder first (the hardest case), then whoever is left.
+  while (alive.size() > 1) {
+    auto h = AgreedHolder(c, alive);
+    const int victim = h ? IndexOf(c, h->first) : alive.back();
+    c.Kill(victim);
+    alive.erase(std::find(alive.begin(), alive.end(), victim));
+    const std::string dead = c.node(victim).name;
+    std::optional<json> l;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          if (!AgreedHolder(c, alive)) return false;
+          l = LeaseOf(c, alive[0]);
+          if (!l) return false;
+          for (const auto& v : (*l)["voters"])
+            if (v == dead) return false;
+          return (*l)["voters"].size() == alive.size();
+        },
+        60s))
+        << "after killing " << dead << ": " << (l ? l->dump() : "no answer");
+  }
+  auto last = AgreedHolder(c, alive);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->first, c.node(alive[0]).name);
+}
+
+}  // namespace
+}  // namespace starling::itest
