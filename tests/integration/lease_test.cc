@@ -112,6 +112,30 @@ TEST(Lease, KilledHolderIsReplacedAndDoesNotReclaimDuringQuarantine) {
   EXPECT_TRUE(saw_quarantine);
 }
 
+TEST(Lease, GracefulLeaveReleasesTheLease) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  std::optional<std::pair<std::string, uint64_t>> first;
+  ASSERT_TRUE(WaitFor([&] { return (first = AgreedHolder(c, c.All())).has_value(); }, 30s));
+  const int holder = IndexOf(c, first->first);
+  CommandResult r = c.Cli(holder, {"leave"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto left = std::chrono::steady_clock::now();
+  const auto others = c.AllExcept(holder);
+  std::optional<std::pair<std::string, uint64_t>> next;
+  // Released grants free the voters at once: no waiting out the period.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        next = AgreedHolder(c, others);
+        return next && next->first != first->first;
+      },
+      kNewHolderBound));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - left).count();
+  std::printf("holder %s left; %s holds ballot %llu %.1f s later\n", first->first.c_str(), next->first.c_str(),
+              static_cast<unsigned long long>(next->second), took);
+  EXPECT_GT(next->second, first->second);
+}
+
 TEST(Lease, ForceSetReplacesTheVoters) {
   LocalCluster c;
   ASSERT_TRUE(c.StartConverged(3));
