@@ -144,16 +144,24 @@ Result<Json> StateCommands::Rollback(const std::string& to) {
   const store::Revision now = log.Current();
   std::string target = to;
   if (target.empty()) {
+    // The revision before the current one, passing over the lease's own
+    // voter changes.
     const auto& h = log.History();
     for (auto it = h.rbegin(); it != h.rend() && target.empty(); ++it)
-      if (it->changed && it->id != now.id) target = it->id;
+      if (it->changed && it->id != now.id && it->note.rfind(kVotersNote, 0) != 0) target = it->id;
     if (target.empty()) return Status::NotFound("no earlier revision to roll back to");
   }
   auto rev = log.Find(target);
   if (!rev.ok()) return rev.status();
   auto doc = log.DocumentAt(rev->id);
   if (!doc.ok()) return doc.status();
-  auto ops = store::OpsBetween(log.state().Document(), *doc);
+  // The voter set belongs to the lease (it tracks which nodes are alive):
+  // a rollback leaves it as it is now.
+  store::Json target_doc = *doc;
+  const store::Json current = log.state().Document();
+  target_doc.erase("voters");
+  if (current.contains("voters")) target_doc["voters"] = current["voters"];
+  auto ops = store::OpsBetween(current, target_doc);
   if (ops.empty()) return Status::InvalidArgument("the desired state already equals revision " + rev->id);
   auto out = Write(std::move(ops), "rollback to " + rev->id, log.last_hlc(), Json::array());
   if (out.ok()) (*out)["to"] = rev->id;

@@ -17,6 +17,9 @@
 
 namespace starling::node {
 
+// Notes of the entries the lease's voter keeper writes start with this.
+inline constexpr const char* kVotersNote = "voters:";
+
 struct ApplyRequest {
   std::string document;  // YAML or JSON text
   std::string source;    // e.g. the file name, for messages
@@ -36,7 +39,8 @@ class StateCommands {
   // Changes from `from` to `to` (current when empty).
   Result<store::Json> Diff(const std::string& from, const std::string& to) const;
   // A new revision whose content equals `to` (the previous revision when
-  // empty). Same reply as Apply, plus "to".
+  // empty), except for `voters`, which stays as it is. Same reply as Apply,
+  // plus "to".
   Result<store::Json> Rollback(const std::string& to);
 
  private:

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "state_commands.h"
+
 namespace starling::node {
 
 using membership::MemberStatus;
@@ -51,7 +53,7 @@ Result<store::Entry> VoterKeeper::WriteVoters(store::Replicator& replicator, std
                                               const std::string& why) {
   std::sort(voters.begin(), voters.end());
   const store::Json list = voters;
-  return replicator.Write({store::Op{"voters", store::CanonicalJson(list)}}, "voters: " + why,
+  return replicator.Write({store::Op{"voters", store::CanonicalJson(list)}}, kVotersNote + (" " + why),
                           replicator.log().last_hlc());
 }
 

@@ -1,0 +1,119 @@
+// HookRunner with real child processes: names, environment, stdin, output
+// tail, exit status, signals and timeouts.
+#include "hook_runner.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace starling::node {
+namespace {
+
+HookRequest Req(std::string name, std::map<std::string, std::string> env = {}, std::string input = "",
+                Duration timeout = std::chrono::seconds(10)) {
+  return HookRequest{std::move(name), std::move(env), std::move(input), timeout};
+}
+
+class HookRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/starling-hooks-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Hook(const std::string& name, const std::string& script, mode_t mode = 0755) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << "#!/bin/sh\n" << script << "\n";
+    chmod(path.c_str(), mode);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(HookRunnerTest, PassesEnvironmentAndInputAndCapturesOutput) {
+  Hook("install", "echo \"pkg=$STARLING_PACKAGE version=$STARLING_VERSION\"; read line; echo \"got $line\" >&2; "
+                  "echo \"home=${HOME:-unset} pwd=$(pwd)\"");
+  HookRunner runner(dir_);
+  auto r = runner.Run(Req("install", {{"STARLING_PACKAGE", "web"}, {"STARLING_VERSION", "1.2.3"}}, "hello\n"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->ok()) << r->Describe() << r->output;
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_NE(r->output.find("pkg=web version=1.2.3"), std::string::npos) << r->output;
+  EXPECT_NE(r->output.find("got hello"), std::string::npos) << r->output;
+  // Nothing leaks from the daemon's environment; the hook runs in its dir.
+  EXPECT_NE(r->output.find("home=unset pwd=" + dir_), std::string::npos) << r->output;
+}
+
+TEST_F(HookRunnerTest, ReportsExitStatusAndSignal) {
+  Hook("fails", "echo failing; exit 3");
+  Hook("dies", "kill -9 $$");
+  HookRunner runner(dir_);
+  auto f = runner.Run({"fails", {}, "", std::chrono::seconds(5)});
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(f->ok());
+  EXPECT_EQ(f->exit_code, 3);
+  EXPECT_EQ(f->Describe(), "exit 3");
+  auto d = runner.Run({"dies", {}, "", std::chrono::seconds(5)});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->signal, 9);
+  EXPECT_NE(d->Describe().find("killed by signal 9"), std::string::npos);
+}
+
+TEST_F(HookRunnerTest, TimeoutKillsTheWholeGroup) {
+  // The hook and a child of its own both ignore nothing and sleep.
+  Hook("hangs", "sleep 30 & echo started; sleep 30");
+  HookRunner runner(dir_, 4096, std::chrono::milliseconds(200));
+  auto r = runner.Run({"hangs", {}, "", std::chrono::milliseconds(300)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_FALSE(r->ok());
+  EXPECT_NE(r->output.find("started"), std::string::npos);
+  EXPECT_LT(r->took, std::chrono::seconds(5));
+  EXPECT_NE(r->Describe().find("timed out"), std::string::npos);
+}
+
+TEST_F(HookRunnerTest, KeepsOnlyTheTailOfLongOutput) {
+  Hook("chatty", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done");
+  HookRunner runner(dir_, 100);
+  auto r = runner.Run({"chatty", {}, "", std::chrono::seconds(10)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_LE(r->output.size(), 100u);
+  EXPECT_NE(r->output.find("line-1999"), std::string::npos) << r->output;
+}
+
+TEST_F(HookRunnerTest, BackgroundServiceDoesNotHoldTheHook) {
+  Hook("start", "sleep 5 >/dev/null 2>&1 & echo up");
+  HookRunner runner(dir_);
+  auto r = runner.Run({"start", {}, "", std::chrono::seconds(3)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ok()) << r->Describe();
+  EXPECT_LT(r->took, std::chrono::seconds(2));
+}
+
+TEST_F(HookRunnerTest, RefusesBadNamesAndMissingOrNonExecutableHooks) {
+  Hook("plain", "exit 0", 0644);
+  HookRunner runner(dir_);
+  for (const std::string bad : {"", ".", "..", "../etc/passwd", "a/b", "rm -rf /", "x;y"}) {
+    auto r = runner.Run(Req(bad));
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument) << bad;
+  }
+  auto missing = runner.Run(Req("nosuch"));
+  EXPECT_EQ(missing.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("nosuch"), std::string::npos);
+  auto plain = runner.Run(Req("plain"));
+  EXPECT_EQ(plain.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(plain.status().message().find("not executable"), std::string::npos);
+  auto env = runner.Run(Req("plain", {{"BAD-KEY", "x"}}));
+  EXPECT_FALSE(env.ok());
+  HookRunner none("");
+  EXPECT_NE(none.Run(Req("x")).status().message().find("--hooks-dir"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace starling::node
