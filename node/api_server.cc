@@ -99,7 +99,13 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
       if (auto self = weak.lock()) self->Send(std::move(reply));
     };
     ByteView request(reinterpret_cast<const uint8_t*>(body_.data()), length);
-    RunGuarded("api handler", [&] { server_->handler(request, std::move(respond)); });
+    bool threw = true;
+    RunGuarded("api handler", [&] {
+      server_->handler(request, std::move(respond));
+      threw = false;
+    });
+    // The client gets an answer even when the handler failed.
+    if (threw) Send(server_->error_reply("internal error in starlingd while handling the request (see its log)"));
   }
 
   void Send(Bytes reply) {

@@ -5,6 +5,7 @@
 #include <kj/exception.h>
 
 #include <algorithm>
+#include <map>
 #include <cstring>
 #include <variant>
 #include <vector>
@@ -49,11 +50,12 @@ struct RollbackReq {
   std::string to;
 };
 struct LeaseReq {};
+struct NodesReq {};
 struct ForceVotersReq {
   std::vector<std::string> voters;
 };
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
-                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq>;
+                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -118,6 +120,8 @@ Result<Request> Decode(ByteView bytes) {
         return Request(RollbackReq{Str(req.getRollback().getTo())});
       case api::Request::LEASE:
         return Request(LeaseReq{});
+      case api::Request::NODES:
+        return Request(NodesReq{});
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
         for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Str(v));
@@ -155,10 +159,11 @@ Bytes NoneReply() {
 }  // namespace
 
 ApiService::ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease,
-                       const Clock& clock, DaemonFacts facts, LeaveFn leave)
+                       const SoftState& soft, const Clock& clock, DaemonFacts facts, LeaveFn leave)
     : members_(members),
       replicator_(replicator),
       lease_(lease),
+      soft_(soft),
       state_(replicator),
       clock_(clock),
       facts_(std::move(facts)),
@@ -234,6 +239,33 @@ Bytes ApiService::InfoReply() const {
   return ToBytes(builder);
 }
 
+store::Json ApiService::NodesJson() const {
+  // Every member, and every node the desired state names.
+  std::map<std::string, std::string> rows;  // name -> membership status
+  const store::Json doc = replicator_.log().state().Document();
+  for (const auto& m : members_.Members()) rows[m.name] = std::string(membership::StatusName(m.status));
+  if (auto it = doc.find("nodes"); it != doc.end() && it->is_object())
+    for (const auto& [name, _] : it->items()) rows.emplace(name, "unknown");
+  store::Json out = store::Json::array();
+  for (const auto& [name, status] : rows) {
+    std::string lifecycle = "discovered";
+    if (auto n = doc.find("nodes"); n != doc.end() && n->is_object() && n->contains(name)) {
+      const auto& node = (*n)[name];
+      if (node.is_object() && node.contains("lifecycle") && node["lifecycle"].is_string())
+        lifecycle = node["lifecycle"].get<std::string>();
+    }
+    auto report = soft_.Get(name);
+    out.push_back({{"name", name},
+                   {"lifecycle", lifecycle},
+                   {"status", status},
+                   {"applied_revision", report ? store::Json(report->applied_revision) : store::Json(nullptr)},
+                   {"healthy", report ? store::Json(report->healthy) : store::Json(nullptr)},
+                   {"phase", report ? store::Json(report->phase) : store::Json(nullptr)},
+                   {"outputs", report ? store::Json(report->outputs) : store::Json::object()}});
+  }
+  return out;
+}
+
 void ApiService::Handle(ByteView bytes, Respond respond) {
   Result<Request> decoded = Decode(bytes);
   if (!decoded.ok()) return respond(ErrorReply(decoded.status().message()));
@@ -297,6 +329,7 @@ void ApiService::Handle(ByteView bytes, Respond respond) {
     return text(state_.Diff(diff->from, diff->to));
   }
   if (auto* rb = std::get_if<RollbackReq>(&request)) return text(state_.Rollback(rb->to));
+  if (std::holds_alternative<NodesReq>(request)) return respond(TextReply(NodesJson().dump()));
   if (std::holds_alternative<LeaseReq>(request)) {
     const Lease::View v = lease_.view();
     store::Json out = {{"holder", v.holder ? store::Json(*v.holder) : store::Json(nullptr)},

@@ -10,6 +10,7 @@
 #include "starling/membership/memberlist.h"
 #include "starling/status.h"
 #include "lease.h"
+#include "soft_state.h"
 #include "state_commands.h"
 
 namespace starling::node {
@@ -29,8 +30,8 @@ class ApiService {
   using LeaveFn = std::function<void(std::function<void(Status)> done)>;
 
   // The references must outlive the service.
-  ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease, const Clock& clock,
-             DaemonFacts facts, LeaveFn leave);
+  ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease, const SoftState& soft,
+             const Clock& clock, DaemonFacts facts, LeaveFn leave);
 
   // Always answers exactly once, possibly later (join, leave). A malformed
   // request or one of another API version gets a Reply whose `error` says so.
@@ -42,10 +43,12 @@ class ApiService {
  private:
   Bytes InfoReply() const;
   Bytes MembersReply() const;
+  store::Json NodesJson() const;
 
   membership::Memberlist& members_;
   store::Replicator& replicator_;
   Lease& lease_;
+  const SoftState& soft_;
   StateCommands state_;
   const Clock& clock_;
   DaemonFacts facts_;

@@ -27,6 +27,7 @@
 #include "asio_env.h"
 #include "guard.h"
 #include "lease.h"
+#include "soft_state.h"
 #include "voters.h"
 #include "member_persister.h"
 #include "starling/membership/memberlist.h"
@@ -117,6 +118,7 @@ class Daemon {
   std::unique_ptr<BallotStore> ballots_;
   std::unique_ptr<Lease> lease_;
   std::unique_ptr<VoterKeeper> voters_;
+  std::unique_ptr<SoftState> soft_;
   std::unique_ptr<ApiService> service_;
   std::optional<Clock::TimerId> persist_timer_;
   std::optional<Time> last_persist_;
@@ -213,8 +215,12 @@ int Daemon::Run() {
   if (opts_.profile == "local") vcfg.spacing = 3s;
   voters_ = std::make_unique<VoterKeeper>(name_, *clock_, *members_, *replicator_, *lease_, vcfg);
   replicator_->OnChange([this] { voters_->Refresh(); });
+  soft_ = std::make_unique<SoftState>(name_, *generation, *clock_, *channels_, opts_.profile == "local" ? 3s : 10s);
+  // Nothing to run yet: serving is healthy. The rollout engine reports
+  // applied revisions and hook results here.
+  soft_->Update([](NodeReport& r) { r.healthy = true; });
   service_ = std::make_unique<ApiService>(
-      *members_, *replicator_, *lease_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
+      *members_, *replicator_, *lease_, *soft_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
   api_->Start([this](ByteView request, ApiServer::Respond respond) {
     service_->Handle(request, std::move(respond));
@@ -239,6 +245,7 @@ int Daemon::Run() {
   // accepted grants before a crash that it no longer remembers.
   lease_->Start();
   voters_->Start();
+  soft_->Start();
   StartJoin(*known);
 
   for (;;) {

@@ -59,35 +59,30 @@ Bytes EncodeLease(const LeaseMsg& m) {
 }
 
 Result<LeaseMsg> DecodeLease(ByteView bytes) {
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0 || bytes.size() > kMaxLeaseBytes)
-    return Status::Corruption("lease message of " + std::to_string(bytes.size()) + " bytes");
-  try {
-    auto words = capnp_bytes::Aligned(bytes);
-    capnp::FlatArrayMessageReader reader(words, capnp_bytes::Limits(bytes.size()));
-    auto r = reader.getRoot<lw::LeaseMessage>();
-    if (r.getVersion() != kLeaseVersion)
-      return Status::Corruption("lease message version " + std::to_string(r.getVersion()) + ", we speak " +
-                                std::to_string(kLeaseVersion));
-    const auto kind = static_cast<uint16_t>(r.getKind());
-    if (kind > static_cast<uint16_t>(LeaseKind::kNotice))
-      return Status::Corruption("unknown lease message kind " + std::to_string(kind));
-    if (r.getFrom().size() > kMaxNameBytes || r.getOwner().size() > kMaxNameBytes || r.getFrom().size() == 0)
-      return Status::Corruption("lease message with a bad name");
-    LeaseMsg m;
-    m.kind = static_cast<LeaseKind>(kind);
-    m.from = capnp_bytes::Str(r.getFrom());
-    m.round = r.getRound();
-    m.ok = r.getOk();
-    m.promised = r.getPromised();
-    m.owner = capnp_bytes::Str(r.getOwner());
-    m.duration_ms = r.getDurationMs();
-    m.accepted_round = r.getAcceptedRound();
-    // A duration beyond a day is nonsense from any version of us.
-    if (m.duration_ms > 86'400'000) return Status::Corruption("lease duration out of range");
-    return m;
-  } catch (const kj::Exception& e) {
-    return Status::Corruption(std::string("lease message: ") + e.getDescription().cStr());
-  }
+  return capnp_bytes::DecodeGuarded<LeaseMsg>(
+      bytes, kMaxLeaseBytes, "lease message", [](capnp::FlatArrayMessageReader& reader) -> Result<LeaseMsg> {
+        auto r = reader.getRoot<lw::LeaseMessage>();
+        if (r.getVersion() != kLeaseVersion)
+          return Status::Corruption("lease message version " + std::to_string(r.getVersion()) + ", we speak " +
+                                    std::to_string(kLeaseVersion));
+        const auto kind = static_cast<uint16_t>(r.getKind());
+        if (kind > static_cast<uint16_t>(LeaseKind::kNotice))
+          return Status::Corruption("unknown lease message kind " + std::to_string(kind));
+        if (r.getFrom().size() > kMaxNameBytes || r.getOwner().size() > kMaxNameBytes || r.getFrom().size() == 0)
+          return Status::Corruption("lease message with a bad name");
+        LeaseMsg m;
+        m.kind = static_cast<LeaseKind>(kind);
+        m.from = capnp_bytes::Str(r.getFrom());
+        m.round = r.getRound();
+        m.ok = r.getOk();
+        m.promised = r.getPromised();
+        m.owner = capnp_bytes::Str(r.getOwner());
+        m.duration_ms = r.getDurationMs();
+        m.accepted_round = r.getAcceptedRound();
+        // A duration beyond a day is nonsense from any version of us.
+        if (m.duration_ms > 86'400'000) return Status::Corruption("lease duration out of range");
+        return m;
+      });
 }
 
 // ---- MemberlistLeaseNet ---------------------------------------------------------------

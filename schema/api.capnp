@@ -30,6 +30,7 @@ struct Request {
     rollback @11 :Rollback;
     lease @12 :Void;
     votersForceSet @13 :List(Text);  # operator override of the lease voters
+    nodes @14 :Void;
   }
 }
 

@@ -342,5 +342,33 @@ TEST(State, HistoryDiffAndRollback) {
   EXPECT_NE(bad.err.find("no revision 'ffffffff'"), std::string::npos) << bad.err;
 }
 
+TEST(State, NodesListsLifecycleStatusAndReports) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  json ok = ApplyJson(c, 0, WriteFile(c, "nodes.yaml", "nodes:\n  node1: {lifecycle: commissioned}\n  ghost: {lifecycle: decommissioned}\n"));
+  ASSERT_EQ(ok["changed"], true) << ok.dump();
+  json rows;
+  auto ready = [&] {
+    CommandResult r = c.Cli(2, {"nodes", "--format", "json"});
+    if (r.exit_code != 0) return false;
+    rows = json::parse(r.out, nullptr, false);
+    if (!rows.is_array() || rows.size() != 4) return false;
+    for (const auto& row : rows)
+      if (row["name"] != "ghost" && row["healthy"] != true) return false;
+    return true;
+  };
+  ASSERT_TRUE(WaitFor(ready, kConverge)) << rows.dump();
+  std::map<std::string, json> by;
+  for (const auto& row : rows) by[row["name"]] = row;
+  EXPECT_EQ(by["node1"]["lifecycle"], "commissioned");
+  EXPECT_EQ(by["node0"]["lifecycle"], "discovered");
+  EXPECT_EQ(by["node0"]["status"], "alive");
+  EXPECT_EQ(by["ghost"]["lifecycle"], "decommissioned");
+  EXPECT_EQ(by["ghost"]["status"], "unknown");
+  EXPECT_TRUE(by["ghost"]["healthy"].is_null());
+  for (const char* field : {"name", "lifecycle", "status", "applied_revision", "healthy"})
+    EXPECT_TRUE(by["node2"].contains(field)) << field;
+}
+
 }  // namespace
 }  // namespace starling::itest

@@ -571,6 +571,36 @@ int main(int argc, char** argv) {
                });
   });
 
+  // nodes
+  std::string nodes_format = "table";
+  CLI::App* nodes = app.add_subcommand(
+      "nodes",
+      "List every node (members and nodes the desired state names) with its lifecycle (discovered, "
+      "commissioned, upgrading, decommissioned), membership status, applied revision and health");
+  nodes->add_option("--format", nodes_format, "Output format")->check(CLI::IsMember(kFormats))->capture_default_str();
+  nodes->callback([&] {
+    state_call([](api::Request::Builder r) { r.setNodes(); },
+               [&](const json& rows) {
+                 if (nodes_format == "json") {
+                   std::cout << rows.dump(2) << "\n";
+                   return 0;
+                 }
+                 std::vector<std::vector<std::string>> table = {
+                     {"NAME", "LIFECYCLE", "STATUS", "APPLIED", "HEALTHY", "PHASE"}};
+                 auto text = [](const json& v) {
+                   if (v.is_null()) return std::string("-");
+                   if (v.is_boolean()) return std::string(v.get<bool>() ? "yes" : "no");
+                   std::string s = v.get<std::string>();
+                   return s.empty() ? std::string("-") : s;
+                 };
+                 for (const auto& r : rows)
+                   table.push_back({r.value("name", ""), r.value("lifecycle", ""), r.value("status", ""),
+                                    text(r["applied_revision"]), text(r["healthy"]), text(r["phase"])});
+                 PrintTable(table);
+                 return 0;
+               });
+  });
+
   // voters
   std::string force_set;
   CLI::App* voters = app.add_subcommand(

@@ -5,12 +5,15 @@
 // hostile message cannot make a decoder walk more than a few times its size.
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <kj/exception.h>
 
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "starling/status.h"
 
 namespace starling::capnp_bytes {
 
@@ -35,5 +38,20 @@ inline capnp::ReaderOptions Limits(size_t bytes) {
 }
 
 inline std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// Reads a flat message of at most `max_bytes` with `fn(reader)`; bad sizes
+// and Cap'n Proto's exceptions become kCorruption naming `what`.
+template <typename T, typename Fn>
+Result<T> DecodeGuarded(std::span<const uint8_t> bytes, size_t max_bytes, const std::string& what, Fn&& fn) {
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0 || bytes.size() > max_bytes)
+    return Status::Corruption(what + " of " + std::to_string(bytes.size()) + " bytes");
+  try {
+    auto words = Aligned(bytes);
+    capnp::FlatArrayMessageReader reader(words, Limits(bytes.size()));
+    return fn(reader);
+  } catch (const kj::Exception& e) {
+    return Status::Corruption(what + ": " + e.getDescription().cStr());
+  }
+}
 
 }  // namespace starling::capnp_bytes

@@ -12,7 +12,7 @@
 
 namespace starling::membership {
 
-enum class Channel : uint8_t { kLog = 1, kLease = 2 };
+enum class Channel : uint8_t { kLog = 1, kLease = 2, kNodeState = 3 };
 
 class UserChannels {
  public:

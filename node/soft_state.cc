@@ -1,0 +1,132 @@
+#include "soft_state.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+#include <spdlog/spdlog.h>
+
+#include "schema/node.capnp.h"
+#include "starling/capnp_bytes.h"
+#include "starling/membership/user_channels.h"
+
+namespace starling::node {
+
+namespace nw = ::starling::nodewire;
+using membership::Channel;
+
+namespace {
+constexpr uint16_t kReportFormat = 1;
+// A report must fit one gossip datagram.
+constexpr size_t kMaxReportBytes = 1400;
+constexpr size_t kMaxField = 256;
+}  // namespace
+
+Bytes EncodeReport(const NodeReport& r) {
+  capnp::MallocMessageBuilder mb;
+  auto b = mb.initRoot<nw::NodeReport>();
+  b.setFormatVersion(kReportFormat);
+  b.setName(r.name);
+  b.setVersion(r.version);
+  b.setAppliedRevision(r.applied_revision);
+  b.setHealthy(r.healthy);
+  b.setPhase(r.phase);
+  auto outs = b.initOutputs(static_cast<unsigned>(r.outputs.size()));
+  unsigned i = 0;
+  for (const auto& [k, v] : r.outputs) {
+    outs[i].setKey(k);
+    outs[i].setValue(v);
+    ++i;
+  }
+  b.setDetail(r.detail);
+  return capnp_bytes::Flat(mb);
+}
+
+Result<NodeReport> DecodeReport(ByteView bytes) {
+  return capnp_bytes::DecodeGuarded<NodeReport>(
+      bytes, kMaxReportBytes, "node report", [](capnp::FlatArrayMessageReader& reader) -> Result<NodeReport> {
+        auto r = reader.getRoot<nw::NodeReport>();
+        if (r.getFormatVersion() != kReportFormat)
+          return Status::Corruption("node report format " + std::to_string(r.getFormatVersion()));
+        NodeReport out;
+        out.name = capnp_bytes::Str(r.getName());
+        out.version = r.getVersion();
+        out.applied_revision = capnp_bytes::Str(r.getAppliedRevision());
+        out.healthy = r.getHealthy();
+        out.phase = capnp_bytes::Str(r.getPhase());
+        out.detail = capnp_bytes::Str(r.getDetail());
+        if (out.name.empty() || out.name.size() > kMaxField || out.applied_revision.size() > 64 ||
+            out.phase.size() > 64 || out.detail.size() > kMaxReportBytes)
+          return Status::Corruption("node report with a field out of range");
+        for (auto o : r.getOutputs()) {
+          auto k = capnp_bytes::Str(o.getKey());
+          if (k.empty() || k.size() > kMaxField) return Status::Corruption("node report with a bad output name");
+          out.outputs[k] = capnp_bytes::Str(o.getValue());
+        }
+        return out;
+      });
+}
+
+SoftState::SoftState(std::string self, uint32_t generation, Clock& clock, membership::UserChannels& channels,
+                     Duration refresh)
+    : clock_(clock), channels_(channels), refresh_(refresh) {
+  local_.name = std::move(self);
+  local_.version = uint64_t{generation} << 32;
+}
+
+SoftState::~SoftState() {
+  if (timer_) clock_.Cancel(timer_);
+}
+
+void SoftState::Start() {
+  channels_.On(Channel::kNodeState, [this](const std::string& from, ByteView data) { HandlePacket(from, data); });
+  Spread();
+  timer_ = clock_.Schedule(refresh_, [this] { Refresh(); });
+}
+
+void SoftState::Refresh() {
+  Spread();
+  timer_ = clock_.Schedule(refresh_, [this] { Refresh(); });
+}
+
+void SoftState::Update(const std::function<void(NodeReport&)>& edit) {
+  NodeReport next = local_;
+  edit(next);
+  next.name = local_.name;
+  next.version = local_.version;
+  if (next == local_) return;
+  next.version = local_.version + 1;
+  local_ = std::move(next);
+  Spread();
+}
+
+void SoftState::Spread() { channels_.Broadcast(Channel::kNodeState, "report", EncodeReport(local_)); }
+
+std::optional<NodeReport> SoftState::Get(const std::string& name) const {
+  if (name == local_.name) return local_;
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return std::nullopt;
+  return it->second;
+}
+
+void SoftState::HandlePacket(const std::string& from, ByteView data) {
+  auto r = DecodeReport(data);
+  if (!r.ok()) {
+    ++rejected_;
+    spdlog::warn("dropped a node report from {}: {}", from, r.status().message());
+    return;
+  }
+  // Only the node itself may say how it is.
+  std::optional<std::string> addr;
+  for (const auto& m : channels_.list().Members())
+    if (m.name == r->name) addr = m.addr;
+  if (r->name == local_.name || !addr || *addr != from) {
+    ++rejected_;
+    spdlog::warn("dropped a report about {} sent from {}: only the node itself reports on itself", r->name, from);
+    return;
+  }
+  auto it = peers_.find(r->name);
+  if (it != peers_.end() && it->second.version >= r->version) return;
+  peers_[r->name] = std::move(*r);
+}
+
+}  // namespace starling::node

@@ -1,0 +1,94 @@
+// Per-node soft state on virtual time: reports reach every node, the newest
+// wins, a restarted node's reports outrank its old ones, and nobody can
+// report for another node.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include "soft_state.h"
+#include "starling/membership/user_channels.h"
+#include "starling/sim/simulator.h"
+
+namespace starling::node {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Stack {
+  std::unique_ptr<membership::UserChannels> channels;
+  std::unique_ptr<SoftState> soft;
+};
+
+TEST(SoftStateSim, ReportsSpreadAndOnlyTheNodeItselfMayReport) {
+  spdlog::set_level(spdlog::level::err);
+  std::vector<Stack> nodes(6);
+  std::vector<uint32_t> generation(6, 0);
+  // After the stacks: its teardown detaches them.
+  sim::Cluster c(31, sim::ProfileConfig("lan"), sim::NetworkOptions{.loss = 0.05});
+  for (int i = 0; i < 6; ++i) c.Add();
+  c.OnBoot([&](int i) {
+    nodes[i].channels = std::make_unique<membership::UserChannels>(c.node(i));
+    nodes[i].soft = std::make_unique<SoftState>(c.name(i), ++generation[i], c.clock(i), *nodes[i].channels, 2s);
+    nodes[i].soft->Start();
+  });
+  c.OnCrash([&](int i) {
+    nodes[i].soft.reset();
+    nodes[i].channels.reset();
+  });
+  ASSERT_TRUE(c.FormAll(1s));
+  nodes[2].soft->Update([](NodeReport& r) {
+    r.applied_revision = "abcdef012345";
+    r.healthy = true;
+    r.phase = "idle";
+    r.outputs["db.url"] = "postgres://n2";
+  });
+  auto everyone_sees = [&](const std::string& rev) {
+    for (int i = 0; i < 6; ++i) {
+      if (!c.up(i)) continue;
+      auto r = nodes[i].soft->Get(c.name(2));
+      if (!r || r->applied_revision != rev) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(c.loop().RunUntil([&] { return everyone_sees("abcdef012345"); }, 30s));
+  EXPECT_EQ(nodes[5].soft->Get(c.name(2))->outputs.at("db.url"), "postgres://n2");
+
+  // Node 4 claims to speak for node 2: dropped everywhere.
+  NodeReport forged = *nodes[4].soft->Get(c.name(2));
+  forged.version += 1000;
+  forged.healthy = false;
+  for (int i = 0; i < 6; ++i)
+    if (i != 4) nodes[4].channels->SendPacket(membership::Channel::kNodeState, c.addr(i), EncodeReport(forged));
+  c.loop().RunFor(2s);
+  for (int i : {0, 1, 3, 5}) {
+    EXPECT_TRUE(nodes[i].soft->Get(c.name(2))->healthy) << "node " << i << " took a forged report";
+    EXPECT_GE(nodes[i].soft->rejected(), 1u);
+  }
+
+  // A restarted node starts a new generation: its fresh report wins even
+  // though its counter starts again.
+  c.Crash(2);
+  c.Restart(2);
+  nodes[2].soft->Update([](NodeReport& r) { r.applied_revision = "999999999999"; });
+  EXPECT_TRUE(c.loop().RunUntil([&] { return everyone_sees("999999999999"); }, 30s));
+}
+
+TEST(SoftStateCodec, RoundTripAndBadBytes) {
+  NodeReport r{"n1", (uint64_t{3} << 32) | 7, "abcdef012345", true, "applying", {{"db.url", "x"}}, "exit 0"};
+  auto back = DecodeReport(EncodeReport(r));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, r);
+  Bytes good = EncodeReport(r);
+  SeededRandom rng(3);
+  for (int i = 0; i < 2000; ++i) {
+    Bytes b = good;
+    b[rng.Uniform(b.size())] ^= static_cast<uint8_t>(1 + rng.Uniform(255));
+    auto d = DecodeReport(b);
+    if (!d.ok()) {
+      EXPECT_EQ(d.status().code(), Status::Code::kCorruption);
+    }
+  }
+  EXPECT_FALSE(DecodeReport(Bytes(5000, 0)).ok());
+}
+
+}  // namespace
+}  // namespace starling::node
