@@ -369,6 +369,12 @@ void Lease::OnPrepare(const LeaseMsg& m) {
   const Time now = clock_.Now();
   if (r.ok) {
     ++counters_["promises_given"];
+    if (m.from != self_ && !IsHolder()) {
+      // Another voter is trying: our own attempt would only duel with it.
+      // (A holder keeps renewing: the other finds its grant and stands down.)
+      if (attempt_ && attempt_->round < m.round) Abandon(Duration(0));
+      next_try_ = std::max(next_try_, now + cfg_.attempt_timeout + Stagger());
+    }
     if (accepted_ && accepted_->until > now) {
       r.owner = accepted_->owner;
       r.accepted_round = accepted_->round;

@@ -12,9 +12,9 @@ namespace {
 using nlohmann::json;
 
 // The local profile's lease period, and the bound the simulation states for
-// a new holder while a majority of voters can talk: four periods.
+// a new holder while a majority of voters can talk: five periods.
 constexpr Millis kPeriod = 4s;
-constexpr Millis kNewHolderBound = 4 * kPeriod;
+constexpr Millis kNewHolderBound = 5 * kPeriod;
 
 std::optional<json> LeaseOf(const LocalCluster& c, int i) {
   CommandResult r = c.Cli(i, {"lease", "--format", "json"});
