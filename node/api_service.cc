@@ -51,11 +51,19 @@ struct RollbackReq {
 };
 struct LeaseReq {};
 struct NodesReq {};
+struct FreezeReq {
+  std::string reason;
+};
+struct UnfreezeReq {};
+struct LifecycleReq {
+  std::vector<std::string> nodes;
+  std::string to;
+};
 struct ForceVotersReq {
   std::vector<std::string> voters;
 };
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
-                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq>;
+                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -122,6 +130,16 @@ Result<Request> Decode(ByteView bytes) {
         return Request(LeaseReq{});
       case api::Request::NODES:
         return Request(NodesReq{});
+      case api::Request::FREEZE:
+        return Request(FreezeReq{Str(req.getFreeze())});
+      case api::Request::UNFREEZE:
+        return Request(UnfreezeReq{});
+      case api::Request::LIFECYCLE: {
+        LifecycleReq l;
+        for (capnp::Text::Reader n : req.getLifecycle().getNodes()) l.nodes.push_back(Str(n));
+        l.to = Str(req.getLifecycle().getTo());
+        return Request(std::move(l));
+      }
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
         for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Str(v));
@@ -330,6 +348,13 @@ void ApiService::Handle(ByteView bytes, Respond respond) {
   }
   if (auto* rb = std::get_if<RollbackReq>(&request)) return text(state_.Rollback(rb->to));
   if (std::holds_alternative<NodesReq>(request)) return respond(TextReply(NodesJson().dump()));
+  if (auto* f = std::get_if<FreezeReq>(&request)) return text(state_.Freeze(f->reason, members_.config().name));
+  if (std::holds_alternative<UnfreezeReq>(request)) return text(state_.Unfreeze());
+  if (auto* l = std::get_if<LifecycleReq>(&request)) {
+    if (l->to != "commissioned" && l->to != "decommissioned")
+      return respond(ErrorReply("unknown lifecycle '" + l->to + "' (expected commissioned or decommissioned)"));
+    return text(state_.SetLifecycle(l->nodes, l->to));
+  }
   if (std::holds_alternative<LeaseReq>(request)) {
     const Lease::View v = lease_.view();
     store::Json out = {{"holder", v.holder ? store::Json(*v.holder) : store::Json(nullptr)},

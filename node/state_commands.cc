@@ -168,4 +168,82 @@ Result<Json> StateCommands::Rollback(const std::string& to) {
   return out;
 }
 
+Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std::string note) {
+  store::DesiredLog& log = replicator_.log();
+  const Json current = log.state().Document();
+  Json next = current;
+  if (Status s = edit(next); !s.ok()) return s;
+  if (Status s = store::ValidateDocument(next); !s.ok()) return Status::InvalidArgument("refused:\n" + s.message());
+  auto ops = store::OpsBetween(current, next);
+  if (ops.empty()) {
+    const std::string id = log.Current().id;
+    return Json{{"revision", id}, {"previous", id}, {"changed", false}, {"objects", 0}, {"warnings", Json::array()}};
+  }
+  return Write(std::move(ops), std::move(note), log.last_hlc(), Json::array());
+}
+
+std::optional<std::string> StateCommands::Frozen() const {
+  const Json doc = replicator_.log().state().Document();
+  auto f = doc.find("freeze");
+  if (f == doc.end() || f->is_null() || (f->is_boolean() && !f->get<bool>())) return std::nullopt;
+  std::string why = "frozen";
+  if (f->is_object()) {
+    why = "frozen: " + f->value("reason", std::string("no reason given"));
+    if (f->contains("by") && (*f)["by"].is_string()) why += " (by " + (*f)["by"].get<std::string>() + ")";
+  }
+  return why;
+}
+
+Result<Json> StateCommands::Freeze(const std::string& reason, const std::string& by) {
+  if (reason.empty()) return Status::InvalidArgument("freeze needs --reason: it is shown to whoever is refused");
+  return Change(
+      [&](Json& d) {
+        d["freeze"] = Json{{"reason", reason}, {"by", by}};
+        return Status::Ok();
+      },
+      "freeze: " + reason);
+}
+
+Result<Json> StateCommands::Unfreeze() {
+  return Change(
+      [](Json& d) {
+        d["freeze"] = false;
+        return Status::Ok();
+      },
+      "unfreeze");
+}
+
+Result<Json> StateCommands::SetLifecycle(const std::vector<std::string>& nodes, const std::string& lifecycle) {
+  if (nodes.empty()) return Status::InvalidArgument("name at least one node");
+  if (auto why = Frozen()) return Status::Conflict("refused: the cluster is " + *why + "; `starling unfreeze` lifts it");
+  std::string list;
+  for (const auto& n : nodes) list += (list.empty() ? "" : ", ") + n;
+  return Change(
+      [&](Json& d) -> Status {
+        if (!d.contains("nodes") || !d["nodes"].is_object()) d["nodes"] = Json::object();
+        std::vector<std::string> leaving;
+        for (const auto& n : nodes) {
+          Json& node = d["nodes"][n];
+          if (!node.is_object()) node = Json::object();
+          node["lifecycle"] = lifecycle;
+          if (lifecycle == "decommissioned" && d.contains("voters") && d["voters"].is_array())
+            for (const auto& v : d["voters"])
+              if (v == n) leaving.push_back(n);
+        }
+        if (leaving.size() > 1)
+          return Status::InvalidArgument("decommission at most one voter at a time, so that the lease's old and new "
+                                         "voter majorities overlap (voters named: " +
+                                         leaving[0] + ", " + leaving[1] + ")");
+        if (!leaving.empty()) {
+          Json kept = Json::array();
+          for (const auto& v : d["voters"])
+            if (v != leaving[0]) kept.push_back(v);
+          if (kept.empty()) return Status::InvalidArgument("cannot decommission " + leaving[0] + ": it is the only voter");
+          d["voters"] = kept;
+        }
+        return Status::Ok();
+      },
+      (lifecycle == "commissioned" ? "commission " : "decommission ") + list);
+}
+
 }  // namespace starling::node

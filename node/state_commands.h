@@ -9,7 +9,10 @@
 // different objects never overwrite each other.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "starling/status.h"
 #include "starling/store/document.h"
@@ -43,7 +46,21 @@ class StateCommands {
   // plus "to".
   Result<store::Json> Rollback(const std::string& to);
 
+  // Stops new rollouts and lifecycle changes, which are then refused naming
+  // `reason`; Unfreeze lifts it.
+  Result<store::Json> Freeze(const std::string& reason, const std::string& by);
+  Result<store::Json> Unfreeze();
+  // Moves the named nodes (one change for the batch) to `lifecycle`
+  // (commissioned or decommissioned). Refused while frozen. A decommissioned
+  // voter leaves the voter set in the same change, one voter at a time.
+  Result<store::Json> SetLifecycle(const std::vector<std::string>& nodes, const std::string& lifecycle);
+  // The freeze reason when frozen.
+  std::optional<std::string> Frozen() const;
+
  private:
+  // Edits a copy of the current document; validates it and writes what
+  // differs.
+  Result<store::Json> Change(const std::function<Status(store::Json&)>& edit, std::string note);
   Result<store::Json> Write(std::vector<store::Op> ops, std::string note, store::Hlc base,
                             store::Json warnings);
 

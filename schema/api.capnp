@@ -31,6 +31,9 @@ struct Request {
     lease @12 :Void;
     votersForceSet @13 :List(Text);  # operator override of the lease voters
     nodes @14 :Void;
+    freeze @15 :Text;               # the reason
+    unfreeze @16 :Void;
+    lifecycle @17 :Lifecycle;
   }
 }
 
@@ -50,6 +53,11 @@ struct Get {
 struct Diff {
   from @0 :Text;
   to @1 :Text;                      # empty for the current revision
+}
+
+struct Lifecycle {
+  nodes @0 :List(Text);
+  to @1 :Text;                      # commissioned | decommissioned
 }
 
 struct Rollback {

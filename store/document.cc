@@ -836,7 +836,7 @@ class Validator {
     CheckNodes();
     CheckPolicy();
     CheckSwitches();
-    if (const Json* f = Section("freeze")) ExpectBool("freeze", *f);
+    if (const Json* f = Section("freeze")) CheckFreeze(*f);
     CheckVoters();
     return std::move(problems_);
   }
@@ -853,6 +853,20 @@ class Validator {
     if (j.is_object()) return true;
     Problem(path, "expected a mapping, got " + Describe(j));
     return false;
+  }
+
+  // false, true, or {reason: TEXT, by: NODE} (what `starling freeze` writes).
+  void CheckFreeze(const Json& f) {
+    if (f.is_boolean()) return;
+    if (!f.is_object()) {
+      Problem("freeze", "expected true, false or a mapping with a reason, got " + ShowValue(f));
+      return;
+    }
+    CheckFields("freeze", f, {"reason", "by"});
+    auto r = f.find("reason");
+    if (r == f.end() || !r->is_string() || r->get<std::string>().empty())
+      Problem("freeze.reason", "a freeze needs a non-empty reason");
+    if (auto b = f.find("by"); b != f.end() && !b->is_string()) Problem("freeze.by", "expected a node name");
   }
 
   void ExpectBool(const std::string& path, const Json& j) {

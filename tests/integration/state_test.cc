@@ -370,5 +370,47 @@ TEST(State, NodesListsLifecycleStatusAndReports) {
     EXPECT_TRUE(by["node2"].contains(field)) << field;
 }
 
+TEST(State, FreezeRefusesLifecycleChangesAndDecommissionLeavesTheVoters) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  auto voters = [&] {
+    CommandResult r = c.Cli(0, {"lease", "--format", "json"});
+    json j = json::parse(r.out, nullptr, false);
+    return j.is_object() ? j["voters"] : json();
+  };
+  ASSERT_TRUE(WaitFor([&] { return voters().size() == 3; }, kConverge)) << voters().dump();
+
+  CommandResult com = c.Cli(0, {"commission", "node0", "node1"});
+  ASSERT_EQ(com.exit_code, 0) << com.err;
+  CommandResult fr = c.Cli(1, {"freeze", "--reason", "release week"});
+  ASSERT_EQ(fr.exit_code, 0) << fr.err;
+  // The freeze reaches node 2, which then refuses with the reason.
+  CommandResult refused;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        refused = c.Cli(2, {"decommission", "node2"});
+        return refused.exit_code == 1;
+      },
+      kConverge))
+      << refused.out;
+  EXPECT_NE(refused.err.find("release week"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("node1"), std::string::npos) << "names who froze it: " << refused.err;
+  EXPECT_NE(c.Cli(2, {"commission", "node2"}).err.find("frozen"), std::string::npos);
+
+  ASSERT_EQ(c.Cli(2, {"unfreeze"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return c.Cli(2, {"decommission", "node2"}).exit_code == 0; }, kConverge));
+  CommandResult two = c.Cli(0, {"decommission", "node0", "node1"});
+  EXPECT_EQ(two.exit_code, 1);
+  EXPECT_NE(two.err.find("one voter at a time"), std::string::npos) << two.err;
+
+  ASSERT_TRUE(WaitFor([&] { return voters() == json({"node0", "node1"}); }, kConverge)) << voters().dump();
+  CommandResult nodes = c.Cli(0, {"nodes", "--format", "json"});
+  std::map<std::string, std::string> lifecycle;
+  for (const auto& row : json::parse(nodes.out)) lifecycle[row["name"]] = row["lifecycle"];
+  EXPECT_EQ(lifecycle["node0"], "commissioned");
+  EXPECT_EQ(lifecycle["node1"], "commissioned");
+  EXPECT_EQ(lifecycle["node2"], "decommissioned");
+}
+
 }  // namespace
 }  // namespace starling::itest

@@ -576,6 +576,16 @@ TEST(ValidateDocument, Policy) {
   EXPECT_TRUE(Problems(d).empty());
 }
 
+TEST(ValidateDocument, FreezeIsABoolOrAReason) {
+  Json d = Example();
+  d["freeze"] = Json::parse(R"({"reason": "release week", "by": "n1"})");
+  EXPECT_TRUE(Problems(d).empty());
+  d["freeze"] = Json::parse(R"({"reason": ""})");
+  EXPECT_PROBLEM(d, "freeze.reason: a freeze needs a non-empty reason");
+  d["freeze"] = Json::parse(R"({"reason": "x", "until": 3})");
+  EXPECT_PROBLEM(d, "freeze: unknown field 'until'");
+}
+
 TEST(ValidateDocument, SectionTypesAndVoters) {
   Json d = Example();
   d["freeze"] = "no";
@@ -584,7 +594,7 @@ TEST(ValidateDocument, SectionTypesAndVoters) {
   EXPECT_EQ(Problems(d),
             (std::vector<std::string>{
                 "switches.auto_upgrade: expected true or false, got 1",
-                "freeze: expected true or false, got 'no'",
+                "freeze: expected true, false or a mapping with a reason, got 'no'",
                 "voters: node 'n3' is decommissioned",
                 "voters: 'x y' is not a valid node name (expected letters, digits, '.', '_' or '-', "
                 "starting with a letter or digit, at most 128 characters)",
@@ -607,7 +617,7 @@ TEST(ValidateDocument, SectionTypesAndVoters) {
                    "nodes: expected a mapping, got null",
                    "policy: expected a mapping, got a string",
                    "switches: expected a mapping, got a boolean",
-                   "freeze: expected true or false, got 0",
+                   "freeze: expected true, false or a mapping with a reason, got 0",
                    "voters: expected a list, got 'n1'",
                }))
       << Dump(p);

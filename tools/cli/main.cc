@@ -601,6 +601,41 @@ int main(int argc, char** argv) {
                });
   });
 
+  // freeze / unfreeze
+  std::string freeze_reason;
+  CLI::App* freeze = app.add_subcommand(
+      "freeze", "Stop new rollouts and lifecycle changes cluster-wide; they are refused with the reason until unfreeze");
+  freeze->add_option("--reason", freeze_reason, "Why (shown to whoever is refused)")->required();
+  freeze->callback([&] {
+    state_call([&](api::Request::Builder r) { r.setFreeze(freeze_reason); },
+               [](const json& r) { return PrintWrite(r, "table"); });
+  });
+  CLI::App* unfreeze = app.add_subcommand("unfreeze", "Lift a freeze");
+  unfreeze->callback([&] {
+    state_call([](api::Request::Builder r) { r.setUnfreeze(); }, [](const json& r) { return PrintWrite(r, "table"); });
+  });
+
+  // commission / decommission
+  std::vector<std::string> lifecycle_nodes;
+  for (const char* to : {"commissioned", "decommissioned"}) {
+    const std::string verb = std::string(to) == "commissioned" ? "commission" : "decommission";
+    CLI::App* cmd = app.add_subcommand(
+        verb, verb == "commission"
+                  ? "Commission nodes (one change for the batch): they take part in rollouts"
+                  : "Decommission nodes (one change for the batch): out of rollouts and of the lease voters");
+    cmd->add_option("node", lifecycle_nodes, "Node names")->required();
+    cmd->callback([&, to] {
+      state_call(
+          [&](api::Request::Builder r) {
+            auto l = r.initLifecycle();
+            auto list = l.initNodes(static_cast<unsigned>(lifecycle_nodes.size()));
+            for (unsigned i = 0; i < lifecycle_nodes.size(); ++i) list.set(i, lifecycle_nodes[i]);
+            l.setTo(to);
+          },
+          [](const json& r) { return PrintWrite(r, "table"); });
+    });
+  }
+
   // voters
   std::string force_set;
   CLI::App* voters = app.add_subcommand(
