@@ -62,6 +62,24 @@ void VoterKeeper::Refresh() {
   lease_.SetVoters(recorded.value_or(std::vector<std::string>{}));
 }
 
+void VoterKeeper::AutoCommission(const store::Json& doc, const std::vector<std::string>& alive) {
+  auto sw = doc.find("switches");
+  if (sw == doc.end() || !sw->is_object() || sw->value("auto_commission", false) != true) return;
+  std::vector<std::string> fresh;
+  const auto nodes = doc.find("nodes");
+  for (const auto& a : alive)
+    if (nodes == doc.end() || !nodes->is_object() || !nodes->contains(a)) fresh.push_back(a);
+  if (fresh.empty()) return;
+  StateCommands commands(replicator_);
+  if (commands.Frozen()) return;  // lifecycle changes wait for unfreeze
+  auto r = commands.SetLifecycle(fresh, "commissioned");
+  if (!r.ok()) {
+    spdlog::warn("auto-commission of {} nodes failed: {}", fresh.size(), r.status().message());
+    return;
+  }
+  spdlog::info("auto-commissioned {} newly discovered node(s)", fresh.size());
+}
+
 void VoterKeeper::Tick() {
   timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
   const Time now = clock_.Now();
@@ -76,7 +94,9 @@ void VoterKeeper::Tick() {
     alive_ = alive;
     stable_since_ = now;
   }
-  const auto recorded = Recorded(replicator_.log().state().Document());
+  const store::Json doc = replicator_.log().state().Document();
+  if (lease_.IsHolder()) AutoCommission(doc, alive);
+  const auto recorded = Recorded(doc);
   if (!recorded) {
     if (!alive.empty() && alive.front() == self_ && now - stable_since_ >= cfg_.settle) {
       auto chosen = Choose(alive);

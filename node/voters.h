@@ -17,6 +17,8 @@
 //    lowest-named live voter may remove a voter dead past the reap timeout
 //    (a dead voter cannot vote, so this cannot split the live majority);
 //    that is how a cluster losing voters one by one shrinks to one node.
+//  * The lease holder also commissions newly discovered members while the
+//    `auto_commission` switch is on (not while frozen).
 //  * Losing a majority at once needs the operator: `starling voters
 //    --force-set a,b,...` writes the set as given.
 #pragma once
@@ -61,6 +63,9 @@ class VoterKeeper {
 
  private:
   void Tick();
+  // With the auto_commission switch on, the holder commissions alive members
+  // the desired state does not name yet (one change per tick).
+  void AutoCommission(const store::Json& doc, const std::vector<std::string>& alive);
 
   std::string self_;
   Clock& clock_;

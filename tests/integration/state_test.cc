@@ -412,5 +412,32 @@ TEST(State, FreezeRefusesLifecycleChangesAndDecommissionLeavesTheVoters) {
   EXPECT_EQ(lifecycle["node2"], "decommissioned");
 }
 
+TEST(State, AutoCommissionSwitchCommissionsDiscoveredNodes) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  auto lifecycles = [&] {
+    std::map<std::string, std::string> out;
+    CommandResult r = c.Cli(1, {"nodes", "--format", "json"});
+    json rows = json::parse(r.out, nullptr, false);
+    if (rows.is_array())
+      for (const auto& row : rows) out[row["name"]] = row["lifecycle"];
+    return out;
+  };
+  EXPECT_EQ(lifecycles()["node2"], "discovered");
+  ApplyJson(c, 0, WriteFile(c, "sw.yaml", "switches: {auto_commission: true, auto_upgrade: false}\n"));
+  std::map<std::string, std::string> got;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        got = lifecycles();
+        return got.size() == 3 && got["node0"] == "commissioned" && got["node1"] == "commissioned" &&
+               got["node2"] == "commissioned";
+      },
+      kConverge));
+  // A node joining later is commissioned too.
+  const int late = c.Launch("node3", {"--join", c.node(0).addr});
+  ASSERT_TRUE(c.WaitReady(late));
+  EXPECT_TRUE(WaitFor([&] { return lifecycles()["node3"] == "commissioned"; }, kConverge));
+}
+
 }  // namespace
 }  // namespace starling::itest
