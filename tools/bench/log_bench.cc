@@ -211,6 +211,18 @@ int main(int argc, char** argv) {
   };
   if (!WaitUntil(all_see_all, 60s)) return fail("the cluster did not converge");
   std::printf("%d nodes up and converged\n", nodes);
+  // The lease records its voters in the desired state once the member list
+  // has settled; measure after that, so that only our changes move it.
+  auto settled = [&] {
+    auto first = Info(cluster[0]);
+    if (!first || first->revision.empty()) return false;
+    for (const auto& n : cluster) {
+      auto f = Info(n);
+      if (!f || f->revision != first->revision) return false;
+    }
+    return true;
+  };
+  if (!WaitUntil(settled, 60s)) return fail("the lease voters were not recorded");
 
   auto total_bytes = [&] {
     uint64_t sum = 0;
