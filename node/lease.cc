@@ -19,6 +19,7 @@ using membership::Channel;
 namespace {
 constexpr size_t kMaxLeaseBytes = 4096;
 constexpr size_t kMaxNameBytes = 256;
+constexpr uint64_t kBallotReserve = 1000;
 
 uint64_t Millis(Duration d) { return static_cast<uint64_t>(std::max<int64_t>(0, d.count() / 1000)); }
 }  // namespace
@@ -109,6 +110,10 @@ Lease::Lease(std::string self, Clock& clock, Random& random, LeaseNet& net, Ball
       store_(store),
       cfg_(config),
       token_(std::make_shared<bool>(true)) {
+  const double needed = 2 * cfg_.max_drift * static_cast<double>(cfg_.period.count());
+  if (static_cast<double>(cfg_.margin.count()) < needed)
+    spdlog::warn("lease margin {} us does not cover {:.1f} % clock drift over a {} us period", cfg_.margin.count(),
+                 100 * cfg_.max_drift, cfg_.period.count());
   for (const char* c : {"prepares_sent", "acquired", "renewed", "lost", "released", "refused", "abandoned",
                         "promises_given", "grants_given", "quarantine_dropped", "bad_messages", "stale_dropped"})
     counters_[c] = 0;
@@ -121,6 +126,7 @@ Lease::~Lease() {
 
 void Lease::Start() {
   promised_ = store_.Load();
+  saved_ = promised_;
   seen_ = promised_;
   quarantine_until_ = clock_.Now() + cfg_.period;
   next_try_ = quarantine_until_ + Stagger();
@@ -350,9 +356,15 @@ bool Lease::Promise(uint64_t round, const std::string& by) {
   if (round < promised_ || (round == promised_ && by != promised_by_)) return false;
   if (round > promised_) {
     // Durable before the answer leaves: ballots must never go backwards.
-    if (Status s = store_.Save(round); !s.ok()) {
-      spdlog::error("cannot store the lease ballot: {}", s.ToString());
-      return false;
+    // What is stored is a bound reserved ahead, so that a synced write on
+    // this thread happens once per kBallotReserve promises, not per renewal;
+    // after a restart the bound counts as promised.
+    if (round > saved_) {
+      if (Status s = store_.Save(round + kBallotReserve); !s.ok()) {
+        spdlog::error("cannot store the lease ballot: {}", s.ToString());
+        return false;
+      }
+      saved_ = round + kBallotReserve;
     }
     promised_ = round;
   }

@@ -18,8 +18,8 @@
 //    the holder thinks it holds (margin >= 2 * max_drift * period).
 //  * The holder renews by running the protocol again (its own grant does not
 //    block it) every `renew_every`; on graceful leave it releases the grant.
-//  * Promises are durable (BallotStore), so ballots only grow across restarts
-//    and serve as fencing tokens. Accepted grants are not: a voter that
+//  * Promises are durable (BallotStore keeps a bound reserved ahead of them),
+//    so ballots only grow across restarts and serve as fencing tokens. Accepted grants are not: a voter that
 //    restarts ignores all lease traffic for one `period`, after which every
 //    grant it may have forgotten has expired.
 //  * Gossip never decides who may hold the lease; the holder's notice only
@@ -191,6 +191,7 @@ class Lease {
 
   // Acceptor.
   uint64_t promised_ = 0;
+  uint64_t saved_ = 0;  // the durable bound: promised_ <= saved_
   std::string promised_by_;
   std::optional<Grant> accepted_;
   Time quarantine_until_{};

@@ -1,5 +1,6 @@
 #include "state_commands.h"
 
+#include <algorithm>
 #include <set>
 
 namespace starling::node {
@@ -35,30 +36,6 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
   const Json& given = *parsed;
 
   store::DesiredLog& log = replicator_.log();
-  const Json current = log.state().Document();
-  Json merged = current;
-  Json present = Json::object();  // the given sections that are not null
-  for (const auto& [section, value] : given.items()) {
-    if (value.is_null()) {
-      merged.erase(section);
-    } else {
-      merged[section] = value;
-      present[section] = value;
-    }
-  }
-  if (Status s = store::ValidateDocument(merged); !s.ok())
-    return Status::InvalidArgument(source + " is refused:\n" + s.message());
-
-  std::vector<store::Op> ops;
-  const auto wanted = store::SplitObjects(present);
-  const auto existing = store::SplitObjects(current);
-  for (const auto& [key, value] : wanted) {
-    auto it = existing.find(key);
-    if (it == existing.end() || it->second != value) ops.push_back(store::Op{key, store::CanonicalJson(value)});
-  }
-  for (const auto& [key, _] : existing)
-    if (store::SectionOwns(given, key) && !wanted.count(key)) ops.push_back(store::Op{key, std::nullopt});
-
   Json warnings = Json::array();
   store::Hlc base = log.last_hlc();
   const store::Revision now = log.Current();
@@ -81,11 +58,19 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
                          "); this change was applied on top of it; check `starling history`");
     }
   }
-  if (ops.empty()) {
-    return Json{{"revision", now.id}, {"previous", now.id}, {"changed", false}, {"objects", 0},
-                {"warnings", warnings}};
-  }
-  return Write(std::move(ops), "apply " + source, base, std::move(warnings));
+  // The given sections replace the current ones; a null section goes.
+  return Change(
+      [&](Json& d) {
+        for (const auto& [section, value] : given.items()) {
+          if (value.is_null()) {
+            d.erase(section);
+          } else {
+            d[section] = value;
+          }
+        }
+        return Status::Ok();
+      },
+      "apply " + source, source + " is refused", base, std::move(warnings));
 }
 
 Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, store::Hlc base, Json warnings) {
@@ -157,29 +142,52 @@ Result<Json> StateCommands::Rollback(const std::string& to) {
   if (!doc.ok()) return doc.status();
   // The voter set belongs to the lease (it tracks which nodes are alive):
   // a rollback leaves it as it is now.
-  store::Json target_doc = *doc;
-  const store::Json current = log.state().Document();
-  target_doc.erase("voters");
-  if (current.contains("voters")) target_doc["voters"] = current["voters"];
-  auto ops = store::OpsBetween(current, target_doc);
-  if (ops.empty()) return Status::InvalidArgument("the desired state already equals revision " + rev->id);
-  auto out = Write(std::move(ops), "rollback to " + rev->id, log.last_hlc(), Json::array());
-  if (out.ok()) (*out)["to"] = rev->id;
+  auto out = Change(
+      [&](Json& d) {
+        Json voters = d.contains("voters") ? d["voters"] : Json();
+        d = *doc;
+        d.erase("voters");
+        if (!voters.is_null()) d["voters"] = voters;
+        return Status::Ok();
+      },
+      "rollback to " + rev->id, "rollback to " + rev->id + " is refused", log.last_hlc(), Json::array());
+  if (!out.ok()) return out;
+  if (!(*out)["changed"].get<bool>())
+    return Status::InvalidArgument("the desired state already equals revision " + rev->id);
+  (*out)["to"] = rev->id;
   return out;
 }
 
-Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std::string note) {
+Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std::string note,
+                                   const std::string& refused, store::Hlc base, Json warnings) {
   store::DesiredLog& log = replicator_.log();
-  const Json current = log.state().Document();
+  const Json& current = log.state().Document();
   Json next = current;
   if (Status s = edit(next); !s.ok()) return s;
-  if (Status s = store::ValidateDocument(next); !s.ok()) return Status::InvalidArgument("refused:\n" + s.message());
+  if (Status s = store::ValidateDocument(next); !s.ok())
+    return Status::InvalidArgument(refused + ":\n" + s.message());
+  // Only the objects that differ: writers touching different objects never
+  // overwrite each other.
   auto ops = store::OpsBetween(current, next);
   if (ops.empty()) {
     const std::string id = log.Current().id;
-    return Json{{"revision", id}, {"previous", id}, {"changed", false}, {"objects", 0}, {"warnings", Json::array()}};
+    return Json{{"revision", id}, {"previous", id}, {"changed", false}, {"objects", 0}, {"warnings", warnings}};
   }
-  return Write(std::move(ops), std::move(note), log.last_hlc(), Json::array());
+  return Write(std::move(ops), std::move(note), base, std::move(warnings));
+}
+
+Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std::string note) {
+  return Change(edit, std::move(note), "refused", replicator_.log().last_hlc(), Json::array());
+}
+
+Result<Json> StateCommands::SetVoters(std::vector<std::string> voters, const std::string& why) {
+  std::sort(voters.begin(), voters.end());
+  return Change(
+      [&](Json& d) {
+        d["voters"] = voters;
+        return Status::Ok();
+      },
+      std::string(kVotersNote) + " " + why);
 }
 
 std::optional<std::string> StateCommands::Frozen() const {

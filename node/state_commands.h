@@ -56,10 +56,14 @@ class StateCommands {
   Result<store::Json> SetLifecycle(const std::vector<std::string>& nodes, const std::string& lifecycle);
   // The freeze reason when frozen.
   std::optional<std::string> Frozen() const;
+  // The lease's own voter changes (validated like any change).
+  Result<store::Json> SetVoters(std::vector<std::string> voters, const std::string& why);
 
  private:
-  // Edits a copy of the current document; validates it and writes what
-  // differs.
+  // Edits a copy of the current document, validates the result and writes
+  // the objects that differ (nothing when none does).
+  Result<store::Json> Change(const std::function<Status(store::Json&)>& edit, std::string note,
+                             const std::string& refused, store::Hlc base, store::Json warnings);
   Result<store::Json> Change(const std::function<Status(store::Json&)>& edit, std::string note);
   Result<store::Json> Write(std::vector<store::Op> ops, std::string note, store::Hlc base,
                             store::Json warnings);

@@ -49,14 +49,6 @@ std::optional<std::vector<std::string>> VoterKeeper::Recorded(const store::Json&
   return out;
 }
 
-Result<store::Entry> VoterKeeper::WriteVoters(store::Replicator& replicator, std::vector<std::string> voters,
-                                              const std::string& why) {
-  std::sort(voters.begin(), voters.end());
-  const store::Json list = voters;
-  return replicator.Write({store::Op{"voters", store::CanonicalJson(list)}}, kVotersNote + (" " + why),
-                          replicator.log().last_hlc());
-}
-
 void VoterKeeper::Refresh() {
   auto recorded = Recorded(replicator_.log().state().Document());
   lease_.SetVoters(recorded.value_or(std::vector<std::string>{}));
@@ -100,7 +92,7 @@ void VoterKeeper::Tick() {
   if (!recorded) {
     if (!alive.empty() && alive.front() == self_ && now - stable_since_ >= cfg_.settle) {
       auto chosen = Choose(alive);
-      if (WriteVoters(replicator_, chosen, "chosen automatically").ok()) {
+      if (StateCommands(replicator_).SetVoters(chosen, "chosen automatically").ok()) {
         last_write_ = now;
         spdlog::info("chose the lease voters automatically: {} of {} alive members", chosen.size(), alive.size());
         Refresh();
@@ -158,7 +150,7 @@ void VoterKeeper::Tick() {
     }
   }
   if (why.empty()) return;
-  if (auto w = WriteVoters(replicator_, next, why); !w.ok()) {
+  if (auto w = StateCommands(replicator_).SetVoters(next, why); !w.ok()) {
     spdlog::error("could not change the lease voters: {}", w.status().ToString());
     return;
   }

@@ -57,9 +57,6 @@ class VoterKeeper {
   static std::vector<std::string> Choose(std::vector<std::string> alive);
   // The recorded set, when the desired state has a valid one.
   static std::optional<std::vector<std::string>> Recorded(const store::Json& doc);
-  // Writes `voters` into the desired state as given (the operator override).
-  static Result<store::Entry> WriteVoters(store::Replicator& replicator, std::vector<std::string> voters,
-                                          const std::string& why);
 
  private:
   void Tick();

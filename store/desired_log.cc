@@ -62,6 +62,7 @@ bool State::Put(const std::string& key, Register r) {
   if (it != registers_.end() && !(it->second.stamp < r.stamp)) return false;
   registers_[key] = std::move(r);
   digest_.reset();
+  document_.reset();
   return true;
 }
 
@@ -118,9 +119,12 @@ std::string State::CanonicalText() const {
   return out;
 }
 
-Json State::Document() const {
-  Json doc = Json::parse(CanonicalText(), nullptr, false);
-  return doc.is_discarded() ? Json::object() : doc;
+const Json& State::Document() const {
+  if (!document_) {
+    Json doc = Json::parse(CanonicalText(), nullptr, false);
+    document_ = doc.is_discarded() ? Json::object() : std::move(doc);
+  }
+  return *document_;
 }
 
 const std::string& State::Digest() const {

@@ -22,7 +22,6 @@ struct Invalid {
 constexpr size_t kMaxMessageBytes = 64u << 20;
 constexpr size_t kMaxListItems = 1u << 20;
 
-using capnp_bytes::Limits;
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& mb) { return capnp_bytes::Flat(mb); }
 
@@ -185,22 +184,19 @@ Snapshot ReadSnapshot(lw::Snapshot::Reader r) {
   return s;
 }
 
+// The shared guarded reader, plus the readers' own limit checks (Invalid).
 template <typename T, typename Fn>
 Result<T> Guarded(ByteView bytes, Fn fn) {
-  if (bytes.size() > kMaxMessageBytes) return Status::Corruption("log message too large");
-  if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
-    return Status::Corruption("log message size is not a whole number of words");
-  try {
-    auto words = capnp_bytes::Aligned(bytes);
-    capnp::FlatArrayMessageReader reader(words, Limits(bytes.size()));
-    return fn(reader);
-  } catch (const kj::Exception& e) {
-    return Status::Corruption(std::string(e.getDescription().cStr()).substr(0, 200));
-  } catch (const Invalid& e) {
-    return Status::Corruption(e.what);
-  } catch (const std::exception& e) {
-    return Status::Corruption(e.what());
-  }
+  return capnp_bytes::DecodeGuarded<T>(bytes, kMaxMessageBytes, "log message",
+                                       [&](capnp::FlatArrayMessageReader& reader) -> Result<T> {
+                                         try {
+                                           return fn(reader);
+                                         } catch (const Invalid& e) {
+                                           return Status::Corruption(e.what);
+                                         } catch (const std::bad_alloc&) {
+                                           return Status::Corruption("log message too large to hold");
+                                         }
+                                       });
 }
 
 }  // namespace

@@ -110,7 +110,8 @@ class State {
   bool Apply(const Entry& e);
   const std::map<std::string, Register>& registers() const { return registers_; }
   const Register* Find(const std::string& key) const;
-  Json Document() const;
+  // Built once per change and cached, like the digest.
+  const Json& Document() const;
   // The canonical JSON text of Document(), built without re-parsing.
   std::string CanonicalText() const;
   // Hex SHA-256 of the canonical JSON of Document(); equal states give
@@ -120,6 +121,7 @@ class State {
  private:
   std::map<std::string, Register> registers_;
   mutable std::optional<std::string> digest_;
+  mutable std::optional<Json> document_;
 };
 
 // The id of the revision with content `digest` made by the change at `hlc`.
