@@ -1,5 +1,7 @@
 #include "api_service.h"
 
+#include "rollout_engine.h"
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "address.h"
+#include "rollout_engine.h"
 #include "schema/api.capnp.h"
 #include "starling/capnp_bytes.h"
 #include "starling/membership/config.h"
@@ -59,11 +62,19 @@ struct LifecycleReq {
   std::vector<std::string> nodes;
   std::string to;
 };
+struct RolloutStartReq {
+  std::string revision;
+};
+struct RolloutStatusReq {};
+struct RolloutControlReq {
+  std::string action;
+};
 struct ForceVotersReq {
   std::vector<std::string> voters;
 };
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
-                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq>;
+                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
+                             RolloutStartReq, RolloutStatusReq, RolloutControlReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -140,6 +151,12 @@ Result<Request> Decode(ByteView bytes) {
         l.to = Str(req.getLifecycle().getTo());
         return Request(std::move(l));
       }
+      case api::Request::ROLLOUT_START:
+        return Request(RolloutStartReq{Str(req.getRolloutStart())});
+      case api::Request::ROLLOUT_STATUS:
+        return Request(RolloutStatusReq{});
+      case api::Request::ROLLOUT_CONTROL:
+        return Request(RolloutControlReq{Str(req.getRolloutControl())});
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
         for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Str(v));
@@ -355,6 +372,12 @@ void ApiService::Handle(ByteView bytes, Respond respond) {
       return respond(ErrorReply("unknown lifecycle '" + l->to + "' (expected commissioned or decommissioned)"));
     return text(state_.SetLifecycle(l->nodes, l->to));
   }
+  if (auto* r = std::get_if<RolloutStartReq>(&request))
+    return text(RequestRollout(replicator_, r->revision, members_.config().name));
+  if (std::holds_alternative<RolloutStatusReq>(request))
+    return respond(TextReply(RolloutStatus(replicator_.log().state(), members_, soft_).dump()));
+  if (auto* r = std::get_if<RolloutControlReq>(&request))
+    return text(ControlRollout(replicator_, r->action, members_.config().name));
   if (std::holds_alternative<LeaseReq>(request)) {
     const Lease::View v = lease_.view();
     store::Json out = {{"holder", v.holder ? store::Json(*v.holder) : store::Json(nullptr)},

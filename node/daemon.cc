@@ -15,6 +15,11 @@
 
 #include <algorithm>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
@@ -22,11 +27,14 @@
 #include <optional>
 #include <random>
 
+#include "agent.h"
 #include "api_server.h"
 #include "api_service.h"
 #include "asio_env.h"
 #include "guard.h"
+#include "hook_runner.h"
 #include "lease.h"
+#include "rollout_engine.h"
 #include "soft_state.h"
 #include "voters.h"
 #include "member_persister.h"
@@ -84,6 +92,66 @@ class StoreBallots final : public BallotStore {
   store::NodeStore& store_;
 };
 
+// What the node agent runs, in the data dir.
+class StoreApplied final : public AppliedStore {
+ public:
+  explicit StoreApplied(store::NodeStore& store) : store_(store) {}
+  Result<std::optional<std::string>> Load() override { return store_.LoadApplied(); }
+  Status Save(const std::string& json) override { return store_.SaveApplied(json); }
+
+ private:
+  store::NodeStore& store_;
+};
+
+// Hooks block, so they run one at a time on a worker thread; results come
+// back on the protocol thread. The worker is detached: a hook still running
+// at exit must not hold the exit up (it is killed at its own timeout), and it
+// posts nothing once the daemon has gone.
+class ThreadHookExec final : public HookExec {
+ public:
+  ThreadHookExec(asio::io_context& io, std::string dir) : shared_(std::make_shared<Shared>(io, std::move(dir))) {
+    std::thread([s = shared_] { Loop(*s); }).detach();
+  }
+  ~ThreadHookExec() override {
+    std::lock_guard lock(shared_->mu);
+    shared_->stopped = true;
+    shared_->cv.notify_all();
+  }
+  void Run(HookRequest request, std::function<void(Result<HookResult>)> done) override {
+    std::lock_guard lock(shared_->mu);
+    shared_->queue.emplace_back(std::move(request), std::move(done));
+    shared_->cv.notify_one();
+  }
+
+ private:
+  struct Shared {
+    Shared(asio::io_context& i, std::string dir) : io(i), runner(std::move(dir)) {}
+    asio::io_context& io;
+    HookRunner runner;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::pair<HookRequest, std::function<void(Result<HookResult>)>>> queue;
+    bool stopped = false;
+  };
+  static void Loop(Shared& s) {
+    for (;;) {
+      std::unique_lock lock(s.mu);
+      s.cv.wait(lock, [&] { return s.stopped || !s.queue.empty(); });
+      if (s.stopped) return;
+      auto [request, done] = std::move(s.queue.front());
+      s.queue.pop_front();
+      lock.unlock();
+      Result<HookResult> result = s.runner.Run(request);
+      lock.lock();
+      if (s.stopped) return;
+      asio::post(s.io, [done = std::move(done), result = std::move(result)]() mutable {
+        RunGuarded("hook result", [&] { done(std::move(result)); });
+      });
+    }
+  }
+  std::shared_ptr<Shared> shared_;
+};
+
 class Daemon {
  public:
   explicit Daemon(const DaemonOptions& options) : opts_(options) {}
@@ -119,6 +187,10 @@ class Daemon {
   std::unique_ptr<Lease> lease_;
   std::unique_ptr<VoterKeeper> voters_;
   std::unique_ptr<SoftState> soft_;
+  std::unique_ptr<ThreadHookExec> hooks_;
+  std::unique_ptr<StoreApplied> applied_;
+  std::unique_ptr<NodeAgent> agent_;
+  std::unique_ptr<RolloutEngine> engine_;
   std::unique_ptr<ApiService> service_;
   std::optional<Clock::TimerId> persist_timer_;
   std::optional<Time> last_persist_;
@@ -214,11 +286,26 @@ int Daemon::Run() {
   vcfg.reap_timeout = opts_.reap_timeout;
   if (opts_.profile == "local") vcfg.spacing = 3s;
   voters_ = std::make_unique<VoterKeeper>(name_, *clock_, *members_, *replicator_, *lease_, vcfg);
-  replicator_->OnChange([this] { voters_->Refresh(); });
   soft_ = std::make_unique<SoftState>(name_, *generation, *clock_, *channels_, opts_.profile == "local" ? 3s : 10s);
-  // Nothing to run yet: serving is healthy. The rollout engine reports
-  // applied revisions and hook results here.
-  soft_->Update([](NodeReport& r) { r.healthy = true; });
+  hooks_ = std::make_unique<ThreadHookExec>(io_, opts_.hooks_dir);
+  applied_ = std::make_unique<StoreApplied>(*store_);
+  AgentConfig acfg;
+  acfg.data_dir = opts_.data_dir;
+  if (opts_.profile == "local") acfg.health_every = 2s;
+  agent_ = std::make_unique<NodeAgent>(
+      name_, *clock_, *replicator_, *soft_, *hooks_, *applied_,
+      [this] {
+        for (const auto& m : members_->Members())
+          if (m.name == name_) return m.tags.count("roles") ? m.tags.at("roles") : std::string();
+        return std::string();
+      },
+      acfg);
+  engine_ = std::make_unique<RolloutEngine>(name_, *clock_, *members_, *replicator_, *soft_, *lease_);
+  replicator_->OnChange([this] {
+    voters_->Refresh();
+    agent_->Refresh();
+    engine_->Poke();
+  });
   service_ = std::make_unique<ApiService>(
       *members_, *replicator_, *lease_, *soft_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
@@ -233,9 +320,9 @@ int Daemon::Run() {
 
   spdlog::info(
       "starlingd {} starting: name {}, generation {}, bind {}, advertise {}, cluster {}, profile {}, "
-      "data dir {}, socket {}",
+      "data dir {}, socket {}, hooks {}",
       STARLING_VERSION, name_, *generation, FormatHostPort(opts_.bind.host, transport_->port()), advertise_,
-      opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket);
+      opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket, opts_.hooks_dir);
   const store::Revision current = log_->Current();
   spdlog::info("desired state: revision {}, {} log entries, digest {}",
                current.id.empty() ? "(none)" : current.id, log_->entries(), log_->digest().substr(0, 16));
@@ -246,6 +333,8 @@ int Daemon::Run() {
   lease_->Start();
   voters_->Start();
   soft_->Start();
+  agent_->Start();
+  engine_->Start();
   StartJoin(*known);
 
   for (;;) {

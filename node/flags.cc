@@ -107,6 +107,9 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   app.add_option("--data-dir", o.data_dir, "Directory for the node's identity, generation and known members")
       ->capture_default_str();
   app.add_option("--socket", o.socket, "Unix socket for the local API (default: <data-dir>/starlingd.sock)");
+  app.add_option("--hooks-dir", o.hooks_dir,
+                 "Directory of the hook executables the desired state names (install, verify, remove, start, "
+                 "stop, health); nothing outside it ever runs (default: <data-dir>/hooks)");
   app.add_option("--tag", tags, "Tag key=value gossiped with this member (repeatable)");
   app.add_option("--profile", o.profile, "Timing profile")
       ->check(CLI::IsMember({"lan", "wan", "local"}))
@@ -156,6 +159,7 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   if (o.cluster.empty()) return fail("--cluster must not be empty");
   if (o.data_dir.empty()) return fail("--data-dir must not be empty");
   if (o.socket.empty()) o.socket = o.data_dir + "/starlingd.sock";
+  if (o.hooks_dir.empty()) o.hooks_dir = o.data_dir + "/hooks";
   return {std::move(o), 0};
 }
 

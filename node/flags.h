@@ -20,6 +20,7 @@ struct DaemonOptions {
   std::vector<std::string> join;
   std::string data_dir = "/var/lib/starling";
   std::string socket;  // defaults to <data_dir>/starlingd.sock
+  std::string hooks_dir;  // defaults to <data_dir>/hooks
   membership::Tags tags;
   std::string profile = "lan";
   std::string cluster = "default";

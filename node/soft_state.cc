@@ -38,6 +38,7 @@ Bytes EncodeReport(const NodeReport& r) {
     ++i;
   }
   b.setDetail(r.detail);
+  b.setTarget(r.target);
   return capnp_bytes::Flat(mb);
 }
 
@@ -54,7 +55,8 @@ Result<NodeReport> DecodeReport(ByteView bytes) {
         out.healthy = r.getHealthy();
         out.phase = capnp_bytes::Str(r.getPhase());
         out.detail = capnp_bytes::Str(r.getDetail());
-        if (out.name.empty() || out.name.size() > kMaxField || out.applied_revision.size() > 64 ||
+        out.target = capnp_bytes::Str(r.getTarget());
+        if (out.name.empty() || out.name.size() > kMaxField || out.applied_revision.size() > 64 || out.target.size() > 64 ||
             out.phase.size() > 64 || out.detail.size() > kMaxReportBytes)
           return Status::Corruption("node report with a field out of range");
         for (auto o : r.getOutputs()) {
@@ -100,6 +102,13 @@ void SoftState::Update(const std::function<void(NodeReport&)>& edit) {
 }
 
 void SoftState::Spread() { channels_.Broadcast(Channel::kNodeState, "report", EncodeReport(local_)); }
+
+std::optional<std::string> SoftState::FindOutput(const std::string& key) const {
+  if (auto it = local_.outputs.find(key); it != local_.outputs.end()) return it->second;
+  for (const auto& [_, r] : peers_)
+    if (auto it = r.outputs.find(key); it != r.outputs.end()) return it->second;
+  return std::nullopt;
+}
 
 std::optional<NodeReport> SoftState::Get(const std::string& name) const {
   if (name == local_.name) return local_;

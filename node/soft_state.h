@@ -34,6 +34,7 @@ struct NodeReport {
   std::string phase = "idle";
   std::map<std::string, std::string> outputs;
   std::string detail;
+  std::string target;  // the revision it is working on, or failed on
   bool operator==(const NodeReport&) const = default;
 };
 
@@ -55,6 +56,8 @@ class SoftState {
   void Update(const std::function<void(NodeReport&)>& edit);
   const NodeReport& local() const { return local_; }
   std::optional<NodeReport> Get(const std::string& name) const;
+  // A service output ("service.output") from this node's or any peer's report.
+  std::optional<std::string> FindOutput(const std::string& key) const;
   uint64_t rejected() const { return rejected_; }
 
   void HandlePacket(const std::string& from, ByteView data);

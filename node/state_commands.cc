@@ -1,5 +1,7 @@
 #include "state_commands.h"
 
+#include "rollout.h"
+
 #include <algorithm>
 #include <set>
 
@@ -104,7 +106,11 @@ Json StateCommands::History() const {
   const store::DesiredLog& log = replicator_.log();
   const std::string current = log.Current().id;
   Json out = Json::array();
-  for (const auto& row : log.History()) out.push_back(RevisionJson(row, current));
+  for (const auto& row : log.History()) {
+    // Rollout progress records are not changes to the desired state.
+    if (!row.changed && row.note.rfind(kRolloutNote, 0) == 0) continue;
+    out.push_back(RevisionJson(row, current));
+  }
   return out;
 }
 
@@ -190,8 +196,9 @@ Result<Json> StateCommands::SetVoters(std::vector<std::string> voters, const std
       std::string(kVotersNote) + " " + why);
 }
 
-std::optional<std::string> StateCommands::Frozen() const {
-  const Json doc = replicator_.log().state().Document();
+std::optional<std::string> StateCommands::Frozen() const { return FrozenReason(replicator_.log().state().Document()); }
+
+std::optional<std::string> FrozenReason(const Json& doc) {
   auto f = doc.find("freeze");
   if (f == doc.end() || f->is_null() || (f->is_boolean() && !f->get<bool>())) return std::nullopt;
   std::string why = "frozen";

@@ -23,6 +23,9 @@ namespace starling::node {
 // Notes of the entries the lease's voter keeper writes start with this.
 inline constexpr const char* kVotersNote = "voters:";
 
+// "frozen: <reason> (by <who>)" while the document is frozen.
+std::optional<std::string> FrozenReason(const store::Json& doc);
+
 struct ApplyRequest {
   std::string document;  // YAML or JSON text
   std::string source;    // e.g. the file name, for messages

@@ -34,6 +34,9 @@ struct Request {
     freeze @15 :Text;               # the reason
     unfreeze @16 :Void;
     lifecycle @17 :Lifecycle;
+    rolloutStart @18 :Text;         # revision; empty for the current one
+    rolloutStatus @19 :Void;
+    rolloutControl @20 :Text;       # pause | resume | abort
   }
 }
 

@@ -20,4 +20,5 @@ struct NodeReport {
   phase @5 :Text;              # idle | applying | verifying | failed | removed ...
   outputs @6 :List(Output);    # service outputs ("service.output" -> value)
   detail @7 :Text;             # the last hook result, for operators
+  target @8 :Text;             # the revision it is working on, or failed on
 }

@@ -3,13 +3,15 @@
 # through node1, with the `local` timing profile. Waits until every node sees
 # every other alive, then prints the member list and how to use it.
 #
-#   scripts/local-cluster.sh [--nodes N] [--base-port P] [--dir DIR]
+#   scripts/local-cluster.sh [--nodes N] [--base-port P] [--dir DIR] [--hooks-dir H]
 #   scripts/local-cluster.sh --stop [--dir DIR]
 #
 # Node i listens on 127.0.0.1:(P + i - 1) for UDP and TCP, keeps its data in
 # DIR/node<i>/ and logs to DIR/node<i>.log. The PIDs go to DIR/pids, which
 # --stop reads: it sends SIGTERM (a graceful leave), then SIGKILL to any
-# daemon still running after 10 s.
+# daemon still running after 10 s. Node 1 has the tag roles=db, the others
+# roles=web. Every node runs hooks from H (default:
+# examples/hooks, the example hooks the demo's desired state names).
 # Binaries come from $BUILD_DIR (default: build).
 set -euo pipefail
 
@@ -18,9 +20,10 @@ NODES=5
 BASE_PORT=7946
 DIR=.local-cluster
 STOP=0
+HOOKS_DIR=examples/hooks
 CONVERGE_TIMEOUT=30
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
 while (($#)); do
@@ -28,6 +31,7 @@ while (($#)); do
     --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
     --base-port) BASE_PORT=${2:?--base-port needs a port}; shift 2 ;;
     --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
+    --hooks-dir) HOOKS_DIR=${2:?--hooks-dir needs a path}; shift 2 ;;
     --stop) STOP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
@@ -85,6 +89,8 @@ STARLING="$BUILD_DIR/tools/cli/starling"
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
+[[ -d "$HOOKS_DIR" ]] || die "--hooks-dir $HOOKS_DIR is not a directory"
+HOOKS_DIR=$(cd "$HOOKS_DIR" && pwd)
 PIDFILE="$DIR/pids"
 : >"$PIDFILE"
 socket_of() { echo "$DIR/node$1/starlingd.sock"; }
@@ -99,10 +105,14 @@ alive_count() {
   echo $(($(echo "$out" | wc -l) - 1))
 }
 
+# Node 1 runs the database role, the others the web role (the roles the
+# example desired state uses).
+role_of() { if (($1 == 1)); then echo db; else echo web; fi; }
+
 start_node() {
   local i=$1 port=$((BASE_PORT + $1 - 1))
   local args=(--name "node$i" --bind "127.0.0.1:$port" --data-dir "$DIR/node$i" --socket "$(socket_of "$i")"
-              --profile local --cluster local-cluster)
+              --profile local --cluster local-cluster --hooks-dir "$HOOKS_DIR" --tag "roles=$(role_of "$i")")
   ((i > 1)) && args+=(--join "127.0.0.1:$BASE_PORT")
   nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
   echo $! >>"$PIDFILE"

@@ -82,7 +82,7 @@ std::string State::CanonicalText() const {
   // same text as CanonicalJson(Document()), with keys in byte order.
   std::map<std::string_view, std::vector<std::pair<std::string_view, const std::string*>>> sections;
   for (const auto& [key, r] : registers_) {
-    if (!r.value) continue;
+    if (!r.value || IsControlKey(key)) continue;
     std::string_view k = key;
     auto slash = k.find('/');
     if (slash == std::string_view::npos) {

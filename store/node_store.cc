@@ -56,10 +56,13 @@ constexpr char kKindOrigin = 'O';
 constexpr char kKindBallot = 'B';
 constexpr char kKindEntry = 'E';
 constexpr char kKindSnapshot = 'S';
+constexpr char kKindApplied = 'A';
 constexpr size_t kHeaderBytes = 6;
 constexpr size_t kChecksumBytes = 4;
 // Names and addresses are short; anything larger is damage, not data.
 constexpr size_t kMaxPayloadBytes = 4096;
+constexpr size_t kMaxAppliedBytes = 1u << 20;
+constexpr std::string_view kAppliedKey = "agent/applied";
 // Log records carry documents.
 constexpr size_t kMaxLogPayloadBytes = 256u << 20;
 
@@ -122,7 +125,9 @@ Result<std::string> Decode(std::string_view key, char kind, std::string_view val
   }
   if (value[1] != kind) return corrupt("wrong record kind");
   uint32_t length = GetU32(value.substr(2));
-  const size_t max = (kind == kKindEntry || kind == kKindSnapshot) ? kMaxLogPayloadBytes : kMaxPayloadBytes;
+  const size_t max = (kind == kKindEntry || kind == kKindSnapshot) ? kMaxLogPayloadBytes
+                     : kind == kKindApplied                       ? kMaxAppliedBytes
+                                                                  : kMaxPayloadBytes;
   if (length > max || value.size() != kHeaderBytes + length + kChecksumBytes) {
     return corrupt("length does not match");
   }
@@ -376,6 +381,27 @@ Result<uint64_t> NodeStore::LoadBallot() {
 Status NodeStore::SaveBallot(uint64_t ballot) {
   std::lock_guard lock(rep_->mu);
   return SaveU64(kBallotKey, kKindBallot, ballot);
+}
+
+Result<std::optional<std::string>> NodeStore::LoadApplied() {
+  std::lock_guard lock(rep_->mu);
+  std::string value;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(kAppliedKey), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "reading " + std::string(kAppliedKey) + " in " + rep_->dir);
+  Result<std::string> payload = Decode(kAppliedKey, kKindApplied, value);
+  if (!payload.ok()) return payload.status();
+  return std::optional<std::string>(std::move(payload).value());
+}
+
+Status NodeStore::SaveApplied(const std::string& json) {
+  if (json.size() > kMaxAppliedBytes)
+    return Status::InvalidArgument("applied state of " + std::to_string(json.size()) + " bytes is over the limit");
+  std::lock_guard lock(rep_->mu);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(rep_->db->Put(wo, std::string(kAppliedKey), Encode(kKindApplied, json)),
+                   "writing " + std::string(kAppliedKey) + " in " + rep_->dir);
 }
 
 }  // namespace starling::store

@@ -73,7 +73,7 @@ TEST(SoftStateSim, ReportsSpreadAndOnlyTheNodeItselfMayReport) {
 }
 
 TEST(SoftStateCodec, RoundTripAndBadBytes) {
-  NodeReport r{"n1", (uint64_t{3} << 32) | 7, "abcdef012345", true, "applying", {{"db.url", "x"}}, "exit 0"};
+  NodeReport r{"n1", (uint64_t{3} << 32) | 7, "abcdef012345", true, "applying", {{"db.url", "x"}}, "exit 0", "abcdef012345"};
   auto back = DecodeReport(EncodeReport(r));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, r);

@@ -19,6 +19,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api_client.h"
@@ -226,6 +227,34 @@ int PrintWrite(const json& r, const std::string& format) {
               << "), " << r.value("objects", 0) << " object(s) changed\n";
   }
   return 0;
+}
+
+// `rollout status` as a heading and a table of nodes.
+void PrintRollout(const json& r) {
+  std::string state = r.value("state", "");
+  if (state == "idle") {
+    std::cout << "no rollout yet";
+  } else {
+    std::cout << "rollout " << r.value("id", 0) << " of revision " << r.value("revision", "") << ": " << state;
+    if (r.value("reverting", false))
+      std::cout << (state == "reverted" ? " (back on " : " (reverting to ") << r.value("from", "") << ")";
+    std::string batch;
+    for (const auto& n : r.value("batch", json::array())) batch += (batch.empty() ? "" : ", ") + n.get<std::string>();
+    if (!batch.empty()) std::cout << "; batch " << r.value("batch_no", 0) << ": " << batch;
+  }
+  if (r.contains("requested"))
+    std::cout << "; requested: revision " << r["requested"].value("revision", "") << " (waiting for the coordinator)";
+  std::cout << "\n";
+  if (!r.value("reason", "").empty()) std::cout << "  " << r.value("reason", "") << "\n";
+  std::vector<std::vector<std::string>> table = {{"NAME", "PHASE", "APPLIED", "HEALTHY", "AGENT", "DETAIL"}};
+  for (const auto& n : r.value("nodes", json::array())) {
+    std::string applied = n.value("applied_revision", "");
+    std::string detail = n.value("detail", "");
+    if (detail.size() > 60) detail = detail.substr(0, 57) + "...";
+    table.push_back({n.value("name", ""), n.value("phase", ""), applied.empty() ? "-" : applied,
+                     n.value("healthy", false) ? "yes" : "no", n.value("agent_phase", ""), detail});
+  }
+  if (table.size() > 1) PrintTable(table);
 }
 
 std::string Brief(const json& v) {
@@ -633,6 +662,84 @@ int main(int argc, char** argv) {
             l.setTo(to);
           },
           [](const json& r) { return PrintWrite(r, "table"); });
+    });
+  }
+
+  // rollout
+  CLI::App* rollout = app.add_subcommand(
+      "rollout", "Roll a revision out across the commissioned nodes, batch by batch, health-gated (see README)");
+  rollout->require_subcommand(1);
+  std::string rollout_revision, rollout_format = "table";
+  CLI::App* rollout_start = rollout->add_subcommand(
+      "start", "Ask the coordinator to roll out a revision (the current one unless --revision)");
+  rollout_start->add_option("--revision", rollout_revision, "Revision id or unique prefix");
+  rollout_start->add_option("--format", rollout_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  rollout_start->callback([&] {
+    state_call([&](api::Request::Builder r) { r.setRolloutStart(rollout_revision); },
+               [&](const json& r) {
+                 if (rollout_format == "json") {
+                   std::cout << r.dump(2) << "\n";
+                 } else {
+                   std::cout << "rollout " << r.value("id", 0) << " of revision " << r.value("revision", "")
+                             << " requested; follow it with `starling rollout status --watch`\n";
+                 }
+                 return 0;
+               });
+  });
+  bool rollout_watch = false;
+  std::string status_format = "table";
+  CLI::App* rollout_status = rollout->add_subcommand(
+      "status",
+      "Show the rollout: its state (idle, running, paused, succeeded, failed, reverted), revision and every "
+      "node's phase. With --watch, print each change until the rollout settles; the exit status is then 0 "
+      "for succeeded and 3 for failed or reverted");
+  rollout_status->add_flag("--watch", rollout_watch, "Follow the rollout until it settles");
+  rollout_status->add_option("--format", status_format, "Output format (with --watch: one JSON object per line)")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  rollout_status->callback([&] {
+    std::string last;
+    for (;;) {
+      std::string state;
+      state_call([](api::Request::Builder r) { r.setRolloutStatus(); },
+                 [&](const json& r) {
+                   state = r.value("state", "");
+                   // Settled only counts once no request waits for the coordinator.
+                   if (r.contains("requested")) state = "requested";
+                   std::string shown = r.dump();
+                   if (shown == last) return 0;
+                   last = shown;
+                   if (status_format == "json") {
+                     std::cout << (rollout_watch ? r.dump() : r.dump(2)) << "\n";
+                   } else {
+                     PrintRollout(r);
+                     if (rollout_watch) std::cout << "\n";
+                   }
+                   std::cout.flush();
+                   return 0;
+                 });
+      if (!rollout_watch || code != 0) return;
+      if (state == "succeeded" || state == "idle") return;
+      if (state == "failed" || state == "reverted") {
+        code = 3;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  });
+  for (const char* action : {"pause", "resume", "abort"}) {
+    CLI::App* cmd = rollout->add_subcommand(
+        action, std::string(action) == "pause"    ? "Start no new batch (the batch in flight finishes)"
+                : std::string(action) == "resume" ? "Continue a paused rollout"
+                                                  : "End the rollout now as failed, without reverting");
+    cmd->callback([&, action] {
+      state_call([&](api::Request::Builder r) { r.setRolloutControl(action); },
+                 [action](const json& r) {
+                   std::cout << action << ": rollout " << r.value("id", 0) << "\n";
+                   return 0;
+                 });
     });
   }
 

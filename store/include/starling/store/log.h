@@ -102,6 +102,12 @@ inline constexpr size_t kMaxNoteBytes = 1024;
 // An entry stamped further ahead of our wall clock is refused for now.
 inline constexpr int64_t kMaxClockSkewMicros = 5LL * 60 * 1000 * 1000;
 
+// Control records ("~rollout", ...) replicate like any object but are not
+// part of the desired-state document: they do not change its digest or
+// revision. The rollout engine keeps its progress in them.
+inline constexpr char kControlPrefix = '~';
+inline bool IsControlKey(std::string_view key) { return !key.empty() && key[0] == kControlPrefix; }
+
 // The materialised desired state: one register per object.
 class State {
  public:

@@ -69,6 +69,10 @@ class NodeStore {
   Result<uint64_t> LoadBallot();
   Status SaveBallot(uint64_t ballot);
 
+  // What the node agent runs here (its own JSON); Save is synced.
+  Result<std::optional<std::string>> LoadApplied();
+  Status SaveApplied(const std::string& json);
+
  private:
   Result<std::optional<uint64_t>> LoadU64(std::string_view key, char kind);
   Status SaveU64(std::string_view key, char kind, uint64_t v);

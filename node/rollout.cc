@@ -1,0 +1,511 @@
+#include "rollout.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace starling::node {
+
+using store::Json;
+
+namespace {
+
+constexpr size_t kMaxName = 256;
+constexpr size_t kMaxText = 1024;
+constexpr size_t kMaxNodes = 100000;
+
+Duration DurationOr(const Json& p, const char* key, Duration fallback) {
+  auto it = p.find(key);
+  if (it == p.end() || !it->is_string()) return fallback;
+  auto d = store::ParseDuration(it->get_ref<const std::string&>());
+  return d.ok() ? std::chrono::duration_cast<Duration>(*d) : fallback;
+}
+
+// Field readers for records from the log: a wrong type is corruption.
+struct Reader {
+  const Json& j;
+  std::string error;
+  template <typename T>
+  T Num(const char* key) {
+    auto it = j.find(key);
+    if (it == j.end()) return 0;
+    if (!it->is_number_integer()) {
+      error = std::string("field ") + key + " is not a whole number";
+      return 0;
+    }
+    return it->get<T>();
+  }
+  std::string Text(const char* key, size_t max = kMaxText) {
+    auto it = j.find(key);
+    if (it == j.end()) return "";
+    if (!it->is_string() || it->get_ref<const std::string&>().size() > max) {
+      error = std::string("field ") + key + " is not a string of at most " + std::to_string(max) + " bytes";
+      return "";
+    }
+    return it->get<std::string>();
+  }
+  bool Bool(const char* key) {
+    auto it = j.find(key);
+    if (it == j.end()) return false;
+    if (!it->is_boolean()) {
+      error = std::string("field ") + key + " is not a boolean";
+      return false;
+    }
+    return it->get<bool>();
+  }
+  std::vector<std::string> Names(const char* key) {
+    std::vector<std::string> out;
+    auto it = j.find(key);
+    if (it == j.end()) return out;
+    if (!it->is_array() || it->size() > kMaxNodes) {
+      error = std::string("field ") + key + " is not a list of names";
+      return out;
+    }
+    for (const Json& e : *it) {
+      if (!e.is_string() || e.get_ref<const std::string&>().size() > kMaxName) {
+        error = std::string("field ") + key + " holds something other than a name";
+        return {};
+      }
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+};
+
+bool IsBusy(const std::string& phase) {
+  return !(phase.empty() || phase == "idle" || phase == "failed" || phase == "removed");
+}
+
+size_t RoleRank(const std::vector<std::string>& order, const std::vector<std::string>& roles) {
+  size_t best = order.size();
+  for (const auto& r : roles) {
+    auto it = std::find(order.begin(), order.end(), r);
+    if (it != order.end()) best = std::min(best, static_cast<size_t>(it - order.begin()));
+  }
+  return best;
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+}  // namespace
+
+// ---- policy ---------------------------------------------------------------------------
+
+RolloutPolicy RolloutPolicy::From(const Json& doc) {
+  RolloutPolicy p;
+  auto it = doc.find("policy");
+  if (it == doc.end() || !it->is_object()) return p;
+  const Json& j = *it;
+  if (auto b = j.find("batch"); b != j.end()) p.batch = *b;
+  if (auto r = j.find("role_order"); r != j.end() && r->is_array())
+    for (const Json& e : *r)
+      if (e.is_string()) p.role_order.push_back(e.get<std::string>());
+  if (auto h = j.find("health_gate"); h != j.end() && h->is_boolean()) p.health_gate = h->get<bool>();
+  p.min_healthy = DurationOr(j, "min_healthy", p.min_healthy);
+  p.node_deadline = DurationOr(j, "node_deadline", p.node_deadline);
+  p.progress_deadline = DurationOr(j, "progress_deadline", p.progress_deadline);
+  if (auto f = j.find("failure_threshold"); f != j.end() && f->is_number_integer() && f->get<int64_t>() >= 0)
+    p.failure_threshold = f->get<uint64_t>();
+  if (auto a = j.find("auto_revert"); a != j.end() && a->is_boolean()) p.auto_revert = a->get<bool>();
+  return p;
+}
+
+size_t RolloutPolicy::BatchSize(size_t index, size_t total) const {
+  const Json* step = &batch;
+  if (batch.is_array()) {
+    if (batch.empty()) return 1;
+    step = &batch[std::min(index, batch.size() - 1)];
+  }
+  size_t n = 1;
+  if (step->is_number_integer() && step->get<int64_t>() >= 1) {
+    n = step->get<uint64_t>();
+  } else if (step->is_string()) {
+    const std::string& s = step->get_ref<const std::string&>();
+    double pct = std::atof(s.c_str());
+    n = static_cast<size_t>(std::ceil(pct / 100.0 * static_cast<double>(total)));
+  }
+  return std::clamp<size_t>(n, 1, std::max<size_t>(total, 1));
+}
+
+size_t RolloutPolicy::MaxBatch(size_t total) const {
+  size_t steps = batch.is_array() ? std::max<size_t>(batch.size(), 1) : 1;
+  size_t most = 1;
+  for (size_t i = 0; i < steps; ++i) most = std::max(most, BatchSize(i, total));
+  return most;
+}
+
+// ---- records ------------------------------------------------------------------------------
+
+Json RolloutRecord::ToJson() const {
+  Json assigned = Json::object();
+  for (const auto& [name, a] : nodes) assigned[name] = {{"revision", a.revision}, {"batch", a.batch}};
+  return {{"id", id},
+          {"revision", revision},
+          {"from", from},
+          {"state", state},
+          {"reverting", reverting},
+          {"ballot", ballot},
+          {"batch_no", batch_no},
+          {"batches", batches},
+          {"batch", batch},
+          {"nodes", assigned},
+          {"failed", std::vector<std::string>(failed.begin(), failed.end())},
+          {"started_us", started_us},
+          {"ended_us", ended_us},
+          {"reason", reason},
+          {"by", by},
+          {"control", control}};
+}
+
+Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
+  if (!j.is_object()) return Status::Corruption("rollout record is not an object");
+  Reader rd{j, ""};
+  RolloutRecord r;
+  r.id = rd.Num<uint64_t>("id");
+  r.revision = rd.Text("revision", 64);
+  r.from = rd.Text("from", 64);
+  r.state = rd.Text("state", 16);
+  r.reverting = rd.Bool("reverting");
+  r.ballot = rd.Num<uint64_t>("ballot");
+  r.batch_no = rd.Num<uint64_t>("batch_no");
+  r.batches = rd.Num<uint64_t>("batches");
+  r.batch = rd.Names("batch");
+  auto failed = rd.Names("failed");
+  r.failed = {failed.begin(), failed.end()};
+  r.started_us = rd.Num<int64_t>("started_us");
+  r.ended_us = rd.Num<int64_t>("ended_us");
+  r.reason = rd.Text("reason");
+  r.by = rd.Text("by", kMaxName);
+  r.control = rd.Num<uint64_t>("control");
+  if (auto n = j.find("nodes"); n != j.end()) {
+    if (!n->is_object() || n->size() > kMaxNodes) return Status::Corruption("rollout record: nodes is not a map");
+    for (const auto& [name, a] : n->items()) {
+      if (name.size() > kMaxName || !a.is_object()) return Status::Corruption("rollout record: bad assignment");
+      Reader ar{a, ""};
+      Assignment as{ar.Text("revision", 64), ar.Num<uint64_t>("batch")};
+      if (!ar.error.empty()) return Status::Corruption("rollout record: assignment of " + name + ": " + ar.error);
+      r.nodes[name] = as;
+    }
+  }
+  if (!rd.error.empty()) return Status::Corruption("rollout record: " + rd.error);
+  static const std::set<std::string> kStates = {"running", "paused", "succeeded", "failed", "reverted"};
+  if (!kStates.count(r.state)) return Status::Corruption("rollout record: unknown state '" + r.state + "'");
+  return r;
+}
+
+Json RolloutRequest::ToJson() const {
+  return {{"id", id}, {"revision", revision}, {"by", by}, {"automatic", automatic}};
+}
+
+Result<RolloutRequest> RolloutRequest::FromJson(const Json& j) {
+  if (!j.is_object()) return Status::Corruption("rollout request is not an object");
+  Reader rd{j, ""};
+  RolloutRequest r{rd.Num<uint64_t>("id"), rd.Text("revision", 64), rd.Text("by", kMaxName), rd.Bool("automatic")};
+  if (!rd.error.empty()) return Status::Corruption("rollout request: " + rd.error);
+  if (r.revision.empty()) return Status::Corruption("rollout request without a revision");
+  return r;
+}
+
+Json RolloutControl::ToJson() const {
+  return {{"seq", seq}, {"rollout", rollout}, {"action", action}, {"by", by}};
+}
+
+Result<RolloutControl> RolloutControl::FromJson(const Json& j) {
+  if (!j.is_object()) return Status::Corruption("rollout control is not an object");
+  Reader rd{j, ""};
+  RolloutControl c{rd.Num<uint64_t>("seq"), rd.Num<uint64_t>("rollout"), rd.Text("action", 16),
+                   rd.Text("by", kMaxName)};
+  if (!rd.error.empty()) return Status::Corruption("rollout control: " + rd.error);
+  if (c.action != "pause" && c.action != "resume" && c.action != "abort")
+    return Status::Corruption("rollout control: unknown action '" + c.action + "'");
+  return c;
+}
+
+// ---- what goes where --------------------------------------------------------------------------
+
+namespace {
+bool GoesTo(const Json& item, const std::vector<std::string>& roles) {
+  auto r = item.find("roles");
+  if (r == item.end() || !r->is_array()) return true;
+  for (const Json& e : *r)
+    if (e.is_string() && std::find(roles.begin(), roles.end(), e.get<std::string>()) != roles.end()) return true;
+  return false;
+}
+}  // namespace
+
+Json NodeSpec(const Json& doc, const std::vector<std::string>& roles) {
+  Json spec = {{"packages", Json::object()}, {"services", Json::object()}};
+  for (const char* section : {"packages", "services"}) {
+    auto s = doc.find(section);
+    if (s == doc.end() || !s->is_object()) continue;
+    for (const auto& [name, item] : s->items())
+      if (item.is_object() && GoesTo(item, roles)) spec[section][name] = item;
+  }
+  return spec;
+}
+
+std::vector<std::string> NodeRoles(const Json& doc, const std::string& name, const std::string& roles_tag) {
+  std::vector<std::string> out;
+  if (auto n = doc.find("nodes"); n != doc.end() && n->is_object()) {
+    auto it = n->find(name);
+    if (it != n->end() && it->is_object()) {
+      if (auto r = it->find("roles"); r != it->end() && r->is_array()) {
+        for (const Json& e : *r)
+          if (e.is_string()) out.push_back(e.get<std::string>());
+        return out;
+      }
+    }
+  }
+  size_t start = 0;
+  while (start < roles_tag.size()) {
+    size_t comma = roles_tag.find(',', start);
+    if (comma == std::string::npos) comma = roles_tag.size();
+    if (comma > start) out.push_back(roles_tag.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+bool Commissioned(const Json& doc, const std::string& name) {
+  auto n = doc.find("nodes");
+  if (n == doc.end() || !n->is_object()) return false;
+  auto it = n->find(name);
+  return it != n->end() && it->is_object() && it->value("lifecycle", Json()) == "commissioned";
+}
+
+// ---- planner ----------------------------------------------------------------------------------
+
+bool RolloutPlanner::Done(const NodeView& v, const std::string& revision, bool gate, Duration min_healthy,
+                          Time now) {
+  if (!v.reported || v.applied != revision || IsBusy(v.phase) || v.phase == "failed") {
+    healthy_since_.erase(v.name);
+    return false;
+  }
+  if (!gate) return true;
+  if (!v.healthy) {
+    healthy_since_.erase(v.name);
+    return false;
+  }
+  Time since = healthy_since_.emplace(v.name, now).first->second;
+  return now - since >= min_healthy;
+}
+
+RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>& current,
+                                             const std::optional<RolloutRequest>& request,
+                                             const std::optional<RolloutControl>& control,
+                                             const RolloutPolicy& policy, const std::vector<NodeView>& nodes,
+                                             uint64_t ballot, bool frozen, Time now, int64_t wall_us) {
+  Step out;
+  auto log = [&](const std::string& s) { out.log += (out.log.empty() ? "" : "; ") + s; };
+  RolloutRecord r = current.value_or(RolloutRecord{});
+  const RolloutRecord before = r;
+  std::map<std::string, const NodeView*> view;
+  for (const auto& v : nodes) view[v.name] = &v;
+  auto settle = [&](const std::string& state, const std::string& reason) {
+    r.state = state;
+    r.reason = reason;
+    r.ended_us = wall_us;
+    log("rollout " + std::to_string(r.id) + " " + state + (reason.empty() ? "" : ": " + reason));
+  };
+
+  // A new rollout, once the last one has settled and nothing freezes it.
+  const bool active = r.state == "running" || r.state == "paused";
+  if (request && request->id > r.id && !active && !frozen) {
+    RolloutRecord n;
+    n.id = request->id;
+    n.revision = request->revision;
+    n.by = request->by;
+    n.state = "running";
+    n.batch_no = r.batch_no;
+    n.control = r.control;
+    n.started_us = wall_us;
+    // The revert target: what the last rollout left healthy everywhere, else
+    // the one revision every reachable commissioned node runs healthily.
+    if (r.state == "succeeded") n.from = r.revision;
+    else if (!r.state.empty()) n.from = r.from;
+    if (n.from.empty()) {
+      std::set<std::string> applied;
+      bool all_healthy = true;
+      for (const auto& v : nodes) {
+        if (!v.commissioned || !v.reachable) continue;
+        applied.insert(v.applied);
+        all_healthy &= v.healthy;
+      }
+      if (applied.size() == 1 && all_healthy) n.from = *applied.begin();
+    }
+    // Nodes keep acting on an earlier batch only while it is the current one.
+    n.batch = r.batch;
+    n.nodes = r.nodes;
+    r = std::move(n);
+    batch_seen_.reset();
+    healthy_since_.clear();
+    log("rollout " + std::to_string(r.id) + " of revision " + r.revision + " started" +
+        (r.by.empty() ? "" : " by " + r.by));
+  }
+  if (r.state.empty()) return out;
+
+  if (control && control->seq > r.control) {
+    r.control = control->seq;
+    if (control->rollout == r.id && !r.settled()) {
+      if (control->action == "pause" && r.state == "running") {
+        r.state = "paused";
+        r.reason = "paused by " + control->by;
+        log("rollout " + std::to_string(r.id) + " paused by " + control->by);
+      } else if (control->action == "resume" && r.state == "paused") {
+        r.state = "running";
+        r.reason.clear();
+        log("rollout " + std::to_string(r.id) + " resumed by " + control->by);
+      } else if (control->action == "abort") {
+        settle("failed", "aborted by " + control->by);
+      }
+    }
+  }
+  // The ballot goes out with every change, and at once when this node has
+  // just taken over (renewals raise it too, but need not be written).
+  const bool takeover = fresh_;
+  fresh_ = false;
+
+  const bool late = (r.state == "running" || r.state == "paused") && !r.reverting && r.started_us > 0 &&
+                    wall_us - r.started_us >
+                        std::chrono::duration_cast<std::chrono::microseconds>(policy.progress_deadline).count();
+
+  // The batch in flight.
+  std::vector<std::string> new_failures;
+  if (!r.batch.empty()) {
+    if (!batch_seen_ || batch_seen_->first != r.batch_no) batch_seen_ = std::make_pair(r.batch_no, now);
+    std::vector<std::string> keep;
+    for (const auto& name : r.batch) {
+      auto it = view.find(name);
+      const Assignment& a = r.nodes[name];
+      if (it == view.end() || !it->second->reachable || !it->second->commissioned) {
+        log(name + " left batch " + std::to_string(r.batch_no) + " (down or decommissioned)");
+        continue;
+      }
+      const NodeView& v = *it->second;
+      if (Done(v, a.revision, policy.health_gate, policy.min_healthy, now)) {
+        log(name + " is healthy on " + a.revision);
+        continue;
+      }
+      if (v.reported && v.phase == "failed" && v.target == a.revision) {
+        new_failures.push_back(name);
+        continue;
+      }
+      if (now - batch_seen_->second > policy.node_deadline) {
+        log(name + " missed its deadline");
+        new_failures.push_back(name);
+        continue;
+      }
+      keep.push_back(name);
+    }
+    r.batch = std::move(keep);
+  }
+  if (!new_failures.empty()) {
+    log("failed: " + JoinNames(new_failures));
+    if (r.reverting && !r.settled()) {
+      r.failed.insert(new_failures.begin(), new_failures.end());
+      settle("failed", "the revert to " + r.from + " failed on " + JoinNames(new_failures));
+    } else if (!r.settled()) {
+      r.failed.insert(new_failures.begin(), new_failures.end());
+    }
+  }
+  if ((r.state == "running" || r.state == "paused") && !r.reverting &&
+      (late || r.failed.size() > policy.failure_threshold)) {
+    std::vector<std::string> f(r.failed.begin(), r.failed.end());
+    std::string why = late ? "the progress deadline passed" : "failed on " + JoinNames(f);
+    if (policy.auto_revert && !r.from.empty() && r.from != r.revision) {
+      r.reverting = true;
+      r.state = "running";
+      r.reason = why + "; reverting to " + r.from;
+      log("rollout " + std::to_string(r.id) + " " + r.reason);
+    } else {
+      settle("failed", why + (policy.auto_revert ? " (no earlier revision was healthy on every node)" : ""));
+    }
+  }
+
+  // The next batch: while running, and after success or revert to bring
+  // late nodes to the settled revision.
+  const bool catch_up = r.state == "succeeded" || r.state == "reverted";
+  if (r.batch.empty() && (r.state == "running" || catch_up)) {
+    const std::string target = r.target();
+    std::vector<const NodeView*> candidates;
+    size_t eligible = 0, busy_elsewhere = 0;
+    for (const auto& v : nodes) {
+      if (!v.commissioned) continue;
+      ++eligible;
+      if (!v.reachable || !v.reported) continue;
+      if (IsBusy(v.phase)) {
+        ++busy_elsewhere;
+        continue;
+      }
+      // A node that failed may run part of the new revision whatever it
+      // reports as applied: only a finished job counts.
+      if (v.applied == target && v.phase != "failed") continue;
+      if (!r.reverting && r.failed.count(v.name)) continue;
+      if (r.reverting && !catch_up) {
+        auto a = r.nodes.find(v.name);
+        bool touched = v.applied == r.revision || r.failed.count(v.name) ||
+                       (a != r.nodes.end() && a->second.revision == r.revision);
+        if (!touched) continue;
+      }
+      candidates.push_back(&v);
+    }
+    if (candidates.empty()) {
+      if (r.state == "running" && busy_elsewhere == 0) {
+        if (r.reverting) settle("reverted", r.reason);
+        else settle("succeeded", r.failed.empty() ? "" : "tolerated failures on " + JoinNames({r.failed.begin(), r.failed.end()}));
+      }
+    } else {
+      auto rank = [&](const NodeView* v) {
+        // Reverting: the failed nodes first, they are out of service anyway.
+        size_t first = r.reverting && r.failed.count(v->name) ? 0 : 1;
+        return std::make_tuple(first, RoleRank(policy.role_order, v->roles), v->name);
+      };
+      std::sort(candidates.begin(), candidates.end(),
+                [&](const NodeView* a, const NodeView* b) { return rank(a) < rank(b); });
+      size_t size = policy.BatchSize(r.batches, eligible);
+      size = size > busy_elsewhere ? size - busy_elsewhere : 0;
+      std::vector<std::string> chosen;
+      auto group = std::make_pair(std::get<0>(rank(candidates[0])), std::get<1>(rank(candidates[0])));
+      for (const NodeView* v : candidates) {
+        if (chosen.size() >= size) break;
+        auto k = rank(v);
+        if (std::make_pair(std::get<0>(k), std::get<1>(k)) != group) break;  // role order: one group at a time
+        chosen.push_back(v->name);
+      }
+      if (!chosen.empty()) {
+        ++r.batch_no;
+        ++r.batches;
+        for (const auto& name : chosen) r.nodes[name] = Assignment{target, r.batch_no};
+        r.batch = chosen;
+        batch_seen_ = std::make_pair(r.batch_no, now);
+        log("batch " + std::to_string(r.batch_no) + " to " + target + ": " + JoinNames(chosen));
+      }
+    }
+  }
+
+  if (!(r == before) || (takeover && r.ballot != ballot)) {
+    r.ballot = ballot;
+    out.write = std::move(r);
+  }
+  return out;
+}
+
+std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v) {
+  bool in_batch = std::find(r.batch.begin(), r.batch.end(), v.name) != r.batch.end();
+  if (in_batch) return r.reverting ? "reverting" : "upgrading";
+  if (r.reverting && !r.from.empty() && v.applied == r.from) {
+    // Assigned during this rollout: touched, then brought back.
+    auto a = r.nodes.find(v.name);
+    bool touched = a != r.nodes.end() && a->second.batch + r.batches > r.batch_no;
+    if (r.failed.count(v.name) || touched) return "reverted";
+  }
+  if (r.failed.count(v.name)) return "failed";
+  if (!v.reachable) return "down";
+  if (v.applied == r.target()) return "done";
+  return "pending";
+}
+
+}  // namespace starling::node

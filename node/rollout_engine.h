@@ -1,0 +1,71 @@
+// The rollout engine: on the lease holder, moves the rollout forward
+// (RolloutPlanner) and writes the record; on every node, answers `rollout`
+// commands. See rollout.h for the records and their rules.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lease.h"
+#include "rollout.h"
+#include "soft_state.h"
+#include "starling/membership/memberlist.h"
+#include "starling/store/replicator.h"
+
+namespace starling::node {
+
+// What the planner and `rollout status` know about every node: the members
+// and every node the desired state names.
+std::vector<NodeView> BuildViews(const store::Json& doc, const membership::Memberlist& members,
+                                 const SoftState& soft);
+
+// `rollout status` as JSON: state (idle when there has never been a
+// rollout), revision, from, reverting, batch, reason, and per node its
+// phase, applied revision, health and agent phase.
+store::Json RolloutStatus(const store::State& state, const membership::Memberlist& members, const SoftState& soft);
+
+struct EngineConfig {
+  Duration tick = std::chrono::milliseconds(500);
+};
+
+class RolloutEngine {
+ public:
+  RolloutEngine(std::string self, Clock& clock, membership::Memberlist& members, store::Replicator& replicator,
+                const SoftState& soft, Lease& lease, EngineConfig config = {});
+  ~RolloutEngine();
+  RolloutEngine(const RolloutEngine&) = delete;
+  RolloutEngine& operator=(const RolloutEngine&) = delete;
+
+  void Start();
+  // Runs a step now (after a change to the log or to a report).
+  void Poke();
+
+ private:
+  void Tick();
+  void Step();
+  void AutoUpgrade(const store::State& st, const std::optional<RolloutRecord>& record,
+                   const std::optional<RolloutRequest>& request);
+
+  std::string self_;
+  Clock& clock_;
+  membership::Memberlist& members_;
+  store::Replicator& replicator_;
+  const SoftState& soft_;
+  Lease& lease_;
+  EngineConfig cfg_;
+  RolloutPlanner planner_;
+  bool was_holder_ = false;
+  bool stepping_ = false;
+  Clock::TimerId timer_ = 0;
+};
+
+// Operator commands; any node may run them. Refused (kConflict, kInvalidArgument)
+// with a message that says why.
+// Asks for a rollout of `revision` (the current one when empty).
+Result<store::Json> RequestRollout(store::Replicator& replicator, const std::string& revision,
+                                   const std::string& by);
+// pause | resume | abort of the rollout in progress.
+Result<store::Json> ControlRollout(store::Replicator& replicator, const std::string& action, const std::string& by);
+
+}  // namespace starling::node
