@@ -141,7 +141,8 @@ size_t RolloutPolicy::MaxBatch(size_t total) const {
 
 Json RolloutRecord::ToJson() const {
   Json assigned = Json::object();
-  for (const auto& [name, a] : nodes) assigned[name] = {{"revision", a.revision}, {"batch", a.batch}};
+  for (const auto& [name, a] : nodes)
+    assigned[name] = {{"revision", a.revision}, {"batch", a.batch}, {"done", a.done}};
   return {{"id", id},
           {"revision", revision},
           {"from", from},
@@ -185,7 +186,7 @@ Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
     for (const auto& [name, a] : n->items()) {
       if (name.size() > kMaxName || !a.is_object()) return Status::Corruption("rollout record: bad assignment");
       Reader ar{a, ""};
-      Assignment as{ar.Text("revision", 64), ar.Num<uint64_t>("batch")};
+      Assignment as{ar.Text("revision", 64), ar.Num<uint64_t>("batch"), ar.Bool("done")};
       if (!ar.error.empty()) return Status::Corruption("rollout record: assignment of " + name + ": " + ar.error);
       r.nodes[name] = as;
     }
@@ -387,6 +388,7 @@ RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>&
       const NodeView& v = *it->second;
       if (Done(v, a.revision, policy.health_gate, policy.min_healthy, now)) {
         log(name + " is healthy on " + a.revision);
+        r.nodes[name].done = true;
         continue;
       }
       if (v.reported && v.phase == "failed" && v.target == a.revision) {
@@ -478,7 +480,7 @@ RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>&
       if (!chosen.empty()) {
         ++r.batch_no;
         ++r.batches;
-        for (const auto& name : chosen) r.nodes[name] = Assignment{target, r.batch_no};
+        for (const auto& name : chosen) r.nodes[name] = Assignment{target, r.batch_no, false};
         r.batch = chosen;
         batch_seen_ = std::make_pair(r.batch_no, now);
         log("batch " + std::to_string(r.batch_no) + " to " + target + ": " + JoinNames(chosen));
@@ -496,13 +498,17 @@ RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>&
 std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v) {
   bool in_batch = std::find(r.batch.begin(), r.batch.end(), v.name) != r.batch.end();
   if (in_batch) return r.reverting ? "reverting" : "upgrading";
-  if (r.reverting && !r.from.empty() && v.applied == r.from) {
+  // The record first: every node shows the holder's view, whatever its own
+  // copy of the reports says yet.
+  auto a = r.nodes.find(v.name);
+  const bool finished = a != r.nodes.end() && a->second.done && a->second.revision == r.target();
+  if (r.reverting && !r.from.empty() && (finished || v.applied == r.from)) {
     // Assigned during this rollout: touched, then brought back.
-    auto a = r.nodes.find(v.name);
     bool touched = a != r.nodes.end() && a->second.batch + r.batches > r.batch_no;
     if (r.failed.count(v.name) || touched) return "reverted";
   }
   if (r.failed.count(v.name)) return "failed";
+  if (finished) return "done";
   if (!v.reachable) return "down";
   if (v.applied == r.target()) return "done";
   return "pending";

@@ -66,6 +66,7 @@ struct RolloutPolicy {
 struct Assignment {
   std::string revision;
   uint64_t batch = 0;
+  bool done = false;  // the holder saw it applied and healthy
   bool operator==(const Assignment&) const = default;
 };
 

@@ -282,10 +282,14 @@ std::map<std::string, std::string> LocalCluster::AllAlive() const {
   return out;
 }
 
-bool LocalCluster::StartConverged(int n, Millis timeout) {
-  if (Start("node0") != 0) return false;
+bool LocalCluster::StartConverged(int n, Millis timeout, std::vector<std::string> extra_args) {
+  if (Start("node0", extra_args) != 0) return false;
   std::vector<int> joiners;
-  for (int i = 1; i < n; ++i) joiners.push_back(Launch("node" + std::to_string(i), {"--join", nodes_[0].addr}));
+  for (int i = 1; i < n; ++i) {
+    std::vector<std::string> args = extra_args;
+    args.insert(args.end(), {"--join", nodes_[0].addr});
+    joiners.push_back(Launch("node" + std::to_string(i), args));
+  }
   for (int i : joiners)
     if (!WaitReady(i)) return false;
   std::string mismatch = AwaitView(All(), AllAlive(), timeout);

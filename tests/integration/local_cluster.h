@@ -100,7 +100,8 @@ class LocalCluster {
   std::map<std::string, std::string> AllAlive() const;
   // Starts "node0" and n-1 nodes joining through it ("node1", ...); true
   // once every node lists every other alive (gtest failures otherwise).
-  bool StartConverged(int n, Millis timeout = 30s);
+  // `extra_args` go to every node.
+  bool StartConverged(int n, Millis timeout = 30s, std::vector<std::string> extra_args = {});
 
   const Node& node(int i) const { return nodes_.at(i); }
   size_t size() const { return nodes_.size(); }
