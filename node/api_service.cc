@@ -281,6 +281,9 @@ store::Json ApiService::NodesJson() const {
   for (const auto& m : members_.Members()) rows[m.name] = std::string(membership::StatusName(m.status));
   if (auto it = doc.find("nodes"); it != doc.end() && it->is_object())
     for (const auto& [name, _] : it->items()) rows.emplace(name, "unknown");
+  std::optional<RolloutRecord> rollout;
+  if (const store::Register* reg = replicator_.log().state().Find(kRolloutKey); reg && reg->value)
+    rollout = ReadRecord<RolloutRecord>(store::Json::parse(*reg->value, nullptr, false));
   store::Json out = store::Json::array();
   for (const auto& [name, status] : rows) {
     std::string lifecycle = "discovered";
@@ -289,6 +292,9 @@ store::Json ApiService::NodesJson() const {
       if (node.is_object() && node.contains("lifecycle") && node["lifecycle"].is_string())
         lifecycle = node["lifecycle"].get<std::string>();
     }
+    if (lifecycle == "commissioned" && rollout &&
+        std::find(rollout->batch.begin(), rollout->batch.end(), name) != rollout->batch.end())
+      lifecycle = "upgrading";
     auto report = soft_.Get(name);
     out.push_back({{"name", name},
                    {"lifecycle", lifecycle},

@@ -381,8 +381,19 @@ RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>&
     for (const auto& name : r.batch) {
       auto it = view.find(name);
       const Assignment& a = r.nodes[name];
-      if (it == view.end() || !it->second->reachable || !it->second->commissioned) {
-        log(name + " left batch " + std::to_string(r.batch_no) + " (down or decommissioned)");
+      if (it == view.end() || !it->second->commissioned) {
+        log(name + " left batch " + std::to_string(r.batch_no) + " (decommissioned)");
+        continue;
+      }
+      if (!it->second->reachable) {
+        // Its service may be down because of us: it stays in flight until
+        // the deadline, then the rollout goes on without it (not a failure:
+        // it is brought to the revision when it is back).
+        if (now - batch_seen_->second > policy.node_deadline) {
+          log(name + " left batch " + std::to_string(r.batch_no) + " (down past its deadline)");
+          continue;
+        }
+        keep.push_back(name);
         continue;
       }
       const NodeView& v = *it->second;
@@ -406,12 +417,11 @@ RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>&
   }
   if (!new_failures.empty()) {
     log("failed: " + JoinNames(new_failures));
-    if (r.reverting && !r.settled()) {
-      r.failed.insert(new_failures.begin(), new_failures.end());
+    // After the rollout settled these are late nodes failing to catch up:
+    // recorded too, so that they are not retried in a loop.
+    r.failed.insert(new_failures.begin(), new_failures.end());
+    if (r.reverting && !r.settled())
       settle("failed", "the revert to " + r.from + " failed on " + JoinNames(new_failures));
-    } else if (!r.settled()) {
-      r.failed.insert(new_failures.begin(), new_failures.end());
-    }
   }
   if ((r.state == "running" || r.state == "paused") && !r.reverting &&
       (late || r.failed.size() > policy.failure_threshold)) {
@@ -433,48 +443,64 @@ RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>&
   if (r.batch.empty() && (r.state == "running" || catch_up)) {
     const std::string target = r.target();
     std::vector<const NodeView*> candidates;
-    size_t eligible = 0, busy_elsewhere = 0;
+    // Out of service: busy, failed or unhealthy. Whatever the cause, they
+    // use up the batch's room, so that a batch never takes the count of
+    // nodes out of service past its size.
+    auto is_out = [](const NodeView& v) { return IsBusy(v.phase) || v.phase == "failed" || !v.healthy; };
+    size_t eligible = 0, busy = 0, out_elsewhere = 0, out_candidates = 0;
     for (const auto& v : nodes) {
       if (!v.commissioned) continue;
       ++eligible;
       if (!v.reachable || !v.reported) continue;
+      bool candidate = true;
       if (IsBusy(v.phase)) {
-        ++busy_elsewhere;
-        continue;
-      }
-      // A node that failed may run part of the new revision whatever it
-      // reports as applied: only a finished job counts.
-      if (v.applied == target && v.phase != "failed") continue;
-      if (!r.reverting && r.failed.count(v.name)) continue;
-      if (r.reverting && !catch_up) {
+        ++busy;
+        candidate = false;
+      } else if (v.applied == target && v.phase != "failed") {
+        // A node that failed may run part of the new revision whatever it
+        // reports as applied: only a finished job counts.
+        candidate = false;
+      } else if (!r.reverting && r.failed.count(v.name)) {
+        candidate = false;
+      } else if (r.reverting && !catch_up) {
         auto a = r.nodes.find(v.name);
-        bool touched = v.applied == r.revision || r.failed.count(v.name) ||
-                       (a != r.nodes.end() && a->second.revision == r.revision);
-        if (!touched) continue;
+        candidate = v.applied == r.revision || r.failed.count(v.name) ||
+                    (a != r.nodes.end() && a->second.revision == r.revision);
       }
-      candidates.push_back(&v);
+      if (candidate) {
+        candidates.push_back(&v);
+        out_candidates += is_out(v);
+      } else {
+        out_elsewhere += is_out(v);
+      }
     }
     if (candidates.empty()) {
-      if (r.state == "running" && busy_elsewhere == 0) {
+      if (r.state == "running" && busy == 0) {
         if (r.reverting) settle("reverted", r.reason);
         else settle("succeeded", r.failed.empty() ? "" : "tolerated failures on " + JoinNames({r.failed.begin(), r.failed.end()}));
       }
     } else {
       auto rank = [&](const NodeView* v) {
-        // Reverting: the failed nodes first, they are out of service anyway.
+        // Reverting: the failed nodes first. Within a role, nodes already
+        // out of service first: moving them costs no room.
         size_t first = r.reverting && r.failed.count(v->name) ? 0 : 1;
-        return std::make_tuple(first, RoleRank(policy.role_order, v->roles), v->name);
+        return std::make_tuple(first, RoleRank(policy.role_order, v->roles), is_out(*v) ? 0 : 1, v->name);
       };
       std::sort(candidates.begin(), candidates.end(),
                 [&](const NodeView* a, const NodeView* b) { return rank(a) < rank(b); });
-      size_t size = policy.BatchSize(r.batches, eligible);
-      size = size > busy_elsewhere ? size - busy_elsewhere : 0;
+      const size_t size = policy.BatchSize(r.batches, eligible);
+      const size_t out_now = out_elsewhere + out_candidates;
+      size_t room = size > out_now ? size - out_now : 0;  // for nodes still in service
       std::vector<std::string> chosen;
       auto group = std::make_pair(std::get<0>(rank(candidates[0])), std::get<1>(rank(candidates[0])));
       for (const NodeView* v : candidates) {
         if (chosen.size() >= size) break;
         auto k = rank(v);
         if (std::make_pair(std::get<0>(k), std::get<1>(k)) != group) break;  // role order: one group at a time
+        if (!is_out(*v)) {
+          if (room == 0) break;
+          --room;
+        }
         chosen.push_back(v->name);
       }
       if (!chosen.empty()) {

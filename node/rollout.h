@@ -22,8 +22,11 @@
 // Safety: a batch starts only when the previous one is done (every node of
 // it applied and healthy for `min_healthy`), failed, or out of reach; so at
 // most one batch of nodes is ever between stop and healthy because of the
-// rollout. A node of the batch that goes down leaves the batch and is
-// assigned again, in a later batch, once it is back.
+// rollout. A node of the batch that goes down stays in flight until the
+// node deadline (its service may be down because of us), then leaves the
+// batch without counting as a failure; it is assigned again, in a later
+// batch, once it is back. Nodes busy on their own (verifying after a
+// restart) take room in the next batch.
 #pragma once
 
 #include <map>

@@ -1,0 +1,336 @@
+// The rollout planner and its records, driven directly: nodes are views the
+// test edits to say what each node reports.
+#include <gtest/gtest.h>
+
+#include "rollout.h"
+
+namespace starling::node {
+namespace {
+
+using namespace std::chrono_literals;
+using store::Json;
+
+Time T(int seconds) { return Time{} + std::chrono::seconds(seconds); }
+
+NodeView Node(const std::string& name, const std::string& applied, std::vector<std::string> roles = {"web"}) {
+  NodeView v;
+  v.name = name;
+  v.reachable = true;
+  v.commissioned = true;
+  v.roles = std::move(roles);
+  v.reported = true;
+  v.applied = applied;
+  v.target = applied;
+  v.healthy = true;
+  v.phase = "idle";
+  return v;
+}
+
+RolloutPolicy Policy(Json batch, Duration min_healthy = 0s) {
+  RolloutPolicy p;
+  p.batch = std::move(batch);
+  p.min_healthy = min_healthy;
+  p.node_deadline = 60s;
+  return p;
+}
+
+// Drives one planner like the holder does, keeping the written record.
+struct Holder {
+  RolloutPlanner planner;
+  std::optional<RolloutRecord> record;
+  std::optional<RolloutRequest> request;
+  std::optional<RolloutControl> control;
+  uint64_t ballot = 7;
+  bool frozen = false;
+  RolloutPlanner::Step Step(const RolloutPolicy& p, const std::vector<NodeView>& nodes, Time now) {
+    auto s = planner.Advance(record, request, control, p, nodes, ballot, frozen, now, 1000);
+    if (s.write) record = *s.write;
+    return s;
+  }
+};
+
+// Marks the nodes of the current batch as having applied `revision`.
+void Finish(std::vector<NodeView>& nodes, const RolloutRecord& r, const std::string& revision) {
+  for (auto& v : nodes)
+    if (std::find(r.batch.begin(), r.batch.end(), v.name) != r.batch.end()) v.applied = v.target = revision;
+}
+
+TEST(RolloutPolicy, BatchSizesFromCountsPercentagesAndRamps) {
+  EXPECT_EQ(Policy(2).BatchSize(0, 10), 2u);
+  EXPECT_EQ(Policy(50).BatchSize(0, 10), 10u);  // never more than there are
+  EXPECT_EQ(Policy("25%").BatchSize(0, 10), 3u);  // rounded up
+  EXPECT_EQ(Policy("1%").BatchSize(0, 10), 1u);   // at least one
+  RolloutPolicy ramp = Policy(Json::array({1, 2, "50%"}));
+  EXPECT_EQ(ramp.BatchSize(0, 10), 1u);
+  EXPECT_EQ(ramp.BatchSize(1, 10), 2u);
+  EXPECT_EQ(ramp.BatchSize(2, 10), 5u);
+  EXPECT_EQ(ramp.BatchSize(9, 10), 5u);  // the last step repeats
+  EXPECT_EQ(ramp.MaxBatch(10), 5u);
+}
+
+TEST(RolloutPolicy, ReadsTheDocumentAndDefaultsTheRest) {
+  Json doc = {{"policy", {{"batch", "10%"}, {"min_healthy", "30s"}, {"failure_threshold", 2}, {"auto_revert", false}}}};
+  RolloutPolicy p = RolloutPolicy::From(doc);
+  EXPECT_EQ(p.batch, "10%");
+  EXPECT_EQ(p.min_healthy, 30s);
+  EXPECT_EQ(p.failure_threshold, 2u);
+  EXPECT_FALSE(p.auto_revert);
+  EXPECT_EQ(p.node_deadline, std::chrono::minutes(5));
+  EXPECT_TRUE(p.health_gate);
+}
+
+TEST(RolloutRecord, RoundTripsAndRefusesBadRecords) {
+  RolloutRecord r;
+  r.id = 3;
+  r.revision = "aaaaaaaaaaaa";
+  r.from = "bbbbbbbbbbbb";
+  r.state = "running";
+  r.reverting = true;
+  r.ballot = 1001;
+  r.batch_no = 9;
+  r.batches = 2;
+  r.batch = {"n2"};
+  r.nodes["n1"] = {"aaaaaaaaaaaa", 8, true};
+  r.nodes["n2"] = {"bbbbbbbbbbbb", 9, false};
+  r.failed = {"n2"};
+  r.reason = "failed on n2";
+  auto back = RolloutRecord::FromJson(r.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, r);
+
+  for (const char* bad : {R"([])", R"({"state": "exploded"})", R"({"state": "running", "id": "3"})",
+                          R"({"state": "running", "batch": [1]})", R"({"state": "running", "nodes": []})",
+                          R"({"state": "running", "nodes": {"n1": {"batch": -1.5}}})"}) {
+    auto r2 = RolloutRecord::FromJson(Json::parse(bad));
+    EXPECT_FALSE(r2.ok()) << bad;
+    if (!r2.ok()) {
+      EXPECT_EQ(r2.status().code(), Status::Code::kCorruption) << bad;
+    }
+  }
+  EXPECT_FALSE(RolloutControl::FromJson(Json{{"seq", 1}, {"action", "explode"}}).ok());
+  EXPECT_FALSE(RolloutRequest::FromJson(Json{{"id", 1}}).ok());
+}
+
+TEST(RolloutPlanner, BatchesFollowTheRampAndWaitForHealth) {
+  Holder h;
+  std::vector<NodeView> nodes;
+  for (int i = 0; i < 6; ++i) nodes.push_back(Node("n" + std::to_string(i), "old"));
+  const RolloutPolicy p = Policy(Json::array({1, "50%"}), 10s);
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  ASSERT_TRUE(h.record);
+  EXPECT_EQ(h.record->state, "running");
+  EXPECT_EQ(h.record->from, "old");  // every node ran it healthily
+  EXPECT_EQ(h.record->ballot, 7u);
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+
+  // Not done before it reports the revision, nor before min_healthy.
+  EXPECT_FALSE(h.Step(p, nodes, T(1)).write);
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(2));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  h.Step(p, nodes, T(12));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1", "n2", "n3"}));  // 50% of 6
+  EXPECT_TRUE(h.record->nodes["n0"].done);
+
+  // Unhealthy restarts the min_healthy clock.
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(13));
+  nodes[2].healthy = false;
+  h.Step(p, nodes, T(20));
+  nodes[2].healthy = true;
+  h.Step(p, nodes, T(24));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+  h.Step(p, nodes, T(34));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n4", "n5"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(35));
+  h.Step(p, nodes, T(45));
+  EXPECT_EQ(h.record->state, "succeeded");
+  EXPECT_TRUE(h.record->batch.empty());
+}
+
+TEST(RolloutPlanner, RoleOrderTakesOneRoleAtATime) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("a", "old", {"web"}), Node("b", "old", {"db"}), Node("c", "old", {"db"}),
+                                 Node("d", "old", {})};
+  RolloutPolicy p = Policy(10);
+  p.role_order = {"db", "web"};
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"b", "c"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(1));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"a"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(2));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"d"}));  // no role in the order: last
+}
+
+TEST(RolloutPlanner, AFailureRevertsTheTouchedNodesFailedFirst) {
+  Holder h;
+  std::vector<NodeView> nodes;
+  for (int i = 0; i < 4; ++i) nodes.push_back(Node("n" + std::to_string(i), "old"));
+  const RolloutPolicy p = Policy(1);
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(1));
+  ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+  nodes[1].phase = "failed";
+  nodes[1].target = "new";
+  nodes[1].healthy = false;
+  h.Step(p, nodes, T(2));
+  EXPECT_TRUE(h.record->reverting);
+  EXPECT_EQ(h.record->state, "running");
+  EXPECT_EQ(h.record->target(), "old");
+  // The failed node first, though it still reports "old" as applied.
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+  nodes[1] = Node("n1", "old");
+  h.Step(p, nodes, T(3));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  nodes[0] = Node("n0", "old");
+  h.Step(p, nodes, T(4));
+  EXPECT_EQ(h.record->state, "reverted");
+  EXPECT_EQ(h.record->nodes.count("n2"), 0u);  // never touched
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0]), "reverted");
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[1]), "reverted");
+}
+
+TEST(RolloutPlanner, WithoutAnEarlierHealthyRevisionAFailureJustStops) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "other")};
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(Policy(1), nodes, T(0));
+  EXPECT_EQ(h.record->from, "");  // the nodes disagreed
+  nodes[0].phase = "failed";
+  nodes[0].target = "new";
+  h.Step(Policy(1), nodes, T(1));
+  EXPECT_EQ(h.record->state, "failed");
+  EXPECT_NE(h.record->reason.find("no earlier revision"), std::string::npos) << h.record->reason;
+}
+
+TEST(RolloutPlanner, ToleratesFailuresUpToTheThresholdButTheyUseRoom) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old"), Node("n3", "old")};
+  RolloutPolicy p = Policy(2);
+  p.failure_threshold = 1;
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n0", "n1"}));
+  nodes[0].phase = "failed";
+  nodes[0].target = "new";
+  nodes[0].healthy = false;
+  nodes[1].applied = "new";
+  h.Step(p, nodes, T(1));
+  EXPECT_EQ(h.record->state, "running");
+  // n0 is still out of service: one node of room left in a batch of 2.
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(2));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n3"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(3));
+  EXPECT_EQ(h.record->state, "succeeded");
+  EXPECT_NE(h.record->reason.find("n0"), std::string::npos);
+}
+
+TEST(RolloutPlanner, NodesOutOfServiceUseTheRoomAndMoveFirst) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old"), Node("n3", "new")};
+  nodes[2].healthy = false;  // a candidate already out of service
+  nodes[3].healthy = false;  // on the target but unhealthy
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(Policy(2), nodes, T(0));
+  // Two out already: only n2 moves, it costs nothing.
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+}
+
+TEST(RolloutPlanner, PauseResumeAndAbort) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(Policy(1), nodes, T(0));
+  h.control = RolloutControl{1, 1, "pause", "op"};
+  h.Step(Policy(1), nodes, T(1));
+  EXPECT_EQ(h.record->state, "paused");
+  Finish(nodes, *h.record, "new");
+  h.Step(Policy(1), nodes, T(2));  // the batch in flight finishes...
+  EXPECT_TRUE(h.record->batch.empty());
+  h.Step(Policy(1), nodes, T(3));  // ...and no new one starts
+  EXPECT_TRUE(h.record->batch.empty());
+  h.control = RolloutControl{2, 1, "resume", "op"};
+  h.Step(Policy(1), nodes, T(4));
+  EXPECT_EQ(h.record->state, "running");
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+  h.control = RolloutControl{3, 1, "abort", "op"};
+  h.Step(Policy(1), nodes, T(5));
+  EXPECT_EQ(h.record->state, "failed");
+  EXPECT_EQ(h.record->reason, "aborted by op");
+  // A control for another rollout does nothing.
+  h.request = RolloutRequest{2, "newer", "op", false};
+  h.Step(Policy(1), nodes, T(6));
+  h.control = RolloutControl{4, 1, "pause", "op"};
+  h.Step(Policy(1), nodes, T(7));
+  EXPECT_EQ(h.record->state, "running");
+}
+
+TEST(RolloutPlanner, FrozenLeavesTheRequestWaiting) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old")};
+  h.frozen = true;
+  h.request = RolloutRequest{1, "new", "op", false};
+  EXPECT_FALSE(h.Step(Policy(1), nodes, T(0)).write);
+  h.frozen = false;
+  h.Step(Policy(1), nodes, T(1));
+  EXPECT_EQ(h.record->state, "running");
+}
+
+TEST(RolloutPlanner, ADownNodeStaysInFlightUntilItsDeadlineThenLeavesWithoutFailing) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
+  const RolloutPolicy p = Policy(1);  // node deadline 60 s
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  nodes[0].reachable = false;
+  h.Step(p, nodes, T(30));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  h.Step(p, nodes, T(61));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+  EXPECT_TRUE(h.record->failed.empty());
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(62));
+  EXPECT_EQ(h.record->state, "succeeded");
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0]), "down");
+  // Back, it is caught up in a batch of its own.
+  nodes[0].reachable = true;
+  h.Step(p, nodes, T(63));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  EXPECT_EQ(h.record->state, "succeeded");
+}
+
+TEST(RolloutPlanner, NodesBusyOnTheirOwnTakeRoomInTheBatch) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
+  nodes[2].phase = "verifying";  // restarting on its own
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(Policy(2), nodes, T(0));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+}
+
+TEST(RolloutPlanner, WritesItsBallotOnTakeoverButNotOnEveryRenewal) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(Policy(1), nodes, T(0));
+  h.ballot = 8;  // a renewal
+  EXPECT_FALSE(h.Step(Policy(1), nodes, T(1)).write);
+  RolloutPlanner successor;
+  auto s = successor.Advance(h.record, h.request, h.control, Policy(1), nodes, 20, false, T(2), 1000);
+  ASSERT_TRUE(s.write);
+  EXPECT_EQ(s.write->ballot, 20u);
+  EXPECT_EQ(s.write->batch, h.record->batch);  // resumes the batch in flight
+}
+
+}  // namespace
+}  // namespace starling::node
