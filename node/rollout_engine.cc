@@ -138,6 +138,15 @@ void RolloutEngine::Poke() { Step(); }
 void RolloutEngine::Step() {
   // A write below reports a change to the log, which pokes us again.
   if (stepping_) return;
+  const store::State& st = replicator_.log().state();
+  auto record = Read<RolloutRecord>(st, kRolloutKey);
+  bool stale = false;
+  if (record && best_ && record->ballot < best_->ballot) {
+    stale = true;
+    record = best_;
+  } else if (record) {
+    best_ = record;
+  }
   const bool holder = lease_.IsHolder();
   if (!holder) {
     if (was_holder_) planner_.Reset();
@@ -146,9 +155,7 @@ void RolloutEngine::Step() {
   }
   was_holder_ = true;
   stepping_ = true;
-  const store::State& st = replicator_.log().state();
   const Json doc = st.Document();
-  auto record = Read<RolloutRecord>(st, kRolloutKey);
   auto request = Read<RolloutRequest>(st, kRolloutRequestKey);
   auto control = Read<RolloutControl>(st, kRolloutControlKey);
   const bool frozen = FrozenReason(doc).has_value();
@@ -157,7 +164,15 @@ void RolloutEngine::Step() {
   RolloutPlanner::Step step = planner_.Advance(record, request, control, RolloutPolicy::From(doc),
                                                BuildViews(doc, members_, soft_), lease_.ballot(), frozen,
                                                clock_.Now(), WallMicros());
+  if (stale) {
+    spdlog::warn("rollout: the record was overwritten by a coordinator with an older ballot; restoring it");
+    if (!step.write) {
+      step.write = *record;
+      step.write->ballot = lease_.ballot();
+    }
+  }
   if (step.write) {
+    best_ = step.write;
     if (!step.log.empty()) spdlog::info("rollout: {}", step.log);
     auto w = WriteRecord(replicator_, kRolloutKey, step.write->ToJson(),
                          step.log.empty() ? "progress" : step.log.substr(0, 900));

@@ -55,6 +55,9 @@ class RolloutEngine {
   Lease& lease_;
   EngineConfig cfg_;
   RolloutPlanner planner_;
+  // The record with the highest ballot seen: a lower one is a deposed
+  // holder's late write, which the holder puts right.
+  std::optional<RolloutRecord> best_;
   bool was_holder_ = false;
   bool stepping_ = false;
   Clock::TimerId timer_ = 0;

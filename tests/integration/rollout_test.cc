@@ -292,6 +292,30 @@ TEST_F(Rollout, NodeDownDuringTheRolloutAppliesTheRevisionWhenBack) {
   EXPECT_TRUE(WaitFor([&] { return Installed(c, 4) == "2.0" && Running(c, 4) == "2.0"; }, 30s));
 }
 
+TEST_F(Rollout, RestartRunsTheVerifyHooksAndRepairsDrift) {
+  c.Kill(1);
+  // While it was down, someone changed what is installed and the service died.
+  std::ofstream(c.node(1).dir + "/example-state/package-web") << "0.9\n";
+  std::remove((c.node(1).dir + "/example-state/service-api").c_str());
+  ASSERT_TRUE(c.Restart(1, HookArgs()));
+  EXPECT_TRUE(WaitFor([&] { return Installed(c, 1) == "1.0" && Running(c, 1) == "1.0"; }, 20s));
+  std::vector<Event> events = Events(c);
+  EXPECT_EQ(Count(events, "node1", "install", "1.0"), 2);
+  EXPECT_EQ(Count(events, "node1", "start", "1.0"), 2);
+  // Nodes that did not drift are left alone.
+  EXPECT_EQ(Count(events, "node2", "install", "1.0"), 1);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto nodes = CliJson(c, 0, {"nodes"});
+        if (!nodes) return false;
+        for (const auto& row : *nodes)
+          if (row.value("name", "") == "node1")
+            return row["applied_revision"] == v1 && row["healthy"] == true && row["phase"] == "idle";
+        return false;
+      },
+      20s));
+}
+
 TEST_F(Rollout, FreezeRefusesARolloutWithTheReason) {
   ASSERT_EQ(c.Cli(1, {"freeze", "--reason", "change window closed"}).exit_code, 0);
   Apply(c, 0, Doc("2.0"));

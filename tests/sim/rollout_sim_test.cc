@@ -151,7 +151,7 @@ struct Node {
   std::unique_ptr<RolloutEngine> engine;
 };
 
-std::string Doc(const std::string& version) {
+std::string Doc(const std::string& version, bool auto_upgrade = false) {
   Json nodes = Json::object();
   for (int i = 0; i < kNodes; ++i) nodes["n" + std::to_string(i)] = {{"lifecycle", "commissioned"}, {"roles", {"web"}}};
   Json voters = Json::array();
@@ -169,7 +169,8 @@ std::string Doc(const std::string& version) {
         {"node_deadline", "20s"},
         {"progress_deadline", "10m"},
         {"failure_threshold", 0},
-        {"auto_revert", true}}}};
+        {"auto_revert", true}}},
+      {"switches", {{"auto_upgrade", auto_upgrade}}}};
   return doc.dump();
 }
 
@@ -421,6 +422,70 @@ TEST(RolloutSim, QuietRolloutSucceedsWithBatchesOfTheRamp) {
   }
   // The upgrade took 3 nodes out of service at once, never more.
   EXPECT_EQ(rc.oracle().most(), 3u);
+}
+
+TEST(RolloutSim, AutoUpgradeRollsOutEachNewRevision) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  RolloutCluster rc(SeedOr(11));
+  Cluster& c = rc.cluster();
+  ASSERT_TRUE(c.FormAll(200ms));
+  for (const std::string version : {"1", "2"}) {
+    ASSERT_TRUE(StateCommands(*rc.node(2).replicator).Apply({Doc(version, true), "sim", ""}).ok());
+    bool everywhere = c.loop().RunUntil(
+        [&] {
+          for (int i = 0; i < kNodes; ++i)
+            if (rc.world(i).running != version) return false;
+          return true;
+        },
+        5min, 1s);
+    EXPECT_TRUE(everywhere) << "version " << version;
+  }
+  // Two rollouts, one per revision, and nothing more.
+  EXPECT_TRUE(c.loop().RunUntil([&] { return rc.Settled(2).has_value(); }, 1min, 1s));
+  c.loop().RunFor(10s);
+  auto r = rc.Record(0);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->id, 2u);
+  EXPECT_EQ(r->state, "succeeded");
+}
+
+TEST(RolloutSim, NodesIgnoreARecordFromAnOlderBallotAndTheHolderRestoresIt) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  RolloutCluster rc(SeedOr(5));
+  Cluster& c = rc.cluster();
+  ASSERT_TRUE(c.FormAll(200ms));
+  ASSERT_TRUE(StateCommands(*rc.node(0).replicator).Apply({Doc("1"), "sim", ""}).ok());
+  c.loop().RunFor(2s);
+  auto req = RequestRollout(*rc.node(0).replicator, "", "n0");
+  ASSERT_TRUE(req.ok());
+  ASSERT_TRUE(c.loop().RunUntil([&] { return rc.Settled((*req)["id"]).has_value(); }, 5min, 1s));
+  // Version 2 is in the desired state but nobody asked to roll it out.
+  auto applied = StateCommands(*rc.node(0).replicator).Apply({Doc("2"), "sim", ""});
+  ASSERT_TRUE(applied.ok());
+  c.loop().RunFor(2s);
+  RolloutRecord forged = *rc.Record(0);
+  ASSERT_GT(forged.ballot, 0u);
+  const uint64_t good_ballot = forged.ballot;
+  int holder = -1, victim = -1;
+  for (int i = 0; i < kNodes; ++i) (rc.node(i).lease->IsHolder() ? holder : victim) = i;
+  ASSERT_GE(holder, 0);
+  // A deposed coordinator's late write: an older ballot, assigning version 2 to the victim now.
+  forged.ballot = good_ballot - 1;
+  forged.batch_no += 1;
+  forged.batch = {c.name(victim)};
+  forged.nodes[c.name(victim)] = Assignment{(*applied)["revision"].get<std::string>(), forged.batch_no, false};
+  ASSERT_TRUE(rc.node(victim)
+                  .replicator->Write({store::Op{kRolloutKey, forged.ToJson().dump()}}, "rollout: forged",
+                                     rc.node(victim).log->last_hlc())
+                  .ok());
+  c.loop().RunFor(30s);
+  for (int i = 0; i < kNodes; ++i) EXPECT_EQ(rc.world(i).running, "1") << i;
+  for (int i = 0; i < kNodes; ++i) {
+    auto r = rc.Record(i);
+    ASSERT_TRUE(r);
+    EXPECT_GE(r->ballot, good_ballot) << "node " << i << " still holds the forged record";
+    EXPECT_TRUE(r->batch.empty());
+  }
 }
 
 }  // namespace
