@@ -163,7 +163,7 @@ Use the CLI against node1 (any node's socket works the same way):
   export STARLING_SOCKET=$(socket_of 1)
   $STARLING members
   $STARLING info
-  $STARLING tags --set role=web
+  $STARLING tags --set roles=web
 Logs: $DIR/node<i>.log
 Stop: $stop_hint
 EOT

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -255,6 +256,22 @@ void PrintRollout(const json& r) {
                      n.value("healthy", false) ? "yes" : "no", n.value("agent_phase", ""), detail});
   }
   if (table.size() > 1) PrintTable(table);
+}
+
+// One line of `rollout status --watch`: the state and every node's phase.
+std::string RolloutLine(const json& r) {
+  std::ostringstream out;
+  out << r.value("state", "");
+  if (r.value("reverting", false)) out << " (revert to " << r.value("from", "") << ")";
+  if (r.contains("requested")) out << " (requested " << r["requested"].value("revision", "") << ")";
+  if (!r.value("batch", json::array()).empty()) out << ", batch " << r.value("batch_no", 0);
+  out << ":";
+  for (const auto& n : r.value("nodes", json::array())) {
+    out << " " << n.value("name", "") << "=" << n.value("phase", "");
+    std::string agent = n.value("agent_phase", "");
+    if (!agent.empty() && agent != "idle") out << "(" << agent << ")";
+  }
+  return out.str();
 }
 
 std::string Brief(const json& v) {
@@ -708,14 +725,22 @@ int main(int argc, char** argv) {
                    state = r.value("state", "");
                    // Settled only counts once no request waits for the coordinator.
                    if (r.contains("requested")) state = "requested";
-                   std::string shown = r.dump();
+                   const bool settled = state == "succeeded" || state == "failed" || state == "reverted" ||
+                                        state == "idle";
+                   const bool line = status_format != "json" && rollout_watch && !settled;
+                   // Watching, print only what changed in what is shown.
+                   std::string shown = line ? RolloutLine(r) : r.dump();
                    if (shown == last) return 0;
                    last = shown;
                    if (status_format == "json") {
                      std::cout << (rollout_watch ? r.dump() : r.dump(2)) << "\n";
+                   } else if (line) {
+                     std::time_t now = std::time(nullptr);
+                     char clock[16];
+                     std::strftime(clock, sizeof clock, "%H:%M:%S", std::localtime(&now));
+                     std::cout << clock << "  " << shown << "\n";
                    } else {
                      PrintRollout(r);
-                     if (rollout_watch) std::cout << "\n";
                    }
                    std::cout.flush();
                    return 0;
