@@ -448,8 +448,10 @@ NodeAgent::Step NodeAgent::StartService(const std::string& name, const Json& svc
   return Step{"starting", [this, name, svc, deadline](Done done) {
                 const Time until = clock_.Now() + deadline;
                 auto attempt = std::make_shared<std::function<void()>>();
-                *attempt = [this, name, svc, done, until, attempt, alive = alive_] {
-                  if (!*alive) return;
+                // Holds itself weakly (no cycle); whoever waits to call it holds it.
+                *attempt = [this, name, svc, done, until, weak = std::weak_ptr(attempt), alive = alive_] {
+                  auto attempt = weak.lock();
+                  if (!*alive || !attempt) return;
                   std::string missing;
                   auto params = ResolveParams(svc, &missing);
                   if (!params) {
@@ -483,8 +485,9 @@ NodeAgent::Step NodeAgent::WaitHealthy(Duration deadline) {
   return Step{"checking", [this, deadline](Done done) {
                 const Time until = clock_.Now() + deadline;
                 auto attempt = std::make_shared<std::function<void()>>();
-                *attempt = [this, done, until, attempt, alive = alive_] {
-                  if (!*alive) return;
+                *attempt = [this, done, until, weak = std::weak_ptr(attempt), alive = alive_] {
+                  auto attempt = weak.lock();
+                  if (!*alive || !attempt) return;
                   RunHealth([this, done, until, attempt, alive = alive_](bool ok, std::string detail) {
                     if (!*alive) return;
                     if (ok) return done(true, "");
@@ -502,8 +505,9 @@ void NodeAgent::RunHealth(Done done) {
     if (!HookOf(svc, "health").empty()) names->emplace_back(name, svc);
   auto i = std::make_shared<size_t>(0);
   auto next = std::make_shared<std::function<void()>>();
-  *next = [this, names, i, next, done, alive = alive_] {
-    if (!*alive) return;
+  *next = [this, names, i, weak = std::weak_ptr(next), done, alive = alive_] {
+    auto next = weak.lock();
+    if (!*alive || !next) return;
     if (*i >= names->size()) return done(true, "");
     const auto& [name, svc] = (*names)[(*i)++];
     auto env = ServiceEnv(name, svc, {});

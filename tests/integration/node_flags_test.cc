@@ -28,6 +28,21 @@ TEST(ParseDuration, RejectsWhatIsNotADuration) {
   }
 }
 
+TEST(ParseDaemonFlags, HooksDirDefaultsUnderTheDataDir) {
+  std::vector<std::string> args = {"starlingd", "--data-dir", "/tmp/d1"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  ParseOutcome o = ParseDaemonFlags(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(o.options);
+  EXPECT_EQ(o.options->hooks_dir, "/tmp/d1/hooks");
+  args = {"starlingd", "--data-dir", "/tmp/d1", "--hooks-dir", "/etc/starling/hooks"};
+  argv.clear();
+  for (auto& a : args) argv.push_back(a.data());
+  o = ParseDaemonFlags(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(o.options);
+  EXPECT_EQ(o.options->hooks_dir, "/etc/starling/hooks");
+}
+
 TEST(ParseHostPort, Forms) {
   Result<HostPort> v4 = ParseHostPort("10.1.2.3:7946");
   ASSERT_TRUE(v4.ok());
