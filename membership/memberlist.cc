@@ -458,6 +458,13 @@ class Memberlist::Impl {
           auto rtt = clock_.Now() - probe->start;
           counters_["probe_rtt_us_sum"] += static_cast<uint64_t>(rtt.count());
           ++counters_["probe_rtt_count"];
+          // Per bucket (not cumulative): the smallest bound the round trip fits.
+          for (uint64_t le : kProbeRttBucketsUs) {
+            if (static_cast<uint64_t>(rtt.count()) <= le) {
+              ++counters_["probe_rtt_bucket." + std::to_string(le)];
+              break;
+            }
+          }
         },
         [probe] { ++probe->nacks; }};
 

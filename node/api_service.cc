@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "address.h"
+#include "metrics.h"
 #include "rollout_engine.h"
 #include "schema/api.capnp.h"
 #include "starling/capnp_bytes.h"
@@ -267,6 +268,7 @@ Bytes ApiService::InfoReply() const {
   const Lease::View lease = lease_.view();
   info.setLeaseHolder(lease.holder.value_or(""));
   info.setLeaseBallot(lease.ballot);
+  info.setHttp(facts_.http);
   info.setDataDir(facts_.data_dir);
   Duration up = clock_.Now() - facts_.started_at;
   info.setUptimeSeconds(static_cast<uint64_t>(
@@ -403,6 +405,177 @@ void ApiService::Handle(ByteView bytes, Respond respond) {
   }
 
   respond(ErrorReply("request kind not handled by this daemon"));
+}
+
+// ---- HTTP ------------------------------------------------------------------------------------
+
+store::Json ApiService::MembersJson() const {
+  store::Json out = store::Json::array();
+  for (const auto& m : members_.Members())
+    out.push_back({{"name", m.name},
+                   {"addr", m.addr},
+                   {"status", std::string(membership::StatusName(m.status))},
+                   {"incarnation", m.incarnation},
+                   {"tags", m.tags},
+                   {"protocol_min", m.protocol_min},
+                   {"protocol_max", m.protocol_max}});
+  return out;
+}
+
+store::Json ApiService::InfoJson() const {
+  const membership::Config& config = members_.config();
+  const membership::MemberView self = members_.Self();
+  const membership::MemberCounts counts = members_.Counts();
+  const store::Revision current = replicator_.log().Current();
+  const Lease::View lease = lease_.view();
+  const auto up = clock_.Now() - facts_.started_at;
+  return {{"name", self.name},
+          {"addr", self.addr},
+          {"cluster", config.cluster},
+          {"profile", config.timing.profile},
+          {"version", facts_.version},
+          {"incarnation", self.incarnation},
+          {"health_score", members_.HealthScore()},
+          {"members",
+           {{"alive", counts.alive}, {"suspect", counts.suspect}, {"failed", counts.failed}, {"left", counts.left}}},
+          {"tags", self.tags},
+          {"revision", current.id},
+          {"digest", replicator_.log().digest()},
+          {"entries", replicator_.log().entries()},
+          {"lease", {{"holder", lease.holder ? store::Json(*lease.holder) : store::Json(nullptr)},
+                     {"ballot", lease.ballot}}},
+          {"http", facts_.http},
+          {"phase", phase_},
+          {"data_dir", facts_.data_dir},
+          {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(up).count()}};
+}
+
+std::string ApiService::Metrics() const {
+  MetricsText m;
+  const membership::Counters& c = members_.counters();
+  auto counter = [&](const std::string& key) {
+    auto it = c.find(key);
+    return it == c.end() ? 0.0 : static_cast<double>(it->second);
+  };
+  // Counters kept as "<prefix>.<label>": one family with that label.
+  auto labelled = [&](const std::string& name, const std::string& prefix, const char* label, const char* help) {
+    m.Family(name, "counter", help);
+    for (const auto& [key, value] : c)
+      if (key.rfind(prefix, 0) == 0) m.Sample(name, {{label, key.substr(prefix.size())}}, static_cast<double>(value));
+  };
+
+  m.Family("starling_build_info", "gauge", "Always 1; the version in a label.");
+  m.Sample("starling_build_info", {{"version", facts_.version}}, 1);
+  m.Family("starling_serving", "gauge", "1 while the daemon serves; 0 while it starts or leaves.");
+  m.Sample("starling_serving", phase_ == "serving" ? 1 : 0);
+
+  const membership::MemberCounts counts = members_.Counts();
+  m.Family("starling_members", "gauge", "Members in this node's view by status, this node included.");
+  m.Sample("starling_members", {{"status", "alive"}}, static_cast<double>(counts.alive));
+  m.Sample("starling_members", {{"status", "suspect"}}, static_cast<double>(counts.suspect));
+  m.Sample("starling_members", {{"status", "failed"}}, static_cast<double>(counts.failed));
+  m.Sample("starling_members", {{"status", "left"}}, static_cast<double>(counts.left));
+  labelled("starling_gossip_messages_sent_total", "messages_sent.", "type", "Gossip messages sent, by type.");
+  labelled("starling_gossip_messages_received_total", "messages_received.", "type",
+           "Gossip messages received, by type.");
+  m.Family("starling_gossip_bytes_sent_total", "counter", "Bytes sent by the membership transport.");
+  m.Sample("starling_gossip_bytes_sent_total", {{"transport", "udp"}}, counter("bytes_sent"));
+  m.Sample("starling_gossip_bytes_sent_total", {{"transport", "tcp"}}, counter("stream_bytes_sent"));
+  m.Family("starling_gossip_bytes_received_total", "counter", "Bytes received by the membership transport.");
+  m.Sample("starling_gossip_bytes_received_total", {{"transport", "udp"}}, counter("bytes_received"));
+  m.Sample("starling_gossip_bytes_received_total", {{"transport", "tcp"}}, counter("stream_bytes_received"));
+  labelled("starling_bad_packets_total", "bad_packets.", "reason", "Packets dropped as malformed, by reason.");
+  m.Family("starling_health_score", "gauge", "Lifeguard local health score (0 is healthy; higher is worse).");
+  m.Sample("starling_health_score", members_.HealthScore());
+  m.Family("starling_broadcast_queue_depth", "gauge", "Membership broadcasts waiting to be piggybacked.");
+  m.Sample("starling_broadcast_queue_depth", counter("broadcast_queue_depth"));
+  m.Family("starling_suspicions_total", "counter", "Members this node started suspecting.");
+  m.Sample("starling_suspicions_total", counter("suspicions"));
+  m.Family("starling_refutations_total", "counter", "Times this node refuted a suspicion of itself.");
+  m.Sample("starling_refutations_total", counter("refutations"));
+  m.Family("starling_probes_total", "counter", "Direct probes sent.");
+  m.Sample("starling_probes_total", counter("probes"));
+  m.Family("starling_probe_rtt_seconds", "histogram", "Round trip of acked direct probes.");
+  double cumulative = 0;
+  for (uint64_t le : membership::kProbeRttBucketsUs) {
+    cumulative += counter("probe_rtt_bucket." + std::to_string(le));
+    char bound[32];
+    std::snprintf(bound, sizeof bound, "%g", static_cast<double>(le) / 1e6);
+    m.Sample("starling_probe_rtt_seconds_bucket", {{"le", bound}}, cumulative);
+  }
+  m.Sample("starling_probe_rtt_seconds_bucket", {{"le", "+Inf"}}, counter("probe_rtt_count"));
+  m.Sample("starling_probe_rtt_seconds_sum", counter("probe_rtt_us_sum") / 1e6);
+  m.Sample("starling_probe_rtt_seconds_count", counter("probe_rtt_count"));
+
+  const store::DesiredLog& log = replicator_.log();
+  const auto& rc = replicator_.counters();
+  auto log_counter = [&](const char* key) {
+    auto it = rc.find(key);
+    return it == rc.end() ? 0.0 : static_cast<double>(it->second);
+  };
+  m.Family("starling_desired_state_entries", "gauge", "Desired-state log entries held (folded or not).");
+  m.Sample("starling_desired_state_entries", static_cast<double>(log.entries()));
+  m.Family("starling_desired_state_info", "gauge", "Always 1; the current revision and digest in labels.");
+  m.Sample("starling_desired_state_info", {{"revision", log.Current().id}, {"digest", log.digest()}}, 1);
+  m.Family("starling_anti_entropy_bytes_total", "counter", "Desired-state anti-entropy bytes.");
+  m.Sample("starling_anti_entropy_bytes_total", {{"direction", "sent"}}, log_counter("anti_entropy_bytes_sent"));
+  m.Sample("starling_anti_entropy_bytes_total", {{"direction", "received"}},
+           log_counter("anti_entropy_bytes_received"));
+  m.Family("starling_desired_state_entries_written_total", "counter", "Desired-state entries written here.");
+  m.Sample("starling_desired_state_entries_written_total", log_counter("entries_written"));
+
+  const Lease::View lease = lease_.view();
+  m.Family("starling_lease_holder", "gauge", "1 for the coordinator as this node knows it (holder label).");
+  if (lease.holder) m.Sample("starling_lease_holder", {{"holder", *lease.holder}}, 1);
+  m.Family("starling_lease_is_holder", "gauge", "1 while this node holds the coordinator lease.");
+  m.Sample("starling_lease_is_holder", lease_.IsHolder() ? 1 : 0);
+  m.Family("starling_lease_ballot", "gauge", "Ballot of the lease as this node knows it.");
+  m.Sample("starling_lease_ballot", static_cast<double>(lease.ballot));
+
+  const store::Json rollout = RolloutStatus(log.state(), members_, soft_);
+  m.Family("starling_rollout_info", "gauge", "Always 1; the rollout's state and revision in labels.");
+  m.Sample("starling_rollout_info",
+           {{"state", rollout.value("state", "")}, {"revision", rollout.value("revision", "")}}, 1);
+  m.Family("starling_rollout_nodes", "gauge", "Commissioned nodes by rollout phase.");
+  const store::Json phases = rollout.value("counts", store::Json::object());
+  for (const auto& [phase, n] : phases.items()) m.Sample("starling_rollout_nodes", {{"phase", phase}}, n.get<double>());
+  const NodeReport& self = soft_.local();
+  m.Family("starling_node_healthy", "gauge", "1 while this node's health hooks pass.");
+  m.Sample("starling_node_healthy", self.healthy ? 1 : 0);
+  m.Family("starling_node_applied_info", "gauge", "Always 1; the revision this node has applied in a label.");
+  m.Sample("starling_node_applied_info", {{"revision", self.applied_revision}, {"phase", self.phase}}, 1);
+
+  const ProcessFigures p = ReadProcessFigures();
+  if (p.ok) {
+    m.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    m.Sample("process_resident_memory_bytes", p.resident_bytes);
+    m.Family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    m.Sample("process_cpu_seconds_total", p.cpu_seconds);
+    m.Family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    m.Sample("process_start_time_seconds", p.start_time_seconds);
+  }
+  return m.text();
+}
+
+HttpReply ApiService::HandleHttp(const std::string& path) const {
+  auto json = [](const store::Json& j) { return HttpReply{200, "application/json", j.dump() + "\n"}; };
+  if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", Metrics()};
+  if (path == "/health") {
+    store::Json body = {{"status", phase_}, {"name", members_.config().name}};
+    return {phase_ == "serving" ? 200 : 503, "application/json", body.dump() + "\n"};
+  }
+  if (path == "/v1/members") return json(MembersJson());
+  if (path == "/v1/info") return json(InfoJson());
+  if (path == "/v1/nodes") return json(NodesJson());
+  if (path == "/v1/rollout") return json(RolloutStatus(replicator_.log().state(), members_, soft_));
+  if (path == "/v1/state") {
+    const store::DesiredLog& log = replicator_.log();
+    return json({{"revision", log.Current().id}, {"digest", log.digest()}, {"document", log.state().Document()}});
+  }
+  store::Json body = {
+      {"error", "no such endpoint: " + path},
+      {"endpoints", {"/metrics", "/health", "/v1/members", "/v1/info", "/v1/state", "/v1/rollout", "/v1/nodes"}}};
+  return {404, "application/json", body.dump() + "\n"};
 }
 
 }  // namespace starling::node

@@ -9,6 +9,7 @@
 #include "starling/membership/env.h"
 #include "starling/membership/memberlist.h"
 #include "starling/status.h"
+#include "http_server.h"
 #include "lease.h"
 #include "soft_state.h"
 #include "state_commands.h"
@@ -20,6 +21,7 @@ struct DaemonFacts {
   std::string data_dir;
   std::string version;
   Time started_at{};  // on the clock passed to ApiService
+  std::string http;   // the --http address, empty when off
 };
 
 class ApiService {
@@ -40,10 +42,19 @@ class ApiService {
   // A Reply carrying only `message` as its error.
   static Bytes ErrorReply(const std::string& message);
 
+  // The read-only HTTP endpoints: /metrics, /health, /v1/members, /v1/info,
+  // /v1/state, /v1/rollout, /v1/nodes. On the protocol thread.
+  HttpReply HandleHttp(const std::string& path) const;
+  // What /health says: "starting" and "leaving" answer 503, "serving" 200.
+  void SetPhase(std::string phase) { phase_ = std::move(phase); }
+
  private:
   Bytes InfoReply() const;
   Bytes MembersReply() const;
   store::Json NodesJson() const;
+  store::Json MembersJson() const;
+  store::Json InfoJson() const;
+  std::string Metrics() const;
 
   membership::Memberlist& members_;
   store::Replicator& replicator_;
@@ -53,6 +64,7 @@ class ApiService {
   const Clock& clock_;
   DaemonFacts facts_;
   LeaveFn leave_;
+  std::string phase_ = "starting";
 };
 
 }  // namespace starling::node

@@ -18,6 +18,7 @@
 #include <asio/post.hpp>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <asio/signal_set.hpp>
@@ -33,6 +34,7 @@
 #include "asio_env.h"
 #include "guard.h"
 #include "hook_runner.h"
+#include "http_server.h"
 #include "lease.h"
 #include "rollout_engine.h"
 #include "soft_state.h"
@@ -164,6 +166,8 @@ class Daemon {
   void BeginLeave(std::function<void(Status)> done);
   void WaitForSignal();
   void Stop(int exit_code);
+  // On an HTTP server thread: asks the protocol thread and waits.
+  HttpReply ServeHttp(const std::string& path);
 
   DaemonOptions opts_;
   std::string name_;
@@ -192,6 +196,7 @@ class Daemon {
   std::unique_ptr<NodeAgent> agent_;
   std::unique_ptr<RolloutEngine> engine_;
   std::unique_ptr<ApiService> service_;
+  std::unique_ptr<HttpServer> http_;
   std::optional<Clock::TimerId> persist_timer_;
   std::optional<Time> last_persist_;
   int signals_seen_ = 0;
@@ -261,6 +266,15 @@ int Daemon::Run() {
   api_ = std::make_unique<ApiServer>(io_, &ApiService::ErrorReply);
   if (Status s = api_->Listen(opts_.socket); !s.ok()) return Fatal(s.message());
 
+  // 3b. HTTP: bound now so that a port in use fails the start; served
+  // once everything it reads exists.
+  std::string http_addr;
+  if (opts_.http) {
+    http_ = std::make_unique<HttpServer>([this](const std::string& path) { return ServeHttp(path); });
+    if (Status s = http_->Listen(*opts_.http); !s.ok()) return Fatal(s.message());
+    http_addr = FormatHostPort(opts_.http->host, http_->port());
+  }
+
   // 4. Membership.
   config.name = name_;
   config.advertise_addr = advertise_;
@@ -307,7 +321,7 @@ int Daemon::Run() {
     engine_->Poke();
   });
   service_ = std::make_unique<ApiService>(
-      *members_, *replicator_, *lease_, *soft_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now()},
+      *members_, *replicator_, *lease_, *soft_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now(), http_addr},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
   api_->Start([this](ByteView request, ApiServer::Respond respond) {
     service_->Handle(request, std::move(respond));
@@ -315,14 +329,15 @@ int Daemon::Run() {
   transport_->Start(
       [this](const std::string& from, ByteView packet) { members_->HandlePacket(from, packet); },
       [this](const std::string& from, ByteView request) { return members_->HandleStream(from, request); });
+  if (http_) http_->Start();
   signals_ = std::make_unique<asio::signal_set>(io_, SIGINT, SIGTERM);
   WaitForSignal();
 
   spdlog::info(
       "starlingd {} starting: name {}, generation {}, bind {}, advertise {}, cluster {}, profile {}, "
-      "data dir {}, socket {}, hooks {}",
+      "data dir {}, socket {}, hooks {}, http {}",
       STARLING_VERSION, name_, *generation, FormatHostPort(opts_.bind.host, transport_->port()), advertise_,
-      opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket, opts_.hooks_dir);
+      opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket, opts_.hooks_dir, http_addr.empty() ? "off" : http_addr);
   const store::Revision current = log_->Current();
   spdlog::info("desired state: revision {}, {} log entries, digest {}",
                current.id.empty() ? "(none)" : current.id, log_->entries(), log_->digest().substr(0, 16));
@@ -347,6 +362,7 @@ int Daemon::Run() {
     }
   }
 
+  if (http_) http_->Stop();
   members_->Shutdown();
   persister_->Submit(Snapshot());
   persister_->Stop();
@@ -400,6 +416,7 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
     }
     if (views.empty()) {
       spdlog::info("no --join and no known members: waiting for others to join through {}", advertise_);
+      service_->SetPhase("serving");
       return;
     }
     spdlog::info("rejoining through {} known members from the data dir", views.size());
@@ -407,6 +424,7 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
   }
   size_t n = seeds.size();
   members_->JoinWithRetry(std::move(seeds), 0, [this, n](Result<int> joined) {
+    if (!leaving_) service_->SetPhase("serving");
     if (joined.ok()) {
       spdlog::debug("join done: {} of {} seeds answered", *joined, n);
       // Catch up on the desired state now rather than at the first tick.
@@ -424,6 +442,7 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
 void Daemon::BeginLeave(std::function<void(Status)> done) {
   if (leaving_) return done(Status::Conflict("a leave is already in progress"));
   leaving_ = true;
+  service_->SetPhase("leaving");
   lease_->Release();
   Clock::TimerId backstop = clock_->Schedule(members_->config().leave_propagate_wait + kLeaveSlack, [this] {
     spdlog::warn("the leave did not report completion in time; exiting anyway");
@@ -434,6 +453,19 @@ void Daemon::BeginLeave(std::function<void(Status)> done) {
     done(Status::Ok());
     clock_->Schedule(kExitGrace, [this] { Stop(0); });
   });
+}
+
+HttpReply Daemon::ServeHttp(const std::string& path) {
+  auto reply = std::make_shared<std::promise<HttpReply>>();
+  std::future<HttpReply> answer = reply->get_future();
+  asio::post(io_, [this, path, reply] {
+    HttpReply r{500, "application/json", "{\"error\":\"internal error\"}\n"};
+    RunGuarded("http request", [&] { r = service_->HandleHttp(path); });
+    reply->set_value(std::move(r));
+  });
+  if (answer.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
+    return {503, "application/json", "{\"error\":\"the daemon did not answer in time\"}\n"};
+  return answer.get();
 }
 
 void Daemon::WaitForSignal() {

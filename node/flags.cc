@@ -107,6 +107,11 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   app.add_option("--data-dir", o.data_dir, "Directory for the node's identity, generation and known members")
       ->capture_default_str();
   app.add_option("--socket", o.socket, "Unix socket for the local API (default: <data-dir>/starlingd.sock)");
+  std::string http = "127.0.0.1:7947";
+  app.add_option("--http", http,
+                 "HOST:PORT for read-only HTTP: /metrics (Prometheus), /health, /v1/members, /v1/info, /v1/state, "
+                 "/v1/rollout, /v1/nodes; port 0 picks a free one; 'off' serves none")
+      ->capture_default_str();
   app.add_option("--hooks-dir", o.hooks_dir,
                  "Directory of the hook executables the desired state names (install, verify, remove, start, "
                  "stop, health); nothing outside it ever runs (default: <data-dir>/hooks)");
@@ -160,6 +165,13 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   if (o.data_dir.empty()) return fail("--data-dir must not be empty");
   if (o.socket.empty()) o.socket = o.data_dir + "/starlingd.sock";
   if (o.hooks_dir.empty()) o.hooks_dir = o.data_dir + "/hooks";
+  if (http == "off") {
+    o.http.reset();
+  } else {
+    Result<HostPort> hp = ParseHostPort(http);
+    if (!hp.ok()) return fail("--http: " + hp.status().message());
+    o.http = *hp;
+  }
   return {std::move(o), 0};
 }
 

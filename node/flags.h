@@ -21,6 +21,7 @@ struct DaemonOptions {
   std::string data_dir = "/var/lib/starling";
   std::string socket;  // defaults to <data_dir>/starlingd.sock
   std::string hooks_dir;  // defaults to <data_dir>/hooks
+  std::optional<HostPort> http = HostPort{"127.0.0.1", 7947};  // nullopt: off
   membership::Tags tags;
   std::string profile = "lan";
   std::string cluster = "default";

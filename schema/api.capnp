@@ -114,6 +114,7 @@ struct Info {
   entries @18 :UInt64;              # desired-state log entries held (folded or not)
   leaseHolder @19 :Text;            # the coordinator as far as this node knows; empty when none
   leaseBallot @20 :UInt64;
+  http @21 :Text;                   # where --http serves /metrics and /v1/; empty when off
 }
 
 struct Reply {

@@ -8,9 +8,9 @@ BUILD_PKGS=(
   g++ cmake ninja-build pkg-config
   libasio-dev capnproto libcapnp-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-  libyaml-cpp-dev libsodium-dev
+  libyaml-cpp-dev libsodium-dev libcpp-httplib-dev
 )
-TEST_PKGS=(python3 procps)
+TEST_PKGS=(python3 procps prometheus)
 
 want=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" == "--with-tests" ]]; then

@@ -6,7 +6,8 @@
 #   scripts/local-cluster.sh [--nodes N] [--base-port P] [--dir DIR] [--hooks-dir H]
 #   scripts/local-cluster.sh --stop [--dir DIR]
 #
-# Node i listens on 127.0.0.1:(P + i - 1) for UDP and TCP, keeps its data in
+# Node i listens on 127.0.0.1:(P + i - 1) for UDP and TCP and serves HTTP
+# (/metrics, /health, /v1/...) on 127.0.0.1:(P + 1000 + i - 1); it keeps its data in
 # DIR/node<i>/ and logs to DIR/node<i>.log. The PIDs go to DIR/pids, which
 # --stop reads: it sends SIGTERM (a graceful leave), then SIGKILL to any
 # daemon still running after 10 s. Node 1 has the tag roles=db, the others
@@ -38,9 +39,10 @@ while (($#)); do
   esac
 done
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer, not '$NODES'"
-if ! [[ "$BASE_PORT" =~ ^[0-9]+$ ]] || ((BASE_PORT == 0 || BASE_PORT + NODES - 1 > 65535)); then
+if ! [[ "$BASE_PORT" =~ ^[0-9]+$ ]] || ((BASE_PORT == 0 || BASE_PORT + 1000 + NODES - 1 > 65535)); then
   die "--base-port '$BASE_PORT' leaves no room for $NODES ports"
 fi
+HTTP_BASE_PORT=$((BASE_PORT + 1000))
 
 PIDFILE="$DIR/pids"
 
@@ -112,7 +114,8 @@ role_of() { if (($1 == 1)); then echo db; else echo web; fi; }
 start_node() {
   local i=$1 port=$((BASE_PORT + $1 - 1))
   local args=(--name "node$i" --bind "127.0.0.1:$port" --data-dir "$DIR/node$i" --socket "$(socket_of "$i")"
-              --profile local --cluster local-cluster --hooks-dir "$HOOKS_DIR" --tag "roles=$(role_of "$i")")
+              --profile local --cluster local-cluster --hooks-dir "$HOOKS_DIR" --tag "roles=$(role_of "$i")"
+              --http "127.0.0.1:$((HTTP_BASE_PORT + $1 - 1))")
   ((i > 1)) && args+=(--join "127.0.0.1:$BASE_PORT")
   nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
   echo $! >>"$PIDFILE"

@@ -24,8 +24,9 @@ using ::testing::HasSubstr;
 // A bare starlingd with its own dirs under `root`, not part of a cluster.
 CommandResult RunDaemon(const std::string& root, std::vector<std::string> extra, Millis timeout = 15s) {
   std::vector<std::string> argv = {STARLINGD_PATH, "--profile", "local"};
-  bool has_name = false, has_data_dir = false, has_socket = false, has_bind = false;
+  bool has_name = false, has_data_dir = false, has_socket = false, has_bind = false, has_http = false;
   for (const std::string& a : extra) {
+    has_http |= a == "--http";
     has_name |= a == "--name";
     has_data_dir |= a == "--data-dir";
     has_socket |= a == "--socket";
@@ -35,6 +36,7 @@ CommandResult RunDaemon(const std::string& root, std::vector<std::string> extra,
   if (!has_data_dir) argv.insert(argv.end(), {"--data-dir", root + "/data"});
   if (!has_socket) argv.insert(argv.end(), {"--socket", root + "/api.sock"});
   if (!has_bind) argv.insert(argv.end(), {"--bind", "127.0.0.1:0"});
+  if (!has_http) argv.insert(argv.end(), {"--http", "127.0.0.1:0"});
   argv.insert(argv.end(), extra.begin(), extra.end());
   return RunCommand(argv, timeout);
 }

@@ -1,5 +1,7 @@
 #include "local_cluster.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -158,6 +160,9 @@ pid_t LocalCluster::Spawn(const Node& n) const {
                                    "local",        "--cluster", cluster_,   "--log-level"};
   const char* level = std::getenv("STARLING_ITEST_LOG_LEVEL");
   args.push_back(level != nullptr ? level : "debug");
+  // HTTP on a free port unless the test asks for one: tests run side by side.
+  if (std::find(n.extra_args.begin(), n.extra_args.end(), "--http") == n.extra_args.end())
+    args.insert(args.end(), {"--http", "127.0.0.1:0"});
   args.insert(args.end(), n.extra_args.begin(), n.extra_args.end());
   std::vector<char*> argv = Argv(args);
   int log_fd = open(n.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

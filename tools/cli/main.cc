@@ -154,6 +154,7 @@ json InfoJson(api::Info::Reader info) {
       {"lease",
        {{"holder", info.getLeaseHolder().size() ? json(info.getLeaseHolder().cStr()) : json(nullptr)},
         {"ballot", info.getLeaseBallot()}}},
+      {"http", info.getHttp().cStr()},
   };
 }
 
@@ -181,6 +182,7 @@ void PrintInfoTable(api::Info::Reader info) {
                             ? std::string(info.getLeaseHolder().cStr()) + " (ballot " +
                                   std::to_string(info.getLeaseBallot()) + ")"
                             : "(none)"},
+      {"http:", info.getHttp().size() ? info.getHttp().cStr() : "(off)"},
   };
   PrintTable(rows);
   std::cout << "counters:\n";

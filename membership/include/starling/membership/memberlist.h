@@ -56,6 +56,12 @@ struct Event {
 // "suspicions", "refutations", "bytes_received".
 using Counters = std::map<std::string, uint64_t>;
 
+// Upper bounds (microseconds) of the probe round-trip buckets: each acked
+// probe counts once in "probe_rtt_bucket.<bound>", the smallest bound it
+// fits; longer ones only in probe_rtt_count.
+inline constexpr uint64_t kProbeRttBucketsUs[] = {500,    1000,   2500,    5000,    10000,  25000,
+                                                  50000,  100000, 250000,  500000,  1000000, 2500000};
+
 class Memberlist {
  public:
   using EventFn = std::function<void(const Event&)>;

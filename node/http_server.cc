@@ -1,0 +1,57 @@
+#include "http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+namespace starling::node {
+
+HttpServer::HttpServer(Handler handler) : server_(std::make_unique<httplib::Server>()) {
+  // A scrape or a JSON read is small: a few threads are plenty.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  server_->set_read_timeout(5, 0);
+  server_->set_write_timeout(5, 0);
+  server_->set_payload_max_length(4096);
+  server_->Get(R"(/.*)", [handler](const httplib::Request& req, httplib::Response& res) {
+    HttpReply r = handler(req.path);
+    res.status = r.status;
+    res.set_content(r.body, r.content_type.c_str());
+  });
+  auto refuse = [](const httplib::Request&, httplib::Response& res) {
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD");
+    res.set_content("{\"error\":\"read-only: only GET and HEAD\"}\n", "application/json");
+  };
+  server_->Post(R"(/.*)", refuse);
+  server_->Put(R"(/.*)", refuse);
+  server_->Delete(R"(/.*)", refuse);
+  server_->Patch(R"(/.*)", refuse);
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Listen(const HostPort& at) {
+  const std::string where = FormatHostPort(at.host, at.port);
+  if (at.port == 0) {
+    int port = server_->bind_to_any_port(at.host);
+    if (port <= 0) return Status::IoError("--http " + where + ": cannot bind");
+    port_ = static_cast<uint16_t>(port);
+  } else {
+    if (!server_->bind_to_port(at.host, at.port))
+      return Status::IoError("--http " + where + ": cannot bind (in use, or not an address of this host)");
+    port_ = at.port;
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Start() {
+  thread_ = std::thread([this] {
+    if (!server_->listen_after_bind()) spdlog::error("http: the server stopped unexpectedly");
+  });
+}
+
+void HttpServer::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace starling::node

@@ -1,0 +1,252 @@
+// The read-only HTTP endpoint of real daemons: a real Prometheus scraping a
+// 3-node cluster, promtool on every node's /metrics and on the example
+// rules, the JSON endpoints' content, and /health during a leave.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "local_cluster.h"
+
+namespace starling::itest {
+namespace {
+
+using json = nlohmann::json;
+
+bool HaveProgram(const std::string& name) {
+  return RunCommand({"/bin/sh", "-c", "command -v " + name}, 5s).exit_code == 0;
+}
+
+// host, port of node i's --http, from `starling info`.
+std::pair<std::string, int> HttpOf(const LocalCluster& c, int i) {
+  auto info = c.Info(i);
+  if (!info) return {"", 0};
+  std::string addr = info->value("http", "");
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos) return {"", 0};
+  return {addr.substr(0, colon), std::stoi(addr.substr(colon + 1))};
+}
+
+struct Got {
+  int status = 0;
+  std::string body;
+};
+
+Got HttpGet(const std::pair<std::string, int>& at, const std::string& path) {
+  httplib::Client client(at.first, at.second);
+  client.set_connection_timeout(2, 0);
+  client.set_read_timeout(5, 0);
+  auto r = client.Get(path.c_str());
+  if (!r) return {};
+  return {r->status, r->body};
+}
+
+std::optional<json> GetJson(const std::pair<std::string, int>& at, const std::string& path) {
+  Got g = HttpGet(at, path);
+  if (g.status != 200) return std::nullopt;
+  json j = json::parse(g.body, nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  return j;
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+// A Prometheus server on 127.0.0.1, killed by PID at the end.
+class Prometheus {
+ public:
+  Prometheus(const std::string& dir, const std::vector<std::string>& targets) : dir_(dir), port_(FreePort()) {
+    std::ofstream cfg(dir + "/prometheus.yml");
+    cfg << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        << "scrape_configs:\n  - job_name: starling\n    static_configs:\n      - targets: [";
+    for (size_t i = 0; i < targets.size(); ++i) cfg << (i ? ", " : "") << '"' << targets[i] << '"';
+    cfg << "]\n";
+    cfg.close();
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string log = dir + "/prometheus.log";
+      FILE* out = std::freopen(log.c_str(), "w", stdout);
+      (void)out;
+      dup2(fileno(stdout), fileno(stderr));
+      std::string config = "--config.file=" + dir + "/prometheus.yml";
+      std::string storage = "--storage.tsdb.path=" + dir + "/tsdb";
+      std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+      execlp("prometheus", "prometheus", config.c_str(), storage.c_str(), listen.c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  ~Prometheus() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // The result vector of an instant query, or nullopt while it cannot answer.
+  std::optional<json> Query(const std::string& q) const {
+    httplib::Client client("127.0.0.1", port_);
+    client.set_connection_timeout(1, 0);
+    auto r = client.Get(("/api/v1/query?query=" + httplib::detail::encode_query_param(q)).c_str());
+    if (!r || r->status != 200) return std::nullopt;
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || j.value("status", "") != "success") return std::nullopt;
+    return j["data"]["result"];
+  }
+  std::string Log() const {
+    std::ifstream in(dir_ + "/prometheus.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  std::string dir_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+TEST(Monitoring, PrometheusScrapesEveryNodeOfAThreeNodeCluster) {
+  if (!HaveProgram("prometheus")) GTEST_SKIP() << "prometheus is not installed (scripts/install-deps.sh --with-tests)";
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  std::vector<std::string> targets;
+  for (int i : c.All()) {
+    auto [host, port] = HttpOf(c, i);
+    ASSERT_GT(port, 0);
+    targets.push_back(host + ":" + std::to_string(port));
+  }
+  Prometheus prom(c.root(), targets);
+  // All three targets up, and each says it sees 3 alive members.
+  json up, alive;
+  bool ok = WaitFor(
+      [&] {
+        auto u = prom.Query("up{job=\"starling\"}");
+        auto a = prom.Query("starling_members{status=\"alive\"}");
+        if (!u || !a) return false;
+        up = *u;
+        alive = *a;
+        if (up.size() != 3 || alive.size() != 3) return false;
+        for (const auto& s : up)
+          if (s["value"][1] != "1") return false;
+        for (const auto& s : alive)
+          if (s["value"][1] != "3") return false;
+        return true;
+      },
+      60s, 500ms);
+  EXPECT_TRUE(ok) << "up: " << up.dump() << "\nalive: " << alive.dump() << "\n" << prom.Log();
+  std::set<std::string> instances;
+  for (const auto& s : up) instances.insert(s["metric"].value("instance", ""));
+  EXPECT_EQ(instances, std::set<std::string>(targets.begin(), targets.end()));
+}
+
+TEST(Monitoring, PromtoolAcceptsEveryNodesMetricsAndTheExampleRules) {
+  if (!HaveProgram("promtool")) GTEST_SKIP() << "promtool is not installed (scripts/install-deps.sh --with-tests)";
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  for (int i : c.All()) {
+    Got m = HttpGet(HttpOf(c, i), "/metrics");
+    ASSERT_EQ(m.status, 200);
+    for (const char* family :
+         {"starling_members{status=\"alive\"} 3", "starling_build_info{version=", "starling_health_score ",
+          "starling_probe_rtt_seconds_bucket{le=\"+Inf\"}", "starling_gossip_messages_sent_total{type=\"ping\"}",
+          "starling_desired_state_info{", "starling_lease_ballot ", "process_resident_memory_bytes ",
+          "process_cpu_seconds_total "})
+      EXPECT_NE(m.body.find(family), std::string::npos) << family;
+    std::string file = c.root() + "/metrics-" + std::to_string(i) + ".txt";
+    std::ofstream(file) << m.body;
+    CommandResult r = RunCommand({"/bin/sh", "-c", "promtool check metrics < " + file}, 20s);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_EQ(r.out + r.err, "") << "promtool lint findings";
+  }
+  CommandResult rules = RunCommand({"/usr/bin/env", "promtool", "check", "rules", STARLING_EXAMPLES "/prometheus/alerts.yml"}, 20s);
+  EXPECT_EQ(rules.exit_code, 0) << rules.out << rules.err;
+  CommandResult config =
+      RunCommand({"/usr/bin/env", "promtool", "check", "config", STARLING_EXAMPLES "/prometheus/prometheus.yml"}, 20s);
+  EXPECT_EQ(config.exit_code, 0) << config.out << config.err;
+}
+
+TEST(Monitoring, JsonEndpointsSayWhatTheCliSays) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  auto at = HttpOf(c, 1);
+  std::string doc = c.root() + "/doc.yaml";
+  std::ofstream(doc) << "roles: [web]\npackages:\n  web: {version: \"1.0\", roles: [web]}\n";
+  ASSERT_EQ(c.Cli(0, {"apply", "-f", doc}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return c.Info(1) && !c.Info(1)->value("revision", "").empty(); }, 10s));
+
+  auto members = GetJson(at, "/v1/members");
+  ASSERT_TRUE(members);
+  ASSERT_EQ(members->size(), 3u);
+  for (const auto& m : *members) {
+    EXPECT_EQ(m.value("status", ""), "alive");
+    EXPECT_FALSE(m.value("addr", "").empty());
+  }
+  EXPECT_EQ((*members)[0].value("name", ""), "node0");
+
+  auto info = GetJson(at, "/v1/info");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->value("name", ""), "node1");
+  EXPECT_EQ((*info)["members"].value("alive", 0), 3);
+  EXPECT_EQ(info->value("phase", ""), "serving");
+
+  // The state as of now: the CLI's revision and document.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto state = GetJson(at, "/v1/state");
+        auto cli = c.Info(1);
+        return state && cli && state->value("revision", "") == cli->value("revision", "") &&
+               (*state)["document"]["packages"]["web"].value("version", "") == "1.0";
+      },
+      10s));
+
+  auto rollout = GetJson(at, "/v1/rollout");
+  ASSERT_TRUE(rollout);
+  EXPECT_EQ(rollout->value("state", ""), "idle");
+  auto nodes = GetJson(at, "/v1/nodes");
+  ASSERT_TRUE(nodes);
+  EXPECT_EQ(nodes->size(), 3u);
+
+  Got missing = HttpGet(at, "/v1/nope");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_NE(missing.body.find("/v1/members"), std::string::npos);
+  httplib::Client client(at.first, at.second);
+  auto post = client.Post("/v1/state", "{}", "application/json");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+}
+
+TEST(Monitoring, HealthTurns503WhileLeaving) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2));
+  auto at = HttpOf(c, 1);
+  Got before = HttpGet(at, "/health");
+  EXPECT_EQ(before.status, 200);
+  EXPECT_NE(before.body.find("serving"), std::string::npos);
+  c.Signal(1, SIGTERM);  // a graceful leave: about 2 s of telling the others
+  Got during;
+  WaitFor(
+      [&] {
+        during = HttpGet(at, "/health");
+        return during.status == 503 || during.status == 0;
+      },
+      5s, 10ms);
+  EXPECT_EQ(during.status, 503) << "the daemon went away before /health said it was leaving";
+  EXPECT_NE(during.body.find("leaving"), std::string::npos) << during.body;
+  EXPECT_TRUE(c.WaitExit(1, 15s).has_value());
+}
+
+}  // namespace
+}  // namespace starling::itest
