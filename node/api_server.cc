@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <deque>
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/read.hpp>
@@ -98,10 +99,14 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
     ApiServer::Respond respond = [weak](Bytes reply) {
       if (auto self = weak.lock()) self->Send(std::move(reply));
     };
+    ApiServer::Push push = [weak](Bytes frame) {
+      auto self = weak.lock();
+      return self && self->Push(std::move(frame));
+    };
     ByteView request(reinterpret_cast<const uint8_t*>(body_.data()), length);
     bool threw = true;
     RunGuarded("api handler", [&] {
-      server_->handler(request, std::move(respond));
+      server_->handler(request, std::move(respond), std::move(push));
       threw = false;
     });
     // The client gets an answer even when the handler failed.
@@ -109,7 +114,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
   }
 
   void Send(Bytes reply) {
-    if (replied_ || !socket_.is_open()) return;
+    if (replied_ || streaming_ || !socket_.is_open()) return;
     replied_ = true;
     reply_ = std::move(reply);
     size_t n = reply_.size();
@@ -118,6 +123,43 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
     std::array<asio::const_buffer, 2> frame = {asio::buffer(header_), asio::buffer(reply_)};
     asio::async_write(socket_, frame,
                       [self = shared_from_this()](const std::error_code&, size_t) { self->Stop(); });
+  }
+
+  bool Push(Bytes frame) {
+    if (replied_ || !socket_.is_open()) return false;
+    if (!streaming_) {
+      streaming_ = true;
+      deadline_.cancel();
+      // The client says nothing more; a read ends when it hangs up.
+      asio::async_read(socket_, asio::buffer(hangup_),
+                       [self = shared_from_this()](const std::error_code&, size_t) { self->Stop(); });
+    }
+    if (outbox_.size() >= kMaxQueuedFrames) {
+      spdlog::warn("api: a monitor is {} frames behind; closing it", outbox_.size());
+      Stop();
+      return false;
+    }
+    outbox_.push_back(std::move(frame));
+    if (!writing_) WriteNext();
+    return true;
+  }
+
+  void WriteNext() {
+    if (outbox_.empty() || !socket_.is_open()) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    current_ = std::move(outbox_.front());
+    outbox_.pop_front();
+    size_t n = current_.size();
+    frame_header_ = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
+                     static_cast<uint8_t>(n >> 24)};
+    std::array<asio::const_buffer, 2> frame = {asio::buffer(frame_header_), asio::buffer(current_)};
+    asio::async_write(socket_, frame, [self = shared_from_this()](const std::error_code& ec, size_t) {
+      if (ec) return self->Stop();
+      self->WriteNext();
+    });
   }
 
   void Stop() {
@@ -133,6 +175,13 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
   std::vector<uint64_t> body_;  // 8-byte aligned: Cap'n Proto reads words in place
   Bytes reply_;
   bool replied_ = false;
+  // Streaming.
+  static constexpr size_t kMaxQueuedFrames = 10000;
+  bool streaming_ = false, writing_ = false;
+  std::deque<Bytes> outbox_;
+  Bytes current_;
+  std::array<uint8_t, 4> frame_header_{};
+  std::array<uint8_t, 1> hangup_{};
 };
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The local API listener on a Unix socket.
 //
 // Framing per schema/api.capnp: a 4-byte little-endian length, then the
-// message; one request and one reply per connection. The server owns only
+// message; one request and one reply per connection (or, for a streamed
+// reply, frames until the client hangs up). The server owns only
 // transport concerns (framing, limits, deadlines, the socket file); what a
 // request means is the Handler's business. Runs on the io thread.
 #pragma once
@@ -27,7 +28,11 @@ class ApiServer {
   // Sends the reply frame and closes the connection. Safe to call late (a
   // timed-out connection is simply gone) and at most once.
   using Respond = std::function<void(Bytes reply)>;
-  using Handler = std::function<void(ByteView request, Respond respond)>;
+  // A streamed reply instead (`starling monitor`): sends one frame and keeps
+  // the connection open, without a deadline, until the client closes it;
+  // false once it is gone (or too far behind). Never mixed with Respond.
+  using Push = std::function<bool(Bytes frame)>;
+  using Handler = std::function<void(ByteView request, Respond respond, Push push)>;
   // Builds the reply for a request the server refuses on its own.
   using ErrorReply = std::function<Bytes(const std::string& message)>;
 

@@ -70,12 +70,15 @@ struct RolloutStatusReq {};
 struct RolloutControlReq {
   std::string action;
 };
+struct MonitorReq {
+  std::string level;
+};
 struct ForceVotersReq {
   std::vector<std::string> voters;
 };
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
                              HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
-                             RolloutStartReq, RolloutStatusReq, RolloutControlReq>;
+                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -158,6 +161,8 @@ Result<Request> Decode(ByteView bytes) {
         return Request(RolloutStatusReq{});
       case api::Request::ROLLOUT_CONTROL:
         return Request(RolloutControlReq{Str(req.getRolloutControl())});
+      case api::Request::MONITOR:
+        return Request(MonitorReq{Str(req.getMonitor())});
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
         for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Str(v));
@@ -309,10 +314,22 @@ store::Json ApiService::NodesJson() const {
   return out;
 }
 
-void ApiService::Handle(ByteView bytes, Respond respond) {
+void ApiService::Handle(ByteView bytes, Respond respond, Push push) {
   Result<Request> decoded = Decode(bytes);
   if (!decoded.ok()) return respond(ErrorReply(decoded.status().message()));
   Request& request = *decoded;
+
+  if (auto* m = std::get_if<MonitorReq>(&request)) {
+    if (!monitor_ || !push) return respond(ErrorReply("this daemon cannot stream its log"));
+    const std::string level = m->level.empty() ? "info" : m->level;
+    store::Json hello = {{"time", ""}, {"level", "info"},
+                         {"msg", "monitoring " + members_.config().name + " at level " + level}};
+    // Checked before the first frame: an error must still be a plain reply.
+    Status ok = monitor_(level, [push](const std::string& line) { return push(TextReply(line)); });
+    if (!ok.ok()) return respond(ErrorReply(ok.message()));
+    push(TextReply(hello.dump()));
+    return;
+  }
 
   if (std::holds_alternative<MembersReq>(request)) return respond(MembersReply());
   if (std::holds_alternative<InfoReq>(request)) return respond(InfoReply());

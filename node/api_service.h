@@ -30,6 +30,12 @@ class ApiService {
   // Starts the daemon's graceful leave; `done` gets OK once the leave has been
   // announced (the daemon exits shortly after), or why it cannot start.
   using LeaveFn = std::function<void(std::function<void(Status)> done)>;
+  // Streamed replies (`monitor`): one frame per call, false once the client is gone.
+  using Push = std::function<bool(Bytes frame)>;
+  // Subscribes `deliver` to the log lines (JSON) of `level` and above;
+  // kInvalidArgument for an unknown level.
+  using MonitorFn =
+      std::function<Status(const std::string& level, std::function<bool(const std::string& line)> deliver)>;
 
   // The references must outlive the service.
   ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease, const SoftState& soft,
@@ -37,7 +43,8 @@ class ApiService {
 
   // Always answers exactly once, possibly later (join, leave). A malformed
   // request or one of another API version gets a Reply whose `error` says so.
-  void Handle(ByteView request, Respond respond);
+  void Handle(ByteView request, Respond respond, Push push = {});
+  void SetMonitor(MonitorFn monitor) { monitor_ = std::move(monitor); }
 
   // A Reply carrying only `message` as its error.
   static Bytes ErrorReply(const std::string& message);
@@ -65,6 +72,7 @@ class ApiService {
   DaemonFacts facts_;
   LeaveFn leave_;
   std::string phase_ = "starting";
+  MonitorFn monitor_;
 };
 
 }  // namespace starling::node

@@ -35,6 +35,7 @@
 #include "guard.h"
 #include "hook_runner.h"
 #include "http_server.h"
+#include "logging.h"
 #include "lease.h"
 #include "rollout_engine.h"
 #include "soft_state.h"
@@ -197,6 +198,7 @@ class Daemon {
   std::unique_ptr<RolloutEngine> engine_;
   std::unique_ptr<ApiService> service_;
   std::unique_ptr<HttpServer> http_;
+  std::shared_ptr<MonitorSink> monitor_;
   std::optional<Clock::TimerId> persist_timer_;
   std::optional<Time> last_persist_;
   int signals_seen_ = 0;
@@ -206,6 +208,11 @@ class Daemon {
 };
 
 int Daemon::Run() {
+  // Before any other thread logs: the logger's sink list is not guarded.
+  monitor_ = std::make_shared<MonitorSink>([this](std::function<void()> task) {
+    asio::post(io_, [task = std::move(task)] { RunGuarded("monitor", task); });
+  });
+  spdlog::default_logger()->sinks().push_back(monitor_);
   // 1. Identity and generation.
   Result<std::unique_ptr<store::NodeStore>> opened = store::NodeStore::Open(opts_.data_dir);
   if (!opened.ok()) return Fatal(opened.status().message());
@@ -323,8 +330,21 @@ int Daemon::Run() {
   service_ = std::make_unique<ApiService>(
       *members_, *replicator_, *lease_, *soft_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now(), http_addr},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
-  api_->Start([this](ByteView request, ApiServer::Respond respond) {
-    service_->Handle(request, std::move(respond));
+  service_->SetMonitor([this](const std::string& level, std::function<bool(const std::string&)> deliver) {
+    static const std::map<std::string, spdlog::level::level_enum> kLevels = {{"trace", spdlog::level::trace},
+                                                                             {"debug", spdlog::level::debug},
+                                                                             {"info", spdlog::level::info},
+                                                                             {"warn", spdlog::level::warn},
+                                                                             {"error", spdlog::level::err}};
+    auto it = kLevels.find(level);
+    if (it == kLevels.end())
+      return Status::InvalidArgument("unknown log level '" + level + "' (expected trace, debug, info, warn or error)");
+    monitor_->Subscribe(it->second, std::move(deliver));
+    spdlog::info("a monitor connected at level {} ({} now)", level, monitor_->subscribers());
+    return Status::Ok();
+  });
+  api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push) {
+    service_->Handle(request, std::move(respond), std::move(push));
   });
   transport_->Start(
       [this](const std::string& from, ByteView packet) { members_->HandlePacket(from, packet); },
@@ -363,6 +383,7 @@ int Daemon::Run() {
   }
 
   if (http_) http_->Stop();
+  monitor_->Close();
   members_->Shutdown();
   persister_->Submit(Snapshot());
   persister_->Stop();

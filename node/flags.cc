@@ -121,6 +121,9 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--cluster", o.cluster, "Cluster name; daemons of other clusters are ignored")
       ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "Log lines as text, or as JSON objects (time, level, msg)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.add_option("--log-level", o.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -26,6 +26,7 @@ struct DaemonOptions {
   std::string profile = "lan";
   std::string cluster = "default";
   std::string log_level = "info";
+  std::string log_format = "text";  // text | json
   Duration reap_timeout = std::chrono::hours(24);
 };
 

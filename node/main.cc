@@ -7,6 +7,7 @@
 #include "daemon.h"
 #include "flags.h"
 #include "guard.h"
+#include "logging.h"
 
 int main(int argc, char** argv) {
   starling::node::ParseOutcome parsed = starling::node::ParseDaemonFlags(argc, argv);
@@ -16,8 +17,15 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   auto logger = spdlog::stderr_color_mt("starlingd");
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_level(spdlog::level::from_str(parsed.options->log_level));
+  if (parsed.options->log_format == "json") {
+    spdlog::set_formatter(std::make_unique<starling::node::JsonLogFormatter>());
+  } else {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
+  const auto level = spdlog::level::from_str(parsed.options->log_level);
+  spdlog::set_level(level);
+  // The console keeps this level when `starling monitor` asks for more.
+  for (auto& sink : logger->sinks()) sink->set_level(level);
   spdlog::flush_on(spdlog::level::info);
 
   int code = 1;

@@ -37,6 +37,7 @@ struct Request {
     rolloutStart @18 :Text;         # revision; empty for the current one
     rolloutStatus @19 :Void;
     rolloutControl @20 :Text;       # pause | resume | abort
+    monitor @21 :Text;              # log level; the reply is a stream of `text` frames (JSON log lines)
   }
 }
 

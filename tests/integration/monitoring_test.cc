@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include "local_cluster.h"
 
@@ -246,6 +247,39 @@ TEST(Monitoring, HealthTurns503WhileLeaving) {
   EXPECT_EQ(during.status, 503) << "the daemon went away before /health said it was leaving";
   EXPECT_NE(during.body.find("leaving"), std::string::npos) << during.body;
   EXPECT_TRUE(c.WaitExit(1, 15s).has_value());
+}
+
+TEST(Monitoring, MonitorStreamsEventsAndLogLines) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  CommandResult watched;
+  std::thread monitor([&] { watched = c.Cli(0, {"monitor", "--log-level", "debug"}, 6s); });
+  // Once the daemon says the monitor is connected, make news.
+  ASSERT_TRUE(WaitFor([&] { return c.LogOf(0, 50).find("a monitor connected") != std::string::npos; }, 5s));
+  ASSERT_EQ(c.Cli(2, {"leave"}).exit_code, 0);
+  monitor.join();
+  EXPECT_EQ(watched.exit_code, CommandResult::kTimedOut) << "it streams until stopped";
+  EXPECT_NE(watched.out.find("monitoring node0 at level debug"), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find("member-leave node2"), std::string::npos) << watched.out;
+  CommandResult bad = c.Cli(0, {"monitor", "--log-level", "loud"});
+  EXPECT_NE(bad.exit_code, 0);
+}
+
+TEST(Monitoring, JsonLogLinesParse) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0", {"--log-format", "json"}), 0);
+  ASSERT_TRUE(WaitFor([&] { return c.LogOf(0).find("starlingd") != std::string::npos; }, 5s));
+  std::istringstream lines(c.LogOf(0, 1000));
+  std::string line;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line.rfind("-----", 0) == 0) continue;  // the test's own banner
+    json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    EXPECT_TRUE(j.contains("time") && j.contains("level") && j.contains("msg")) << line;
+    ++parsed;
+  }
+  EXPECT_GT(parsed, 0);
 }
 
 }  // namespace

@@ -65,39 +65,49 @@ int WriteAll(int fd, const void* buf, size_t n) {
 
 }  // namespace
 
-Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std::vector<uint8_t>& request,
-                                       std::chrono::milliseconds timeout) {
+namespace {
+
+Result<int> Connect(const std::string& socket_path, std::chrono::milliseconds timeout) {
   sockaddr_un addr{};
   if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
     return Status::Unavailable("cannot reach starlingd at " + socket_path +
                                ": socket path is empty or longer than " +
                                std::to_string(sizeof(addr.sun_path) - 1) + " bytes" + Hint());
   }
-  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0)
-    return Status::Unavailable(std::string("cannot create a socket: ") + std::strerror(errno));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::Unavailable(std::string("cannot create a socket: ") + std::strerror(errno));
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
   tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
-  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Status::Unavailable("cannot reach starlingd at " + socket_path + ": " + std::strerror(errno) +
-                               Hint());
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    int err = errno;
+    close(fd);
+    return Status::Unavailable("cannot reach starlingd at " + socket_path + ": " + std::strerror(err) + Hint());
   }
+  return fd;
+}
 
+Status SendRequest(int fd, const std::string& socket_path, const std::vector<uint8_t>& request) {
   size_t n = request.size();
   uint8_t header[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
                        static_cast<uint8_t>(n >> 24)};
-  if (int err = WriteAll(fd.get(), header, sizeof(header)); err != 0) {
+  if (int err = WriteAll(fd, header, sizeof(header)); err != 0)
     return Status::Unavailable(IoFailure(socket_path, "sending the request", err));
-  }
-  if (int err = WriteAll(fd.get(), request.data(), request.size()); err != 0) {
+  if (int err = WriteAll(fd, request.data(), request.size()); err != 0)
     return Status::Unavailable(IoFailure(socket_path, "sending the request", err));
-  }
-  if (int err = ReadAll(fd.get(), header, sizeof(header)); err != 0) {
+  return Status::Ok();
+}
+
+// One reply frame; kUnavailable with `*closed` set when the daemon hung up
+// cleanly before a frame began.
+Result<std::vector<uint64_t>> ReadFrame(int fd, const std::string& socket_path, bool* closed) {
+  uint8_t header[4];
+  if (int err = ReadAll(fd, header, sizeof(header)); err != 0) {
+    if (closed) *closed = err < 0;
     return Status::Unavailable(IoFailure(socket_path, "waiting for the reply", err < 0 ? 0 : err));
   }
   uint32_t length = static_cast<uint32_t>(header[0]) | static_cast<uint32_t>(header[1]) << 8 |
@@ -107,10 +117,38 @@ Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std
                               std::to_string(length) + " bytes");
   }
   std::vector<uint64_t> reply(length / 8);
-  if (int err = ReadAll(fd.get(), reply.data(), length); err != 0) {
+  if (int err = ReadAll(fd, reply.data(), length); err != 0)
     return Status::Unavailable(IoFailure(socket_path, "reading the reply", err < 0 ? 0 : err));
-  }
   return reply;
+}
+
+}  // namespace
+
+Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std::vector<uint8_t>& request,
+                                       std::chrono::milliseconds timeout) {
+  Result<int> connected = Connect(socket_path, timeout);
+  if (!connected.ok()) return connected.status();
+  Fd fd(*connected);
+  if (Status s = SendRequest(fd.get(), socket_path, request); !s.ok()) return s;
+  return ReadFrame(fd.get(), socket_path, nullptr);
+}
+
+Status Stream(const std::string& socket_path, const std::vector<uint8_t>& request,
+              std::chrono::milliseconds timeout, const std::function<bool(std::vector<uint64_t>)>& on_frame) {
+  Result<int> connected = Connect(socket_path, timeout);
+  if (!connected.ok()) return connected.status();
+  Fd fd(*connected);
+  if (Status s = SendRequest(fd.get(), socket_path, request); !s.ok()) return s;
+  for (bool first = true;; first = false) {
+    bool closed = false;
+    Result<std::vector<uint64_t>> frame = ReadFrame(fd.get(), socket_path, &closed);
+    if (!frame.ok()) return closed && !first ? Status::Ok() : frame.status();
+    if (first) {
+      timeval none{};  // then wait as long as the stream lasts
+      setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    }
+    if (!on_frame(std::move(frame).value())) return Status::Ok();
+  }
 }
 
 }  // namespace starling::cli

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,5 +17,11 @@ namespace starling::cli {
 // answer within `timeout`; the message says which and how to fix it.
 Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std::vector<uint8_t>& request,
                                        std::chrono::milliseconds timeout);
+
+// Sends `request` and hands every reply frame to `on_frame` until the daemon
+// hangs up (OK) or `on_frame` returns false. `timeout` bounds the connect
+// and the first frame only.
+Status Stream(const std::string& socket_path, const std::vector<uint8_t>& request,
+              std::chrono::milliseconds timeout, const std::function<bool(std::vector<uint64_t>)>& on_frame);
 
 }  // namespace starling::cli

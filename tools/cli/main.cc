@@ -44,25 +44,23 @@ int Complain(int code, const std::string& message) {
   return code;
 }
 
-// Builds a request, exchanges it and hands a non-error reply to `use`.
-int Call(const Globals& g, const std::function<void(api::Request::Builder)>& build,
-         const std::function<int(api::Reply::Reader)>& use) {
+std::vector<uint8_t> BuildRequest(const std::function<void(api::Request::Builder)>& build) {
   capnp::MallocMessageBuilder builder;
   api::Request::Builder request = builder.initRoot<api::Request>();
   request.setVersion(api::API_VERSION);
   build(request);
   kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
   kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
 
-  auto timeout = std::chrono::milliseconds(static_cast<int64_t>(g.timeout_seconds * 1000));
-  Result<std::vector<uint64_t>> reply =
-      Exchange(g.socket, std::vector<uint8_t>(bytes.begin(), bytes.end()), timeout);
-  if (!reply.ok()) return Complain(kExitUnreachable, reply.status().message());
+// Hands a non-error reply to `use`; complains about the rest.
+int UseReply(const std::vector<uint64_t>& reply, const std::function<int(api::Reply::Reader)>& use) {
   try {
     capnp::ReaderOptions options;
-    options.traversalLimitInWords = reply->size() * 2 + 1024;
+    options.traversalLimitInWords = reply.size() * 2 + 1024;
     capnp::FlatArrayMessageReader reader(
-        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(reply->data()), reply->size()),
+        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(reply.data()), reply.size()),
         options);
     api::Reply::Reader r = reader.getRoot<api::Reply>();
     if (r.getError().size() > 0) return Complain(kExitDaemonError, r.getError().cStr());
@@ -71,6 +69,31 @@ int Call(const Globals& g, const std::function<void(api::Request::Builder)>& bui
     return Complain(kExitUnreachable,
                     std::string("malformed reply from starlingd: ") + e.getDescription().cStr());
   }
+}
+
+std::chrono::milliseconds TimeoutOf(const Globals& g) {
+  return std::chrono::milliseconds(static_cast<int64_t>(g.timeout_seconds * 1000));
+}
+
+// Builds a request, exchanges it and hands a non-error reply to `use`.
+int Call(const Globals& g, const std::function<void(api::Request::Builder)>& build,
+         const std::function<int(api::Reply::Reader)>& use) {
+  Result<std::vector<uint64_t>> reply = Exchange(g.socket, BuildRequest(build), TimeoutOf(g));
+  if (!reply.ok()) return Complain(kExitUnreachable, reply.status().message());
+  return UseReply(*reply, use);
+}
+
+// A streamed reply: `use` for every frame until the daemon hangs up or `use`
+// returns non-zero.
+int StreamCall(const Globals& g, const std::function<void(api::Request::Builder)>& build,
+               const std::function<int(api::Reply::Reader)>& use) {
+  int code = 0;
+  Status s = Stream(g.socket, BuildRequest(build), TimeoutOf(g), [&](std::vector<uint64_t> frame) {
+    code = UseReply(frame, use);
+    return code == 0;
+  });
+  if (!s.ok()) return Complain(kExitUnreachable, s.message());
+  return code;
 }
 
 int Unexpected() { return Complain(kExitUnreachable, "starlingd sent a reply of an unexpected kind"); }
@@ -769,6 +792,34 @@ int main(int argc, char** argv) {
                  });
     });
   }
+
+  // monitor
+  std::string monitor_level = "info", monitor_format = "table";
+  CLI::App* monitor = app.add_subcommand(
+      "monitor", "Stream the daemon's events and log lines until Ctrl-C (or until the daemon goes away)");
+  monitor->add_option("--log-level", monitor_level, "The least severe lines to show")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  monitor->add_option("--format", monitor_format, "table: time, level, message; json: one object per line")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  monitor->callback([&] {
+    code = StreamCall(
+        g, [&](api::Request::Builder r) { r.setMonitor(monitor_level); },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isText()) return Unexpected();
+          if (monitor_format == "json") {
+            std::cout << reply.getText().cStr() << std::endl;
+            return 0;
+          }
+          json line = json::parse(reply.getText().cStr(), nullptr, false);
+          if (!line.is_object()) return Unexpected();
+          std::string time = line.value("time", "");
+          std::cout << (time.empty() ? std::string(23, ' ') : time) << " " << line.value("level", "") << " "
+                    << line.value("msg", "") << std::endl;
+          return 0;
+        });
+  });
 
   // voters
   std::string force_set;
