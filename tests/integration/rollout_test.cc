@@ -298,8 +298,15 @@ TEST_F(Rollout, RestartRunsTheVerifyHooksAndRepairsDrift) {
   std::ofstream(c.node(1).dir + "/example-state/package-web") << "0.9\n";
   std::remove((c.node(1).dir + "/example-state/service-api").c_str());
   ASSERT_TRUE(c.Restart(1, HookArgs()));
-  EXPECT_TRUE(WaitFor([&] { return Installed(c, 1) == "1.0" && Running(c, 1) == "1.0"; }, 20s));
-  std::vector<Event> events = Events(c);
+  // The hooks write the state file before they log the event: wait for both.
+  std::vector<Event> events;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        events = Events(c);
+        return Installed(c, 1) == "1.0" && Running(c, 1) == "1.0" &&
+               Count(events, "node1", "healthy", "1.0") == 2;
+      },
+      20s));
   EXPECT_EQ(Count(events, "node1", "install", "1.0"), 2);
   EXPECT_EQ(Count(events, "node1", "start", "1.0"), 2);
   // Nodes that did not drift are left alone.
