@@ -325,8 +325,14 @@ TEST_F(Rollout, RestartRunsTheVerifyHooksAndRepairsDrift) {
 
 TEST_F(Rollout, FreezeRefusesARolloutWithTheReason) {
   ASSERT_EQ(c.Cli(1, {"freeze", "--reason", "change window closed"}).exit_code, 0);
+  // Written on node1; asked on node0 once it has the freeze.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto doc = CliJson(c, 0, {"get"});
+        return doc && doc->contains("freeze") && (*doc)["freeze"].is_object();
+      },
+      10s));
   Apply(c, 0, Doc("2.0"));
-  ASSERT_TRUE(WaitFor([&] { return c.Cli(0, {"rollout", "start"}).exit_code != 0; }, 10s));
   CommandResult r = c.Cli(0, {"rollout", "start"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("change window closed"), std::string::npos) << r.err;
