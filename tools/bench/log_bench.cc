@@ -119,7 +119,7 @@ std::optional<InfoFacts> Info(const Node& n) {
 pid_t Spawn(const std::string& starlingd, const Node& n, const std::string& join) {
   std::vector<std::string> args = {starlingd,        "--name",      n.name,  "--data-dir", n.dir, "--socket",
                                    n.socket,         "--bind",      "127.0.0.1:0", "--profile", "local",
-                                   "--log-level",    "warn"};
+                                   "--log-level",    "warn",        "--http", "127.0.0.1:0"};
   if (!join.empty()) {
     args.push_back("--join");
     args.push_back(join);
