@@ -9,8 +9,9 @@ BUILD_PKGS=(
   libasio-dev capnproto libcapnp-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
   libyaml-cpp-dev libsodium-dev libcpp-httplib-dev
+  python3  # scripts/demo reads the CLI's JSON with it
 )
-TEST_PKGS=(python3 procps prometheus)
+TEST_PKGS=(procps prometheus)
 
 want=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" == "--with-tests" ]]; then
