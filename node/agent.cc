@@ -163,9 +163,7 @@ void NodeAgent::Refresh() {
     Save();
     Report([](NodeReport& r) { r.phase = "idle"; });
   }
-  const store::Register* reg = st.Find(kRolloutKey);
-  if (!reg || !reg->value) return;
-  auto record = ReadRecord<RolloutRecord>(Json::parse(*reg->value, nullptr, false));
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   if (!record) return;
   if (record->ballot < ballot_) return;  // written by a holder that has been replaced
   if (record->ballot > ballot_) {
@@ -198,7 +196,6 @@ void NodeAgent::Refresh() {
 void NodeAgent::Begin(Job job) {
   job.started = clock_.Now();
   spdlog::info("agent: {} ({} steps)", job.name, job.steps.size());
-  job_revision_ = job.target;
   job_ = std::move(job);
   Next();
 }
@@ -396,8 +393,11 @@ NodeAgent::Step NodeAgent::Hook(const std::string& phase, const std::string& kin
                   if (after) after(HookResult{0, 0, false, "", Duration{0}});
                   return done(true, "");
                 }
+                // Steps are built before their job runs: what the job works
+                // towards is read now.
                 auto full = env;
                 full["STARLING_HOOK"] = kind;
+                full["STARLING_REVISION"] = job_ ? job_->target : applied_;
                 Json input = Json::object();
                 for (const auto& [k, v] : full) input[k] = v;
                 HookRequest req{hook, full, input.dump(), cfg_.hook_timeout};
@@ -550,7 +550,7 @@ void NodeAgent::CheckHealth() {
 std::map<std::string, std::string> NodeAgent::BaseEnv(const std::string& kind) const {
   return {{"STARLING_HOOK", kind},
           {"STARLING_NODE", self_},
-          {"STARLING_REVISION", job_revision_},
+          {"STARLING_REVISION", job_ ? job_->target : applied_},
           {"STARLING_DATA_DIR", cfg_.data_dir}};
 }
 

@@ -58,6 +58,19 @@ class AppliedStore {
   virtual Status Save(const std::string& json) = 0;
 };
 
+// In memory, for the simulator.
+class MemoryAppliedStore final : public AppliedStore {
+ public:
+  Result<std::optional<std::string>> Load() override { return saved_; }
+  Status Save(const std::string& json) override {
+    saved_ = json;
+    return Status::Ok();
+  }
+
+ private:
+  std::optional<std::string> saved_;
+};
+
 struct AgentConfig {
   Duration health_every = std::chrono::seconds(5);
   Duration health_retry = std::chrono::seconds(1);  // while waiting for a service to get healthy
@@ -140,7 +153,6 @@ class NodeAgent {
   std::optional<std::pair<std::string, uint64_t>> attempted_;  // last assignment acted on
   bool removed_ = false;
   bool started_ = false;
-  std::string job_revision_;  // the revision a running job works towards
 
   std::optional<Job> job_;
   Clock::TimerId health_timer_ = 0, retry_timer_ = 0;

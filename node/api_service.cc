@@ -288,9 +288,7 @@ store::Json ApiService::NodesJson() const {
   for (const auto& m : members_.Members()) rows[m.name] = std::string(membership::StatusName(m.status));
   if (auto it = doc.find("nodes"); it != doc.end() && it->is_object())
     for (const auto& [name, _] : it->items()) rows.emplace(name, "unknown");
-  std::optional<RolloutRecord> rollout;
-  if (const store::Register* reg = replicator_.log().state().Find(kRolloutKey); reg && reg->value)
-    rollout = ReadRecord<RolloutRecord>(store::Json::parse(*reg->value, nullptr, false));
+  const auto rollout = ReadRecord<RolloutRecord>(replicator_.log().state(), kRolloutKey);
   store::Json out = store::Json::array();
   for (const auto& [name, status] : rows) {
     std::string lifecycle = "discovered";

@@ -110,6 +110,20 @@ class BallotStore {
   virtual Status Save(uint64_t ballot) = 0;
 };
 
+// Keeps the ballot in memory (the simulator's nodes: survives a simulated
+// crash because the node's object does).
+class MemoryBallotStore final : public BallotStore {
+ public:
+  uint64_t Load() override { return ballot_; }
+  Status Save(uint64_t ballot) override {
+    ballot_ = ballot;
+    return Status::Ok();
+  }
+
+ private:
+  uint64_t ballot_ = 0;
+};
+
 class Lease {
  public:
   // The references must outlive the Lease.

@@ -38,6 +38,7 @@
 #include "starling/membership/env.h"
 #include "starling/status.h"
 #include "starling/store/document.h"
+#include "starling/store/log.h"
 
 namespace starling::node {
 
@@ -118,10 +119,12 @@ struct RolloutControl {
   static Result<RolloutControl> FromJson(const store::Json& j);
 };
 
-// A control record from the log, or nullopt when absent or unreadable.
+// The control record `key` of a state, or nullopt when absent or unreadable.
 template <typename T>
-std::optional<T> ReadRecord(const store::Json& value) {
-  auto r = T::FromJson(value);
+std::optional<T> ReadRecord(const store::State& state, const char* key) {
+  const store::Register* reg = state.Find(key);
+  if (!reg || !reg->value) return std::nullopt;
+  auto r = T::FromJson(store::Json::parse(*reg->value, nullptr, false));
   if (!r.ok()) return std::nullopt;
   return std::move(r).value();
 }

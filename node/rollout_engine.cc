@@ -12,13 +12,6 @@ using store::Json;
 
 namespace {
 
-template <typename T>
-std::optional<T> Read(const store::State& st, const char* key) {
-  const store::Register* reg = st.Find(key);
-  if (!reg || !reg->value) return std::nullopt;
-  return ReadRecord<T>(Json::parse(*reg->value, nullptr, false));
-}
-
 int64_t WallMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -71,8 +64,8 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
 }
 
 Json RolloutStatus(const store::State& st, const membership::Memberlist& members, const SoftState& soft) {
-  auto record = Read<RolloutRecord>(st, kRolloutKey);
-  auto request = Read<RolloutRequest>(st, kRolloutRequestKey);
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
+  auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   const Json& doc = st.Document();
   Json out = Json::object();
   RolloutRecord r = record.value_or(RolloutRecord{});
@@ -139,7 +132,7 @@ void RolloutEngine::Step() {
   // A write below reports a change to the log, which pokes us again.
   if (stepping_) return;
   const store::State& st = replicator_.log().state();
-  auto record = Read<RolloutRecord>(st, kRolloutKey);
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   bool stale = false;
   if (record && best_ && record->ballot < best_->ballot) {
     stale = true;
@@ -156,11 +149,11 @@ void RolloutEngine::Step() {
   was_holder_ = true;
   stepping_ = true;
   const Json doc = st.Document();
-  auto request = Read<RolloutRequest>(st, kRolloutRequestKey);
-  auto control = Read<RolloutControl>(st, kRolloutControlKey);
+  auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  auto control = ReadRecord<RolloutControl>(st, kRolloutControlKey);
   const bool frozen = FrozenReason(doc).has_value();
   AutoUpgrade(st, record, request);
-  request = Read<RolloutRequest>(st, kRolloutRequestKey);
+  request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   RolloutPlanner::Step step = planner_.Advance(record, request, control, RolloutPolicy::From(doc),
                                                BuildViews(doc, members_, soft_), lease_.ballot(), frozen,
                                                clock_.Now(), WallMicros());
@@ -210,7 +203,7 @@ Result<Json> RequestRollout(store::Replicator& replicator, const std::string& re
   const store::State& st = replicator.log().state();
   if (auto why = FrozenReason(st.Document()))
     return Status::Conflict("refused: the cluster is " + *why + "; `starling unfreeze` lifts it");
-  auto record = Read<RolloutRecord>(st, kRolloutKey);
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   if (record && !record->settled())
     return Status::Conflict("rollout " + std::to_string(record->id) + " of revision " + record->revision + " is " +
                             record->state + "; `starling rollout abort` ends it first");
@@ -231,7 +224,7 @@ Result<Json> RequestRollout(store::Replicator& replicator, const std::string& re
     return Status::Conflict(
         "no node is commissioned, so a rollout would touch nothing: `starling commission NODE...` first, or "
         "turn on switches.auto_commission");
-  auto request = Read<RolloutRequest>(st, kRolloutRequestKey);
+  auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   uint64_t id = std::max(record ? record->id : 0, request ? request->id : 0) + 1;
   RolloutRequest req{id, target, by, false};
   auto w = WriteRecord(replicator, kRolloutRequestKey, req.ToJson(), "start " + target + " by " + by);
@@ -243,14 +236,14 @@ Result<Json> ControlRollout(store::Replicator& replicator, const std::string& ac
   if (action != "pause" && action != "resume" && action != "abort")
     return Status::InvalidArgument("unknown rollout action '" + action + "' (expected pause, resume or abort)");
   const store::State& st = replicator.log().state();
-  auto record = Read<RolloutRecord>(st, kRolloutKey);
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   if (!record || record->settled())
     return Status::Conflict("no rollout is in progress" +
                             (record ? " (rollout " + std::to_string(record->id) + " " + record->state + ")"
                                     : std::string()));
   if (action == "pause" && record->state == "paused") return Status::Conflict("the rollout is paused already");
   if (action == "resume" && record->state != "paused") return Status::Conflict("the rollout is not paused");
-  auto last = Read<RolloutControl>(st, kRolloutControlKey);
+  auto last = ReadRecord<RolloutControl>(st, kRolloutControlKey);
   RolloutControl c{std::max(record->control, last ? last->seq : 0) + 1, record->id, action, by};
   auto w = WriteRecord(replicator, kRolloutControlKey, c.ToJson(), action + " by " + by);
   if (!w.ok()) return w.status();

@@ -24,21 +24,9 @@ uint64_t Seed(uint64_t fallback) {
 
 double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
-// The promised ballot survives a crash, as the daemon's RocksDB key does.
-class MemoryBallots final : public BallotStore {
- public:
-  uint64_t Load() override { return ballot_; }
-  Status Save(uint64_t b) override {
-    ballot_ = b;
-    return Status::Ok();
-  }
-
- private:
-  uint64_t ballot_ = 0;
-};
 
 struct NodeLease {
-  MemoryBallots ballots;
+  MemoryBallotStore ballots;
   std::unique_ptr<membership::UserChannels> channels;
   std::unique_ptr<MemberlistLeaseNet> net;
   std::unique_ptr<Lease> lease;

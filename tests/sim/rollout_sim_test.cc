@@ -37,29 +37,7 @@ uint64_t SeedOr(uint64_t fallback) {
   return fallback;
 }
 
-class MemoryBallots final : public BallotStore {
- public:
-  uint64_t Load() override { return ballot_; }
-  Status Save(uint64_t b) override {
-    ballot_ = b;
-    return Status::Ok();
-  }
 
- private:
-  uint64_t ballot_ = 0;
-};
-
-class MemoryApplied final : public AppliedStore {
- public:
-  Result<std::optional<std::string>> Load() override { return saved_; }
-  Status Save(const std::string& json) override {
-    saved_ = json;
-    return Status::Ok();
-  }
-
- private:
-  std::optional<std::string> saved_;
-};
 
 // What the hooks act on; kept across crashes, like files and processes.
 struct World {
@@ -137,8 +115,8 @@ class SimHooks final : public HookExec {
 
 struct Node {
   store::MemoryLogStorage storage;
-  MemoryBallots ballots;
-  MemoryApplied applied;
+  MemoryBallotStore ballots;
+  MemoryAppliedStore applied;
   std::unique_ptr<store::DesiredLog> log;
   std::unique_ptr<membership::UserChannels> channels;
   std::unique_ptr<store::MemberlistGossip> gossip;
@@ -200,9 +178,7 @@ class RolloutCluster {
   // The record as node i holds it.
   std::optional<RolloutRecord> Record(int i) {
     if (!nodes_[i].log) return std::nullopt;
-    const store::Register* reg = nodes_[i].log->state().Find(kRolloutKey);
-    if (!reg || !reg->value) return std::nullopt;
-    return ReadRecord<RolloutRecord>(Json::parse(*reg->value, nullptr, false));
+    return ReadRecord<RolloutRecord>(nodes_[i].log->state(), kRolloutKey);
   }
   // Whether every up node holds rollout `id` settled, and the same record.
   std::optional<RolloutRecord> Settled(uint64_t id) {

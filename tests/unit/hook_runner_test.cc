@@ -65,8 +65,9 @@ TEST_F(HookRunnerTest, ReportsExitStatusAndSignal) {
 }
 
 TEST_F(HookRunnerTest, TimeoutKillsTheWholeGroup) {
-  // The hook and a child of its own both ignore nothing and sleep.
-  Hook("hangs", "sleep 30 & echo started; sleep 30");
+  // The hook and a child of its own both block until killed: only the
+  // timeout, killing the whole group, ends the run.
+  Hook("hangs", "tail -f /dev/null >/dev/null & echo started; exec tail -f /dev/null");
   HookRunner runner(dir_, 4096, std::chrono::milliseconds(200));
   auto r = runner.Run({"hangs", {}, "", std::chrono::milliseconds(300)});
   ASSERT_TRUE(r.ok());
@@ -87,6 +88,7 @@ TEST_F(HookRunnerTest, KeepsOnlyTheTailOfLongOutput) {
 }
 
 TEST_F(HookRunnerTest, BackgroundServiceDoesNotHoldTheHook) {
+  // A service the hook leaves running (bounded, so that the test leaves nothing behind).
   Hook("start", "sleep 5 >/dev/null 2>&1 & echo up");
   HookRunner runner(dir_);
   auto r = runner.Run({"start", {}, "", std::chrono::seconds(3)});
