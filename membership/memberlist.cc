@@ -342,6 +342,11 @@ class Memberlist::Impl {
     if (it == members_.end()) return std::nullopt;
     return it->second->view.status;
   }
+  std::optional<std::string> AddrOf(const std::string& name) const {
+    auto it = members_.find(name);
+    if (it == members_.end()) return std::nullopt;
+    return it->second->view.addr;
+  }
   int health() const { return health_; }
   const Counters& counters() const {
     counters_["health_score"] = static_cast<uint64_t>(health_);
@@ -1161,6 +1166,7 @@ MemberView Memberlist::Self() const { return impl_->Self(); }
 size_t Memberlist::NumAlive() const { return impl_->NumAlive(); }
 MemberCounts Memberlist::Counts() const { return impl_->Counts(); }
 std::optional<MemberStatus> Memberlist::StatusOf(const std::string& name) const { return impl_->StatusOf(name); }
+std::optional<std::string> Memberlist::AddrOf(const std::string& name) const { return impl_->AddrOf(name); }
 int Memberlist::HealthScore() const { return impl_->health(); }
 const Counters& Memberlist::counters() const { return impl_->counters(); }
 const Config& Memberlist::config() const { return impl_->config(); }

@@ -125,10 +125,14 @@ void SoftState::HandlePacket(const std::string& from, ByteView data) {
     return;
   }
   // Only the node itself may say how it is.
-  std::optional<std::string> addr;
-  for (const auto& m : channels_.list().Members())
-    if (m.name == r->name) addr = m.addr;
-  if (r->name == local_.name || !addr || *addr != from) {
+  const auto addr = channels_.list().AddrOf(r->name);
+  if (!addr && r->name != local_.name) {
+    // A node that has just joined may report before its alive news reaches
+    // us; it reports again on its next round.
+    spdlog::debug("dropped a report about {} sent from {}: not a member yet", r->name, from);
+    return;
+  }
+  if (r->name == local_.name || *addr != from) {
     ++rejected_;
     spdlog::warn("dropped a report about {} sent from {}: only the node itself reports on itself", r->name, from);
     return;

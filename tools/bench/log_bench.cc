@@ -10,12 +10,6 @@
 // Every daemon started is killed by PID on exit.
 //
 //   starling-log-bench [--nodes 20] [--changes 100] [--starlingd PATH] [--json FILE]
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -35,8 +29,7 @@
 #include <thread>
 #include <vector>
 
-#include "api_client.h"
-#include "schema/api.capnp.h"
+#include "bench_util.h"
 
 namespace {
 
@@ -44,53 +37,15 @@ using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 using starling::api::Reply;
 using starling::api::Request;
+using starling::bench::Call;
+using starling::bench::KillAll;
+using starling::bench::Percentile;
+using starling::bench::WaitUntil;
 
 struct Node {
   std::string name, dir, socket, addr;
   pid_t pid = -1;
 };
-
-std::vector<Node>* g_nodes = nullptr;
-
-void KillAll() {
-  if (!g_nodes) return;
-  for (auto& n : *g_nodes)
-    if (n.pid > 0) {
-      kill(n.pid, SIGKILL);
-      waitpid(n.pid, nullptr, 0);
-      n.pid = -1;
-    }
-}
-
-void OnSignal(int) {
-  KillAll();
-  _exit(130);
-}
-
-// One API exchange; `use` reads the reply. False when the daemon is not
-// reachable or answered with an error.
-bool Call(const std::string& socket, const std::function<void(Request::Builder)>& build,
-          const std::function<void(Reply::Reader)>& use) {
-  capnp::MallocMessageBuilder mb;
-  auto req = mb.initRoot<Request>();
-  req.setVersion(starling::api::API_VERSION);
-  build(req);
-  auto words = capnp::messageToFlatArray(mb);
-  auto bytes = words.asBytes();
-  auto reply = starling::cli::Exchange(socket, std::vector<uint8_t>(bytes.begin(), bytes.end()), 10s);
-  if (!reply.ok()) return false;
-  capnp::ReaderOptions opts;
-  opts.traversalLimitInWords = reply->size() * 2 + 1024;
-  capnp::FlatArrayMessageReader reader(
-      kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(reply->data()), reply->size()), opts);
-  auto r = reader.getRoot<Reply>();
-  if (r.getError().size() > 0) {
-    std::fprintf(stderr, "log-bench: %s\n", r.getError().cStr());
-    return false;
-  }
-  use(r);
-  return true;
-}
 
 struct InfoFacts {
   std::string addr, revision;
@@ -124,37 +79,7 @@ pid_t Spawn(const std::string& starlingd, const Node& n, const std::string& join
     args.push_back("--join");
     args.push_back(join);
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int log = open((n.dir + ".log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (log >= 0) {
-      dup2(log, STDOUT_FILENO);
-      dup2(log, STDERR_FILENO);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-bool WaitUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  auto end = SteadyClock::now() + timeout;
-  while (SteadyClock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return cond();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1;
-  return v[std::min(idx, v.size() - 1)];
+  return starling::bench::Spawn(args, n.dir + ".log");
 }
 
 std::string Document(int k) {
@@ -183,9 +108,7 @@ int main(int argc, char** argv) {
   }
   const std::string root = tmpl;
   std::vector<Node> cluster(nodes);
-  g_nodes = &cluster;
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
+  starling::bench::KillAllOnSignals();
   auto fail = [&](const std::string& why) {
     std::fprintf(stderr, "log-bench: %s (logs in %s)\n", why.c_str(), root.c_str());
     KillAll();

@@ -116,6 +116,7 @@ class Memberlist {
   size_t NumAlive() const;                  // alive + suspect, ourselves included
   MemberCounts Counts() const;              // by status, ourselves included
   std::optional<MemberStatus> StatusOf(const std::string& name) const;
+  std::optional<std::string> AddrOf(const std::string& name) const;
   int HealthScore() const;
   const Counters& counters() const;
   const Config& config() const;
