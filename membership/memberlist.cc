@@ -29,6 +29,8 @@
 // carrying the suspicion; a member that already refuted answers a stale
 // accusation with its newer alive directly, and one that acks gets a fresh
 // suspicion period. Only silence for one more probe timeout means failed.
+// The suspicion timer runs one probe timeout short to pay for that ping, so
+// detection is no slower than without it.
 //
 // Dissemination. Every state change we accept is queued as a broadcast and
 // piggybacked on pings, acks and periodic gossip (every gossip_interval to
@@ -703,7 +705,11 @@ class Memberlist::Impl {
     const Duration min = std::chrono::duration_cast<Duration>(cfg_.timing.probe_interval * cfg_.timing.suspicion_mult *
                                                               node_scale);
     const Duration max = cfg_.lifeguard ? min * cfg_.timing.suspicion_max_timeout_mult : min;
-    m.suspicion = std::make_unique<Suspicion>(clock_, from, k, min, max,
+    // The last-chance probe waits one probe timeout after the suspicion
+    // expires: start it that much earlier, so that a member that is really
+    // gone is declared failed no later than without it.
+    const Duration early = cfg_.last_chance_probe ? std::min(cfg_.timing.probe_timeout, min / 2) : Duration(0);
+    m.suspicion = std::make_unique<Suspicion>(clock_, from, k, min - early, max - early,
                                               [this, name = m.view.name, inc = m.view.incarnation] {
                                                 if (cfg_.last_chance_probe) {
                                                   LastChance(name, inc);

@@ -9,14 +9,20 @@ BUILD_PKGS=(
   libasio-dev capnproto libcapnp-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
   libyaml-cpp-dev libsodium-dev libcpp-httplib-dev
+  libmsgpack-cxx-dev  # the Serf benchmark speaks Serf's msgpack RPC
   python3  # scripts/demo reads the CLI's JSON with it
 )
 TEST_PKGS=(procps prometheus)
+BENCH_PKGS=(serf gnuplot-nox)  # docs/BENCHMARKS.md
 
 want=("${BUILD_PKGS[@]}")
-if [[ "${1:-}" == "--with-tests" ]]; then
-  want+=("${TEST_PKGS[@]}")
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --with-tests) want+=("${TEST_PKGS[@]}") ;;
+    --bench) want+=("${BENCH_PKGS[@]}") ;;
+    *) echo "install-deps: unknown option $arg (use --with-tests and/or --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${want[@]}"; do

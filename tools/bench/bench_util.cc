@@ -170,27 +170,32 @@ std::optional<ProcFigures> ReadProc(pid_t pid) {
   return f;
 }
 
-int FreePort() {
-  // Ask the kernel for a TCP port, then check UDP is free on it too.
-  for (int attempt = 0; attempt < 50; ++attempt) {
+std::vector<int> FreePorts(int count) {
+  std::vector<int> held, ports;
+  auto release = [&] {
+    for (int fd : held) close(fd);
+  };
+  // Ask the kernel for a TCP port, and keep it only if UDP is free on it too.
+  for (int attempt = 0; static_cast<int>(ports.size()) < count && attempt < count * 10; ++attempt) {
     int t = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
     socklen_t len = sizeof a;
     if (t < 0 || bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
         getsockname(t, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
       if (t >= 0) close(t);
       continue;
     }
+    held.push_back(t);
     int u = socket(AF_INET, SOCK_DGRAM, 0);
-    bool ok = u >= 0 && bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    if (u >= 0) close(u);
-    close(t);
-    if (ok) return ntohs(a.sin_port);
+    if (u < 0) continue;
+    held.push_back(u);
+    if (bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) ports.push_back(ntohs(a.sin_port));
   }
-  return -1;
+  release();
+  if (static_cast<int>(ports.size()) < count) ports.clear();
+  return ports;
 }
 
 }  // namespace starling::bench

@@ -3,7 +3,8 @@
 // For each N it starts N starlingd, measures them, stops them, then does the
 // same with N `serf agent`, both with the same timing profile (memberlist's
 // lan preset by default). Measured for both:
-//   join      - from the first join request to every agent listing N alive
+//   join      - from the join requests (all agents but the first join it at
+//               once, each on its own thread) to every agent listing N alive
 //   idle      - resident memory and CPU seconds per agent over a quiet window,
 //               and bytes sent per agent per second (each tool's own counters:
 //               starlingd's API counters; Serf's memberlist.udp.sent and
@@ -62,6 +63,19 @@ struct Agent {
   pid_t pid = -1;
   bool running = false;
 };
+
+// Every agent but the first joins at the same moment, as when a fleet
+// boots together, each on its own thread: `join(i)` returns "" or what
+// went wrong.
+std::string JoinInParallel(int n, const std::function<std::string(int)>& join) {
+  std::vector<std::string> errors(n);
+  std::vector<std::thread> threads;
+  for (int i = 1; i < n; ++i) threads.emplace_back([&, i] { errors[i] = join(i); });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors)
+    if (!e.empty()) return e;
+  return "";
+}
 
 // What a run of either tool must provide.
 class Tool {
@@ -136,12 +150,11 @@ class StarlingTool final : public Tool {
   }
 
   std::string JoinAll() override {
-    for (int i = 1; i < size(); ++i) {
+    return JoinInParallel(size(), [&](int i) -> std::string {
       bool ok = Call(
           agents_[i].socket, [&](Request::Builder r) { r.initJoin(1).set(0, agents_[0].addr); }, [](Reply::Reader) {});
-      if (!ok) return agents_[i].name + " could not join " + agents_[0].addr;
-    }
-    return "";
+      return ok ? "" : agents_[i].name + " could not join " + agents_[0].addr;
+    });
   }
 
   std::optional<Statuses> Members(int i) override {
@@ -328,12 +341,13 @@ class SerfTool final : public Tool {
     agents_.resize(n);
     rpc_.clear();
     rpc_.resize(n);
+    const auto ports = starling::bench::FreePorts(2 * n);
+    if (ports.empty()) return "not enough free ports on 127.0.0.1";
     for (int i = 0; i < n; ++i) {
       Agent& a = agents_[i];
       a.name = "s" + std::to_string(i);
       a.dir = root + "/" + a.name;
-      const int gossip = starling::bench::FreePort(), rpc = starling::bench::FreePort();
-      if (gossip < 0 || rpc < 0) return "no free port";
+      const int gossip = ports[2 * i], rpc = ports[2 * i + 1];
       a.addr = "127.0.0.1:" + std::to_string(gossip);
       a.rpc_addr = "127.0.0.1:" + std::to_string(rpc);
       const std::string config = a.dir + ".json";
@@ -353,11 +367,11 @@ class SerfTool final : public Tool {
   }
 
   std::string JoinAll() override {
-    for (int i = 1; i < size(); ++i) {
+    return JoinInParallel(size(), [&](int i) -> std::string {
       auto joined = rpc_[i]->Join({agents_[0].addr});
-      if (!joined || *joined < 1) return agents_[i].name + " could not join " + agents_[0].addr + ": " + rpc_[i]->error();
-    }
-    return "";
+      if (joined && *joined >= 1) return "";
+      return agents_[i].name + " could not join " + agents_[0].addr + ": " + rpc_[i]->error();
+    });
   }
 
   std::optional<Statuses> Members(int i) override {
@@ -440,6 +454,7 @@ std::optional<double> Until(Tool& t, std::vector<int> who, const std::function<b
 
 struct Figures {
   std::optional<double> join_s, detect_s, leave_s, change_s;
+  double join_requests_s = 0;   // until every join request was answered
   double change_delivered = 0;  // fraction of (node, change) pairs that arrived
   int changes_complete = 0;     // changes that reached every node
   double rss_mb = 0, anon_mb = 0, pss_mb = 0, idle_cpu_s = 0, idle_bytes_per_s = 0;
@@ -449,6 +464,7 @@ struct Figures {
 nlohmann::json ToJson(const Figures& f) {
   auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
   nlohmann::json j = {{"join_convergence_s", opt(f.join_s)},
+                      {"join_requests_s", f.join_requests_s},
                       {"failure_detection_s", opt(f.detect_s)},
                       {"leave_propagation_s", opt(f.leave_s)},
                       {"change_propagation_s", opt(f.change_s)},
@@ -482,6 +498,7 @@ Figures Measure(Tool& t, int n, const std::string& root, int idle_s, int changes
 
   auto t0 = SteadyClock::now();
   if (auto e = t.JoinAll(); !e.empty()) return fail(e);
+  f.join_requests_s = Since(t0);
   f.join_s = Until(
       t, everyone,
       [n](const Statuses& m) {
@@ -489,7 +506,8 @@ Figures Measure(Tool& t, int n, const std::string& root, int idle_s, int changes
       },
       t0, 120s);
   if (!f.join_s) return fail("the join did not converge within 120 s");
-  std::printf("  %s: joined in %.2f s\n", t.Name(), *f.join_s);
+  std::printf("  %s: joined in %.2f s (join requests answered after %.2f s)\n", t.Name(), *f.join_s,
+              f.join_requests_s);
   std::fflush(stdout);
 
   if (auto e = t.PrepareChanges(); !e.empty()) return fail(e);
@@ -695,7 +713,11 @@ int main(int argc, char** argv) {
     std::printf("figures written to %s\n", json_out.c_str());
   }
   starling::bench::KillAll();
+  if (!ok) {
+    std::fprintf(stderr, "serf-bench: logs kept in %s\n", root.c_str());
+    return 1;
+  }
   std::error_code ec;
   std::filesystem::remove_all(root, ec);
-  return ok ? 0 : 1;
+  return 0;
 }

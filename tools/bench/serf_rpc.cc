@@ -124,7 +124,7 @@ std::optional<msgpack::object_handle> SerfRpc::Next(std::chrono::milliseconds ti
   for (;;) {
     msgpack::object_handle oh;
     try {
-      if (unpacker_.next(oh)) return oh;
+      if (unpacker_->next(oh)) return oh;
     } catch (const std::exception& e) {
       broken_ = true;
       error_ = std::string("bad msgpack from the agent: ") + e.what();
@@ -144,15 +144,15 @@ std::optional<msgpack::object_handle> SerfRpc::Next(std::chrono::milliseconds ti
       error_ = std::string("poll: ") + std::strerror(errno);
       return std::nullopt;
     }
-    unpacker_.reserve_buffer(64 * 1024);
-    ssize_t n = ::recv(fd_, unpacker_.buffer(), unpacker_.buffer_capacity(), 0);
+    unpacker_->reserve_buffer(64 * 1024);
+    ssize_t n = ::recv(fd_, unpacker_->buffer(), unpacker_->buffer_capacity(), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       broken_ = true;
       error_ = n == 0 ? "the agent closed the connection" : std::string("recv: ") + std::strerror(errno);
       return std::nullopt;
     }
-    unpacker_.buffer_consumed(static_cast<size_t>(n));
+    unpacker_->buffer_consumed(static_cast<size_t>(n));
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,7 +50,7 @@ class SerfRpc {
   const std::string& error() const { return error_; }
 
  private:
-  explicit SerfRpc(int fd) : fd_(fd) {}
+  explicit SerfRpc(int fd) : fd_(fd), unpacker_(std::make_unique<msgpack::unpacker>()) {}
   bool Send(const std::string& command, const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& body);
   // The next msgpack object on the connection, waiting at most `timeout`
   // (zero: only what has already arrived).
@@ -61,7 +62,8 @@ class SerfRpc {
   uint64_t seq_ = 0;
   bool broken_ = false;
   std::string error_;
-  msgpack::unpacker unpacker_;
+  // Behind a pointer: the unpacker keeps pointers into itself.
+  std::unique_ptr<msgpack::unpacker> unpacker_;
 };
 
 }  // namespace starling::bench
