@@ -144,7 +144,7 @@ class Memberlist::Impl {
     // cluster started at once does not probe in lockstep.
     ScheduleProbe(Duration(rng_.Uniform(cfg_.timing.probe_interval.count()) + 1));
     gossip_timer_ = After(cfg_.timing.gossip_interval, [this] { GossipTick(); });
-    push_pull_timer_ = After(PushPullInterval() + Duration(rng_.Uniform(cfg_.timing.push_pull_interval.count()) / 2),
+    push_pull_timer_ = After(PushPullInterval() + Duration(rng_.Uniform(cfg_.timing.push_pull_interval.count())),
                              [this] { PushPullTick(); });
     reap_timer_ = After(ReapCheckInterval(), [this] { ReapTick(); });
     reconnect_timer_ = After(cfg_.reconnect_interval, [this] { ReconnectTick(); });
@@ -529,7 +529,11 @@ class Memberlist::Impl {
                             },
                             {}};
     Send(ip.target_addr, {wire::Ping{seq, ip.target, cfg_.name, cfg_.advertise_addr}});
-    *nack_timer = After(cfg_.timing.probe_timeout, [this, seq, from, orig = ip.seq, want = ip.want_nack] {
+    // The asker sent this one probe timeout into its probe and decides at
+    // the end of its probe interval: a nack after a whole probe timeout
+    // would arrive just too late to count, and the asker would blame itself
+    // (Lifeguard) for a member that is really gone.
+    *nack_timer = After(cfg_.timing.probe_timeout * 4 / 5, [this, seq, from, orig = ip.seq, want = ip.want_nack] {
       acks_.erase(seq);
       if (want) Send(from, {wire::Nack{orig}});
     });
@@ -980,7 +984,11 @@ class Memberlist::Impl {
         if (!s.ok()) spdlog::debug("push-pull with {} failed: {}", name, s.ToString());
       });
     }
-    push_pull_timer_ = After(PushPullInterval(), [this] { PushPullTick(); });
+    // +-25 %: nodes started together would otherwise push-pull in bursts
+    // one (scaled) interval apart for ever; the mean rate stays the same.
+    const Duration interval = PushPullInterval();
+    push_pull_timer_ = After(interval * 3 / 4 + Duration(rng_.Uniform(interval.count() / 2 + 1)),
+                             [this] { PushPullTick(); });
   }
 
   void ReconnectTick() {

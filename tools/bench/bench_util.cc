@@ -171,29 +171,29 @@ std::optional<ProcFigures> ReadProc(pid_t pid) {
 }
 
 std::vector<int> FreePorts(int count) {
+  // Below the kernel's ephemeral range: the agents' own outgoing sockets
+  // take ports from that range and could take one chosen here before its
+  // agent binds it.
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  const int lowest = 10000, highest = ephemeral_low - 1;
+  if (highest - lowest < count * 4) return {};
   std::vector<int> held, ports;
-  auto release = [&] {
-    for (int fd : held) close(fd);
-  };
-  // Ask the kernel for a TCP port, and keep it only if UDP is free on it too.
-  for (int attempt = 0; static_cast<int>(ports.size()) < count && attempt < count * 10; ++attempt) {
-    int t = socket(AF_INET, SOCK_STREAM, 0);
+  int port = lowest + static_cast<int>(getpid() % (highest - lowest - count * 4));
+  for (; port <= highest && static_cast<int>(ports.size()) < count; ++port) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (t < 0 || bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        getsockname(t, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      if (t >= 0) close(t);
-      continue;
-    }
-    held.push_back(t);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    int t = socket(AF_INET, SOCK_STREAM, 0);
     int u = socket(AF_INET, SOCK_DGRAM, 0);
-    if (u < 0) continue;
-    held.push_back(u);
-    if (bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) ports.push_back(ntohs(a.sin_port));
+    bool ok = t >= 0 && u >= 0 && bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+              bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (t >= 0) held.push_back(t);
+    if (u >= 0) held.push_back(u);
+    if (ok) ports.push_back(port);
   }
-  release();
+  for (int fd : held) close(fd);
   if (static_cast<int>(ports.size()) < count) ports.clear();
   return ports;
 }

@@ -52,8 +52,8 @@ struct ProcFigures {
 };
 std::optional<ProcFigures> ReadProc(pid_t pid);
 
-// `count` distinct ports on 127.0.0.1, each free for both UDP and TCP at the
-// moment of asking (all held until every one is chosen); empty on failure.
+// `count` distinct ports on 127.0.0.1 below the ephemeral range, each free
+// for both UDP and TCP at the moment of asking; empty on failure.
 std::vector<int> FreePorts(int count);
 
 }  // namespace starling::bench
