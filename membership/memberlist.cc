@@ -76,6 +76,10 @@ wire::StateStatus ToWire(MemberStatus s) {
 
 bool IsDown(MemberStatus s) { return s == MemberStatus::kFailed || s == MemberStatus::kLeft; }
 
+// A gossip packet with less room left than this counts as full: the queue
+// had more than one packet's worth waiting.
+constexpr size_t kFullPacketSlack = 128;
+
 // Makes `m` hold a default value of its i-th alternative (to name it).
 template <size_t I = 0>
 void SetIndex(wire::Message& m, size_t i) {
@@ -866,10 +870,24 @@ class Memberlist::Impl {
       return now - m.view.status_since < cfg_.timing.gossip_to_the_dead;
     });
     const size_t budget = cfg_.max_packet_bytes - wire::EnvelopeOverhead(cfg_.cluster);
-    for (Member* t : targets) {
-      auto msgs = broadcasts_.Take(budget, nodes_.size());
-      if (msgs.empty()) break;
-      SendRaw(t->view.addr, msgs);
+    // A backlog (a join wave, a burst of changes) drains in fewer ticks with
+    // more than one packet per target: every broadcast is still sent its
+    // retransmit limit of times in all, only sooner. Another round only
+    // while the last one filled every packet.
+    for (int round = 0; round < std::max(1, cfg_.max_gossip_packets); ++round) {
+      bool backlog = true;
+      for (Member* t : targets) {
+        auto msgs = broadcasts_.Take(budget, nodes_.size());
+        if (msgs.empty()) {
+          backlog = false;
+          break;
+        }
+        size_t used = 0;
+        for (const auto& m : msgs) used += wire::EstimateSize(m);
+        if (used + kFullPacketSlack < budget) backlog = false;
+        SendRaw(t->view.addr, msgs);
+      }
+      if (!backlog) break;
     }
     if (leaving_ && !left_ && (!broadcasts_.Contains(cfg_.name) || now >= leave_deadline_)) {
       FinishLeave();

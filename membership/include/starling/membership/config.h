@@ -67,6 +67,9 @@ struct Config {
   Duration join_retry_interval = 5s;
   Duration leave_propagate_wait = 2s;              // upper bound on how long Leave() waits
   size_t max_packet_bytes = 1400;                  // UDP budget for one compound packet
+  // Packets per gossip target per gossip tick while broadcasts are backed up
+  // (memberlist sends one): drains a join wave sooner, same bytes in all.
+  int max_gossip_packets = 2;
   size_t max_stream_bytes = 16 << 20;              // refuse larger stream frames
 };
 
