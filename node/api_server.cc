@@ -214,7 +214,7 @@ ApiServer::ApiServer(asio::io_context& io, ErrorReply error_reply)
 
 ApiServer::~ApiServer() { Close(); }
 
-Status ApiServer::Listen(const std::string& path) {
+Status ApiServer::Listen(const std::string& path, std::optional<unsigned> group) {
   Rep& r = *rep_;
   if (path.size() >= sizeof(sockaddr_un::sun_path)) {
     return Status::InvalidArgument("socket path " + path + " is too long (" + std::to_string(path.size()) +
@@ -239,7 +239,7 @@ Status ApiServer::Listen(const std::string& path) {
   r.acceptor.open(stream_protocol(), ec);
   if (!ec) {
     // Closes the window between bind and chmod in which others could connect.
-    mode_t old_mask = umask(0177);
+    mode_t old_mask = umask(0177);  // owner-only; the group gets its access after the chown
     r.acceptor.bind(stream_protocol::endpoint(path), ec);
     umask(old_mask);
   }
@@ -251,7 +251,11 @@ Status ApiServer::Listen(const std::string& path) {
   r.path = path;
   r.listening = true;
   // The socket's mode is the API's access control.
-  if (chmod(path.c_str(), 0600) != 0) {
+  if (group && chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(*group)) != 0) {
+    return Status::IoError("cannot give socket " + path + " to group " + std::to_string(*group) + ": " +
+                           std::strerror(errno));
+  }
+  if (chmod(path.c_str(), group ? 0660 : 0600) != 0) {
     return Status::IoError("cannot chmod socket " + path + ": " + std::strerror(errno));
   }
   r.acceptor.listen(asio::socket_base::max_listen_connections, ec);

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "starling/membership/env.h"
@@ -39,10 +40,11 @@ class ApiServer {
   ApiServer(asio::io_context& io, ErrorReply error_reply);
   ~ApiServer();
 
-  // Binds `path` with mode 0600. A stale socket file is removed first, but a
-  // path where a live daemon answers gives kConflict; a path that exists and
-  // is not a socket gives kInvalidArgument.
-  Status Listen(const std::string& path);
+  // Binds `path` with mode 0600 (owner only), or 0660 and owned by `group`
+  // when given. A stale socket file is removed first, but a path where a
+  // live daemon answers gives kConflict; a path that exists and is not a
+  // socket gives kInvalidArgument.
+  Status Listen(const std::string& path, std::optional<unsigned> group = std::nullopt);
   void Start(Handler handler);
   // Stops accepting and removes the socket file.
   void Close();

@@ -271,7 +271,7 @@ int Daemon::Run() {
 
   // 3. Local API socket.
   api_ = std::make_unique<ApiServer>(io_, &ApiService::ErrorReply);
-  if (Status s = api_->Listen(opts_.socket); !s.ok()) return Fatal(s.message());
+  if (Status s = api_->Listen(opts_.socket, opts_.socket_gid); !s.ok()) return Fatal(s.message());
 
   // 3b. HTTP: bound now so that a port in use fails the start; served
   // once everything it reads exists.

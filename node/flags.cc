@@ -1,5 +1,7 @@
 #include "flags.h"
 
+#include <grp.h>
+
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <charconv>
@@ -107,6 +109,9 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   app.add_option("--data-dir", o.data_dir, "Directory for the node's identity, generation and known members")
       ->capture_default_str();
   app.add_option("--socket", o.socket, "Unix socket for the local API (default: <data-dir>/starlingd.sock)");
+  app.add_option("--socket-group", o.socket_group,
+                 "Group that may also use the API socket (mode 0660 instead of owner-only 0600): its members "
+                 "can change the cluster's state");
   std::string http = "127.0.0.1:7947";
   app.add_option("--http", http,
                  "HOST:PORT for read-only HTTP: /metrics (Prometheus), /health, /v1/members, /v1/info, /v1/state, "
@@ -167,6 +172,11 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   if (o.cluster.empty()) return fail("--cluster must not be empty");
   if (o.data_dir.empty()) return fail("--data-dir must not be empty");
   if (o.socket.empty()) o.socket = o.data_dir + "/starlingd.sock";
+  if (!o.socket_group.empty()) {
+    const group* g = getgrnam(o.socket_group.c_str());
+    if (g == nullptr) return fail("--socket-group '" + o.socket_group + "': no such group");
+    o.socket_gid = static_cast<unsigned>(g->gr_gid);
+  }
   if (o.hooks_dir.empty()) o.hooks_dir = o.data_dir + "/hooks";
   if (http == "off") {
     o.http.reset();

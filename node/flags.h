@@ -20,6 +20,10 @@ struct DaemonOptions {
   std::vector<std::string> join;
   std::string data_dir = "/var/lib/starling";
   std::string socket;  // defaults to <data_dir>/starlingd.sock
+  // The API socket is owner-only (0600); with a group it is 0660 and that
+  // group's.
+  std::optional<unsigned> socket_gid;
+  std::string socket_group;
   std::string hooks_dir;  // defaults to <data_dir>/hooks
   std::optional<HostPort> http = HostPort{"127.0.0.1", 7947};  // nullopt: off
   membership::Tags tags;

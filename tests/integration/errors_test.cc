@@ -4,9 +4,11 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <gmock/gmock.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -176,6 +178,29 @@ TEST(Errors, LiveSocketIsNotStolen) {
   EXPECT_THAT(r.err, HasSubstr(c.node(0).socket));
   // The first daemon still answers on it.
   EXPECT_TRUE(c.Info(0));
+}
+
+// The API socket's mode is its access control: owner only, or a named group.
+TEST(Errors, ApiSocketIsOwnerOnlyUnlessAGroupIsNamed) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  struct stat st {};
+  ASSERT_EQ(stat(c.node(0).socket.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // Our own primary group: giving a socket to it is always allowed.
+  const group* g = getgrgid(getgid());
+  ASSERT_NE(g, nullptr);
+  ASSERT_EQ(c.Start("node1", {"--socket-group", g->gr_name}), 1);
+  ASSERT_EQ(stat(c.node(1).socket.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, getgid());
+  EXPECT_TRUE(c.Info(1));
+
+  CommandResult r = RunDaemon(c.root(), {"--socket-group", "no-such-group-here"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("--socket-group 'no-such-group-here': no such group"));
 }
 
 TEST(Errors, CliWithoutDaemonExitsTwoAndSaysWhy) {
