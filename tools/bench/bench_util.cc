@@ -20,6 +20,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "api_client.h"
 
 namespace starling::bench {
@@ -115,6 +117,54 @@ bool Call(const std::string& socket, const std::function<void(api::Request::Buil
   return true;
 }
 
+std::string BenchDocument(int k) {
+  return "roles: [web]\npackages:\n  web: {version: \"1.0." + std::to_string(k) + "\", roles: [web]}\n";
+}
+
+std::optional<std::string> ApplyDocument(const std::string& socket, int k) {
+  std::string revision;
+  const std::string text = BenchDocument(k);
+  bool ok = Call(
+      socket,
+      [&](api::Request::Builder r) {
+        auto a = r.initApply();
+        a.setDocument(text);
+        a.setSource("bench");
+      },
+      [&](api::Reply::Reader r) {
+        if (!r.isText()) return;
+        auto j = nlohmann::json::parse(r.getText().cStr(), nullptr, false);
+        if (!j.is_discarded()) revision = j.value("revision", "");
+      });
+  if (!ok || revision.empty()) return std::nullopt;
+  return revision;
+}
+
+std::optional<std::string> Revision(const std::string& socket) {
+  std::optional<std::string> rev;
+  Call(
+      socket, [](api::Request::Builder r) { r.setInfo(); },
+      [&](api::Reply::Reader r) { rev = r.getInfo().getRevision().cStr(); }, true);
+  return rev;
+}
+
+int AwaitRevision(const std::vector<std::string>& sockets, const std::string& revision,
+                  std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<bool> seen(sockets.size(), false);
+  int got = 0;
+  while (got < static_cast<int>(sockets.size()) && std::chrono::steady_clock::now() < deadline) {
+    for (size_t i = 0; i < sockets.size(); ++i) {
+      if (!seen[i] && Revision(sockets[i]) == revision) {
+        seen[i] = true;
+        ++got;
+      }
+    }
+    if (got < static_cast<int>(sockets.size())) std::this_thread::sleep_for(500us);
+  }
+  return got;
+}
+
 bool WaitUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
                std::chrono::milliseconds every) {
   auto end = std::chrono::steady_clock::now() + timeout;
@@ -135,24 +185,23 @@ double Percentile(std::vector<double> v, double p) {
 std::optional<ProcFigures> ReadProc(pid_t pid) {
   const std::string dir = "/proc/" + std::to_string(pid);
   ProcFigures f;
-  std::ifstream status(dir + "/status");
-  if (!status) return std::nullopt;
-  for (std::string line; std::getline(status, line);) {
-    std::istringstream in(line);
-    std::string key;
-    double kb = 0;
-    in >> key >> kb;
-    if (key == "VmRSS:") f.rss_mb = kb / 1024;
-    if (key == "RssAnon:") f.anon_mb = kb / 1024;
-  }
-  std::ifstream rollup(dir + "/smaps_rollup");
-  for (std::string line; std::getline(rollup, line);) {
-    std::istringstream in(line);
-    std::string key;
-    double kb = 0;
-    in >> key >> kb;
-    if (key == "Pss:") f.pss_mb = kb / 1024;
-  }
+  auto kb = [](const std::string& path, const std::string& key) -> std::optional<double> {
+    std::ifstream in(path);
+    if (!in) return std::nullopt;
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      std::string name;
+      double value = 0;
+      fields >> name >> value;
+      if (name == key) return value;
+    }
+    return std::nullopt;
+  };
+  auto rss = kb(dir + "/status", "VmRSS:");
+  if (!rss) return std::nullopt;
+  f.rss_mb = *rss / 1024;
+  f.anon_mb = kb(dir + "/status", "RssAnon:").value_or(0) / 1024;
+  f.pss_mb = kb(dir + "/smaps_rollup", "Pss:").value_or(0) / 1024;
   // Fields 14 and 15 of stat count after the command name, which may hold
   // spaces: start after its closing parenthesis.
   std::ifstream stat(dir + "/stat");

@@ -36,6 +36,18 @@ void KillAllOnSignals();
 bool Call(const std::string& socket, const std::function<void(api::Request::Builder)>& build,
           const std::function<void(api::Reply::Reader)>& use, bool quiet = false);
 
+// A small desired-state document, different for every k.
+std::string BenchDocument(int k);
+// Applies BenchDocument(k) through the daemon at `socket`; the revision it
+// made, or nullopt.
+std::optional<std::string> ApplyDocument(const std::string& socket, int k);
+// The daemon's current desired-state revision, or nullopt when it does not answer.
+std::optional<std::string> Revision(const std::string& socket);
+// Polls every socket's revision about every 0.5 ms until all report
+// `revision` or `timeout` passes; how many did.
+int AwaitRevision(const std::vector<std::string>& sockets, const std::string& revision,
+                  std::chrono::milliseconds timeout);
+
 // Polls `cond` every `every` until it holds or `timeout` passes.
 bool WaitUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
                std::chrono::milliseconds every = std::chrono::milliseconds(20));

@@ -82,10 +82,6 @@ pid_t Spawn(const std::string& starlingd, const Node& n, const std::string& join
   return starling::bench::Spawn(args, n.dir + ".log");
 }
 
-std::string Document(int k) {
-  return "roles: [web]\npackages:\n  web: {version: \"1.0." + std::to_string(k) +
-         "\", roles: [web]}\n";
-}
 
 }  // namespace
 
@@ -161,41 +157,18 @@ int main(int argc, char** argv) {
   const uint64_t idle1 = total_bytes();
   const double idle_rate = (idle1 - idle0) / std::chrono::duration<double>(SteadyClock::now() - idle_t0).count();
 
+  std::vector<std::string> sockets;
+  for (const auto& n : cluster) sockets.push_back(n.socket);
   std::mt19937 rng(12345);
   std::vector<double> ms;
   const uint64_t busy0 = total_bytes();
   const auto busy_t0 = SteadyClock::now();
   for (int k = 0; k < changes; ++k) {
     const Node& writer = cluster[rng() % nodes];
-    std::string revision;
-    std::string text = Document(k);
-    bool ok = Call(writer.socket,
-                   [&](Request::Builder r) {
-                     auto a = r.initApply();
-                     a.setDocument(text);
-                     a.setSource("bench");
-                   },
-                   [&](Reply::Reader r) {
-                     if (!r.isText()) return;
-                     auto j = nlohmann::json::parse(r.getText().cStr(), nullptr, false);
-                     if (!j.is_discarded()) revision = j.value("revision", "");
-                   });
-    if (!ok || revision.empty()) return fail("apply " + std::to_string(k) + " failed");
+    auto revision = starling::bench::ApplyDocument(writer.socket, k);
+    if (!revision) return fail("apply " + std::to_string(k) + " failed");
     const auto t0 = SteadyClock::now();
-    std::vector<bool> seen(nodes, false);
-    int remaining = nodes;
-    const auto deadline = t0 + 60s;
-    while (remaining > 0 && SteadyClock::now() < deadline) {
-      for (int i = 0; i < nodes; ++i) {
-        if (seen[i]) continue;
-        auto f = Info(cluster[i]);
-        if (f && f->revision == revision) {
-          seen[i] = true;
-          --remaining;
-        }
-      }
-      if (remaining > 0) std::this_thread::sleep_for(500us);
-    }
+    const int remaining = nodes - starling::bench::AwaitRevision(sockets, *revision, 60s);
     if (remaining > 0) return fail("change " + std::to_string(k) + " did not reach every node within 60 s");
     ms.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
   }

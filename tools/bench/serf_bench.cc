@@ -64,7 +64,6 @@ double Since(SteadyClock::time_point t0) { return std::chrono::duration<double>(
 struct Agent {
   std::string name, dir, addr, rpc_addr, socket;
   pid_t pid = -1;
-  bool running = false;
 };
 
 // Every agent but the first joins at the same moment, as when a fleet
@@ -94,7 +93,7 @@ class Tool {
   virtual std::optional<uint64_t> BytesSent(int i) = 0;
   // Waits until the cluster is quiet enough to time changes; "" or why not.
   virtual std::string PrepareChanges() = 0;
-  // Issues change k on `writer`; fills seconds until every running agent has
+  // Issues change k on `writer`; fills seconds until every agent has
   // it (nullopt when some never did) and how many did.
   virtual std::string Change(int k, int writer, std::optional<double>* all_s, int* got) = 0;
   // Starts a graceful leave of agent i and returns at once.
@@ -106,7 +105,7 @@ class Tool {
   const Agent& agent(int i) const { return agents_[i]; }
   void Kill(int i) {
     starling::bench::Kill(agents_[i].pid);
-    agents_[i].running = false;
+    agents_[i].pid = -1;
   }
   void StopAll() {
     for (auto& a : agents_)
@@ -137,7 +136,6 @@ class StarlingTool final : public Tool {
                                       "127.0.0.1:0", "--profile", profile_, "--log-level", "warn", "--http",
                                       "127.0.0.1:0"},
                                      a.dir + ".log");
-      a.running = true;
     }
     for (auto& a : agents_) {
       bool up = starling::bench::WaitUntil(
@@ -187,13 +185,7 @@ class StarlingTool final : public Tool {
     return sum;
   }
 
-  std::optional<std::string> Revision(int i) {
-    std::optional<std::string> rev;
-    Call(
-        agents_[i].socket, [](Request::Builder r) { r.setInfo(); },
-        [&](Reply::Reader r) { rev = r.getInfo().getRevision().cStr(); }, true);
-    return rev;
-  }
+  std::optional<std::string> Revision(int i) { return starling::bench::Revision(agents_[i].socket); }
 
   std::string PrepareChanges() override {
     // The lease records its voters in the desired state once membership has
@@ -211,37 +203,13 @@ class StarlingTool final : public Tool {
   }
 
   std::string Change(int k, int writer, std::optional<double>* all_s, int* got) override {
-    std::string revision;
-    const std::string text =
-        "roles: [web]\npackages:\n  web: {version: \"1.0." + std::to_string(k) + "\", roles: [web]}\n";
-    bool ok = Call(
-        agents_[writer].socket,
-        [&](Request::Builder r) {
-          auto a = r.initApply();
-          a.setDocument(text);
-          a.setSource("bench");
-        },
-        [&](Reply::Reader r) {
-          if (!r.isText()) return;
-          auto j = nlohmann::json::parse(r.getText().cStr(), nullptr, false);
-          if (!j.is_discarded()) revision = j.value("revision", "");
-        });
-    if (!ok || revision.empty()) return "apply on " + agents_[writer].name + " failed";
+    auto revision = starling::bench::ApplyDocument(agents_[writer].socket, k);
+    if (!revision) return "apply on " + agents_[writer].name + " failed";
     const auto t0 = SteadyClock::now();
-    std::vector<bool> seen(size(), false);
-    int remaining = size();
-    while (remaining > 0 && Since(t0) < 30) {
-      for (int i = 0; i < size(); ++i) {
-        if (seen[i]) continue;
-        if (Revision(i) == revision) {
-          seen[i] = true;
-          --remaining;
-        }
-      }
-      if (remaining > 0) std::this_thread::sleep_for(1ms);
-    }
-    *got = size() - remaining;
-    if (remaining == 0) *all_s = Since(t0);
+    std::vector<std::string> sockets;
+    for (const auto& a : agents_) sockets.push_back(a.socket);
+    *got = starling::bench::AwaitRevision(sockets, *revision, 30s);
+    if (*got == size()) *all_s = Since(t0);
     return "";
   }
 
@@ -267,10 +235,9 @@ class StarlingTool final : public Tool {
 class StatsdCounters {
  public:
   ~StatsdCounters() { Stop(); }
-  // A port for agent i (0 .. n-1); -1 when no socket could be opened.
-  int Open(int n) {
+  // A listener per agent (0 .. n-1); false when a socket could not be opened.
+  bool Open(int n) {
     sums_ = std::vector<std::atomic<uint64_t>>(n);
-    int first = -1;
     for (int i = 0; i < n; ++i) {
       int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
       sockaddr_in a{};
@@ -278,15 +245,16 @@ class StatsdCounters {
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
       socklen_t len = sizeof a;
       if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-          getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-        return -1;
+          getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        if (fd >= 0) close(fd);
+        return false;
+      }
       fds_.push_back({fd, POLLIN, 0});
       ports_.push_back(ntohs(a.sin_port));
-      if (first < 0) first = ports_.back();
     }
     running_ = true;
     reader_ = std::thread([this] { Read(); });
-    return first;
+    return true;
   }
   int port(int i) const { return ports_[i]; }
   uint64_t bytes(int i) const { return sums_[i].load(); }
@@ -341,7 +309,7 @@ class SerfTool final : public Tool {
 
   std::string Start(int n, const std::string& root) override {
     statsd_.Stop();
-    if (statsd_.Open(n) < 0) return "cannot open the statsd listeners";
+    if (!statsd_.Open(n)) return "cannot open the statsd listeners";
     agents_.resize(n);
     rpc_.clear();
     rpc_.resize(n);
@@ -359,7 +327,6 @@ class SerfTool final : public Tool {
       a.pid = starling::bench::Spawn({binary_, "agent", "-node", a.name, "-bind", a.addr, "-rpc-addr", a.rpc_addr,
                                       "-profile", profile_, "-log-level", "warn", "-config-file", config},
                                      a.dir + ".log");
-      a.running = true;
     }
     for (int i = 0; i < n; ++i) {
       std::string why;
