@@ -377,7 +377,11 @@ Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply) {
   if (auto* pp = std::get_if<PushPull>(&reply.body)) {
     WritePushPull(root.initPushPull(), *pp);
   } else if (auto* r = std::get_if<Refused>(&reply.body)) {
-    root.setRefused(r->why);
+    if (r->key) {
+      root.setKeyRefused(r->why);
+    } else {
+      root.setRefused(r->why);
+    }
   } else {
     const auto& d = std::get<User>(reply.body).data;
     root.setUser(kj::arrayPtr(d.data(), d.size()));
@@ -391,6 +395,7 @@ Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluste
     switch (rep.which()) {
       case cw::StreamReply::PUSH_PULL: return StreamReply{ReadPushPull(rep.getPushPull())};
       case cw::StreamReply::REFUSED: return StreamReply{Refused{Str(rep.getRefused()).substr(0, 1024)}};
+      case cw::StreamReply::KEY_REFUSED: return StreamReply{Refused{Str(rep.getKeyRefused()).substr(0, 1024), true}};
       case cw::StreamReply::USER: {
         auto d = rep.getUser();
         return StreamReply{User{Bytes(d.begin(), d.end())}};

@@ -83,6 +83,9 @@ struct StreamRequest {
 // Why a request was refused.
 struct Refused {
   std::string why;
+  // The responder could not open the request (or the cluster keys differ);
+  // sent in the clear, so it may change nothing but a log line.
+  bool key = false;
 };
 struct StreamReply {
   std::variant<PushPull, Refused, User> body;

@@ -134,6 +134,10 @@ class Memberlist::Impl {
     counters_["bad_packets.cluster"];
     counters_["bad_packets.too_large"];
     counters_["bad_packets.invalid"];
+    counters_["bad_packets.unencrypted"];
+    counters_["bad_packets.auth"];
+    counters_["bad_packets.encrypted"];
+    counters_["key_refusals_received"];
   }
 
   ~Impl() { StopTimers(); }
@@ -272,7 +276,9 @@ class Memberlist::Impl {
   void HandlePacket(const std::string& from, ByteView bytes) {
     if (shutdown_ || left_) return;
     *bytes_received_ += bytes.size();
-    auto decoded = wire::DecodePacket(bytes, cfg_.cluster);
+    Bytes opened;
+    if (Unseal(from, bytes, opened) != Opened::kOk) return;
+    auto decoded = wire::DecodePacket(opened, cfg_.cluster);
     if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
       Bad(*bad, from);
       return;
@@ -287,7 +293,19 @@ class Memberlist::Impl {
   Bytes HandleStream(const std::string& from, ByteView bytes) {
     if (shutdown_ || left_) return {};
     counters_["stream_bytes_received"] += bytes.size();
-    auto decoded = wire::DecodeStreamRequest(bytes, cfg_.cluster, cfg_.max_stream_bytes);
+    Bytes opened;
+    switch (Unseal(from, bytes, opened)) {
+      case Opened::kOk: break;
+      case Opened::kClear:
+        return KeyRefusal("this cluster is encrypted and the request was not: the node needs the cluster key "
+                          "(--encrypt KEY or a keyring in its data dir)");
+      case Opened::kAuth:
+        return KeyRefusal("no key in this node's keyring opens the request: the requester's key is not the "
+                          "cluster's");
+      case Opened::kSealed:
+        return KeyRefusal("this node runs without a key, and the request was encrypted");
+    }
+    auto decoded = wire::DecodeStreamRequest(opened, cfg_.cluster, cfg_.max_stream_bytes);
     if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
       Bad(*bad, from);
       return {};
@@ -297,7 +315,7 @@ class Memberlist::Impl {
       if (!user_stream_) return {};
       Bytes answer = user_stream_(from, user->data);
       if (answer.empty()) return {};
-      Bytes reply = wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::User{std::move(answer)}});
+      Bytes reply = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::User{std::move(answer)}}));
       counters_["stream_bytes_sent"] += reply.size();
       return reply;
     }
@@ -307,10 +325,10 @@ class Memberlist::Impl {
       if (auto refusal = JoinRefusal(pp); !refusal.empty()) {
         ++counters_["name_conflicts"];
         spdlog::warn("refused join from {}: {}", from, refusal);
-        return wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::Refused{refusal}});
+        return Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::Refused{refusal}}));
       }
     }
-    Bytes reply = wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{LocalState(false)});
+    Bytes reply = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{LocalState(false)}));
     counters_["stream_bytes_sent"] += reply.size();
     MergeRemote(pp);
     return reply;
@@ -580,7 +598,7 @@ class Memberlist::Impl {
 
   size_t UserBroadcastBudget() const {
     wire::Message empty = wire::User{};
-    return cfg_.max_packet_bytes - wire::EnvelopeOverhead(cfg_.cluster) - wire::EstimateSize(empty);
+    return cfg_.max_packet_bytes - Overhead() - wire::EstimateSize(empty);
   }
 
   void QueueUserBroadcast(const std::string& key, Bytes data) {
@@ -840,7 +858,7 @@ class Memberlist::Impl {
   void QueueBroadcast(const std::string& key, wire::Message msg) { broadcasts_.Queue(key, std::move(msg)); }
 
   void Send(const std::string& addr, std::vector<wire::Message> msgs) {
-    size_t used = wire::EnvelopeOverhead(cfg_.cluster);
+    size_t used = Overhead();
     for (const auto& m : msgs) used += wire::EstimateSize(m);
     if (used < cfg_.max_packet_bytes) {
       for (auto& b : broadcasts_.Take(cfg_.max_packet_bytes - used, nodes_.size())) msgs.push_back(std::move(b));
@@ -850,7 +868,7 @@ class Memberlist::Impl {
 
   void SendRaw(const std::string& addr, const std::vector<wire::Message>& msgs) {
     for (const auto& m : msgs) ++*sent_[m.index()];
-    Bytes bytes = wire::EncodePacket(cfg_.cluster, msgs);
+    Bytes bytes = Seal(wire::EncodePacket(cfg_.cluster, msgs));
     *bytes_sent_ += bytes.size();
     transport_.SendPacket(addr, std::move(bytes));
   }
@@ -869,7 +887,7 @@ class Memberlist::Impl {
       if (!IsDown(m.view.status)) return true;
       return now - m.view.status_since < cfg_.timing.gossip_to_the_dead;
     });
-    const size_t budget = cfg_.max_packet_bytes - wire::EnvelopeOverhead(cfg_.cluster);
+    const size_t budget = cfg_.max_packet_bytes - Overhead();
     // A backlog (a join wave, a burst of changes) drains in fewer ticks with
     // more than one packet per target: every broadcast is still sent its
     // retransmit limit of times in all, only sooner. Another round only
@@ -959,22 +977,40 @@ class Memberlist::Impl {
   // arrives as a failed status.
   void Exchange(const std::string& addr, wire::StreamRequest request, Duration timeout,
                 std::function<void(Result<wire::StreamReply>)> done) {
-    Bytes req = wire::EncodeStreamRequest(cfg_.cluster, request);
+    Bytes req = Seal(wire::EncodeStreamRequest(cfg_.cluster, request));
     counters_["stream_bytes_sent"] += req.size();
     std::weak_ptr<bool> alive = token_;
     transport_.SendStream(addr, std::move(req), timeout, [this, alive, addr, done = std::move(done)](Result<Bytes> r) {
       if (alive.expired()) return;
       if (!r.ok()) return done(r.status());
       counters_["stream_bytes_received"] += r->size();
-      auto decoded = wire::DecodeStreamReply(*r, cfg_.cluster, cfg_.max_stream_bytes);
+      // A key refusal comes in the clear (the responder could not, or would
+      // not, seal it for us); it may end this exchange but nothing more.
+      const bool clear_reply = keyed() && !Keyring::IsSealed(*r);
+      Bytes opened;
+      if (!clear_reply) {
+        if (Unseal(addr, *r, opened) != Opened::kOk) {
+          return done(Status::Unavailable(addr + " answered in a way this node's keyring cannot open"));
+        }
+      }
+      auto decoded = wire::DecodeStreamReply(clear_reply ? ByteView(*r) : ByteView(opened), cfg_.cluster,
+                                             cfg_.max_stream_bytes);
       if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
         Bad(*bad, addr);
         return done(Status::Corruption(addr + " answered with a bad reply: " + bad->detail));
       }
       auto& reply = std::get<wire::StreamReply>(decoded);
-      if (auto* why = std::get_if<wire::Refused>(&reply.body)) {
-        return done(Status::Conflict(addr + " refused us: " + why->why));
+      auto* why = std::get_if<wire::Refused>(&reply.body);
+      if (why != nullptr && why->key) {
+        ++counters_["key_refusals_received"];
+        LogLimited("{} refused our request: {}", addr, why->why);
+        return done(Status::Unavailable(addr + " refused us: " + why->why));
       }
+      if (clear_reply) {
+        Bad(wire::BadInput{"unencrypted", "a clear reply, but this cluster is encrypted"}, addr);
+        return done(Status::Unavailable(addr + " answered in the clear"));
+      }
+      if (why != nullptr) return done(Status::Conflict(addr + " refused us: " + why->why));
       done(std::move(reply));
     });
   }
@@ -1107,6 +1143,46 @@ class Memberlist::Impl {
   void Emit(EventType type, const MemberView& v) {
     if (v.name != cfg_.name && (type == EventType::kJoined || type == EventType::kLeft)) ScheduleChurnPushPull();
     if (on_event_) on_event_(Event{type, v});
+  }
+
+  // ---- the keyring envelope -------------------------------------------------
+
+  bool keyed() const { return cfg_.keyring && cfg_.keyring->enabled(); }
+  size_t Overhead() const { return wire::EnvelopeOverhead(cfg_.cluster) + (keyed() ? Keyring::kOverhead : 0); }
+  Bytes Seal(Bytes clear) const { return keyed() ? cfg_.keyring->Encrypt(clear) : clear; }
+
+  enum class Opened { kOk, kClear, kAuth, kSealed };
+  // Opens an inbound frame into `out`; anything but kOk is counted, logged
+  // (rate-limited) and must be dropped.
+  Opened Unseal(const std::string& from, ByteView in, Bytes& out) {
+    const bool sealed = Keyring::IsSealed(in);
+    if (keyed()) {
+      if (!sealed) {
+        Bad(wire::BadInput{"unencrypted", "a clear frame, but this cluster is encrypted: the sender has no key"}, from);
+        return Opened::kClear;
+      }
+      auto clear = cfg_.keyring->Decrypt(in);
+      if (!clear) {
+        Bad(wire::BadInput{"auth", "no installed key opens it: the sender's key differs, or it was tampered with"},
+            from);
+        return Opened::kAuth;
+      }
+      out = std::move(*clear);
+      return Opened::kOk;
+    }
+    if (sealed) {
+      Bad(wire::BadInput{"encrypted", "an encrypted frame, but this node has no key: start it with --encrypt KEY"},
+          from);
+      return Opened::kSealed;
+    }
+    out.assign(in.begin(), in.end());
+    return Opened::kOk;
+  }
+
+  Bytes KeyRefusal(std::string why) {
+    Bytes reply = wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::Refused{std::move(why), true}});
+    counters_["stream_bytes_sent"] += reply.size();
+    return reply;
   }
 
   void Bad(const wire::BadInput& bad, const std::string& from) {

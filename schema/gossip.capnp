@@ -146,5 +146,6 @@ struct StreamReply {
     pushPull @0 :PushPull;
     refused @1 :Text;     # why the request was refused (e.g. name in use)
     user @2 :Data;        # the reply to a `user` request
+    keyRefused @3 :Text;  # sent in the clear: the request was not sealed with a key the node holds
   }
 }

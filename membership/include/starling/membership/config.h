@@ -7,11 +7,13 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "starling/membership/env.h"
+#include "starling/membership/keyring.h"
 
 namespace starling::membership {
 
@@ -71,6 +73,11 @@ struct Config {
   // (memberlist sends one): drains a join wave sooner, same bytes in all.
   int max_gossip_packets = 2;
   size_t max_stream_bytes = 16 << 20;              // refuse larger stream frames
+
+  // Seals every datagram and stream frame; null or empty runs in the clear.
+  // Shared with the node's key commands, which change it on the protocol
+  // thread; a frame sealed under any key it holds is accepted.
+  std::shared_ptr<Keyring> keyring;
 };
 
 }  // namespace starling::membership
