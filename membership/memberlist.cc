@@ -185,7 +185,8 @@ class Memberlist::Impl {
         } else if (s.code() == Status::Code::kConflict) {
           st->conflict = s;
         } else {
-          st->last_error = seed + ": " + s.message();
+          // Most failures already name the seed.
+          st->last_error = s.message().rfind(seed, 0) == 0 ? s.message() : seed + ": " + s.message();
         }
         if (--st->remaining > 0) return;
         if (!st->conflict.ok()) {

@@ -76,9 +76,12 @@ struct MonitorReq {
 struct ForceVotersReq {
   std::vector<std::string> voters;
 };
+struct KeysReq {
+  std::string op, key;
+};
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
                              HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
-                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq>;
+                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -163,6 +166,8 @@ Result<Request> Decode(ByteView bytes) {
         return Request(RolloutControlReq{Str(req.getRolloutControl())});
       case api::Request::MONITOR:
         return Request(MonitorReq{Str(req.getMonitor())});
+      case api::Request::KEYS:
+        return Request(KeysReq{Str(req.getKeys().getOp()), Str(req.getKeys().getKey())});
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
         for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Str(v));
@@ -382,6 +387,13 @@ void ApiService::Handle(ByteView bytes, Respond respond, Push push) {
     return respond(r.ok() ? TextReply(*r) : ErrorReply("get: " + r.status().message()));
   }
   if (std::holds_alternative<HistoryReq>(request)) return text(state_.History());
+  if (auto* k = std::get_if<KeysReq>(&request)) {
+    if (!keys_) return respond(ErrorReply("this daemon has no keyring commands"));
+    keys_(k->op, k->key, [respond](Result<store::Json> r) {
+      respond(r.ok() ? TextReply(r->dump()) : ErrorReply(r.status().message()));
+    });
+    return;
+  }
   if (auto* diff = std::get_if<DiffReq>(&request)) {
     if (diff->from.empty()) return respond(ErrorReply("diff needs a revision to compare from"));
     return text(state_.Diff(diff->from, diff->to));

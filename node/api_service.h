@@ -45,6 +45,10 @@ class ApiService {
   // request or one of another API version gets a Reply whose `error` says so.
   void Handle(ByteView request, Respond respond, Push push = {});
   void SetMonitor(MonitorFn monitor) { monitor_ = std::move(monitor); }
+  // Runs a `keys` command (node/keys.h); answers JSON text, later.
+  using KeysFn = std::function<void(const std::string& op, const std::string& key,
+                                    std::function<void(Result<store::Json>)> done)>;
+  void SetKeys(KeysFn keys) { keys_ = std::move(keys); }
 
   // A Reply carrying only `message` as its error.
   static Bytes ErrorReply(const std::string& message);
@@ -73,6 +77,7 @@ class ApiService {
   LeaveFn leave_;
   std::string phase_ = "starting";
   MonitorFn monitor_;
+  KeysFn keys_;
 };
 
 }  // namespace starling::node

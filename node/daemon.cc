@@ -33,6 +33,7 @@
 #include "api_service.h"
 #include "asio_env.h"
 #include "guard.h"
+#include "keys.h"
 #include "hook_runner.h"
 #include "http_server.h"
 #include "logging.h"
@@ -186,6 +187,7 @@ class Daemon {
   std::unique_ptr<store::DesiredLog> log_;
   std::unique_ptr<membership::UserChannels> channels_;
   std::unique_ptr<store::MemberlistGossip> gossip_;
+  std::unique_ptr<KeyCommands> keys_;
   std::unique_ptr<store::Replicator> replicator_;
   std::unique_ptr<MemberlistLeaseNet> lease_net_;
   std::unique_ptr<BallotStore> ballots_;
@@ -291,6 +293,29 @@ int Daemon::Run() {
   // the previous run, whatever refutations it made.
   config.initial_incarnation = static_cast<uint64_t>(*generation) << 32;
   config.reap_timeout = opts_.reap_timeout;
+  // The keyring in the data dir wins over --encrypt: it may have been
+  // rotated since the node was first started with that flag.
+  auto keyring = std::make_shared<membership::Keyring>();
+  const std::string keyring_path = KeyringPath(opts_.data_dir);
+  auto stored_ring = LoadKeyring(keyring_path);
+  if (!stored_ring.ok()) return Fatal(stored_ring.status().message());
+  if (*stored_ring) {
+    *keyring = std::move(**stored_ring);
+    if (opts_.encrypt && !keyring->Has(*opts_.encrypt))
+      spdlog::warn("--encrypt ignored: the keyring {} holds this node's keys (rotated since?); `starling keys "
+                   "install` adds one",
+                   keyring_path);
+    spdlog::info("gossip is encrypted: {} key(s) in {}", keyring->keys().size(), keyring_path);
+  } else if (opts_.encrypt) {
+    (void)keyring->Install(*opts_.encrypt);
+    if (Status s = SaveKeyring(keyring_path, *keyring); !s.ok()) return Fatal(s.message());
+    spdlog::info("gossip is encrypted; the key is saved in {}", keyring_path);
+  } else {
+    spdlog::warn("GOSSIP IS NOT ENCRYPTED: anyone who can reach {} can join this cluster and change its desired "
+                 "state. Start every node with --encrypt KEY (make one with `starling keygen`); see SECURITY.md",
+                 advertise_);
+  }
+  config.keyring = keyring;
   random_ = std::make_unique<SeededRandom>(RandomSeed());
   members_ = std::make_unique<membership::Memberlist>(std::move(config), *clock_, *transport_, *random_,
                                                       [this](const membership::Event& e) { OnEvent(e); });
@@ -298,6 +323,9 @@ int Daemon::Run() {
   gossip_ = std::make_unique<store::MemberlistGossip>(*channels_);
   replicator_ = std::make_unique<store::Replicator>(*log_, *gossip_, *clock_, *random_);
   replicator_->Attach(*channels_);
+  keys_ = std::make_unique<KeyCommands>(*channels_, keyring, [keyring_path](const membership::Keyring& ring) {
+    return SaveKeyring(keyring_path, ring);
+  });
   lease_net_ = std::make_unique<MemberlistLeaseNet>(*channels_);
   ballots_ = std::make_unique<StoreBallots>(*store_);
   lease_ = std::make_unique<Lease>(name_, *clock_, *random_, *lease_net_, *ballots_, LeaseConfigFor(opts_.profile));
@@ -343,6 +371,8 @@ int Daemon::Run() {
     spdlog::info("a monitor connected at level {} ({} now)", level, monitor_->subscribers());
     return Status::Ok();
   });
+  service_->SetKeys([this](const std::string& op, const std::string& key,
+                           std::function<void(Result<store::Json>)> done) { keys_->Run(op, key, std::move(done)); });
   api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push) {
     service_->Handle(request, std::move(respond), std::move(push));
   });

@@ -132,6 +132,13 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   app.add_option("--log-level", o.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  std::string encrypt;
+  app.add_option("--encrypt", encrypt,
+                 "Cluster key (base64 of 32 bytes, from `starling keygen`): every gossip datagram and stream "
+                 "frame is authenticated and encrypted with it. Saved as <data-dir>/keyring on first start; "
+                 "afterwards that keyring (rotated by `starling keys`) wins. Prefer the environment or --config "
+                 "file over the command line, which other local users can read")
+      ->envname("STARLING_ENCRYPT_KEY");
   app.add_option("--reap-timeout", reap,
                  "Forget failed or left members after this long (e.g. 24h, 30s, 500ms)")
       ->capture_default_str();
@@ -169,6 +176,11 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   Result<Duration> r = ParseDuration(reap);
   if (!r.ok()) return fail("--reap-timeout: " + r.status().message());
   o.reap_timeout = *r;
+  if (!encrypt.empty()) {
+    auto key = membership::Keyring::ParseKey(encrypt);
+    if (!key.ok()) return fail("--encrypt: " + key.status().message());
+    o.encrypt = *key;
+  }
   if (o.cluster.empty()) return fail("--cluster must not be empty");
   if (o.data_dir.empty()) return fail("--data-dir must not be empty");
   if (o.socket.empty()) o.socket = o.data_dir + "/starlingd.sock";

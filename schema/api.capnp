@@ -38,6 +38,7 @@ struct Request {
     rolloutStatus @19 :Void;
     rolloutControl @20 :Text;       # pause | resume | abort
     monitor @21 :Text;              # log level; the reply is a stream of `text` frames (JSON log lines)
+    keys @22 :KeyCommand;           # the reply is JSON text (see node/keys.h)
   }
 }
 
@@ -47,6 +48,11 @@ struct Apply {
   document @0 :Text;
   source @1 :Text;                  # where it came from (a file name), for messages
   base @2 :Text;                    # the revision the operator edited; empty when not given
+}
+
+struct KeyCommand {
+  op @0 :Text;                      # list | install | use | remove
+  key @1 :Text;                     # base64; empty for list
 }
 
 struct Get {

@@ -2,49 +2,28 @@
 // foreign protocol versions and cluster names, garbage stream frames. The
 // daemon must count them, keep serving and stay in the cluster.
 #include <arpa/inet.h>
-#include <capnp/message.h>
-#include <capnp/serialize.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
+#include <fstream>
 #include <random>
 
 #include "local_cluster.h"
-#include "schema/gossip.capnp.h"
+#include "frames.h"
 #include "starling/membership/config.h"
+#include "starling/membership/keyring.h"
 
 namespace starling::itest {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-Bytes ToBytes(capnp::MessageBuilder& message) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
-  auto bytes = words.asBytes();
-  return Bytes(bytes.begin(), bytes.end());
-}
-
-Bytes PingPacket() {
-  capnp::MallocMessageBuilder b;
-  auto messages = b.initRoot<wire::Packet>().initMessages(1);
-  auto ping = messages[0].initPing();
-  ping.setSeqNo(7);
-  ping.setTarget("node0");
-  ping.setSourceName("intruder");
-  ping.setSourceAddr("127.0.0.1:9");
-  return ToBytes(b);
-}
-
-Bytes Envelope(uint16_t version, const std::string& cluster, const Bytes& payload) {
-  capnp::MallocMessageBuilder b;
-  auto env = b.initRoot<wire::Envelope>();
-  env.setVersion(version);
-  env.setCluster(cluster);
-  env.setPayload(kj::arrayPtr(payload.data(), payload.size()));
-  return ToBytes(b);
-}
+using frames::Envelope;
+Bytes PingPacket() { return frames::PingPacket(1, "node0"); }
 
 sockaddr_in Endpoint(const std::string& addr) {
   size_t colon = addr.rfind(':');
@@ -151,6 +130,105 @@ TEST(BadInput, GarbageIsCountedAndTheDaemonKeepsServing) {
   EXPECT_EQ(c.AwaitView(c.All(), all_alive, 10s), "");
   // And the rejections are logged.
   EXPECT_NE(c.LogOf(0, 100000).find("bad"), std::string::npos) << "no log line about the bad packets";
+}
+
+TEST(BadInput, TamperedEncryptedPacketIsDroppedAndCounted) {
+  const membership::Key key = membership::Keyring::Generate();
+  membership::Keyring ring;
+  ASSERT_TRUE(ring.Install(key).ok());
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2, 30s, {"--encrypt", membership::Keyring::FormatKey(key)}));
+  UdpSender udp(c.node(0).addr);
+  const Bytes ping = Envelope(membership::kProtocolVersion, "itest", PingPacket());
+
+  // Untouched, the sealed ping is accepted: counted as a ping, not as bad.
+  auto pings = [&] { return Counter(*c.Info(0), "messages_received.ping"); };
+  const uint64_t auth_before = Counter(*c.Info(0), "bad_packets.auth");
+  const uint64_t pings_before = pings();
+  ASSERT_TRUE(udp.Send(ring.Encrypt(ping)));
+  EXPECT_TRUE(WaitFor([&] { return pings() > pings_before; }, 5s));
+
+  // One flipped bit anywhere past the header (nonce, ciphertext or tag).
+  int tampered = 0;
+  for (size_t at = membership::Keyring::kHeaderBytes; at < ring.Encrypt(ping).size(); at += 7) {
+    Bytes b = ring.Encrypt(ping);
+    b[at] ^= 0x01;
+    ASSERT_TRUE(udp.Send(b));
+    ++tampered;
+  }
+  EXPECT_TRUE(WaitFor([&] { return Counter(*c.Info(0), "bad_packets.auth") >= auth_before + tampered; }, 5s))
+      << "sent " << tampered << " tampered packets; counters: " << (*c.Info(0))["counters"].dump();
+  EXPECT_EQ(c.AwaitView(c.All(), c.AllAlive(), 10s), "");
+}
+
+// A second process floods node0's gossip port with random and malformed
+// datagrams and stream frames for 30 s (bounded in count too). Meanwhile
+// node0 must keep answering its API, stay alive in every view and take and
+// spread a change to the desired state.
+TEST(BadInput, NodeKeepsServingThroughAThirtySecondFlood) {
+  const std::string key = membership::Keyring::FormatKey(membership::Keyring::Generate());
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3, 30s, {"--encrypt", key}));
+  const auto all_alive = c.AllAlive();
+  const std::string flood_out = c.root() + "/flood.out";
+  pid_t flood = fork();
+  ASSERT_GE(flood, 0);
+  if (flood == 0) {
+    FILE* out = freopen(flood_out.c_str(), "w", stdout);
+    (void)out;
+    execl(STARLING_FLOOD_PATH, STARLING_FLOOD_PATH, "--target", c.node(0).addr.c_str(), "--seconds", "30",
+          "--rate", "3000", "--max-packets", "200000", "--cluster", "itest", "--key", key.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  int checks = 0, api_failures = 0;
+  std::vector<std::string> view_misses;
+  bool applied = false;
+  int status = 0;
+  while (waitpid(flood, &status, WNOHANG) == 0) {
+    auto info = c.Info(0);
+    if (!info) ++api_failures;
+    std::string mismatch = c.ViewMismatch(c.All(), all_alive);
+    if (!mismatch.empty()) view_misses.push_back(mismatch);
+    ++checks;
+    if (!applied && std::chrono::steady_clock::now() - start > 10s) {
+      std::string doc = c.root() + "/flood.yaml";
+      std::ofstream(doc) << "roles: [web]\npackages:\n  web: {version: \"1.0.0\", roles: [web]}\n";
+      CommandResult r = c.Cli(0, {"apply", "-f", doc, "--format", "json"});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      auto j = nlohmann::json::parse(r.out, nullptr, false);
+      std::string revision = j.is_object() ? j.value("revision", "") : "";
+      EXPECT_TRUE(WaitFor(
+          [&] {
+            auto other = c.Info(2);
+            return other && (*other).value("revision", "") == revision;
+          },
+          10s))
+          << "the change made on the flooded node did not reach node2";
+      applied = true;
+    }
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "starling-flood failed: status " << status;
+  std::ifstream in(flood_out);
+  std::string summary((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::printf("%s", summary.c_str());
+  EXPECT_GE(took, 29s);
+  EXPECT_TRUE(applied);
+  EXPECT_GT(checks, 10);
+  EXPECT_EQ(api_failures, 0) << "of " << checks << " checks";
+  EXPECT_TRUE(view_misses.empty()) << view_misses.size() << " of " << checks
+                                   << " checks saw a member missing, first: " << view_misses.front();
+  auto info = c.Info(0);
+  ASSERT_TRUE(info);
+  std::printf("flooded node: %d checks, %d API failures, %zu view misses; %llu bad packets counted (auth %llu)\n",
+              checks, api_failures, view_misses.size(), static_cast<unsigned long long>(BadPacketSum(*info)),
+              static_cast<unsigned long long>(Counter(*info, "bad_packets.auth")));
+  EXPECT_GT(BadPacketSum(*info), 10000u) << (*info)["counters"].dump();
+  EXPECT_GT(Counter(*info, "bad_packets.auth"), 0u);
+  EXPECT_GT(Counter(*info, "bad_packets.unencrypted"), 0u);
+  EXPECT_EQ(c.AwaitView(c.All(), all_alive, 10s), "");
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 
 #include "api_client.h"
 #include "schema/api.capnp.h"
+#include "starling/membership/keyring.h"
 
 namespace starling::cli {
 namespace {
@@ -820,6 +821,56 @@ int main(int argc, char** argv) {
           return 0;
         });
   });
+
+  // keys / keygen
+  CLI::App* keys = app.add_subcommand(
+      "keys",
+      "Manage the cluster keys on every live member at once. Rotate without downtime: `install NEW`, then "
+      "`use NEW`, then `remove OLD` (see SECURITY.md). Exits 1 when a member did not do it (repeat the "
+      "command once it is back: every keys command can be repeated)");
+  keys->require_subcommand(1);
+  std::string keys_format = "table", keys_key;
+  auto keys_call = [&](const std::string& op) {
+    state_call(
+        [&](api::Request::Builder r) {
+          auto k = r.initKeys();
+          k.setOp(op);
+          k.setKey(keys_key);
+        },
+        [&](const json& r) {
+          const json errors = r.value("errors", json::object());
+          if (keys_format == "json") {
+            std::cout << r.dump(2) << "\n";
+          } else {
+            const int members = r.value("members", 0);
+            std::cout << op << ": " << r.value("responded", 0) << " of " << members << " members answered\n";
+            std::vector<std::vector<std::string>> table = {{"KEY", "MEMBERS", "PRIMARY"}};
+            for (const auto& k : r.value("keys", json::array()))
+              table.push_back({k.value("key", ""), std::to_string(k.value("members", 0)) + "/" + std::to_string(members),
+                               std::to_string(k.value("primary", 0))});
+            PrintTable(table);
+          }
+          for (const auto& [name, why] : errors.items())
+            std::fprintf(stderr, "starling: %s: %s\n", name.c_str(), why.get<std::string>().c_str());
+          return errors.empty() ? 0 : kExitDaemonError;
+        });
+  };
+  CLI::App* keys_list = keys->add_subcommand(
+      "list", "Show every key held in the cluster and how many members hold it, and use it as primary");
+  keys_list->add_option("--format", keys_format, "Output format")->check(CLI::IsMember(kFormats))->capture_default_str();
+  keys_list->callback([&] { keys_call("list"); });
+  for (const char* op : {"install", "use", "remove"}) {
+    CLI::App* cmd = keys->add_subcommand(
+        op, std::string(op) == "install" ? "Add KEY to every member's keyring (accepted from then on; not yet used)"
+            : std::string(op) == "use"   ? "Make KEY, already installed, the key every member encrypts with"
+                                         : "Drop KEY from every member's keyring (refused where it is primary)");
+    cmd->add_option("KEY", keys_key, "The key, base64 of 32 bytes (from `starling keygen`)")->required();
+    cmd->add_option("--format", keys_format, "Output format")->check(CLI::IsMember(kFormats))->capture_default_str();
+    cmd->callback([&, op] { keys_call(op); });
+  }
+  CLI::App* keygen = app.add_subcommand(
+      "keygen", "Print a new random cluster key (base64 of 32 bytes) for --encrypt or `keys install`");
+  keygen->callback([&] { std::cout << membership::Keyring::FormatKey(membership::Keyring::Generate()) << "\n"; });
 
   // voters
   std::string force_set;
