@@ -511,7 +511,12 @@ std::string ApiService::Metrics() const {
   m.Family("starling_gossip_bytes_received_total", "counter", "Bytes received by the membership transport.");
   m.Sample("starling_gossip_bytes_received_total", {{"transport", "udp"}}, counter("bytes_received"));
   m.Sample("starling_gossip_bytes_received_total", {{"transport", "tcp"}}, counter("stream_bytes_received"));
-  labelled("starling_bad_packets_total", "bad_packets.", "reason", "Packets dropped as malformed, by reason.");
+  labelled("starling_bad_packets_total", "bad_packets.", "reason",
+           "Packets dropped as malformed or unauthenticated, by reason (auth: no key opens it; unencrypted: clear "
+           "in an encrypted cluster; encrypted: sealed but this node has no key).");
+  const auto& ring = members_.config().keyring;
+  m.Family("starling_keyring_keys", "gauge", "Keys in this node's keyring; 0 means gossip runs in the clear.");
+  m.Sample("starling_keyring_keys", ring ? static_cast<double>(ring->keys().size()) : 0.0);
   m.Family("starling_health_score", "gauge", "Lifeguard local health score (0 is healthy; higher is worse).");
   m.Sample("starling_health_score", members_.HealthScore());
   m.Family("starling_broadcast_queue_depth", "gauge", "Membership broadcasts waiting to be piggybacked.");

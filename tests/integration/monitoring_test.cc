@@ -163,6 +163,7 @@ TEST(Monitoring, PromtoolAcceptsEveryNodesMetricsAndTheExampleRules) {
     for (const char* family :
          {"starling_members{status=\"alive\"} 3", "starling_build_info{version=", "starling_health_score ",
           "starling_probe_rtt_seconds_bucket{le=\"+Inf\"}", "starling_gossip_messages_sent_total{type=\"ping\"}",
+          "starling_keyring_keys 0", "starling_bad_packets_total{reason=\"auth\"} 0",
           "starling_desired_state_info{", "starling_lease_ballot ", "process_resident_memory_bytes ",
           "process_cpu_seconds_total "})
       EXPECT_NE(m.body.find(family), std::string::npos) << family;

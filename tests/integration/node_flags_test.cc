@@ -3,6 +3,12 @@
 
 #include "address.h"
 #include "flags.h"
+#include "keys.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
 
 namespace starling::node {
 namespace {
@@ -66,6 +72,59 @@ TEST(ParseTag, KeyValue) {
   EXPECT_EQ(tags, (membership::Tags{{"role", "web"}, {"empty", ""}, {"expr", "a=b"}}));
   EXPECT_FALSE(ParseTag("=v", tags).ok());
   EXPECT_FALSE(ParseTag("novalue", tags).ok());
+}
+
+TEST(ParseDaemonFlags, EncryptKeyIsCheckedAndNeverEchoed) {
+  const std::string key = membership::Keyring::FormatKey(membership::Keyring::Generate());
+  std::vector<std::string> args = {"starlingd", "--encrypt", key};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  ParseOutcome o = ParseDaemonFlags(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(o.options);
+  ASSERT_TRUE(o.options->encrypt);
+  EXPECT_EQ(membership::Keyring::FormatKey(*o.options->encrypt), key);
+
+  args = {"starlingd", "--encrypt", "c2VjcmV0LWJ1dC1zaG9ydA=="};
+  argv.clear();
+  for (auto& a : args) argv.push_back(a.data());
+  testing::internal::CaptureStderr();
+  o = ParseDaemonFlags(static_cast<int>(argv.size()), argv.data());
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(o.options);
+  EXPECT_NE(err.find("--encrypt: the key decodes to 16 bytes, not 32"), std::string::npos) << err;
+  EXPECT_EQ(err.find(args[2]), std::string::npos) << "the key itself must not be printed";
+}
+
+TEST(KeyringFile, SavedOwnerOnlyAndLoadedBackInOrder) {
+  char tmpl[] = "/tmp/stl-ring-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = KeyringPath(tmpl);
+  auto none = LoadKeyring(path);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value()) << "no file, no keyring";
+  membership::Keyring ring;
+  const auto a = membership::Keyring::Generate(), b = membership::Keyring::Generate();
+  ASSERT_TRUE(ring.Install(a).ok());
+  ASSERT_TRUE(ring.Install(b).ok());
+  ASSERT_TRUE(ring.Use(b).ok());
+  ASSERT_TRUE(SaveKeyring(path, ring).ok());
+  struct stat st{};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto back = LoadKeyring(path);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_TRUE(back->has_value());
+  EXPECT_EQ((*back)->keys(), (std::vector<membership::Key>{b, a}));
+
+  for (const char* bad : {"", "[]", "{\"keys\": []}", "{\"keys\": [1]}", "{\"keys\": [\"c2hvcnQ=\"]}", "{"}) {
+    std::ofstream(path) << bad;
+    auto r = LoadKeyring(path);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find(path), std::string::npos) << r.status().message();
+    }
+  }
+  std::system(("rm -rf " + std::string(tmpl)).c_str());
 }
 
 }  // namespace
