@@ -3,7 +3,7 @@
 # through node1, with the `local` timing profile. Waits until every node sees
 # every other alive, then prints the member list and how to use it.
 #
-#   scripts/local-cluster.sh [--nodes N] [--base-port P] [--dir DIR] [--hooks-dir H]
+#   scripts/local-cluster.sh [--nodes N] [--base-port P] [--dir DIR] [--hooks-dir H] [--clear]
 #   scripts/local-cluster.sh --stop [--dir DIR]
 #
 # Node i listens on 127.0.0.1:(P + i - 1) for UDP and TCP and serves HTTP
@@ -13,6 +13,9 @@
 # daemon still running after 10 s. Node 1 has the tag roles=db, the others
 # roles=web. Every node runs hooks from H (default:
 # examples/hooks, the example hooks the demo's desired state names).
+# Gossip is encrypted: the first start makes a cluster key with `starling
+# keygen` into DIR/cluster.key (mode 0600) and hands it to every daemon through
+# STARLING_ENCRYPT_KEY; --clear runs without one (the daemons warn about it).
 # Binaries come from $BUILD_DIR (default: build).
 set -euo pipefail
 
@@ -21,6 +24,7 @@ NODES=5
 BASE_PORT=7946
 DIR=.local-cluster
 STOP=0
+CLEAR=0
 HOOKS_DIR=examples/hooks
 CONVERGE_TIMEOUT=30
 
@@ -34,6 +38,7 @@ while (($#)); do
     --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
     --hooks-dir) HOOKS_DIR=${2:?--hooks-dir needs a path}; shift 2 ;;
     --stop) STOP=1; shift ;;
+    --clear) CLEAR=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
   esac
@@ -117,7 +122,11 @@ start_node() {
               --profile local --cluster local-cluster --hooks-dir "$HOOKS_DIR" --tag "roles=$(role_of "$i")"
               --http "127.0.0.1:$((HTTP_BASE_PORT + $1 - 1))")
   ((i > 1)) && args+=(--join "127.0.0.1:$BASE_PORT")
-  nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
+  if ((CLEAR)); then
+    nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
+  else
+    STARLING_ENCRYPT_KEY=$(cat "$DIR/cluster.key") nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
+  fi
   echo $! >>"$PIDFILE"
 }
 
@@ -132,6 +141,9 @@ check_running() {
   fi
 }
 
+if ((!CLEAR)) && [[ ! -s "$DIR/cluster.key" ]]; then
+  (umask 077 && "$STARLING" keygen >"$DIR/cluster.key")
+fi
 echo "local-cluster: starting $NODES nodes on 127.0.0.1:$BASE_PORT..$((BASE_PORT + NODES - 1)) in $DIR"
 start_node 1
 # The seed must answer before the others join, or they wait out a join retry.
@@ -157,7 +169,7 @@ done
 
 stop_hint="$0 --stop"
 if [[ "$DIR" != "$(pwd)/.local-cluster" ]]; then stop_hint+=" --dir $DIR"; fi
-echo "local-cluster: all $NODES nodes see each other alive"
+echo "local-cluster: all $NODES nodes see each other alive$( ((CLEAR)) && echo " (gossip in the clear)" || echo ", gossip encrypted with the key in $DIR/cluster.key")"
 echo
 "$STARLING" --socket "$(socket_of 1)" members
 cat <<EOT
