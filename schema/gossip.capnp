@@ -5,8 +5,14 @@
 # is the only part a receiver reads before it knows the sender speaks our
 # protocol: it checks `version` against its supported range and `cluster`
 # against its own cluster name, and drops the packet (one log line, one
-# counter) when either does not match. `keyId`/`nonce` are reserved for the
-# authenticated encryption of `payload`; with keyId = 0 the payload is clear.
+# counter) when either does not match.
+#
+# In an encrypted cluster the whole Envelope, header included, travels inside
+# a sealed frame (membership/include/starling/membership/keyring.h), which is
+# opened before any of it is parsed: but for a clear key refusal (which can
+# only end its own exchange) no unauthenticated byte reaches the
+# Cap'n Proto reader, and the cluster name and version are hidden too. So
+# `keyId` and `nonce` stay unused (always 0 and empty).
 #
 # A datagram's payload is a Packet: a compound of messages, so that membership
 # news (alive/suspect/dead/leave) rides piggyback on probes and acks.
@@ -21,9 +27,9 @@ $Cxx.namespace("starling::wire");
 struct Envelope {
   version @0 :UInt16;   # the sender's protocol version
   cluster @1 :Text;     # the sender's cluster name; others ignore the packet
-  keyId @2 :UInt32;     # 0 = clear payload; otherwise the keyring entry that sealed it
-  nonce @3 :Data;       # AEAD nonce when sealed
-  payload @4 :Data;     # a serialized Packet / StreamRequest / StreamReply (or its ciphertext)
+  keyId @2 :UInt32;     # unused (0): sealing wraps the whole envelope
+  nonce @3 :Data;       # unused (empty)
+  payload @4 :Data;     # a serialized Packet / StreamRequest / StreamReply
 }
 
 struct Packet {
