@@ -8,6 +8,7 @@
 
 #include "schema/gossip.capnp.h"
 #include "starling/capnp_bytes.h"
+#include "starling/text.h"
 
 namespace starling::membership::wire {
 namespace {
@@ -18,6 +19,9 @@ template <typename... Fs>
 struct Overloaded : Fs... {
   using Fs::operator()...;
 };
+// Spelled out for compilers without C++20's aggregate deduction (clang < 17).
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
 
 using capnp_bytes::Aligned;
 using capnp_bytes::Limits;
@@ -38,18 +42,28 @@ std::string ReadTags(capnp::List<cw::Tag>::Reader in, Tags& out) {
   if (in.size() > kMaxTags) return "too many tags (" + std::to_string(in.size()) + ")";
   for (auto t : in) {
     if (t.getKey().size() + t.getValue().size() > kMaxTagBytes) return "tag too large";
-    out[Str(t.getKey())] = Str(t.getValue());
+    std::string key = Str(t.getKey()), value = Str(t.getValue());
+    if (!text::IsCleanName(key) || !text::IsCleanText(value)) return "tag is not clean UTF-8";
+    out[std::move(key)] = std::move(value);
   }
   return "";
 }
 
 std::string CheckName(const std::string& s, const char* what) {
   if (s.size() > kMaxNameBytes) return std::string(what) + " too long";
+  if (!text::IsCleanName(s)) return std::string(what) + " is not clean UTF-8";
   return "";
 }
 std::string CheckAddr(const std::string& s) {
   if (s.size() > kMaxAddrBytes) return "address too long";
+  if (!text::IsCleanName(s)) return "address is not clean UTF-8";
   return "";
+}
+
+// A peer's free text for our log: bounded, and replaced when not clean.
+std::string Printable(capnp::Text::Reader t) {
+  std::string s = Str(t).substr(0, 1024);
+  return text::IsCleanText(s) ? s : "(not clean UTF-8)";
 }
 
 struct InvalidField {
@@ -394,8 +408,8 @@ Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluste
     auto rep = r.getRoot<cw::StreamReply>();
     switch (rep.which()) {
       case cw::StreamReply::PUSH_PULL: return StreamReply{ReadPushPull(rep.getPushPull())};
-      case cw::StreamReply::REFUSED: return StreamReply{Refused{Str(rep.getRefused()).substr(0, 1024)}};
-      case cw::StreamReply::KEY_REFUSED: return StreamReply{Refused{Str(rep.getKeyRefused()).substr(0, 1024), true}};
+      case cw::StreamReply::REFUSED: return StreamReply{Refused{Printable(rep.getRefused())}};
+      case cw::StreamReply::KEY_REFUSED: return StreamReply{Refused{Printable(rep.getKeyRefused()), true}};
       case cw::StreamReply::USER: {
         auto d = rep.getUser();
         return StreamReply{User{Bytes(d.begin(), d.end())}};

@@ -317,7 +317,7 @@ NodeAgent::Job NodeAgent::VerifyJob() {
     auto env = BaseEnv("verify");
     env["STARLING_PACKAGE"] = name;
     env["STARLING_VERSION"] = Text(pkg, "version");
-    job.steps.push_back(Step{"verifying", [this, name, pkg, verify, env](Done done) {
+    job.steps.push_back(Step{"verifying", [this, name = name, pkg = pkg, verify, env](Done done) {
       HookRequest req{verify, env, "", cfg_.hook_timeout};
       hooks_.Run(req, [this, name, pkg, done, alive = alive_](Result<HookResult> r) {
         if (!*alive) return;
@@ -370,7 +370,7 @@ NodeAgent::Job NodeAgent::RemoveJob() {
     auto env = BaseEnv("remove");
     env["STARLING_PACKAGE"] = name;
     env["STARLING_VERSION"] = Text(pkg, "version");
-    job.steps.push_back(Hook("removing", "remove", HookOf(pkg, "remove"), env, [this, name](const HookResult&) {
+    job.steps.push_back(Hook("removing", "remove", HookOf(pkg, "remove"), env, [this, name = name](const HookResult&) {
       current_["packages"].erase(name);
     }));
   }
@@ -513,7 +513,7 @@ void NodeAgent::RunHealth(Done done) {
     auto env = ServiceEnv(name, svc, {});
     env["STARLING_HOOK"] = "health";
     HookRequest req{HookOf(svc, "health"), env, "", cfg_.hook_timeout};
-    hooks_.Run(req, [name, next, done, alive](Result<HookResult> r) {
+    hooks_.Run(req, [name = name, next, done, alive](Result<HookResult> r) {
       if (!*alive) return;
       if (!r.ok()) return done(false, "health hook of " + name + ": " + r.status().message());
       if (!r->ok()) return done(false, "health hook of " + name + ": " + r->Describe() + ": " + Tail(Trim(r->output), 100));

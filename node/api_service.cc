@@ -18,6 +18,7 @@
 #include "schema/api.capnp.h"
 #include "starling/capnp_bytes.h"
 #include "starling/membership/config.h"
+#include "starling/text.h"
 
 namespace starling::node {
 namespace {
@@ -86,6 +87,23 @@ using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsR
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
 
+// Strings from the socket: clean UTF-8 (starling/text.h), or the request is
+// refused before anything keeps or prints them.
+struct NotClean {
+  std::string what;
+  bool name;
+};
+std::string Name(capnp::Text::Reader t) {
+  std::string s = Str(t);
+  if (!text::IsCleanName(s)) throw NotClean{"a name is not clean", true};
+  return s;
+}
+std::string Text(capnp::Text::Reader t) {
+  std::string s = Str(t);
+  if (!text::IsCleanText(s)) throw NotClean{"a text field is not clean", false};
+  return s;
+}
+
 Result<Request> Decode(ByteView bytes) {
   if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
     return Status::InvalidArgument("malformed request: " + std::to_string(bytes.size()) +
@@ -110,72 +128,75 @@ Result<Request> Decode(ByteView bytes) {
         return Request(MembersReq{});
       case api::Request::JOIN: {
         JoinReq join;
-        for (capnp::Text::Reader seed : req.getJoin()) join.seeds.emplace_back(seed.cStr());
+        for (capnp::Text::Reader seed : req.getJoin()) join.seeds.emplace_back(Name(seed));
         return Request(std::move(join));
       }
       case api::Request::LEAVE:
         return Request(LeaveReq{});
       case api::Request::FORCE_LEAVE: {
         auto fl = req.getForceLeave();
-        return Request(ForceLeaveReq{fl.getName().cStr(), fl.getPrune()});
+        return Request(ForceLeaveReq{Name(fl.getName()), fl.getPrune()});
       }
       case api::Request::TAGS: {
         TagsReq tags;
         auto change = req.getTags();
-        for (auto tag : change.getSet()) tags.set.emplace_back(tag.getKey().cStr(), tag.getValue().cStr());
-        for (capnp::Text::Reader key : change.getDelete()) tags.del.emplace_back(key.cStr());
+        for (auto tag : change.getSet()) tags.set.emplace_back(Name(tag.getKey()), Text(tag.getValue()));
+        for (capnp::Text::Reader key : change.getDelete()) tags.del.emplace_back(Name(key));
         return Request(std::move(tags));
       }
       case api::Request::INFO:
         return Request(InfoReq{});
       case api::Request::APPLY: {
         auto a = req.getApply();
-        return Request(ApplyRequest{Str(a.getDocument()), Str(a.getSource()), Str(a.getBase())});
+        return Request(ApplyRequest{Text(a.getDocument()), Text(a.getSource()), Text(a.getBase())});
       }
       case api::Request::GET: {
         auto g = req.getGet();
-        return Request(GetReq{Str(g.getRevision()), Str(g.getFormat())});
+        return Request(GetReq{Text(g.getRevision()), Text(g.getFormat())});
       }
       case api::Request::HISTORY:
         return Request(HistoryReq{});
       case api::Request::DIFF: {
         auto d = req.getDiff();
-        return Request(DiffReq{Str(d.getFrom()), Str(d.getTo())});
+        return Request(DiffReq{Text(d.getFrom()), Text(d.getTo())});
       }
       case api::Request::ROLLBACK:
-        return Request(RollbackReq{Str(req.getRollback().getTo())});
+        return Request(RollbackReq{Text(req.getRollback().getTo())});
       case api::Request::LEASE:
         return Request(LeaseReq{});
       case api::Request::NODES:
         return Request(NodesReq{});
       case api::Request::FREEZE:
-        return Request(FreezeReq{Str(req.getFreeze())});
+        return Request(FreezeReq{Text(req.getFreeze())});
       case api::Request::UNFREEZE:
         return Request(UnfreezeReq{});
       case api::Request::LIFECYCLE: {
         LifecycleReq l;
-        for (capnp::Text::Reader n : req.getLifecycle().getNodes()) l.nodes.push_back(Str(n));
-        l.to = Str(req.getLifecycle().getTo());
+        for (capnp::Text::Reader n : req.getLifecycle().getNodes()) l.nodes.push_back(Name(n));
+        l.to = Text(req.getLifecycle().getTo());
         return Request(std::move(l));
       }
       case api::Request::ROLLOUT_START:
-        return Request(RolloutStartReq{Str(req.getRolloutStart())});
+        return Request(RolloutStartReq{Text(req.getRolloutStart())});
       case api::Request::ROLLOUT_STATUS:
         return Request(RolloutStatusReq{});
       case api::Request::ROLLOUT_CONTROL:
-        return Request(RolloutControlReq{Str(req.getRolloutControl())});
+        return Request(RolloutControlReq{Text(req.getRolloutControl())});
       case api::Request::MONITOR:
-        return Request(MonitorReq{Str(req.getMonitor())});
+        return Request(MonitorReq{Text(req.getMonitor())});
       case api::Request::KEYS:
-        return Request(KeysReq{Str(req.getKeys().getOp()), Str(req.getKeys().getKey())});
+        return Request(KeysReq{Text(req.getKeys().getOp()), Text(req.getKeys().getKey())});
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
-        for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Str(v));
+        for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Name(v));
         return Request(std::move(f));
       }
     }
     return Status::InvalidArgument("unknown request kind " + std::to_string(static_cast<int>(req.which())) +
                                    "; the CLI is newer than this daemon");
+  } catch (const NotClean& e) {
+    return Status::InvalidArgument("malformed request: " + e.what + " (it must be UTF-8" +
+                                   (e.name ? " without control characters)" : " without NUL)"));
   } catch (const kj::Exception& e) {
     return Status::InvalidArgument(std::string("malformed request: ") + e.getDescription().cStr());
   }

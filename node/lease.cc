@@ -1,5 +1,7 @@
 #include "lease.h"
 
+#include "starling/text.h"
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -78,6 +80,8 @@ Result<LeaseMsg> DecodeLease(ByteView bytes) {
         m.ok = r.getOk();
         m.promised = r.getPromised();
         m.owner = capnp_bytes::Str(r.getOwner());
+        if (!text::IsCleanName(m.from) || !text::IsCleanName(m.owner))
+          return Status::Corruption("lease message with a name that is not clean UTF-8");
         m.duration_ms = r.getDurationMs();
         m.accepted_round = r.getAcceptedRound();
         // A duration beyond a day is nonsense from any version of us.

@@ -1,5 +1,7 @@
 #include "soft_state.h"
 
+#include "starling/text.h"
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -59,10 +61,16 @@ Result<NodeReport> DecodeReport(ByteView bytes) {
         if (out.name.empty() || out.name.size() > kMaxField || out.applied_revision.size() > 64 || out.target.size() > 64 ||
             out.phase.size() > 64 || out.detail.size() > kMaxReportBytes)
           return Status::Corruption("node report with a field out of range");
+        if (!text::IsCleanName(out.name) || !text::IsCleanName(out.applied_revision) ||
+            !text::IsCleanName(out.target) || !text::IsCleanName(out.phase) || !text::IsCleanText(out.detail))
+          return Status::Corruption("node report with a field that is not clean UTF-8");
         for (auto o : r.getOutputs()) {
           auto k = capnp_bytes::Str(o.getKey());
-          if (k.empty() || k.size() > kMaxField) return Status::Corruption("node report with a bad output name");
-          out.outputs[k] = capnp_bytes::Str(o.getValue());
+          if (k.empty() || k.size() > kMaxField || !text::IsCleanName(k))
+            return Status::Corruption("node report with a bad output name");
+          auto v = capnp_bytes::Str(o.getValue());
+          if (!text::IsCleanText(v)) return Status::Corruption("node report with an output that is not clean UTF-8");
+          out.outputs[k] = std::move(v);
         }
         return out;
       });

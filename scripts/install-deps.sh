@@ -8,19 +8,21 @@ BUILD_PKGS=(
   g++ cmake ninja-build pkg-config
   libasio-dev capnproto libcapnp-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-  libyaml-cpp-dev libsodium-dev libcpp-httplib-dev
+  libyaml-cpp-dev libsodium-dev libcpp-httplib-dev libutfcpp-dev
   libmsgpack-cxx-dev  # the Serf benchmark speaks Serf's msgpack RPC
   python3  # scripts/demo reads the CLI's JSON with it
 )
 TEST_PKGS=(procps prometheus)
 BENCH_PKGS=(serf gnuplot-nox)  # docs/BENCHMARKS.md
+FUZZ_PKGS=(clang libclang-rt-14-dev)  # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes
 
 want=("${BUILD_PKGS[@]}")
 for arg in "$@"; do
   case "$arg" in
     --with-tests) want+=("${TEST_PKGS[@]}") ;;
     --bench) want+=("${BENCH_PKGS[@]}") ;;
-    *) echo "install-deps: unknown option $arg (use --with-tests and/or --bench)" >&2; exit 2 ;;
+    --fuzz) want+=("${FUZZ_PKGS[@]}") ;;
+    *) echo "install-deps: unknown option $arg (use --with-tests, --bench and/or --fuzz)" >&2; exit 2 ;;
   esac
 done
 

@@ -8,6 +8,7 @@
 
 #include "starling/store/log.h"
 #include "starling/store/log_codec.h"
+#include "starling/text.h"
 
 namespace starling::store {
 
@@ -150,20 +151,45 @@ std::vector<Op> OpsBetween(const Json& from, const Json& to) {
   return ops;
 }
 
+// One object of the desired state (a key and its value, or its removal).
+Status CheckObject(const std::string& key, const std::optional<std::string>& value) {
+  if (key.empty() || key.size() > kMaxKeyBytes || !text::IsCleanName(key))
+    return Status::Corruption("a bad object key");
+  if (SectionOf(key).size() == key.size() && key.find('/') != std::string::npos)
+    return Status::Corruption("a bad object key");
+  if (value && value->size() > kMaxValueBytes) return Status::Corruption("a value too large");
+  // Values are spliced into the canonical document text as they are; the
+  // JSON parser also refuses strings that are not UTF-8.
+  if (value && !Json::accept(*value)) return Status::Corruption("the value for " + key + " is not JSON");
+  return Status::Ok();
+}
+
 Status CheckEntry(const Entry& e) {
   if (e.origin == 0) return Status::Corruption("entry without an origin");
   if (e.seq == 0) return Status::Corruption("entry with sequence number 0");
-  if (e.origin_name.size() > kMaxKeyBytes) return Status::Corruption("entry origin name too long");
-  if (e.note.size() > kMaxNoteBytes) return Status::Corruption("entry note too long");
+  if (e.origin_name.size() > kMaxKeyBytes || !text::IsCleanName(e.origin_name))
+    return Status::Corruption("entry with a bad origin name");
+  if (e.note.size() > kMaxNoteBytes || !text::IsCleanText(e.note)) return Status::Corruption("entry with a bad note");
   if (e.ops.empty()) return Status::Corruption("entry without changes");
   if (e.ops.size() > kMaxOpsPerEntry) return Status::Corruption("too many changes in one entry");
   for (const auto& op : e.ops) {
-    if (op.key.empty() || op.key.size() > kMaxKeyBytes) return Status::Corruption("entry with a bad object key");
-    if (SectionOf(op.key).size() == op.key.size() && op.key.find('/') != std::string::npos)
-      return Status::Corruption("entry with a bad object key");
-    if (op.value && op.value->size() > kMaxValueBytes) return Status::Corruption("entry value too large");
-    // Values are spliced into the canonical document text as they are.
-    if (op.value && !Json::accept(*op.value)) return Status::Corruption("entry value for " + op.key + " is not JSON");
+    if (Status s = CheckObject(op.key, op.value); !s.ok()) return Status::Corruption("entry with " + s.message());
+  }
+  return Status::Ok();
+}
+
+Status CheckSnapshot(const Snapshot& s) {
+  for (const auto& [key, reg] : s.registers) {
+    if (Status st = CheckObject(key, reg.value); !st.ok()) return Status::Corruption("snapshot with " + st.message());
+  }
+  for (const auto& row : s.history) {
+    if (!text::IsCleanName(row.id) || !text::IsCleanName(row.digest) || !text::IsCleanName(row.origin_name) ||
+        !text::IsCleanText(row.note) || !text::IsCleanText(row.conflict))
+      return Status::Corruption("snapshot with a history row that is not clean UTF-8");
+  }
+  for (const auto& [digest, doc] : s.documents) {
+    if (!text::IsCleanName(digest) || !Json::accept(doc))
+      return Status::Corruption("snapshot with a history document that is not JSON");
   }
   return Status::Ok();
 }
@@ -432,6 +458,7 @@ bool DesiredLog::Behind(const HighWater& peer) const {
 const Snapshot& DesiredLog::snapshot() const { return rep_->snapshot; }
 
 Status DesiredLog::InstallSnapshot(Snapshot s) {
+  if (Status bad = CheckSnapshot(s); !bad.ok()) return bad;
   Rep& r = *rep_;
   Snapshot merged = r.snapshot;
   for (const auto& [key, reg] : s.registers) {

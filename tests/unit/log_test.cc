@@ -106,6 +106,16 @@ TEST(DesiredLog, IngestChecksEntriesFromPeers) {
   auto bad = log->Ingest(not_json, kWall);
   EXPECT_EQ(bad.status().code(), Status::Code::kCorruption);
   EXPECT_NE(bad.status().message().find("packages/web"), std::string::npos) << bad.status().message();
+  // Found by fuzz_log (tests/fuzz/corpus/log/regress-*): an object key that is
+  // not UTF-8 made the first digest throw, one with a NUL lost its tail.
+  for (const std::string& key : {std::string("packages/\xf6"), std::string("packages/a\0b", 12)}) {
+    auto dirty = MakeEntry(9, 2, kWall, {Put(key, "{}")});
+    EXPECT_EQ(log->Ingest(dirty, kWall).status().code(), Status::Code::kCorruption);
+  }
+  Snapshot snap;
+  snap.registers[std::string("packages/\xf6")] = Register{std::string("{}"), {}};
+  EXPECT_EQ(log->InstallSnapshot(snap).code(), Status::Code::kCorruption);
+  EXPECT_FALSE(log->digest().empty());
   auto future = MakeEntry(9, 2, kWall + kMaxClockSkewMicros + 1'000'000, {Put("packages/web", "{}")});
   EXPECT_EQ(log->Ingest(future, kWall).status().code(), Status::Code::kUnavailable);
   EXPECT_TRUE(*log->Ingest(future, kWall + 2'000'000)) << "taken once our clock catches up";

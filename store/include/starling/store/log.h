@@ -227,7 +227,10 @@ class DesiredLog {
   std::unique_ptr<Rep> rep_;
 };
 
-// Checks an entry from a peer or disk; the message names the problem.
+// Check an entry or a snapshot from a peer or disk: sizes, JSON values, and
+// names and texts that are clean UTF-8 (starling/text.h). The message names
+// the problem.
 Status CheckEntry(const Entry& e);
+Status CheckSnapshot(const Snapshot& s);
 
 }  // namespace starling::store
