@@ -159,8 +159,10 @@ Status CheckObject(const std::string& key, const std::optional<std::string>& val
     return Status::Corruption("a bad object key");
   if (value && value->size() > kMaxValueBytes) return Status::Corruption("a value too large");
   // Values are spliced into the canonical document text as they are; the
-  // JSON parser also refuses strings that are not UTF-8.
-  if (value && !Json::accept(*value)) return Status::Corruption("the value for " + key + " is not JSON");
+  // JSON parser also refuses strings that are not UTF-8, but it stops at a
+  // NUL, so text after one would be spliced in unchecked.
+  if (value && (!text::IsCleanText(*value) || !Json::accept(*value)))
+    return Status::Corruption("the value for " + key + " is not JSON");
   return Status::Ok();
 }
 
@@ -188,7 +190,7 @@ Status CheckSnapshot(const Snapshot& s) {
       return Status::Corruption("snapshot with a history row that is not clean UTF-8");
   }
   for (const auto& [digest, doc] : s.documents) {
-    if (!text::IsCleanName(digest) || !Json::accept(doc))
+    if (!text::IsCleanName(digest) || !text::IsCleanText(doc) || !Json::accept(doc))
       return Status::Corruption("snapshot with a history document that is not JSON");
   }
   return Status::Ok();

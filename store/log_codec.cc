@@ -8,6 +8,7 @@
 
 #include "schema/log.capnp.h"
 #include "starling/capnp_bytes.h"
+#include "starling/text.h"
 
 namespace starling::store {
 namespace {
@@ -181,6 +182,7 @@ Snapshot ReadSnapshot(lw::Snapshot::Reader r) {
   auto docs = r.getDocuments();
   if (docs.size() > kMaxListItems) throw Invalid{"too many documents"};
   for (auto d : docs) s.documents[Str(d.getDigest())] = Str(d.getJson());
+  Require(CheckSnapshot(s));
   return s;
 }
 
@@ -263,14 +265,15 @@ Result<LogMessage> DecodeLogMessage(ByteView bytes) {
       case lw::LogMessage::ANNOUNCE: {
         auto a = root.getAnnounce();
         Announce out{{a.getOrigin(), a.getSeq()}, Str(a.getHolder())};
-        if (out.id.origin == 0 || out.id.seq == 0 || out.holder.empty() || out.holder.size() > 262)
+        if (out.id.origin == 0 || out.id.seq == 0 || out.holder.empty() || out.holder.size() > 262 ||
+            !text::IsCleanName(out.holder))
           throw Invalid{"malformed announce"};
         return out;
       }
       case lw::LogMessage::SYNC_REQUEST: {
         auto q = root.getSyncRequest();
         SyncRequest out{Str(q.getFrom()), ReadHighWater(q.getHave()), ReadEntries(q.getPush())};
-        if (out.from.size() > kMaxKeyBytes) throw Invalid{"sender name too long"};
+        if (out.from.size() > kMaxKeyBytes || !text::IsCleanName(out.from)) throw Invalid{"bad sender name"};
         return out;
       }
       case lw::LogMessage::SYNC_REPLY: {

@@ -53,7 +53,9 @@ void Ingest(const std::vector<store::Entry>& entries, const store::Snapshot* sna
 
   auto reopened = store::DesiredLog::Open(storage, 1000, "fuzz");
   FUZZ_CHECK(reopened.ok(), "restart failed: " + reopened.status().ToString());
-  FUZZ_CHECK((*reopened)->digest() == digest, "digest changed across a restart");
+  FUZZ_CHECK((*reopened)->digest() == digest, "digest changed across a restart: before " +
+                                                   (*log)->state().Document().dump() + ", after " +
+                                                   (*reopened)->state().Document().dump());
   FUZZ_CHECK((*reopened)->Current().id == current, "current revision changed across a restart");
 }
 

@@ -112,6 +112,10 @@ TEST(DesiredLog, IngestChecksEntriesFromPeers) {
     auto dirty = MakeEntry(9, 2, kWall, {Put(key, "{}")});
     EXPECT_EQ(log->Ingest(dirty, kWall).status().code(), Status::Code::kCorruption);
   }
+  // fuzz_log again (regress-nul-after-json-value): the JSON parser stops at a
+  // NUL, so "{}\0junk" passed as JSON and the junk reached the document text.
+  auto nul_value = MakeEntry(9, 2, kWall, {Put("packages/web", std::string("{}\0,junk", 8))});
+  EXPECT_EQ(log->Ingest(nul_value, kWall).status().code(), Status::Code::kCorruption);
   Snapshot snap;
   snap.registers[std::string("packages/\xf6")] = Register{std::string("{}"), {}};
   EXPECT_EQ(log->InstallSnapshot(snap).code(), Status::Code::kCorruption);
