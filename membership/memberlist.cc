@@ -277,8 +277,9 @@ class Memberlist::Impl {
   void HandlePacket(const std::string& from, ByteView bytes) {
     if (shutdown_ || left_) return;
     *bytes_received_ += bytes.size();
-    Bytes opened;
-    if (Unseal(from, bytes, opened) != Opened::kOk) return;
+    Bytes storage;
+    ByteView opened;
+    if (Unseal(from, bytes, storage, opened) != Opened::kOk) return;
     auto decoded = wire::DecodePacket(opened, cfg_.cluster);
     if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
       Bad(*bad, from);
@@ -294,8 +295,9 @@ class Memberlist::Impl {
   Bytes HandleStream(const std::string& from, ByteView bytes) {
     if (shutdown_ || left_) return {};
     counters_["stream_bytes_received"] += bytes.size();
-    Bytes opened;
-    switch (Unseal(from, bytes, opened)) {
+    Bytes storage;
+    ByteView opened;
+    switch (Unseal(from, bytes, storage, opened)) {
       case Opened::kOk: break;
       case Opened::kClear:
         return KeyRefusal("this cluster is encrypted and the request was not: the node needs the cluster key "
@@ -988,14 +990,12 @@ class Memberlist::Impl {
       // A key refusal comes in the clear (the responder could not, or would
       // not, seal it for us); it may end this exchange but nothing more.
       const bool clear_reply = keyed() && !Keyring::IsSealed(*r);
-      Bytes opened;
-      if (!clear_reply) {
-        if (Unseal(addr, *r, opened) != Opened::kOk) {
-          return done(Status::Unavailable(addr + " answered in a way this node's keyring cannot open"));
-        }
+      Bytes storage;
+      ByteView opened = *r;
+      if (!clear_reply && Unseal(addr, *r, storage, opened) != Opened::kOk) {
+        return done(Status::Unavailable(addr + " answered in a way this node's keyring cannot open"));
       }
-      auto decoded = wire::DecodeStreamReply(clear_reply ? ByteView(*r) : ByteView(opened), cfg_.cluster,
-                                             cfg_.max_stream_bytes);
+      auto decoded = wire::DecodeStreamReply(opened, cfg_.cluster, cfg_.max_stream_bytes);
       if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
         Bad(*bad, addr);
         return done(Status::Corruption(addr + " answered with a bad reply: " + bad->detail));
@@ -1153,9 +1153,10 @@ class Memberlist::Impl {
   Bytes Seal(Bytes clear) const { return keyed() ? cfg_.keyring->Encrypt(clear) : clear; }
 
   enum class Opened { kOk, kClear, kAuth, kSealed };
-  // Opens an inbound frame into `out`; anything but kOk is counted, logged
-  // (rate-limited) and must be dropped.
-  Opened Unseal(const std::string& from, ByteView in, Bytes& out) {
+  // Opens an inbound frame: `out` views the clear bytes (`in` itself when the
+  // cluster runs in the clear, else the decrypted copy in `storage`).
+  // Anything but kOk is counted, logged (rate-limited) and must be dropped.
+  Opened Unseal(const std::string& from, ByteView in, Bytes& storage, ByteView& out) {
     const bool sealed = Keyring::IsSealed(in);
     if (keyed()) {
       if (!sealed) {
@@ -1168,7 +1169,8 @@ class Memberlist::Impl {
             from);
         return Opened::kAuth;
       }
-      out = std::move(*clear);
+      storage = std::move(*clear);
+      out = storage;
       return Opened::kOk;
     }
     if (sealed) {
@@ -1176,7 +1178,7 @@ class Memberlist::Impl {
           from);
       return Opened::kSealed;
     }
-    out.assign(in.begin(), in.end());
+    out = in;
     return Opened::kOk;
   }
 
