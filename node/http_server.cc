@@ -46,12 +46,20 @@ Status HttpServer::Listen(const HostPort& at) {
 void HttpServer::Start() {
   thread_ = std::thread([this] {
     if (!server_->listen_after_bind()) spdlog::error("http: the server stopped unexpectedly");
+    served_ = true;
   });
 }
 
 void HttpServer::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  // httplib's stop() does nothing until listen_after_bind is running, so a
+  // daemon that stops right after it starts (a refused join) would wait on
+  // the thread for ever: repeat it until the listener has returned.
+  while (!served_) {
+    server_->stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  thread_.join();
 }
 
 }  // namespace starling::node

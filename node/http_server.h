@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <atomic>
 #include <thread>
 
 #include "address.h"
@@ -42,6 +43,7 @@ class HttpServer {
  private:
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> served_{false};  // the listener thread has returned
   uint16_t port_ = 0;
 };
 
