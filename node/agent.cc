@@ -38,6 +38,11 @@ std::string Text(const Json& item, const char* key) {
   return it->is_string() ? it->get<std::string>() : it->dump();
 }
 
+std::string ShowDuration(Duration d) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  return ms % 1000 ? std::to_string(ms) + "ms" : std::to_string(ms / 1000) + "s";
+}
+
 const Json& Section(const Json& spec, const char* name) {
   static const Json kEmpty = Json::object();
   auto it = spec.find(name);
@@ -295,9 +300,13 @@ NodeAgent::Job NodeAgent::ApplyJob(const std::string& revision, const Json& doc)
       current_["packages"].erase(name);
     }));
   }
-  for (const auto& name : changed_pkgs) job.steps.push_back(InstallPackage(name, want_pkgs[name]));
+  for (const auto& name : changed_pkgs)
+    job.steps.push_back(InstallPackage(name, want_pkgs[name], policy.node_deadline));
+  std::vector<std::string> start_order;
+  Json start_svcs = Json::object();
   for (const auto& name : StartOrder(doc, spec))
-    if (start.count(name)) job.steps.push_back(StartService(name, want_svcs[name], policy.node_deadline));
+    if (start.count(name)) start_order.push_back(name), start_svcs[name] = want_svcs[name];
+  if (!start_order.empty()) job.steps.push_back(StartServices(start_order, start_svcs, policy.node_deadline));
   if (policy.health_gate && !want_svcs.empty()) job.steps.push_back(WaitHealthy(policy.node_deadline));
   job.on_success = [this, revision, spec] {
     applied_ = revision;
@@ -325,7 +334,7 @@ NodeAgent::Job NodeAgent::VerifyJob() {
         spdlog::warn("agent: package {} drifted ({}); installing it again", name,
                      r.ok() ? r->Describe() : r.status().message());
         // Put the reinstall first in line, then continue.
-        job_->steps.push_front(InstallPackage(name, pkg));
+        job_->steps.push_front(InstallPackage(name, pkg, RolloutPolicy::From(replicator_.log().state().Document()).node_deadline));
         done(true, "");
       });
     }});
@@ -422,63 +431,137 @@ NodeAgent::Step NodeAgent::StopService(const std::string& name) {
   });
 }
 
-NodeAgent::Step NodeAgent::InstallPackage(const std::string& name, const Json& pkg) {
+NodeAgent::Step NodeAgent::InstallPackage(const std::string& name, const Json& pkg, Duration deadline) {
   auto env = BaseEnv("install");
   env["STARLING_PACKAGE"] = name;
   env["STARLING_VERSION"] = Text(pkg, "version");
   env["STARLING_ARTIFACT"] = Text(pkg, "artifact");
+  env["STARLING_ARTIFACT_PATH"] = "";
   const Json have = Section(current_, "packages");
   env["STARLING_PREVIOUS_VERSION"] = have.contains(name) ? Text(have[name], "version") : "";
-  Step install = Hook("installing", "install", HookOf(pkg, "install"), env);
-  auto venv = env;
-  venv["STARLING_HOOK"] = "verify";
-  Step verify = Hook("installing", "verify", HookOf(pkg, "verify"), venv, [this, name, pkg](const HookResult&) {
-    current_["packages"][name] = pkg;
-  });
-  return Step{"installing", [this, install, verify](Done done) {
-                install.run([this, verify, done, alive = alive_](bool ok, std::string detail) {
-                  if (!*alive) return;
-                  if (!ok) return done(false, detail);
-                  verify.run(done);
-                });
+  return Step{"installing", [this, name, pkg, deadline, env](Done done) {
+                auto full = std::make_shared<std::map<std::string, std::string>>(env);
+                const std::string digest = Text(pkg, "artifact");
+                AwaitArtifact(digest, clock_.Now() + deadline, full,
+                              [this, name, pkg, full, done, alive = alive_](bool ok, std::string detail) {
+                                if (!*alive) return;
+                                if (!ok) return done(false, detail);
+                                Step install = Hook("installing", "install", HookOf(pkg, "install"), *full);
+                                auto venv = *full;
+                                venv["STARLING_HOOK"] = "verify";
+                                Step verify = Hook("installing", "verify", HookOf(pkg, "verify"), venv,
+                                                   [this, name, pkg](const HookResult&) {
+                                                     current_["packages"][name] = pkg;
+                                                   });
+                                install.run([verify, done, alive](bool ok, std::string detail) {
+                                  if (!*alive) return;
+                                  if (!ok) return done(false, detail);
+                                  verify.run(done);
+                                });
+                              });
               }};
 }
 
+void NodeAgent::AwaitArtifact(const std::string& digest, Time until,
+                              std::shared_ptr<std::map<std::string, std::string>> env, Done done) {
+  if (digest.empty() || !artifacts_) return done(true, "");
+  std::string progress;
+  if (auto path = artifacts_->Need(digest, &progress)) {
+    (*env)["STARLING_ARTIFACT_PATH"] = *path;
+    return done(true, "");
+  }
+  if (clock_.Now() > until) return done(false, "artifact " + digest + " not fetched by the node deadline: " + progress);
+  if (soft_.local().detail != Tail("fetching artifact " + digest + ": " + progress, kDetailBytes))
+    Report([&](NodeReport& r) { r.detail = Tail("fetching artifact " + digest + ": " + progress, kDetailBytes); });
+  retry_timer_ = clock_.Schedule(cfg_.wait_retry, [this, digest, until, env, done, alive = alive_] {
+    if (!*alive) return;
+    retry_timer_ = 0;
+    AwaitArtifact(digest, until, env, done);
+  });
+}
+
 NodeAgent::Step NodeAgent::StartService(const std::string& name, const Json& svc, Duration deadline) {
-  return Step{"starting", [this, name, svc, deadline](Done done) {
-                const Time until = clock_.Now() + deadline;
+  return StartServices({name}, Json{{name, svc}}, deadline);
+}
+
+NodeAgent::Step NodeAgent::StartServices(std::vector<std::string> order, const Json& svcs, Duration deadline) {
+  // Only dependencies that start in this same step hold a service back; one
+  // already running here, or running elsewhere, is waited for through its
+  // outputs like any other input.
+  std::map<std::string, std::set<std::string>> deps;
+  for (const auto& [from, to] : store::ServiceEdges(replicator_.log().state().Document()))
+    if (svcs.contains(from) && svcs.contains(to) && from != to) deps[from].insert(to);
+  return Step{"starting", [this, order = std::move(order), svcs, deadline, deps](Done done) {
+                struct Pending {
+                  std::string name;
+                  Json svc;
+                  Time until;
+                  Duration allowed;
+                };
+                auto pending = std::make_shared<std::vector<Pending>>();
+                for (const auto& name : order) {
+                  const Json& svc = svcs[name];
+                  Duration allowed = deadline;
+                  if (auto d = svc.find("start_deadline"); d != svc.end() && d->is_string())
+                    if (auto parsed = store::ParseDuration(d->get<std::string>()); parsed.ok()) allowed = *parsed;
+                  pending->push_back({name, svc, clock_.Now() + allowed, allowed});
+                }
                 auto attempt = std::make_shared<std::function<void()>>();
                 // Holds itself weakly (no cycle); whoever waits to call it holds it.
-                *attempt = [this, name, svc, done, until, weak = std::weak_ptr(attempt), alive = alive_] {
-                  auto attempt = weak.lock();
-                  if (!*alive || !attempt) return;
-                  std::string missing;
-                  auto params = ResolveParams(svc, &missing);
-                  if (!params) {
-                    if (clock_.Now() > until) return done(false, "service " + name + " never got input " + missing);
-                    retry_timer_ = clock_.Schedule(cfg_.wait_retry, [attempt] { (*attempt)(); });
-                    return;
-                  }
+                *attempt = [this, pending, deps, done, weak = std::weak_ptr(attempt), alive = alive_] {
+                  auto self = weak.lock();
+                  if (!*alive || !self) return;
                   retry_timer_ = 0;
-                  Step s = Hook("starting", "start", HookOf(svc, "start"), ServiceEnv(name, svc, *params),
-                                [this, name, svc](const HookResult& r) {
-                                  current_["services"][name] = svc;
-                                  std::istringstream lines(r.output);
-                                  std::string line;
-                                  while (std::getline(lines, line)) {
-                                    if (line.rfind("output ", 0) != 0) continue;
-                                    auto eq = line.find('=');
-                                    if (eq == std::string::npos || eq <= 7) continue;
-                                    std::string key = name + "." + line.substr(7, eq - 7);
-                                    if (outputs_.size() >= kMaxOutputs && !outputs_.count(key)) continue;
-                                    outputs_[key] = Trim(line.substr(eq + 1)).substr(0, kOutputBytes);
-                                  }
-                                  Report([&](NodeReport& rep) { rep.outputs = outputs_; });
-                                });
-                  s.run(done);
+                  if (pending->empty()) return done(true, "");
+                  std::set<std::string> waiting;
+                  for (const auto& p : *pending) waiting.insert(p.name);
+                  std::string why;  // what the first service still waiting lacks
+                  for (auto it = pending->begin(); it != pending->end(); ++it) {
+                    std::string missing;
+                    auto d = deps.find(it->name);
+                    if (d != deps.end())
+                      for (const auto& need : d->second)
+                        if (waiting.count(need)) missing = "service " + need + " (not started here yet)";
+                    std::optional<std::map<std::string, std::string>> params;
+                    if (missing.empty()) params = ResolveParams(it->svc, &missing);
+                    if (!params) {
+                      if (clock_.Now() > it->until)
+                        return done(false, "service " + it->name + " not started within its start deadline (" +
+                                               ShowDuration(it->allowed) + "): waiting for " + missing);
+                      if (why.empty()) why = "service " + it->name + " waits for " + missing;
+                      continue;
+                    }
+                    const std::string name = it->name;
+                    const Json svc = it->svc;
+                    pending->erase(it);
+                    Step s = Hook("starting", "start", HookOf(svc, "start"), ServiceEnv(name, svc, *params),
+                                  [this, name, svc](const HookResult& r) { Started(name, svc, r.output); });
+                    return s.run([self, done](bool ok, std::string detail) {
+                      if (!ok) return done(false, detail);
+                      (*self)();
+                    });
+                  }
+                  if (soft_.local().detail != Tail(why, kDetailBytes))
+                    Report([&](NodeReport& rep) { rep.detail = Tail(why, kDetailBytes); });
+                  retry_timer_ = clock_.Schedule(cfg_.wait_retry, [self] { (*self)(); });
                 };
                 (*attempt)();
               }};
+}
+
+void NodeAgent::Started(const std::string& name, const Json& svc, const std::string& hook_output) {
+  current_["services"][name] = svc;
+  std::istringstream lines(hook_output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("output ", 0) != 0) continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos || eq <= 7) continue;
+    std::string key = name + "." + line.substr(7, eq - 7);
+    if (outputs_.size() >= kMaxOutputs && !outputs_.count(key)) continue;
+    outputs_[key] = Trim(line.substr(eq + 1)).substr(0, kOutputBytes);
+  }
+  Report([&](NodeReport& rep) { rep.outputs = outputs_; });
 }
 
 NodeAgent::Step NodeAgent::WaitHealthy(Duration deadline) {

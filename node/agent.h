@@ -50,6 +50,15 @@ class HookExec {
   virtual void Run(HookRequest request, std::function<void(Result<HookResult>)> done) = 0;
 };
 
+// Where install hooks get a package's artifact from (artifacts.h).
+class ArtifactSource {
+ public:
+  virtual ~ArtifactSource() = default;
+  // The local path of the complete, verified artifact; nullopt while it is
+  // being fetched (asking starts the fetch), with how far in `progress`.
+  virtual std::optional<std::string> Need(const std::string& digest, std::string* progress) = 0;
+};
+
 // Where the agent keeps what this node runs (survives restarts).
 class AppliedStore {
  public:
@@ -90,6 +99,8 @@ class NodeAgent {
   NodeAgent& operator=(const NodeAgent&) = delete;
 
   void Start();
+  // Where install hooks get artifacts from; none: STARLING_ARTIFACT_PATH stays empty.
+  void SetArtifacts(ArtifactSource* artifacts) { artifacts_ = artifacts; }
   // Looks for work; call after every change to the log.
   void Refresh();
   bool busy() const { return job_.has_value(); }
@@ -124,8 +135,18 @@ class NodeAgent {
   Step Hook(const std::string& phase, const std::string& kind, const std::string& hook,
             std::map<std::string, std::string> env, std::function<void(const HookResult&)> after = {});
   Step StopService(const std::string& name);
-  Step InstallPackage(const std::string& name, const store::Json& pkg);
+  Step InstallPackage(const std::string& name, const store::Json& pkg, Duration deadline);
+  // Waits until the package's artifact is here (none: at once), then sets
+  // STARLING_ARTIFACT_PATH in `env`.
+  void AwaitArtifact(const std::string& digest, Time until, std::shared_ptr<std::map<std::string, std::string>> env,
+                     Done done);
   Step StartService(const std::string& name, const store::Json& svc, Duration deadline);
+  // Starts each of `order` (dependency order, `svcs` by name) as soon as its
+  // inputs are known; fails when one is not started by its `start_deadline`
+  // (else `deadline`).
+  Step StartServices(std::vector<std::string> order, const store::Json& svcs, Duration deadline);
+  // Records a started service and publishes the outputs its start hook printed.
+  void Started(const std::string& name, const store::Json& svc, const std::string& hook_output);
   Step WaitHealthy(Duration deadline);
   // Runs every health hook of the running services; `done(ok, detail)`.
   void RunHealth(Done done);
@@ -142,6 +163,7 @@ class NodeAgent {
   AppliedStore& store_;
   std::function<std::string()> roles_tag_;
   AgentConfig cfg_;
+  ArtifactSource* artifacts_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   // What runs here: packages installed and services started (same shape as

@@ -80,9 +80,13 @@ struct ForceVotersReq {
 struct KeysReq {
   std::string op, key;
 };
+struct GraphReq {};
+struct ArtifactReq {
+  ArtifactCommand command;
+};
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
                              HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
-                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq>;
+                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq, GraphReq, ArtifactReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -148,7 +152,9 @@ Result<Request> Decode(ByteView bytes) {
         return Request(InfoReq{});
       case api::Request::APPLY: {
         auto a = req.getApply();
-        return Request(ApplyRequest{Text(a.getDocument()), Text(a.getSource()), Text(a.getBase())});
+        ApplyRequest apply{Text(a.getDocument()), Text(a.getSource()), Text(a.getBase())};
+        for (auto t : a.getSettings()) apply.settings.emplace_back(Text(t.getKey()), Text(t.getValue()));
+        return Request(std::move(apply));
       }
       case api::Request::GET: {
         auto g = req.getGet();
@@ -186,6 +192,12 @@ Result<Request> Decode(ByteView bytes) {
         return Request(MonitorReq{Text(req.getMonitor())});
       case api::Request::KEYS:
         return Request(KeysReq{Text(req.getKeys().getOp()), Text(req.getKeys().getKey())});
+      case api::Request::GRAPH:
+        return Request(GraphReq{});
+      case api::Request::ARTIFACT: {
+        auto a = req.getArtifact();
+        return Request(ArtifactReq{{Text(a.getOp()), Text(a.getPath()), Text(a.getName()), Text(a.getVersion())}});
+      }
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
         for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Name(v));
@@ -415,6 +427,17 @@ void ApiService::Handle(ByteView bytes, Respond respond, Push push) {
     });
     return;
   }
+  if (auto* a = std::get_if<ArtifactReq>(&request)) {
+    if (!artifacts_) return respond(ErrorReply("this daemon has no artifact store"));
+    artifacts_(a->command, [respond](Result<store::Json> r) {
+      respond(r.ok() ? TextReply(r->dump()) : ErrorReply("artifact: " + r.status().message()));
+    });
+    return;
+  }
+  if (std::holds_alternative<GraphReq>(request)) {
+    const store::Json& doc = replicator_.log().state().Document();
+    return respond(TextReply(ServiceGraph(doc, BuildViews(doc, members_, soft_)).dump()));
+  }
   if (auto* diff = std::get_if<DiffReq>(&request)) {
     if (diff->from.empty()) return respond(ErrorReply("diff needs a revision to compare from"));
     return text(state_.Diff(diff->from, diff->to));
@@ -538,6 +561,7 @@ std::string ApiService::Metrics() const {
   const auto& ring = members_.config().keyring;
   m.Family("starling_keyring_keys", "gauge", "Keys in this node's keyring; 0 means gossip runs in the clear.");
   m.Sample("starling_keyring_keys", ring ? static_cast<double>(ring->keys().size()) : 0.0);
+  for (const auto& extra : extra_metrics_) extra(m);
   m.Family("starling_health_score", "gauge", "Lifeguard local health score (0 is healthy; higher is worse).");
   m.Sample("starling_health_score", members_.HealthScore());
   m.Family("starling_broadcast_queue_depth", "gauge", "Membership broadcasts waiting to be piggybacked.");

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "starling/membership/env.h"
 #include "starling/membership/memberlist.h"
@@ -15,6 +16,14 @@
 #include "state_commands.h"
 
 namespace starling::node {
+
+class MetricsText;
+
+// An `artifact` command of the local API (see artifacts.h).
+struct ArtifactCommand {
+  std::string op;  // add | ls
+  std::string path, name, version;
+};
 
 // Facts about the daemon that the Memberlist does not know.
 struct DaemonFacts {
@@ -49,6 +58,11 @@ class ApiService {
   using KeysFn = std::function<void(const std::string& op, const std::string& key,
                                     std::function<void(Result<store::Json>)> done)>;
   void SetKeys(KeysFn keys) { keys_ = std::move(keys); }
+  // Runs an `artifact` command; answers JSON text, later.
+  using ArtifactsFn = std::function<void(const ArtifactCommand&, std::function<void(Result<store::Json>)> done)>;
+  void SetArtifacts(ArtifactsFn artifacts) { artifacts_ = std::move(artifacts); }
+  // Adds families to /metrics (for parts of the daemon this does not hold).
+  void AddMetrics(std::function<void(MetricsText&)> fn) { extra_metrics_.push_back(std::move(fn)); }
 
   // A Reply carrying only `message` as its error.
   static Bytes ErrorReply(const std::string& message);
@@ -78,6 +92,8 @@ class ApiService {
   std::string phase_ = "starting";
   MonitorFn monitor_;
   KeysFn keys_;
+  ArtifactsFn artifacts_;
+  std::vector<std::function<void(MetricsText&)>> extra_metrics_;
 };
 
 }  // namespace starling::node

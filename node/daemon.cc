@@ -29,6 +29,8 @@
 #include <random>
 
 #include "agent.h"
+#include "artifacts.h"
+#include "metrics.h"
 #include "api_server.h"
 #include "api_service.h"
 #include "asio_env.h"
@@ -107,34 +109,36 @@ class StoreApplied final : public AppliedStore {
   store::NodeStore& store_;
 };
 
-// Hooks block, so they run one at a time on a worker thread; results come
-// back on the protocol thread. The worker is detached: a hook still running
-// at exit must not hold the exit up (it is killed at its own timeout), and it
-// posts nothing once the daemon has gone.
-class ThreadHookExec final : public HookExec {
+// Blocking work (hooks, hashing artifacts) runs one job at a time on a
+// worker thread; each job's `done` comes back on the protocol thread. The
+// worker is detached: a job still running at exit must not hold the exit up
+// (a hook is killed at its own timeout), and it posts nothing once the
+// daemon has gone.
+class Worker {
  public:
-  ThreadHookExec(asio::io_context& io, std::string dir) : shared_(std::make_shared<Shared>(io, std::move(dir))) {
+  explicit Worker(asio::io_context& io) : shared_(std::make_shared<Shared>(io)) {
     std::thread([s = shared_] { Loop(*s); }).detach();
   }
-  ~ThreadHookExec() override {
+  ~Worker() {
     std::lock_guard lock(shared_->mu);
     shared_->stopped = true;
     shared_->cv.notify_all();
   }
-  void Run(HookRequest request, std::function<void(Result<HookResult>)> done) override {
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  void Post(std::function<void()> work, std::function<void()> done) {
     std::lock_guard lock(shared_->mu);
-    shared_->queue.emplace_back(std::move(request), std::move(done));
+    shared_->queue.emplace_back(std::move(work), std::move(done));
     shared_->cv.notify_one();
   }
 
  private:
   struct Shared {
-    Shared(asio::io_context& i, std::string dir) : io(i), runner(std::move(dir)) {}
+    explicit Shared(asio::io_context& i) : io(i) {}
     asio::io_context& io;
-    HookRunner runner;
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<std::pair<HookRequest, std::function<void(Result<HookResult>)>>> queue;
+    std::deque<std::pair<std::function<void()>, std::function<void()>>> queue;
     bool stopped = false;
   };
   static void Loop(Shared& s) {
@@ -142,18 +146,33 @@ class ThreadHookExec final : public HookExec {
       std::unique_lock lock(s.mu);
       s.cv.wait(lock, [&] { return s.stopped || !s.queue.empty(); });
       if (s.stopped) return;
-      auto [request, done] = std::move(s.queue.front());
+      auto [work, done] = std::move(s.queue.front());
       s.queue.pop_front();
       lock.unlock();
-      Result<HookResult> result = s.runner.Run(request);
+      RunGuarded("worker job", work);
       lock.lock();
       if (s.stopped) return;
-      asio::post(s.io, [done = std::move(done), result = std::move(result)]() mutable {
-        RunGuarded("hook result", [&] { done(std::move(result)); });
-      });
+      asio::post(s.io, [done = std::move(done)] { RunGuarded("worker result", done); });
     }
   }
   std::shared_ptr<Shared> shared_;
+};
+
+// Hooks run on their own worker, so that a long hook does not hold up
+// artifact work.
+class ThreadHookExec final : public HookExec {
+ public:
+  ThreadHookExec(asio::io_context& io, std::string dir)
+      : runner_(std::make_shared<HookRunner>(std::move(dir))), worker_(io) {}
+  void Run(HookRequest request, std::function<void(Result<HookResult>)> done) override {
+    auto result = std::make_shared<Result<HookResult>>(Status::Internal("the hook did not run"));
+    worker_.Post([runner = runner_, request = std::move(request), result] { *result = runner->Run(request); },
+                 [done = std::move(done), result] { done(std::move(*result)); });
+  }
+
+ private:
+  std::shared_ptr<HookRunner> runner_;  // shared with a job that may outlive this
+  Worker worker_;
 };
 
 class Daemon {
@@ -195,6 +214,9 @@ class Daemon {
   std::unique_ptr<VoterKeeper> voters_;
   std::unique_ptr<SoftState> soft_;
   std::unique_ptr<ThreadHookExec> hooks_;
+  std::unique_ptr<Worker> file_worker_;
+  std::unique_ptr<ArtifactStore> artifact_store_;
+  std::unique_ptr<Artifacts> artifacts_;
   std::unique_ptr<StoreApplied> applied_;
   std::unique_ptr<NodeAgent> agent_;
   std::unique_ptr<RolloutEngine> engine_;
@@ -341,19 +363,31 @@ int Daemon::Run() {
   AgentConfig acfg;
   acfg.data_dir = opts_.data_dir;
   if (opts_.profile == "local") acfg.health_every = 2s;
-  agent_ = std::make_unique<NodeAgent>(
-      name_, *clock_, *replicator_, *soft_, *hooks_, *applied_,
-      [this] {
-        for (const auto& m : members_->Members())
-          if (m.name == name_) return m.tags.count("roles") ? m.tags.at("roles") : std::string();
-        return std::string();
-      },
-      acfg);
+  auto roles_tag = [this] {
+    const membership::MemberView self = members_->Self();
+    return self.tags.count("roles") ? self.tags.at("roles") : std::string();
+  };
+  agent_ = std::make_unique<NodeAgent>(name_, *clock_, *replicator_, *soft_, *hooks_, *applied_, roles_tag, acfg);
   engine_ = std::make_unique<RolloutEngine>(name_, *clock_, *members_, *replicator_, *soft_, *lease_);
+  file_worker_ = std::make_unique<Worker>(io_);
+  artifact_store_ = std::make_unique<ArtifactStore>(opts_.data_dir + "/artifacts");
+  if (Status s = artifact_store_->Init(); !s.ok()) return Fatal(s.message());
+  ArtifactConfig artcfg;
+  artcfg.gc_grace = opts_.artifact_grace;
+  artcfg.gc_every = std::clamp<Duration>(opts_.artifact_grace / 4, 1s, 60s);
+  artifacts_ = std::make_unique<Artifacts>(
+      name_, *clock_, *random_, *channels_, *replicator_, *artifact_store_,
+      [this](std::function<void()> work, std::function<void()> done) {
+        file_worker_->Post(std::move(work), std::move(done));
+      },
+      roles_tag, artcfg);
+  artifacts_->OnReady([this] { agent_->Refresh(); });
+  agent_->SetArtifacts(artifacts_.get());
   replicator_->OnChange([this] {
     voters_->Refresh();
     agent_->Refresh();
     engine_->Poke();
+    artifacts_->Refresh();
   });
   service_ = std::make_unique<ApiService>(
       *members_, *replicator_, *lease_, *soft_, *clock_, DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now(), http_addr},
@@ -370,6 +404,23 @@ int Daemon::Run() {
     monitor_->Subscribe(it->second, std::move(deliver));
     spdlog::info("a monitor connected at level {} ({} now)", level, monitor_->subscribers());
     return Status::Ok();
+  });
+  service_->SetArtifacts([this](const ArtifactCommand& c, std::function<void(Result<store::Json>)> done) {
+    if (c.op == "add") return artifacts_->Add(c.path, c.name, c.version, std::move(done));
+    if (c.op == "ls") return artifacts_->List(std::move(done));
+    done(Status::InvalidArgument("unknown artifact command '" + c.op + "' (expected add or ls)"));
+  });
+  service_->AddMetrics([this](MetricsText& m) {
+    const Artifacts::Stats& st = artifacts_->stats();
+    m.Family("starling_artifact_bytes_served_total", "counter", "Artifact bytes this node served to peers.");
+    m.Sample("starling_artifact_bytes_served_total", static_cast<double>(st.bytes_served));
+    m.Family("starling_artifact_bytes_fetched_total", "counter", "Artifact bytes this node fetched from peers.");
+    m.Sample("starling_artifact_bytes_fetched_total", static_cast<double>(st.bytes_fetched));
+    m.Family("starling_artifact_corrupt_chunks_total", "counter",
+             "Artifact chunks from peers that did not match their digest (the peer is shunned).");
+    m.Sample("starling_artifact_corrupt_chunks_total", static_cast<double>(st.corrupt_chunks));
+    m.Family("starling_artifacts_held", "gauge", "Artifacts held complete in this node's data dir.");
+    m.Sample("starling_artifacts_held", static_cast<double>(artifacts_->held()));
   });
   service_->SetKeys([this](const std::string& op, const std::string& key,
                            std::function<void(Result<store::Json>)> done) { keys_->Run(op, key, std::move(done)); });
@@ -400,6 +451,7 @@ int Daemon::Run() {
   soft_->Start();
   agent_->Start();
   engine_->Start();
+  artifacts_->Start();
   StartJoin(*known);
 
   for (;;) {

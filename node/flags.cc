@@ -95,6 +95,7 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   std::string bind = "0.0.0.0:7946";
   std::string advertise;
   std::string reap = "24h";
+  std::string artifact_grace = "1h";
   std::vector<std::string> tags;
   app.add_option(
       "--name", o.name,
@@ -142,6 +143,10 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   app.add_option("--reap-timeout", reap,
                  "Forget failed or left members after this long (e.g. 24h, 30s, 500ms)")
       ->capture_default_str();
+  app.add_option("--artifact-grace", artifact_grace,
+                 "Remove an artifact from this node's data dir once no package of the desired state (nor a rollout's "
+                 "target or revert revision) has named it for this long")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -176,6 +181,9 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   Result<Duration> r = ParseDuration(reap);
   if (!r.ok()) return fail("--reap-timeout: " + r.status().message());
   o.reap_timeout = *r;
+  Result<Duration> grace = ParseDuration(artifact_grace);
+  if (!grace.ok()) return fail("--artifact-grace: " + grace.status().message());
+  o.artifact_grace = *grace;
   if (!encrypt.empty()) {
     auto key = membership::Keyring::ParseKey(encrypt);
     if (!key.ok()) return fail("--encrypt: " + key.status().message());

@@ -270,6 +270,41 @@ std::vector<std::string> NodeRoles(const Json& doc, const std::string& name, con
   return out;
 }
 
+Json ServiceGraph(const Json& doc, const std::vector<NodeView>& views) {
+  std::map<std::string, std::vector<std::string>> runs_on;
+  const Json* services = nullptr;
+  if (auto s = doc.find("services"); s != doc.end() && s->is_object()) services = &*s;
+  if (services)
+    for (const auto& [name, _] : services->items()) runs_on[name];
+  Json nodes = Json::array();
+  for (const NodeView& v : views) {
+    if (!v.commissioned) continue;
+    Json here = Json::array();
+    const Json spec = NodeSpec(doc, v.roles);
+    if (auto s = spec.find("services"); s != spec.end() && s->is_object())
+      for (const auto& [name, _] : s->items()) {
+        here.push_back(name);
+        runs_on[name].push_back(v.name);
+      }
+    nodes.push_back({{"name", v.name}, {"services", std::move(here)}});
+  }
+  Json out_services = Json::array();
+  for (const auto& [name, on] : runs_on) out_services.push_back({{"name", name}, {"nodes", on}});
+  Json edges = Json::array();
+  for (const auto& [from, to] : store::ServiceEdges(doc)) {
+    Json via = Json::array();
+    const Json& svc = services ? services->value(from, Json::object()) : Json::object();
+    if (auto p = svc.find("params"); p != svc.end() && p->is_object())
+      for (const auto& [param, value] : p->items())
+        if (value.is_string() && value.get_ref<const std::string&>().find("${" + to + ".") != std::string::npos)
+          via.push_back(param);
+    if (auto a = svc.find("after"); a != svc.end() && a->is_array() && std::find(a->begin(), a->end(), to) != a->end())
+      via.push_back("after");
+    edges.push_back({{"from", from}, {"to", to}, {"via", std::move(via)}});
+  }
+  return {{"services", std::move(out_services)}, {"nodes", std::move(nodes)}, {"edges", std::move(edges)}};
+}
+
 bool Commissioned(const Json& doc, const std::string& name) {
   auto n = doc.find("nodes");
   if (n == doc.end() || !n->is_object()) return false;

@@ -152,6 +152,13 @@ struct NodeView {
   std::string phase;
 };
 
+// `starling graph` as JSON: {"services": [{"name", "nodes": [...]}], "nodes":
+// [{"name", "services": [...]}], "edges": [{"from", "to", "via": [...]}]}.
+// Edges are exactly store::ServiceEdges of `doc`; `via` names the params
+// that reference the target and "after" when listed there. A service runs
+// on the commissioned nodes among `views` whose NodeSpec holds it.
+store::Json ServiceGraph(const store::Json& doc, const std::vector<NodeView>& views);
+
 // The planner: pure, so that the simulator and unit tests drive it directly.
 // Holds the holder's own timers (when it saw a batch start, since when each
 // node has been healthy), which a new holder starts afresh: waits only grow.

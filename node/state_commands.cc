@@ -1,8 +1,10 @@
 #include "state_commands.h"
 
+#include "artifacts.h"
 #include "rollout.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace starling::node {
@@ -35,7 +37,13 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
   const std::string source = request.source.empty() ? "the document" : request.source;
   auto parsed = store::ParseDocument(request.document);
   if (!parsed.ok()) return Status::InvalidArgument(source + ": " + parsed.status().message());
-  const Json& given = *parsed;
+  Json given = std::move(*parsed);
+  std::map<std::string, std::string> settings;
+  for (const auto& [name, value] : request.settings)
+    if (!settings.emplace(name, value).second)
+      return Status::InvalidArgument("--set " + name + " is given more than once");
+  if (Status filled = store::FillSettings(given, settings); !filled.ok())
+    return Status::InvalidArgument(source + " is refused: " + filled.message());
 
   store::DesiredLog& log = replicator_.log();
   Json warnings = Json::array();
@@ -69,6 +77,14 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
           } else {
             d[section] = value;
           }
+        }
+        // Packages must name artifacts the catalog holds (earlier revisions
+        // did when they were applied, so rollback needs no such check).
+        std::vector<std::string> unknown = UnknownArtifacts(given, log.state());
+        if (!unknown.empty()) {
+          std::string message = source + " is refused:";
+          for (const auto& u : unknown) message += "\n" + u;
+          return Status::InvalidArgument(message);
         }
         return Status::Ok();
       },

@@ -30,6 +30,9 @@ struct ApplyRequest {
   std::string document;  // YAML or JSON text
   std::string source;    // e.g. the file name, for messages
   std::string base;      // revision the operator edited, or empty
+  // Apply-time values for ${NAME} in service params (store::FillSettings),
+  // in the order given; a name given twice is refused.
+  std::vector<std::pair<std::string, std::string>> settings = {};
 };
 
 class StateCommands {

@@ -39,6 +39,8 @@ struct Request {
     rolloutControl @20 :Text;       # pause | resume | abort
     monitor @21 :Text;              # log level; the reply is a stream of `text` frames (JSON log lines)
     keys @22 :KeyCommand;           # the reply is JSON text (see node/keys.h)
+    graph @23 :Void;                # services, the nodes they run on, dependency edges (JSON text)
+    artifact @24 :ArtifactCommand;  # the reply is JSON text
   }
 }
 
@@ -48,6 +50,14 @@ struct Apply {
   document @0 :Text;
   source @1 :Text;                  # where it came from (a file name), for messages
   base @2 :Text;                    # the revision the operator edited; empty when not given
+  settings @3 :List(Tag);           # apply-time values for ${NAME} in service params (--set NAME=VALUE)
+}
+
+struct ArtifactCommand {
+  op @0 :Text;                      # add | ls
+  path @1 :Text;                    # add: the file, as an absolute path the daemon can read
+  name @2 :Text;                    # add: defaults to the file's base name
+  version @3 :Text;                 # add: optional
 }
 
 struct KeyCommand {

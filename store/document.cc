@@ -711,6 +711,12 @@ void ScanReferences(std::string_view s, std::vector<Reference>* refs, std::vecto
     }
     // Service names may contain '.', output names may not: the last '.' separates them.
     size_t dot = inner.rfind('.');
+    if (dot == std::string_view::npos && IsIdentifier(inner)) {
+      if (errors)
+        errors->push_back(std::string(text) + " has no value: give one when applying, with --set " +
+                          std::string(inner) + "=VALUE");
+      continue;
+    }
     if (dot == std::string_view::npos || !IsItemName(inner.substr(0, dot)) ||
         !IsIdentifier(inner.substr(dot + 1))) {
       if (errors) errors->push_back("malformed reference " + Quoted(text) + std::string(kForm));
@@ -1426,6 +1432,55 @@ Status ValidateDocument(const Json& doc) {
   } catch (const std::exception& e) {
     return Status::Internal(std::string("validating the document: ") + e.what());
   }
+}
+
+Status FillSettings(Json& doc, const std::map<std::string, std::string>& values) {
+  constexpr size_t kMaxValueBytes = 4096;
+  for (const auto& [name, value] : values) {
+    if (!IsIdentifier(name))
+      return Status::InvalidArgument("--set " + Printable(name) + ": not a valid setting name " +
+                                     std::string(kIdentifierRule));
+    if (value.size() > kMaxValueBytes)
+      return Status::InvalidArgument("--set " + name + ": the value is longer than " +
+                                     std::to_string(kMaxValueBytes) + " bytes");
+    if (!ValidUtf8(value)) return Status::InvalidArgument("--set " + name + ": the value is not valid UTF-8");
+    // A value is text, never a reference: it must not open one.
+    if (value.find("${") != std::string::npos)
+      return Status::InvalidArgument("--set " + name + ": a value may not contain '${'");
+  }
+  std::set<std::string> used;
+  Json filled = doc;  // `doc` changes only when every setting is good
+  auto services = filled.is_object() ? filled.find("services") : filled.end();
+  if (services != filled.end() && services->is_object()) {
+    for (auto& svc : *services) {
+      if (!svc.is_object()) continue;
+      auto params = svc.find("params");
+      if (params == svc.end() || !params->is_object()) continue;
+      for (auto& v : *params) {
+        if (!v.is_string()) continue;
+        const std::string& s = v.get_ref<const std::string&>();
+        std::string out;
+        size_t pos = 0;
+        for (size_t open = s.find("${"); open != std::string::npos; open = s.find("${", pos)) {
+          size_t close = s.find('}', open + 2);
+          if (close == std::string::npos) break;
+          const std::string name = s.substr(open + 2, close - open - 2);
+          out += s.substr(pos, open - pos);
+          auto it = values.find(name);
+          out += it != values.end() ? it->second : s.substr(open, close - open + 1);
+          if (it != values.end()) used.insert(name);
+          pos = close + 1;
+        }
+        out += s.substr(pos);
+        v = out;
+      }
+    }
+  }
+  for (const auto& [name, _] : values)
+    if (!used.count(name))
+      return Status::InvalidArgument("--set " + name + ": no service parameter of the document uses ${" + name + "}");
+  doc = std::move(filled);
+  return Status::Ok();
 }
 
 std::vector<std::pair<std::string, std::string>> ServiceEdges(const Json& doc) {

@@ -12,15 +12,8 @@
 #include <random>
 #include <set>
 
-#include "agent.h"
-#include "lease.h"
-#include "rollout_engine.h"
-#include "soft_state.h"
+#include "node_stack.h"
 #include "state_commands.h"
-#include "starling/membership/user_channels.h"
-#include "starling/sim/simulator.h"
-#include "starling/store/log.h"
-#include "starling/store/replicator.h"
 
 namespace starling::node {
 namespace {
@@ -32,10 +25,7 @@ using store::Json;
 constexpr int kNodes = 7;
 constexpr int kVoters = 5;
 
-uint64_t SeedOr(uint64_t fallback) {
-  if (const char* s = std::getenv("STARLING_SEED")) return std::strtoull(s, nullptr, 10);
-  return fallback;
-}
+using sim::SeedOr;
 
 
 
@@ -113,22 +103,6 @@ class SimHooks final : public HookExec {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-struct Node {
-  store::MemoryLogStorage storage;
-  MemoryBallotStore ballots;
-  MemoryAppliedStore applied;
-  std::unique_ptr<store::DesiredLog> log;
-  std::unique_ptr<membership::UserChannels> channels;
-  std::unique_ptr<store::MemberlistGossip> gossip;
-  std::unique_ptr<store::Replicator> replicator;
-  std::unique_ptr<MemberlistLeaseNet> lease_net;
-  std::unique_ptr<Lease> lease;
-  std::unique_ptr<SoftState> soft;
-  std::unique_ptr<SimHooks> hooks;
-  std::unique_ptr<NodeAgent> agent;
-  std::unique_ptr<RolloutEngine> engine;
-};
-
 std::string Doc(const std::string& version, bool auto_upgrade = false) {
   Json nodes = Json::object();
   for (int i = 0; i < kNodes; ++i) nodes["n" + std::to_string(i)] = {{"lifecycle", "commissioned"}, {"roles", {"web"}}};
@@ -167,7 +141,7 @@ class RolloutCluster {
   Cluster& cluster() { return c_; }
   std::mt19937_64& rng() { return rng_; }
   World& world(int i) { return world_[i]; }
-  Node& node(int i) { return nodes_[i]; }
+  NodeStack& node(int i) { return nodes_[i]; }
   const Oracle& oracle() const { return oracle_; }
   std::vector<bool> Up() const {
     std::vector<bool> up(kNodes);
@@ -195,62 +169,25 @@ class RolloutCluster {
 
  private:
   void Boot(int i) {
-    Node& n = nodes_[i];
-    auto log = store::DesiredLog::Open(n.storage, 1000 + i, c_.name(i));
-    ASSERT_TRUE(log.ok()) << log.status().ToString();
-    n.log = std::move(*log);
-    n.channels = std::make_unique<membership::UserChannels>(c_.node(i));
-    n.gossip = std::make_unique<store::MemberlistGossip>(*n.channels);
-    n.replicator = std::make_unique<store::Replicator>(*n.log, *n.gossip, c_.clock(i), c_.random(i));
-    n.replicator->Attach(*n.channels);
-    n.lease_net = std::make_unique<MemberlistLeaseNet>(*n.channels);
-    n.lease = std::make_unique<Lease>(c_.name(i), c_.clock(i), c_.random(i), *n.lease_net, n.ballots,
-                                      LeaseConfigFor("local"));
-    n.channels->On(membership::Channel::kLease,
-                   [l = n.lease.get()](const std::string& from, ByteView data) { l->HandlePacket(from, data); });
     std::vector<std::string> voters;
     for (int v = 0; v < kVoters; ++v) voters.push_back(c_.name(v));
-    n.lease->SetVoters(voters);
-    n.soft = std::make_unique<SoftState>(c_.name(i), ++generation_[i], c_.clock(i), *n.channels, 3s);
-    n.hooks = std::make_unique<SimHooks>(c_.clock(i), world_[i], rng_, [this] {
+    auto hooks = std::make_unique<SimHooks>(c_.clock(i), world_[i], rng_, [this] {
       oracle_.Check(world_, Up(), c_.Now());
     });
     AgentConfig acfg;
     acfg.health_every = 1s;
     acfg.health_retry = 500ms;
-    n.agent = std::make_unique<NodeAgent>(c_.name(i), c_.clock(i), *n.replicator, *n.soft, *n.hooks, n.applied,
-                                          nullptr, acfg);
-    n.engine = std::make_unique<RolloutEngine>(c_.name(i), c_.clock(i), c_.node(i), *n.replicator, *n.soft,
-                                               *n.lease);
-    n.replicator->OnChange([a = n.agent.get(), e = n.engine.get()] {
-      a->Refresh();
-      e->Poke();
-    });
-    n.replicator->Start();
-    n.lease->Start();
-    n.soft->Start();
-    n.agent->Start();
-    n.engine->Start();
+    nodes_[i].Boot(c_, i, ++generation_[i], voters, std::move(hooks), acfg);
   }
   void Down(int i) {
-    Node& n = nodes_[i];
-    n.engine.reset();
-    n.agent.reset();
-    n.hooks.reset();
-    n.soft.reset();
-    n.lease.reset();
-    n.lease_net.reset();
-    n.replicator.reset();
-    n.gossip.reset();
-    n.channels.reset();
-    n.log.reset();
+    nodes_[i].Down();
     // Its service is down now because the node is, not because of a rollout.
     world_[i].out = false;
   }
 
   std::mt19937_64 rng_;
   std::vector<World> world_;
-  std::vector<Node> nodes_;
+  std::vector<NodeStack> nodes_;
   std::map<int, uint32_t> generation_;
   Oracle oracle_{3};  // batch [1, "30%"] of 7 nodes: at most 3
   Cluster c_;         // last: its teardown calls Down()

@@ -373,18 +373,59 @@ TEST(ValidateDocument, MalformedReferencesAreRefusedNamingTheParam) {
   auto& params = d["services"]["api"]["params"];
   params["A"] = "x ${db.url";
   params["B"] = "${}";
-  params["C"] = "${dburl}";
+  params["C"] = "${db-url}";
   params["D"] = "${DB.url}";
   params["E"] = "$ {db.url} and $db and $$";  // not references at all
   auto p = Problems(d);
   EXPECT_TRUE(Has(p, "services.api.params.A: unterminated reference '${db.url' (expected ${service.output})"))
       << Dump(p);
   EXPECT_TRUE(Has(p, "services.api.params.B: empty reference '${}' (expected ${service.output})")) << Dump(p);
-  EXPECT_TRUE(Has(p, "services.api.params.C: malformed reference '${dburl}' (expected ${service.output})"))
+  EXPECT_TRUE(Has(p, "services.api.params.C: malformed reference '${db-url}' (expected ${service.output})"))
       << Dump(p);
   EXPECT_TRUE(Has(p, "services.api.params.D: malformed reference '${DB.url}' (expected ${service.output})"))
       << Dump(p);
   EXPECT_EQ(p.size(), 4u) << Dump(p);
+}
+
+TEST(FillSettings, SubstitutesApplyTimeValuesInParamsOnly) {
+  Json d = Example();
+  d["services"]["api"]["params"]["PORT"] = "${port}";
+  d["services"]["api"]["params"]["URL"] = "http://${host}:${port}/x";
+  // A service reference and a section other than params are left alone.
+  d["services"]["api"]["params"]["DB"] = "${db.url}";
+  // Without values, validation names each missing one and the flag to give it.
+  auto p = Problems(d);
+  EXPECT_TRUE(Has(p, "services.api.params.PORT: ${port} has no value: give one when applying, with --set port=VALUE"))
+      << Dump(p);
+  EXPECT_TRUE(Has(p, "services.api.params.URL: ${host} has no value: give one when applying, with --set host=VALUE"))
+      << Dump(p);
+  ASSERT_TRUE(FillSettings(d, {{"port", "8080"}, {"host", "h.example"}}).ok());
+  EXPECT_EQ(d["services"]["api"]["params"]["PORT"], "8080");
+  EXPECT_EQ(d["services"]["api"]["params"]["URL"], "http://h.example:8080/x");
+  EXPECT_EQ(d["services"]["api"]["params"]["DB"], "${db.url}");
+  EXPECT_TRUE(ValidateDocument(d).ok()) << ValidateDocument(d).message();
+}
+
+TEST(FillSettings, RefusesBadNamesValuesAndUnusedSettings) {
+  Json d = Example();
+  d["services"]["api"]["params"]["PORT"] = "${port}";
+  auto refused = [&](std::map<std::string, std::string> values, const std::string& want) {
+    Json copy = d;
+    Status s = FillSettings(copy, values);
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(s.message(), want);
+    EXPECT_EQ(copy, d) << "a refused fill changed nothing that matters";
+  };
+  refused({{"port", "1"}, {"other", "2"}}, "--set other: no service parameter of the document uses ${other}");
+  refused({{"9port", "1"}}, "--set 9port: not a valid setting name (expected letters, digits and '_', not starting "
+                            "with a digit)");
+  refused({{"port", "${db.url}"}}, "--set port: a value may not contain '${'");
+  refused({{"port", std::string(5000, 'x')}}, "--set port: the value is longer than 4096 bytes");
+  refused({{"port", "\xff"}}, "--set port: the value is not valid UTF-8");
+  // No settings and no ${NAME}: nothing to do.
+  Json plain = Example();
+  EXPECT_TRUE(FillSettings(plain, {}).ok());
+  EXPECT_EQ(plain, Example());
 }
 
 TEST(ValidateDocument, RolesMustBeDeclared) {

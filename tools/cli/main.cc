@@ -8,6 +8,8 @@
 #include <kj/exception.h>
 
 #include <CLI/CLI.hpp>
+#include <climits>
+#include <cstdlib>
 #include <algorithm>
 #include <cstdio>
 #include <cerrno>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "api_client.h"
+#include "graph_dot.h"
 #include "schema/api.capnp.h"
 #include "starling/membership/keyring.h"
 
@@ -501,8 +504,13 @@ int main(int argc, char** argv) {
   apply->add_option("-f,--file", apply_file, "The document (- for standard input)")->required();
   apply->add_option("--base", apply_base,
                     "The revision you edited: warns when another change landed since (the change still applies)");
+  std::vector<std::string> apply_settings;
+  apply->add_option("--set", apply_settings,
+                    "A value given now for ${NAME} in service params: NAME=VALUE (repeatable). The value becomes "
+                    "part of the stored revision");
   apply->add_option("--format", apply_format, "Output format")->check(CLI::IsMember(kFormats))->capture_default_str();
   apply->callback([&] {
+    const auto settings = SplitTags(apply_settings, "--set");
     auto text = ReadInput(apply_file);
     if (!text.ok()) {
       code = Complain(kExitDaemonError, "apply: " + text.status().message());
@@ -514,6 +522,11 @@ int main(int argc, char** argv) {
           a.setDocument(*text);
           a.setSource(apply_file == "-" ? "standard input" : apply_file);
           a.setBase(apply_base);
+          auto list = a.initSettings(static_cast<unsigned>(settings.size()));
+          for (unsigned i = 0; i < settings.size(); ++i) {
+            list[i].setKey(settings[i].first);
+            list[i].setValue(settings[i].second);
+          }
         },
         [&](const json& r) { return PrintWrite(r, apply_format); });
   });
@@ -871,6 +884,107 @@ int main(int argc, char** argv) {
   CLI::App* keygen = app.add_subcommand(
       "keygen", "Print a new random cluster key (base64 of 32 bytes) for --encrypt or `keys install`");
   keygen->callback([&] { std::cout << membership::Keyring::FormatKey(membership::Keyring::Generate()) << "\n"; });
+
+  // artifact
+  CLI::App* artifact = app.add_subcommand(
+      "artifact",
+      "Package files, distributed peer to peer: stored by SHA-256 in each node's data dir, fetched in chunks from "
+      "every node that has them, checked against the digest, handed to install hooks as STARLING_ARTIFACT_PATH");
+  artifact->require_subcommand(1);
+  std::string artifact_file, artifact_name, artifact_version, artifact_format = "table";
+  CLI::App* artifact_add = artifact->add_subcommand(
+      "add",
+      "Store FILE on this node and announce it; prints its digest, for a package's `artifact:`. The daemon reads "
+      "the file, so it must be readable by the daemon's user");
+  artifact_add->add_option("FILE", artifact_file, "The file")->required()->check(CLI::ExistingFile);
+  artifact_add->add_option("--name", artifact_name, "A name for people (default: the file's name)");
+  artifact_add->add_option("--version", artifact_version, "A version for people");
+  artifact_add->add_option("--format", artifact_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  artifact_add->callback([&] {
+    char resolved[PATH_MAX];
+    if (!realpath(artifact_file.c_str(), resolved)) {
+      code = Complain(kExitDaemonError, "artifact add: " + artifact_file + ": " + std::strerror(errno));
+      return;
+    }
+    state_call(
+        [&](api::Request::Builder r) {
+          auto a = r.initArtifact();
+          a.setOp("add");
+          a.setPath(resolved);
+          a.setName(artifact_name);
+          a.setVersion(artifact_version);
+        },
+        [&](const json& r) {
+          if (artifact_format == "json") {
+            std::cout << r.dump(2) << "\n";
+          } else {
+            std::cout << r.value("digest", "") << "  " << r.value("name", "") << " " << r.value("version", "") << "  "
+                      << r.value("size", 0) << " bytes, " << r.value("chunks", 0) << " chunks"
+                      << (r.value("new", false) ? "" : " (already known)") << "\n";
+          }
+          return 0;
+        });
+  });
+  CLI::App* artifact_ls = artifact->add_subcommand(
+      "ls", "List the artifacts the cluster knows, this node's copy of each and which live members hold it");
+  artifact_ls->add_option("--format", artifact_format, "Output format")
+      ->check(CLI::IsMember(kFormats))
+      ->capture_default_str();
+  artifact_ls->callback([&] {
+    state_call(
+        [&](api::Request::Builder r) { r.initArtifact().setOp("ls"); },
+        [&](const json& r) {
+          if (artifact_format == "json") {
+            std::cout << r.dump(2) << "\n";
+            return 0;
+          }
+          std::vector<std::vector<std::string>> table = {
+              {"DIGEST", "NAME", "VERSION", "SIZE", "HERE", "HOLDERS", "REFERENCED"}};
+          for (const auto& a : r.value("artifacts", json::array())) {
+            const std::string here = a.value("local", "");
+            table.push_back({a.value("digest", "").substr(0, 19), a.value("name", ""), a.value("version", ""),
+                             std::to_string(a.value("size", uint64_t{0})),
+                             here == "partial" ? "partial " + a.value("progress", "") : here,
+                             std::to_string(a.value("holders", json::array()).size()),
+                             a.value("referenced", false) ? "yes" : "no"});
+          }
+          PrintTable(table);
+          std::cout << "this node served " << r.value("bytes_served", uint64_t{0}) << " bytes, fetched "
+                    << r.value("bytes_fetched", uint64_t{0}) << "\n";
+          return 0;
+        });
+  });
+
+  // graph
+  std::string graph_format = "dot";
+  CLI::App* graph = app.add_subcommand(
+      "graph",
+      "Draw the services, the nodes they run on and their dependency edges (service -> the service whose "
+      "output or start it needs). DOT always; SVG through Graphviz's `dot` when installed: "
+      "`starling graph --format svg > graph.svg`");
+  graph->add_option("--format", graph_format, "Output format")
+      ->check(CLI::IsMember({"dot", "svg", "json"}))
+      ->capture_default_str();
+  graph->callback([&] {
+    state_call([](api::Request::Builder r) { r.setGraph(); },
+               [&](const json& g) {
+                 if (graph_format == "json") {
+                   std::cout << g.dump(2) << "\n";
+                   return 0;
+                 }
+                 const std::string dot = cli::GraphDot(g);
+                 if (graph_format == "dot") {
+                   std::cout << dot;
+                   return 0;
+                 }
+                 auto svg = cli::DotToSvg(dot);
+                 if (!svg.ok()) return Complain(kExitDaemonError, svg.status().message());
+                 std::cout << *svg;
+                 return 0;
+               });
+  });
 
   // voters
   std::string force_set;

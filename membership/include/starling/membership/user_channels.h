@@ -12,7 +12,7 @@
 
 namespace starling::membership {
 
-enum class Channel : uint8_t { kLog = 1, kLease = 2, kNodeState = 3, kKeys = 4 };
+enum class Channel : uint8_t { kLog = 1, kLease = 2, kNodeState = 3, kKeys = 4, kArtifacts = 5 };
 
 class UserChannels {
  public:
@@ -35,8 +35,8 @@ class UserChannels {
  private:
   static Bytes Tagged(Channel ch, Bytes data);
   Memberlist& list_;
-  std::array<Memberlist::UserPacketFn, 5> packet_;
-  std::array<Memberlist::UserStreamFn, 5> stream_;
+  std::array<Memberlist::UserPacketFn, 6> packet_;
+  std::array<Memberlist::UserStreamFn, 6> stream_;
   uint64_t dropped_ = 0;
 };
 

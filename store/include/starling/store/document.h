@@ -10,6 +10,7 @@
 //  * Paths in messages and in Diff join object keys with '.'; a key that itself contains '.' (allowed in
 //    item names, e.g. "web.v2") therefore reads ambiguously in a path, accepted for readability.
 //  * Nothing here substitutes ${service.output} references; it only checks that they can be resolved.
+//    Apply-time values (${NAME}, no '.') are substituted by FillSettings before a document is stored.
 //    There is no escape for a literal "${" in a param value: every "${" opens a reference.
 #pragma once
 
@@ -47,6 +48,14 @@ Result<Json> ParseDocument(std::string_view text);
 // ("packages.web.version: malformed version '1..2'"). Order is stable: unknown sections first, then sections
 // in kSections order, items by name, fields in a fixed order within an item.
 Status ValidateDocument(const Json& doc);
+
+// Apply-time values. A service parameter may hold ${NAME} (an identifier, no '.'): a value the operator gives
+// when applying (`starling apply -f FILE --set NAME=VALUE`). FillSettings substitutes `values` into the
+// params of doc's services; the result is what gets stored, so a value is part of the revision (history,
+// diff and rollback see it). kInvalidArgument names a setting that is not an identifier, is not valid UTF-8,
+// is longer than 4096 bytes, contains "${", or that no parameter uses (and leaves `doc` as it was). A ${NAME}
+// left without a value is refused by ValidateDocument ("${NAME} has no value: give one when applying, with --set NAME=VALUE").
+Status FillSettings(Json& doc, const std::map<std::string, std::string>& values);
 
 // Every service dependency edge (service -> a service it depends on, from ${service.output} references in its
 // params and from its `after` list), sorted and without duplicates. Meant for valid documents; on an invalid

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,6 +26,12 @@
 #include "starling/membership/memberlist.h"
 
 namespace starling::sim {
+
+// The seed a test runs with: STARLING_SEED when set (to rerun one), else `fallback`.
+inline uint64_t SeedOr(uint64_t fallback) {
+  if (const char* s = std::getenv("STARLING_SEED")) return std::strtoull(s, nullptr, 10);
+  return fallback;
+}
 
 // The event loop and virtual clock.
 class EventLoop {

@@ -1,0 +1,659 @@
+#include "artifacts.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "rollout.h"
+#include "schema/artifact.capnp.h"
+#include "starling/capnp_bytes.h"
+#include "starling/text.h"
+
+namespace starling::node {
+
+using store::Json;
+namespace aw = artifactwire;
+
+namespace {
+
+constexpr size_t kMaxRequestBytes = 512;
+// A chunk plus the reply's framing.
+constexpr size_t kMaxReplyBytes = (16u << 20) + 4096;
+constexpr Duration kListTimeout = std::chrono::seconds(3);
+
+std::string Hex(const std::string& digest) { return digest.substr(7); }
+
+Bytes EncodeRequest(const std::string& digest, std::optional<uint32_t> chunk) {
+  capnp::MallocMessageBuilder mb;
+  auto r = mb.initRoot<aw::ArtifactRequest>();
+  r.setFormatVersion(aw::FORMAT_VERSION);
+  r.setDigest(digest);
+  if (chunk) {
+    r.setChunk(*chunk);
+  } else {
+    r.setHave();
+  }
+  return capnp_bytes::Flat(mb);
+}
+
+struct Request {
+  std::string digest;
+  std::optional<uint32_t> chunk;
+};
+
+Result<Request> DecodeRequest(ByteView bytes) {
+  return capnp_bytes::DecodeGuarded<Request>(
+      bytes, kMaxRequestBytes, "artifact request", [](capnp::FlatArrayMessageReader& reader) -> Result<Request> {
+        auto r = reader.getRoot<aw::ArtifactRequest>();
+        if (r.getFormatVersion() != aw::FORMAT_VERSION)
+          return Status::Corruption("artifact request format " + std::to_string(r.getFormatVersion()));
+        Request out;
+        out.digest = capnp_bytes::Str(r.getDigest());
+        if (!IsArtifactDigest(out.digest)) return Status::Corruption("artifact request with a malformed digest");
+        if (r.which() == aw::ArtifactRequest::CHUNK) out.chunk = r.getChunk();
+        return out;
+      });
+}
+
+struct Reply {
+  enum Kind { kHave, kChunk, kBusy, kMissing } kind = kMissing;
+  Bytes data;        // have: bitmap; chunk: bytes
+  std::string busy;  // who got the chunk lately
+};
+
+Bytes EncodeReply(const Reply& reply) {
+  capnp::MallocMessageBuilder mb;
+  auto r = mb.initRoot<aw::ArtifactReply>();
+  r.setFormatVersion(aw::FORMAT_VERSION);
+  switch (reply.kind) {
+    case Reply::kHave: r.setHave(kj::arrayPtr(reply.data.data(), reply.data.size())); break;
+    case Reply::kChunk: r.setChunk(kj::arrayPtr(reply.data.data(), reply.data.size())); break;
+    case Reply::kBusy: r.setBusy(reply.busy); break;
+    case Reply::kMissing: r.setMissing(); break;
+  }
+  return capnp_bytes::Flat(mb);
+}
+
+Result<Reply> DecodeReply(ByteView bytes) {
+  return capnp_bytes::DecodeGuarded<Reply>(
+      bytes, kMaxReplyBytes, "artifact reply", [](capnp::FlatArrayMessageReader& reader) -> Result<Reply> {
+        auto r = reader.getRoot<aw::ArtifactReply>();
+        if (r.getFormatVersion() != aw::FORMAT_VERSION)
+          return Status::Corruption("artifact reply format " + std::to_string(r.getFormatVersion()));
+        Reply out;
+        switch (r.which()) {
+          case aw::ArtifactReply::HAVE: {
+            auto d = r.getHave();
+            out.kind = Reply::kHave;
+            out.data.assign(d.begin(), d.end());
+            break;
+          }
+          case aw::ArtifactReply::CHUNK: {
+            auto d = r.getChunk();
+            out.kind = Reply::kChunk;
+            out.data.assign(d.begin(), d.end());
+            break;
+          }
+          case aw::ArtifactReply::BUSY:
+            out.kind = Reply::kBusy;
+            out.busy = capnp_bytes::Str(r.getBusy());
+            if (out.busy.size() > 256 || !text::IsCleanName(out.busy)) out.busy.clear();
+            break;
+          default:
+            out.kind = Reply::kMissing;
+        }
+        return out;
+      });
+}
+
+Bytes ToBitmap(const std::vector<bool>& bits) {
+  Bytes out((bits.size() + 7) / 8, 0);
+  for (size_t i = 0; i < bits.size(); ++i)
+    if (bits[i]) out[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+  return out;
+}
+
+std::vector<bool> FromBitmap(const Bytes& map, size_t n) {
+  std::vector<bool> out(n, false);
+  for (size_t i = 0; i < n && i / 8 < map.size(); ++i) out[i] = (map[i / 8] >> (i % 8)) & 1;
+  return out;
+}
+
+// Digests named by the packages of `doc`.
+void PackageArtifacts(const Json& doc, std::set<std::string>* out) {
+  auto p = doc.find("packages");
+  if (p == doc.end() || !p->is_object()) return;
+  for (const auto& [_, pkg] : p->items()) {
+    if (!pkg.is_object()) continue;
+    auto a = pkg.find("artifact");
+    if (a != pkg.end() && a->is_string()) out->insert(a->get<std::string>());
+  }
+}
+
+std::string Percent(size_t part, size_t whole) {
+  return std::to_string(whole == 0 ? 100 : part * 100 / whole) + "%";
+}
+
+}  // namespace
+
+std::optional<ArtifactManifest> CatalogEntry(const store::State& state, const std::string& digest) {
+  if (!IsArtifactDigest(digest)) return std::nullopt;
+  const store::Register* reg = state.Find(kArtifactKeyPrefix + Hex(digest));
+  if (!reg || !reg->value) return std::nullopt;
+  auto m = ArtifactManifest::FromJson(Json::parse(*reg->value, nullptr, false));
+  if (!m.ok() || m->digest != digest) return std::nullopt;
+  return std::move(m).value();
+}
+
+std::map<std::string, ArtifactManifest> Catalog(const store::State& state) {
+  std::map<std::string, ArtifactManifest> out;
+  const std::string prefix = kArtifactKeyPrefix;
+  const auto& regs = state.registers();
+  for (auto it = regs.lower_bound(prefix); it != regs.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+    if (!it->second.value) continue;
+    auto m = ArtifactManifest::FromJson(Json::parse(*it->second.value, nullptr, false));
+    if (m.ok() && it->first == prefix + Hex(m->digest)) out.emplace(m->digest, std::move(m).value());
+  }
+  return out;
+}
+
+std::vector<std::string> UnknownArtifacts(const Json& doc, const store::State& state) {
+  std::vector<std::string> problems;
+  auto p = doc.find("packages");
+  if (p == doc.end() || !p->is_object()) return problems;
+  for (const auto& [name, pkg] : p->items()) {
+    if (!pkg.is_object()) continue;
+    auto a = pkg.find("artifact");
+    if (a == pkg.end() || !a->is_string() || !IsArtifactDigest(a->get<std::string>())) continue;
+    if (!CatalogEntry(state, a->get<std::string>()))
+      problems.push_back("packages." + name + ".artifact: unknown artifact " + a->get<std::string>() +
+                         " (add the file first: starling artifact add FILE)");
+  }
+  return problems;
+}
+
+Artifacts::Artifacts(std::string self, Clock& clock, Random& random, membership::UserChannels& channels,
+                     store::Replicator& replicator, ArtifactStore& store, Offload offload,
+                     std::function<std::string()> roles_tag, ArtifactConfig config)
+    : self_(std::move(self)),
+      clock_(clock),
+      random_(random),
+      channels_(channels),
+      replicator_(replicator),
+      store_(store),
+      offload_(std::move(offload)),
+      roles_tag_(std::move(roles_tag)),
+      cfg_(config) {}
+
+Artifacts::~Artifacts() {
+  *alive_ = false;
+  if (timer_) clock_.Cancel(timer_);
+}
+
+void Artifacts::Start() {
+  channels_.On(membership::Channel::kArtifacts, nullptr,
+               [this](const std::string& from, ByteView data) { return HandleStream(from, data); });
+  last_gc_ = clock_.Now();
+  Refresh();
+  timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
+}
+
+void Artifacts::Tick() {
+  timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
+  std::vector<std::string> active;
+  for (const auto& [digest, _] : downloads_) active.push_back(digest);
+  for (const auto& digest : active) Pump(digest);
+  if (clock_.Now() - last_gc_ >= cfg_.gc_every) {
+    last_gc_ = clock_.Now();
+    CollectGarbage();
+  }
+}
+
+std::set<std::string> Artifacts::Wanted() const {
+  const Json& doc = replicator_.log().state().Document();
+  std::set<std::string> out = needed_;
+  if (Commissioned(doc, self_)) PackageArtifacts(NodeSpec(doc, NodeRoles(doc, self_, roles_tag_ ? roles_tag_() : "")), &out);
+  return out;
+}
+
+std::set<std::string> Artifacts::Referenced() const {
+  const store::DesiredLog& log = replicator_.log();
+  std::set<std::string> out = needed_;
+  PackageArtifacts(log.state().Document(), &out);
+  // A rollout in progress may still move nodes to its target or back.
+  if (auto r = ReadRecord<RolloutRecord>(log.state(), kRolloutKey)) {
+    for (const std::string& rev : {r->revision, r->from}) {
+      if (rev.empty()) continue;
+      if (auto doc = log.DocumentAt(rev); doc.ok()) PackageArtifacts(*doc, &out);
+    }
+  }
+  return out;
+}
+
+void Artifacts::Refresh() {
+  const store::State& state = replicator_.log().state();
+  for (const auto& digest : Wanted()) {
+    if (store_.Has(digest) || downloads_.count(digest) || beginning_.count(digest)) continue;
+    if (auto m = CatalogEntry(state, digest)) StartDownload(*m);
+  }
+}
+
+std::optional<std::string> Artifacts::Need(const std::string& digest, std::string* progress) {
+  if (store_.Has(digest)) return store_.PathOf(digest);
+  needed_.insert(digest);
+  auto d = downloads_.find(digest);
+  if (d == downloads_.end()) {
+    auto m = CatalogEntry(replicator_.log().state(), digest);
+    if (!m) {
+      if (progress) *progress = "not in the artifact catalog (yet)";
+      return std::nullopt;
+    }
+    if (!beginning_.count(digest)) StartDownload(*m);
+    if (progress) *progress = "starting";
+    return std::nullopt;
+  }
+  if (progress) {
+    size_t sources = 0;
+    for (const auto& [_, p] : d->second.peers) sources += std::count(p.has.begin(), p.has.end(), true) > 0;
+    *progress = std::to_string(d->second.held) + " of " + std::to_string(d->second.m.ChunkCount()) +
+                " chunks, " + std::to_string(sources) + " peer(s) with chunks";
+  }
+  return std::nullopt;
+}
+
+void Artifacts::StartDownload(const ArtifactManifest& m) {
+  beginning_.insert(m.digest);
+  auto result = std::make_shared<Result<std::vector<bool>>>(Status::Internal("not run"));
+  offload_([this, m, result] { *result = store_.Begin(m); },
+           [this, m, result, alive = alive_] {
+             if (!*alive) return;
+             beginning_.erase(m.digest);
+             if (!result->ok()) {
+               spdlog::error("artifact {} ({}): cannot start fetching: {}", m.name, m.digest,
+                             result->status().message());
+               return;
+             }
+             Download& d = downloads_[m.digest];
+             d.m = m;
+             d.id = next_id_++;
+             d.have = std::move(**result);
+             d.held = static_cast<size_t>(std::count(d.have.begin(), d.have.end(), true));
+             d.ready = true;
+             d.started = clock_.Now();
+             spdlog::info("artifact {} ({}, {} bytes): fetching from peers{}", m.name, m.digest, m.size,
+                          d.held ? ", resuming with " + std::to_string(d.held) + " chunks" : std::string());
+             Pump(m.digest);
+           });
+}
+
+void Artifacts::Pump(const std::string& digest) {
+  auto it = downloads_.find(digest);
+  if (it == downloads_.end() || !it->second.ready || it->second.finishing) return;
+  Download& d = it->second;
+  const size_t n = d.m.ChunkCount();
+  if (d.held == n) return Finish(digest);
+  const Time now = clock_.Now();
+  if (now >= d.next_query) Query(d);
+  for (auto s = d.shunned.begin(); s != d.shunned.end();) s = s->second <= now ? d.shunned.erase(s) : std::next(s);
+  for (auto r = d.refused.begin(); r != d.refused.end();) r = r->second <= now ? d.refused.erase(r) : std::next(r);
+
+  while (d.in_flight.size() < cfg_.max_in_flight) {
+    // Rarest first, preferring chunks some peer other than the origin holds:
+    // the origin is the one source every fetcher knows from the start.
+    std::optional<std::tuple<int, size_t, uint64_t>> best_score;
+    size_t best_chunk = 0;
+    std::vector<std::string> best_peers;
+    for (size_t c = 0; c < n; ++c) {
+      if (d.have[c] || d.in_flight.count(c)) continue;
+      std::vector<std::string> others, origin;
+      size_t holders = 0;
+      for (const auto& [name, p] : d.peers) {
+        if (c >= p.has.size() || !p.has[c]) continue;
+        ++holders;
+        if (d.shunned.count(name) || p.in_flight >= cfg_.per_peer || d.refused.count({name, c})) continue;
+        (name == d.m.added_by ? origin : others).push_back(name);
+      }
+      if (others.empty() && origin.empty()) continue;
+      std::tuple<int, size_t, uint64_t> score{others.empty() ? 1 : 0, holders, random_.Next()};
+      if (!best_score || score < *best_score) {
+        best_score = score;
+        best_chunk = c;
+        best_peers = others.empty() ? origin : others;
+      }
+    }
+    if (!best_score) break;
+    RequestChunk(d, best_chunk, best_peers[random_.Uniform(best_peers.size())]);
+  }
+}
+
+void Artifacts::Query(Download& d) {
+  d.next_query = clock_.Now() + cfg_.query_every;
+  std::vector<std::string> names;
+  for (const auto& m : channels_.list().Members())
+    if (m.name != self_ && m.name != d.m.added_by && m.status == membership::MemberStatus::kAlive)
+      names.push_back(m.name);
+  // A random few each round: over rounds every member is asked.
+  for (size_t i = 0; i + 1 < names.size(); ++i) std::swap(names[i], names[i + random_.Uniform(names.size() - i)]);
+  if (names.size() > cfg_.query_peers) names.resize(cfg_.query_peers);
+  if (d.m.added_by != self_) names.push_back(d.m.added_by);
+  for (const auto& name : names) {
+    auto addr = AddrOf(name);
+    if (!addr) continue;
+    channels_.SendStream(membership::Channel::kArtifacts, *addr, EncodeRequest(d.m.digest, std::nullopt),
+                         cfg_.chunk_timeout,
+                         [this, digest = d.m.digest, id = d.id, name, alive = alive_](Result<Bytes> r) {
+                           if (!*alive) return;
+                           auto it = downloads_.find(digest);
+                           if (it == downloads_.end() || it->second.id != id || !r.ok()) return;
+                           auto reply = DecodeReply(*r);
+                           if (!reply.ok() || reply->kind != Reply::kHave) return;
+                           Download& d = it->second;
+                           d.peers[name].has = FromBitmap(reply->data, d.m.ChunkCount());
+                           Pump(digest);
+                         });
+  }
+}
+
+void Artifacts::RequestChunk(Download& d, size_t chunk, const std::string& peer) {
+  auto addr = AddrOf(peer);
+  if (!addr) {
+    d.peers.erase(peer);
+    return;
+  }
+  d.in_flight[chunk] = peer;
+  ++d.peers[peer].in_flight;
+  channels_.SendStream(membership::Channel::kArtifacts, *addr,
+                       EncodeRequest(d.m.digest, static_cast<uint32_t>(chunk)), cfg_.chunk_timeout,
+                       [this, digest = d.m.digest, id = d.id, chunk, peer, alive = alive_](Result<Bytes> r) {
+                         if (!*alive) return;
+                         OnChunk(digest, id, chunk, peer, std::move(r));
+                       });
+}
+
+void Artifacts::OnChunk(const std::string& digest, uint64_t id, size_t chunk, const std::string& peer,
+                        Result<Bytes> r) {
+  auto it = downloads_.find(digest);
+  if (it == downloads_.end() || it->second.id != id) return;
+  Download& d = it->second;
+  d.in_flight.erase(chunk);
+  if (auto p = d.peers.find(peer); p != d.peers.end() && p->second.in_flight > 0) --p->second.in_flight;
+  const Time now = clock_.Now();
+  if (!r.ok()) {
+    spdlog::debug("artifact {}: chunk {} from {}: {}", digest, chunk, peer, r.status().message());
+    d.shunned[peer] = now + cfg_.shun_failed;
+    return Pump(digest);
+  }
+  auto reply = DecodeReply(*r);
+  if (!reply.ok()) {
+    ++stats_.bad_requests;
+    spdlog::warn("artifact {}: a malformed reply from {}: {}", digest, peer, reply.status().message());
+    d.shunned[peer] = now + cfg_.shun_bad;
+    return Pump(digest);
+  }
+  switch (reply->kind) {
+    case Reply::kChunk: {
+      if (d.have[chunk]) break;
+      Status s = store_.WriteChunk(d.m, chunk, reply->data);
+      if (s.code() == Status::Code::kCorruption) {
+        ++stats_.corrupt_chunks;
+        spdlog::warn("artifact {} ({}): chunk {} from {} does not match its digest; fetching it elsewhere and "
+                     "not asking {} again for {} s",
+                     d.m.name, digest, chunk, peer, peer,
+                     std::chrono::duration_cast<std::chrono::seconds>(cfg_.shun_bad).count());
+        d.shunned[peer] = now + cfg_.shun_bad;
+        d.peers.erase(peer);
+        break;
+      }
+      if (!s.ok()) {
+        spdlog::error("artifact {}: cannot write chunk {}: {}", digest, chunk, s.message());
+        d.shunned[peer] = now + cfg_.shun_failed;
+        break;
+      }
+      d.have[chunk] = true;
+      ++d.held;
+      ++stats_.chunks_fetched;
+      stats_.bytes_fetched += reply->data.size();
+      d.from[peer] += reply->data.size();
+      break;
+    }
+    case Reply::kBusy: {
+      d.refused[{peer, chunk}] = now + cfg_.reseed_window;
+      ++stats_.busy_replies;
+      // Whoever got the chunk has it (or will soon): ask there.
+      if (!reply->busy.empty() && reply->busy != self_ && !d.shunned.count(reply->busy) && AddrOf(reply->busy)) {
+        Peer& hint = d.peers[reply->busy];
+        hint.has.resize(d.m.ChunkCount(), false);
+        hint.has[chunk] = true;
+      }
+      break;
+    }
+    case Reply::kMissing:
+      if (auto p = d.peers.find(peer); p != d.peers.end() && chunk < p->second.has.size()) p->second.has[chunk] = false;
+      break;
+    case Reply::kHave:
+      break;
+  }
+  Pump(digest);
+}
+
+void Artifacts::Finish(const std::string& digest) {
+  Download& d = downloads_.at(digest);
+  d.finishing = true;
+  auto status = std::make_shared<Status>(Status::Ok());
+  offload_([this, m = d.m, status] { *status = store_.Finish(m); },
+           [this, digest, id = d.id, status, alive = alive_] {
+             if (!*alive) return;
+             auto it = downloads_.find(digest);
+             if (it == downloads_.end() || it->second.id != id) return;
+             Download d = std::move(it->second);
+             downloads_.erase(it);
+             if (!status->ok()) {
+               // Every chunk matched, so the catalog record itself is wrong
+               // or the disk is: start over rather than hand it out.
+               spdlog::error("artifact {} ({}): {}; fetching it again", d.m.name, digest, status->message());
+               return StartDownload(d.m);
+             }
+             ++stats_.fetched;
+             std::string from;
+             for (const auto& [peer, bytes] : d.from)
+               from += (from.empty() ? "" : ", ") + peer + " " + std::to_string(bytes >> 20) + " MiB";
+             spdlog::info("artifact {} ({}, {} bytes) fetched and verified in {} ms (from {})", d.m.name, digest,
+                          d.m.size,
+                          std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - d.started).count(),
+                          from.empty() ? "nobody: it was here already" : from);
+             if (on_ready_) on_ready_();
+           });
+}
+
+void Artifacts::CollectGarbage() {
+  const std::set<std::string> referenced = Referenced();
+  const Time now = clock_.Now();
+  std::set<std::string> present;
+  for (const auto& d : store_.Complete()) present.insert(d);
+  for (const auto& d : store_.Partial()) present.insert(d);
+  for (auto it = unreferenced_since_.begin(); it != unreferenced_since_.end();)
+    it = present.count(it->first) && !referenced.count(it->first) ? std::next(it) : unreferenced_since_.erase(it);
+  for (const auto& digest : present) {
+    if (referenced.count(digest) || downloads_.count(digest) || beginning_.count(digest)) continue;
+    auto [it, fresh] = unreferenced_since_.emplace(digest, now);
+    if (fresh || now - it->second < cfg_.gc_grace) continue;
+    if (Status s = store_.Remove(digest); !s.ok()) {
+      spdlog::error("artifact {}: cannot remove it: {}", digest, s.message());
+      continue;
+    }
+    ++stats_.removed;
+    served_.erase(digest);
+    unreferenced_since_.erase(it);
+    spdlog::info("artifact {} removed from this node: no desired state has named it for {} s", digest,
+                 std::chrono::duration_cast<std::chrono::seconds>(cfg_.gc_grace).count());
+  }
+}
+
+std::optional<std::string> Artifacts::AddrOf(const std::string& name) const {
+  for (const auto& m : channels_.list().Members())
+    if (m.name == name)
+      return m.status == membership::MemberStatus::kAlive || m.status == membership::MemberStatus::kSuspect
+                 ? std::optional<std::string>(m.addr)
+                 : std::nullopt;
+  return std::nullopt;
+}
+
+std::string Artifacts::NameOf(const std::string& addr) const {
+  for (const auto& m : channels_.list().Members())
+    if (m.addr == addr) return m.name;
+  return "";
+}
+
+Bytes Artifacts::HandleStream(const std::string& from, ByteView data) {
+  auto req = DecodeRequest(data);
+  if (!req.ok()) {
+    ++stats_.bad_requests;
+    spdlog::warn("artifact: a malformed request from {}: {}", from, req.status().message());
+    return EncodeReply(Reply{});
+  }
+  return Serve(from, req->digest, req->chunk);
+}
+
+Bytes Artifacts::Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk) {
+  Reply reply;
+  const bool complete = store_.Has(digest);
+  auto d = downloads_.find(digest);
+  const bool partial = d != downloads_.end() && d->second.ready;
+  if (!complete && !partial) return EncodeReply(reply);  // missing
+  std::optional<ArtifactManifest> m = partial ? d->second.m : CatalogEntry(replicator_.log().state(), digest);
+  if (!m) return EncodeReply(reply);
+  if (!chunk) {
+    reply.kind = Reply::kHave;
+    reply.data = ToBitmap(complete ? std::vector<bool>(m->ChunkCount(), true) : d->second.have);
+    return EncodeReply(reply);
+  }
+  if (*chunk >= m->ChunkCount() || (!complete && !d->second.have[*chunk])) return EncodeReply(reply);
+  const std::string asker = NameOf(from);
+  const Time now = clock_.Now();
+  if (complete) {
+    // One copy of each chunk per window from a complete holder: the rest
+    // come from whoever got it.
+    auto& last = served_[digest][*chunk];
+    if (!last.first.empty() && last.first != asker && now - last.second < cfg_.reseed_window && AddrOf(last.first)) {
+      reply.kind = Reply::kBusy;
+      reply.busy = last.first;
+      return EncodeReply(reply);
+    }
+    last = {asker, now};
+  }
+  auto bytes = store_.ReadChunk(*m, *chunk);
+  if (!bytes.ok()) {
+    spdlog::error("artifact {}: cannot read chunk {}: {}", digest, *chunk, bytes.status().message());
+    return EncodeReply(Reply{});
+  }
+  reply.kind = Reply::kChunk;
+  reply.data = std::move(*bytes);
+  ++stats_.chunks_served;
+  stats_.bytes_served += reply.data.size();
+  return EncodeReply(reply);
+}
+
+void Artifacts::Add(const std::string& path, const std::string& name, const std::string& version,
+                    std::function<void(Result<Json>)> done) {
+  if (path.empty() || path[0] != '/')
+    return done(Status::InvalidArgument("add needs an absolute path the daemon can read, got '" + path + "'"));
+  std::string label = name;
+  if (label.empty()) label = path.substr(path.rfind('/') + 1);
+  auto result = std::make_shared<Result<ArtifactManifest>>(Status::Internal("not run"));
+  auto existed = std::make_shared<bool>(false);
+  offload_(
+      [this, path, label, version, result] { *result = store_.Add(path, label, version); },
+      [this, path, done, result, alive = alive_] {
+        if (!*alive) return;
+        if (!result->ok()) return done(result->status());
+        ArtifactManifest m = **result;
+        const store::State& state = replicator_.log().state();
+        bool fresh = false;
+        if (auto known = CatalogEntry(state, m.digest)) {
+          m = *known;  // the first record stands: same content, same digest
+        } else {
+          m.added_by = self_;
+          m.added_us = clock_.WallMicros();
+          auto w = replicator_.Write({store::Op{kArtifactKeyPrefix + Hex(m.digest), m.ToJson().dump()}},
+                                     "artifact: add " + m.name, replicator_.log().last_hlc());
+          if (!w.ok()) return done(Status(w.status().code(), "the catalog record was not stored: " + w.status().message()));
+          fresh = true;
+          spdlog::info("artifact {} {} ({}, {} bytes, {} chunks) added from {}", m.name, m.version, m.digest, m.size,
+                       m.ChunkCount(), path);
+        }
+        done(Json{{"digest", m.digest},
+                  {"name", m.name},
+                  {"version", m.version},
+                  {"size", m.size},
+                  {"chunks", m.ChunkCount()},
+                  {"path", store_.PathOf(m.digest)},
+                  {"new", fresh}});
+      });
+}
+
+void Artifacts::List(std::function<void(Result<Json>)> done) {
+  struct Pending {
+    Json out;
+    std::map<std::string, std::set<std::string>> holders;
+    size_t waiting = 0;
+    std::function<void(Result<Json>)> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->done = std::move(done);
+  const auto catalog = Catalog(replicator_.log().state());
+  const std::set<std::string> referenced = Referenced();
+  Json list = Json::array();
+  for (const auto& [digest, m] : catalog) {
+    const bool complete = store_.Has(digest);
+    auto d = downloads_.find(digest);
+    size_t chunks = complete ? m.ChunkCount() : d != downloads_.end() ? d->second.held : 0;
+    if (complete) pending->holders[digest].insert(self_);
+    list.push_back({{"digest", digest},
+                    {"name", m.name},
+                    {"version", m.version},
+                    {"size", m.size},
+                    {"chunks", m.ChunkCount()},
+                    {"added_by", m.added_by},
+                    {"added_at_us", m.added_us},
+                    {"local", complete ? "complete" : d != downloads_.end() ? "partial" : "absent"},
+                    {"local_chunks", chunks},
+                    {"progress", Percent(chunks, m.ChunkCount())},
+                    {"referenced", referenced.count(digest) > 0},
+                    {"path", complete ? store_.PathOf(digest) : ""}});
+  }
+  pending->out = {{"node", self_},
+                  {"bytes_served", stats_.bytes_served},
+                  {"bytes_fetched", stats_.bytes_fetched},
+                  {"corrupt_chunks", stats_.corrupt_chunks},
+                  {"artifacts", std::move(list)}};
+  auto finish = [pending] {
+    for (auto& a : pending->out["artifacts"]) {
+      const auto& h = pending->holders[a["digest"].get<std::string>()];
+      a["holders"] = std::vector<std::string>(h.begin(), h.end());
+    }
+    pending->done(pending->out);
+  };
+  // Ask every live member which artifacts it holds complete.
+  for (const auto& member : channels_.list().Members()) {
+    if (member.name == self_ || member.status != membership::MemberStatus::kAlive) continue;
+    for (const auto& [digest, m] : catalog) {
+      ++pending->waiting;
+      channels_.SendStream(membership::Channel::kArtifacts, member.addr, EncodeRequest(digest, std::nullopt),
+                           kListTimeout,
+                           [pending, finish, digest, n = m.ChunkCount(), name = member.name](Result<Bytes> r) {
+                             if (r.ok()) {
+                               auto reply = DecodeReply(*r);
+                               if (reply.ok() && reply->kind == Reply::kHave) {
+                                 auto bits = FromBitmap(reply->data, n);
+                                 if (!reply->data.empty() && std::all_of(bits.begin(), bits.end(), [](bool b) { return b; }))
+                                   pending->holders[digest].insert(name);
+                               }
+                             }
+                             if (--pending->waiting == 0) finish();
+                           });
+    }
+  }
+  if (pending->waiting == 0) finish();
+}
+
+}  // namespace starling::node

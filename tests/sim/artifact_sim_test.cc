@@ -1,0 +1,257 @@
+// Artifact distribution on virtual time: every node runs the desired-state
+// log and the artifact fetcher over the simulated network (loss, crashes,
+// partitions); each node's store is a real directory, which survives its
+// crashes as a data dir does. File work runs inline and answers on the
+// node's clock, standing in for the daemon's worker thread.
+// Every test prints its seed; rerun one with STARLING_SEED=<seed>.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "artifacts.h"
+#include "state_commands.h"
+#include "starling/membership/user_channels.h"
+#include "starling/sim/simulator.h"
+#include "starling/store/log.h"
+#include "starling/store/replicator.h"
+
+namespace starling::node {
+namespace {
+
+using namespace std::chrono_literals;
+using sim::Cluster;
+using store::Json;
+
+using sim::SeedOr;
+
+struct ArtNode {
+  store::MemoryLogStorage storage;
+  std::unique_ptr<ArtifactStore> files;
+  std::unique_ptr<store::DesiredLog> log;
+  std::unique_ptr<membership::UserChannels> channels;
+  std::unique_ptr<store::MemberlistGossip> gossip;
+  std::unique_ptr<store::Replicator> replicator;
+  std::unique_ptr<Artifacts> artifacts;
+  Artifacts::Stats before_crash;  // stats of earlier runs, summed
+};
+
+class ArtCluster {
+ public:
+  ArtCluster(uint64_t seed, int n) : nodes_(n), c_(seed, sim::ProfileConfig("local")) {
+    char tmpl[] = "/tmp/starling-artsim-XXXXXX";
+    root_ = mkdtemp(tmpl);
+    for (int i = 0; i < n; ++i) c_.Add();
+    c_.OnBoot([this](int i) { Boot(i); });
+    c_.OnCrash([this](int i) { Down(i); });
+  }
+  ~ArtCluster() {
+    for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) Down(i);
+    std::filesystem::remove_all(root_);
+  }
+  Cluster& cluster() { return c_; }
+  ArtNode& node(int i) { return nodes_[i]; }
+  const std::string& root() const { return root_; }
+  // Served bytes over every run of node i.
+  uint64_t Served(int i) const {
+    const ArtNode& n = nodes_[i];
+    return n.before_crash.bytes_served + (n.artifacts ? n.artifacts->stats().bytes_served : 0);
+  }
+  uint64_t Corrupt(int i) const {
+    const ArtNode& n = nodes_[i];
+    return n.before_crash.corrupt_chunks + (n.artifacts ? n.artifacts->stats().corrupt_chunks : 0);
+  }
+
+ private:
+  void Boot(int i) {
+    ArtNode& n = nodes_[i];
+    n.files = std::make_unique<ArtifactStore>(root_ + "/" + c_.name(i));
+    ASSERT_TRUE(n.files->Init().ok());
+    auto opened = store::DesiredLog::Open(n.storage, 2000 + i, c_.name(i));
+    ASSERT_TRUE(opened.ok());
+    n.log = std::move(*opened);
+    n.channels = std::make_unique<membership::UserChannels>(c_.node(i));
+    n.gossip = std::make_unique<store::MemberlistGossip>(*n.channels);
+    n.replicator = std::make_unique<store::Replicator>(*n.log, *n.gossip, c_.clock(i), c_.random(i));
+    n.replicator->Attach(*n.channels);
+    Clock& clock = c_.clock(i);
+    n.artifacts = std::make_unique<Artifacts>(
+        c_.name(i), clock, c_.random(i), *n.channels, *n.replicator, *n.files,
+        [&clock](std::function<void()> work, std::function<void()> done) {
+          work();
+          clock.Schedule(10ms, std::move(done));
+        },
+        nullptr);
+    n.replicator->OnChange([a = n.artifacts.get()] { a->Refresh(); });
+    n.replicator->Start();
+    n.artifacts->Start();
+  }
+  void Down(int i) {
+    ArtNode& n = nodes_[i];
+    if (n.artifacts) {
+      const Artifacts::Stats& s = n.artifacts->stats();
+      n.before_crash.bytes_served += s.bytes_served;
+      n.before_crash.corrupt_chunks += s.corrupt_chunks;
+    }
+    n.artifacts.reset();
+    n.replicator.reset();
+    n.gossip.reset();
+    n.channels.reset();
+    n.log.reset();
+    n.files.reset();
+  }
+
+  std::string root_;
+  std::vector<ArtNode> nodes_;
+  Cluster c_;  // last: its teardown calls Down()
+};
+
+std::string Noise(const std::string& path, size_t bytes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string data(bytes, '\0');
+  for (auto& ch : data) ch = static_cast<char>(rng());
+  std::ofstream(path, std::ios::binary) << data;
+  return path;
+}
+
+// The package goes to nodes with role `role` (everywhere when empty); every node commissioned.
+Json Doc(Cluster& c, const std::string& digest, const std::string& role = "") {
+  Json nodes = Json::object();
+  for (int i = 0; i < c.size(); ++i) {
+    nodes[c.name(i)] = {{"lifecycle", "commissioned"}};
+    if (i == 1) nodes[c.name(i)]["roles"] = {"first"};
+  }
+  Json pkg = {{"version", "1"}, {"artifact", digest}};
+  if (!role.empty()) pkg["roles"] = {role};
+  return {{"roles", {"first"}}, {"nodes", nodes}, {"packages", {{"big", pkg}}}};
+}
+
+std::string AddOn(ArtCluster& ac, int i, const std::string& file) {
+  std::optional<Result<Json>> added;
+  ac.node(i).artifacts->Add(file, "big", "1", [&](Result<Json> r) { added = std::move(r); });
+  ac.cluster().loop().RunUntil([&] { return added.has_value(); }, 5s);
+  EXPECT_TRUE(added && added->ok()) << (added ? added->status().ToString() : "no answer");
+  return added && added->ok() ? (**added)["digest"].get<std::string>() : "";
+}
+
+void Apply(ArtCluster& ac, int i, const Json& doc) {
+  auto r = StateCommands(*ac.node(i).replicator).Apply({doc.dump(), "sim", ""});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+}
+
+bool AllHold(ArtCluster& ac, const std::string& digest, const std::vector<int>& who) {
+  for (int i : who)
+    if (!ac.node(i).files || !ac.node(i).files->Has(digest)) return false;
+  return true;
+}
+
+// Adds `bytes` of noise on node 0 and makes node 1 (role `first`) fetch it; the digest.
+std::string OnlyNode1Holds(ArtCluster& ac, size_t bytes, uint64_t seed) {
+  const std::string digest = AddOn(ac, 0, Noise(ac.root() + "/a.bin", bytes, seed));
+  Apply(ac, 0, Doc(ac.cluster(), digest, "first"));
+  EXPECT_TRUE(ac.cluster().loop().RunUntil([&] { return AllHold(ac, digest, {1}); }, 2min, 200ms));
+  return digest;
+}
+
+TEST(ArtifactSim, ReachesEveryNodeUnderLossAndCrashesMostlyFromPeers) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  constexpr int kNodes = 8;
+  constexpr size_t kBytes = 6u << 20;
+  const uint64_t first = SeedOr(1);
+  const int seeds = std::getenv("STARLING_SEED") ? 1 : 5;
+  for (int k = 0; k < seeds; ++k) {
+    const uint64_t seed = first + k;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+    ArtCluster ac(seed, kNodes);
+    Cluster& c = ac.cluster();
+    ASSERT_TRUE(c.FormAll(200ms));
+    std::mt19937_64 rng(seed);
+    const std::string file = Noise(ac.root() + "/big.bin", kBytes, seed);
+    const std::string digest = AddOn(ac, 0, file);
+    ASSERT_FALSE(digest.empty());
+    Apply(ac, 0, Doc(c, digest));
+    c.SetLoss(0.1);
+    // Crash and restart fetchers while they fetch; the origin stays.
+    for (int round = 0; round < 4; ++round) {
+      c.loop().RunFor(std::chrono::milliseconds(300 + rng() % 700));
+      const int victim = 1 + static_cast<int>(rng() % (kNodes - 1));
+      if (c.up(victim)) c.Crash(victim);
+      c.loop().RunFor(1s);
+      c.Restart(victim);
+    }
+    std::vector<int> all(kNodes);
+    for (int i = 0; i < kNodes; ++i) all[i] = i;
+    ASSERT_TRUE(c.loop().RunUntil([&] { return AllHold(ac, digest, all); }, 5min, 500ms));
+    c.SetLoss(0);
+    for (int i = 0; i < kNodes; ++i) {
+      auto sum = Sha256File(ac.node(i).files->PathOf(digest));
+      ASSERT_TRUE(sum.ok());
+      EXPECT_EQ(*sum, digest) << c.name(i);
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < kNodes; ++i) total += ac.Served(i);
+    std::printf("  origin served %.1f MiB of %.1f MiB\n", ac.Served(0) / 1048576.0, total / 1048576.0);
+    EXPECT_GE(total, uint64_t{kNodes - 1} * kBytes);
+    EXPECT_LT(ac.Served(0) * 2, total);
+  }
+}
+
+TEST(ArtifactSim, CorruptPeerIsShunnedAndTheChunkFetchedElsewhere) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  ArtCluster ac(SeedOr(21), 5);
+  Cluster& c = ac.cluster();
+  ASSERT_TRUE(c.FormAll(200ms));
+  const std::string digest = OnlyNode1Holds(ac, 4u << 20, 5);
+  ASSERT_TRUE(AllHold(ac, digest, {1}));
+  // Rot on node 1's disk, one byte per chunk: it still says it holds every chunk.
+  const std::string path = ac.node(1).files->PathOf(digest);
+  std::filesystem::permissions(path, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    for (size_t off = 7; off < (4u << 20); off += 1u << 20) {
+      f.seekp(static_cast<std::streamoff>(off));
+      f.put('\x01');
+    }
+  }
+  Apply(ac, 0, Doc(c, digest));
+  ASSERT_TRUE(c.loop().RunUntil([&] { return AllHold(ac, digest, {2, 3, 4}); }, 2min, 200ms));
+  uint64_t corrupt = 0;
+  for (int i : {2, 3, 4}) {
+    corrupt += ac.Corrupt(i);
+    EXPECT_EQ(*Sha256File(ac.node(i).files->PathOf(digest)), digest);
+  }
+  EXPECT_GE(corrupt, 1u);
+  EXPECT_LE(corrupt, 3u * 2) << "a shunned peer was asked again";
+}
+
+TEST(ArtifactSim, OriginCutOffAfterOnePeerHasItAndResumeAfterACrash) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  ArtCluster ac(SeedOr(33), 5);
+  Cluster& c = ac.cluster();
+  ASSERT_TRUE(c.FormAll(200ms));
+  const std::string digest = OnlyNode1Holds(ac, 5u << 20, 6);
+  ASSERT_TRUE(AllHold(ac, digest, {1}));
+  c.Partition({{0}, {1, 2, 3, 4}});
+  Apply(ac, 1, Doc(c, digest));
+  // Node 4 crashes with part of the file and comes back: it keeps its chunks.
+  ASSERT_TRUE(c.loop().RunUntil(
+      [&] {
+        auto p = ac.node(4).files->Partial();
+        return !p.empty() || ac.node(4).files->Has(digest);
+      },
+      1min, 5ms));
+  c.Crash(4);
+  c.loop().RunFor(2s);
+  c.Restart(4);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return AllHold(ac, digest, {1, 2, 3, 4}); }, 2min, 200ms));
+  for (int i : {1, 2, 3, 4}) EXPECT_EQ(*Sha256File(ac.node(i).files->PathOf(digest)), digest);
+  EXPECT_EQ(ac.Served(0), 5u << 20) << "the origin served only node 1";
+}
+
+}  // namespace
+}  // namespace starling::node
