@@ -188,6 +188,30 @@ TEST(Artifacts, OriginStoppedAfterOnePeerHasItDoesNotStopTheRest) {
   for (int i : {1, 2, 3, 4}) EXPECT_EQ(Sha256Of(StoredPath(c, i, digest)), digest) << c.node(i).name;
 }
 
+TEST(Artifacts, InstallHookGetsTheVerifiedLocalPath) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3, 30s, {"--hooks-dir", STARLING_EXAMPLE_HOOKS}));
+  const std::string digest = Add(c, 2, WriteNoise(c.root() + "/web.tar", 3u << 20, 11));
+  ASSERT_FALSE(digest.empty());
+  std::string doc =
+      "nodes:\n  node0: {lifecycle: commissioned}\n  node1: {lifecycle: commissioned}\n"
+      "  node2: {lifecycle: commissioned}\n"
+      "packages:\n  web:\n    version: \"1\"\n    artifact: \"" + digest + "\"\n"
+      "    hooks: {install: web-install, verify: web-verify, remove: web-remove}\n"
+      "policy: {batch: \"100%\", node_deadline: 60s}\n";
+  Apply(c, 0, c.root(), doc);
+  ASSERT_EQ(c.Cli(1, {"rollout", "start"}).exit_code, 0);
+  CommandResult watch = c.Cli(1, {"rollout", "status", "--watch"}, 90s);
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  // The example hook hashed $STARLING_ARTIFACT_PATH itself and wrote what it found.
+  for (int i : c.All()) {
+    std::ifstream in(c.node(i).dir + "/example-state/artifact-web");
+    std::string seen;
+    in >> seen;
+    EXPECT_EQ(seen, digest) << c.node(i).name;
+  }
+}
+
 TEST(Artifacts, ApplyRefusesAnUnknownDigestAndAddRefusesABadPath) {
   LocalCluster c;
   ASSERT_TRUE(c.StartConverged(1, 20s));
