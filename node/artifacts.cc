@@ -23,89 +23,6 @@ constexpr Duration kListTimeout = std::chrono::seconds(3);
 
 std::string Hex(const std::string& digest) { return digest.substr(7); }
 
-Bytes EncodeRequest(const std::string& digest, std::optional<uint32_t> chunk) {
-  capnp::MallocMessageBuilder mb;
-  auto r = mb.initRoot<aw::ArtifactRequest>();
-  r.setFormatVersion(aw::FORMAT_VERSION);
-  r.setDigest(digest);
-  if (chunk) {
-    r.setChunk(*chunk);
-  } else {
-    r.setHave();
-  }
-  return capnp_bytes::Flat(mb);
-}
-
-struct Request {
-  std::string digest;
-  std::optional<uint32_t> chunk;
-};
-
-Result<Request> DecodeRequest(ByteView bytes) {
-  return capnp_bytes::DecodeGuarded<Request>(
-      bytes, kMaxRequestBytes, "artifact request", [](capnp::FlatArrayMessageReader& reader) -> Result<Request> {
-        auto r = reader.getRoot<aw::ArtifactRequest>();
-        if (r.getFormatVersion() != aw::FORMAT_VERSION)
-          return Status::Corruption("artifact request format " + std::to_string(r.getFormatVersion()));
-        Request out;
-        out.digest = capnp_bytes::Str(r.getDigest());
-        if (!IsArtifactDigest(out.digest)) return Status::Corruption("artifact request with a malformed digest");
-        if (r.which() == aw::ArtifactRequest::CHUNK) out.chunk = r.getChunk();
-        return out;
-      });
-}
-
-struct Reply {
-  enum Kind { kHave, kChunk, kBusy, kMissing } kind = kMissing;
-  Bytes data;        // have: bitmap; chunk: bytes
-  std::string busy;  // who got the chunk lately
-};
-
-Bytes EncodeReply(const Reply& reply) {
-  capnp::MallocMessageBuilder mb;
-  auto r = mb.initRoot<aw::ArtifactReply>();
-  r.setFormatVersion(aw::FORMAT_VERSION);
-  switch (reply.kind) {
-    case Reply::kHave: r.setHave(kj::arrayPtr(reply.data.data(), reply.data.size())); break;
-    case Reply::kChunk: r.setChunk(kj::arrayPtr(reply.data.data(), reply.data.size())); break;
-    case Reply::kBusy: r.setBusy(reply.busy); break;
-    case Reply::kMissing: r.setMissing(); break;
-  }
-  return capnp_bytes::Flat(mb);
-}
-
-Result<Reply> DecodeReply(ByteView bytes) {
-  return capnp_bytes::DecodeGuarded<Reply>(
-      bytes, kMaxReplyBytes, "artifact reply", [](capnp::FlatArrayMessageReader& reader) -> Result<Reply> {
-        auto r = reader.getRoot<aw::ArtifactReply>();
-        if (r.getFormatVersion() != aw::FORMAT_VERSION)
-          return Status::Corruption("artifact reply format " + std::to_string(r.getFormatVersion()));
-        Reply out;
-        switch (r.which()) {
-          case aw::ArtifactReply::HAVE: {
-            auto d = r.getHave();
-            out.kind = Reply::kHave;
-            out.data.assign(d.begin(), d.end());
-            break;
-          }
-          case aw::ArtifactReply::CHUNK: {
-            auto d = r.getChunk();
-            out.kind = Reply::kChunk;
-            out.data.assign(d.begin(), d.end());
-            break;
-          }
-          case aw::ArtifactReply::BUSY:
-            out.kind = Reply::kBusy;
-            out.busy = capnp_bytes::Str(r.getBusy());
-            if (out.busy.size() > 256 || !text::IsCleanName(out.busy)) out.busy.clear();
-            break;
-          default:
-            out.kind = Reply::kMissing;
-        }
-        return out;
-      });
-}
-
 Bytes ToBitmap(const std::vector<bool>& bits) {
   Bytes out((bits.size() + 7) / 8, 0);
   for (size_t i = 0; i < bits.size(); ++i)
@@ -135,6 +52,78 @@ std::string Percent(size_t part, size_t whole) {
 }
 
 }  // namespace
+
+Bytes EncodeArtifactRequest(const std::string& digest, std::optional<uint32_t> chunk) {
+  capnp::MallocMessageBuilder mb;
+  auto r = mb.initRoot<aw::ArtifactRequest>();
+  r.setFormatVersion(aw::FORMAT_VERSION);
+  r.setDigest(digest);
+  if (chunk) {
+    r.setChunk(*chunk);
+  } else {
+    r.setHave();
+  }
+  return capnp_bytes::Flat(mb);
+}
+
+Result<ArtifactRequest> DecodeArtifactRequest(ByteView bytes) {
+  return capnp_bytes::DecodeGuarded<ArtifactRequest>(
+      bytes, kMaxRequestBytes, "artifact request", [](capnp::FlatArrayMessageReader& reader) -> Result<ArtifactRequest> {
+        auto r = reader.getRoot<aw::ArtifactRequest>();
+        if (r.getFormatVersion() != aw::FORMAT_VERSION)
+          return Status::Corruption("artifact request format " + std::to_string(r.getFormatVersion()));
+        ArtifactRequest out;
+        out.digest = capnp_bytes::Str(r.getDigest());
+        if (!IsArtifactDigest(out.digest)) return Status::Corruption("artifact request with a malformed digest");
+        if (r.which() == aw::ArtifactRequest::CHUNK) out.chunk = r.getChunk();
+        return out;
+      });
+}
+
+Bytes EncodeArtifactReply(const ArtifactReply& reply) {
+  capnp::MallocMessageBuilder mb;
+  auto r = mb.initRoot<aw::ArtifactReply>();
+  r.setFormatVersion(aw::FORMAT_VERSION);
+  switch (reply.kind) {
+    case ArtifactReply::kHave: r.setHave(kj::arrayPtr(reply.data.data(), reply.data.size())); break;
+    case ArtifactReply::kChunk: r.setChunk(kj::arrayPtr(reply.data.data(), reply.data.size())); break;
+    case ArtifactReply::kBusy: r.setBusy(reply.busy); break;
+    case ArtifactReply::kMissing: r.setMissing(); break;
+  }
+  return capnp_bytes::Flat(mb);
+}
+
+Result<ArtifactReply> DecodeArtifactReply(ByteView bytes) {
+  return capnp_bytes::DecodeGuarded<ArtifactReply>(
+      bytes, kMaxReplyBytes, "artifact reply", [](capnp::FlatArrayMessageReader& reader) -> Result<ArtifactReply> {
+        auto r = reader.getRoot<aw::ArtifactReply>();
+        if (r.getFormatVersion() != aw::FORMAT_VERSION)
+          return Status::Corruption("artifact reply format " + std::to_string(r.getFormatVersion()));
+        ArtifactReply out;
+        switch (r.which()) {
+          case aw::ArtifactReply::HAVE: {
+            auto d = r.getHave();
+            out.kind = ArtifactReply::kHave;
+            out.data.assign(d.begin(), d.end());
+            break;
+          }
+          case aw::ArtifactReply::CHUNK: {
+            auto d = r.getChunk();
+            out.kind = ArtifactReply::kChunk;
+            out.data.assign(d.begin(), d.end());
+            break;
+          }
+          case aw::ArtifactReply::BUSY:
+            out.kind = ArtifactReply::kBusy;
+            out.busy = capnp_bytes::Str(r.getBusy());
+            if (out.busy.size() > 256 || !text::IsCleanName(out.busy)) out.busy.clear();
+            break;
+          default:
+            out.kind = ArtifactReply::kMissing;
+        }
+        return out;
+      });
+}
 
 std::optional<ArtifactManifest> CatalogEntry(const store::State& state, const std::string& digest) {
   if (!IsArtifactDigest(digest)) return std::nullopt;
@@ -239,7 +228,10 @@ void Artifacts::Refresh() {
 }
 
 std::optional<std::string> Artifacts::Need(const std::string& digest, std::string* progress) {
-  if (store_.Has(digest)) return store_.PathOf(digest);
+  if (store_.Has(digest)) {
+    needed_.erase(digest);  // from now on the desired state decides whether it stays
+    return store_.PathOf(digest);
+  }
   needed_.insert(digest);
   auto d = downloads_.find(digest);
   if (d == downloads_.end()) {
@@ -339,14 +331,14 @@ void Artifacts::Query(Download& d) {
   for (const auto& name : names) {
     auto addr = AddrOf(name);
     if (!addr) continue;
-    channels_.SendStream(membership::Channel::kArtifacts, *addr, EncodeRequest(d.m.digest, std::nullopt),
+    channels_.SendStream(membership::Channel::kArtifacts, *addr, EncodeArtifactRequest(d.m.digest, std::nullopt),
                          cfg_.chunk_timeout,
                          [this, digest = d.m.digest, id = d.id, name, alive = alive_](Result<Bytes> r) {
                            if (!*alive) return;
                            auto it = downloads_.find(digest);
                            if (it == downloads_.end() || it->second.id != id || !r.ok()) return;
-                           auto reply = DecodeReply(*r);
-                           if (!reply.ok() || reply->kind != Reply::kHave) return;
+                           auto reply = DecodeArtifactReply(*r);
+                           if (!reply.ok() || reply->kind != ArtifactReply::kHave) return;
                            Download& d = it->second;
                            d.peers[name].has = FromBitmap(reply->data, d.m.ChunkCount());
                            Pump(digest);
@@ -363,7 +355,7 @@ void Artifacts::RequestChunk(Download& d, size_t chunk, const std::string& peer)
   d.in_flight[chunk] = peer;
   ++d.peers[peer].in_flight;
   channels_.SendStream(membership::Channel::kArtifacts, *addr,
-                       EncodeRequest(d.m.digest, static_cast<uint32_t>(chunk)), cfg_.chunk_timeout,
+                       EncodeArtifactRequest(d.m.digest, static_cast<uint32_t>(chunk)), cfg_.chunk_timeout,
                        [this, digest = d.m.digest, id = d.id, chunk, peer, alive = alive_](Result<Bytes> r) {
                          if (!*alive) return;
                          OnChunk(digest, id, chunk, peer, std::move(r));
@@ -383,7 +375,7 @@ void Artifacts::OnChunk(const std::string& digest, uint64_t id, size_t chunk, co
     d.shunned[peer] = now + cfg_.shun_failed;
     return Pump(digest);
   }
-  auto reply = DecodeReply(*r);
+  auto reply = DecodeArtifactReply(*r);
   if (!reply.ok()) {
     ++stats_.bad_requests;
     spdlog::warn("artifact {}: a malformed reply from {}: {}", digest, peer, reply.status().message());
@@ -391,7 +383,7 @@ void Artifacts::OnChunk(const std::string& digest, uint64_t id, size_t chunk, co
     return Pump(digest);
   }
   switch (reply->kind) {
-    case Reply::kChunk: {
+    case ArtifactReply::kChunk: {
       if (d.have[chunk]) break;
       Status s = store_.WriteChunk(d.m, chunk, reply->data);
       if (s.code() == Status::Code::kCorruption) {
@@ -416,7 +408,7 @@ void Artifacts::OnChunk(const std::string& digest, uint64_t id, size_t chunk, co
       d.from[peer] += reply->data.size();
       break;
     }
-    case Reply::kBusy: {
+    case ArtifactReply::kBusy: {
       d.refused[{peer, chunk}] = now + cfg_.reseed_window;
       ++stats_.busy_replies;
       // Whoever got the chunk has it (or will soon): ask there.
@@ -427,10 +419,10 @@ void Artifacts::OnChunk(const std::string& digest, uint64_t id, size_t chunk, co
       }
       break;
     }
-    case Reply::kMissing:
+    case ArtifactReply::kMissing:
       if (auto p = d.peers.find(peer); p != d.peers.end() && chunk < p->second.has.size()) p->second.has[chunk] = false;
       break;
-    case Reply::kHave:
+    case ArtifactReply::kHave:
       break;
   }
   Pump(digest);
@@ -505,29 +497,29 @@ std::string Artifacts::NameOf(const std::string& addr) const {
 }
 
 Bytes Artifacts::HandleStream(const std::string& from, ByteView data) {
-  auto req = DecodeRequest(data);
+  auto req = DecodeArtifactRequest(data);
   if (!req.ok()) {
     ++stats_.bad_requests;
     spdlog::warn("artifact: a malformed request from {}: {}", from, req.status().message());
-    return EncodeReply(Reply{});
+    return EncodeArtifactReply(ArtifactReply{});
   }
   return Serve(from, req->digest, req->chunk);
 }
 
 Bytes Artifacts::Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk) {
-  Reply reply;
+  ArtifactReply reply;
   const bool complete = store_.Has(digest);
   auto d = downloads_.find(digest);
   const bool partial = d != downloads_.end() && d->second.ready;
-  if (!complete && !partial) return EncodeReply(reply);  // missing
+  if (!complete && !partial) return EncodeArtifactReply(reply);  // missing
   std::optional<ArtifactManifest> m = partial ? d->second.m : CatalogEntry(replicator_.log().state(), digest);
-  if (!m) return EncodeReply(reply);
+  if (!m) return EncodeArtifactReply(reply);
   if (!chunk) {
-    reply.kind = Reply::kHave;
+    reply.kind = ArtifactReply::kHave;
     reply.data = ToBitmap(complete ? std::vector<bool>(m->ChunkCount(), true) : d->second.have);
-    return EncodeReply(reply);
+    return EncodeArtifactReply(reply);
   }
-  if (*chunk >= m->ChunkCount() || (!complete && !d->second.have[*chunk])) return EncodeReply(reply);
+  if (*chunk >= m->ChunkCount() || (!complete && !d->second.have[*chunk])) return EncodeArtifactReply(reply);
   const std::string asker = NameOf(from);
   const Time now = clock_.Now();
   if (complete) {
@@ -535,22 +527,22 @@ Bytes Artifacts::Serve(const std::string& from, const std::string& digest, std::
     // come from whoever got it.
     auto& last = served_[digest][*chunk];
     if (!last.first.empty() && last.first != asker && now - last.second < cfg_.reseed_window && AddrOf(last.first)) {
-      reply.kind = Reply::kBusy;
+      reply.kind = ArtifactReply::kBusy;
       reply.busy = last.first;
-      return EncodeReply(reply);
+      return EncodeArtifactReply(reply);
     }
     last = {asker, now};
   }
   auto bytes = store_.ReadChunk(*m, *chunk);
   if (!bytes.ok()) {
     spdlog::error("artifact {}: cannot read chunk {}: {}", digest, *chunk, bytes.status().message());
-    return EncodeReply(Reply{});
+    return EncodeArtifactReply(ArtifactReply{});
   }
-  reply.kind = Reply::kChunk;
+  reply.kind = ArtifactReply::kChunk;
   reply.data = std::move(*bytes);
   ++stats_.chunks_served;
   stats_.bytes_served += reply.data.size();
-  return EncodeReply(reply);
+  return EncodeArtifactReply(reply);
 }
 
 void Artifacts::Add(const std::string& path, const std::string& name, const std::string& version,
@@ -638,12 +630,12 @@ void Artifacts::List(std::function<void(Result<Json>)> done) {
     if (member.name == self_ || member.status != membership::MemberStatus::kAlive) continue;
     for (const auto& [digest, m] : catalog) {
       ++pending->waiting;
-      channels_.SendStream(membership::Channel::kArtifacts, member.addr, EncodeRequest(digest, std::nullopt),
+      channels_.SendStream(membership::Channel::kArtifacts, member.addr, EncodeArtifactRequest(digest, std::nullopt),
                            kListTimeout,
                            [pending, finish, digest, n = m.ChunkCount(), name = member.name](Result<Bytes> r) {
                              if (r.ok()) {
-                               auto reply = DecodeReply(*r);
-                               if (reply.ok() && reply->kind == Reply::kHave) {
+                               auto reply = DecodeArtifactReply(*r);
+                               if (reply.ok() && reply->kind == ArtifactReply::kHave) {
                                  auto bits = FromBitmap(reply->data, n);
                                  if (!reply->data.empty() && std::all_of(bits.begin(), bits.end(), [](bool b) { return b; }))
                                    pending->holders[digest].insert(name);

@@ -69,6 +69,24 @@ struct ArtifactConfig {
 // Runs `work` off the protocol thread, then `done` back on it.
 using Offload = std::function<void(std::function<void()> work, std::function<void()> done)>;
 
+// The peer protocol (schema/artifact.capnp). Decoders take untrusted bytes:
+// they never throw, and kCorruption says what is wrong.
+struct ArtifactRequest {
+  std::string digest;
+  std::optional<uint32_t> chunk;  // none: which chunks do you hold?
+  bool operator==(const ArtifactRequest&) const = default;
+};
+struct ArtifactReply {
+  enum Kind { kHave, kChunk, kBusy, kMissing } kind = kMissing;
+  Bytes data;        // have: bitmap, bit i (LSB first) = chunk i; chunk: its bytes
+  std::string busy;  // who got the chunk from us lately (may be empty)
+  bool operator==(const ArtifactReply&) const = default;
+};
+Bytes EncodeArtifactRequest(const std::string& digest, std::optional<uint32_t> chunk);
+Result<ArtifactRequest> DecodeArtifactRequest(ByteView bytes);
+Bytes EncodeArtifactReply(const ArtifactReply& reply);
+Result<ArtifactReply> DecodeArtifactReply(ByteView bytes);
+
 // The catalog record of `digest` in `state`, when present and readable.
 std::optional<ArtifactManifest> CatalogEntry(const store::State& state, const std::string& digest);
 // Every readable catalog record, by digest.

@@ -18,6 +18,7 @@
 #include <asio/post.hpp>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -353,6 +354,15 @@ int Daemon::Run() {
   lease_ = std::make_unique<Lease>(name_, *clock_, *random_, *lease_net_, *ballots_, LeaseConfigFor(opts_.profile));
   channels_->On(membership::Channel::kLease,
                 [this](const std::string& from, ByteView data) { lease_->HandlePacket(from, data); });
+  if (!opts_.lease_log.empty()) {
+    lease_->OnHold([this, path = opts_.lease_log](uint64_t ballot, Duration remaining) {
+      const int64_t now = clock_->WallMicros();
+      const int64_t until = now + std::chrono::duration_cast<std::chrono::microseconds>(remaining).count();
+      std::ofstream out(path, std::ios::app);
+      out << store::Json{{"node", name_}, {"ballot", ballot}, {"from_us", now}, {"until_us", until}}.dump() << "\n";
+      if (!out) spdlog::error("cannot append to the lease log {}", path);
+    });
+  }
   VoterConfig vcfg;
   vcfg.reap_timeout = opts_.reap_timeout;
   if (opts_.profile == "local") vcfg.spacing = 3s;

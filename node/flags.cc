@@ -143,6 +143,10 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   app.add_option("--reap-timeout", reap,
                  "Forget failed or left members after this long (e.g. 24h, 30s, 500ms)")
       ->capture_default_str();
+  app.add_option("--lease-log", o.lease_log,
+                 "Append a JSON line to this file whenever this node wins or renews the coordinator lease (node, "
+                 "ballot, from_us, until_us: wall-clock microseconds of its own validity) or releases it; for "
+                 "audits and the fault suite's checker");
   app.add_option("--artifact-grace", artifact_grace,
                  "Remove an artifact from this node's data dir once no package of the desired state (nor a rollout's "
                  "target or revert revision) has named it for this long")

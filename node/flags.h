@@ -32,6 +32,8 @@ struct DaemonOptions {
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   Duration reap_timeout = std::chrono::hours(24);
+  // Where to append every lease hold of this node (JSON lines), when set.
+  std::string lease_log;
   // Artifacts no desired state names are removed after this long.
   Duration artifact_grace = std::chrono::hours(1);
   // The cluster key to start with when the data dir holds no keyring yet.

@@ -307,6 +307,7 @@ void Lease::Release() {
   m.round = holding_round_;
   SendToVoters(m, {});
   hold_until_ = clock_.Now();
+  if (on_hold_) on_hold_(holding_round_, Duration(0));
   Abandon(Duration(0));
   // Do not take it again on the way out.
   next_try_ = clock_.Now() + 1000 * cfg_.period;
@@ -460,6 +461,7 @@ void Lease::OnAccept(const LeaseMsg& m) {
   hold_until_ = until;
   last_start_ = attempt_->started;
   ++counters_[renewal ? "renewed" : "acquired"];
+  if (on_hold_) on_hold_(holding_round_, hold_until_ - clock_.Now());
   EndAttempt();
   CheckHolding();
   LeaseMsg n;

@@ -157,6 +157,11 @@ class Lease {
 
   // Runs whenever this node gains or loses the lease.
   void OnChange(std::function<void(bool holder)> fn) { on_change_ = std::move(fn); }
+  // Runs whenever this node wins or renews the lease, with how long it holds
+  // it from now (its own safety margin already taken off), and with zero when
+  // it releases it: the record an outside checker needs to prove that no two
+  // nodes ever held it at once.
+  void OnHold(std::function<void(uint64_t ballot, Duration remaining)> fn) { on_hold_ = std::move(fn); }
   const std::map<std::string, uint64_t>& counters() const { return counters_; }
 
  private:
@@ -200,6 +205,7 @@ class Lease {
   LeaseConfig cfg_;
   std::vector<std::string> voters_;
   std::function<void(bool)> on_change_;
+  std::function<void(uint64_t, Duration)> on_hold_;
   std::map<std::string, uint64_t> counters_;
   std::shared_ptr<bool> token_;
 

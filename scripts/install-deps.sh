@@ -12,7 +12,7 @@ BUILD_PKGS=(
   libmsgpack-cxx-dev  # the Serf benchmark speaks Serf's msgpack RPC
   python3  # scripts/demo reads the CLI's JSON with it
 )
-TEST_PKGS=(procps prometheus graphviz)  # graphviz: `starling graph --format svg`
+TEST_PKGS=(procps prometheus graphviz iproute2 nftables)  # graphviz: `starling graph --format svg`; iproute2, nftables: tests/fault
 BENCH_PKGS=(serf gnuplot-nox)  # docs/BENCHMARKS.md
 FUZZ_PKGS=(clang libclang-rt-14-dev)  # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes
 

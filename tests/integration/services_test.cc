@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -142,7 +143,9 @@ TEST(Services, GraphDotListsExactlyTheDeclaredEdges) {
   json g = json::parse(r.out);
   EXPECT_EQ(g["edges"].size(), declared.size());
   for (const auto& s : g["services"]) {
-    if (s["name"] == "api") EXPECT_EQ(s["nodes"], (json{"node1", "node2"}));
+    if (s["name"] == "api") {
+      EXPECT_EQ(s["nodes"], (json{"node1", "node2"}));
+    }
   }
 
   r = c.Cli(0, {"graph", "--format", "svg"});
@@ -157,6 +160,103 @@ TEST(Services, GraphDotListsExactlyTheDeclaredEdges) {
 
   r = c.Cli(0, {"graph", "--format", "png"});
   EXPECT_NE(r.exit_code, 0);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// When each service started, from the example hooks' events.log of every node.
+std::map<std::string, double> StartTimes(const LocalCluster& c) {
+  std::map<std::string, double> out;
+  for (int i : c.All()) {
+    std::istringstream in(ReadAll(c.node(i).dir + "/example-state/events.log"));
+    // "<time> <node> <what> <service> <version>"; the version is empty for a service without a package.
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      double at;
+      std::string node, what, item;
+      if (fields >> at >> node >> what >> item && what == "start" && !out.count(node + "." + item))
+        out[node + "." + item] = at;
+    }
+  }
+  return out;
+}
+
+std::string CrossDoc(const std::string& extra_service = "") {
+  auto svc = [](const std::string& role, const std::string& params) {
+    return "    roles: [" + role + "]\n    hooks: {start: api-start, stop: api-stop, health: api-health}\n" +
+           "    outputs: [url]\n" + (params.empty() ? "" : "    params: {PEER: \"" + params + "\"}\n");
+  };
+  return "roles: [i1, i2]\n"
+         "nodes:\n  node0: {lifecycle: commissioned, roles: [i1]}\n  node1: {lifecycle: commissioned, roles: [i2]}\n"
+         "services:\n"
+         "  i1-s1:\n" + svc("i1", "${i2-s2.url}") +
+         "  i1-s2:\n" + svc("i1", "") +
+         "  i2-s1:\n" + svc("i2", "${i1-s2.url}") +
+         "  i2-s2:\n" + svc("i2", "") + extra_service +
+         "policy: {batch: \"100%\", node_deadline: 30s, auto_revert: true}\n";
+}
+
+TEST(Services, TwoNodesWhoseServicesNeedEachOtherAllStartInInputOrder) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2, 20s, {"--hooks-dir", STARLING_EXAMPLE_HOOKS}));
+  CommandResult r = c.Cli(0, {"apply", "-f", Write(c, "cross.yaml", CrossDoc())});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(c.Cli(1, {"rollout", "start"}).exit_code, 0);
+  r = c.Cli(0, {"rollout", "status", "--watch"}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto started = StartTimes(c);
+  ASSERT_EQ(started.size(), 4u);
+  // Each S1 started after the S2 on the other node whose output it takes.
+  EXPECT_GT(started.at("node0.i1-s1"), started.at("node1.i2-s2"));
+  EXPECT_GT(started.at("node1.i2-s1"), started.at("node0.i1-s2"));
+}
+
+TEST(Services, AMissedStartDeadlineRevertsTheRollout) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2, 20s, {"--hooks-dir", STARLING_EXAMPLE_HOOKS}));
+  ASSERT_EQ(c.Cli(0, {"apply", "-f", Write(c, "good.yaml", CrossDoc())}).exit_code, 0);
+  ASSERT_EQ(c.Cli(0, {"rollout", "start"}).exit_code, 0);
+  ASSERT_EQ(c.Cli(0, {"rollout", "status", "--watch"}, 60s).exit_code, 0);
+  // The revision the first rollout made healthy everywhere (the voter keeper may change the state since).
+  const json good = json::parse(c.Cli(0, {"rollout", "status", "--format", "json"}).out);
+  // A new service on I1 that needs an output the example hook never prints.
+  const std::string late =
+      "  late:\n    roles: [i1]\n    hooks: {start: api-start, stop: api-stop, health: api-health}\n"
+      "    params: {PORT: \"${i2-s2.port}\"}\n    start_deadline: 3s\n";
+  std::string doc = CrossDoc(late);
+  // i2-s2 must declare the output for the reference to be valid.
+  const std::string decl = "  i2-s2:\n    roles: [i2]\n    hooks: {start: api-start, stop: api-stop, health: api-health}\n"
+                           "    outputs: [url]\n";
+  doc.replace(doc.find(decl), decl.size(),
+              "  i2-s2:\n    roles: [i2]\n    hooks: {start: api-start, stop: api-stop, health: api-health}\n"
+              "    outputs: [url, port]\n");
+  CommandResult r = c.Cli(1, {"apply", "-f", Write(c, "late.yaml", doc)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(c.Cli(1, {"rollout", "start"}).exit_code, 0);
+  r = c.Cli(1, {"rollout", "status", "--watch"}, 90s);
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;  // failed or reverted
+  json status = json::parse(c.Cli(0, {"rollout", "status", "--format", "json"}).out);
+  EXPECT_EQ(status["state"], "reverted") << status.dump(2);
+  // Every node runs the last good revision again.
+  std::string last;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        last = c.Cli(0, {"rollout", "status", "--format", "json"}).out;
+        json s = json::parse(last, nullptr, false);
+        if (!s.is_object()) return false;
+        for (const auto& n : s["nodes"])
+          if (n.value("applied_revision", "") != good.value("revision", "")) return false;
+        return true;
+      },
+      30s))
+      << "want " << good.value("revision", "") << " everywhere: " << last;
+  EXPECT_NE(c.LogOf(0, 100000).find("service late not started within its start deadline (3s): waiting for ${i2-s2.port}"),
+            std::string::npos);
 }
 
 TEST(Services, ApplyShowsADependencyCycleAsAPath) {

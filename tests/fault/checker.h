@@ -1,0 +1,91 @@
+// The fault suite's checker: reads what every node recorded during a run of
+// real daemons under faults, and reports where a promise was broken.
+//
+// Rules (each has a name, used in reports and tests):
+//  * lost-change: a change `apply` acknowledged (its origin and seq) is not in
+//    some node's history after the heal.
+//  * diverged: nodes hold different desired states (digests) after the heal.
+//  * lease-overlap: two nodes held the coordinator lease at the same moment,
+//    by their own lease logs (each hold runs from when the node won a ballot
+//    to the end of validity it computed, or to when it released it).
+//  * over-unavailable: more nodes out of service because of a rollout (a stop
+//    hook ran and no passing health check since) than the policy's largest
+//    batch, counting only nodes whose daemon runs (a killed node's service is
+//    down because of the kill; a paused daemon is not counted while paused).
+//  * unfinished-rollout: a rollout asked for during the run is not succeeded,
+//    failed or reverted after the heal.
+//  * false-failure: a node declared a member failed while the only fault was
+//    packet loss (and `settle` after every other fault had ended), and that
+//    member's daemon was running and not paused.
+// Times are wall-clock microseconds; every host of a run shares one clock.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace starling::fault {
+
+using Micros = int64_t;
+
+struct Ack {  // a change `apply` acknowledged
+  std::string node, origin;
+  uint64_t seq = 0;
+  std::string revision;
+  Micros at = 0;
+};
+
+struct NodeFinal {  // a node's state after the heal
+  std::string name;
+  std::set<std::pair<std::string, uint64_t>> entries;  // (origin, seq) of its history
+  std::string digest;
+};
+
+struct LeaseHold {
+  std::string node;
+  uint64_t ballot = 0;
+  Micros from = 0, until = 0;
+};
+
+struct ServiceEvent {
+  std::string node, what;  // stop | start | healthy
+  Micros at = 0;
+};
+
+struct Fault {
+  std::string kind;  // kill | pause | partition | bridge | one-way | loss
+  std::vector<std::string> nodes;
+  Micros from = 0, until = 0;
+};
+
+struct Declared {  // `observer` declared `member` failed
+  std::string observer, member;
+  Micros at = 0;
+};
+
+struct History {
+  std::vector<Ack> acks;
+  std::vector<NodeFinal> finals;
+  std::vector<LeaseHold> holds;
+  std::vector<ServiceEvent> services;
+  std::vector<Fault> faults;
+  std::map<uint64_t, std::string> rollouts;  // id asked for -> its state after the heal
+  std::vector<Declared> declared;
+  size_t max_unavailable = 1;
+  Micros settle = 15'000'000;  // after a non-loss fault, before loss-only rules apply
+};
+
+struct Violation {
+  std::string rule;
+  std::string what;
+};
+
+std::vector<Violation> Check(const History& h);
+
+// One line per rule: "lost-change 0", ...
+std::string Summary(const std::vector<Violation>& v);
+
+}  // namespace starling::fault
