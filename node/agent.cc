@@ -410,7 +410,7 @@ NodeAgent::Step NodeAgent::Hook(const std::string& phase, const std::string& kin
                 Json input = Json::object();
                 for (const auto& [k, v] : full) input[k] = v;
                 HookRequest req{hook, full, input.dump(), cfg_.hook_timeout};
-                hooks_.Run(req, [this, kind, hook, after, done, alive = alive_](Result<HookResult> r) {
+                hooks_.Run(req, [kind, hook, after, done, alive = alive_](Result<HookResult> r) {
                   if (!*alive) return;
                   if (!r.ok()) return done(false, kind + " hook " + hook + ": " + r.status().message());
                   if (!r->ok())

@@ -632,7 +632,7 @@ void Artifacts::List(std::function<void(Result<Json>)> done) {
       ++pending->waiting;
       channels_.SendStream(membership::Channel::kArtifacts, member.addr, EncodeArtifactRequest(digest, std::nullopt),
                            kListTimeout,
-                           [pending, finish, digest, n = m.ChunkCount(), name = member.name](Result<Bytes> r) {
+                           [pending, finish, digest = digest, n = m.ChunkCount(), name = member.name](Result<Bytes> r) {
                              if (r.ok()) {
                                auto reply = DecodeArtifactReply(*r);
                                if (reply.ok() && reply->kind == ArtifactReply::kHave) {

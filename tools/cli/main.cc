@@ -895,7 +895,7 @@ int main(int argc, char** argv) {
   CLI::App* artifact_add = artifact->add_subcommand(
       "add",
       "Store FILE on this node and announce it; prints its digest, for a package's `artifact:`. The daemon reads "
-      "the file, so it must be readable by the daemon's user");
+      "the file, so it must be readable by the daemon's user; waits up to 10 min (or --timeout) for the copy");
   artifact_add->add_option("FILE", artifact_file, "The file")->required()->check(CLI::ExistingFile);
   artifact_add->add_option("--name", artifact_name, "A name for people (default: the file's name)");
   artifact_add->add_option("--version", artifact_version, "A version for people");
@@ -903,6 +903,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(kFormats))
       ->capture_default_str();
   artifact_add->callback([&] {
+    // The daemon copies and hashes the whole file before it answers.
+    g.timeout_seconds = std::max(g.timeout_seconds, 600.0);
     char resolved[PATH_MAX];
     if (!realpath(artifact_file.c_str(), resolved)) {
       code = Complain(kExitDaemonError, "artifact add: " + artifact_file + ": " + std::strerror(errno));
