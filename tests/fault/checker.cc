@@ -90,22 +90,18 @@ void UnfinishedRollouts(const History& h, std::vector<Violation>& out) {
 
 void FalseFailures(const History& h, std::vector<Violation>& out) {
   for (const Declared& d : h.declared) {
-    bool loss = false, other = false, member_down = false;
+    bool loss = false, explained = false;
     for (const Fault& f : h.faults) {
       if (f.kind == "loss") {
         loss = loss || During(f, d.at);
         continue;
       }
-      // Another fault, or its aftermath, explains a failure.
-      if (f.from <= d.at && d.at < f.until + h.settle) other = true;
-      if ((f.kind == "kill" || f.kind == "pause") &&
-          std::find(f.nodes.begin(), f.nodes.end(), d.member) != f.nodes.end() && f.from <= d.at &&
-          d.at < f.until + h.settle)
-        member_down = true;
+      // A kill, pause or cut, or its aftermath, explains a failure.
+      if (f.from <= d.at && d.at < f.until + h.settle) explained = true;
     }
-    if (loss && !other && !member_down)
+    if (!explained)
       out.push_back({"false-failure", d.observer + " declared " + d.member + " failed at " + Seconds(d.at) +
-                                          " while the only fault was packet loss"});
+                                          (loss ? " while the only fault was packet loss" : " with no fault at all")});
   }
 }
 
@@ -120,6 +116,57 @@ std::vector<Violation> Check(const History& h) {
   UnfinishedRollouts(h, out);
   FalseFailures(h, out);
   return out;
+}
+
+using json = nlohmann::json;
+
+json ToJson(const History& h) {
+  json j;
+  for (const Ack& a : h.acks)
+    j["acks"].push_back({{"node", a.node}, {"origin", a.origin}, {"seq", a.seq}, {"revision", a.revision}, {"at", a.at}});
+  for (const NodeFinal& f : h.finals) {
+    json entries = json::array();
+    for (const auto& [origin, seq] : f.entries) entries.push_back({origin, seq});
+    j["finals"].push_back({{"name", f.name}, {"digest", f.digest}, {"entries", entries}});
+  }
+  for (const LeaseHold& l : h.holds)
+    j["holds"].push_back({{"node", l.node}, {"ballot", l.ballot}, {"from", l.from}, {"until", l.until}});
+  for (const ServiceEvent& e : h.services) j["services"].push_back({{"node", e.node}, {"what", e.what}, {"at", e.at}});
+  for (const Fault& f : h.faults)
+    j["faults"].push_back({{"kind", f.kind}, {"nodes", f.nodes}, {"from", f.from}, {"until", f.until}});
+  for (const auto& [id, state] : h.rollouts) j["rollouts"].push_back({{"id", id}, {"state", state}});
+  for (const Declared& d : h.declared)
+    j["declared"].push_back({{"observer", d.observer}, {"member", d.member}, {"at", d.at}});
+  j["max_unavailable"] = h.max_unavailable;
+  j["settle"] = h.settle;
+  return j;
+}
+
+History HistoryFromJson(const json& j) {
+  History h;
+  auto list = [&](const char* key) { return j.contains(key) && j[key].is_array() ? j[key] : json::array(); };
+  for (const auto& a : list("acks"))
+    h.acks.push_back({a.value("node", ""), a.value("origin", ""), a.value("seq", uint64_t{0}), a.value("revision", ""),
+                      a.value("at", Micros{0})});
+  for (const auto& f : list("finals")) {
+    NodeFinal n{f.value("name", ""), {}, f.value("digest", "")};
+    for (const auto& e : f.value("entries", json::array()))
+      if (e.is_array() && e.size() == 2) n.entries.insert({e[0].get<std::string>(), e[1].get<uint64_t>()});
+    h.finals.push_back(n);
+  }
+  for (const auto& l : list("holds"))
+    h.holds.push_back({l.value("node", ""), l.value("ballot", uint64_t{0}), l.value("from", Micros{0}),
+                       l.value("until", Micros{0})});
+  for (const auto& e : list("services")) h.services.push_back({e.value("node", ""), e.value("what", ""), e.value("at", Micros{0})});
+  for (const auto& f : list("faults"))
+    h.faults.push_back({f.value("kind", ""), f.value("nodes", std::vector<std::string>{}), f.value("from", Micros{0}),
+                        f.value("until", Micros{0})});
+  for (const auto& r : list("rollouts")) h.rollouts[r.value("id", uint64_t{0})] = r.value("state", "");
+  for (const auto& d : list("declared"))
+    h.declared.push_back({d.value("observer", ""), d.value("member", ""), d.value("at", Micros{0})});
+  h.max_unavailable = j.value("max_unavailable", size_t{1});
+  h.settle = j.value("settle", h.settle);
+  return h;
 }
 
 std::string Summary(const std::vector<Violation>& v) {

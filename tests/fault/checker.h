@@ -15,13 +15,15 @@
 //  * unfinished-rollout: a rollout asked for during the run is not succeeded,
 //    failed or reverted after the heal.
 //  * false-failure: a node declared a member failed while the only fault was
-//    packet loss (and `settle` after every other fault had ended), and that
-//    member's daemon was running and not paused.
+//    packet loss, or while there was no fault at all: no kill, pause or cut
+//    (partition, bridge, one-way) was under way or had ended less than
+//    `settle` before.
 // Times are wall-clock microseconds; every host of a run shares one clock.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <utility>
@@ -87,5 +89,10 @@ std::vector<Violation> Check(const History& h);
 
 // One line per rule: "lost-change 0", ...
 std::string Summary(const std::vector<Violation>& v);
+
+// A history as JSON (what a run saves as history.json) and back, so that a
+// run can be checked again later (`starling-fault --check history.json`).
+nlohmann::json ToJson(const History& h);
+History HistoryFromJson(const nlohmann::json& j);
 
 }  // namespace starling::fault

@@ -38,6 +38,15 @@ TEST(Checker, CleanHistoryHasNoViolations) {
             "lost-change 0\ndiverged 0\nlease-overlap 0\nover-unavailable 0\nunfinished-rollout 0\nfalse-failure 0\n");
 }
 
+TEST(Checker, AHistoryReadsBackFromJson) {
+  History h = Clean();
+  h.declared.push_back({"n1", "n2", 150 * kS});
+  h.holds.push_back({"n3", 4, 19 * kS, 22 * kS});
+  const History back = HistoryFromJson(nlohmann::json::parse(ToJson(h).dump()));
+  EXPECT_EQ(ToJson(back), ToJson(h));
+  EXPECT_EQ(Summary(Check(back)), Summary(Check(h)));
+}
+
 TEST(Checker, FlagsAnAcknowledgedChangeMissingOnANode) {
   History h = Clean();
   h.finals[2].entries.erase({"n2", 1});
@@ -115,8 +124,13 @@ TEST(Checker, FlagsAHealthyNodeDeclaredFailedDuringLossOnly) {
     e.faults.push_back(f);
     EXPECT_TRUE(Of(Check(e), "false-failure").empty()) << f.kind;
   }
+  // With no fault at all it is flagged too; 15 s after a kill it is not.
   h = Clean();
   h.declared.push_back({"n1", "n2", 250 * kS});
+  v = Of(Check(h), "false-failure");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].what, "n1 declared n2 failed at 250.0 s with no fault at all");
+  h.faults.push_back({"kill", {"n2"}, 230 * kS, 240 * kS});
   EXPECT_TRUE(Of(Check(h), "false-failure").empty());
 }
 

@@ -2,6 +2,7 @@
 // under faults, then checked (checker.h). See tests/fault/README.md.
 //
 //   starling-fault [--hosts 5] [--minutes 2] [--seed S] [--out DIR]
+//   starling-fault --check DIR/history.json
 //
 // Exit status: 0 no violation, 1 violations, 2 the run could not be set up,
 // 77 skipped (not root, or no network namespaces / nft here).
@@ -82,10 +83,17 @@ struct Host {
   bool paused = false;
 };
 
+// Whether `pid` is a starling-fault still running.
+bool Running(pid_t pid) {
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  return comm >> name && name.rfind("starling-fault", 0) == 0;
+}
+
 class Net {
  public:
   Net(int hosts, std::string ip, std::string nft) : ip_(std::move(ip)), nft_(std::move(nft)) {
-    prefix_ = "stf" + std::to_string(getpid() % 100000);
+    prefix_ = "stf" + std::to_string(getpid());
     for (int i = 0; i < hosts; ++i) {
       Host h;
       h.name = "h" + std::to_string(i);
@@ -105,8 +113,8 @@ class Net {
     while (in >> name) {
       std::getline(in, rest);
       if (name.rfind("stf", 0) != 0 || name.find('-') == std::string::npos) continue;
-      const std::string pid = name.substr(3, name.find('-') - 3);
-      if (std::to_string(getpid() % 100000) == pid) continue;
+      const pid_t owner = static_cast<pid_t>(std::atoi(name.substr(3, name.find('-') - 3).c_str()));
+      if (owner <= 0 || Running(owner)) continue;  // ours, or another run's still going
       Say("removing namespace " + name + " left by an earlier run");
       Sh({ip_, "netns", "del", name}, true);
     }
@@ -543,6 +551,7 @@ class Run {
   int Report() {
     if (g_stop) return 2;
     Collect();
+    std::ofstream(o_.out + "/history.json") << ToJson(history_).dump() << "\n";
     auto v = Check(history_);
     std::map<std::string, int> rollouts;
     for (const auto& [id, state] : history_.rollouts) ++rollouts[state];
@@ -579,8 +588,27 @@ class Run {
   int version_ = 0, docs_ = 0, rollouts_started_ = 0;
 };
 
+// `--check FILE`: the checker again, over a run's saved history.json.
+int CheckSaved(const std::string& path) {
+  std::ifstream in(path);
+  json j = json::parse(in, nullptr, false);
+  if (!in || j.is_discarded() || !j.is_object()) {
+    std::fprintf(stderr, "starling-fault: %s is not a saved history (history.json of a run)\n", path.c_str());
+    return 2;
+  }
+  const History h = HistoryFromJson(j);
+  auto v = Check(h);
+  std::printf("%zu changes acknowledged, %zu faults, %zu rollouts, %zu lease holds, %zu service events, %zu failure "
+              "declarations\nviolations %zu:\n%s",
+              h.acks.size(), h.faults.size(), h.rollouts.size(), h.holds.size(), h.services.size(), h.declared.size(),
+              v.size(), Summary(v).c_str());
+  for (const auto& x : v) std::printf("  %s: %s\n", x.rule.c_str(), x.what.c_str());
+  return v.empty() ? 0 : 1;
+}
+
 int Main(int argc, char** argv) {
   Options o;
+  if (argc == 3 && std::string(argv[1]) == "--check") return CheckSaved(argv[2]);
   o.seed = static_cast<uint64_t>(std::time(nullptr));
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -590,7 +618,9 @@ int Main(int argc, char** argv) {
     else if (a == "--seed") o.seed = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--out") o.out = next();
     else {
-      std::fprintf(stderr, "usage: starling-fault [--hosts 5..7] [--minutes M] [--seed S] [--out DIR]\n");
+      std::fprintf(stderr,
+                   "usage: starling-fault [--hosts 3..7] [--minutes M] [--seed S] [--out DIR]\n"
+                   "       starling-fault --check DIR/history.json   (check a saved run again)\n");
       return 2;
     }
   }
