@@ -442,6 +442,13 @@ RolloutPlanner::Step RolloutPlanner::Advance(const std::optional<RolloutRecord>&
         continue;
       }
       if (now - batch_seen_->second > policy.node_deadline) {
+        // A suspect may be down (then it leaves the batch without failing,
+        // above) or slow: judge it once membership has decided, which the
+        // suspicion timeout bounds.
+        if (v.suspect) {
+          keep.push_back(name);
+          continue;
+        }
         log(name + " missed its deadline");
         new_failures.push_back(name);
         continue;

@@ -143,6 +143,7 @@ bool Commissioned(const store::Json& doc, const std::string& name);
 struct NodeView {
   std::string name;
   bool reachable = false;     // alive or suspect in this node's membership view
+  bool suspect = false;       // suspect: maybe down, not yet known
   bool commissioned = false;
   std::vector<std::string> roles;
   bool reported = false;  // a report has arrived

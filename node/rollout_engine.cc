@@ -36,6 +36,7 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
     NodeView& v = views[m.name];
     v.name = m.name;
     v.reachable = m.status == membership::MemberStatus::kAlive || m.status == membership::MemberStatus::kSuspect;
+    v.suspect = m.status == membership::MemberStatus::kSuspect;
     auto tag = m.tags.find("roles");
     v.roles = NodeRoles(doc, m.name, tag == m.tags.end() ? "" : tag->second);
   }

@@ -82,10 +82,15 @@ void OverUnavailable(const History& h, std::vector<Violation>& out) {
 }
 
 void UnfinishedRollouts(const History& h, std::vector<Violation>& out) {
+  if (h.rollouts.empty() && h.last_rollout == 0) return;
+  const std::string& s = h.last_rollout_state;
+  if (s != "succeeded" && s != "failed" && s != "reverted")
+    out.push_back({"unfinished-rollout", "rollout " + std::to_string(h.last_rollout) + " is " +
+                                             (s.empty() ? std::string("unknown") : s) + " after the heal"});
   for (const auto& [id, state] : h.rollouts)
-    if (state != "succeeded" && state != "failed" && state != "reverted")
-      out.push_back({"unfinished-rollout", "rollout " + std::to_string(id) + " is " +
-                                               (state.empty() ? std::string("unknown") : state) + " after the heal"});
+    if (id > h.last_rollout)
+      out.push_back({"unfinished-rollout", "rollout " + std::to_string(id) + " was asked for and never ran (last " +
+                                               std::to_string(h.last_rollout) + ")"});
 }
 
 void FalseFailures(const History& h, std::vector<Violation>& out) {
@@ -135,6 +140,8 @@ json ToJson(const History& h) {
   for (const Fault& f : h.faults)
     j["faults"].push_back({{"kind", f.kind}, {"nodes", f.nodes}, {"from", f.from}, {"until", f.until}});
   for (const auto& [id, state] : h.rollouts) j["rollouts"].push_back({{"id", id}, {"state", state}});
+  j["last_rollout"] = h.last_rollout;
+  j["last_rollout_state"] = h.last_rollout_state;
   for (const Declared& d : h.declared)
     j["declared"].push_back({{"observer", d.observer}, {"member", d.member}, {"at", d.at}});
   j["max_unavailable"] = h.max_unavailable;
@@ -162,6 +169,8 @@ History HistoryFromJson(const json& j) {
     h.faults.push_back({f.value("kind", ""), f.value("nodes", std::vector<std::string>{}), f.value("from", Micros{0}),
                         f.value("until", Micros{0})});
   for (const auto& r : list("rollouts")) h.rollouts[r.value("id", uint64_t{0})] = r.value("state", "");
+  h.last_rollout = j.value("last_rollout", uint64_t{0});
+  h.last_rollout_state = j.value("last_rollout_state", "");
   for (const auto& d : list("declared"))
     h.declared.push_back({d.value("observer", ""), d.value("member", ""), d.value("at", Micros{0})});
   h.max_unavailable = j.value("max_unavailable", size_t{1});

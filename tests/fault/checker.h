@@ -12,8 +12,12 @@
 //    hook ran and no passing health check since) than the policy's largest
 //    batch, counting only nodes whose daemon runs (a killed node's service is
 //    down because of the kill; a paused daemon is not counted while paused).
-//  * unfinished-rollout: a rollout asked for during the run is not succeeded,
-//    failed or reverted after the heal.
+//  * unfinished-rollout: after the heal, the last rollout (the record every
+//    node holds) is not succeeded, failed or reverted, or a rollout was asked
+//    for (and acknowledged) with a higher id than the last one and never ran.
+//    Rollouts before the last one need no check: the coordinator starts one
+//    only when none is running, and a newer request replaces one it has not
+//    taken yet.
 //  * false-failure: a node declared a member failed while the only fault was
 //    packet loss, or while there was no fault at all: no kill, pause or cut
 //    (partition, bridge, one-way) was under way or had ended less than
@@ -74,7 +78,9 @@ struct History {
   std::vector<LeaseHold> holds;
   std::vector<ServiceEvent> services;
   std::vector<Fault> faults;
-  std::map<uint64_t, std::string> rollouts;  // id asked for -> its state after the heal
+  std::map<uint64_t, std::string> rollouts;  // id asked for -> the last state seen of it during the run
+  uint64_t last_rollout = 0;                 // the rollout every node holds after the heal
+  std::string last_rollout_state;
   std::vector<Declared> declared;
   size_t max_unavailable = 1;
   Micros settle = 15'000'000;  // after a non-loss fault, before loss-only rules apply

@@ -490,14 +490,10 @@ class Run {
         },
         300s, 1s);
     if (!ok) Say("not settled within 5 min of the heal (the checker will say what is wrong)");
-    auto status = CliJson(0, {"rollout", "status"});
-    if (status && status->contains("id") && (*status)["id"].is_number()) {
-      const uint64_t last = (*status)["id"];
-      for (auto& [id, state] : history_.rollouts) {
-        if (id == last) state = status->value("state", "");
-        // An earlier id was settled when the next one could start.
-        else if (id < last && (state == "requested" || state == "running")) state = "superseded-unsettled";
-      }
+    if (auto status = CliJson(0, {"rollout", "status"})) {
+      history_.last_rollout = status->value("id", uint64_t{0});
+      history_.last_rollout_state = status->value("state", "");
+      if (history_.rollouts.count(history_.last_rollout)) history_.rollouts[history_.last_rollout] = history_.last_rollout_state;
     }
   }
 
@@ -562,8 +558,9 @@ class Run {
     r << "faults injected";
     for (const auto& [k, n] : faults_) r << " " << k << " " << n, total += n;
     r << " (total " << total << ")\n";
-    r << "rollouts asked " << history_.rollouts.size() << ":";
+    r << "rollouts asked " << history_.rollouts.size() << " (last state seen of each):";
     for (const auto& [s, n] : rollouts) r << " " << s << " " << n;
+    r << "; the last, " << history_.last_rollout << ", " << history_.last_rollout_state;
     r << "\nlease holds " << history_.holds.size() << ", service events " << history_.services.size()
       << ", failure declarations " << history_.declared.size() << "\n";
     r << "violations " << v.size() << ":\n" << Summary(v);

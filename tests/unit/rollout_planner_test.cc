@@ -309,6 +309,35 @@ TEST(RolloutPlanner, ADownNodeStaysInFlightUntilItsDeadlineThenLeavesWithoutFail
   EXPECT_EQ(h.record->state, "succeeded");
 }
 
+TEST(RolloutPlanner, ASuspectPastItsDeadlineIsJudgedOnceMembershipDecides) {
+  // The coordinator died with its own node in the batch; the new holder's
+  // membership still suspects it when the deadline passes.
+  for (const bool comes_back : {false, true}) {
+    SCOPED_TRACE(comes_back ? "it was alive after all" : "it was down");
+    Holder h;
+    std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
+    const RolloutPolicy p = Policy(1);  // node deadline 60 s
+    h.request = RolloutRequest{1, "new", "op", false};
+    h.Step(p, nodes, T(0));
+    ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+    nodes[0].suspect = true;
+    h.Step(p, nodes, T(61));
+    EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"})) << "judged while still suspect";
+    EXPECT_TRUE(h.record->failed.empty());
+    nodes[0].suspect = false;
+    nodes[0].reachable = comes_back;
+    h.Step(p, nodes, T(70));
+    if (comes_back) {
+      // Alive and still not on the revision past its deadline: a failure.
+      EXPECT_EQ(h.record->failed, (std::set<std::string>{"n0"}));
+    } else {
+      // Down: it leaves the batch without failing, and the rollout goes on.
+      EXPECT_TRUE(h.record->failed.empty());
+      EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+    }
+  }
+}
+
 TEST(RolloutPlanner, NodesBusyOnTheirOwnTakeRoomInTheBatch) {
   Holder h;
   std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
