@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "starling/membership/config.h"
-#include "starling/membership/env.h"
+#include "starling/env.h"
 
 namespace starling::membership::wire {
 

@@ -11,7 +11,7 @@
 #include <set>
 #include <string>
 
-#include "starling/membership/env.h"
+#include "starling/env.h"
 
 namespace starling::membership {
 

@@ -6,36 +6,9 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "starling/membership/user_channels.h"
 #include "starling/store/log_codec.h"
 
 namespace starling::store {
-
-// ---- MemberlistGossip --------------------------------------------------------
-
-using membership::Channel;
-
-std::vector<LogGossip::Peer> MemberlistGossip::LivePeers() const {
-  std::vector<Peer> out;
-  const auto& list = channels_.list();
-  const std::string self = list.config().name;
-  for (const auto& m : list.Members())
-    if (m.name != self && m.status == membership::MemberStatus::kAlive) out.push_back(Peer{m.name, m.addr});
-  return out;
-}
-std::string MemberlistGossip::SelfAddr() const { return channels_.list().config().advertise_addr; }
-size_t MemberlistGossip::BroadcastBudget() const { return channels_.BroadcastBudget(); }
-void MemberlistGossip::Broadcast(const std::string& key, Bytes data) {
-  channels_.Broadcast(Channel::kLog, key, std::move(data));
-}
-void MemberlistGossip::SendPacket(const std::string& addr, Bytes data) {
-  channels_.SendPacket(Channel::kLog, addr, std::move(data));
-}
-void MemberlistGossip::SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) {
-  channels_.SendStream(Channel::kLog, addr, std::move(data), timeout, std::move(done));
-}
-
-// ---- Replicator ---------------------------------------------------------------
 
 namespace {
 // An exchange that keeps finding more to ship continues, up to this many
@@ -60,12 +33,6 @@ void Replicator::Start() {
   // Spread the first exchange over one interval so that nodes started
   // together do not all sync at once.
   timer_ = clock_.Schedule(Duration(random_.Uniform(cfg_.sync_interval.count()) + 1), [this] { Tick(); });
-}
-
-void Replicator::Attach(membership::UserChannels& channels) {
-  channels.On(
-      Channel::kLog, [this](const std::string& from, ByteView data) { HandlePacket(from, data); },
-      [this](const std::string& from, ByteView data) { return HandleStream(from, data); });
 }
 
 void Replicator::Tick() {

@@ -1,6 +1,6 @@
 // Local API requests: the bytes the starling CLI (or anything else the
 // socket's permissions let in) sends the daemon. The decoder is private to
-// node/api_service.cc, so the target drives ApiService::Handle, the function
+// node/api/api_service.cc, so the target drives ApiService::Handle, the function
 // the socket server hands each request to, over the daemon's real stack
 // (memberlist, desired-state log, lease, soft state) on one simulated node:
 // no sockets, threads or files, and a fresh node per input so that any
@@ -23,14 +23,11 @@
 
 #include "api_service.h"
 #include "fuzz_check.h"
-#include "lease.h"
+#include "node_core.h"
 #include "schema/api.capnp.h"
-#include "soft_state.h"
 #include "starling/capnp_bytes.h"
-#include "starling/membership/user_channels.h"
 #include "starling/sim/simulator.h"
 #include "starling/store/log.h"
-#include "starling/store/replicator.h"
 
 using namespace std::chrono_literals;
 namespace node = starling::node;
@@ -38,39 +35,43 @@ namespace store = starling::store;
 
 namespace {
 
-// The objects the daemon wires up around its ApiService, in the order it
-// does; members are destroyed bottom-up, before the cluster's memberlists.
+// A hook executor for a node whose agent never gets to run one here.
+class NoHooks final : public node::HookExec {
+ public:
+  void Run(node::HookRequest, std::function<void(starling::Result<node::HookResult>)> done) override {
+    done(starling::Status::Unavailable("no hooks in the fuzzer"));
+  }
+};
+
+// The daemon's protocol graph (NodeCore) around its ApiService, not started:
+// no timers run, so each input costs only what its requests ask for. Members
+// are destroyed bottom-up, before the cluster's memberlists.
 struct OneNode {
   starling::sim::Cluster cluster{1, starling::sim::ProfileConfig("local")};
   store::MemoryLogStorage storage;
   node::MemoryBallotStore ballots;
+  node::MemoryAppliedStore applied;
+  NoHooks hooks;
   std::unique_ptr<store::DesiredLog> log;
-  std::unique_ptr<starling::membership::UserChannels> channels;
-  std::unique_ptr<store::MemberlistGossip> gossip;
-  std::unique_ptr<store::Replicator> replicator;
-  std::unique_ptr<node::MemberlistLeaseNet> lease_net;
-  std::unique_ptr<node::Lease> lease;
-  std::unique_ptr<node::SoftState> soft;
+  std::unique_ptr<node::NodeCore> core;
   std::unique_ptr<node::ApiService> service;
 
   OneNode() {
     cluster.Add();
     cluster.Start(0);
     auto& clock = cluster.clock(0);
-    auto& random = cluster.random(0);
     auto opened = store::DesiredLog::Open(storage, 1000, cluster.name(0));
     FUZZ_CHECK(opened.ok(), opened.status().ToString());
     log = std::move(*opened);
-    channels = std::make_unique<starling::membership::UserChannels>(cluster.node(0));
-    gossip = std::make_unique<store::MemberlistGossip>(*channels);
-    replicator = std::make_unique<store::Replicator>(*log, *gossip, clock, random);
-    replicator->Attach(*channels);
-    lease_net = std::make_unique<node::MemberlistLeaseNet>(*channels);
-    lease = std::make_unique<node::Lease>(cluster.name(0), clock, random, *lease_net, ballots,
-                                          node::LeaseConfigFor("local"));
-    soft = std::make_unique<node::SoftState>(cluster.name(0), 1, clock, *channels, 3s);
+    node::NodeOptions options;
+    options.name = cluster.name(0);
+    options.generation = 1;
+    options.profile = "local";
+    core = std::make_unique<node::NodeCore>(
+        std::move(options),
+        node::NodeSeams{clock, cluster.random(0), cluster.node(0), *log, ballots, applied, hooks});
     service = std::make_unique<node::ApiService>(
-        cluster.node(0), *replicator, *lease, *soft, clock,
+        cluster.node(0), core->replicator(), core->lease(), core->soft(), clock,
         node::DaemonFacts{"/nonexistent/data", "fuzz", clock.Now(), ""},
         [](std::function<void(starling::Status)> done) { done(starling::Status::Ok()); });
     // As the daemon's: known levels subscribe, others are refused.

@@ -3,7 +3,7 @@
 
 #include "address.h"
 #include "flags.h"
-#include "keys.h"
+#include "keyring_file.h"
 
 #include <sys/stat.h>
 

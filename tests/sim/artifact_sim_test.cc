@@ -10,14 +10,17 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <random>
 
 #include "artifacts.h"
+#include "file_artifact_store.h"
 #include "state_commands.h"
 #include "starling/membership/user_channels.h"
 #include "starling/sim/simulator.h"
 #include "starling/store/log.h"
+#include "starling/store/memberlist_gossip.h"
 #include "starling/store/replicator.h"
 
 namespace starling::node {
@@ -29,9 +32,70 @@ using store::Json;
 
 using sim::SeedOr;
 
+// Which store calls ran outside an Offload job (the simulator runs jobs on
+// the one thread, so "off the protocol thread" is "inside a job").
+struct OffloadWatch {
+  bool inside = false;
+  std::map<std::string, int> outside;  // method -> calls made on the protocol thread
+};
+
+// An ArtifactStore that notes each blocking call made outside an Offload job.
+// Has() and PathOf() (a stat, a string) are allowed on the protocol thread.
+class WatchedStore final : public ArtifactStore {
+ public:
+  WatchedStore(ArtifactStore& store, OffloadWatch& watch) : s_(store), w_(watch) {}
+  Status Init() override { return s_.Init(); }
+  Result<ArtifactManifest> Add(const std::string& path, const std::string& name, const std::string& version) override {
+    Note("Add");
+    return s_.Add(path, name, version);
+  }
+  bool Has(const std::string& digest) const override { return s_.Has(digest); }
+  std::string PathOf(const std::string& digest) const override { return s_.PathOf(digest); }
+  Result<std::vector<bool>> Begin(const ArtifactManifest& m) override {
+    Note("Begin");
+    return s_.Begin(m);
+  }
+  Status WriteChunk(const ArtifactManifest& m, size_t index, ByteView data) override {
+    Note("WriteChunk");
+    return s_.WriteChunk(m, index, data);
+  }
+  Status Finish(const ArtifactManifest& m) override {
+    Note("Finish");
+    return s_.Finish(m);
+  }
+  Result<Bytes> ReadChunk(const ArtifactManifest& m, size_t index) const override {
+    Note("ReadChunk");
+    return s_.ReadChunk(m, index);
+  }
+  Status Remove(const std::string& digest) override {
+    Note("Remove");
+    return s_.Remove(digest);
+  }
+  std::vector<std::string> Complete() const override {
+    Note("Complete");
+    return s_.Complete();
+  }
+  std::vector<std::string> Partial() const override {
+    Note("Partial");
+    return s_.Partial();
+  }
+  uint64_t DiskBytes() const override {
+    Note("DiskBytes");
+    return s_.DiskBytes();
+  }
+
+ private:
+  void Note(const char* method) const {
+    if (!w_.inside) ++w_.outside[method];
+  }
+  ArtifactStore& s_;
+  OffloadWatch& w_;
+};
+
 struct ArtNode {
   store::MemoryLogStorage storage;
-  std::unique_ptr<ArtifactStore> files;
+  std::unique_ptr<FileArtifactStore> files;
+  std::unique_ptr<WatchedStore> watched;
   std::unique_ptr<store::DesiredLog> log;
   std::unique_ptr<membership::UserChannels> channels;
   std::unique_ptr<store::MemberlistGossip> gossip;
@@ -42,7 +106,8 @@ struct ArtNode {
 
 class ArtCluster {
  public:
-  ArtCluster(uint64_t seed, int n) : nodes_(n), c_(seed, sim::ProfileConfig("local")) {
+  ArtCluster(uint64_t seed, int n, ArtifactConfig config = {})
+      : config_(config), nodes_(n), c_(seed, sim::ProfileConfig("local")) {
     char tmpl[] = "/tmp/starling-artsim-XXXXXX";
     root_ = mkdtemp(tmpl);
     for (int i = 0; i < n; ++i) c_.Add();
@@ -56,6 +121,7 @@ class ArtCluster {
   Cluster& cluster() { return c_; }
   ArtNode& node(int i) { return nodes_[i]; }
   const std::string& root() const { return root_; }
+  const OffloadWatch& watch() const { return watch_; }
   // Served bytes over every run of node i.
   uint64_t Served(int i) const {
     const ArtNode& n = nodes_[i];
@@ -69,7 +135,7 @@ class ArtCluster {
  private:
   void Boot(int i) {
     ArtNode& n = nodes_[i];
-    n.files = std::make_unique<ArtifactStore>(root_ + "/" + c_.name(i));
+    n.files = std::make_unique<FileArtifactStore>(root_ + "/" + c_.name(i));
     ASSERT_TRUE(n.files->Init().ok());
     auto opened = store::DesiredLog::Open(n.storage, 2000 + i, c_.name(i));
     ASSERT_TRUE(opened.ok());
@@ -77,15 +143,18 @@ class ArtCluster {
     n.channels = std::make_unique<membership::UserChannels>(c_.node(i));
     n.gossip = std::make_unique<store::MemberlistGossip>(*n.channels);
     n.replicator = std::make_unique<store::Replicator>(*n.log, *n.gossip, c_.clock(i), c_.random(i));
-    n.replicator->Attach(*n.channels);
+    store::AttachReplicator(*n.replicator, *n.channels);
+    n.watched = std::make_unique<WatchedStore>(*n.files, watch_);
     Clock& clock = c_.clock(i);
     n.artifacts = std::make_unique<Artifacts>(
-        c_.name(i), clock, c_.random(i), *n.channels, *n.replicator, *n.files,
-        [&clock](std::function<void()> work, std::function<void()> done) {
+        c_.name(i), clock, c_.random(i), *n.channels, *n.replicator, *n.watched,
+        [&clock, w = &watch_](std::function<void()> work, std::function<void()> done) {
+          w->inside = true;
           work();
+          w->inside = false;
           clock.Schedule(10ms, std::move(done));
         },
-        nullptr);
+        nullptr, config_);
     n.replicator->OnChange([a = n.artifacts.get()] { a->Refresh(); });
     n.replicator->Start();
     n.artifacts->Start();
@@ -102,9 +171,12 @@ class ArtCluster {
     n.gossip.reset();
     n.channels.reset();
     n.log.reset();
+    n.watched.reset();
     n.files.reset();
   }
 
+  ArtifactConfig config_;
+  OffloadWatch watch_;
   std::string root_;
   std::vector<ArtNode> nodes_;
   Cluster c_;  // last: its teardown calls Down()

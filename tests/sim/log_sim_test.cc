@@ -11,6 +11,7 @@
 #include "starling/membership/user_channels.h"
 #include "starling/sim/simulator.h"
 #include "starling/store/log.h"
+#include "starling/store/memberlist_gossip.h"
 #include "starling/store/replicator.h"
 
 namespace starling::store {
@@ -94,7 +95,7 @@ class LogCluster {
     n.channels = std::make_unique<membership::UserChannels>(c_.node(i));
     n.gossip = std::make_unique<MemberlistGossip>(*n.channels);
     n.replicator = std::make_unique<Replicator>(*n.log, *n.gossip, c_.clock(i), c_.random(i), rcfg_);
-    n.replicator->Attach(*n.channels);
+    store::AttachReplicator(*n.replicator, *n.channels);
     n.replicator->Start();
   }
 

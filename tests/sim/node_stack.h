@@ -1,7 +1,8 @@
-// One simulated node's whole stack (log, lease, soft state, agent, rollout
-// engine) over the simulated network, for the simulator tests of rollouts
-// and services. What a real node keeps on disk (log, ballots, what it ran)
-// lives in the struct and survives Down()/Boot(), as it survives a crash.
+// One simulated node's whole stack over the simulated network, for the
+// simulator tests of rollouts and services: the NodeCore the daemon runs,
+// with memory stores, scripted hooks and a fixed voter set. What a real node
+// keeps on disk (log, ballots, what it ran) lives in the struct and survives
+// Down()/Boot(), as it survives a crash.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,14 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "agent.h"
-#include "lease.h"
-#include "rollout_engine.h"
-#include "soft_state.h"
-#include "starling/membership/user_channels.h"
+#include "node_core.h"
 #include "starling/sim/simulator.h"
 #include "starling/store/log.h"
-#include "starling/store/replicator.h"
 
 namespace starling::node {
 
@@ -26,58 +22,49 @@ struct NodeStack {
   MemoryBallotStore ballots;
   MemoryAppliedStore applied;
   std::unique_ptr<store::DesiredLog> log;
-  std::unique_ptr<membership::UserChannels> channels;
-  std::unique_ptr<store::MemberlistGossip> gossip;
-  std::unique_ptr<store::Replicator> replicator;
-  std::unique_ptr<MemberlistLeaseNet> lease_net;
-  std::unique_ptr<Lease> lease;
-  std::unique_ptr<SoftState> soft;
   std::unique_ptr<HookExec> hooks;
-  std::unique_ptr<NodeAgent> agent;
-  std::unique_ptr<RolloutEngine> engine;
+  std::unique_ptr<NodeCore> core;
+
+  // The parts of `core` the tests drive; null while the node is down.
+  store::Replicator* replicator = nullptr;
+  Lease* lease = nullptr;
+  SoftState* soft = nullptr;
+  NodeAgent* agent = nullptr;
+  RolloutEngine* engine = nullptr;
 
   // Starts node `i` of `c` with `hooks`; `generation` must grow with every boot.
   void Boot(sim::Cluster& c, int i, uint32_t generation, const std::vector<std::string>& voters,
             std::unique_ptr<HookExec> node_hooks, AgentConfig acfg) {
-    using namespace std::chrono_literals;
     auto opened = store::DesiredLog::Open(storage, 1000 + i, c.name(i));
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     log = std::move(*opened);
-    channels = std::make_unique<membership::UserChannels>(c.node(i));
-    gossip = std::make_unique<store::MemberlistGossip>(*channels);
-    replicator = std::make_unique<store::Replicator>(*log, *gossip, c.clock(i), c.random(i));
-    replicator->Attach(*channels);
-    lease_net = std::make_unique<MemberlistLeaseNet>(*channels);
-    lease = std::make_unique<Lease>(c.name(i), c.clock(i), c.random(i), *lease_net, ballots, LeaseConfigFor("local"));
-    channels->On(membership::Channel::kLease,
-                 [l = lease.get()](const std::string& from, ByteView data) { l->HandlePacket(from, data); });
-    lease->SetVoters(voters);
-    soft = std::make_unique<SoftState>(c.name(i), generation, c.clock(i), *channels, 3s);
     hooks = std::move(node_hooks);
-    agent = std::make_unique<NodeAgent>(c.name(i), c.clock(i), *replicator, *soft, *hooks, applied, nullptr, acfg);
-    engine = std::make_unique<RolloutEngine>(c.name(i), c.clock(i), c.node(i), *replicator, *soft, *lease);
-    replicator->OnChange([a = agent.get(), e = engine.get()] {
-      a->Refresh();
-      e->Poke();
-    });
-    replicator->Start();
-    lease->Start();
-    soft->Start();
-    agent->Start();
-    engine->Start();
+    NodeOptions options;
+    options.name = c.name(i);
+    options.generation = generation;
+    options.profile = "local";
+    options.keep_voters = false;
+    options.agent = acfg;
+    core = std::make_unique<NodeCore>(std::move(options),
+                                      NodeSeams{c.clock(i), c.random(i), c.node(i), *log, ballots, applied, *hooks});
+    core->lease().SetVoters(voters);
+    replicator = &core->replicator();
+    lease = &core->lease();
+    soft = &core->soft();
+    agent = &core->agent();
+    engine = &core->engine();
+    core->Start();
   }
 
   // Stops everything that runs; what is on "disk" stays.
   void Down() {
-    engine.reset();
-    agent.reset();
+    replicator = nullptr;
+    lease = nullptr;
+    soft = nullptr;
+    agent = nullptr;
+    engine = nullptr;
+    core.reset();
     hooks.reset();
-    soft.reset();
-    lease.reset();
-    lease_net.reset();
-    replicator.reset();
-    gossip.reset();
-    channels.reset();
     log.reset();
   }
 };

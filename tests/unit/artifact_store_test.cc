@@ -1,7 +1,7 @@
-// ArtifactStore on a real directory: adding files, manifests and their JSON
+// FileArtifactStore on a real directory: adding files, manifests and their JSON
 // form, chunked downloads (out of order, resumed after a restart, tampered),
 // removal and listing.
-#include "artifact_store.h"
+#include "file_artifact_store.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -60,15 +60,15 @@ class ArtifactStoreTest : public ::testing::Test {
   }
 
   // A store under the temp dir, initialised.
-  ArtifactStore Store(const std::string& name) {
-    ArtifactStore s(root_ + "/" + name);
+  FileArtifactStore Store(const std::string& name) {
+    FileArtifactStore s(root_ + "/" + name);
     Status st = s.Init();
     EXPECT_TRUE(st.ok()) << st.ToString();
     return s;
   }
 
   // Content of 3.5 chunks added to store `src`; the manifest to download.
-  ArtifactManifest AddThreeAndAHalf(ArtifactStore& src) {
+  ArtifactManifest AddThreeAndAHalf(FileArtifactStore& src) {
     content_ = Pattern(3 * kChunk + kChunk / 2, 42);
     auto m = src.Add(Source("pkg.tar", content_), "web", "1.2.3");
     EXPECT_TRUE(m.ok()) << m.status().ToString();
@@ -107,7 +107,7 @@ TEST_F(ArtifactStoreTest, Sha256FileStreamsAndNamesThePath) {
 }
 
 TEST_F(ArtifactStoreTest, AddGivesTheManifestOfTheContent) {
-  ArtifactStore store = Store("a");
+  FileArtifactStore store = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(store);
   const std::string src = root_ + "/pkg.tar";
 
@@ -145,7 +145,7 @@ TEST_F(ArtifactStoreTest, AddGivesTheManifestOfTheContent) {
 }
 
 TEST_F(ArtifactStoreTest, AddTwiceIsIdempotent) {
-  ArtifactStore store = Store("a");
+  FileArtifactStore store = Store("a");
   const ArtifactManifest first = AddThreeAndAHalf(store);
   auto second = store.Add(root_ + "/pkg.tar", "web", "1.2.3");
   ASSERT_TRUE(second.ok()) << second.status().ToString();
@@ -157,7 +157,7 @@ TEST_F(ArtifactStoreTest, AddTwiceIsIdempotent) {
 }
 
 TEST_F(ArtifactStoreTest, AddRefusesWhatIsNotARegularFileNamingThePath) {
-  ArtifactStore store = Store("a");
+  FileArtifactStore store = Store("a");
   const std::string missing = root_ + "/no-such-file";
   auto r = store.Add(missing, "web", "1");
   EXPECT_EQ(r.status().code(), Status::Code::kNotFound);
@@ -181,9 +181,9 @@ TEST_F(ArtifactStoreTest, AddRefusesWhatIsNotARegularFileNamingThePath) {
 }
 
 TEST_F(ArtifactStoreTest, BeginOnAFreshManifestGivesAllFalse) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(src);
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   auto good = dst.Begin(m);
   ASSERT_TRUE(good.ok()) << good.status().ToString();
   EXPECT_EQ(*good, std::vector<bool>(4, false));
@@ -199,9 +199,9 @@ TEST_F(ArtifactStoreTest, BeginOnAFreshManifestGivesAllFalse) {
 }
 
 TEST_F(ArtifactStoreTest, WriteChunkRefusesWrongDataWithoutWriting) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(src);
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   // Not begun yet.
   EXPECT_EQ(dst.WriteChunk(m, 0, Slice(content_, 0, kChunk)).code(), Status::Code::kNotFound);
   ASSERT_TRUE(dst.Begin(m).ok());
@@ -227,9 +227,9 @@ TEST_F(ArtifactStoreTest, WriteChunkRefusesWrongDataWithoutWriting) {
 }
 
 TEST_F(ArtifactStoreTest, ChunksWrittenOutOfOrderThenFinishGiveTheOriginal) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(src);
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   ASSERT_TRUE(dst.Begin(m).ok());
   for (size_t i : {3u, 0u, 2u, 1u}) {
     auto chunk = src.ReadChunk(m, i);
@@ -256,15 +256,15 @@ TEST_F(ArtifactStoreTest, ChunksWrittenOutOfOrderThenFinishGiveTheOriginal) {
 }
 
 TEST_F(ArtifactStoreTest, ResumeAfterRestartReportsTheChunksAlreadyThere) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(src);
   {
-    ArtifactStore dst = Store("b");
+    FileArtifactStore dst = Store("b");
     ASSERT_TRUE(dst.Begin(m).ok());
     ASSERT_TRUE(dst.WriteChunk(m, 0, Slice(content_, 0, kChunk)).ok());
     ASSERT_TRUE(dst.WriteChunk(m, 2, Slice(content_, 2 * kChunk, kChunk)).ok());
   }
-  ArtifactStore again = Store("b");
+  FileArtifactStore again = Store("b");
   EXPECT_EQ(again.Partial(), std::vector<std::string>{m.digest});
   auto good = again.Begin(m);
   ASSERT_TRUE(good.ok()) << good.status().ToString();
@@ -290,10 +290,10 @@ TEST_F(ArtifactStoreTest, ChunksOfZerosAreGoodInAFreshPartialFile) {
   // The partial file is sparse: a chunk that is all zeros is already right.
   Bytes content = Pattern(2 * kChunk + 100, 3);
   std::fill(content.begin() + kChunk, content.begin() + 2 * kChunk, 0);
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   auto m = src.Add(Source("zeros", content), "zeros", "");
   ASSERT_TRUE(m.ok());
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   ASSERT_TRUE(dst.Begin(*m).ok());
   auto good = dst.Begin(*m);
   ASSERT_TRUE(good.ok());
@@ -305,9 +305,9 @@ TEST_F(ArtifactStoreTest, ChunksOfZerosAreGoodInAFreshPartialFile) {
 }
 
 TEST_F(ArtifactStoreTest, ADownloadResumesUnderAManifestWithAnotherChunkSize) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(src);
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   ASSERT_TRUE(dst.Begin(m).ok());
   ASSERT_TRUE(dst.WriteChunk(m, 1, Slice(content_, kChunk, kChunk)).ok());
 
@@ -325,9 +325,9 @@ TEST_F(ArtifactStoreTest, ADownloadResumesUnderAManifestWithAnotherChunkSize) {
 }
 
 TEST_F(ArtifactStoreTest, FinishRefusesATamperedPartialFileAndRemovesIt) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(src);
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   EXPECT_EQ(dst.Finish(m).code(), Status::Code::kNotFound);
   ASSERT_TRUE(dst.Begin(m).ok());
   for (size_t i = 0; i < m.ChunkCount(); ++i)
@@ -352,7 +352,7 @@ TEST_F(ArtifactStoreTest, FinishRefusesATamperedPartialFileAndRemovesIt) {
 }
 
 TEST_F(ArtifactStoreTest, ReadChunk) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(src);
   auto last = src.ReadChunk(m, 3);
   ASSERT_TRUE(last.ok()) << last.status().ToString();
@@ -363,7 +363,7 @@ TEST_F(ArtifactStoreTest, ReadChunk) {
   EXPECT_EQ(*first, Bytes(content_.begin(), content_.begin() + kChunk));
   EXPECT_EQ(src.ReadChunk(m, 4).status().code(), Status::Code::kInvalidArgument);
 
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   EXPECT_EQ(dst.ReadChunk(m, 0).status().code(), Status::Code::kNotFound);
   // From the partial file: what was written, zeros elsewhere.
   ASSERT_TRUE(dst.Begin(m).ok());
@@ -378,7 +378,7 @@ TEST_F(ArtifactStoreTest, ReadChunk) {
 
 // A manifest as the log would carry it, and every way FromJson must refuse one.
 TEST_F(ArtifactStoreTest, ManifestJsonRoundTripsAndRefusesBadInput) {
-  ArtifactStore store = Store("a");
+  FileArtifactStore store = Store("a");
   ArtifactManifest m = AddThreeAndAHalf(store);
   m.added_by = "node-1";
   m.added_us = 1'700'000'000'000'000;
@@ -465,7 +465,7 @@ TEST_F(ArtifactStoreTest, ManifestJsonRoundTripsAndRefusesBadInput) {
 }
 
 TEST_F(ArtifactStoreTest, AnEmptyFileWorksEndToEnd) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   auto m = src.Add(Source("empty", {}), "empty", "0");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->digest, kEmptyDigest);
@@ -478,7 +478,7 @@ TEST_F(ArtifactStoreTest, AnEmptyFileWorksEndToEnd) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, *m);
 
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   auto good = dst.Begin(*m);
   ASSERT_TRUE(good.ok()) << good.status().ToString();
   EXPECT_TRUE(good->empty());
@@ -492,7 +492,7 @@ TEST_F(ArtifactStoreTest, AnEmptyFileWorksEndToEnd) {
 }
 
 TEST_F(ArtifactStoreTest, RemoveRemovesCompleteAndPartial) {
-  ArtifactStore store = Store("a");
+  FileArtifactStore store = Store("a");
   const ArtifactManifest m = AddThreeAndAHalf(store);
   // A partial file beside the complete one, as a crash between the two could leave.
   const std::string partial = root_ + "/a/partial/" + Hex(m.digest);
@@ -514,13 +514,13 @@ TEST_F(ArtifactStoreTest, RemoveRemovesCompleteAndPartial) {
 }
 
 TEST_F(ArtifactStoreTest, CompleteAndPartialListTheirDigestsAndIgnoreOtherFiles) {
-  ArtifactStore src = Store("a");
+  FileArtifactStore src = Store("a");
   const ArtifactManifest big = AddThreeAndAHalf(src);
   auto one = src.Add(Source("one", Pattern(1000, 5)), "one", "1");
   auto two = src.Add(Source("two", Pattern(2000, 6)), "two", "2");
   ASSERT_TRUE(one.ok() && two.ok());
 
-  ArtifactStore dst = Store("b");
+  FileArtifactStore dst = Store("b");
   ASSERT_TRUE(dst.Add(root_ + "/one", "one", "1").ok());
   ASSERT_TRUE(dst.Add(root_ + "/two", "two", "2").ok());
   ASSERT_TRUE(dst.Begin(big).ok());
@@ -549,7 +549,7 @@ TEST_F(ArtifactStoreTest, CompleteAndPartialListTheirDigestsAndIgnoreOtherFiles)
 }
 
 TEST_F(ArtifactStoreTest, InitMakesPrivateDirectoriesAndClearsTmp) {
-  ArtifactStore store = Store("a");
+  FileArtifactStore store = Store("a");
   for (const char* sub : {"", "/sha256", "/partial", "/tmp"}) {
     struct stat st {};
     ASSERT_EQ(stat((root_ + "/a" + sub).c_str(), &st), 0) << sub;
@@ -557,7 +557,7 @@ TEST_F(ArtifactStoreTest, InitMakesPrivateDirectoriesAndClearsTmp) {
     EXPECT_EQ(st.st_mode & 077, 0u) << sub;
   }
   WriteFile(root_ + "/a/tmp/add-leftover", Bytes(100, 1));
-  ArtifactStore again = Store("a");
+  FileArtifactStore again = Store("a");
   EXPECT_TRUE(std::filesystem::is_empty(root_ + "/a/tmp"));
 }
 

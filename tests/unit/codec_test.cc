@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "starling/membership/env.h"
+#include "starling/env.h"
 
 namespace starling::membership::wire {
 namespace {

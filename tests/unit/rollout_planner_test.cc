@@ -43,7 +43,7 @@ struct Holder {
   uint64_t ballot = 7;
   bool frozen = false;
   RolloutPlanner::Step Step(const RolloutPolicy& p, const std::vector<NodeView>& nodes, Time now) {
-    auto s = planner.Advance(record, request, control, p, nodes, ballot, frozen, now, 1000);
+    auto s = planner.Advance({record, request, control, p, nodes, ballot, frozen, now, 1000});
     if (s.write) record = *s.write;
     return s;
   }
@@ -355,7 +355,7 @@ TEST(RolloutPlanner, WritesItsBallotOnTakeoverButNotOnEveryRenewal) {
   h.ballot = 8;  // a renewal
   EXPECT_FALSE(h.Step(Policy(1), nodes, T(1)).write);
   RolloutPlanner successor;
-  auto s = successor.Advance(h.record, h.request, h.control, Policy(1), nodes, 20, false, T(2), 1000);
+  auto s = successor.Advance({h.record, h.request, h.control, Policy(1), nodes, 20, false, T(2), 1000});
   ASSERT_TRUE(s.write);
   EXPECT_EQ(s.write->ballot, 20u);
   EXPECT_EQ(s.write->batch, h.record->batch);  // resumes the batch in flight

@@ -1,5 +1,5 @@
 // `starling graph` output: the daemon answers the service graph as JSON
-// (node/rollout.h ServiceGraph); this turns it into Graphviz DOT, and DOT
+// (node/core/rollout.h ServiceGraph); this turns it into Graphviz DOT, and DOT
 // into SVG through Graphviz's `dot` when it is installed.
 #pragma once
 

@@ -1,7 +1,7 @@
 // Membership configuration and the lan / wan / local timing profiles.
 //
 // The profiles copy memberlist's presets so that Starling and Serf compare at
-// equal settings (DESIGN.md section 3).
+// equal settings.
 #pragma once
 
 #include <chrono>
@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "starling/membership/env.h"
+#include "starling/env.h"
 #include "starling/membership/keyring.h"
 
 namespace starling::membership {

@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "starling/membership/env.h"
+#include "starling/env.h"
 #include "starling/status.h"
 
 namespace starling::membership {

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "starling/membership/config.h"
-#include "starling/membership/env.h"
+#include "starling/env.h"
 
 namespace starling::membership {
 

@@ -15,7 +15,6 @@
 #pragma once
 
 #include <array>
-#include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include "starling/status.h"
+#include "starling/store/duration.h"  // ParseDuration, for the durations a document holds
 
 namespace starling::store {
 
@@ -84,11 +84,6 @@ struct Change {
 };
 // Sorted by path.
 std::vector<Change> Diff(const Json& from, const Json& to);
-
-// "250ms", "10s", "5m", "1h", "1h30m", "0s" -> microseconds. A duration is one or more <digits><unit> with
-// units ms, s, m, h, each used at most once and from largest to smallest. Anything else (signs, fractions,
-// spaces, overflow) is kInvalidArgument naming the text.
-Result<std::chrono::microseconds> ParseDuration(std::string_view text);
 
 // The desired state is stored as independent objects so that concurrent writers touching different things do
 // not overwrite each other: map sections are split per item ("packages/<name>", "services/<name>",

@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "starling/membership/env.h"
+#include "starling/env.h"
 #include "starling/store/log.h"
 
 namespace starling::store {

@@ -1,6 +1,6 @@
 // Replicator: spreads the desired-state log to every node.
 //
-// Two paths, as in DESIGN.md section 4:
+// Two paths:
 //  * Rumour: a new entry (written here or first heard from a peer) is queued
 //    as a gossip broadcast when it fits the datagram budget; a larger one is
 //    announced instead and whoever lacks it asks the announcer by stream.
@@ -27,12 +27,8 @@
 #include <string>
 #include <vector>
 
-#include "starling/membership/env.h"
+#include "starling/env.h"
 #include "starling/store/log.h"
-
-namespace starling::membership {
-class UserChannels;
-}
 
 namespace starling::store {
 
@@ -61,21 +57,6 @@ class LogGossip {
   virtual void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) = 0;
 };
 
-// LogGossip over membership's user channel.
-class MemberlistGossip final : public LogGossip {
- public:
-  explicit MemberlistGossip(membership::UserChannels& channels) : channels_(channels) {}
-  std::vector<Peer> LivePeers() const override;
-  std::string SelfAddr() const override;
-  size_t BroadcastBudget() const override;
-  void Broadcast(const std::string& key, Bytes data) override;
-  void SendPacket(const std::string& addr, Bytes data) override;
-  void SendStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) override;
-
- private:
-  membership::UserChannels& channels_;
-};
-
 class Replicator {
  public:
   // The references must outlive the Replicator.
@@ -86,8 +67,6 @@ class Replicator {
 
   // Starts the anti-entropy timer.
   void Start();
-  // Routes the log's user channel here.
-  void Attach(membership::UserChannels& channels);
 
   void HandlePacket(const std::string& from, ByteView data);
   Bytes HandleStream(const std::string& from, ByteView data);

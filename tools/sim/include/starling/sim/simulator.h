@@ -22,7 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "starling/membership/env.h"
+#include "starling/env.h"
 #include "starling/membership/memberlist.h"
 
 namespace starling::sim {

@@ -1,0 +1,681 @@
+#include "api_service.h"
+
+#include "rollout_engine.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <map>
+#include <cstring>
+#include <variant>
+#include <vector>
+
+#include "address.h"
+#include "metrics.h"
+#include "rollout_engine.h"
+#include "schema/api.capnp.h"
+#include "starling/capnp_bytes.h"
+#include "starling/membership/config.h"
+#include "starling/text.h"
+
+namespace starling::node {
+namespace {
+
+
+// Bounds what a hostile client can make us walk: twice the largest request.
+constexpr uint64_t kTraversalLimitWords = (8 << 20) / sizeof(capnp::word) * 2;
+constexpr int kNestingLimit = 16;
+
+// A request decoded into plain values, so that no Cap'n Proto reader (and no
+// kj::Exception) outlives the decode step.
+struct MembersReq {};
+struct JoinReq {
+  std::vector<std::string> seeds;
+};
+struct LeaveReq {};
+struct ForceLeaveReq {
+  std::string name;
+  bool prune = false;
+};
+struct TagsReq {
+  std::vector<std::pair<std::string, std::string>> set;
+  std::vector<std::string> del;
+};
+struct InfoReq {};
+struct GetReq {
+  std::string revision, format;
+};
+struct HistoryReq {};
+struct DiffReq {
+  std::string from, to;
+};
+struct RollbackReq {
+  std::string to;
+};
+struct LeaseReq {};
+struct NodesReq {};
+struct FreezeReq {
+  std::string reason;
+};
+struct UnfreezeReq {};
+struct LifecycleReq {
+  std::vector<std::string> nodes;
+  std::string to;
+};
+struct RolloutStartReq {
+  std::string revision;
+};
+struct RolloutStatusReq {};
+struct RolloutControlReq {
+  std::string action;
+};
+struct MonitorReq {
+  std::string level;
+};
+struct ForceVotersReq {
+  std::vector<std::string> voters;
+};
+struct KeysReq {
+  std::string op, key;
+};
+struct GraphReq {};
+struct ArtifactReq {
+  ArtifactCommand command;
+};
+using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
+                             HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
+                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq, GraphReq, ArtifactReq>;
+
+using capnp_bytes::Str;
+Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
+
+// Strings from the socket: clean UTF-8 (starling/text.h), or the request is
+// refused before anything keeps or prints them.
+struct NotClean {
+  std::string what;
+  bool name;
+};
+std::string Name(capnp::Text::Reader t) {
+  std::string s = Str(t);
+  if (!text::IsCleanName(s)) throw NotClean{"a name is not clean", true};
+  return s;
+}
+std::string Text(capnp::Text::Reader t) {
+  std::string s = Str(t);
+  if (!text::IsCleanText(s)) throw NotClean{"a text field is not clean", false};
+  return s;
+}
+
+Result<Request> Decode(ByteView bytes) {
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
+    return Status::InvalidArgument("malformed request: " + std::to_string(bytes.size()) +
+                                   " bytes is not a whole Cap'n Proto message");
+  }
+  // A private aligned copy: the reader must not depend on the caller's buffer.
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = kTraversalLimitWords;
+    options.nestingLimit = kNestingLimit;
+    capnp::FlatArrayMessageReader reader(words, options);
+    api::Request::Reader req = reader.getRoot<api::Request>();
+    if (req.getVersion() != api::API_VERSION) {
+      return Status::InvalidArgument("unsupported API version " + std::to_string(req.getVersion()) +
+                                     " (this daemon speaks version " + std::to_string(api::API_VERSION) +
+                                     "); use the starling CLI of the same release");
+    }
+    switch (req.which()) {
+      case api::Request::MEMBERS:
+        return Request(MembersReq{});
+      case api::Request::JOIN: {
+        JoinReq join;
+        for (capnp::Text::Reader seed : req.getJoin()) join.seeds.emplace_back(Name(seed));
+        return Request(std::move(join));
+      }
+      case api::Request::LEAVE:
+        return Request(LeaveReq{});
+      case api::Request::FORCE_LEAVE: {
+        auto fl = req.getForceLeave();
+        return Request(ForceLeaveReq{Name(fl.getName()), fl.getPrune()});
+      }
+      case api::Request::TAGS: {
+        TagsReq tags;
+        auto change = req.getTags();
+        for (auto tag : change.getSet()) tags.set.emplace_back(Name(tag.getKey()), Text(tag.getValue()));
+        for (capnp::Text::Reader key : change.getDelete()) tags.del.emplace_back(Name(key));
+        return Request(std::move(tags));
+      }
+      case api::Request::INFO:
+        return Request(InfoReq{});
+      case api::Request::APPLY: {
+        auto a = req.getApply();
+        ApplyRequest apply{Text(a.getDocument()), Text(a.getSource()), Text(a.getBase())};
+        for (auto t : a.getSettings()) apply.settings.emplace_back(Text(t.getKey()), Text(t.getValue()));
+        return Request(std::move(apply));
+      }
+      case api::Request::GET: {
+        auto g = req.getGet();
+        return Request(GetReq{Text(g.getRevision()), Text(g.getFormat())});
+      }
+      case api::Request::HISTORY:
+        return Request(HistoryReq{});
+      case api::Request::DIFF: {
+        auto d = req.getDiff();
+        return Request(DiffReq{Text(d.getFrom()), Text(d.getTo())});
+      }
+      case api::Request::ROLLBACK:
+        return Request(RollbackReq{Text(req.getRollback().getTo())});
+      case api::Request::LEASE:
+        return Request(LeaseReq{});
+      case api::Request::NODES:
+        return Request(NodesReq{});
+      case api::Request::FREEZE:
+        return Request(FreezeReq{Text(req.getFreeze())});
+      case api::Request::UNFREEZE:
+        return Request(UnfreezeReq{});
+      case api::Request::LIFECYCLE: {
+        LifecycleReq l;
+        for (capnp::Text::Reader n : req.getLifecycle().getNodes()) l.nodes.push_back(Name(n));
+        l.to = Text(req.getLifecycle().getTo());
+        return Request(std::move(l));
+      }
+      case api::Request::ROLLOUT_START:
+        return Request(RolloutStartReq{Text(req.getRolloutStart())});
+      case api::Request::ROLLOUT_STATUS:
+        return Request(RolloutStatusReq{});
+      case api::Request::ROLLOUT_CONTROL:
+        return Request(RolloutControlReq{Text(req.getRolloutControl())});
+      case api::Request::MONITOR:
+        return Request(MonitorReq{Text(req.getMonitor())});
+      case api::Request::KEYS:
+        return Request(KeysReq{Text(req.getKeys().getOp()), Text(req.getKeys().getKey())});
+      case api::Request::GRAPH:
+        return Request(GraphReq{});
+      case api::Request::ARTIFACT: {
+        auto a = req.getArtifact();
+        return Request(ArtifactReq{{Text(a.getOp()), Text(a.getPath()), Text(a.getName()), Text(a.getVersion())}});
+      }
+      case api::Request::VOTERS_FORCE_SET: {
+        ForceVotersReq f;
+        for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Name(v));
+        return Request(std::move(f));
+      }
+    }
+    return Status::InvalidArgument("unknown request kind " + std::to_string(static_cast<int>(req.which())) +
+                                   "; the CLI is newer than this daemon");
+  } catch (const NotClean& e) {
+    return Status::InvalidArgument("malformed request: " + e.what + " (it must be UTF-8" +
+                                   (e.name ? " without control characters)" : " without NUL)"));
+  } catch (const kj::Exception& e) {
+    return Status::InvalidArgument(std::string("malformed request: ") + e.getDescription().cStr());
+  }
+}
+
+void FillTags(capnp::List<api::Tag>::Builder out, const membership::Tags& tags) {
+  unsigned i = 0;
+  for (const auto& [key, value] : tags) {
+    out[i].setKey(key);
+    out[i].setValue(value);
+    ++i;
+  }
+}
+
+Bytes TextReply(const std::string& text) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<api::Reply>().setText(text);
+  return ToBytes(message);
+}
+
+Bytes NoneReply() {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<api::Reply>().setNone();
+  return ToBytes(message);
+}
+
+}  // namespace
+
+ApiService::ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease,
+                       const SoftState& soft, const Clock& clock, DaemonFacts facts, LeaveFn leave)
+    : members_(members),
+      replicator_(replicator),
+      lease_(lease),
+      soft_(soft),
+      state_(replicator),
+      clock_(clock),
+      facts_(std::move(facts)),
+      leave_(std::move(leave)) {}
+
+Bytes ApiService::ErrorReply(const std::string& message) {
+  capnp::MallocMessageBuilder builder;
+  api::Reply::Builder reply = builder.initRoot<api::Reply>();
+  reply.setError(message);
+  reply.setNone();
+  return ToBytes(builder);
+}
+
+Bytes ApiService::MembersReply() const {
+  capnp::MallocMessageBuilder builder;
+  FillMembers(builder.initRoot<api::Reply>());
+  return ToBytes(builder);
+}
+
+void ApiService::FillMembers(api::Reply::Builder reply) const {
+  std::vector<membership::MemberView> all = members_.Members();
+  auto list = reply.initMembers(static_cast<unsigned>(all.size()));
+  for (unsigned i = 0; i < all.size(); ++i) {
+    const membership::MemberView& m = all[i];
+    api::Member::Builder out = list[i];
+    out.setName(m.name);
+    out.setAddr(m.addr);
+    out.setStatus(std::string(membership::StatusName(m.status)));
+    out.setIncarnation(m.incarnation);
+    FillTags(out.initTags(static_cast<unsigned>(m.tags.size())), m.tags);
+    out.setProtocolMin(m.protocol_min);
+    out.setProtocolMax(m.protocol_max);
+  }
+}
+
+Bytes ApiService::InfoReply() const {
+  capnp::MallocMessageBuilder builder;
+  FillInfo(builder.initRoot<api::Reply>().initInfo());
+  return ToBytes(builder);
+}
+
+void ApiService::FillInfo(api::Info::Builder info) const {
+  const membership::Config& config = members_.config();
+  membership::MemberView self = members_.Self();
+  info.setName(self.name);
+  info.setAddr(self.addr);
+  info.setCluster(config.cluster);
+  info.setProfile(config.timing.profile);
+  info.setIncarnation(self.incarnation);
+  info.setHealthScore(static_cast<uint32_t>(std::max(0, members_.HealthScore())));
+  info.setProtocolVersion(membership::kProtocolVersion);
+  info.setVersion(facts_.version);
+  const membership::MemberCounts counts = members_.Counts();
+  info.setMembersAlive(static_cast<uint32_t>(counts.alive));
+  info.setMembersSuspect(static_cast<uint32_t>(counts.suspect));
+  info.setMembersFailed(static_cast<uint32_t>(counts.failed));
+  info.setMembersLeft(static_cast<uint32_t>(counts.left));
+  // Membership's counters as they are; the log's under "log.".
+  std::vector<std::pair<std::string, uint64_t>> counters(members_.counters().begin(), members_.counters().end());
+  for (const auto& [name, value] : replicator_.counters()) counters.emplace_back("log." + name, value);
+  for (const auto& [name, value] : lease_.counters()) counters.emplace_back("lease." + name, value);
+  auto list = info.initCounters(static_cast<unsigned>(counters.size()));
+  unsigned i = 0;
+  for (const auto& [name, value] : counters) {
+    list[i].setName(name);
+    list[i].setValue(value);
+    ++i;
+  }
+  FillTags(info.initTags(static_cast<unsigned>(self.tags.size())), self.tags);
+  const store::DesiredLog& log = replicator_.log();
+  info.setRevision(log.Current().id);
+  info.setDigest(log.digest());
+  info.setEntries(log.entries());
+  const Lease::View lease = lease_.view();
+  info.setLeaseHolder(lease.holder.value_or(""));
+  info.setLeaseBallot(lease.ballot);
+  info.setHttp(facts_.http);
+  info.setDataDir(facts_.data_dir);
+  Duration up = clock_.Now() - facts_.started_at;
+  info.setUptimeSeconds(static_cast<uint64_t>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(up).count())));
+}
+
+store::Json ApiService::NodesJson() const {
+  // Every member, and every node the desired state names.
+  std::map<std::string, std::string> rows;  // name -> membership status
+  const store::Json doc = replicator_.log().state().Document();
+  for (const auto& m : members_.Members()) rows[m.name] = std::string(membership::StatusName(m.status));
+  if (auto it = doc.find("nodes"); it != doc.end() && it->is_object())
+    for (const auto& [name, _] : it->items()) rows.emplace(name, "unknown");
+  const auto rollout = ReadRecord<RolloutRecord>(replicator_.log().state(), kRolloutKey);
+  store::Json out = store::Json::array();
+  for (const auto& [name, status] : rows) {
+    std::string lifecycle = "discovered";
+    if (auto n = doc.find("nodes"); n != doc.end() && n->is_object() && n->contains(name)) {
+      const auto& node = (*n)[name];
+      if (node.is_object() && node.contains("lifecycle") && node["lifecycle"].is_string())
+        lifecycle = node["lifecycle"].get<std::string>();
+    }
+    if (lifecycle == "commissioned" && rollout &&
+        std::find(rollout->batch.begin(), rollout->batch.end(), name) != rollout->batch.end())
+      lifecycle = "upgrading";
+    auto report = soft_.Get(name);
+    out.push_back({{"name", name},
+                   {"lifecycle", lifecycle},
+                   {"status", status},
+                   {"applied_revision", report ? store::Json(report->applied_revision) : store::Json(nullptr)},
+                   {"healthy", report ? store::Json(report->healthy) : store::Json(nullptr)},
+                   {"phase", report ? store::Json(report->phase) : store::Json(nullptr)},
+                   {"outputs", report ? store::Json(report->outputs) : store::Json::object()}});
+  }
+  return out;
+}
+
+// Requests about this member and the member list.
+template <typename Request>
+void ApiService::HandleMembership(Request& request, Respond respond, Push push) {
+  if (auto* m = std::get_if<MonitorReq>(&request)) {
+    if (!monitor_ || !push) return respond(ErrorReply("this daemon cannot stream its log"));
+    const std::string level = m->level.empty() ? "info" : m->level;
+    store::Json hello = {{"time", ""}, {"level", "info"},
+                         {"msg", "monitoring " + members_.config().name + " at level " + level}};
+    // Checked before the first frame: an error must still be a plain reply.
+    Status ok = monitor_(level, [push](const std::string& line) { return push(TextReply(line)); });
+    if (!ok.ok()) return respond(ErrorReply(ok.message()));
+    push(TextReply(hello.dump()));
+    return;
+  }
+
+  if (std::holds_alternative<MembersReq>(request)) return respond(MembersReply());
+  if (std::holds_alternative<InfoReq>(request)) return respond(InfoReply());
+
+  if (auto* join = std::get_if<JoinReq>(&request)) {
+    if (join->seeds.empty()) return respond(ErrorReply("join needs at least one address"));
+    for (const std::string& seed : join->seeds) {
+      Result<HostPort> hp = ParseHostPort(seed);
+      if (!hp.ok()) return respond(ErrorReply("join: " + hp.status().message()));
+      if (hp->port == 0) return respond(ErrorReply("join: address '" + seed + "' needs a non-zero port"));
+    }
+    members_.Join(std::move(join->seeds), [respond](Result<int> joined) {
+      if (!joined.ok()) return respond(ErrorReply("join failed: " + joined.status().message()));
+      capnp::MallocMessageBuilder builder;
+      builder.initRoot<api::Reply>().setJoined(static_cast<uint32_t>(std::max(0, *joined)));
+      respond(ToBytes(builder));
+    });
+    return;
+  }
+
+  if (std::holds_alternative<LeaveReq>(request)) {
+    leave_([respond](Status s) { respond(s.ok() ? NoneReply() : ErrorReply("leave: " + s.message())); });
+    return;
+  }
+
+  if (auto* fl = std::get_if<ForceLeaveReq>(&request)) {
+    if (fl->name.empty()) return respond(ErrorReply("force-leave needs a member name"));
+    Status s = members_.ForceLeave(fl->name, fl->prune);
+    if (!s.ok()) return respond(ErrorReply("force-leave " + fl->name + ": " + s.message()));
+    return respond(NoneReply());
+  }
+
+  if (auto* change = std::get_if<TagsReq>(&request)) {
+    membership::Tags tags = members_.Self().tags;
+    for (auto& [key, value] : change->set) {
+      if (key.empty())
+        return respond(ErrorReply("tags: a tag key must not be empty (value '" + value + "')"));
+      tags[key] = value;
+    }
+    for (const std::string& key : change->del) tags.erase(key);
+    if (!change->set.empty() || !change->del.empty()) members_.SetTags(std::move(tags));
+    return respond(InfoReply());
+  }
+
+  respond(ErrorReply("request kind not handled by this daemon"));
+}
+
+// Requests about the desired state, rollouts, keys and artifacts.
+template <typename Request>
+void ApiService::HandleState(Request& request, Respond respond) {
+  // Desired-state commands answer JSON (or YAML) text.
+  auto text = [&](const Result<store::Json>& r) {
+    respond(r.ok() ? TextReply(r->dump()) : ErrorReply(r.status().message()));
+  };
+  if (auto* apply = std::get_if<ApplyRequest>(&request)) return text(state_.Apply(*apply));
+  if (auto* get = std::get_if<GetReq>(&request)) {
+    auto r = state_.Get(get->revision, get->format.empty() ? "json" : get->format);
+    return respond(r.ok() ? TextReply(*r) : ErrorReply("get: " + r.status().message()));
+  }
+  if (std::holds_alternative<HistoryReq>(request)) return text(state_.History());
+  if (auto* k = std::get_if<KeysReq>(&request)) {
+    if (!keys_) return respond(ErrorReply("this daemon has no keyring commands"));
+    keys_(k->op, k->key, [respond](Result<store::Json> r) {
+      respond(r.ok() ? TextReply(r->dump()) : ErrorReply(r.status().message()));
+    });
+    return;
+  }
+  if (auto* a = std::get_if<ArtifactReq>(&request)) {
+    if (!artifacts_) return respond(ErrorReply("this daemon has no artifact store"));
+    artifacts_(a->command, [respond](Result<store::Json> r) {
+      respond(r.ok() ? TextReply(r->dump()) : ErrorReply("artifact: " + r.status().message()));
+    });
+    return;
+  }
+  if (std::holds_alternative<GraphReq>(request)) {
+    const store::Json& doc = replicator_.log().state().Document();
+    return respond(TextReply(ServiceGraph(doc, BuildViews(doc, members_, soft_)).dump()));
+  }
+  if (auto* diff = std::get_if<DiffReq>(&request)) {
+    if (diff->from.empty()) return respond(ErrorReply("diff needs a revision to compare from"));
+    return text(state_.Diff(diff->from, diff->to));
+  }
+  if (auto* rb = std::get_if<RollbackReq>(&request)) return text(state_.Rollback(rb->to));
+  if (std::holds_alternative<NodesReq>(request)) return respond(TextReply(NodesJson().dump()));
+  if (auto* f = std::get_if<FreezeReq>(&request)) return text(state_.Freeze(f->reason, members_.config().name));
+  if (std::holds_alternative<UnfreezeReq>(request)) return text(state_.Unfreeze());
+  if (auto* l = std::get_if<LifecycleReq>(&request)) {
+    if (l->to != "commissioned" && l->to != "decommissioned")
+      return respond(ErrorReply("unknown lifecycle '" + l->to + "' (expected commissioned or decommissioned)"));
+    return text(state_.SetLifecycle(l->nodes, l->to));
+  }
+  if (auto* r = std::get_if<RolloutStartReq>(&request))
+    return text(RequestRollout(replicator_, r->revision, members_.config().name));
+  if (std::holds_alternative<RolloutStatusReq>(request))
+    return respond(TextReply(RolloutStatus(replicator_.log().state(), members_, soft_).dump()));
+  if (auto* r = std::get_if<RolloutControlReq>(&request))
+    return text(ControlRollout(replicator_, r->action, members_.config().name));
+  if (std::holds_alternative<LeaseReq>(request)) {
+    const Lease::View v = lease_.view();
+    store::Json out = {{"holder", v.holder ? store::Json(*v.holder) : store::Json(nullptr)},
+                       {"ballot", v.ballot},
+                       {"expires_in_ms", std::chrono::duration_cast<std::chrono::milliseconds>(v.expires_in).count()},
+                       {"voters", v.voters},
+                       {"self", members_.config().name},
+                       {"quarantined", v.quarantined},
+                       {"highest_ballot", v.highest_ballot}};
+    return respond(TextReply(out.dump()));
+  }
+  if (auto* f = std::get_if<ForceVotersReq>(&request)) {
+    if (f->voters.empty()) return respond(ErrorReply("voters --force-set needs at least one node name"));
+    // Through apply, so the set is validated like any document.
+    store::Json doc = {{"voters", f->voters}};
+    return text(state_.Apply(ApplyRequest{doc.dump(), "voters --force-set", ""}));
+  }
+
+  respond(ErrorReply("request kind not handled by this daemon"));
+}
+
+void ApiService::Handle(ByteView bytes, Respond respond, Push push) {
+  Result<Request> decoded = Decode(bytes);
+  if (!decoded.ok()) return respond(ErrorReply(decoded.status().message()));
+  Request& request = *decoded;
+  const bool membership = std::holds_alternative<MonitorReq>(request) || std::holds_alternative<MembersReq>(request) ||
+                          std::holds_alternative<InfoReq>(request) || std::holds_alternative<JoinReq>(request) ||
+                          std::holds_alternative<LeaveReq>(request) || std::holds_alternative<ForceLeaveReq>(request) ||
+                          std::holds_alternative<TagsReq>(request);
+  if (membership) return HandleMembership(request, std::move(respond), std::move(push));
+  HandleState(request, std::move(respond));
+}
+
+// ---- HTTP ------------------------------------------------------------------------------------
+
+store::Json ApiService::MembersJson() const {
+  store::Json out = store::Json::array();
+  for (const auto& m : members_.Members())
+    out.push_back({{"name", m.name},
+                   {"addr", m.addr},
+                   {"status", std::string(membership::StatusName(m.status))},
+                   {"incarnation", m.incarnation},
+                   {"tags", m.tags},
+                   {"protocol_min", m.protocol_min},
+                   {"protocol_max", m.protocol_max}});
+  return out;
+}
+
+store::Json ApiService::InfoJson() const {
+  const membership::Config& config = members_.config();
+  const membership::MemberView self = members_.Self();
+  const membership::MemberCounts counts = members_.Counts();
+  const store::Revision current = replicator_.log().Current();
+  const Lease::View lease = lease_.view();
+  const auto up = clock_.Now() - facts_.started_at;
+  return {{"name", self.name},
+          {"addr", self.addr},
+          {"cluster", config.cluster},
+          {"profile", config.timing.profile},
+          {"version", facts_.version},
+          {"incarnation", self.incarnation},
+          {"health_score", members_.HealthScore()},
+          {"members",
+           {{"alive", counts.alive}, {"suspect", counts.suspect}, {"failed", counts.failed}, {"left", counts.left}}},
+          {"tags", self.tags},
+          {"revision", current.id},
+          {"digest", replicator_.log().digest()},
+          {"entries", replicator_.log().entries()},
+          {"lease", {{"holder", lease.holder ? store::Json(*lease.holder) : store::Json(nullptr)},
+                     {"ballot", lease.ballot}}},
+          {"http", facts_.http},
+          {"phase", phase_},
+          {"data_dir", facts_.data_dir},
+          {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(up).count()}};
+}
+
+std::string ApiService::Metrics() const {
+  MetricsText m;
+  const membership::Counters& c = members_.counters();
+  auto counter = [&](const std::string& key) {
+    auto it = c.find(key);
+    return it == c.end() ? 0.0 : static_cast<double>(it->second);
+  };
+  // Counters kept as "<prefix>.<label>": one family with that label.
+  auto labelled = [&](const std::string& name, const std::string& prefix, const char* label, const char* help) {
+    m.Family(name, "counter", help);
+    for (const auto& [key, value] : c)
+      if (key.rfind(prefix, 0) == 0) m.Sample(name, {{label, key.substr(prefix.size())}}, static_cast<double>(value));
+  };
+
+  m.Family("starling_build_info", "gauge", "Always 1; the version in a label.");
+  m.Sample("starling_build_info", {{"version", facts_.version}}, 1);
+  m.Family("starling_serving", "gauge", "1 while the daemon serves; 0 while it starts or leaves.");
+  m.Sample("starling_serving", phase_ == "serving" ? 1 : 0);
+
+  const membership::MemberCounts counts = members_.Counts();
+  m.Family("starling_members", "gauge", "Members in this node's view by status, this node included.");
+  m.Sample("starling_members", {{"status", "alive"}}, static_cast<double>(counts.alive));
+  m.Sample("starling_members", {{"status", "suspect"}}, static_cast<double>(counts.suspect));
+  m.Sample("starling_members", {{"status", "failed"}}, static_cast<double>(counts.failed));
+  m.Sample("starling_members", {{"status", "left"}}, static_cast<double>(counts.left));
+  labelled("starling_gossip_messages_sent_total", "messages_sent.", "type", "Gossip messages sent, by type.");
+  labelled("starling_gossip_messages_received_total", "messages_received.", "type",
+           "Gossip messages received, by type.");
+  m.Family("starling_gossip_bytes_sent_total", "counter", "Bytes sent by the membership transport.");
+  m.Sample("starling_gossip_bytes_sent_total", {{"transport", "udp"}}, counter("bytes_sent"));
+  m.Sample("starling_gossip_bytes_sent_total", {{"transport", "tcp"}}, counter("stream_bytes_sent"));
+  m.Family("starling_gossip_bytes_received_total", "counter", "Bytes received by the membership transport.");
+  m.Sample("starling_gossip_bytes_received_total", {{"transport", "udp"}}, counter("bytes_received"));
+  m.Sample("starling_gossip_bytes_received_total", {{"transport", "tcp"}}, counter("stream_bytes_received"));
+  labelled("starling_bad_packets_total", "bad_packets.", "reason",
+           "Packets dropped as malformed or unauthenticated, by reason (auth: no key opens it; unencrypted: clear "
+           "in an encrypted cluster; encrypted: sealed but this node has no key).");
+  const auto& ring = members_.config().keyring;
+  m.Family("starling_keyring_keys", "gauge", "Keys in this node's keyring; 0 means gossip runs in the clear.");
+  m.Sample("starling_keyring_keys", ring ? static_cast<double>(ring->keys().size()) : 0.0);
+  for (const auto& extra : extra_metrics_) extra(m);
+  m.Family("starling_health_score", "gauge", "Lifeguard local health score (0 is healthy; higher is worse).");
+  m.Sample("starling_health_score", members_.HealthScore());
+  m.Family("starling_broadcast_queue_depth", "gauge", "Membership broadcasts waiting to be piggybacked.");
+  m.Sample("starling_broadcast_queue_depth", counter("broadcast_queue_depth"));
+  m.Family("starling_suspicions_total", "counter", "Members this node started suspecting.");
+  m.Sample("starling_suspicions_total", counter("suspicions"));
+  m.Family("starling_refutations_total", "counter", "Times this node refuted a suspicion of itself.");
+  m.Sample("starling_refutations_total", counter("refutations"));
+  m.Family("starling_probes_total", "counter", "Direct probes sent.");
+  m.Sample("starling_probes_total", counter("probes"));
+  m.Family("starling_probe_rtt_seconds", "histogram", "Round trip of acked direct probes.");
+  double cumulative = 0;
+  for (uint64_t le : membership::kProbeRttBucketsUs) {
+    cumulative += counter("probe_rtt_bucket." + std::to_string(le));
+    char bound[32];
+    std::snprintf(bound, sizeof bound, "%g", static_cast<double>(le) / 1e6);
+    m.Sample("starling_probe_rtt_seconds_bucket", {{"le", bound}}, cumulative);
+  }
+  m.Sample("starling_probe_rtt_seconds_bucket", {{"le", "+Inf"}}, counter("probe_rtt_count"));
+  m.Sample("starling_probe_rtt_seconds_sum", counter("probe_rtt_us_sum") / 1e6);
+  m.Sample("starling_probe_rtt_seconds_count", counter("probe_rtt_count"));
+
+  const store::DesiredLog& log = replicator_.log();
+  const auto& rc = replicator_.counters();
+  auto log_counter = [&](const char* key) {
+    auto it = rc.find(key);
+    return it == rc.end() ? 0.0 : static_cast<double>(it->second);
+  };
+  m.Family("starling_desired_state_entries", "gauge", "Desired-state log entries held (folded or not).");
+  m.Sample("starling_desired_state_entries", static_cast<double>(log.entries()));
+  m.Family("starling_desired_state_info", "gauge", "Always 1; the current revision and digest in labels.");
+  m.Sample("starling_desired_state_info", {{"revision", log.Current().id}, {"digest", log.digest()}}, 1);
+  m.Family("starling_anti_entropy_bytes_total", "counter", "Desired-state anti-entropy bytes.");
+  m.Sample("starling_anti_entropy_bytes_total", {{"direction", "sent"}}, log_counter("anti_entropy_bytes_sent"));
+  m.Sample("starling_anti_entropy_bytes_total", {{"direction", "received"}},
+           log_counter("anti_entropy_bytes_received"));
+  m.Family("starling_desired_state_entries_written_total", "counter", "Desired-state entries written here.");
+  m.Sample("starling_desired_state_entries_written_total", log_counter("entries_written"));
+
+  const Lease::View lease = lease_.view();
+  m.Family("starling_lease_holder", "gauge", "1 for the coordinator as this node knows it (holder label).");
+  if (lease.holder) m.Sample("starling_lease_holder", {{"holder", *lease.holder}}, 1);
+  m.Family("starling_lease_is_holder", "gauge", "1 while this node holds the coordinator lease.");
+  m.Sample("starling_lease_is_holder", lease_.IsHolder() ? 1 : 0);
+  m.Family("starling_lease_ballot", "gauge", "Ballot of the lease as this node knows it.");
+  m.Sample("starling_lease_ballot", static_cast<double>(lease.ballot));
+
+  const store::Json rollout = RolloutStatus(log.state(), members_, soft_);
+  m.Family("starling_rollout_info", "gauge", "Always 1; the rollout's state and revision in labels.");
+  m.Sample("starling_rollout_info",
+           {{"state", rollout.value("state", "")}, {"revision", rollout.value("revision", "")}}, 1);
+  m.Family("starling_rollout_nodes", "gauge", "Commissioned nodes by rollout phase.");
+  const store::Json phases = rollout.value("counts", store::Json::object());
+  for (const auto& [phase, n] : phases.items()) m.Sample("starling_rollout_nodes", {{"phase", phase}}, n.get<double>());
+  const NodeReport& self = soft_.local();
+  m.Family("starling_node_healthy", "gauge", "1 while this node's health hooks pass.");
+  m.Sample("starling_node_healthy", self.healthy ? 1 : 0);
+  m.Family("starling_node_applied_info", "gauge", "Always 1; the revision this node has applied in a label.");
+  m.Sample("starling_node_applied_info", {{"revision", self.applied_revision}, {"phase", self.phase}}, 1);
+
+  const ProcessFigures p = ReadProcessFigures();
+  if (p.ok) {
+    m.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    m.Sample("process_resident_memory_bytes", p.resident_bytes);
+    m.Family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    m.Sample("process_cpu_seconds_total", p.cpu_seconds);
+    m.Family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    m.Sample("process_start_time_seconds", p.start_time_seconds);
+  }
+  return m.text();
+}
+
+HttpReply ApiService::HandleHttp(const std::string& path) const {
+  auto json = [](const store::Json& j) { return HttpReply{200, "application/json", j.dump() + "\n"}; };
+  if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", Metrics()};
+  if (path == "/health") {
+    store::Json body = {{"status", phase_}, {"name", members_.config().name}};
+    return {phase_ == "serving" ? 200 : 503, "application/json", body.dump() + "\n"};
+  }
+  if (path == "/v1/members") return json(MembersJson());
+  if (path == "/v1/info") return json(InfoJson());
+  if (path == "/v1/nodes") return json(NodesJson());
+  if (path == "/v1/rollout") return json(RolloutStatus(replicator_.log().state(), members_, soft_));
+  if (path == "/v1/state") {
+    const store::DesiredLog& log = replicator_.log();
+    return json({{"revision", log.Current().id}, {"digest", log.digest()}, {"document", log.state().Document()}});
+  }
+  store::Json body = {
+      {"error", "no such endpoint: " + path},
+      {"endpoints", {"/metrics", "/health", "/v1/members", "/v1/info", "/v1/state", "/v1/rollout", "/v1/nodes"}}};
+  return {404, "application/json", body.dump() + "\n"};
+}
+
+}  // namespace starling::node

@@ -1,0 +1,107 @@
+// What the local API's requests mean: decodes an api::Request, acts on the
+// Memberlist or the desired-state log and encodes the api::Reply. Transport-free (see api_server.h)
+// and Asio-free. Runs on the protocol thread, like the Memberlist it drives.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "schema/api.capnp.h"
+#include "starling/env.h"
+#include "starling/membership/memberlist.h"
+#include "starling/status.h"
+#include "http_reply.h"
+#include "lease.h"
+#include "soft_state.h"
+#include "state_commands.h"
+
+namespace starling::node {
+
+class MetricsText;
+
+// An `artifact` command of the local API (see artifacts.h).
+struct ArtifactCommand {
+  std::string op;  // add | ls
+  std::string path, name, version;
+};
+
+// Facts about the daemon that the Memberlist does not know.
+struct DaemonFacts {
+  std::string data_dir;
+  std::string version;
+  Time started_at{};  // on the clock passed to ApiService
+  std::string http;   // the --http address, empty when off
+};
+
+class ApiService {
+ public:
+  using Respond = std::function<void(Bytes reply)>;
+  // Starts the daemon's graceful leave; `done` gets OK once the leave has been
+  // announced (the daemon exits shortly after), or why it cannot start.
+  using LeaveFn = std::function<void(std::function<void(Status)> done)>;
+  // Streamed replies (`monitor`): one frame per call, false once the client is gone.
+  using Push = std::function<bool(Bytes frame)>;
+  // Subscribes `deliver` to the log lines (JSON) of `level` and above;
+  // kInvalidArgument for an unknown level.
+  using MonitorFn =
+      std::function<Status(const std::string& level, std::function<bool(const std::string& line)> deliver)>;
+
+  // The references must outlive the service.
+  ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease, const SoftState& soft,
+             const Clock& clock, DaemonFacts facts, LeaveFn leave);
+
+  // Always answers exactly once, possibly later (join, leave). A malformed
+  // request or one of another API version gets a Reply whose `error` says so.
+  void Handle(ByteView request, Respond respond, Push push = {});
+  void SetMonitor(MonitorFn monitor) { monitor_ = std::move(monitor); }
+  // Runs a `keys` command (node/keys.h); answers JSON text, later.
+  using KeysFn = std::function<void(const std::string& op, const std::string& key,
+                                    std::function<void(Result<store::Json>)> done)>;
+  void SetKeys(KeysFn keys) { keys_ = std::move(keys); }
+  // Runs an `artifact` command; answers JSON text, later.
+  using ArtifactsFn = std::function<void(const ArtifactCommand&, std::function<void(Result<store::Json>)> done)>;
+  void SetArtifacts(ArtifactsFn artifacts) { artifacts_ = std::move(artifacts); }
+  // Adds families to /metrics (for parts of the daemon this does not hold).
+  void AddMetrics(std::function<void(MetricsText&)> fn) { extra_metrics_.push_back(std::move(fn)); }
+
+  // A Reply carrying only `message` as its error.
+  static Bytes ErrorReply(const std::string& message);
+
+  // The read-only HTTP endpoints: /metrics, /health, /v1/members, /v1/info,
+  // /v1/state, /v1/rollout, /v1/nodes. On the protocol thread.
+  HttpReply HandleHttp(const std::string& path) const;
+  // What /health says: "starting" and "leaving" answer 503, "serving" 200.
+  void SetPhase(std::string phase) { phase_ = std::move(phase); }
+
+ private:
+  // The two halves of Handle, for the request variant defined in api_service.cc.
+  template <typename Request>
+  void HandleMembership(Request& request, Respond respond, Push push);
+  template <typename Request>
+  void HandleState(Request& request, Respond respond);
+  Bytes InfoReply() const;
+  Bytes MembersReply() const;
+  void FillMembers(api::Reply::Builder reply) const;
+  void FillInfo(api::Info::Builder info) const;
+  store::Json NodesJson() const;
+  store::Json MembersJson() const;
+  store::Json InfoJson() const;
+  std::string Metrics() const;
+
+  membership::Memberlist& members_;
+  store::Replicator& replicator_;
+  Lease& lease_;
+  const SoftState& soft_;
+  StateCommands state_;
+  const Clock& clock_;
+  DaemonFacts facts_;
+  LeaveFn leave_;
+  std::string phase_ = "starting";
+  MonitorFn monitor_;
+  KeysFn keys_;
+  ArtifactsFn artifacts_;
+  std::vector<std::function<void(MetricsText&)>> extra_metrics_;
+};
+
+}  // namespace starling::node

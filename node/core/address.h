@@ -1,0 +1,27 @@
+// "host:port" addresses as flags and the wire carry them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "starling/status.h"
+
+namespace starling::node {
+
+struct HostPort {
+  std::string host;  // IPv4 dotted, IPv6 without brackets, or a hostname
+  uint16_t port = 0;
+};
+
+// Accepts "host:port" and "[v6]:port". kInvalidArgument names the input.
+Result<HostPort> ParseHostPort(std::string_view text);
+
+// Inverse of ParseHostPort: brackets hosts that contain ':'.
+std::string FormatHostPort(std::string_view host, uint16_t port);
+
+// True for 0.0.0.0, :: and the empty host: a bind address that cannot be
+// advertised to peers.
+bool IsUnspecifiedHost(std::string_view host);
+
+}  // namespace starling::node

@@ -1,0 +1,69 @@
+#include "node_core.h"
+
+namespace starling::node {
+
+NodeTiming NodeTimingFor(const std::string& profile) {
+  NodeTiming t{kSoftStateRefresh, AgentConfig{}.health_every, VoterConfig{}.spacing};
+  if (profile == "local") t = {kLocalSoftStateRefresh, kLocalHealthEvery, kLocalVoterSpacing};
+  return t;
+}
+
+NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(options)), seams_(std::move(seams)) {
+  const NodeTiming timing = NodeTimingFor(opts_.profile);
+  Clock& clock = seams_.clock;
+  channels_ = std::make_unique<membership::UserChannels>(seams_.members);
+  gossip_ = std::make_unique<store::MemberlistGossip>(*channels_);
+  replicator_ = std::make_unique<store::Replicator>(seams_.log, *gossip_, clock, seams_.random);
+  store::AttachReplicator(*replicator_, *channels_);
+  if (seams_.keyring) keys_ = std::make_unique<KeyCommands>(*channels_, seams_.keyring, seams_.persist_keyring);
+  lease_net_ = std::make_unique<MemberlistLeaseNet>(*channels_);
+  lease_ = std::make_unique<Lease>(opts_.name, clock, seams_.random, *lease_net_, seams_.ballots,
+                                   LeaseConfigFor(opts_.profile));
+  channels_->On(membership::Channel::kLease,
+                [l = lease_.get()](const std::string& from, ByteView data) { l->HandlePacket(from, data); });
+  if (opts_.keep_voters) {
+    VoterConfig vcfg;
+    vcfg.reap_timeout = opts_.reap_timeout;
+    vcfg.spacing = timing.voter_spacing;
+    voters_ = std::make_unique<VoterKeeper>(opts_.name, clock, seams_.members, *replicator_, *lease_, vcfg);
+  }
+  soft_ = std::make_unique<SoftState>(opts_.name, opts_.generation, clock, *channels_, timing.soft_state_refresh);
+  auto roles_tag = [this] { return RolesTag(); };
+  agent_ = std::make_unique<NodeAgent>(opts_.name, clock, *replicator_, *soft_, seams_.hooks, seams_.applied,
+                                       roles_tag, opts_.agent);
+  engine_ = std::make_unique<RolloutEngine>(opts_.name, clock, seams_.members, *replicator_, *soft_, *lease_);
+  if (seams_.artifact_store) {
+    artifacts_ = std::make_unique<Artifacts>(opts_.name, clock, seams_.random, *channels_, *replicator_,
+                                             *seams_.artifact_store, seams_.offload, roles_tag, opts_.artifacts);
+    artifacts_->OnReady([a = agent_.get()] { a->Refresh(); });
+    agent_->SetArtifacts(artifacts_.get());
+  }
+  replicator_->OnChange([this] {
+    if (voters_) voters_->Refresh();
+    agent_->Refresh();
+    engine_->Poke();
+    if (artifacts_) artifacts_->Refresh();
+  });
+}
+
+NodeCore::~NodeCore() = default;
+
+void NodeCore::Start() {
+  replicator_->Start();
+  // Quarantined for one lease period: this node may have promised or
+  // accepted grants before a crash that it no longer remembers.
+  lease_->Start();
+  if (voters_) voters_->Start();
+  soft_->Start();
+  agent_->Start();
+  engine_->Start();
+  if (artifacts_) artifacts_->Start();
+}
+
+std::string NodeCore::RolesTag() const {
+  const membership::MemberView self = seams_.members.Self();
+  auto it = self.tags.find("roles");
+  return it == self.tags.end() ? std::string() : it->second;
+}
+
+}  // namespace starling::node

@@ -1,0 +1,619 @@
+#include "rollout.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace starling::node {
+
+using store::Json;
+
+namespace {
+
+constexpr size_t kMaxName = 256;
+constexpr size_t kMaxText = 1024;
+constexpr size_t kMaxNodes = 100000;
+
+Duration DurationOr(const Json& p, const char* key, Duration fallback) {
+  auto it = p.find(key);
+  if (it == p.end() || !it->is_string()) return fallback;
+  auto d = store::ParseDuration(it->get_ref<const std::string&>());
+  return d.ok() ? std::chrono::duration_cast<Duration>(*d) : fallback;
+}
+
+// Field readers for records from the log: a wrong type is corruption.
+struct Reader {
+  const Json& j;
+  std::string error;
+  template <typename T>
+  T Num(const char* key) {
+    auto it = j.find(key);
+    if (it == j.end()) return 0;
+    if (!it->is_number_integer()) {
+      error = std::string("field ") + key + " is not a whole number";
+      return 0;
+    }
+    return it->get<T>();
+  }
+  std::string Text(const char* key, size_t max = kMaxText) {
+    auto it = j.find(key);
+    if (it == j.end()) return "";
+    if (!it->is_string() || it->get_ref<const std::string&>().size() > max) {
+      error = std::string("field ") + key + " is not a string of at most " + std::to_string(max) + " bytes";
+      return "";
+    }
+    return it->get<std::string>();
+  }
+  bool Bool(const char* key) {
+    auto it = j.find(key);
+    if (it == j.end()) return false;
+    if (!it->is_boolean()) {
+      error = std::string("field ") + key + " is not a boolean";
+      return false;
+    }
+    return it->get<bool>();
+  }
+  std::vector<std::string> Names(const char* key) {
+    std::vector<std::string> out;
+    auto it = j.find(key);
+    if (it == j.end()) return out;
+    if (!it->is_array() || it->size() > kMaxNodes) {
+      error = std::string("field ") + key + " is not a list of names";
+      return out;
+    }
+    for (const Json& e : *it) {
+      if (!e.is_string() || e.get_ref<const std::string&>().size() > kMaxName) {
+        error = std::string("field ") + key + " holds something other than a name";
+        return {};
+      }
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+};
+
+bool IsBusy(const std::string& phase) {
+  return !(phase.empty() || phase == "idle" || phase == "failed" || phase == "removed");
+}
+
+size_t RoleRank(const std::vector<std::string>& order, const std::vector<std::string>& roles) {
+  size_t best = order.size();
+  for (const auto& r : roles) {
+    auto it = std::find(order.begin(), order.end(), r);
+    if (it != order.end()) best = std::min(best, static_cast<size_t>(it - order.begin()));
+  }
+  return best;
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+}  // namespace
+
+// ---- policy ---------------------------------------------------------------------------
+
+RolloutPolicy RolloutPolicy::From(const Json& doc) {
+  RolloutPolicy p;
+  auto it = doc.find("policy");
+  if (it == doc.end() || !it->is_object()) return p;
+  const Json& j = *it;
+  if (auto b = j.find("batch"); b != j.end()) p.batch = *b;
+  if (auto r = j.find("role_order"); r != j.end() && r->is_array())
+    for (const Json& e : *r)
+      if (e.is_string()) p.role_order.push_back(e.get<std::string>());
+  if (auto h = j.find("health_gate"); h != j.end() && h->is_boolean()) p.health_gate = h->get<bool>();
+  p.min_healthy = DurationOr(j, "min_healthy", p.min_healthy);
+  p.node_deadline = DurationOr(j, "node_deadline", p.node_deadline);
+  p.progress_deadline = DurationOr(j, "progress_deadline", p.progress_deadline);
+  if (auto f = j.find("failure_threshold"); f != j.end() && f->is_number_integer() && f->get<int64_t>() >= 0)
+    p.failure_threshold = f->get<uint64_t>();
+  if (auto a = j.find("auto_revert"); a != j.end() && a->is_boolean()) p.auto_revert = a->get<bool>();
+  return p;
+}
+
+size_t RolloutPolicy::BatchSize(size_t index, size_t total) const {
+  const Json* step = &batch;
+  if (batch.is_array()) {
+    if (batch.empty()) return 1;
+    step = &batch[std::min(index, batch.size() - 1)];
+  }
+  size_t n = 1;
+  if (step->is_number_integer() && step->get<int64_t>() >= 1) {
+    n = step->get<uint64_t>();
+  } else if (step->is_string()) {
+    const std::string& s = step->get_ref<const std::string&>();
+    double pct = std::atof(s.c_str());
+    n = static_cast<size_t>(std::ceil(pct / 100.0 * static_cast<double>(total)));
+  }
+  return std::clamp<size_t>(n, 1, std::max<size_t>(total, 1));
+}
+
+size_t RolloutPolicy::MaxBatch(size_t total) const {
+  size_t steps = batch.is_array() ? std::max<size_t>(batch.size(), 1) : 1;
+  size_t most = 1;
+  for (size_t i = 0; i < steps; ++i) most = std::max(most, BatchSize(i, total));
+  return most;
+}
+
+// ---- records ------------------------------------------------------------------------------
+
+Json RolloutRecord::ToJson() const {
+  Json assigned = Json::object();
+  for (const auto& [name, a] : nodes)
+    assigned[name] = {{"revision", a.revision}, {"batch", a.batch}, {"done", a.done}};
+  return {{"id", id},
+          {"revision", revision},
+          {"from", from},
+          {"state", state},
+          {"reverting", reverting},
+          {"ballot", ballot},
+          {"batch_no", batch_no},
+          {"batches", batches},
+          {"batch", batch},
+          {"nodes", assigned},
+          {"failed", std::vector<std::string>(failed.begin(), failed.end())},
+          {"started_us", started_us},
+          {"ended_us", ended_us},
+          {"reason", reason},
+          {"by", by},
+          {"control", control}};
+}
+
+Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
+  if (!j.is_object()) return Status::Corruption("rollout record is not an object");
+  Reader rd{j, ""};
+  RolloutRecord r;
+  r.id = rd.Num<uint64_t>("id");
+  r.revision = rd.Text("revision", 64);
+  r.from = rd.Text("from", 64);
+  r.state = rd.Text("state", 16);
+  r.reverting = rd.Bool("reverting");
+  r.ballot = rd.Num<uint64_t>("ballot");
+  r.batch_no = rd.Num<uint64_t>("batch_no");
+  r.batches = rd.Num<uint64_t>("batches");
+  r.batch = rd.Names("batch");
+  auto failed = rd.Names("failed");
+  r.failed = {failed.begin(), failed.end()};
+  r.started_us = rd.Num<int64_t>("started_us");
+  r.ended_us = rd.Num<int64_t>("ended_us");
+  r.reason = rd.Text("reason");
+  r.by = rd.Text("by", kMaxName);
+  r.control = rd.Num<uint64_t>("control");
+  if (auto n = j.find("nodes"); n != j.end()) {
+    if (!n->is_object() || n->size() > kMaxNodes) return Status::Corruption("rollout record: nodes is not a map");
+    for (const auto& [name, a] : n->items()) {
+      if (name.size() > kMaxName || !a.is_object()) return Status::Corruption("rollout record: bad assignment");
+      Reader ar{a, ""};
+      Assignment as{ar.Text("revision", 64), ar.Num<uint64_t>("batch"), ar.Bool("done")};
+      if (!ar.error.empty()) return Status::Corruption("rollout record: assignment of " + name + ": " + ar.error);
+      r.nodes[name] = as;
+    }
+  }
+  if (!rd.error.empty()) return Status::Corruption("rollout record: " + rd.error);
+  static const std::set<std::string> kStates = {"running", "paused", "succeeded", "failed", "reverted"};
+  if (!kStates.count(r.state)) return Status::Corruption("rollout record: unknown state '" + r.state + "'");
+  return r;
+}
+
+Json RolloutRequest::ToJson() const {
+  return {{"id", id}, {"revision", revision}, {"by", by}, {"automatic", automatic}};
+}
+
+Result<RolloutRequest> RolloutRequest::FromJson(const Json& j) {
+  if (!j.is_object()) return Status::Corruption("rollout request is not an object");
+  Reader rd{j, ""};
+  RolloutRequest r{rd.Num<uint64_t>("id"), rd.Text("revision", 64), rd.Text("by", kMaxName), rd.Bool("automatic")};
+  if (!rd.error.empty()) return Status::Corruption("rollout request: " + rd.error);
+  if (r.revision.empty()) return Status::Corruption("rollout request without a revision");
+  return r;
+}
+
+Json RolloutControl::ToJson() const {
+  return {{"seq", seq}, {"rollout", rollout}, {"action", action}, {"by", by}};
+}
+
+Result<RolloutControl> RolloutControl::FromJson(const Json& j) {
+  if (!j.is_object()) return Status::Corruption("rollout control is not an object");
+  Reader rd{j, ""};
+  RolloutControl c{rd.Num<uint64_t>("seq"), rd.Num<uint64_t>("rollout"), rd.Text("action", 16),
+                   rd.Text("by", kMaxName)};
+  if (!rd.error.empty()) return Status::Corruption("rollout control: " + rd.error);
+  if (c.action != "pause" && c.action != "resume" && c.action != "abort")
+    return Status::Corruption("rollout control: unknown action '" + c.action + "'");
+  return c;
+}
+
+// ---- what goes where --------------------------------------------------------------------------
+
+namespace {
+bool GoesTo(const Json& item, const std::vector<std::string>& roles) {
+  auto r = item.find("roles");
+  if (r == item.end() || !r->is_array()) return true;
+  for (const Json& e : *r)
+    if (e.is_string() && std::find(roles.begin(), roles.end(), e.get<std::string>()) != roles.end()) return true;
+  return false;
+}
+}  // namespace
+
+Json NodeSpec(const Json& doc, const std::vector<std::string>& roles) {
+  Json spec = {{"packages", Json::object()}, {"services", Json::object()}};
+  for (const char* section : {"packages", "services"}) {
+    auto s = doc.find(section);
+    if (s == doc.end() || !s->is_object()) continue;
+    for (const auto& [name, item] : s->items())
+      if (item.is_object() && GoesTo(item, roles)) spec[section][name] = item;
+  }
+  return spec;
+}
+
+std::vector<std::string> NodeRoles(const Json& doc, const std::string& name, const std::string& roles_tag) {
+  std::vector<std::string> out;
+  if (auto n = doc.find("nodes"); n != doc.end() && n->is_object()) {
+    auto it = n->find(name);
+    if (it != n->end() && it->is_object()) {
+      if (auto r = it->find("roles"); r != it->end() && r->is_array()) {
+        for (const Json& e : *r)
+          if (e.is_string()) out.push_back(e.get<std::string>());
+        return out;
+      }
+    }
+  }
+  size_t start = 0;
+  while (start < roles_tag.size()) {
+    size_t comma = roles_tag.find(',', start);
+    if (comma == std::string::npos) comma = roles_tag.size();
+    if (comma > start) out.push_back(roles_tag.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+Json ServiceGraph(const Json& doc, const std::vector<NodeView>& views) {
+  std::map<std::string, std::vector<std::string>> runs_on;
+  const Json* services = nullptr;
+  if (auto s = doc.find("services"); s != doc.end() && s->is_object()) services = &*s;
+  if (services)
+    for (const auto& [name, _] : services->items()) runs_on[name];
+  Json nodes = Json::array();
+  for (const NodeView& v : views) {
+    if (!v.commissioned) continue;
+    Json here = Json::array();
+    const Json spec = NodeSpec(doc, v.roles);
+    if (auto s = spec.find("services"); s != spec.end() && s->is_object())
+      for (const auto& [name, _] : s->items()) {
+        here.push_back(name);
+        runs_on[name].push_back(v.name);
+      }
+    nodes.push_back({{"name", v.name}, {"services", std::move(here)}});
+  }
+  Json out_services = Json::array();
+  for (const auto& [name, on] : runs_on) out_services.push_back({{"name", name}, {"nodes", on}});
+  Json edges = Json::array();
+  for (const auto& [from, to] : store::ServiceEdges(doc)) {
+    Json via = Json::array();
+    const Json& svc = services ? services->value(from, Json::object()) : Json::object();
+    if (auto p = svc.find("params"); p != svc.end() && p->is_object())
+      for (const auto& [param, value] : p->items())
+        if (value.is_string() && value.get_ref<const std::string&>().find("${" + to + ".") != std::string::npos)
+          via.push_back(param);
+    if (auto a = svc.find("after"); a != svc.end() && a->is_array() && std::find(a->begin(), a->end(), to) != a->end())
+      via.push_back("after");
+    edges.push_back({{"from", from}, {"to", to}, {"via", std::move(via)}});
+  }
+  return {{"services", std::move(out_services)}, {"nodes", std::move(nodes)}, {"edges", std::move(edges)}};
+}
+
+bool Commissioned(const Json& doc, const std::string& name) {
+  auto n = doc.find("nodes");
+  if (n == doc.end() || !n->is_object()) return false;
+  auto it = n->find(name);
+  return it != n->end() && it->is_object() && it->value("lifecycle", Json()) == "commissioned";
+}
+
+// ---- planner ----------------------------------------------------------------------------------
+
+bool RolloutPlanner::Done(const NodeView& v, const std::string& revision, bool gate, Duration min_healthy,
+                          Time now) {
+  if (!v.reported || v.applied != revision || IsBusy(v.phase) || v.phase == "failed") {
+    healthy_since_.erase(v.name);
+    return false;
+  }
+  if (!gate) return true;
+  if (!v.healthy) {
+    healthy_since_.erase(v.name);
+    return false;
+  }
+  Time since = healthy_since_.emplace(v.name, now).first->second;
+  return now - since >= min_healthy;
+}
+
+// One step's working state: the record being changed and what to log.
+struct RolloutPlanner::Pass {
+  const Inputs& in;
+  RolloutRecord r;
+  Step out;
+  std::map<std::string, const NodeView*> view;
+
+  void Log(const std::string& s) { out.log += (out.log.empty() ? "" : "; ") + s; }
+  void Settle(const std::string& state, const std::string& reason) {
+    r.state = state;
+    r.reason = reason;
+    r.ended_us = in.wall_us;
+    Log("rollout " + std::to_string(r.id) + " " + state + (reason.empty() ? "" : ": " + reason));
+  }
+  bool Active() const { return r.state == "running" || r.state == "paused"; }
+};
+
+RolloutPlanner::Step RolloutPlanner::Advance(const Inputs& in) {
+  Pass pass{in, in.current.value_or(RolloutRecord{}), {}, {}};
+  const RolloutRecord before = pass.r;
+  for (const auto& v : in.nodes) pass.view[v.name] = &v;
+  StartRequested(pass);
+  if (pass.r.state.empty()) return pass.out;
+  ApplyControl(pass);
+  // The ballot goes out with every change, and at once when this node has
+  // just taken over (renewals raise it too, but need not be written).
+  const bool takeover = fresh_;
+  fresh_ = false;
+  const bool late =
+      pass.Active() && !pass.r.reverting && pass.r.started_us > 0 &&
+      in.wall_us - pass.r.started_us >
+          std::chrono::duration_cast<std::chrono::microseconds>(in.policy.progress_deadline).count();
+  JudgeBatch(pass);
+  FailOrRevert(pass, late);
+  NextBatch(pass);
+  if (!(pass.r == before) || (takeover && pass.r.ballot != in.ballot)) {
+    pass.r.ballot = in.ballot;
+    pass.out.write = std::move(pass.r);
+  }
+  return pass.out;
+}
+
+// A new rollout, once the last one has settled and nothing freezes it.
+void RolloutPlanner::StartRequested(Pass& pass) {
+  const Inputs& in = pass.in;
+  RolloutRecord& r = pass.r;
+  if (!in.request || in.request->id <= r.id || pass.Active() || in.frozen) return;
+  RolloutRecord n;
+  n.id = in.request->id;
+  n.revision = in.request->revision;
+  n.by = in.request->by;
+  n.state = "running";
+  n.batch_no = r.batch_no;
+  n.control = r.control;
+  n.started_us = in.wall_us;
+  // The revert target: what the last rollout left healthy everywhere, else
+  // the one revision every reachable commissioned node runs healthily.
+  if (r.state == "succeeded") n.from = r.revision;
+  else if (!r.state.empty()) n.from = r.from;
+  if (n.from.empty()) {
+    std::set<std::string> applied;
+    bool all_healthy = true;
+    for (const auto& v : in.nodes) {
+      if (!v.commissioned || !v.reachable) continue;
+      applied.insert(v.applied);
+      all_healthy &= v.healthy;
+    }
+    if (applied.size() == 1 && all_healthy) n.from = *applied.begin();
+  }
+  // Nodes keep acting on an earlier batch only while it is the current one.
+  n.batch = r.batch;
+  n.nodes = r.nodes;
+  r = std::move(n);
+  batch_seen_.reset();
+  healthy_since_.clear();
+  pass.Log("rollout " + std::to_string(r.id) + " of revision " + r.revision + " started" +
+           (r.by.empty() ? "" : " by " + r.by));
+}
+
+// Pause, resume or abort, each acted on once.
+void RolloutPlanner::ApplyControl(Pass& pass) {
+  const std::optional<RolloutControl>& control = pass.in.control;
+  RolloutRecord& r = pass.r;
+  if (!control || control->seq <= r.control) return;
+  r.control = control->seq;
+  if (control->rollout != r.id || r.settled()) return;
+  if (control->action == "pause" && r.state == "running") {
+    r.state = "paused";
+    r.reason = "paused by " + control->by;
+    pass.Log("rollout " + std::to_string(r.id) + " paused by " + control->by);
+  } else if (control->action == "resume" && r.state == "paused") {
+    r.state = "running";
+    r.reason.clear();
+    pass.Log("rollout " + std::to_string(r.id) + " resumed by " + control->by);
+  } else if (control->action == "abort") {
+    pass.Settle("failed", "aborted by " + control->by);
+  }
+}
+
+// The batch in flight: who is done, who failed, who is still on its way.
+void RolloutPlanner::JudgeBatch(Pass& pass) {
+  const Inputs& in = pass.in;
+  const RolloutPolicy& policy = in.policy;
+  RolloutRecord& r = pass.r;
+  std::vector<std::string> new_failures;
+  if (!r.batch.empty()) {
+    if (!batch_seen_ || batch_seen_->first != r.batch_no) batch_seen_ = std::make_pair(r.batch_no, in.now);
+    const bool past_deadline = in.now - batch_seen_->second > policy.node_deadline;
+    std::vector<std::string> keep;
+    for (const auto& name : r.batch) {
+      auto it = pass.view.find(name);
+      const Assignment& a = r.nodes[name];
+      if (it == pass.view.end() || !it->second->commissioned) {
+        pass.Log(name + " left batch " + std::to_string(r.batch_no) + " (decommissioned)");
+        continue;
+      }
+      if (!it->second->reachable) {
+        // Its service may be down because of us: it stays in flight until
+        // the deadline, then the rollout goes on without it (not a failure:
+        // it is brought to the revision when it is back).
+        if (past_deadline) {
+          pass.Log(name + " left batch " + std::to_string(r.batch_no) + " (down past its deadline)");
+          continue;
+        }
+        keep.push_back(name);
+        continue;
+      }
+      const NodeView& v = *it->second;
+      if (Done(v, a.revision, policy.health_gate, policy.min_healthy, in.now)) {
+        pass.Log(name + " is healthy on " + a.revision);
+        r.nodes[name].done = true;
+        continue;
+      }
+      if (v.reported && v.phase == "failed" && v.target == a.revision) {
+        new_failures.push_back(name);
+        continue;
+      }
+      // A suspect past its deadline may be down (then it leaves the batch
+      // without failing, above) or slow: judge it once membership has
+      // decided, which the suspicion timeout bounds.
+      if (past_deadline && !v.suspect) {
+        pass.Log(name + " missed its deadline");
+        new_failures.push_back(name);
+        continue;
+      }
+      keep.push_back(name);
+    }
+    r.batch = std::move(keep);
+  }
+  if (new_failures.empty()) return;
+  pass.Log("failed: " + JoinNames(new_failures));
+  // After the rollout settled these are late nodes failing to catch up:
+  // recorded too, so that they are not retried in a loop.
+  r.failed.insert(new_failures.begin(), new_failures.end());
+  if (r.reverting && !r.settled())
+    pass.Settle("failed", "the revert to " + r.from + " failed on " + JoinNames(new_failures));
+}
+
+// Past the failure threshold or the progress deadline: revert when the
+// policy says so and there is a revision to go back to, else fail.
+void RolloutPlanner::FailOrRevert(Pass& pass, bool late) {
+  const RolloutPolicy& policy = pass.in.policy;
+  RolloutRecord& r = pass.r;
+  if (!pass.Active() || r.reverting || (!late && r.failed.size() <= policy.failure_threshold)) return;
+  std::vector<std::string> f(r.failed.begin(), r.failed.end());
+  std::string why = late ? "the progress deadline passed" : "failed on " + JoinNames(f);
+  if (policy.auto_revert && !r.from.empty() && r.from != r.revision) {
+    r.reverting = true;
+    r.state = "running";
+    r.reason = why + "; reverting to " + r.from;
+    pass.Log("rollout " + std::to_string(r.id) + " " + r.reason);
+  } else {
+    pass.Settle("failed", why + (policy.auto_revert ? " (no earlier revision was healthy on every node)" : ""));
+  }
+}
+
+namespace {
+
+// Out of service: busy, failed or unhealthy. Whatever the cause, they use up
+// the batch's room, so that a batch never takes the count of nodes out of
+// service past its size.
+bool OutOfService(const NodeView& v) { return IsBusy(v.phase) || v.phase == "failed" || !v.healthy; }
+
+}  // namespace
+
+// The next batch: while running, and after success or revert to bring late
+// nodes to the settled revision.
+void RolloutPlanner::NextBatch(Pass& pass) {
+  RolloutRecord& r = pass.r;
+  const bool catch_up = r.state == "succeeded" || r.state == "reverted";
+  if (!r.batch.empty() || !(r.state == "running" || catch_up)) return;
+  const std::string target = r.target();
+  std::vector<const NodeView*> candidates;
+  size_t eligible = 0, busy = 0, out_elsewhere = 0, out_candidates = 0;
+  for (const auto& v : pass.in.nodes) {
+    if (!v.commissioned) continue;
+    ++eligible;
+    if (!v.reachable || !v.reported) continue;
+    bool candidate = true;
+    if (IsBusy(v.phase)) {
+      ++busy;
+      candidate = false;
+    } else if (v.applied == target && v.phase != "failed") {
+      // A node that failed may run part of the new revision whatever it
+      // reports as applied: only a finished job counts.
+      candidate = false;
+    } else if (!r.reverting && r.failed.count(v.name)) {
+      candidate = false;
+    } else if (r.reverting && !catch_up) {
+      auto a = r.nodes.find(v.name);
+      candidate = v.applied == r.revision || r.failed.count(v.name) ||
+                  (a != r.nodes.end() && a->second.revision == r.revision);
+    }
+    if (candidate) {
+      candidates.push_back(&v);
+      out_candidates += OutOfService(v);
+    } else {
+      out_elsewhere += OutOfService(v);
+    }
+  }
+  if (candidates.empty()) {
+    if (r.state == "running" && busy == 0) {
+      if (r.reverting) pass.Settle("reverted", r.reason);
+      else pass.Settle("succeeded", r.failed.empty() ? "" : "tolerated failures on " + JoinNames({r.failed.begin(), r.failed.end()}));
+    }
+    return;
+  }
+  ChooseBatch(pass, candidates, eligible, out_elsewhere + out_candidates);
+}
+
+// Fills the batch from `candidates` in rank order, one role group at a time,
+// within the room the nodes already out of service leave.
+void RolloutPlanner::ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible,
+                                 size_t out_now) {
+  RolloutRecord& r = pass.r;
+  const RolloutPolicy& policy = pass.in.policy;
+  auto rank = [&](const NodeView* v) {
+    // Reverting: the failed nodes first. Within a role, nodes already
+    // out of service first: moving them costs no room.
+    size_t first = r.reverting && r.failed.count(v->name) ? 0 : 1;
+    return std::make_tuple(first, RoleRank(policy.role_order, v->roles), OutOfService(*v) ? 0 : 1, v->name);
+  };
+  std::sort(candidates.begin(), candidates.end(),
+            [&](const NodeView* a, const NodeView* b) { return rank(a) < rank(b); });
+  const size_t size = policy.BatchSize(r.batches, eligible);
+  size_t room = size > out_now ? size - out_now : 0;  // for nodes still in service
+  std::vector<std::string> chosen;
+  auto group = std::make_pair(std::get<0>(rank(candidates[0])), std::get<1>(rank(candidates[0])));
+  for (const NodeView* v : candidates) {
+    if (chosen.size() >= size) break;
+    auto k = rank(v);
+    if (std::make_pair(std::get<0>(k), std::get<1>(k)) != group) break;  // role order: one group at a time
+    if (!OutOfService(*v)) {
+      if (room == 0) break;
+      --room;
+    }
+    chosen.push_back(v->name);
+  }
+  if (chosen.empty()) return;
+  const std::string target = r.target();
+  ++r.batch_no;
+  ++r.batches;
+  for (const auto& name : chosen) r.nodes[name] = Assignment{target, r.batch_no, false};
+  r.batch = chosen;
+  batch_seen_ = std::make_pair(r.batch_no, pass.in.now);
+  pass.Log("batch " + std::to_string(r.batch_no) + " to " + target + ": " + JoinNames(chosen));
+}
+
+std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v) {
+  bool in_batch = std::find(r.batch.begin(), r.batch.end(), v.name) != r.batch.end();
+  if (in_batch) return r.reverting ? "reverting" : "upgrading";
+  // The record first: every node shows the holder's view, whatever its own
+  // copy of the reports says yet.
+  auto a = r.nodes.find(v.name);
+  const bool finished = a != r.nodes.end() && a->second.done && a->second.revision == r.target();
+  if (r.reverting && !r.from.empty() && (finished || v.applied == r.from)) {
+    // Assigned during this rollout: touched, then brought back.
+    bool touched = a != r.nodes.end() && a->second.batch + r.batches > r.batch_no;
+    if (r.failed.count(v.name) || touched) return "reverted";
+  }
+  if (r.failed.count(v.name)) return "failed";
+  if (finished) return "done";
+  if (!v.reachable) return "down";
+  if (v.applied == r.target()) return "done";
+  return "pending";
+}
+
+}  // namespace starling::node

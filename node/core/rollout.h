@@ -1,0 +1,212 @@
+// Rollouts: the record the lease holder keeps in the desired-state log, the
+// policy it follows, and the planner that moves a rollout forward.
+//
+// Where things live
+//  * `~rollout` (a control record: replicated like the desired state, not
+//    part of its revision) is written only by the lease holder and carries
+//    its ballot. It names the target revision, the revision to revert to,
+//    the state, the current batch and every node's assignment. A node acts
+//    on its own assignment only while it is in the current batch and the
+//    record's ballot is at least every ballot it has seen on a record, so a
+//    deposed holder's late write moves nobody.
+//  * `~rollout-request` (`rollout start`, or the holder itself when
+//    auto-upgrade is on) and `~rollout-control` (pause, resume, abort) are
+//    written by any node; the holder picks them up. One writer per record
+//    means last-writer-wins never loses progress.
+//  * Per node, the planner reads the node's own gossiped report (applied
+//    revision, health, phase): a node is done with a revision when it
+//    reports it applied and healthy. So a new holder resumes where the old
+//    one stopped: finished nodes report the target and are not touched
+//    again, and the nodes of the recorded batch stay the batch.
+//
+// Safety: a batch starts only when the previous one is done (every node of
+// it applied and healthy for `min_healthy`), failed, or out of reach; so at
+// most one batch of nodes is ever between stop and healthy because of the
+// rollout. A node of the batch that goes down stays in flight until the
+// node deadline (its service may be down because of us), then leaves the
+// batch without counting as a failure; it is assigned again, in a later
+// batch, once it is back. Nodes busy on their own (verifying after a
+// restart) take room in the next batch.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "starling/env.h"
+#include "starling/status.h"
+#include "starling/store/document.h"
+#include "starling/store/log.h"
+
+namespace starling::node {
+
+inline constexpr const char* kRolloutKey = "~rollout";
+inline constexpr const char* kRolloutRequestKey = "~rollout-request";
+inline constexpr const char* kRolloutControlKey = "~rollout-control";
+// Notes of the entries that write rollout records start with this.
+inline constexpr const char* kRolloutNote = "rollout:";
+
+struct RolloutPolicy {
+  store::Json batch = 1;  // a count, "N%", or a ramp list whose last step repeats
+  std::vector<std::string> role_order;
+  bool health_gate = true;
+  Duration min_healthy = std::chrono::seconds(0);
+  Duration node_deadline = std::chrono::minutes(5);
+  Duration progress_deadline = std::chrono::hours(1);
+  uint64_t failure_threshold = 0;  // failed nodes tolerated; one more stops the rollout
+  bool auto_revert = true;
+
+  // From the document's `policy` (defaults for what it leaves out).
+  static RolloutPolicy From(const store::Json& doc);
+  // The size of batch number `index` (0-based) out of `total` nodes: at
+  // least 1, at most `total`.
+  size_t BatchSize(size_t index, size_t total) const;
+  // The largest batch the policy can make: the bound on nodes in flight.
+  size_t MaxBatch(size_t total) const;
+};
+
+struct Assignment {
+  std::string revision;
+  uint64_t batch = 0;
+  bool done = false;  // the holder saw it applied and healthy
+  bool operator==(const Assignment&) const = default;
+};
+
+struct RolloutRecord {
+  uint64_t id = 0;
+  std::string revision;  // the target
+  std::string from;      // the last revision healthy on every node: the revert target
+  std::string state;     // running | paused | succeeded | failed | reverted
+  bool reverting = false;
+  uint64_t ballot = 0;
+  uint64_t batch_no = 0;    // grows with every batch, across rollouts' catch-up too
+  uint64_t batches = 0;     // batches this rollout has started (the ramp index)
+  std::vector<std::string> batch;  // the nodes of the current batch
+  std::map<std::string, Assignment> nodes;
+  std::set<std::string> failed;
+  int64_t started_us = 0;  // wall time
+  int64_t ended_us = 0;
+  std::string reason;  // why it failed, reverted or paused
+  std::string by;      // who asked for it
+  uint64_t control = 0;  // the last control request taken
+
+  bool settled() const { return state == "succeeded" || state == "failed" || state == "reverted"; }
+  // The revision nodes are being moved to now.
+  const std::string& target() const { return reverting ? from : revision; }
+  store::Json ToJson() const;
+  // Untrusted input (it arrived through the log): kCorruption says why.
+  static Result<RolloutRecord> FromJson(const store::Json& j);
+  bool operator==(const RolloutRecord&) const = default;
+};
+
+struct RolloutRequest {
+  uint64_t id = 0;
+  std::string revision;
+  std::string by;
+  bool automatic = false;
+  store::Json ToJson() const;
+  static Result<RolloutRequest> FromJson(const store::Json& j);
+};
+
+struct RolloutControl {
+  uint64_t seq = 0;
+  uint64_t rollout = 0;  // the rollout id it is meant for
+  std::string action;    // pause | resume | abort
+  std::string by;
+  store::Json ToJson() const;
+  static Result<RolloutControl> FromJson(const store::Json& j);
+};
+
+// The control record `key` of a state, or nullopt when absent or unreadable.
+template <typename T>
+std::optional<T> ReadRecord(const store::State& state, const char* key) {
+  const store::Register* reg = state.Find(key);
+  if (!reg || !reg->value) return std::nullopt;
+  auto r = T::FromJson(store::Json::parse(*reg->value, nullptr, false));
+  if (!r.ok()) return std::nullopt;
+  return std::move(r).value();
+}
+
+// What this node should run: the packages and services of `doc` that go to
+// a node with `roles` ({"packages": {...}, "services": {...}}). An item
+// without `roles` goes everywhere.
+store::Json NodeSpec(const store::Json& doc, const std::vector<std::string>& roles);
+// A node's roles: its `nodes.<name>.roles` in the document, else its
+// membership tag `roles` (comma-separated), else none.
+std::vector<std::string> NodeRoles(const store::Json& doc, const std::string& name, const std::string& roles_tag);
+// Whether the node is commissioned (only those take part in rollouts).
+bool Commissioned(const store::Json& doc, const std::string& name);
+
+// What the planner knows about one node.
+struct NodeView {
+  std::string name;
+  bool reachable = false;     // alive or suspect in this node's membership view
+  bool suspect = false;       // suspect: maybe down, not yet known
+  bool commissioned = false;
+  std::vector<std::string> roles;
+  bool reported = false;  // a report has arrived
+  std::string applied;    // applied revision
+  std::string target;     // the revision it is working on or failed on
+  bool healthy = false;
+  std::string phase;
+};
+
+// `starling graph` as JSON: {"services": [{"name", "nodes": [...]}], "nodes":
+// [{"name", "services": [...]}], "edges": [{"from", "to", "via": [...]}]}.
+// Edges are exactly store::ServiceEdges of `doc`; `via` names the params
+// that reference the target and "after" when listed there. A service runs
+// on the commissioned nodes among `views` whose NodeSpec holds it.
+store::Json ServiceGraph(const store::Json& doc, const std::vector<NodeView>& views);
+
+// The planner: pure, so that the simulator and unit tests drive it directly.
+// Holds the holder's own timers (when it saw a batch start, since when each
+// node has been healthy), which a new holder starts afresh: waits only grow.
+class RolloutPlanner {
+ public:
+  struct Step {
+    std::optional<RolloutRecord> write;  // the record to write, when it changed
+    std::string log;                     // what happened, for the log
+  };
+  // What one step looks at: the log's records, the policy, every node's view.
+  struct Inputs {
+    std::optional<RolloutRecord> current;
+    std::optional<RolloutRequest> request;
+    std::optional<RolloutControl> control;
+    RolloutPolicy policy;
+    std::vector<NodeView> nodes;
+    uint64_t ballot = 0;  // the holder's lease ballot, written as the fencing token
+    bool frozen = false;
+    Time now{};           // the holder's monotonic time
+    int64_t wall_us = 0;  // wall time, for the record
+  };
+  // Starts a requested rollout, applies pause/resume/abort, judges the batch
+  // in flight, fails or reverts past the threshold, then picks the next batch.
+  Step Advance(const Inputs& in);
+  void Reset() {
+    batch_seen_.reset();
+    healthy_since_.clear();
+    fresh_ = true;
+  }
+
+ private:
+  struct Pass;
+  void StartRequested(Pass& pass);
+  void ApplyControl(Pass& pass);
+  void JudgeBatch(Pass& pass);
+  void FailOrRevert(Pass& pass, bool late);
+  void NextBatch(Pass& pass);
+  void ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible, size_t out_now);
+  bool Done(const NodeView& v, const std::string& revision, bool gate, Duration min_healthy, Time now);
+
+  std::optional<std::pair<uint64_t, Time>> batch_seen_;  // batch_no, when first seen
+  std::map<std::string, Time> healthy_since_;
+  bool fresh_ = true;  // no step taken since this node became the holder
+};
+
+// Per-node rollout phase for status: pending, upgrading, done, failed, down,
+// reverting, reverted.
+std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v);
+
+}  // namespace starling::node

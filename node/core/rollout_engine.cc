@@ -1,0 +1,249 @@
+#include "rollout_engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "state_commands.h"
+
+namespace starling::node {
+
+using store::Json;
+
+namespace {
+
+Result<store::Entry> WriteRecord(store::Replicator& replicator, const char* key, const Json& value,
+                                 const std::string& note) {
+  return replicator.Write({store::Op{key, value.dump()}}, std::string(kRolloutNote) + " " + note,
+                          replicator.log().last_hlc());
+}
+
+// The packages and services of a document: what a rollout changes.
+Json Payload(const Json& doc) {
+  return {{"packages", doc.value("packages", Json::object())}, {"services", doc.value("services", Json::object())}};
+}
+
+}  // namespace
+
+std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& members, const SoftState& soft) {
+  std::map<std::string, NodeView> views;
+  for (const auto& m : members.Members()) {
+    NodeView& v = views[m.name];
+    v.name = m.name;
+    v.reachable = m.status == membership::MemberStatus::kAlive || m.status == membership::MemberStatus::kSuspect;
+    v.suspect = m.status == membership::MemberStatus::kSuspect;
+    auto tag = m.tags.find("roles");
+    v.roles = NodeRoles(doc, m.name, tag == m.tags.end() ? "" : tag->second);
+  }
+  if (auto n = doc.find("nodes"); n != doc.end() && n->is_object()) {
+    for (const auto& [name, _] : n->items()) {
+      NodeView& v = views[name];
+      if (v.name.empty()) {
+        v.name = name;
+        v.roles = NodeRoles(doc, name, "");
+      }
+    }
+  }
+  std::vector<NodeView> out;
+  for (auto& [name, v] : views) {
+    v.commissioned = Commissioned(doc, name);
+    if (auto r = soft.Get(name)) {
+      v.reported = true;
+      v.applied = r->applied_revision;
+      v.target = r->target;
+      v.healthy = r->healthy;
+      v.phase = r->phase;
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Json RolloutStatus(const store::State& st, const membership::Memberlist& members, const SoftState& soft) {
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
+  auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  const Json& doc = st.Document();
+  Json out = Json::object();
+  RolloutRecord r = record.value_or(RolloutRecord{});
+  out["state"] = record ? r.state : "idle";
+  out["id"] = r.id;
+  out["revision"] = r.revision;
+  out["from"] = r.from;
+  out["target"] = r.target();
+  out["reverting"] = r.reverting;
+  out["batch"] = r.batch;
+  out["batch_no"] = r.batch_no;
+  out["reason"] = r.reason;
+  out["by"] = r.by;
+  out["ballot"] = r.ballot;
+  out["started_unix"] = r.started_us / 1000000;
+  out["ended_unix"] = r.ended_us / 1000000;
+  if (request && request->id > r.id) out["requested"] = request->ToJson();
+  Json nodes = Json::array();
+  std::map<std::string, int> counts;
+  for (const auto& v : BuildViews(doc, members, soft)) {
+    if (!v.commissioned) continue;
+    std::string phase = record ? NodeRolloutPhase(r, v) : (v.reachable ? "idle" : "down");
+    ++counts[phase];
+    auto report = soft.Get(v.name);
+    nodes.push_back({{"name", v.name},
+                     {"phase", phase},
+                     {"applied_revision", v.applied},
+                     {"healthy", v.healthy},
+                     {"agent_phase", v.phase},
+                     {"reachable", v.reachable},
+                     {"detail", report ? report->detail : ""}});
+  }
+  out["nodes"] = nodes;
+  out["counts"] = counts;
+  return out;
+}
+
+// ---- engine -----------------------------------------------------------------------------------
+
+RolloutEngine::RolloutEngine(std::string self, Clock& clock, membership::Memberlist& members,
+                             store::Replicator& replicator, const SoftState& soft, Lease& lease, EngineConfig config)
+    : self_(std::move(self)),
+      clock_(clock),
+      members_(members),
+      replicator_(replicator),
+      soft_(soft),
+      lease_(lease),
+      cfg_(config) {}
+
+RolloutEngine::~RolloutEngine() {
+  if (timer_) clock_.Cancel(timer_);
+}
+
+void RolloutEngine::Start() { timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); }); }
+
+void RolloutEngine::Tick() {
+  Step();
+  timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
+}
+
+void RolloutEngine::Poke() { Step(); }
+
+void RolloutEngine::Step() {
+  // A write below reports a change to the log, which pokes us again.
+  if (stepping_) return;
+  const store::State& st = replicator_.log().state();
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
+  bool stale = false;
+  if (record && best_ && record->ballot < best_->ballot) {
+    stale = true;
+    record = best_;
+  } else if (record) {
+    best_ = record;
+  }
+  const bool holder = lease_.IsHolder();
+  if (!holder) {
+    if (was_holder_) planner_.Reset();
+    was_holder_ = false;
+    return;
+  }
+  was_holder_ = true;
+  stepping_ = true;
+  const Json doc = st.Document();
+  auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  auto control = ReadRecord<RolloutControl>(st, kRolloutControlKey);
+  const bool frozen = FrozenReason(doc).has_value();
+  AutoUpgrade(st, record, request);
+  request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  RolloutPlanner::Step step =
+      planner_.Advance({record, request, control, RolloutPolicy::From(doc), BuildViews(doc, members_, soft_),
+                        lease_.ballot(), frozen, clock_.Now(), clock_.WallMicros()});
+  if (stale) {
+    spdlog::warn("rollout: the record was overwritten by a coordinator with an older ballot; restoring it");
+    if (!step.write) {
+      step.write = *record;
+      step.write->ballot = lease_.ballot();
+    }
+  }
+  if (step.write) {
+    best_ = step.write;
+    if (!step.log.empty()) spdlog::info("rollout: {}", step.log);
+    auto w = WriteRecord(replicator_, kRolloutKey, step.write->ToJson(),
+                         step.log.empty() ? "progress" : step.log.substr(0, 900));
+    if (!w.ok()) spdlog::error("rollout: cannot record progress: {}", w.status().message());
+  }
+  stepping_ = false;
+}
+
+void RolloutEngine::AutoUpgrade(const store::State& st, const std::optional<RolloutRecord>& record,
+                                const std::optional<RolloutRequest>& request) {
+  const Json& doc = st.Document();
+  auto sw = doc.find("switches");
+  if (sw == doc.end() || !sw->is_object() || sw->value("auto_upgrade", false) != true) return;
+  if (FrozenReason(doc)) return;
+  if (record && !record->settled()) return;
+  uint64_t last = std::max(record ? record->id : 0, request ? request->id : 0);
+  if (request && request->id > (record ? record->id : 0)) return;  // one is waiting already
+  const std::string current = replicator_.log().Current().id;
+  if (current.empty()) return;
+  if (record) {
+    auto released = replicator_.log().DocumentAt(record->revision);
+    if (released.ok() && Payload(*released) == Payload(doc)) return;
+  } else if (Payload(doc) == Payload(Json::object())) {
+    return;
+  }
+  RolloutRequest req{last + 1, current, self_, true};
+  spdlog::info("rollout: auto-upgrade to revision {}", current);
+  auto w = WriteRecord(replicator_, kRolloutRequestKey, req.ToJson(), "auto-upgrade to " + current);
+  if (!w.ok()) spdlog::error("rollout: cannot request the auto-upgrade: {}", w.status().message());
+}
+
+// ---- operator commands ------------------------------------------------------------------------
+
+Result<Json> RequestRollout(store::Replicator& replicator, const std::string& revision, const std::string& by) {
+  const store::State& st = replicator.log().state();
+  if (auto why = FrozenReason(st.Document()))
+    return Status::Conflict("refused: the cluster is " + *why + "; `starling unfreeze` lifts it");
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
+  if (record && !record->settled())
+    return Status::Conflict("rollout " + std::to_string(record->id) + " of revision " + record->revision + " is " +
+                            record->state + "; `starling rollout abort` ends it first");
+  std::string target;
+  if (revision.empty()) {
+    target = replicator.log().Current().id;
+    if (target.empty()) return Status::InvalidArgument("there is no desired state to roll out yet: apply one first");
+  } else {
+    auto found = replicator.log().Find(revision);
+    if (!found.ok()) return found.status();
+    target = found->id;
+  }
+  const Json& doc = st.Document();
+  bool any = false;
+  if (auto n = doc.find("nodes"); n != doc.end() && n->is_object())
+    for (const auto& [name, _] : n->items()) any |= Commissioned(doc, name);
+  if (!any)
+    return Status::Conflict(
+        "no node is commissioned, so a rollout would touch nothing: `starling commission NODE...` first, or "
+        "turn on switches.auto_commission");
+  auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  uint64_t id = std::max(record ? record->id : 0, request ? request->id : 0) + 1;
+  RolloutRequest req{id, target, by, false};
+  auto w = WriteRecord(replicator, kRolloutRequestKey, req.ToJson(), "start " + target + " by " + by);
+  if (!w.ok()) return w.status();
+  return Json{{"id", id}, {"revision", target}};
+}
+
+Result<Json> ControlRollout(store::Replicator& replicator, const std::string& action, const std::string& by) {
+  if (action != "pause" && action != "resume" && action != "abort")
+    return Status::InvalidArgument("unknown rollout action '" + action + "' (expected pause, resume or abort)");
+  const store::State& st = replicator.log().state();
+  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
+  if (!record || record->settled())
+    return Status::Conflict("no rollout is in progress" +
+                            (record ? " (rollout " + std::to_string(record->id) + " " + record->state + ")"
+                                    : std::string()));
+  if (action == "pause" && record->state == "paused") return Status::Conflict("the rollout is paused already");
+  if (action == "resume" && record->state != "paused") return Status::Conflict("the rollout is not paused");
+  auto last = ReadRecord<RolloutControl>(st, kRolloutControlKey);
+  RolloutControl c{std::max(record->control, last ? last->seq : 0) + 1, record->id, action, by};
+  auto w = WriteRecord(replicator, kRolloutControlKey, c.ToJson(), action + " by " + by);
+  if (!w.ok()) return w.status();
+  return Json{{"id", record->id}, {"action", action}};
+}
+
+}  // namespace starling::node

@@ -1,0 +1,78 @@
+// Per-node soft state: each node gossips a report about itself (the revision
+// it has applied, whether it is healthy, its rollout phase, its services'
+// outputs), and every node keeps the newest report of every other.
+//
+// * Written only by the node it describes: a report is taken only when it
+//   arrives from the address membership lists for the node it names (user
+//   broadcasts are sent only by the node that queued them, never relayed).
+// * Versions are generation << 32 | counter, so a restarted node's reports
+//   outrank those of its previous run.
+// * Refreshed every `refresh` (and at once on change) so that nodes joining
+//   later learn it without a full-state exchange.
+// Single-threaded on the protocol thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "starling/env.h"
+#include "starling/status.h"
+
+namespace starling::membership {
+class UserChannels;
+}
+
+namespace starling::node {
+
+struct NodeReport {
+  std::string name;
+  uint64_t version = 0;
+  std::string applied_revision;
+  bool healthy = false;
+  std::string phase = "idle";
+  std::map<std::string, std::string> outputs;
+  std::string detail;
+  std::string target;  // the revision it is working on, or failed on
+  bool operator==(const NodeReport&) const = default;
+};
+
+Bytes EncodeReport(const NodeReport& r);
+// Never throws; kCorruption says why.
+Result<NodeReport> DecodeReport(ByteView bytes);
+
+class SoftState {
+ public:
+  // `channels` must outlive this; `generation` is the daemon's start count.
+  SoftState(std::string self, uint32_t generation, Clock& clock, membership::UserChannels& channels,
+            Duration refresh = std::chrono::seconds(10));
+  ~SoftState();
+  SoftState(const SoftState&) = delete;
+  SoftState& operator=(const SoftState&) = delete;
+
+  void Start();
+  // Changes this node's report and spreads it.
+  void Update(const std::function<void(NodeReport&)>& edit);
+  const NodeReport& local() const { return local_; }
+  std::optional<NodeReport> Get(const std::string& name) const;
+  // A service output ("service.output") from this node's or any peer's report.
+  std::optional<std::string> FindOutput(const std::string& key) const;
+  uint64_t rejected() const { return rejected_; }
+
+  void HandlePacket(const std::string& from, ByteView data);
+
+ private:
+  void Spread();
+  void Refresh();
+
+  Clock& clock_;
+  membership::UserChannels& channels_;
+  Duration refresh_;
+  NodeReport local_;
+  std::map<std::string, NodeReport> peers_;
+  uint64_t rejected_ = 0;
+  Clock::TimerId timer_ = 0;
+};
+
+}  // namespace starling::node

@@ -1,0 +1,540 @@
+// The daemon's start-up order matters:
+//   1. data dir: identity (name) and generation, so that a second daemon on
+//      the same dir fails before touching the network;
+//   2. gossip sockets, so that the advertised address carries the real port;
+//   3. the API socket and the HTTP listener;
+//   4. the Memberlist and the node's protocols (NodeCore), then join (through
+//      --join seeds or, on a restart without --join, through the persisted
+//      members).
+// Everything after start-up runs on this one thread inside io_context::run():
+// the Memberlist, the protocols, both transports, the API and signal
+// handling. Hooks and artifact files run on worker threads (host/worker.h),
+// the member-list writes to RocksDB on MemberPersister's.
+#include "daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <random>
+
+#include "api_server.h"
+#include "api_service.h"
+#include "asio_env.h"
+#include "file_artifact_store.h"
+#include "guard.h"
+#include "http_server.h"
+#include "interfaces.h"
+#include "keyring_file.h"
+#include "logging.h"
+#include "member_persister.h"
+#include "metrics.h"
+#include "node_core.h"
+#include "starling/membership/memberlist.h"
+#include "starling/store/log.h"
+#include "starling/store/node_store.h"
+#include "store_adapters.h"
+#include "worker.h"
+
+#ifndef STARLING_VERSION
+#error "STARLING_VERSION must be defined by the build"
+#endif
+
+namespace starling::node {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Membership news comes in bursts (a join wave): at most one write per period.
+constexpr Duration kPersistDebounce = 1s;
+// Lets the API reply to `leave` reach the CLI before the loop stops.
+constexpr Duration kExitGrace = 200ms;
+// On top of leave_propagate_wait, in case the leave never reports back.
+constexpr Duration kLeaveSlack = 5s;
+// How long an HTTP request waits for the protocol thread.
+constexpr auto kHttpAnswerWait = std::chrono::seconds(2);
+
+int Fatal(const std::string& message) {
+  std::fprintf(stderr, "starlingd: %s\n", message.c_str());
+  return kExitFailed;
+}
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "starling";
+  return buf;
+}
+
+uint64_t RandomSeed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+         static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+class Daemon {
+ public:
+  explicit Daemon(const DaemonOptions& options) : opts_(options) {}
+  int Run();
+
+ private:
+  // The start-up steps, in order; each fails with a message naming what is at fault.
+  Status OpenDataDir();
+  Status BindSockets();
+  Result<std::shared_ptr<membership::Keyring>> OpenKeyring();
+  Status StartProtocols();
+  void ServeApi();
+  void Serve();
+  void Shutdown();
+
+  void OnEvent(const membership::Event& event);
+  std::vector<store::KnownMember> Snapshot() const;
+  void StartJoin(const std::vector<store::KnownMember>& known);
+  void BeginLeave(std::function<void(Status)> done);
+  void WaitForSignal();
+  void Stop(int exit_code);
+  // Runs `task` on the protocol thread.
+  Worker::Post Post() {
+    return [this](std::function<void()> task) { asio::post(io_, std::move(task)); };
+  }
+  // On an HTTP server thread: asks the protocol thread and waits.
+  HttpReply ServeHttp(const std::string& path);
+  Status Monitor(const std::string& level, std::function<bool(const std::string&)> deliver);
+  void AddArtifactMetrics(MetricsText& m) const;
+  void AppendLeaseHold(uint64_t ballot, Duration remaining) const;
+
+  DaemonOptions opts_;
+  std::string name_;
+  std::string advertise_;
+  std::string http_addr_;
+  uint32_t generation_ = 0;
+  std::vector<store::KnownMember> known_;
+  std::unique_ptr<store::NodeStore> store_;
+  std::unique_ptr<MemberPersister> persister_;
+  // Declared before everything that holds Asio objects: destroyed after them.
+  asio::io_context io_{1};
+  membership::Config config_;
+  std::unique_ptr<AsioClock> clock_;
+  std::unique_ptr<UdpTcpTransport> transport_;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<asio::signal_set> signals_;
+  std::unique_ptr<SeededRandom> random_;
+  std::unique_ptr<membership::Memberlist> members_;
+  std::unique_ptr<store::DesiredLog> log_;
+  std::unique_ptr<StoreBallots> ballots_;
+  std::unique_ptr<StoreApplied> applied_;
+  std::unique_ptr<ThreadHookExec> hooks_;
+  std::unique_ptr<Worker> file_worker_;
+  std::unique_ptr<FileArtifactStore> artifact_store_;
+  std::unique_ptr<NodeCore> core_;
+  std::unique_ptr<ApiService> service_;
+  std::unique_ptr<HttpServer> http_;
+  std::shared_ptr<MonitorSink> monitor_;
+  std::optional<Clock::TimerId> persist_timer_;
+  std::optional<Time> last_persist_;
+  int signals_seen_ = 0;
+  bool leaving_ = false;
+  bool stopped_ = false;
+  int exit_code_ = kExitOk;
+};
+
+int Daemon::Run() {
+  // Before any other thread logs: the logger's sink list is not guarded.
+  monitor_ = std::make_shared<MonitorSink>([this](std::function<void()> task) {
+    asio::post(io_, [task = std::move(task)] { RunGuarded("monitor", task); });
+  });
+  spdlog::default_logger()->sinks().push_back(monitor_);
+  for (auto step : {&Daemon::OpenDataDir, &Daemon::BindSockets, &Daemon::StartProtocols})
+    if (Status s = (this->*step)(); !s.ok()) return Fatal(s.message());
+  ServeApi();
+  Serve();
+  Shutdown();
+  return exit_code_;
+}
+
+// 1. Identity, generation, what this node remembers.
+Status Daemon::OpenDataDir() {
+  const std::string where = "data dir " + opts_.data_dir + ": ";
+  Result<std::unique_ptr<store::NodeStore>> opened = store::NodeStore::Open(opts_.data_dir);
+  if (!opened.ok()) return opened.status();
+  store_ = std::move(opened).value();
+  Result<std::optional<std::string>> stored = store_->LoadName();
+  if (!stored.ok()) return Status::IoError(where + stored.status().message());
+  name_ = opts_.name;
+  if (stored->has_value()) {
+    const std::string& owner = **stored;
+    if (name_.empty()) {
+      name_ = owner;
+    } else if (name_ != owner) {
+      return Status::InvalidArgument("data dir " + opts_.data_dir + " belongs to node '" + owner + "', not '" +
+                                     name_ + "': start with --name " + owner + " or use another --data-dir");
+    }
+  } else {
+    if (name_.empty()) name_ = Hostname();
+    if (Status s = store_->SaveName(name_); !s.ok()) return s;
+  }
+  Result<uint32_t> generation = store_->BumpGeneration();
+  if (!generation.ok()) return Status::IoError(where + generation.status().message());
+  generation_ = *generation;
+  Result<std::vector<store::KnownMember>> known = store_->LoadMembers();
+  if (known.ok()) {
+    known_ = std::move(known).value();
+  } else {
+    // Only a hint for rejoining: start without it rather than not at all.
+    spdlog::warn("ignoring the stored member list: {}", known.status().message());
+  }
+  persister_ = std::make_unique<MemberPersister>(*store_);
+  if (Result<uint64_t> ballot = store_->LoadBallot(); !ballot.ok()) {
+    // Starting from 0 could let lease ballots go backwards.
+    return Status::IoError(where + ballot.status().message() +
+                           " (if this node is not a lease voter any more, the key lease/promised may be deleted)");
+  }
+  uint64_t fresh_origin = 0;
+  while (fresh_origin == 0) fresh_origin = RandomSeed();
+  Result<uint64_t> origin = store_->LoadOrCreateOrigin(fresh_origin);
+  if (!origin.ok()) return Status::IoError(where + origin.status().message());
+  Result<std::unique_ptr<store::DesiredLog>> log = store::DesiredLog::Open(store_->log_storage(), *origin, name_);
+  if (!log.ok()) return Status::IoError(where + log.status().message());
+  log_ = std::move(log).value();
+  return Status::Ok();
+}
+
+// 2 and 3. Gossip sockets, the API socket, the HTTP listener: bound now so
+// that an address in use fails the start; served once everything they reach exists.
+Status Daemon::BindSockets() {
+  std::optional<membership::Timing> timing = membership::ProfileTiming(opts_.profile);
+  if (!timing) return Status::InvalidArgument("unknown --profile '" + opts_.profile + "' (expected lan, wan or local)");
+  config_.timing = *timing;
+  clock_ = std::make_unique<AsioClock>(io_);
+  transport_ = std::make_unique<UdpTcpTransport>(io_, config_.max_stream_bytes, config_.stream_timeout);
+  if (Status s = transport_->Bind(opts_.bind); !s.ok()) return s;
+  if (opts_.advertise) {
+    advertise_ = FormatHostPort(opts_.advertise->host, opts_.advertise->port);
+  } else {
+    std::string host = IsUnspecifiedHost(opts_.bind.host) ? DefaultAdvertiseHost() : opts_.bind.host;
+    advertise_ = FormatHostPort(host, transport_->port());
+  }
+  api_ = std::make_unique<ApiServer>(io_, &ApiService::ErrorReply);
+  if (Status s = api_->Listen(opts_.socket, opts_.socket_gid); !s.ok()) return s;
+  if (opts_.http) {
+    http_ = std::make_unique<HttpServer>([this](const std::string& path) { return ServeHttp(path); });
+    if (Status s = http_->Listen(*opts_.http); !s.ok()) return s;
+    http_addr_ = FormatHostPort(opts_.http->host, http_->port());
+  }
+  return Status::Ok();
+}
+
+// The keyring in the data dir wins over --encrypt: it may have been rotated
+// since the node was first started with that flag.
+Result<std::shared_ptr<membership::Keyring>> Daemon::OpenKeyring() {
+  auto keyring = std::make_shared<membership::Keyring>();
+  const std::string path = KeyringPath(opts_.data_dir);
+  auto stored = LoadKeyring(path);
+  if (!stored.ok()) return stored.status();
+  if (*stored) {
+    *keyring = std::move(**stored);
+    if (opts_.encrypt && !keyring->Has(*opts_.encrypt))
+      spdlog::warn("--encrypt ignored: the keyring {} holds this node's keys (rotated since?); `starling keys "
+                   "install` adds one",
+                   path);
+    spdlog::info("gossip is encrypted: {} key(s) in {}", keyring->keys().size(), path);
+  } else if (opts_.encrypt) {
+    (void)keyring->Install(*opts_.encrypt);
+    if (Status s = SaveKeyring(path, *keyring); !s.ok()) return s;
+    spdlog::info("gossip is encrypted; the key is saved in {}", path);
+  } else {
+    spdlog::warn("GOSSIP IS NOT ENCRYPTED: anyone who can reach {} can join this cluster and change its desired "
+                 "state. Start every node with --encrypt KEY (make one with `starling keygen`); see SECURITY.md",
+                 advertise_);
+  }
+  return keyring;
+}
+
+// 4. Membership and the node's protocols.
+Status Daemon::StartProtocols() {
+  config_.name = name_;
+  config_.advertise_addr = advertise_;
+  config_.cluster = opts_.cluster;
+  config_.tags = opts_.tags;
+  // Generation in the high half: every start outranks all incarnations of
+  // the previous run, whatever refutations it made.
+  config_.initial_incarnation = static_cast<uint64_t>(generation_) << 32;
+  config_.reap_timeout = opts_.reap_timeout;
+  Result<std::shared_ptr<membership::Keyring>> keyring = OpenKeyring();
+  if (!keyring.ok()) return keyring.status();
+  config_.keyring = *keyring;
+  random_ = std::make_unique<SeededRandom>(RandomSeed());
+  members_ = std::make_unique<membership::Memberlist>(config_, *clock_, *transport_, *random_,
+                                                      [this](const membership::Event& e) { OnEvent(e); });
+  ballots_ = std::make_unique<StoreBallots>(*store_);
+  applied_ = std::make_unique<StoreApplied>(*store_);
+  hooks_ = std::make_unique<ThreadHookExec>(Post(), opts_.hooks_dir);
+  file_worker_ = std::make_unique<Worker>(Post());
+  artifact_store_ = std::make_unique<FileArtifactStore>(opts_.data_dir + "/artifacts");
+  if (Status s = artifact_store_->Init(); !s.ok()) return s;
+
+  NodeOptions options;
+  options.name = name_;
+  options.generation = generation_;
+  options.profile = opts_.profile;
+  options.reap_timeout = opts_.reap_timeout;
+  options.agent.data_dir = opts_.data_dir;
+  options.agent.health_every = NodeTimingFor(opts_.profile).health_every;
+  options.artifacts.gc_grace = opts_.artifact_grace;
+  options.artifacts.gc_every = std::clamp<Duration>(opts_.artifact_grace / 4, 1s, 60s);
+  NodeSeams seams{*clock_, *random_, *members_, *log_, *ballots_, *applied_, *hooks_};
+  seams.artifact_store = artifact_store_.get();
+  seams.offload = [this](std::function<void()> work, std::function<void()> done) {
+    file_worker_->Run(std::move(work), std::move(done));
+  };
+  seams.keyring = *keyring;
+  seams.persist_keyring = [path = KeyringPath(opts_.data_dir)](const membership::Keyring& ring) {
+    return SaveKeyring(path, ring);
+  };
+  core_ = std::make_unique<NodeCore>(std::move(options), std::move(seams));
+  if (!opts_.lease_log.empty())
+    core_->lease().OnHold([this](uint64_t ballot, Duration remaining) { AppendLeaseHold(ballot, remaining); });
+  return Status::Ok();
+}
+
+// The local API and HTTP: what each request means is ApiService's.
+void Daemon::ServeApi() {
+  service_ = std::make_unique<ApiService>(
+      *members_, core_->replicator(), core_->lease(), core_->soft(), *clock_,
+      DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now(), http_addr_},
+      [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
+  service_->SetMonitor([this](const std::string& level, std::function<bool(const std::string&)> deliver) {
+    return Monitor(level, std::move(deliver));
+  });
+  service_->SetArtifacts([a = core_->artifacts()](const ArtifactCommand& c,
+                                                  std::function<void(Result<store::Json>)> done) {
+    if (c.op == "add") return a->Add(c.path, c.name, c.version, std::move(done));
+    if (c.op == "ls") return a->List(std::move(done));
+    done(Status::InvalidArgument("unknown artifact command '" + c.op + "' (expected add or ls)"));
+  });
+  service_->AddMetrics([this](MetricsText& m) { AddArtifactMetrics(m); });
+  service_->SetKeys([k = core_->keys()](const std::string& op, const std::string& key,
+                                        std::function<void(Result<store::Json>)> done) {
+    k->Run(op, key, std::move(done));
+  });
+  api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push) {
+    service_->Handle(request, std::move(respond), std::move(push));
+  });
+}
+
+// Everything starts, then the one protocol thread runs until Stop().
+void Daemon::Serve() {
+  transport_->Start(
+      [this](const std::string& from, ByteView packet) { members_->HandlePacket(from, packet); },
+      [this](const std::string& from, ByteView request) { return members_->HandleStream(from, request); });
+  if (http_) http_->Start();
+  signals_ = std::make_unique<asio::signal_set>(io_, SIGINT, SIGTERM);
+  WaitForSignal();
+
+  spdlog::info(
+      "starlingd {} starting: name {}, generation {}, bind {}, advertise {}, cluster {}, profile {}, "
+      "data dir {}, socket {}, hooks {}, http {}",
+      STARLING_VERSION, name_, generation_, FormatHostPort(opts_.bind.host, transport_->port()), advertise_,
+      opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket, opts_.hooks_dir,
+      http_addr_.empty() ? "off" : http_addr_);
+  const store::Revision current = log_->Current();
+  spdlog::info("desired state: revision {}, {} log entries, digest {}",
+               current.id.empty() ? "(none)" : current.id, log_->entries(), log_->digest().substr(0, 16));
+  members_->Start();
+  core_->Start();
+  StartJoin(known_);
+
+  for (;;) {
+    try {
+      io_.run();
+      break;
+    } catch (...) {
+      // Handlers guard themselves; this is the last line of defence.
+      LogUncaught("io loop");
+    }
+  }
+}
+
+void Daemon::Shutdown() {
+  if (http_) http_->Stop();
+  monitor_->Close();
+  members_->Shutdown();
+  persister_->Submit(Snapshot());
+  persister_->Stop();
+  api_->Close();
+  transport_->Close();
+  spdlog::info("starlingd stopped (exit code {})", exit_code_);
+}
+
+Status Daemon::Monitor(const std::string& level, std::function<bool(const std::string&)> deliver) {
+  static const std::map<std::string, spdlog::level::level_enum> kLevels = {{"trace", spdlog::level::trace},
+                                                                           {"debug", spdlog::level::debug},
+                                                                           {"info", spdlog::level::info},
+                                                                           {"warn", spdlog::level::warn},
+                                                                           {"error", spdlog::level::err}};
+  auto it = kLevels.find(level);
+  if (it == kLevels.end())
+    return Status::InvalidArgument("unknown log level '" + level + "' (expected trace, debug, info, warn or error)");
+  monitor_->Subscribe(it->second, std::move(deliver));
+  spdlog::info("a monitor connected at level {} ({} now)", level, monitor_->subscribers());
+  return Status::Ok();
+}
+
+void Daemon::AddArtifactMetrics(MetricsText& m) const {
+  const Artifacts& artifacts = *core_->artifacts();
+  const Artifacts::Stats& st = artifacts.stats();
+  m.Family("starling_artifact_bytes_served_total", "counter", "Artifact bytes this node served to peers.");
+  m.Sample("starling_artifact_bytes_served_total", static_cast<double>(st.bytes_served));
+  m.Family("starling_artifact_bytes_fetched_total", "counter", "Artifact bytes this node fetched from peers.");
+  m.Sample("starling_artifact_bytes_fetched_total", static_cast<double>(st.bytes_fetched));
+  m.Family("starling_artifact_corrupt_chunks_total", "counter",
+           "Artifact chunks from peers that did not match their digest (the peer is shunned).");
+  m.Sample("starling_artifact_corrupt_chunks_total", static_cast<double>(st.corrupt_chunks));
+  m.Family("starling_artifacts_held", "gauge", "Artifacts held complete in this node's data dir.");
+  m.Sample("starling_artifacts_held", static_cast<double>(artifacts.held()));
+}
+
+void Daemon::AppendLeaseHold(uint64_t ballot, Duration remaining) const {
+  const int64_t now = clock_->WallMicros();
+  const int64_t until = now + std::chrono::duration_cast<std::chrono::microseconds>(remaining).count();
+  std::ofstream out(opts_.lease_log, std::ios::app);
+  out << store::Json{{"node", name_}, {"ballot", ballot}, {"from_us", now}, {"until_us", until}}.dump() << "\n";
+  if (!out) spdlog::error("cannot append to the lease log {}", opts_.lease_log);
+}
+
+void Daemon::OnEvent(const membership::Event& event) {
+  const membership::MemberView& m = event.member;
+  spdlog::info("{} {}: {} at {}, incarnation {}", membership::EventName(event.type), m.name,
+               membership::StatusName(m.status), m.addr, m.incarnation);
+  // Our own events do not change the persisted set (which excludes us).
+  if (m.name == name_ || persist_timer_) return;
+  // Leading edge at once (a node killed just after joining must still find
+  // its cluster on restart), then at most one write per debounce period. Even
+  // "at once" goes through the clock: the Memberlist is mid-update while it
+  // reports an event, so it is read only after the event handler returns.
+  Duration wait = Duration::zero();
+  if (last_persist_) wait = std::max(Duration::zero(), *last_persist_ + kPersistDebounce - clock_->Now());
+  persist_timer_ = clock_->Schedule(wait, [this] {
+    persist_timer_.reset();
+    last_persist_ = clock_->Now();
+    persister_->Submit(Snapshot());
+  });
+}
+
+std::vector<store::KnownMember> Daemon::Snapshot() const {
+  std::vector<store::KnownMember> out;
+  for (const membership::MemberView& m : members_->Members()) {
+    // Left members said goodbye: they are no use for rejoining.
+    if (m.name == name_ || m.status == membership::MemberStatus::kLeft) continue;
+    out.push_back(store::KnownMember{m.name, m.addr});
+  }
+  return out;
+}
+
+void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
+  std::vector<std::string> seeds = opts_.join;
+  if (seeds.empty()) {
+    std::vector<membership::MemberView> views;
+    for (const store::KnownMember& k : known) {
+      if (k.name == name_ || k.addr == advertise_) continue;
+      membership::MemberView view;
+      view.name = k.name;
+      view.addr = k.addr;
+      view.status = membership::MemberStatus::kFailed;
+      views.push_back(std::move(view));
+      seeds.push_back(k.addr);
+    }
+    if (views.empty()) {
+      spdlog::info("no --join and no known members: waiting for others to join through {}", advertise_);
+      service_->SetPhase("serving");
+      return;
+    }
+    spdlog::info("rejoining through {} known members from the data dir", views.size());
+    members_->AddKnownMembers(views);
+  }
+  size_t n = seeds.size();
+  members_->JoinWithRetry(std::move(seeds), 0, [this, n](Result<int> joined) {
+    if (!leaving_) service_->SetPhase("serving");
+    if (joined.ok()) {
+      spdlog::debug("join done: {} of {} seeds answered", *joined, n);
+      // Catch up on the desired state now rather than at the first tick.
+      std::vector<store::LogGossip::Peer> peers = core_->gossip().LivePeers();
+      if (!peers.empty()) core_->replicator().SyncWith(peers[random_->Uniform(peers.size())].addr);
+    } else if (joined.status().code() == Status::Code::kConflict) {
+      spdlog::error("cannot join the cluster as '{}': {}", name_, joined.status().message());
+      Stop(kExitFailed);
+    } else {
+      spdlog::warn("join failed: {}", joined.status().message());
+    }
+  });
+}
+
+void Daemon::BeginLeave(std::function<void(Status)> done) {
+  if (leaving_) return done(Status::Conflict("a leave is already in progress"));
+  leaving_ = true;
+  service_->SetPhase("leaving");
+  core_->lease().Release();
+  Clock::TimerId backstop = clock_->Schedule(members_->config().leave_propagate_wait + kLeaveSlack, [this] {
+    spdlog::warn("the leave did not report completion in time; exiting anyway");
+    Stop(kExitOk);
+  });
+  members_->Leave([this, done, backstop] {
+    clock_->Cancel(backstop);
+    done(Status::Ok());
+    clock_->Schedule(kExitGrace, [this] { Stop(kExitOk); });
+  });
+}
+
+HttpReply Daemon::ServeHttp(const std::string& path) {
+  auto reply = std::make_shared<std::promise<HttpReply>>();
+  std::future<HttpReply> answer = reply->get_future();
+  asio::post(io_, [this, path, reply] {
+    HttpReply r{500, "application/json", "{\"error\":\"internal error\"}\n"};
+    RunGuarded("http request", [&] { r = service_->HandleHttp(path); });
+    reply->set_value(std::move(r));
+  });
+  if (answer.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
+    return {503, "application/json", "{\"error\":\"the daemon did not answer in time\"}\n"};
+  return answer.get();
+}
+
+void Daemon::WaitForSignal() {
+  signals_->async_wait([this](const std::error_code& ec, int signo) {
+    if (ec) return;
+    RunGuarded("signal handler", [&] {
+      if (signals_seen_++ == 0) {
+        spdlog::info("received {}: leaving gracefully (send it again to exit at once)", strsignal(signo));
+        BeginLeave([](Status) {});
+        WaitForSignal();
+      } else {
+        spdlog::warn("received {} again: exiting without finishing the leave", strsignal(signo));
+        Stop(kExitFailed);
+      }
+    });
+  });
+}
+
+void Daemon::Stop(int exit_code) {
+  if (!stopped_) {
+    stopped_ = true;
+    exit_code_ = exit_code;
+  }
+  io_.stop();
+}
+
+}  // namespace
+
+int RunDaemon(const DaemonOptions& options) {
+  Daemon daemon(options);
+  return daemon.Run();
+}
+
+}  // namespace starling::node

@@ -1,0 +1,242 @@
+#include "flags.h"
+
+#include "daemon.h"
+
+#include <grp.h>
+
+#include <CLI/CLI.hpp>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+
+namespace starling::node {
+namespace {
+
+constexpr size_t kMaxNameBytes = 128;
+
+Status ValidateName(const std::string& name) {
+  if (name.size() > kMaxNameBytes) {
+    return Status::InvalidArgument("--name '" + name + "' is longer than " + std::to_string(kMaxNameBytes) +
+                                   " bytes");
+  }
+  for (unsigned char c : name) {
+    // Names appear in logs, tables and store keys: keep them printable.
+    if (c <= ' ' || c == 0x7f) {
+      return Status::InvalidArgument("--name '" + name + "' contains whitespace or a control character");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Duration> ParseDuration(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument("duration '" + std::string(text) + "' " + std::string(why) +
+                                   " (examples: 24h, 30s, 500ms, 1h30m)");
+  };
+  if (text.empty()) return bad("is empty");
+  using std::chrono::microseconds;
+  microseconds total{0};
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
+    if (ec != std::errc() || end == rest.data()) return bad("needs a number before each unit");
+    rest.remove_prefix(end - rest.data());
+    size_t unit_len = 0;
+    while (unit_len < rest.size() && std::isalpha(static_cast<unsigned char>(rest[unit_len]))) ++unit_len;
+    std::string_view unit = rest.substr(0, unit_len);
+    rest.remove_prefix(unit_len);
+    uint64_t scale = 0;
+    if (unit == "us")
+      scale = 1;
+    else if (unit == "ms")
+      scale = 1000;
+    else if (unit == "s")
+      scale = 1000 * 1000;
+    else if (unit == "m")
+      scale = 60ull * 1000 * 1000;
+    else if (unit == "h")
+      scale = 3600ull * 1000 * 1000;
+    else if (unit == "d")
+      scale = 24ull * 3600 * 1000 * 1000;
+    else
+      return bad(unit.empty() ? "needs a unit (us, ms, s, m, h, d)" : "has an unknown unit");
+    // Ten years is far beyond any sensible timeout and far below overflow.
+    constexpr uint64_t kMaxMicros = 10ull * 365 * 24 * 3600 * 1000 * 1000;
+    if (n > kMaxMicros / scale || static_cast<uint64_t>(total.count()) + n * scale > kMaxMicros) {
+      return bad("is too long");
+    }
+    total += microseconds(n * scale);
+  }
+  return Duration(total);
+}
+
+Status ParseTag(std::string_view text, membership::Tags& tags) {
+  size_t eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return Status::InvalidArgument("tag '" + std::string(text) + "' must be key=value with a non-empty key");
+  }
+  tags[std::string(text.substr(0, eq))] = std::string(text.substr(eq + 1));
+  return Status::Ok();
+}
+
+namespace {
+
+// The flags as typed, before validation.
+struct RawFlags {
+  DaemonOptions options;
+  std::string bind = "0.0.0.0:7946";
+  std::string advertise;
+  std::string http = "127.0.0.1:7947";
+  std::string encrypt;
+  std::string reap = "24h";
+  std::string artifact_grace = "1h";
+  std::vector<std::string> tags;
+};
+
+void DefineFlags(CLI::App& app, RawFlags& f) {
+  DaemonOptions& o = f.options;
+  std::string &bind = f.bind, &advertise = f.advertise, &http = f.http, &encrypt = f.encrypt;
+  std::string &reap = f.reap, &artifact_grace = f.artifact_grace;
+  std::vector<std::string>& tags = f.tags;
+  app.add_option(
+      "--name", o.name,
+      "Node name, unique in the cluster (default: the name stored in --data-dir, else the hostname)");
+  app.add_option("--bind", bind,
+                 "HOST:PORT for gossip, UDP and TCP on the same port; port 0 picks a free one")
+      ->capture_default_str();
+  app.add_option("--advertise", advertise,
+                 "HOST:PORT peers reach us at (default: the bind address; for 0.0.0.0 the first non-loopback "
+                 "IPv4 address, else 127.0.0.1)");
+  app.add_option("--join", o.join, "Seed HOST:PORT to join through (repeatable); retried until one answers");
+  app.add_option("--data-dir", o.data_dir, "Directory for the node's identity, generation and known members")
+      ->capture_default_str();
+  app.add_option("--socket", o.socket, "Unix socket for the local API (default: <data-dir>/starlingd.sock)");
+  app.add_option("--socket-group", o.socket_group,
+                 "Group that may also use the API socket (mode 0660 instead of owner-only 0600): its members "
+                 "can change the cluster's state");
+  app.add_option("--http", http,
+                 "HOST:PORT for read-only HTTP: /metrics (Prometheus), /health, /v1/members, /v1/info, /v1/state, "
+                 "/v1/rollout, /v1/nodes; port 0 picks a free one; 'off' serves none")
+      ->capture_default_str();
+  app.add_option("--hooks-dir", o.hooks_dir,
+                 "Directory of the hook executables the desired state names (install, verify, remove, start, "
+                 "stop, health); nothing outside it ever runs (default: <data-dir>/hooks)");
+  app.add_option("--tag", tags, "Tag key=value gossiped with this member (repeatable)");
+  app.add_option("--profile", o.profile, "Timing profile")
+      ->check(CLI::IsMember({"lan", "wan", "local"}))
+      ->capture_default_str();
+  app.add_option("--cluster", o.cluster, "Cluster name; daemons of other clusters are ignored")
+      ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "Log lines as text, or as JSON objects (time, level, msg)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--log-level", o.log_level, "Log level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--encrypt", encrypt,
+                 "Cluster key (base64 of 32 bytes, from `starling keygen`): every gossip datagram and stream "
+                 "frame is authenticated and encrypted with it. Saved as <data-dir>/keyring on first start; "
+                 "afterwards that keyring (rotated by `starling keys`) wins. Prefer the environment or --config "
+                 "file over the command line, which other local users can read")
+      ->envname("STARLING_ENCRYPT_KEY");
+  app.add_option("--reap-timeout", reap,
+                 "Forget failed or left members after this long (e.g. 24h, 30s, 500ms)")
+      ->capture_default_str();
+  app.add_option("--lease-log", o.lease_log,
+                 "Append a JSON line to this file whenever this node wins or renews the coordinator lease (node, "
+                 "ballot, from_us, until_us: wall-clock microseconds of its own validity) or releases it; for "
+                 "audits and the fault suite's checker");
+  app.add_option("--artifact-grace", artifact_grace,
+                 "Remove an artifact from this node's data dir once no package of the desired state (nor a rollout's "
+                 "target or revert revision) has named it for this long")
+      ->capture_default_str();
+}
+
+// Turns the typed flags into options every part of the daemon can use as
+// they are, or names the bad flag.
+ParseOutcome Validate(RawFlags& f) {
+  DaemonOptions& o = f.options;
+  std::string &bind = f.bind, &advertise = f.advertise, &http = f.http, &encrypt = f.encrypt;
+  std::string &reap = f.reap, &artifact_grace = f.artifact_grace;
+  std::vector<std::string>& tags = f.tags;
+  auto fail = [](const std::string& message) {
+    std::fprintf(stderr, "starlingd: %s\n", message.c_str());
+    return ParseOutcome{std::nullopt, kExitUsage};
+  };
+  if (Status s = ValidateName(o.name); !s.ok()) return fail(s.message());
+  Result<HostPort> b = ParseHostPort(bind);
+  if (!b.ok()) return fail("--bind: " + b.status().message());
+  o.bind = *b;
+  if (!advertise.empty()) {
+    Result<HostPort> a = ParseHostPort(advertise);
+    if (!a.ok()) return fail("--advertise: " + a.status().message());
+    if (a->port == 0 || IsUnspecifiedHost(a->host)) {
+      return fail("--advertise '" + advertise + "' must name a reachable host and a non-zero port");
+    }
+    o.advertise = *a;
+  }
+  for (const std::string& seed : o.join) {
+    Result<HostPort> j = ParseHostPort(seed);
+    if (!j.ok()) return fail("--join: " + j.status().message());
+    if (j->port == 0) return fail("--join '" + seed + "' needs a non-zero port");
+  }
+  for (const std::string& t : tags) {
+    if (Status s = ParseTag(t, o.tags); !s.ok()) return fail("--tag: " + s.message());
+  }
+  Result<Duration> r = ParseDuration(reap);
+  if (!r.ok()) return fail("--reap-timeout: " + r.status().message());
+  o.reap_timeout = *r;
+  Result<Duration> grace = ParseDuration(artifact_grace);
+  if (!grace.ok()) return fail("--artifact-grace: " + grace.status().message());
+  o.artifact_grace = *grace;
+  if (!encrypt.empty()) {
+    auto key = membership::Keyring::ParseKey(encrypt);
+    if (!key.ok()) return fail("--encrypt: " + key.status().message());
+    o.encrypt = *key;
+  }
+  if (o.cluster.empty()) return fail("--cluster must not be empty");
+  if (o.data_dir.empty()) return fail("--data-dir must not be empty");
+  if (o.socket.empty()) o.socket = o.data_dir + "/starlingd.sock";
+  if (!o.socket_group.empty()) {
+    const group* g = getgrnam(o.socket_group.c_str());
+    if (g == nullptr) return fail("--socket-group '" + o.socket_group + "': no such group");
+    o.socket_gid = static_cast<unsigned>(g->gr_gid);
+  }
+  if (o.hooks_dir.empty()) o.hooks_dir = o.data_dir + "/hooks";
+  if (http == "off") {
+    o.http.reset();
+  } else {
+    Result<HostPort> hp = ParseHostPort(http);
+    if (!hp.ok()) return fail("--http: " + hp.status().message());
+    o.http = *hp;
+  }
+  return {std::move(o), kExitOk};
+}
+
+}  // namespace
+
+ParseOutcome ParseDaemonFlags(int argc, char** argv) {
+  CLI::App app{
+      "starlingd: the Starling daemon. Joins a cluster by gossip (SWIM with Lifeguard), keeps the member "
+      "list\n"
+      "and serves the local `starling` CLI on a Unix socket. SIGINT or SIGTERM leaves the cluster "
+      "gracefully\n"
+      "and exits 0; a second signal exits at once.",
+      "starlingd"};
+  app.set_config("--config", "", "Read flags from a TOML or INI file (keys are the long flag names)");
+
+  RawFlags f;
+  DefineFlags(app, f);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return {std::nullopt, app.exit(e)};
+  }
+
+  return Validate(f);
+}
+
+}  // namespace starling::node

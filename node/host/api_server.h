@@ -1,0 +1,58 @@
+// The local API listener on a Unix socket.
+//
+// Framing per schema/api.capnp: a 4-byte little-endian length, then the
+// message; one request and one reply per connection (or, for a streamed
+// reply, frames until the client hangs up). The server owns only
+// transport concerns (framing, limits, deadlines, the socket file); what a
+// request means is the Handler's business. Runs on the io thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "starling/env.h"
+#include "starling/status.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace starling::node {
+
+class ApiServer {
+ public:
+  // Requests larger than this get an error reply without being read.
+  static constexpr size_t kMaxRequestBytes = 8 << 20;  // a desired-state document
+
+  // Sends the reply frame and closes the connection. Safe to call late (a
+  // timed-out connection is simply gone) and at most once.
+  using Respond = std::function<void(Bytes reply)>;
+  // A streamed reply instead (`starling monitor`): sends one frame and keeps
+  // the connection open, without a deadline, until the client closes it;
+  // false once it is gone (or too far behind). Never mixed with Respond.
+  using Push = std::function<bool(Bytes frame)>;
+  using Handler = std::function<void(ByteView request, Respond respond, Push push)>;
+  // Builds the reply for a request the server refuses on its own.
+  using ErrorReply = std::function<Bytes(const std::string& message)>;
+
+  ApiServer(asio::io_context& io, ErrorReply error_reply);
+  ~ApiServer();
+
+  // Binds `path` with mode 0600 (owner only), or 0660 and owned by `group`
+  // when given. A stale socket file is removed first, but a path where a
+  // live daemon answers gives kConflict; a path that exists and is not a
+  // socket gives kInvalidArgument.
+  Status Listen(const std::string& path, std::optional<unsigned> group = std::nullopt);
+  void Start(Handler handler);
+  // Stops accepting and removes the socket file.
+  void Close();
+
+  struct Rep;
+
+ private:
+  std::shared_ptr<Rep> rep_;
+};
+
+}  // namespace starling::node

@@ -1,0 +1,180 @@
+#include "hook_runner.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+namespace starling::node {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool ValidEnvKey(const std::string& key) {
+  if (key.empty()) return false;
+  for (char c : key)
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return !(key[0] >= '0' && key[0] <= '9');
+}
+
+void AppendTail(std::string& out, const char* data, size_t n, size_t keep) {
+  out.append(data, n);
+  if (out.size() > 2 * keep) out.erase(0, out.size() - keep);
+}
+
+}  // namespace
+
+HookRunner::HookRunner(std::string hooks_dir, size_t tail_bytes, Duration kill_grace)
+    : dir_(std::move(hooks_dir)), tail_bytes_(tail_bytes), kill_grace_(kill_grace) {}
+
+Result<std::string> HookRunner::Resolve(const std::string& name) const {
+  if (!ValidName(name))
+    return Status::InvalidArgument("hook name '" + name +
+                                   "' is not one file name of letters, digits, '.', '_' or '-'");
+  if (dir_.empty()) return Status::NotFound("hook '" + name + "': no hooks directory configured (--hooks-dir)");
+  const std::string path = dir_ + "/" + name;
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return Status::NotFound("hook '" + name + "': " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return Status::NotFound("hook '" + name + "': " + path + " is not a regular file");
+  if (access(path.c_str(), X_OK) != 0) return Status::NotFound("hook '" + name + "': " + path + " is not executable");
+  return path;
+}
+
+Result<HookResult> HookRunner::Run(const HookRequest& request) const {
+  auto path = Resolve(request.name);
+  if (!path.ok()) return path.status();
+  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin"};
+  for (const auto& [k, v] : request.env) {
+    if (!ValidEnvKey(k)) return Status::InvalidArgument("hook environment variable name '" + k + "' is not valid");
+    if (v.find('\0') != std::string::npos)
+      return Status::InvalidArgument("hook environment variable " + k + " holds a NUL byte");
+    env.push_back(k + "=" + v);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string exe = *path;
+  char* argv[] = {exe.data(), nullptr};
+
+  int out[2], in[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return Status::IoError(std::string("pipe: ") + std::strerror(errno));
+  if (pipe2(in, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    return Status::IoError(std::string("pipe: ") + std::strerror(errno));
+  }
+  const auto started = SteadyClock::now();
+  pid_t pid = fork();
+  if (pid < 0) {
+    for (int fd : {out[0], out[1], in[0], in[1]}) close(fd);
+    return Status::IoError(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    dup2(in[0], STDIN_FILENO);
+    dup2(out[1], STDOUT_FILENO);
+    dup2(out[1], STDERR_FILENO);
+    if (chdir(dir_.c_str()) != 0) _exit(126);
+    // Default dispositions: the daemon's ignored signals must not leak in.
+    signal(SIGPIPE, SIG_DFL);
+    execve(argv[0], argv, envp.data());
+    _exit(127);
+  }
+  setpgid(pid, pid);  // also here: whichever runs first
+  close(out[1]);
+  close(in[0]);
+  // Feed stdin without blocking on a hook that never reads it.
+  fcntl(in[1], F_SETFL, O_NONBLOCK);
+  size_t fed = 0;
+  int in_fd = in[1];
+  if (request.input.empty()) {
+    close(in_fd);
+    in_fd = -1;
+  }
+
+  HookResult result;
+  const auto deadline = started + request.timeout;
+  std::optional<SteadyClock::time_point> kill_at, drain_until;
+  int status = 0;
+  bool exited = false, out_open = true;
+  char buf[8192];
+  while (!exited || out_open) {
+    const auto now = SteadyClock::now();
+    if (!exited && !result.timed_out && now >= deadline) {
+      result.timed_out = true;
+      kill(-pid, SIGTERM);
+      kill_at = now + kill_grace_;
+    }
+    if (kill_at && now >= *kill_at) {
+      kill(-pid, SIGKILL);
+      kill_at.reset();
+    }
+    if (!exited) {
+      pid_t w = waitpid(pid, &status, WNOHANG);
+      if (w == pid) {
+        exited = true;
+        // Something the hook started in the background may hold the pipe
+        // open: read what is there, then stop.
+        drain_until = now + std::chrono::milliseconds(200);
+      }
+    }
+    if (exited && drain_until && now >= *drain_until) out_open = false;
+    if (exited && !out_open) break;
+    pollfd fds[2];
+    int nfds = 0;
+    if (out_open) fds[nfds++] = {out[0], POLLIN, 0};
+    if (in_fd >= 0) fds[nfds++] = {in_fd, POLLOUT, 0};
+    // Short waits: the child's exit is noticed by polling waitpid.
+    int r = poll(fds, static_cast<nfds_t>(nfds), 20);
+    if (r < 0 && errno != EINTR) break;
+    for (int k = 0; k < nfds && r > 0; ++k) {
+      if (fds[k].fd == out[0] && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(out[0], buf, sizeof buf);
+        if (n > 0) {
+          AppendTail(result.output, buf, static_cast<size_t>(n), tail_bytes_);
+        } else if (n == 0 || errno != EINTR) {
+          out_open = false;
+        }
+      } else if (fds[k].fd == in_fd && (fds[k].revents & (POLLOUT | POLLERR | POLLHUP))) {
+        ssize_t n = write(in_fd, request.input.data() + fed, request.input.size() - fed);
+        if (n > 0) fed += static_cast<size_t>(n);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) fed = request.input.size();
+        if (fed >= request.input.size()) {
+          close(in_fd);
+          in_fd = -1;
+        }
+      }
+    }
+  }
+  if (in_fd >= 0) close(in_fd);
+  close(out[0]);
+  if (!exited) waitpid(pid, &status, 0);
+  // A hook that timed out takes its whole group with it; one that finished
+  // may leave background processes (a service it started) running.
+  if (result.timed_out) kill(-pid, SIGKILL);
+  if (result.output.size() > tail_bytes_) result.output.erase(0, result.output.size() - tail_bytes_);
+  result.took = std::chrono::duration_cast<Duration>(SteadyClock::now() - started);
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  return result;
+}
+
+}  // namespace starling::node

@@ -1,0 +1,83 @@
+#include "keyring_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "starling/store/document.h"
+
+namespace starling::node {
+namespace {
+
+using membership::Key;
+using membership::Keyring;
+
+constexpr size_t kMaxKeyringFileBytes = 64 << 10;
+
+}  // namespace
+
+std::string KeyringPath(const std::string& data_dir) { return data_dir + "/keyring"; }
+
+Result<std::optional<Keyring>> LoadKeyring(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<Keyring>();
+    return Status::IoError("cannot read the keyring " + path + ": " + std::strerror(errno));
+  }
+  std::string text(kMaxKeyringFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxKeyringFileBytes) return Status::Corruption("the keyring " + path + " is too large");
+  store::Json doc = store::Json::parse(text, nullptr, false);
+  auto bad = [&](const std::string& why) { return Status::Corruption("the keyring " + path + " " + why); };
+  if (doc.is_discarded() || !doc.is_object()) return bad("is not a JSON object");
+  auto it = doc.find("keys");
+  if (it == doc.end() || !it->is_array() || it->empty()) return bad("has no \"keys\" list");
+  Keyring ring;
+  size_t i = 0;
+  for (const auto& k : *it) {
+    if (!k.is_string()) return bad("has a key that is not a string (entry " + std::to_string(i) + ")");
+    auto key = Keyring::ParseKey(k.get<std::string>());
+    if (!key.ok()) return bad("entry " + std::to_string(i) + ": " + key.status().message());
+    if (Status s = ring.Install(*key); !s.ok()) return bad(s.message());
+    ++i;
+  }
+  return std::optional<Keyring>(std::move(ring));
+}
+
+Status SaveKeyring(const std::string& path, const Keyring& ring) {
+  store::Json doc = {{"keys", store::Json::array()}};
+  for (const Key& k : ring.keys()) doc["keys"].push_back(Keyring::FormatKey(k));
+  const std::string text = doc.dump(2) + "\n";
+  const std::string tmp = path + ".tmp";
+  auto fail = [&](const std::string& what) {
+    Status s = Status::IoError(what + " " + tmp + ": " + std::strerror(errno));
+    ::unlink(tmp.c_str());
+    return s;
+  };
+  // Owner-only from the start: the keys must never be readable by others,
+  // not even for the moment between create and chmod.
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IoError("cannot write the keyring " + tmp + ": " + std::strerror(errno));
+  if (::fchmod(fd, 0600) != 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+      ::fsync(fd) != 0) {
+    ::close(fd);
+    return fail("cannot write the keyring");
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot replace the keyring with");
+  // The rename itself must survive a crash.
+  const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::Ok();
+}
+
+}  // namespace starling::node

@@ -1,0 +1,289 @@
+// Membership commands: who is in the cluster, joining and leaving it, this
+// node's tags and identity, and its event stream.
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "call.h"
+#include "commands.h"
+#include "flags.h"
+#include "output.h"
+
+namespace starling::cli {
+namespace {
+
+json InfoJson(api::Info::Reader info) {
+  json counters = json::object();
+  for (auto c : info.getCounters()) counters[c.getName().cStr()] = c.getValue();
+  return json{
+      {"name", info.getName().cStr()},
+      {"addr", info.getAddr().cStr()},
+      {"cluster", info.getCluster().cStr()},
+      {"profile", info.getProfile().cStr()},
+      {"incarnation", info.getIncarnation()},
+      {"health_score", info.getHealthScore()},
+      {"protocol_version", info.getProtocolVersion()},
+      {"version", info.getVersion().cStr()},
+      {"members",
+       {{"alive", info.getMembersAlive()},
+        {"suspect", info.getMembersSuspect()},
+        {"failed", info.getMembersFailed()},
+        {"left", info.getMembersLeft()}}},
+      {"counters", counters},
+      {"tags", TagMap(info.getTags())},
+      {"data_dir", info.getDataDir().cStr()},
+      {"uptime_seconds", info.getUptimeSeconds()},
+      {"revision", info.getRevision().cStr()},
+      {"digest", info.getDigest().cStr()},
+      {"entries", info.getEntries()},
+      {"lease",
+       {{"holder", info.getLeaseHolder().size() ? json(info.getLeaseHolder().cStr()) : json(nullptr)},
+        {"ballot", info.getLeaseBallot()}}},
+      {"http", info.getHttp().cStr()},
+  };
+}
+
+void PrintInfoTable(api::Info::Reader info) {
+  std::vector<std::vector<std::string>> rows = {
+      {"name:", info.getName().cStr()},
+      {"addr:", info.getAddr().cStr()},
+      {"cluster:", info.getCluster().cStr()},
+      {"profile:", info.getProfile().cStr()},
+      {"version:", info.getVersion().cStr()},
+      {"protocol:", std::to_string(info.getProtocolVersion())},
+      {"incarnation:", std::to_string(info.getIncarnation())},
+      {"health score:", std::to_string(info.getHealthScore())},
+      {"members:", "alive " + std::to_string(info.getMembersAlive()) + ", suspect " +
+                       std::to_string(info.getMembersSuspect()) + ", failed " +
+                       std::to_string(info.getMembersFailed()) + ", left " +
+                       std::to_string(info.getMembersLeft())},
+      {"tags:", TagText(TagMap(info.getTags()))},
+      {"data dir:", info.getDataDir().cStr()},
+      {"uptime:", std::to_string(info.getUptimeSeconds()) + "s"},
+      {"revision:", info.getRevision().size() ? info.getRevision().cStr() : "(none)"},
+      {"digest:", info.getDigest().cStr()},
+      {"entries:", std::to_string(info.getEntries())},
+      {"lease holder:", info.getLeaseHolder().size()
+                            ? std::string(info.getLeaseHolder().cStr()) + " (ballot " +
+                                  std::to_string(info.getLeaseBallot()) + ")"
+                            : "(none)"},
+      {"http:", info.getHttp().size() ? info.getHttp().cStr() : "(off)"},
+  };
+  PrintTable(rows);
+  std::cout << "counters:\n";
+  std::vector<std::vector<std::string>> counters;
+  for (auto c : info.getCounters())
+    counters.push_back({"  " + std::string(c.getName().cStr()), std::to_string(c.getValue())});
+  PrintTable(counters);
+}
+
+void AddMembers(CLI::App& app, Context& ctx) {
+  struct Options {
+    std::string status, format = "table";
+    std::vector<std::string> tags;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand("members",
+                                     "List the members this node knows (itself included) with address, "
+                                     "status (alive, suspect, failed, left) "
+                                     "and tags");
+  cmd->add_option("--status", o->status, "Only members with this status")
+      ->check(CLI::IsMember({"alive", "suspect", "failed", "left"}));
+  cmd->add_option("--tag", o->tags, "Only members with tag key=value (repeatable; all must match)");
+  AddFormatOption(*cmd, o->format);
+  cmd->callback([&ctx, o] {
+    const auto filters = SplitTags(o->tags, "--tag");
+    ctx.exit_code = Call(
+        ctx.globals, [](api::Request::Builder r) { r.setMembers(); },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isMembers()) return Unexpected();
+          json out = json::array();
+          std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "STATUS", "TAGS"}};
+          for (auto m : reply.getMembers()) {
+            std::string status = m.getStatus().cStr();
+            if (!o->status.empty() && status != o->status) continue;
+            auto tags = TagMap(m.getTags());
+            bool match = std::all_of(filters.begin(), filters.end(), [&](const auto& f) {
+              auto it = tags.find(f.first);
+              return it != tags.end() && it->second == f.second;
+            });
+            if (!match) continue;
+            out.push_back({{"name", m.getName().cStr()},
+                           {"addr", m.getAddr().cStr()},
+                           {"status", status},
+                           {"tags", tags},
+                           {"incarnation", m.getIncarnation()},
+                           {"protocol", {{"min", m.getProtocolMin()}, {"max", m.getProtocolMax()}}}});
+            rows.push_back({m.getName().cStr(), m.getAddr().cStr(), status, TagText(tags)});
+          }
+          if (o->format == "json") {
+            PrintJson(out);
+          } else {
+            PrintTable(rows);
+          }
+          return kExitOk;
+        });
+  });
+}
+
+void AddJoin(CLI::App& app, Context& ctx) {
+  auto addrs = std::make_shared<std::vector<std::string>>();
+  CLI::App* cmd =
+      app.add_subcommand("join", "Join the cluster through one or more members' HOST:PORT addresses");
+  cmd->add_option("addr", *addrs, "Addresses (HOST:PORT) of members to contact")->required();
+  cmd->callback([&ctx, addrs] {
+    ctx.exit_code = Call(
+        ctx.globals,
+        [&](api::Request::Builder r) {
+          auto list = r.initJoin(static_cast<unsigned>(addrs->size()));
+          for (unsigned i = 0; i < addrs->size(); ++i) list.set(i, (*addrs)[i]);
+        },
+        [](api::Reply::Reader reply) {
+          if (!reply.isJoined()) return Unexpected();
+          std::cout << "Joined the cluster: " << reply.getJoined() << " node(s) answered\n";
+          return kExitOk;
+        });
+  });
+}
+
+void AddLeave(CLI::App& app, Context& ctx) {
+  CLI::App* cmd = app.add_subcommand(
+      "leave",
+      "Leave the cluster gracefully; the daemon announces it, then exits (other members show it `left`)");
+  cmd->callback([&ctx] {
+    ctx.exit_code = Call(
+        ctx.globals, [](api::Request::Builder r) { r.setLeave(); },
+        [](api::Reply::Reader) {
+          std::cout << "Left the cluster; starlingd is shutting down\n";
+          return kExitOk;
+        });
+  });
+}
+
+void AddForceLeave(CLI::App& app, Context& ctx) {
+  struct Options {
+    std::string name;
+    bool prune = false;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "force-leave", "Mark a failed member as left on every node (it stops being reconnected to)");
+  cmd->add_option("name", o->name, "The failed member's name")->required();
+  cmd->add_flag("--prune", o->prune, "Erase the member from every node's list instead of keeping it as left");
+  cmd->callback([&ctx, o] {
+    ctx.exit_code = Call(
+        ctx.globals,
+        [&](api::Request::Builder r) {
+          auto fl = r.initForceLeave();
+          fl.setName(o->name);
+          fl.setPrune(o->prune);
+        },
+        [](api::Reply::Reader) { return kExitOk; });
+  });
+}
+
+void AddTags(CLI::App& app, Context& ctx) {
+  struct Options {
+    std::vector<std::string> set, del;
+    std::string format = "table";
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "tags", "Show this node's tags, or change them with --set and --delete (gossiped to the cluster)");
+  cmd->add_option("--set", o->set, "Set tag key=value (repeatable)");
+  cmd->add_option("--delete", o->del, "Delete tag key (repeatable)");
+  AddFormatOption(*cmd, o->format);
+  cmd->callback([&ctx, o] {
+    const auto set = SplitTags(o->set, "--set");
+    ctx.exit_code = Call(
+        ctx.globals,
+        [&](api::Request::Builder r) {
+          auto change = r.initTags();
+          auto s = change.initSet(static_cast<unsigned>(set.size()));
+          for (unsigned i = 0; i < set.size(); ++i) {
+            s[i].setKey(set[i].first);
+            s[i].setValue(set[i].second);
+          }
+          auto d = change.initDelete(static_cast<unsigned>(o->del.size()));
+          for (unsigned i = 0; i < o->del.size(); ++i) d.set(i, o->del[i]);
+        },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isInfo()) return Unexpected();
+          auto current = TagMap(reply.getInfo().getTags());
+          if (o->format == "json") {
+            PrintJson(json(current));
+          } else {
+            for (const auto& [k, v] : current) std::cout << k << "=" << v << "\n";
+          }
+          return kExitOk;
+        });
+  });
+}
+
+void AddInfo(CLI::App& app, Context& ctx) {
+  auto format = std::make_shared<std::string>("table");
+  CLI::App* cmd = app.add_subcommand(
+      "info",
+      "Show this node's identity, cluster, profile, member counts, health score and protocol counters");
+  AddFormatOption(*cmd, *format);
+  cmd->callback([&ctx, format] {
+    ctx.exit_code = Call(
+        ctx.globals, [](api::Request::Builder r) { r.setInfo(); },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isInfo()) return Unexpected();
+          if (*format == "json") {
+            PrintJson(InfoJson(reply.getInfo()));
+          } else {
+            PrintInfoTable(reply.getInfo());
+          }
+          return kExitOk;
+        });
+  });
+}
+
+}  // namespace
+
+void AddMembershipCommands(CLI::App& app, Context& ctx) {
+  AddMembers(app, ctx);
+  AddJoin(app, ctx);
+  AddLeave(app, ctx);
+  AddForceLeave(app, ctx);
+  AddTags(app, ctx);
+  AddInfo(app, ctx);
+}
+
+void AddMonitorCommand(CLI::App& app, Context& ctx) {
+  struct Options {
+    std::string level = "info", format = "table";
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "monitor", "Stream the daemon's events and log lines until Ctrl-C (or until the daemon goes away)");
+  cmd->add_option("--log-level", o->level, "The least severe lines to show")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  AddFormatOption(*cmd, o->format, {"table", "json"},
+                  "table: time, level, message; json: one object per line");
+  cmd->callback([&ctx, o] {
+    ctx.exit_code = StreamCall(
+        ctx.globals, [&](api::Request::Builder r) { r.setMonitor(o->level); },
+        [&](api::Reply::Reader reply) {
+          if (!reply.isText()) return Unexpected();
+          // Flushed line by line: whoever watches wants each line as it comes.
+          if (o->format == "json") {
+            std::cout << reply.getText().cStr() << std::endl;
+            return kExitOk;
+          }
+          json line = json::parse(reply.getText().cStr(), nullptr, false);
+          if (!line.is_object()) return Unexpected();
+          std::string time = line.value("time", "");
+          std::cout << (time.empty() ? std::string(23, ' ') : time) << " " << line.value("level", "") << " "
+                    << line.value("msg", "") << std::endl;
+          return kExitOk;
+        });
+  });
+}
+
+}  // namespace starling::cli

@@ -1,0 +1,180 @@
+// Operator tools: the cluster's gossip keys, and the artifacts packages are
+// installed from.
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "call.h"
+#include "commands.h"
+#include "flags.h"
+#include "output.h"
+#include "starling/membership/keyring.h"
+
+namespace starling::cli {
+namespace {
+
+// One `keys` operation on every live member. A member that did not do it is
+// named on stderr and fails the command, so that the operator repeats it.
+int KeysCall(const Globals& globals, const std::string& op, const std::string& key,
+             const std::string& format) {
+  return StateCall(
+      globals,
+      [&](api::Request::Builder r) {
+        auto k = r.initKeys();
+        k.setOp(op);
+        k.setKey(key);
+      },
+      [&](const json& r) {
+        const json errors = r.value("errors", json::object());
+        if (format == "json") {
+          PrintJson(r);
+        } else {
+          const int members = r.value("members", 0);
+          std::cout << op << ": " << r.value("responded", 0) << " of " << members << " members answered\n";
+          std::vector<std::vector<std::string>> table = {{"KEY", "MEMBERS", "PRIMARY"}};
+          for (const auto& k : r.value("keys", json::array()))
+            table.push_back({k.value("key", ""),
+                             std::to_string(k.value("members", 0)) + "/" + std::to_string(members),
+                             std::to_string(k.value("primary", 0))});
+          PrintTable(table);
+        }
+        for (const auto& [name, why] : errors.items())
+          std::fprintf(stderr, "starling: %s: %s\n", name.c_str(), why.get<std::string>().c_str());
+        return errors.empty() ? kExitOk : kExitDaemonError;
+      });
+}
+
+void AddArtifactAdd(CLI::App& artifact, Context& ctx) {
+  struct Options {
+    std::string file, name, version, format = "table";
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = artifact.add_subcommand(
+      "add",
+      "Store FILE on this node and announce it; prints its digest, for a package's `artifact:`. "
+      "The daemon reads the file, so it must be readable by the daemon's user; waits up to 10 min "
+      "(or --timeout) for the copy");
+  cmd->add_option("FILE", o->file, "The file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--name", o->name, "A name for people (default: the file's name)");
+  cmd->add_option("--version", o->version, "A version for people");
+  AddFormatOption(*cmd, o->format);
+  cmd->callback([&ctx, o] {
+    // The daemon copies and hashes the whole file before it answers.
+    ctx.globals.timeout_seconds = std::max(ctx.globals.timeout_seconds, 600.0);
+    char resolved[PATH_MAX];
+    if (!realpath(o->file.c_str(), resolved)) {
+      ctx.exit_code = Complain(kExitDaemonError, "artifact add: " + o->file + ": " + std::strerror(errno));
+      return;
+    }
+    ctx.exit_code = StateCall(
+        ctx.globals,
+        [&](api::Request::Builder r) {
+          auto a = r.initArtifact();
+          a.setOp("add");
+          a.setPath(resolved);
+          a.setName(o->name);
+          a.setVersion(o->version);
+        },
+        [&](const json& r) {
+          if (o->format == "json") {
+            PrintJson(r);
+          } else {
+            std::cout << r.value("digest", "") << "  " << r.value("name", "") << " " << r.value("version", "")
+                      << "  " << r.value("size", 0) << " bytes, " << r.value("chunks", 0) << " chunks"
+                      << (r.value("new", false) ? "" : " (already known)") << "\n";
+          }
+          return kExitOk;
+        });
+  });
+}
+
+void PrintArtifacts(const json& r) {
+  std::vector<std::vector<std::string>> table = {
+      {"DIGEST", "NAME", "VERSION", "SIZE", "HERE", "HOLDERS", "REFERENCED"}};
+  for (const auto& a : r.value("artifacts", json::array())) {
+    const std::string here = a.value("local", "");
+    table.push_back({a.value("digest", "").substr(0, 19), a.value("name", ""), a.value("version", ""),
+                     std::to_string(a.value("size", uint64_t{0})),
+                     here == "partial" ? "partial " + a.value("progress", "") : here,
+                     std::to_string(a.value("holders", json::array()).size()),
+                     a.value("referenced", false) ? "yes" : "no"});
+  }
+  PrintTable(table);
+  std::cout << "this node served " << r.value("bytes_served", uint64_t{0}) << " bytes, fetched "
+            << r.value("bytes_fetched", uint64_t{0}) << "\n";
+}
+
+void AddArtifactLs(CLI::App& artifact, Context& ctx) {
+  auto format = std::make_shared<std::string>("table");
+  CLI::App* cmd = artifact.add_subcommand(
+      "ls", "List the artifacts the cluster knows, this node's copy of each and which live members hold it");
+  AddFormatOption(*cmd, *format);
+  cmd->callback([&ctx, format] {
+    ctx.exit_code = StateCall(
+        ctx.globals, [](api::Request::Builder r) { r.initArtifact().setOp("ls"); },
+        [&](const json& r) {
+          if (*format == "json") {
+            PrintJson(r);
+          } else {
+            PrintArtifacts(r);
+          }
+          return kExitOk;
+        });
+  });
+}
+
+}  // namespace
+
+void AddKeyCommands(CLI::App& app, Context& ctx) {
+  struct Options {
+    std::string key, format = "table";
+  };
+  CLI::App* keys = app.add_subcommand(
+      "keys",
+      "Manage the cluster keys on every live member at once. Rotate without downtime: `install NEW`, then "
+      "`use NEW`, then `remove OLD` (see SECURITY.md). Exits 1 when a member did not do it (repeat the "
+      "command once it is back: every keys command can be repeated)");
+  keys->require_subcommand(1);
+  auto list_format = std::make_shared<std::string>("table");
+  CLI::App* list = keys->add_subcommand(
+      "list", "Show every key held in the cluster and how many members hold it, and use it as primary");
+  AddFormatOption(*list, *list_format);
+  list->callback([&ctx, list_format] { ctx.exit_code = KeysCall(ctx.globals, "list", "", *list_format); });
+  for (const char* op : {"install", "use", "remove"}) {
+    auto o = std::make_shared<Options>();
+    CLI::App* cmd = keys->add_subcommand(
+        op, std::string(op) == "install"
+                ? "Add KEY to every member's keyring (accepted from then on; not yet used)"
+            : std::string(op) == "use"
+                ? "Make KEY, already installed, the key every member encrypts with"
+                : "Drop KEY from every member's keyring (refused where it is primary)");
+    cmd->add_option("KEY", o->key, "The key, base64 of 32 bytes (from `starling keygen`)")->required();
+    AddFormatOption(*cmd, o->format);
+    cmd->callback([&ctx, o, op] { ctx.exit_code = KeysCall(ctx.globals, op, o->key, o->format); });
+  }
+  CLI::App* keygen = app.add_subcommand(
+      "keygen", "Print a new random cluster key (base64 of 32 bytes) for --encrypt or `keys install`");
+  keygen->callback(
+      [] { std::cout << membership::Keyring::FormatKey(membership::Keyring::Generate()) << "\n"; });
+}
+
+void AddArtifactCommands(CLI::App& app, Context& ctx) {
+  CLI::App* artifact = app.add_subcommand(
+      "artifact",
+      "Package files, distributed peer to peer: stored by SHA-256 in each node's data dir, fetched in "
+      "chunks from every node that has them, checked against the digest, handed to install hooks as "
+      "STARLING_ARTIFACT_PATH");
+  artifact->require_subcommand(1);
+  AddArtifactAdd(*artifact, ctx);
+  AddArtifactLs(*artifact, ctx);
+}
+
+}  // namespace starling::cli

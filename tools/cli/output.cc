@@ -1,0 +1,64 @@
+#include "output.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include "call.h"
+
+namespace starling::cli {
+
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+void PrintJson(const json& value) { std::cout << value.dump(2) << "\n"; }
+
+std::map<std::string, std::string> TagMap(capnp::List<api::Tag>::Reader tags) {
+  std::map<std::string, std::string> out;
+  for (auto t : tags) out[t.getKey().cStr()] = t.getValue().cStr();
+  return out;
+}
+
+std::string TagText(const std::map<std::string, std::string>& tags) {
+  std::string out;
+  for (const auto& [k, v] : tags) {
+    if (!out.empty()) out += ",";
+    out += k + "=" + v;
+  }
+  return out;
+}
+
+std::string Brief(const json& value) {
+  std::string s = value.is_string() ? value.get<std::string>() : value.dump();
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
+int PrintWrite(const json& r, const std::string& format) {
+  for (const auto& w : r.value("warnings", json::array()))
+    std::fprintf(stderr, "starling: warning: %s\n", w.get<std::string>().c_str());
+  if (format == "json") {
+    PrintJson(r);
+  } else if (!r.value("changed", false)) {
+    std::cout << "no change: the desired state already matches revision " << r.value("revision", "") << "\n";
+  } else {
+    std::string previous = r.value("previous", "");
+    std::cout << "revision " << r.value("revision", "") << " (was " << (previous.empty() ? "empty" : previous)
+              << "), " << r.value("objects", 0) << " object(s) changed\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace starling::cli

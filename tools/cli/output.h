@@ -1,0 +1,34 @@
+// How commands print: human tables by default, the daemon's JSON as it is
+// with `--format json`.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "schema/api.capnp.h"
+
+namespace starling::cli {
+
+using json = nlohmann::json;
+
+// Columns padded to their widest cell, two spaces apart, like `serf members`.
+void PrintTable(const std::vector<std::vector<std::string>>& rows);
+
+// `--format json`: indented by two, one trailing newline.
+void PrintJson(const json& value);
+
+std::map<std::string, std::string> TagMap(capnp::List<api::Tag>::Reader tags);
+
+// key=value,key=value in key order, as one table cell.
+std::string TagText(const std::map<std::string, std::string>& tags);
+
+// A value cut to 60 characters, for one line of a diff.
+std::string Brief(const json& value);
+
+// Prints the result of a desired-state write (apply, rollback, freeze,
+// lifecycle, voters); warnings go to stderr. Returns the exit code.
+int PrintWrite(const json& r, const std::string& format);
+
+}  // namespace starling::cli
