@@ -10,13 +10,18 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace starling::node {
 
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
+// How long one wait for the pipes lasts; also the pace of the timeout checks.
+constexpr int kPollMillis = 20;
+// After the hook exits, how long its output pipe is still read (something it
+// started in the background may hold the pipe open).
+constexpr auto kDrainAfterExit = std::chrono::milliseconds(200);
 
 bool ValidName(const std::string& name) {
   if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
@@ -43,7 +48,7 @@ void AppendTail(std::string& out, const char* data, size_t n, size_t keep) {
 }  // namespace
 
 HookRunner::HookRunner(std::string hooks_dir, size_t tail_bytes, Duration kill_grace)
-    : dir_(std::move(hooks_dir)), tail_bytes_(tail_bytes), kill_grace_(kill_grace) {}
+    : dir_(std::move(hooks_dir)), tail_bytes_(tail_bytes), kill_grace_(kill_grace), poll_(&::poll) {}
 
 Result<std::string> HookRunner::Resolve(const std::string& name) const {
   if (!ValidName(name))
@@ -68,10 +73,19 @@ Result<HookResult> HookRunner::Run(const HookRequest& request) const {
       return Status::InvalidArgument("hook environment variable " + k + " holds a NUL byte");
     env.push_back(k + "=" + v);
   }
+  const auto started = SteadyClock::now();
+  Result<Child> child = Spawn(*path, env);
+  if (!child.ok()) return child.status();
+  HookResult result = Supervise(*child, request, started);
+  result.took = std::chrono::duration_cast<Duration>(SteadyClock::now() - started);
+  return result;
+}
+
+Result<HookRunner::Child> HookRunner::Spawn(const std::string& path, std::vector<std::string>& env) const {
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string exe = *path;
+  std::string exe = path;
   char* argv[] = {exe.data(), nullptr};
 
   int out[2], in[2];
@@ -81,7 +95,6 @@ Result<HookResult> HookRunner::Run(const HookRequest& request) const {
     close(out[1]);
     return Status::IoError(std::string("pipe: ") + std::strerror(errno));
   }
-  const auto started = SteadyClock::now();
   pid_t pid = fork();
   if (pid < 0) {
     for (int fd : {out[0], out[1], in[0], in[1]}) close(fd);
@@ -103,18 +116,28 @@ Result<HookResult> HookRunner::Run(const HookRequest& request) const {
   close(in[0]);
   // Feed stdin without blocking on a hook that never reads it.
   fcntl(in[1], F_SETFL, O_NONBLOCK);
+  return Child{pid, out[0], in[1]};
+}
+
+// Until the child has exited and its output is drained, every turn: the
+// timeout (SIGTERM to the group, SIGKILL `kill_grace_` later), a WNOHANG
+// reap, then a short poll of the pipes. The timeout must hold whatever the
+// pipes do: when poll() itself fails the pipes are given up (the output is
+// what was read so far) and the loop goes on at the same pace without them,
+// so a hook that never ends is still killed at its deadline.
+HookResult HookRunner::Supervise(Child& child, const HookRequest& request, SteadyClock::time_point started) const {
+  const pid_t pid = child.pid;
   size_t fed = 0;
-  int in_fd = in[1];
+  int in_fd = child.in;
   if (request.input.empty()) {
     close(in_fd);
     in_fd = -1;
   }
-
   HookResult result;
   const auto deadline = started + request.timeout;
   std::optional<SteadyClock::time_point> kill_at, drain_until;
   int status = 0;
-  bool exited = false, out_open = true;
+  bool exited = false, out_open = true, lost_status = false;
   char buf[8192];
   while (!exited || out_open) {
     const auto now = SteadyClock::now();
@@ -128,26 +151,36 @@ Result<HookResult> HookRunner::Run(const HookRequest& request) const {
       kill_at.reset();
     }
     if (!exited) {
-      pid_t w = waitpid(pid, &status, WNOHANG);
-      if (w == pid) {
-        exited = true;
-        // Something the hook started in the background may hold the pipe
-        // open: read what is there, then stop.
-        drain_until = now + std::chrono::milliseconds(200);
-      }
+      const pid_t w = waitpid(pid, &status, WNOHANG);
+      // ECHILD: reaped elsewhere (SIGCHLD ignored); its status is lost.
+      if (w == pid) exited = true;
+      if (w < 0 && errno == ECHILD) exited = lost_status = true;
+    }
+    if (exited && !drain_until) {
+      // Something the hook started in the background may hold the pipe
+      // open: read what is there, then stop.
+      drain_until = now + kDrainAfterExit;
     }
     if (exited && drain_until && now >= *drain_until) out_open = false;
     if (exited && !out_open) break;
     pollfd fds[2];
-    int nfds = 0;
-    if (out_open) fds[nfds++] = {out[0], POLLIN, 0};
+    nfds_t nfds = 0;
+    if (out_open) fds[nfds++] = {child.out, POLLIN, 0};
     if (in_fd >= 0) fds[nfds++] = {in_fd, POLLOUT, 0};
     // Short waits: the child's exit is noticed by polling waitpid.
-    int r = poll(fds, static_cast<nfds_t>(nfds), 20);
-    if (r < 0 && errno != EINTR) break;
-    for (int k = 0; k < nfds && r > 0; ++k) {
-      if (fds[k].fd == out[0] && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
-        ssize_t n = read(out[0], buf, sizeof buf);
+    int r = nfds > 0 ? poll_(fds, nfds, kPollMillis) : 0;
+    if (r < 0 && errno != EINTR) {
+      result.output += "\n[starlingd: poll failed (" + std::string(std::strerror(errno)) +
+                       "); the rest of the hook's output is not collected]\n";
+      out_open = false;
+      if (in_fd >= 0) close(in_fd);
+      in_fd = -1;
+      nfds = 0;
+    }
+    if (nfds == 0) std::this_thread::sleep_for(std::chrono::milliseconds(kPollMillis));
+    for (nfds_t k = 0; k < nfds && r > 0; ++k) {
+      if (fds[k].fd == child.out && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(child.out, buf, sizeof buf);
         if (n > 0) {
           AppendTail(result.output, buf, static_cast<size_t>(n), tail_bytes_);
         } else if (n == 0 || errno != EINTR) {
@@ -165,15 +198,13 @@ Result<HookResult> HookRunner::Run(const HookRequest& request) const {
     }
   }
   if (in_fd >= 0) close(in_fd);
-  close(out[0]);
-  if (!exited) waitpid(pid, &status, 0);
+  close(child.out);
   // A hook that timed out takes its whole group with it; one that finished
   // may leave background processes (a service it started) running.
   if (result.timed_out) kill(-pid, SIGKILL);
   if (result.output.size() > tail_bytes_) result.output.erase(0, result.output.size() - tail_bytes_);
-  result.took = std::chrono::duration_cast<Duration>(SteadyClock::now() - started);
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  if (!lost_status && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (!lost_status && WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   return result;
 }
 

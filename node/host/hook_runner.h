@@ -16,9 +16,13 @@
 // protocol thread.
 #pragma once
 
+#include <poll.h>
+#include <sys/types.h>
+
 #include <chrono>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "hook.h"
 #include "starling/status.h"
@@ -39,10 +43,26 @@ class HookRunner {
 
   const std::string& dir() const { return dir_; }
 
+  // poll(2) as the runner calls it; tests put in one that fails.
+  using PollFn = int (*)(pollfd* fds, nfds_t nfds, int timeout_ms);
+  void SetPollForTesting(PollFn poll) { poll_ = poll; }
+
  private:
+  using SteadyClock = std::chrono::steady_clock;
+  struct Child {
+    pid_t pid;
+    int out;  // the read end of its stdout+stderr
+    int in;   // the write end of its stdin
+  };
+  // Forks and execs `path` with `env` in its own process group, in the hooks dir.
+  Result<Child> Spawn(const std::string& path, std::vector<std::string>& env) const;
+  // Feeds stdin, collects the output tail, enforces the timeout, reaps.
+  HookResult Supervise(Child& child, const HookRequest& request, SteadyClock::time_point started) const;
+
   std::string dir_;
   size_t tail_bytes_;
   Duration kill_grace_;
+  PollFn poll_;
 };
 
 }  // namespace starling::node

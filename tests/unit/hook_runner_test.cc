@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <csignal>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -76,6 +79,35 @@ TEST_F(HookRunnerTest, TimeoutKillsTheWholeGroup) {
   EXPECT_NE(r->output.find("started"), std::string::npos);
   EXPECT_LT(r->took, std::chrono::seconds(5));
   EXPECT_NE(r->Describe().find("timed out"), std::string::npos);
+}
+
+// poll() failing (as it may for want of memory) must not cost the timeout:
+// the run still ends at its deadline with the hook's group killed, instead
+// of waiting in waitpid for a hook that never ends.
+int FailingPoll(pollfd*, nfds_t, int) {
+  errno = ENOMEM;
+  return -1;
+}
+
+TEST_F(HookRunnerTest, APollErrorStillEndsTheRunAtItsTimeout) {
+  Hook("hangs", "echo started; exec tail -f /dev/null");
+  HookRunner runner(dir_, 4096, std::chrono::milliseconds(200));
+  runner.SetPollForTesting(&FailingPoll);
+  auto r = runner.Run({"hangs", {}, "input for stdin", std::chrono::milliseconds(300)});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->timed_out) << r->Describe();
+  EXPECT_EQ(r->signal, SIGTERM) << r->Describe();
+  EXPECT_NE(r->output.find("poll failed"), std::string::npos) << r->output;
+}
+
+TEST_F(HookRunnerTest, APollErrorStillReportsAHookThatExits) {
+  Hook("quick", "exit 4");
+  HookRunner runner(dir_);
+  runner.SetPollForTesting(&FailingPoll);
+  auto r = runner.Run({"quick", {}, "", std::chrono::seconds(10)});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_EQ(r->exit_code, 4) << r->Describe();
 }
 
 TEST_F(HookRunnerTest, KeepsOnlyTheTailOfLongOutput) {
