@@ -183,8 +183,17 @@ void Artifacts::Start() {
   channels_.On(membership::Channel::kArtifacts, nullptr,
                [this](const std::string& from, ByteView data) { return HandleStream(from, data); });
   last_gc_ = clock_.Now();
+  CountHeld();
   Refresh();
   timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
+}
+
+void Artifacts::CountHeld() {
+  auto count = std::make_shared<size_t>(0);
+  offload_([this, count] { *count = store_.Complete().size(); },
+           [this, count, alive = alive_] {
+             if (*alive) held_ = *count;
+           });
 }
 
 void Artifacts::Tick() {
@@ -222,12 +231,18 @@ std::set<std::string> Artifacts::Referenced() const {
 void Artifacts::Refresh() {
   const store::State& state = replicator_.log().state();
   for (const auto& digest : Wanted()) {
-    if (store_.Has(digest) || downloads_.count(digest) || beginning_.count(digest)) continue;
+    if (removing_.count(digest) || store_.Has(digest) || downloads_.count(digest) || beginning_.count(digest))
+      continue;
     if (auto m = CatalogEntry(state, digest)) StartDownload(*m);
   }
 }
 
 std::optional<std::string> Artifacts::Need(const std::string& digest, std::string* progress) {
+  if (removing_.count(digest)) {
+    needed_.insert(digest);
+    if (progress) *progress = "being removed as unreferenced; fetched again once gone";
+    return std::nullopt;
+  }
   if (store_.Has(digest)) {
     needed_.erase(digest);  // from now on the desired state decides whether it stays
     return store_.PathOf(digest);
@@ -296,7 +311,7 @@ void Artifacts::Pump(const std::string& digest) {
     size_t best_chunk = 0;
     std::vector<std::string> best_peers;
     for (size_t c = 0; c < n; ++c) {
-      if (d.have[c] || d.in_flight.count(c)) continue;
+      if (d.have[c] || d.in_flight.count(c) || d.writing.count(c)) continue;
       std::vector<std::string> others, origin;
       size_t holders = 0;
       for (const auto& [name, p] : d.peers) {
@@ -384,28 +399,17 @@ void Artifacts::OnChunk(const std::string& digest, uint64_t id, size_t chunk, co
   }
   switch (reply->kind) {
     case ArtifactReply::kChunk: {
-      if (d.have[chunk]) break;
-      Status s = store_.WriteChunk(d.m, chunk, reply->data);
-      if (s.code() == Status::Code::kCorruption) {
-        ++stats_.corrupt_chunks;
-        spdlog::warn("artifact {} ({}): chunk {} from {} does not match its digest; fetching it elsewhere and "
-                     "not asking {} again for {} s",
-                     d.m.name, digest, chunk, peer, peer,
-                     std::chrono::duration_cast<std::chrono::seconds>(cfg_.shun_bad).count());
-        d.shunned[peer] = now + cfg_.shun_bad;
-        d.peers.erase(peer);
-        break;
-      }
-      if (!s.ok()) {
-        spdlog::error("artifact {}: cannot write chunk {}: {}", digest, chunk, s.message());
-        d.shunned[peer] = now + cfg_.shun_failed;
-        break;
-      }
-      d.have[chunk] = true;
-      ++d.held;
-      ++stats_.chunks_fetched;
-      stats_.bytes_fetched += reply->data.size();
-      d.from[peer] += reply->data.size();
+      if (d.have[chunk] || d.writing.count(chunk)) break;
+      // Hashing and writing a chunk (~1 MiB) is blocking work: it goes to
+      // the worker, and the chunk counts as taken until it comes back.
+      d.writing.insert(chunk);
+      auto status = std::make_shared<Status>(Status::Internal("not run"));
+      auto data = std::make_shared<Bytes>(std::move(reply->data));
+      offload_([this, m = d.m, chunk, data, status] { *status = store_.WriteChunk(m, chunk, *data); },
+               [this, digest, id, chunk, peer, data, status, alive = alive_] {
+                 if (!*alive) return;
+                 ChunkWritten(digest, id, chunk, peer, data->size(), *status);
+               });
       break;
     }
     case ArtifactReply::kBusy: {
@@ -428,6 +432,34 @@ void Artifacts::OnChunk(const std::string& digest, uint64_t id, size_t chunk, co
   Pump(digest);
 }
 
+void Artifacts::ChunkWritten(const std::string& digest, uint64_t id, size_t chunk, const std::string& peer,
+                             size_t bytes, const Status& s) {
+  auto it = downloads_.find(digest);
+  if (it == downloads_.end() || it->second.id != id) return;
+  Download& d = it->second;
+  d.writing.erase(chunk);
+  const Time now = clock_.Now();
+  if (s.code() == Status::Code::kCorruption) {
+    ++stats_.corrupt_chunks;
+    spdlog::warn("artifact {} ({}): chunk {} from {} does not match its digest; fetching it elsewhere and "
+                 "not asking {} again for {} s",
+                 d.m.name, digest, chunk, peer, peer,
+                 std::chrono::duration_cast<std::chrono::seconds>(cfg_.shun_bad).count());
+    d.shunned[peer] = now + cfg_.shun_bad;
+    d.peers.erase(peer);
+  } else if (!s.ok()) {
+    spdlog::error("artifact {}: cannot write chunk {}: {}", digest, chunk, s.message());
+    d.shunned[peer] = now + cfg_.shun_failed;
+  } else if (!d.have[chunk]) {
+    d.have[chunk] = true;
+    ++d.held;
+    ++stats_.chunks_fetched;
+    stats_.bytes_fetched += bytes;
+    d.from[peer] += bytes;
+  }
+  Pump(digest);
+}
+
 void Artifacts::Finish(const std::string& digest) {
   Download& d = downloads_.at(digest);
   d.finishing = true;
@@ -446,6 +478,7 @@ void Artifacts::Finish(const std::string& digest) {
                return StartDownload(d.m);
              }
              ++stats_.fetched;
+             CountHeld();
              std::string from;
              for (const auto& [peer, bytes] : d.from)
                from += (from.empty() ? "" : ", ") + peer + " " + std::to_string(bytes >> 20) + " MiB";
@@ -457,28 +490,67 @@ void Artifacts::Finish(const std::string& digest) {
            });
 }
 
+// Listing the store and removing files are blocking work: both go to the
+// worker, and the decisions in between are made on the protocol thread.
+// While a digest is being removed it counts as absent (Refresh and Need skip
+// it), so nothing hands out a path that is about to vanish.
 void Artifacts::CollectGarbage() {
+  if (gc_running_) return;
+  gc_running_ = true;
+  auto listed = std::make_shared<std::pair<std::vector<std::string>, std::vector<std::string>>>();
+  offload_([this, listed] { *listed = {store_.Complete(), store_.Partial()}; },
+           [this, listed, alive = alive_] {
+             if (!*alive) return;
+             held_ = listed->first.size();
+             std::set<std::string> present(listed->first.begin(), listed->first.end());
+             present.insert(listed->second.begin(), listed->second.end());
+             RemoveUnreferenced(present);
+           });
+}
+
+void Artifacts::RemoveUnreferenced(const std::set<std::string>& present) {
   const std::set<std::string> referenced = Referenced();
   const Time now = clock_.Now();
-  std::set<std::string> present;
-  for (const auto& d : store_.Complete()) present.insert(d);
-  for (const auto& d : store_.Partial()) present.insert(d);
   for (auto it = unreferenced_since_.begin(); it != unreferenced_since_.end();)
     it = present.count(it->first) && !referenced.count(it->first) ? std::next(it) : unreferenced_since_.erase(it);
+  std::vector<std::string> doomed;
   for (const auto& digest : present) {
     if (referenced.count(digest) || downloads_.count(digest) || beginning_.count(digest)) continue;
     auto [it, fresh] = unreferenced_since_.emplace(digest, now);
     if (fresh || now - it->second < cfg_.gc_grace) continue;
-    if (Status s = store_.Remove(digest); !s.ok()) {
-      spdlog::error("artifact {}: cannot remove it: {}", digest, s.message());
-      continue;
-    }
-    ++stats_.removed;
-    served_.erase(digest);
+    doomed.push_back(digest);
+    removing_.insert(digest);
     unreferenced_since_.erase(it);
-    spdlog::info("artifact {} removed from this node: no desired state has named it for {} s", digest,
-                 std::chrono::duration_cast<std::chrono::seconds>(cfg_.gc_grace).count());
   }
+  if (doomed.empty()) {
+    gc_running_ = false;
+    return;
+  }
+  auto results = std::make_shared<std::vector<Status>>();
+  auto count = std::make_shared<size_t>(0);
+  offload_(
+      [this, doomed, results, count] {
+        for (const auto& digest : doomed) results->push_back(store_.Remove(digest));
+        *count = store_.Complete().size();
+      },
+      [this, doomed, results, count, alive = alive_] {
+        if (!*alive) return;
+        gc_running_ = false;
+        held_ = *count;
+        for (size_t i = 0; i < doomed.size(); ++i) {
+          removing_.erase(doomed[i]);
+          if (!(*results)[i].ok()) {
+            spdlog::error("artifact {}: cannot remove it: {}", doomed[i], (*results)[i].message());
+            continue;
+          }
+          ++stats_.removed;
+          served_.erase(doomed[i]);
+          spdlog::info("artifact {} removed from this node: no desired state has named it for {} s", doomed[i],
+                       std::chrono::duration_cast<std::chrono::seconds>(cfg_.gc_grace).count());
+        }
+        // Named again while it was being removed: fetch it again.
+        Refresh();
+      });
 }
 
 std::optional<std::string> Artifacts::AddrOf(const std::string& name) const {
@@ -552,7 +624,6 @@ void Artifacts::Add(const std::string& path, const std::string& name, const std:
   std::string label = name;
   if (label.empty()) label = path.substr(path.rfind('/') + 1);
   auto result = std::make_shared<Result<ArtifactManifest>>(Status::Internal("not run"));
-  auto existed = std::make_shared<bool>(false);
   offload_(
       [this, path, label, version, result] { *result = store_.Add(path, label, version); },
       [this, path, done, result, alive = alive_] {
@@ -573,6 +644,7 @@ void Artifacts::Add(const std::string& path, const std::string& name, const std:
           spdlog::info("artifact {} {} ({}, {} bytes, {} chunks) added from {}", m.name, m.version, m.digest, m.size,
                        m.ChunkCount(), path);
         }
+        CountHeld();
         done(Json{{"digest", m.digest},
                   {"name", m.name},
                   {"version", m.version},

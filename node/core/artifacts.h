@@ -131,7 +131,9 @@ class Artifacts final : public ArtifactSource {
 
   std::optional<std::string> Need(const std::string& digest, std::string* progress) override;
   const Stats& stats() const { return stats_; }
-  size_t held() const { return store_.Complete().size(); }
+  // Artifacts held complete, as last counted on the worker (at start, after
+  // each fetch, add and collection): reading it touches no file.
+  size_t held() const { return held_; }
   // Stream requests from peers (Channel::kArtifacts).
   Bytes HandleStream(const std::string& from, ByteView data);
 
@@ -149,6 +151,7 @@ class Artifacts final : public ArtifactSource {
     std::map<std::string, Peer> peers;  // by member name
     std::map<std::string, Time> shunned;
     std::map<size_t, std::string> in_flight;  // chunk -> peer
+    std::set<size_t> writing;                  // chunks received, being checked and written off-thread
     std::map<std::pair<std::string, size_t>, Time> refused;
     std::map<std::string, uint64_t> from;  // bytes per peer
     Time next_query{};
@@ -161,8 +164,13 @@ class Artifacts final : public ArtifactSource {
   void Query(Download& d);
   void RequestChunk(Download& d, size_t chunk, const std::string& peer);
   void OnChunk(const std::string& digest, uint64_t id, size_t chunk, const std::string& peer, Result<Bytes> reply);
+  // Back on the protocol thread after WriteChunk: counts the chunk, or shuns the peer that sent a bad one.
+  void ChunkWritten(const std::string& digest, uint64_t id, size_t chunk, const std::string& peer, size_t bytes,
+                    const Status& s);
   void Finish(const std::string& digest);
+  void CountHeld();
   void CollectGarbage();
+  void RemoveUnreferenced(const std::set<std::string>& present);
   std::set<std::string> Wanted() const;
   std::set<std::string> Referenced() const;
   std::optional<std::string> AddrOf(const std::string& name) const;
@@ -187,6 +195,9 @@ class Artifacts final : public ArtifactSource {
   // What this node served, per digest and chunk: to whom and when (the reseed rule).
   std::map<std::string, std::map<size_t, std::pair<std::string, Time>>> served_;
   std::map<std::string, Time> unreferenced_since_;
+  std::set<std::string> removing_;  // Remove() running off-thread
+  bool gc_running_ = false;
+  size_t held_ = 0;
   uint64_t next_id_ = 1;
   Time last_gc_{};
   Stats stats_;
