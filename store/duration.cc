@@ -1,8 +1,8 @@
 #include "starling/store/duration.h"
 
+#include <array>
 #include <charconv>
 #include <cstdint>
-#include <limits>
 #include <string>
 #include <string_view>
 
@@ -14,44 +14,60 @@ using internal::IsDigit;
 using internal::Quoted;
 
 namespace {
-constexpr std::string_view kDurationHint = "(expected e.g. 250ms, 10s, 5m or 1h30m)";
+
+struct Unit {
+  std::string_view name;
+  int64_t micros;
+};
+
+// In the order a duration must use them: each unit may only be followed by a later one.
+constexpr std::array<Unit, 6> kUnits = {{{"d", int64_t{86400} * 1000000},
+                                         {"h", int64_t{3600} * 1000000},
+                                         {"m", int64_t{60} * 1000000},
+                                         {"s", 1000000},
+                                         {"ms", 1000},
+                                         {"us", 1}}};
+
+constexpr std::string_view kHint =
+    "(expected a number and a unit, largest first: 1d, 12h, 30m, 10s, 250ms, 500us; e.g. 1h30m)";
+
+// The index in kUnits of the unit `rest` starts with, or kUnits.size(). The longest name wins, so that "5ms"
+// is milliseconds and not minutes followed by a stray "s".
+size_t MatchUnit(std::string_view rest) {
+  size_t best = kUnits.size();
+  for (size_t u = 0; u < kUnits.size(); ++u) {
+    if (rest.substr(0, kUnits[u].name.size()) != kUnits[u].name) continue;
+    if (best == kUnits.size() || kUnits[u].name.size() > kUnits[best].name.size()) best = u;
+  }
+  return best;
+}
+
 }  // namespace
 
 Result<std::chrono::microseconds> ParseDuration(std::string_view text) {
   auto malformed = [&] {
-    return Status::InvalidArgument("malformed duration " + Quoted(text) + " " + std::string(kDurationHint));
+    return Status::InvalidArgument("malformed duration " + Quoted(text) + " " + std::string(kHint));
   };
   if (text.empty()) return malformed();
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t max = kMaxDuration.count();
   int64_t total = 0;
-  int last_rank = 5;  // units must go strictly down: h (4), m (3), s (2), ms (1)
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t start = i;
-    while (i < text.size() && IsDigit(text[i])) ++i;
-    if (i == start || i == text.size()) return malformed();
-    std::string_view digits = text.substr(start, i - start);
-    int rank;
-    int64_t unit_us;
-    if (text[i] == 'h') {
-      rank = 4, unit_us = int64_t{3600} * 1000000, i += 1;
-    } else if (text[i] == 'm' && i + 1 < text.size() && text[i + 1] == 's') {
-      rank = 1, unit_us = 1000, i += 2;
-    } else if (text[i] == 'm') {
-      rank = 3, unit_us = int64_t{60} * 1000000, i += 1;
-    } else if (text[i] == 's') {
-      rank = 2, unit_us = 1000000, i += 1;
-    } else {
-      return malformed();
-    }
-    if (rank >= last_rank) return malformed();
-    last_rank = rank;
+  size_t first_allowed = 0;  // units only go down, so each one used rules out itself and all larger ones
+  for (size_t i = 0; i < text.size();) {
+    size_t digits_end = i;
+    while (digits_end < text.size() && IsDigit(text[digits_end])) ++digits_end;
+    std::string_view digits = text.substr(i, digits_end - i);
+    size_t u = MatchUnit(text.substr(digits_end));
+    if (digits.empty() || u == kUnits.size() || u < first_allowed) return malformed();
+    first_allowed = u + 1;
+    i = digits_end + kUnits[u].name.size();
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-    if (ec != std::errc() || v > static_cast<uint64_t>((kMax - total) / unit_us)) {
-      return Status::InvalidArgument("duration " + Quoted(text) + " is too long");
+    if (ec != std::errc() || v > static_cast<uint64_t>((max - total) / kUnits[u].micros)) {
+      return Status::InvalidArgument(
+          "duration " + Quoted(text) + " is too long (at most " +
+          std::to_string(std::chrono::floor<std::chrono::days>(kMaxDuration).count()) + "d, ten years)");
     }
-    total += static_cast<int64_t>(v) * unit_us;
+    total += static_cast<int64_t>(v) * kUnits[u].micros;
   }
   return std::chrono::microseconds(total);
 }

@@ -5,8 +5,6 @@
 #include <grp.h>
 
 #include <CLI/CLI.hpp>
-#include <cctype>
-#include <charconv>
 #include <cstdio>
 
 namespace starling::node {
@@ -29,49 +27,6 @@ Status ValidateName(const std::string& name) {
 }
 
 }  // namespace
-
-Result<Duration> ParseDuration(std::string_view text) {
-  auto bad = [&](std::string_view why) {
-    return Status::InvalidArgument("duration '" + std::string(text) + "' " + std::string(why) +
-                                   " (examples: 24h, 30s, 500ms, 1h30m)");
-  };
-  if (text.empty()) return bad("is empty");
-  using std::chrono::microseconds;
-  microseconds total{0};
-  std::string_view rest = text;
-  while (!rest.empty()) {
-    uint64_t n = 0;
-    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
-    if (ec != std::errc() || end == rest.data()) return bad("needs a number before each unit");
-    rest.remove_prefix(end - rest.data());
-    size_t unit_len = 0;
-    while (unit_len < rest.size() && std::isalpha(static_cast<unsigned char>(rest[unit_len]))) ++unit_len;
-    std::string_view unit = rest.substr(0, unit_len);
-    rest.remove_prefix(unit_len);
-    uint64_t scale = 0;
-    if (unit == "us")
-      scale = 1;
-    else if (unit == "ms")
-      scale = 1000;
-    else if (unit == "s")
-      scale = 1000 * 1000;
-    else if (unit == "m")
-      scale = 60ull * 1000 * 1000;
-    else if (unit == "h")
-      scale = 3600ull * 1000 * 1000;
-    else if (unit == "d")
-      scale = 24ull * 3600 * 1000 * 1000;
-    else
-      return bad(unit.empty() ? "needs a unit (us, ms, s, m, h, d)" : "has an unknown unit");
-    // Ten years is far beyond any sensible timeout and far below overflow.
-    constexpr uint64_t kMaxMicros = 10ull * 365 * 24 * 3600 * 1000 * 1000;
-    if (n > kMaxMicros / scale || static_cast<uint64_t>(total.count()) + n * scale > kMaxMicros) {
-      return bad("is too long");
-    }
-    total += microseconds(n * scale);
-  }
-  return Duration(total);
-}
 
 Status ParseTag(std::string_view text, membership::Tags& tags) {
   size_t eq = text.find('=');

@@ -9,6 +9,7 @@
 #include "address.h"
 #include "starling/membership/config.h"
 #include "starling/status.h"
+#include "starling/store/duration.h"
 
 namespace starling::node {
 
@@ -49,8 +50,9 @@ struct ParseOutcome {
 // flag itself; the caller only has to exit with exit_code.
 ParseOutcome ParseDaemonFlags(int argc, char** argv);
 
-// "24h", "30s", "500ms", "1h30m", "250us". No sign, at least one unit.
-Result<Duration> ParseDuration(std::string_view text);
+// Durations in flags use the grammar of the desired-state document ("1d",
+// "1h30m", "500ms", "250us"), so a value means the same in both.
+using store::ParseDuration;
 
 // "key=value" with a non-empty key.
 Status ParseTag(std::string_view text, membership::Tags& tags);

@@ -4,6 +4,7 @@
 #include "address.h"
 #include "flags.h"
 #include "keyring_file.h"
+#include "starling/store/document.h"
 
 #include <sys/stat.h>
 
@@ -31,6 +32,30 @@ TEST(ParseDuration, RejectsWhatIsNotADuration) {
     if (!d.ok()) {
       EXPECT_NE(d.status().message().find(std::string("'") + bad + "'"), std::string::npos) << bad;
     }
+  }
+}
+
+// One grammar for flags and documents: what a document accepts, a flag
+// accepts, and the other way round.
+TEST(ParseDuration, FlagsTakeTheDocumentsGrammar) {
+  std::vector<std::string> args = {"starlingd", "--data-dir", "/tmp/d1", "--reap-timeout", "1d12h",
+                                   "--artifact-grace", "90s"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  ParseOutcome o = ParseDaemonFlags(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(o.options);
+  EXPECT_EQ(o.options->reap_timeout, Duration(36h));
+  EXPECT_EQ(o.options->artifact_grace, Duration(90s));
+  for (const char* text : {"1d", "1d12h", "1h30m", "500ms", "250us"}) {
+    store::Json doc = {{"policy", {{"node_deadline", text}}}};
+    EXPECT_TRUE(store::ValidateDocument(doc).ok()) << text;
+    EXPECT_TRUE(ParseDuration(text).ok()) << text;
+  }
+  // Units largest first, each once: the same refusal in both places.
+  for (const char* text : {"30m1h", "1s1s"}) {
+    store::Json doc = {{"policy", {{"node_deadline", text}}}};
+    EXPECT_FALSE(store::ValidateDocument(doc).ok()) << text;
+    EXPECT_FALSE(ParseDuration(text).ok()) << text;
   }
 }
 

@@ -607,7 +607,8 @@ TEST(ValidateDocument, Policy) {
             (std::vector<std::string>{
                 "policy.role_order: duplicate role 'db'",
                 "policy.health_gate: expected true or false, got 'true'",
-                "policy.min_healthy: malformed duration '10' (expected e.g. 250ms, 10s, 5m or 1h30m)",
+                "policy.min_healthy: malformed duration '10' (expected a number and a unit, largest first: "
+                "1d, 12h, 30m, 10s, 250ms, 500us; e.g. 1h30m)",
                 "policy.node_deadline: must be longer than 0s",
                 "policy.progress_deadline: expected a duration such as \"10s\", got 60",
                 "policy.failure_threshold: expected a whole number >= 0, got -1",
@@ -904,6 +905,9 @@ TEST(Diff, FromNothingEverySectionIsAdded) {
 // ----------------------------------------------------------------------------------------------------
 // ParseDuration
 
+const std::string kDurationHint =
+    "(expected a number and a unit, largest first: 1d, 12h, 30m, 10s, 250ms, 500us; e.g. 1h30m)";
+
 TEST(ParseDuration, GoodInputs) {
   using std::chrono::microseconds;
   const std::vector<std::pair<std::string, int64_t>> good = {{"250ms", 250'000},
@@ -924,21 +928,68 @@ TEST(ParseDuration, GoodInputs) {
 }
 
 TEST(ParseDuration, BadInputsNameTheText) {
-  for (const char* bad : {"", "10", "s", "1.5s", "-1s", "+1s", " 1s", "1s ", "30m1h", "1m1m", "1d", "1ms5s",
-                          "1H", "1h30", "ms", "1sm"}) {
+  for (const char* bad : {"", "10", "s", "1.5s", "-1s", "+1s", " 1s", "1s ", "30m1h", "1m1m", "1ms5s", "1H",
+                          "1h30", "ms", "1sm", "1D", "1 d", "1x", "garbage"}) {
+    auto d = ParseDuration(bad);
+    ASSERT_FALSE(d.ok()) << bad;
+    EXPECT_EQ(d.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(d.status().message(), "malformed duration '" + std::string(bad) + "' " + kDurationHint);
+  }
+}
+
+TEST(ParseDuration, DaysAndMicroseconds) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(ParseDuration("1d").value(), 24h);
+  EXPECT_EQ(ParseDuration("1d12h").value(), 36h);
+  EXPECT_EQ(ParseDuration("250us").value(), 250us);
+  EXPECT_EQ(ParseDuration("1s500ms").value(), 1500ms);
+  EXPECT_EQ(ParseDuration("1d1h1m1s1ms1us").value(), 24h + 1h + 1min + 1s + 1ms + 1us);
+}
+
+TEST(ParseDuration, UnitsGoLargestFirstEachAtMostOnce) {
+  for (const char* bad : {"30m1h", "12h1d", "1us1ms", "500ms1s", "1s1s", "1d1d", "1us1us", "1h1m1h"}) {
+    auto d = ParseDuration(bad);
+    ASSERT_FALSE(d.ok()) << bad;
+    EXPECT_EQ(d.status().message(), "malformed duration '" + std::string(bad) + "' " + kDurationHint);
+  }
+}
+
+TEST(ParseDuration, EmptyOrGarbageIsRefusedNamingTheInput) {
+  EXPECT_EQ(ParseDuration("").status().message(), "malformed duration '' " + kDurationHint);
+  EXPECT_EQ(ParseDuration("1x").status().message(), "malformed duration '1x' " + kDurationHint);
+  EXPECT_EQ(ParseDuration("soon").status().message(), "malformed duration 'soon' " + kDurationHint);
+  // Control characters are shown escaped, so the message stays one line.
+  EXPECT_EQ(ParseDuration("1s\n").status().message(), "malformed duration '1s\\x0a' " + kDurationHint);
+}
+
+TEST(ParseDuration, AtMostTenYears) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(ParseDuration("3650d").value(), 3650 * 24h);
+  EXPECT_EQ(ParseDuration("87600h").value(), 3650 * 24h);
+  for (const char* bad : {"3651d", "3650d1us", "87601h", "2562047788h", "99999999999999999999h"}) {
     auto d = ParseDuration(bad);
     ASSERT_FALSE(d.ok()) << bad;
     EXPECT_EQ(d.status().code(), Status::Code::kInvalidArgument);
     EXPECT_EQ(d.status().message(),
-              "malformed duration '" + std::string(bad) + "' (expected e.g. 250ms, 10s, 5m or 1h30m)");
+              "duration '" + std::string(bad) + "' is too long (at most 3650d, ten years)");
   }
-  auto d = ParseDuration("99999999999999999999h");
-  ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.status().message(), "duration '99999999999999999999h' is too long");
-  EXPECT_FALSE(ParseDuration("2562047789h").ok());  // just past what int64 microseconds hold
-  EXPECT_TRUE(ParseDuration("2562047788h").ok());
-  EXPECT_FALSE(ParseDuration("2562047788h55s").ok());
-  EXPECT_TRUE(ParseDuration("2562047788h54s").ok());
+}
+
+TEST(ValidateDocument, DurationsTakeDaysAndMicroseconds) {
+  Json d = Example();
+  d["policy"]["node_deadline"] = "1d";
+  d["policy"]["progress_deadline"] = "1d12h";
+  d["policy"]["min_healthy"] = "250us";
+  d["services"]["api"]["start_deadline"] = "1m30s500ms";
+  EXPECT_TRUE(Problems(d).empty()) << Dump(Problems(d));
+
+  d["policy"]["node_deadline"] = "30m1h";
+  d["policy"]["progress_deadline"] = "3651d";
+  EXPECT_EQ(Problems(d),
+            (std::vector<std::string>{
+                "policy.node_deadline: malformed duration '30m1h' " + kDurationHint,
+                "policy.progress_deadline: duration '3651d' is too long (at most 3650d, ten years)",
+            }));
 }
 
 // ----------------------------------------------------------------------------------------------------
