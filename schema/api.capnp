@@ -132,6 +132,7 @@ struct Info {
   leaseHolder @19 :Text;            # the coordinator as far as this node knows; empty when none
   leaseBallot @20 :UInt64;
   http @21 :Text;                   # where --http serves /metrics and /v1/; empty when off
+  phase @22 :Text;                  # starting | serving | leaving (what /health answers); empty from older daemons
 }
 
 struct Reply {

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "rollout_engine.h"
 #include "schema/api.capnp.h"
+#include "starling/api_json.h"
 #include "starling/capnp_bytes.h"
 #include "starling/membership/config.h"
 #include "starling/text.h"
@@ -324,6 +325,7 @@ void ApiService::FillInfo(api::Info::Builder info) const {
   Duration up = clock_.Now() - facts_.started_at;
   info.setUptimeSeconds(static_cast<uint64_t>(
       std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(up).count())));
+  info.setPhase(phase_);
 }
 
 store::Json ApiService::NodesJson() const {
@@ -503,45 +505,18 @@ void ApiService::Handle(ByteView bytes, Respond respond, Push push) {
 
 // ---- HTTP ------------------------------------------------------------------------------------
 
+// The same JSON as `starling members --format json` and `starling info
+// --format json`: built from the very reply the CLI gets.
 store::Json ApiService::MembersJson() const {
-  store::Json out = store::Json::array();
-  for (const auto& m : members_.Members())
-    out.push_back({{"name", m.name},
-                   {"addr", m.addr},
-                   {"status", std::string(membership::StatusName(m.status))},
-                   {"incarnation", m.incarnation},
-                   {"tags", m.tags},
-                   {"protocol_min", m.protocol_min},
-                   {"protocol_max", m.protocol_max}});
-  return out;
+  capnp::MallocMessageBuilder builder;
+  FillMembers(builder.initRoot<api::Reply>());
+  return api_json::Members(builder.getRoot<api::Reply>().asReader().getMembers());
 }
 
 store::Json ApiService::InfoJson() const {
-  const membership::Config& config = members_.config();
-  const membership::MemberView self = members_.Self();
-  const membership::MemberCounts counts = members_.Counts();
-  const store::Revision current = replicator_.log().Current();
-  const Lease::View lease = lease_.view();
-  const auto up = clock_.Now() - facts_.started_at;
-  return {{"name", self.name},
-          {"addr", self.addr},
-          {"cluster", config.cluster},
-          {"profile", config.timing.profile},
-          {"version", facts_.version},
-          {"incarnation", self.incarnation},
-          {"health_score", members_.HealthScore()},
-          {"members",
-           {{"alive", counts.alive}, {"suspect", counts.suspect}, {"failed", counts.failed}, {"left", counts.left}}},
-          {"tags", self.tags},
-          {"revision", current.id},
-          {"digest", replicator_.log().digest()},
-          {"entries", replicator_.log().entries()},
-          {"lease", {{"holder", lease.holder ? store::Json(*lease.holder) : store::Json(nullptr)},
-                     {"ballot", lease.ballot}}},
-          {"http", facts_.http},
-          {"phase", phase_},
-          {"data_dir", facts_.data_dir},
-          {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(up).count()}};
+  capnp::MallocMessageBuilder builder;
+  FillInfo(builder.initRoot<api::Reply>().initInfo());
+  return api_json::Info(builder.getRoot<api::Reply>().asReader().getInfo());
 }
 
 std::string ApiService::Metrics() const {

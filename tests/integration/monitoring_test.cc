@@ -231,6 +231,53 @@ TEST(Monitoring, JsonEndpointsSayWhatTheCliSays) {
   EXPECT_EQ(post->status, 405);
 }
 
+// The same keys at every level, and the same values except where `moving`
+// names a key whose value may change between two reads (counters, uptime).
+void ExpectSameShape(const json& a, const json& b, const std::set<std::string>& moving, const std::string& at = "") {
+  ASSERT_EQ(a.type(), b.type()) << at;
+  if (a.is_object()) {
+    std::set<std::string> ka, kb;
+    for (const auto& [k, _] : a.items()) ka.insert(k);
+    for (const auto& [k, _] : b.items()) kb.insert(k);
+    ASSERT_EQ(ka, kb) << "keys differ at " << (at.empty() ? "the top" : at);
+    for (const auto& k : ka) {
+      if (moving.count(k)) {
+        // A moving value: same type, and for an object the same keys.
+        ASSERT_EQ(a[k].type(), b[k].type()) << at << "." << k;
+        if (a[k].is_object()) {
+          std::set<std::string> ca, cb;
+          for (const auto& [c, _] : a[k].items()) ca.insert(c);
+          for (const auto& [c, _] : b[k].items()) cb.insert(c);
+          EXPECT_EQ(ca, cb) << at << "." << k;
+        }
+        continue;
+      }
+      ExpectSameShape(a[k], b[k], moving, at + "." + k);
+    }
+  } else {
+    EXPECT_EQ(a, b) << "at " << at;
+  }
+}
+
+// The README promises that /v1/members and /v1/info are `starling members
+// --format json` and `starling info --format json`.
+TEST(Monitoring, MembersAndInfoEndpointsAreTheCliJson) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3, 30s, {"--tag", "zone=a"}));
+  auto at = HttpOf(c, 2);
+  auto http_members = GetJson(at, "/v1/members");
+  auto cli_members = c.Members(2);
+  ASSERT_TRUE(http_members && cli_members);
+  EXPECT_EQ(*http_members, *cli_members) << http_members->dump() << "\n" << cli_members->dump();
+
+  auto http_info = GetJson(at, "/v1/info");
+  auto cli_info = c.Info(2);
+  ASSERT_TRUE(http_info && cli_info);
+  // Read one after the other: counters and uptime may have moved on.
+  ExpectSameShape(*http_info, *cli_info, {"counters", "uptime_seconds"});
+  EXPECT_EQ(cli_info->value("phase", ""), "serving");
+}
+
 TEST(Monitoring, HealthTurns503WhileLeaving) {
   LocalCluster c;
   ASSERT_TRUE(c.StartConverged(2));

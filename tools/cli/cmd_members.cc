@@ -10,40 +10,10 @@
 #include "commands.h"
 #include "flags.h"
 #include "output.h"
+#include "starling/api_json.h"
 
 namespace starling::cli {
 namespace {
-
-json InfoJson(api::Info::Reader info) {
-  json counters = json::object();
-  for (auto c : info.getCounters()) counters[c.getName().cStr()] = c.getValue();
-  return json{
-      {"name", info.getName().cStr()},
-      {"addr", info.getAddr().cStr()},
-      {"cluster", info.getCluster().cStr()},
-      {"profile", info.getProfile().cStr()},
-      {"incarnation", info.getIncarnation()},
-      {"health_score", info.getHealthScore()},
-      {"protocol_version", info.getProtocolVersion()},
-      {"version", info.getVersion().cStr()},
-      {"members",
-       {{"alive", info.getMembersAlive()},
-        {"suspect", info.getMembersSuspect()},
-        {"failed", info.getMembersFailed()},
-        {"left", info.getMembersLeft()}}},
-      {"counters", counters},
-      {"tags", TagMap(info.getTags())},
-      {"data_dir", info.getDataDir().cStr()},
-      {"uptime_seconds", info.getUptimeSeconds()},
-      {"revision", info.getRevision().cStr()},
-      {"digest", info.getDigest().cStr()},
-      {"entries", info.getEntries()},
-      {"lease",
-       {{"holder", info.getLeaseHolder().size() ? json(info.getLeaseHolder().cStr()) : json(nullptr)},
-        {"ballot", info.getLeaseBallot()}}},
-      {"http", info.getHttp().cStr()},
-  };
-}
 
 void PrintInfoTable(api::Info::Reader info) {
   std::vector<std::vector<std::string>> rows = {
@@ -110,12 +80,7 @@ void AddMembers(CLI::App& app, Context& ctx) {
               return it != tags.end() && it->second == f.second;
             });
             if (!match) continue;
-            out.push_back({{"name", m.getName().cStr()},
-                           {"addr", m.getAddr().cStr()},
-                           {"status", status},
-                           {"tags", tags},
-                           {"incarnation", m.getIncarnation()},
-                           {"protocol", {{"min", m.getProtocolMin()}, {"max", m.getProtocolMax()}}}});
+            out.push_back(api_json::Member(m));
             rows.push_back({m.getName().cStr(), m.getAddr().cStr(), status, TagText(tags)});
           }
           if (o->format == "json") {
@@ -234,7 +199,7 @@ void AddInfo(CLI::App& app, Context& ctx) {
         [&](api::Reply::Reader reply) {
           if (!reply.isInfo()) return Unexpected();
           if (*format == "json") {
-            PrintJson(InfoJson(reply.getInfo()));
+            PrintJson(api_json::Info(reply.getInfo()));
           } else {
             PrintInfoTable(reply.getInfo());
           }

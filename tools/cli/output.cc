@@ -26,12 +26,6 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
 
 void PrintJson(const json& value) { std::cout << value.dump(2) << "\n"; }
 
-std::map<std::string, std::string> TagMap(capnp::List<api::Tag>::Reader tags) {
-  std::map<std::string, std::string> out;
-  for (auto t : tags) out[t.getKey().cStr()] = t.getValue().cStr();
-  return out;
-}
-
 std::string TagText(const std::map<std::string, std::string>& tags) {
   std::string out;
   for (const auto& [k, v] : tags) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "schema/api.capnp.h"
+#include "starling/api_json.h"
 
 namespace starling::cli {
 
@@ -19,7 +20,7 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows);
 // `--format json`: indented by two, one trailing newline.
 void PrintJson(const json& value);
 
-std::map<std::string, std::string> TagMap(capnp::List<api::Tag>::Reader tags);
+using api_json::TagMap;
 
 // key=value,key=value in key order, as one table cell.
 std::string TagText(const std::map<std::string, std::string>& tags);
