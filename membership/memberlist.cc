@@ -292,35 +292,39 @@ class Memberlist::Impl {
     }
   }
 
-  Bytes HandleStream(const std::string& from, ByteView bytes) {
-    if (shutdown_ || left_) return {};
+  void HandleStream(const std::string& from, ByteView bytes, StreamReply reply) {
+    if (shutdown_ || left_) return reply({});
     counters_["stream_bytes_received"] += bytes.size();
     Bytes storage;
     ByteView opened;
     switch (Unseal(from, bytes, storage, opened)) {
       case Opened::kOk: break;
       case Opened::kClear:
-        return KeyRefusal("this cluster is encrypted and the request was not: the node needs the cluster key "
-                          "(--encrypt KEY or a keyring in its data dir)");
+        return reply(KeyRefusal("this cluster is encrypted and the request was not: the node needs the cluster key "
+                                "(--encrypt KEY or a keyring in its data dir)"));
       case Opened::kAuth:
-        return KeyRefusal("no key in this node's keyring opens the request: the requester's key is not the "
-                          "cluster's");
+        return reply(KeyRefusal("no key in this node's keyring opens the request: the requester's key is not the "
+                                "cluster's"));
       case Opened::kSealed:
-        return KeyRefusal("this node runs without a key, and the request was encrypted");
+        return reply(KeyRefusal("this node runs without a key, and the request was encrypted"));
     }
     auto decoded = wire::DecodeStreamRequest(opened, cfg_.cluster, cfg_.max_stream_bytes);
     if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
       Bad(*bad, from);
-      return {};
+      return reply({});
     }
     auto& req = std::get<wire::StreamRequest>(decoded);
     if (auto* user = std::get_if<wire::User>(&req.body)) {
-      if (!user_stream_) return {};
-      Bytes answer = user_stream_(from, user->data);
-      if (answer.empty()) return {};
-      Bytes reply = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::User{std::move(answer)}}));
-      counters_["stream_bytes_sent"] += reply.size();
-      return reply;
+      if (!user_stream_) return reply({});
+      std::weak_ptr<bool> alive = token_;
+      user_stream_(from, user->data, [this, alive, reply = std::move(reply)](Bytes answer) {
+        // Sealed when the answer is ready: the keyring may have rotated meanwhile.
+        if (alive.expired() || shutdown_ || answer.empty()) return reply({});
+        Bytes frame = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::User{std::move(answer)}}));
+        counters_["stream_bytes_sent"] += frame.size();
+        reply(std::move(frame));
+      });
+      return;
     }
     auto& pp = std::get<wire::PushPull>(req.body);
     ++counters_["push_pulls_received"];
@@ -328,13 +332,13 @@ class Memberlist::Impl {
       if (auto refusal = JoinRefusal(pp); !refusal.empty()) {
         ++counters_["name_conflicts"];
         spdlog::warn("refused join from {}: {}", from, refusal);
-        return Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::Refused{refusal}}));
+        return reply(Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::Refused{refusal}})));
       }
     }
-    Bytes reply = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{LocalState(false)}));
-    counters_["stream_bytes_sent"] += reply.size();
+    Bytes frame = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{LocalState(false)}));
+    counters_["stream_bytes_sent"] += frame.size();
     MergeRemote(pp);
-    return reply;
+    reply(std::move(frame));
   }
 
   // ---- reads --------------------------------------------------------------
@@ -1271,7 +1275,9 @@ Status Memberlist::ForceLeave(const std::string& name, bool prune) { return impl
 void Memberlist::SetTags(Tags tags) { impl_->SetTags(std::move(tags)); }
 void Memberlist::Shutdown() { impl_->Shutdown(); }
 void Memberlist::HandlePacket(const std::string& from, ByteView packet) { impl_->HandlePacket(from, packet); }
-Bytes Memberlist::HandleStream(const std::string& from, ByteView request) { return impl_->HandleStream(from, request); }
+void Memberlist::HandleStream(const std::string& from, ByteView request, StreamReply reply) {
+  impl_->HandleStream(from, request, std::move(reply));
+}
 std::vector<MemberView> Memberlist::Members() const { return impl_->Members(); }
 MemberView Memberlist::Self() const { return impl_->Self(); }
 size_t Memberlist::NumAlive() const { return impl_->NumAlive(); }

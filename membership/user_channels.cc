@@ -15,22 +15,30 @@ UserChannels::UserChannels(Memberlist& list) : list_(list) {
         }
         packet_[ch](from, data.subspan(1));
       },
-      [this](const std::string& from, ByteView data) -> Bytes {
+      [this](const std::string& from, ByteView data, Memberlist::StreamReply reply) {
         const size_t ch = data.empty() ? 0 : data[0];
+        if (ch < async_.size() && async_[ch]) return async_[ch](from, data.subspan(1), std::move(reply));
         if (ch >= stream_.size() || !stream_[ch]) {
           ++dropped_;
           spdlog::debug("dropped a user stream from {} for unknown channel {}", from, ch);
-          return {};
+          return reply({});
         }
-        return stream_[ch](from, data.subspan(1));
+        reply(stream_[ch](from, data.subspan(1)));
       });
 }
 
 UserChannels::~UserChannels() { list_.SetUserHandlers(nullptr, nullptr); }
 
-void UserChannels::On(Channel ch, Memberlist::UserPacketFn on_packet, Memberlist::UserStreamFn on_stream) {
+void UserChannels::On(Channel ch, Memberlist::UserPacketFn on_packet, SyncStreamFn on_stream) {
   packet_[static_cast<size_t>(ch)] = std::move(on_packet);
   stream_[static_cast<size_t>(ch)] = std::move(on_stream);
+  async_[static_cast<size_t>(ch)] = nullptr;
+}
+
+void UserChannels::OnAsync(Channel ch, Memberlist::UserPacketFn on_packet, Memberlist::UserStreamFn on_stream) {
+  packet_[static_cast<size_t>(ch)] = std::move(on_packet);
+  stream_[static_cast<size_t>(ch)] = nullptr;
+  async_[static_cast<size_t>(ch)] = std::move(on_stream);
 }
 
 Bytes UserChannels::Tagged(Channel ch, Bytes data) {

@@ -180,8 +180,10 @@ Artifacts::~Artifacts() {
 }
 
 void Artifacts::Start() {
-  channels_.On(membership::Channel::kArtifacts, nullptr,
-               [this](const std::string& from, ByteView data) { return HandleStream(from, data); });
+  channels_.OnAsync(membership::Channel::kArtifacts, nullptr,
+                    [this](const std::string& from, ByteView data, membership::Memberlist::StreamReply reply) {
+                      HandleStream(from, data, std::move(reply));
+                    });
   last_gc_ = clock_.Now();
   CountHeld();
   Refresh();
@@ -568,30 +570,33 @@ std::string Artifacts::NameOf(const std::string& addr) const {
   return "";
 }
 
-Bytes Artifacts::HandleStream(const std::string& from, ByteView data) {
+void Artifacts::HandleStream(const std::string& from, ByteView data, Reply reply) {
   auto req = DecodeArtifactRequest(data);
   if (!req.ok()) {
     ++stats_.bad_requests;
     spdlog::warn("artifact: a malformed request from {}: {}", from, req.status().message());
-    return EncodeArtifactReply(ArtifactReply{});
+    return reply(EncodeArtifactReply(ArtifactReply{}));
   }
-  return Serve(from, req->digest, req->chunk);
+  Serve(from, req->digest, req->chunk, std::move(reply));
 }
 
-Bytes Artifacts::Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk) {
+// Answers at once from what is in memory; a chunk's bytes are read on the
+// worker and sent when they are back.
+void Artifacts::Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk,
+                      Reply respond) {
   ArtifactReply reply;
   const bool complete = store_.Has(digest);
   auto d = downloads_.find(digest);
   const bool partial = d != downloads_.end() && d->second.ready;
-  if (!complete && !partial) return EncodeArtifactReply(reply);  // missing
+  if (!complete && !partial) return respond(EncodeArtifactReply(reply));  // missing
   std::optional<ArtifactManifest> m = partial ? d->second.m : CatalogEntry(replicator_.log().state(), digest);
-  if (!m) return EncodeArtifactReply(reply);
+  if (!m) return respond(EncodeArtifactReply(reply));
   if (!chunk) {
     reply.kind = ArtifactReply::kHave;
     reply.data = ToBitmap(complete ? std::vector<bool>(m->ChunkCount(), true) : d->second.have);
-    return EncodeArtifactReply(reply);
+    return respond(EncodeArtifactReply(reply));
   }
-  if (*chunk >= m->ChunkCount() || (!complete && !d->second.have[*chunk])) return EncodeArtifactReply(reply);
+  if (*chunk >= m->ChunkCount() || (!complete && !d->second.have[*chunk])) return respond(EncodeArtifactReply(reply));
   const std::string asker = NameOf(from);
   const Time now = clock_.Now();
   if (complete) {
@@ -601,20 +606,25 @@ Bytes Artifacts::Serve(const std::string& from, const std::string& digest, std::
     if (!last.first.empty() && last.first != asker && now - last.second < cfg_.reseed_window && AddrOf(last.first)) {
       reply.kind = ArtifactReply::kBusy;
       reply.busy = last.first;
-      return EncodeArtifactReply(reply);
+      return respond(EncodeArtifactReply(reply));
     }
     last = {asker, now};
   }
-  auto bytes = store_.ReadChunk(*m, *chunk);
-  if (!bytes.ok()) {
-    spdlog::error("artifact {}: cannot read chunk {}: {}", digest, *chunk, bytes.status().message());
-    return EncodeArtifactReply(ArtifactReply{});
-  }
-  reply.kind = ArtifactReply::kChunk;
-  reply.data = std::move(*bytes);
-  ++stats_.chunks_served;
-  stats_.bytes_served += reply.data.size();
-  return EncodeArtifactReply(reply);
+  auto bytes = std::make_shared<Result<Bytes>>(Status::Internal("not run"));
+  offload_([this, m = *m, index = *chunk, bytes] { *bytes = store_.ReadChunk(m, index); },
+           [this, digest, index = *chunk, bytes, respond = std::move(respond), alive = alive_] {
+             if (!*alive) return;
+             if (!bytes->ok()) {
+               spdlog::error("artifact {}: cannot read chunk {}: {}", digest, index, bytes->status().message());
+               return respond(EncodeArtifactReply(ArtifactReply{}));
+             }
+             ArtifactReply reply;
+             reply.kind = ArtifactReply::kChunk;
+             reply.data = std::move(**bytes);
+             ++stats_.chunks_served;
+             stats_.bytes_served += reply.data.size();
+             respond(EncodeArtifactReply(reply));
+           });
 }
 
 void Artifacts::Add(const std::string& path, const std::string& name, const std::string& version,

@@ -32,7 +32,7 @@
 // data dir once it has stayed unreferenced for `gc_grace`.
 //
 // Single-threaded on the protocol thread, except the file work handed to
-// `Offload` (adding, hashing whole files), which runs elsewhere and comes
+// `Offload` (every store call that reads or writes content or lists files), which runs elsewhere and comes
 // back on the protocol thread.
 #pragma once
 
@@ -135,7 +135,9 @@ class Artifacts final : public ArtifactSource {
   // each fetch, add and collection): reading it touches no file.
   size_t held() const { return held_; }
   // Stream requests from peers (Channel::kArtifacts).
-  Bytes HandleStream(const std::string& from, ByteView data);
+  // Where a stream request's reply goes (once, on the protocol thread).
+  using Reply = std::function<void(Bytes)>;
+  void HandleStream(const std::string& from, ByteView data, Reply reply);
 
  private:
   struct Peer {
@@ -175,7 +177,7 @@ class Artifacts final : public ArtifactSource {
   std::set<std::string> Referenced() const;
   std::optional<std::string> AddrOf(const std::string& name) const;
   std::string NameOf(const std::string& addr) const;
-  Bytes Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk);
+  void Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk, Reply respond);
 
   std::string self_;
   Clock& clock_;

@@ -334,7 +334,9 @@ void Daemon::ServeApi() {
 void Daemon::Serve() {
   transport_->Start(
       [this](const std::string& from, ByteView packet) { members_->HandlePacket(from, packet); },
-      [this](const std::string& from, ByteView request) { return members_->HandleStream(from, request); });
+      [this](const std::string& from, ByteView request, std::function<void(Bytes)> reply) {
+        members_->HandleStream(from, request, std::move(reply));
+      });
   if (http_) http_->Start();
   signals_ = std::make_unique<asio::signal_set>(io_, SIGINT, SIGTERM);
   WaitForSignal();

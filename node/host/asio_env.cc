@@ -186,10 +186,18 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
 
   void Answer(uint32_t length) {
     if (transport_->closed) return Stop();
-    Bytes reply;
+    auto self = shared_from_this();
     RunGuarded("stream handler", [&] {
-      reply = transport_->on_stream(from_, ByteView(reinterpret_cast<const uint8_t*>(body_.data()), length));
+      transport_->on_stream(from_, ByteView(reinterpret_cast<const uint8_t*>(body_.data()), length),
+                            [self](Bytes reply) { self->Reply(std::move(reply)); });
     });
+  }
+
+  void Reply(Bytes reply) {
+    // Past the deadline, or the transport closed, while the answer was made.
+    if (replied_) return;  // once; a second call would cut the write short
+    replied_ = true;
+    if (!socket_.is_open() || transport_->closed) return Stop();
     if (reply.empty()) return Stop();
     if (reply.size() > UINT32_MAX) {
       spdlog::error("stream to {}: reply of {} bytes cannot be framed", from_, reply.size());
@@ -213,6 +221,7 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   tcp::socket socket_;
   asio::steady_timer deadline_;
   std::string from_;
+  bool replied_ = false;
   std::array<uint8_t, 4> header_{};
   std::vector<uint64_t> body_;
   Bytes reply_;

@@ -44,8 +44,10 @@ class UdpTcpTransport final : public Transport {
  public:
   // `from` is the sender's "ip:port" (for streams, its ephemeral port).
   using PacketHandler = std::function<void(const std::string& from, ByteView packet)>;
-  // Returns the reply; empty closes the connection without one.
-  using StreamHandler = std::function<Bytes(const std::string& from, ByteView request)>;
+  // Gives the reply to `reply`, once, now or later on the io thread; empty
+  // closes the connection without one. The inbound deadline still holds.
+  using StreamHandler =
+      std::function<void(const std::string& from, ByteView request, std::function<void(Bytes)> reply)>;
 
   UdpTcpTransport(asio::io_context& io, size_t max_stream_bytes, Duration inbound_timeout);
   ~UdpTcpTransport() override;

@@ -329,26 +329,48 @@ void Cluster::Stream(int from, const std::string& to_addr, Bytes req, Duration t
   loop_.At(loop_.Now() + there, [this, from, to, from_gen, src, back, timeout, there, to_addr, done,
                                  req = std::move(req)] {
     Node& t = *nodes_[to];
-    Bytes reply;
-    if (t.up && Reachable(from, to)) reply = t.list->HandleStream(src, req);
-    stats_.stream_bytes += reply.size();
-    const bool ok = !reply.empty();
-    const Duration wait = ok ? back : std::min(back, timeout);
-    if (there + wait > timeout) {
-      loop_.At(loop_.Now() + (timeout - there), [this, from, from_gen, done, to_addr] {
-        if (nodes_[from]->up && nodes_[from]->generation == from_gen)
-          done(Status::Unavailable("timed out talking to " + to_addr));
-      });
-      return;
-    }
-    loop_.At(loop_.Now() + wait, [this, from, from_gen, done, ok, to_addr, reply = std::move(reply)]() mutable {
-      if (!nodes_[from]->up || nodes_[from]->generation != from_gen) return;
-      if (ok) {
-        done(std::move(reply));
-      } else {
-        done(Status::Unavailable("connection to " + to_addr + " refused or closed"));
-      }
+    // The reply may come later than now: a handler can answer after work
+    // it hands off. The time it takes counts against the timeout.
+    const Time arrived = loop_.Now();
+    // A reply that never comes (the handler's node went away first) still
+    // ends the exchange at the timeout, as a dead TCP peer would.
+    auto answered = std::make_shared<bool>(false);
+    loop_.At(arrived + (timeout - there), [this, from, from_gen, done, to_addr, answered] {
+      if (*answered) return;
+      *answered = true;
+      if (nodes_[from]->up && nodes_[from]->generation == from_gen)
+        done(Status::Unavailable("timed out talking to " + to_addr));
     });
+    auto deliver = [this, from, to, from_gen, back, timeout, there, to_addr, done, arrived,
+                    answered](Bytes reply) {
+      if (*answered) return;
+      *answered = true;
+      stats_.stream_bytes += reply.size();
+      const bool ok = !reply.empty() && nodes_[to]->up && Reachable(from, to);
+      const Duration spent = there + (loop_.Now() - arrived);
+      const Duration wait = ok ? back : std::min(back, timeout);
+      if (spent + wait > timeout) {
+        const Duration left = timeout > spent ? timeout - spent : Duration::zero();
+        loop_.At(loop_.Now() + left, [this, from, from_gen, done, to_addr] {
+          if (nodes_[from]->up && nodes_[from]->generation == from_gen)
+            done(Status::Unavailable("timed out talking to " + to_addr));
+        });
+        return;
+      }
+      loop_.At(loop_.Now() + wait, [this, from, from_gen, done, ok, to_addr, reply = std::move(reply)]() mutable {
+        if (!nodes_[from]->up || nodes_[from]->generation != from_gen) return;
+        if (ok) {
+          done(std::move(reply));
+        } else {
+          done(Status::Unavailable("connection to " + to_addr + " refused or closed"));
+        }
+      });
+    };
+    if (t.up && Reachable(from, to)) {
+      t.list->HandleStream(src, req, std::move(deliver));
+    } else {
+      deliver({});
+    }
   });
 }
 

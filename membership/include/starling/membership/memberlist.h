@@ -106,9 +106,12 @@ class Memberlist {
   void Shutdown();
 
   void HandlePacket(const std::string& from, ByteView packet);
-  // Handles one stream request and returns the reply frame (possibly empty
-  // when the request is dropped).
-  Bytes HandleStream(const std::string& from, ByteView request);
+  // Where a stream's reply frame goes: called once, on the protocol thread,
+  // now or later (a user-channel handler may answer after blocking work off
+  // the thread); empty drops the request.
+  using StreamReply = std::function<void(Bytes)>;
+  // Handles one stream request; the reply frame goes to `reply`.
+  void HandleStream(const std::string& from, ByteView request, StreamReply reply);
 
   // Reads.
   std::vector<MemberView> Members() const;  // sorted by name, ourselves included
@@ -128,8 +131,9 @@ class Memberlist {
   // all inside the same envelope (so the same cluster check and, later,
   // encryption apply). Handlers run on the protocol thread.
   using UserPacketFn = std::function<void(const std::string& from, ByteView data)>;
-  // Returns the reply payload; empty drops the request.
-  using UserStreamFn = std::function<Bytes(const std::string& from, ByteView data)>;
+  // Gives the reply payload to `reply`, once, now or later; empty drops the
+  // request. `data` is valid only during the call.
+  using UserStreamFn = std::function<void(const std::string& from, ByteView data, StreamReply reply)>;
   void SetUserHandlers(UserPacketFn on_packet, UserStreamFn on_stream);
   // The largest payload that fits a datagram's budget as one broadcast.
   size_t UserBroadcastBudget() const;

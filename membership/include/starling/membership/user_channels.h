@@ -22,7 +22,12 @@ class UserChannels {
   UserChannels(const UserChannels&) = delete;
   UserChannels& operator=(const UserChannels&) = delete;
 
-  void On(Channel ch, Memberlist::UserPacketFn on_packet, Memberlist::UserStreamFn on_stream = nullptr);
+  // A stream handler that answers at once: returns the reply payload (empty drops the request).
+  using SyncStreamFn = std::function<Bytes(const std::string& from, ByteView data)>;
+  void On(Channel ch, Memberlist::UserPacketFn on_packet, SyncStreamFn on_stream = nullptr);
+  // The same with a handler that may answer later (after work off the
+  // protocol thread), through the reply it is given.
+  void OnAsync(Channel ch, Memberlist::UserPacketFn on_packet, Memberlist::UserStreamFn on_stream);
 
   Memberlist& list() { return list_; }
   const Memberlist& list() const { return list_; }
@@ -36,7 +41,8 @@ class UserChannels {
   static Bytes Tagged(Channel ch, Bytes data);
   Memberlist& list_;
   std::array<Memberlist::UserPacketFn, 6> packet_;
-  std::array<Memberlist::UserStreamFn, 6> stream_;
+  std::array<SyncStreamFn, 6> stream_;
+  std::array<Memberlist::UserStreamFn, 6> async_;
   uint64_t dropped_ = 0;
 };
 
