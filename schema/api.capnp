@@ -16,6 +16,9 @@ struct Tag {
 
 struct Request {
   version @0 :UInt16;
+  # Proceed past a check that asks for it: names of nodes that are no
+  # member yet (apply's voters, voters --force-set, commission, decommission).
+  force @25 :Bool;
   union {
     members @1 :Void;
     join @2 :List(Text);            # seed addresses host:port

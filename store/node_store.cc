@@ -15,12 +15,15 @@
 //                      per-origin coverage, recent history and documents)
 //   lease/promised     the highest lease ballot this node promised as a
 //                      voter (uint64 LE); ballots must never go backwards
+//   agent/applied      what the node agent runs here (its JSON)
+//   node/tags          the tags set at run time (`starling tags`), a JSON
+//                      object, so that they outlive a restart
 //
 // Value layout, the same for every key:
 //   [0]       format version (kFormat = 1)
 //   [1]       record kind: 'N' name, 'G' generation, 'M' member address,
 //             'O' origin, 'E' log entry, 'S' log snapshot,
-//             'B' lease ballot
+//             'B' lease ballot, 'A' applied state, 'T' tags
 //   [2..6)    payload length, uint32 little-endian
 //   [6..6+n)  payload: name / address bytes, or the generation as uint32 LE
 //   [6+n..)   FNV-1a 32 of every byte before it, uint32 little-endian
@@ -57,12 +60,16 @@ constexpr char kKindBallot = 'B';
 constexpr char kKindEntry = 'E';
 constexpr char kKindSnapshot = 'S';
 constexpr char kKindApplied = 'A';
+constexpr char kKindTags = 'T';
 constexpr size_t kHeaderBytes = 6;
 constexpr size_t kChecksumBytes = 4;
 // Names and addresses are short; anything larger is damage, not data.
 constexpr size_t kMaxPayloadBytes = 4096;
 constexpr size_t kMaxAppliedBytes = 1u << 20;
 constexpr std::string_view kAppliedKey = "agent/applied";
+// Tags travel in every alive message: a few hundred bytes in practice.
+constexpr size_t kMaxTagsBytes = 64u << 10;
+constexpr std::string_view kTagsKey = "node/tags";
 // Log records carry documents.
 constexpr size_t kMaxLogPayloadBytes = 256u << 20;
 
@@ -127,6 +134,7 @@ Result<std::string> Decode(std::string_view key, char kind, std::string_view val
   uint32_t length = GetU32(value.substr(2));
   const size_t max = (kind == kKindEntry || kind == kKindSnapshot) ? kMaxLogPayloadBytes
                      : kind == kKindApplied                       ? kMaxAppliedBytes
+                     : kind == kKindTags                          ? kMaxTagsBytes
                                                                   : kMaxPayloadBytes;
   if (length > max || value.size() != kHeaderBytes + length + kChecksumBytes) {
     return corrupt("length does not match");
@@ -383,25 +391,36 @@ Status NodeStore::SaveBallot(uint64_t ballot) {
   return SaveU64(kBallotKey, kKindBallot, ballot);
 }
 
-Result<std::optional<std::string>> NodeStore::LoadApplied() {
+Result<std::optional<std::string>> NodeStore::LoadText(std::string_view key, char kind) {
   std::lock_guard lock(rep_->mu);
   std::string value;
-  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(kAppliedKey), &value);
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
-  if (!s.ok()) return FromRocks(s, "reading " + std::string(kAppliedKey) + " in " + rep_->dir);
-  Result<std::string> payload = Decode(kAppliedKey, kKindApplied, value);
+  if (!s.ok()) return FromRocks(s, "reading " + std::string(key) + " in " + rep_->dir);
+  Result<std::string> payload = Decode(key, kind, value);
   if (!payload.ok()) return payload.status();
   return std::optional<std::string>(std::move(payload).value());
 }
 
-Status NodeStore::SaveApplied(const std::string& json) {
-  if (json.size() > kMaxAppliedBytes)
-    return Status::InvalidArgument("applied state of " + std::to_string(json.size()) + " bytes is over the limit");
+Status NodeStore::SaveText(std::string_view key, char kind, size_t max, const std::string& text) {
+  if (text.size() > max)
+    return Status::InvalidArgument(std::string(key) + " of " + std::to_string(text.size()) +
+                                   " bytes is over the limit of " + std::to_string(max));
   std::lock_guard lock(rep_->mu);
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  return FromRocks(rep_->db->Put(wo, std::string(kAppliedKey), Encode(kKindApplied, json)),
-                   "writing " + std::string(kAppliedKey) + " in " + rep_->dir);
+  return FromRocks(rep_->db->Put(wo, std::string(key), Encode(kind, text)),
+                   "writing " + std::string(key) + " in " + rep_->dir);
 }
+
+Result<std::optional<std::string>> NodeStore::LoadApplied() { return LoadText(kAppliedKey, kKindApplied); }
+
+Status NodeStore::SaveApplied(const std::string& json) {
+  return SaveText(kAppliedKey, kKindApplied, kMaxAppliedBytes, json);
+}
+
+Result<std::optional<std::string>> NodeStore::LoadTags() { return LoadText(kTagsKey, kKindTags); }
+
+Status NodeStore::SaveTags(const std::string& json) { return SaveText(kTagsKey, kKindTags, kMaxTagsBytes, json); }
 
 }  // namespace starling::store

@@ -64,6 +64,7 @@ struct UnfreezeReq {};
 struct LifecycleReq {
   std::vector<std::string> nodes;
   std::string to;
+  bool force = false;
 };
 struct RolloutStartReq {
   std::string revision;
@@ -77,6 +78,7 @@ struct MonitorReq {
 };
 struct ForceVotersReq {
   std::vector<std::string> voters;
+  bool force = false;
 };
 struct KeysReq {
   std::string op, key;
@@ -154,6 +156,7 @@ Result<Request> Decode(ByteView bytes) {
       case api::Request::APPLY: {
         auto a = req.getApply();
         ApplyRequest apply{Text(a.getDocument()), Text(a.getSource()), Text(a.getBase())};
+        apply.force = req.getForce();
         for (auto t : a.getSettings()) apply.settings.emplace_back(Text(t.getKey()), Text(t.getValue()));
         return Request(std::move(apply));
       }
@@ -181,6 +184,7 @@ Result<Request> Decode(ByteView bytes) {
         LifecycleReq l;
         for (capnp::Text::Reader n : req.getLifecycle().getNodes()) l.nodes.push_back(Name(n));
         l.to = Text(req.getLifecycle().getTo());
+        l.force = req.getForce();
         return Request(std::move(l));
       }
       case api::Request::ROLLOUT_START:
@@ -202,6 +206,7 @@ Result<Request> Decode(ByteView bytes) {
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
         for (capnp::Text::Reader v : req.getVotersForceSet()) f.voters.push_back(Name(v));
+        f.force = req.getForce();
         return Request(std::move(f));
       }
     }
@@ -244,7 +249,12 @@ ApiService::ApiService(membership::Memberlist& members, store::Replicator& repli
       replicator_(replicator),
       lease_(lease),
       soft_(soft),
-      state_(replicator),
+      state_(replicator,
+             [&members] {
+               std::vector<std::string> names;
+               for (const auto& m : members.Members()) names.push_back(m.name);
+               return names;
+             }),
       clock_(clock),
       facts_(std::move(facts)),
       leave_(std::move(leave)) {}
@@ -345,14 +355,17 @@ store::Json ApiService::NodesJson() const {
         lifecycle = node["lifecycle"].get<std::string>();
     }
     if (lifecycle == "commissioned" && rollout &&
-        std::find(rollout->batch.begin(), rollout->batch.end(), name) != rollout->batch.end())
+        std::find(rollout->batch.begin(), rollout->batch.end(), name) != rollout->batch.end() &&
+        !(rollout->nodes.count(name) && rollout->nodes.at(name).done))
       lifecycle = "upgrading";
     auto report = soft_.Get(name);
     out.push_back({{"name", name},
                    {"lifecycle", lifecycle},
                    {"status", status},
                    {"applied_revision", report ? store::Json(report->applied_revision) : store::Json(nullptr)},
-                   {"healthy", report ? store::Json(report->healthy) : store::Json(nullptr)},
+                   // As the health gate counts it: a dead node's last report does not.
+                   {"healthy", report ? store::Json(report->healthy && status == "alive" && soft_.Fresh(name))
+                                      : store::Json(nullptr)},
                    {"phase", report ? store::Json(report->phase) : store::Json(nullptr)},
                    {"outputs", report ? store::Json(report->outputs) : store::Json::object()}});
   }
@@ -413,7 +426,12 @@ void ApiService::HandleMembership(Request& request, Respond respond, Push push) 
       tags[key] = value;
     }
     for (const std::string& key : change->del) tags.erase(key);
-    if (!change->set.empty() || !change->del.empty()) members_.SetTags(std::move(tags));
+    if (tags == members_.Self().tags) return respond(InfoReply());
+    if (save_tags_) {
+      if (Status s = save_tags_(tags); !s.ok())
+        return respond(ErrorReply("tags: not changed, they could not be saved: " + s.message()));
+    }
+    members_.SetTags(std::move(tags));
     return respond(InfoReply());
   }
 
@@ -462,12 +480,12 @@ void ApiService::HandleState(Request& request, Respond respond) {
   if (auto* l = std::get_if<LifecycleReq>(&request)) {
     if (l->to != "commissioned" && l->to != "decommissioned")
       return respond(ErrorReply("unknown lifecycle '" + l->to + "' (expected commissioned or decommissioned)"));
-    return text(state_.SetLifecycle(l->nodes, l->to));
+    return text(state_.SetLifecycle(l->nodes, l->to, l->force));
   }
   if (auto* r = std::get_if<RolloutStartReq>(&request))
     return text(RequestRollout(replicator_, r->revision, members_.config().name));
   if (std::holds_alternative<RolloutStatusReq>(request))
-    return respond(TextReply(RolloutStatus(replicator_.log().state(), members_, soft_).dump()));
+    return respond(TextReply(RolloutStatus(replicator_.log(), members_, soft_).dump()));
   if (auto* r = std::get_if<RolloutControlReq>(&request))
     return text(ControlRollout(replicator_, r->action, members_.config().name));
   if (std::holds_alternative<LeaseReq>(request)) {
@@ -485,7 +503,9 @@ void ApiService::HandleState(Request& request, Respond respond) {
     if (f->voters.empty()) return respond(ErrorReply("voters --force-set needs at least one node name"));
     // Through apply, so the set is validated like any document.
     store::Json doc = {{"voters", f->voters}};
-    return text(state_.Apply(ApplyRequest{doc.dump(), "voters --force-set", ""}));
+    ApplyRequest apply{doc.dump(), "voters --force-set", ""};
+    apply.force = f->force;
+    return text(state_.Apply(apply));
   }
 
   respond(ErrorReply("request kind not handled by this daemon"));
@@ -607,7 +627,7 @@ std::string ApiService::Metrics() const {
   m.Family("starling_lease_ballot", "gauge", "Ballot of the lease as this node knows it.");
   m.Sample("starling_lease_ballot", static_cast<double>(lease.ballot));
 
-  const store::Json rollout = RolloutStatus(log.state(), members_, soft_);
+  const store::Json rollout = RolloutStatus(log, members_, soft_);
   m.Family("starling_rollout_info", "gauge", "Always 1; the rollout's state and revision in labels.");
   m.Sample("starling_rollout_info",
            {{"state", rollout.value("state", "")}, {"revision", rollout.value("revision", "")}}, 1);
@@ -642,7 +662,7 @@ HttpReply ApiService::HandleHttp(const std::string& path) const {
   if (path == "/v1/members") return json(MembersJson());
   if (path == "/v1/info") return json(InfoJson());
   if (path == "/v1/nodes") return json(NodesJson());
-  if (path == "/v1/rollout") return json(RolloutStatus(replicator_.log().state(), members_, soft_));
+  if (path == "/v1/rollout") return json(RolloutStatus(replicator_.log(), members_, soft_));
   if (path == "/v1/state") {
     const store::DesiredLog& log = replicator_.log();
     return json({{"revision", log.Current().id}, {"digest", log.digest()}, {"document", log.state().Document()}});

@@ -62,6 +62,10 @@ class ApiService {
   // Runs an `artifact` command; answers JSON text, later.
   using ArtifactsFn = std::function<void(const ArtifactCommand&, std::function<void(Result<store::Json>)> done)>;
   void SetArtifacts(ArtifactsFn artifacts) { artifacts_ = std::move(artifacts); }
+  // Makes the tags set by a `tags` request outlive a restart; a failure
+  // refuses the change.
+  using SaveTagsFn = std::function<Status(const membership::Tags&)>;
+  void SetSaveTags(SaveTagsFn save) { save_tags_ = std::move(save); }
   // Adds families to /metrics (for parts of the daemon this does not hold).
   void AddMetrics(std::function<void(MetricsText&)> fn) { extra_metrics_.push_back(std::move(fn)); }
 
@@ -101,6 +105,7 @@ class ApiService {
   MonitorFn monitor_;
   KeysFn keys_;
   ArtifactsFn artifacts_;
+  SaveTagsFn save_tags_;
   std::vector<std::function<void(MetricsText&)>> extra_metrics_;
 };
 

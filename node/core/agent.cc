@@ -176,7 +176,7 @@ void NodeAgent::Refresh() {
     Save();
   }
   auto a = record->nodes.find(self_);
-  if (a == record->nodes.end() || a->second.batch != record->batch_no ||
+  if (a == record->nodes.end() || a->second.batch != record->batch_no || a->second.done ||
       std::find(record->batch.begin(), record->batch.end(), self_) == record->batch.end())
     return;
   auto key = std::make_pair(a->second.revision, a->second.batch);

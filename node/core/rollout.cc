@@ -192,7 +192,7 @@ Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
     }
   }
   if (!rd.error.empty()) return Status::Corruption("rollout record: " + rd.error);
-  static const std::set<std::string> kStates = {"running", "paused", "succeeded", "failed", "reverted"};
+  static const std::set<std::string> kStates = {"running", "paused", "succeeded", "incomplete", "failed", "reverted"};
   if (!kStates.count(r.state)) return Status::Corruption("rollout record: unknown state '" + r.state + "'");
   return r;
 }
@@ -321,7 +321,7 @@ bool RolloutPlanner::Done(const NodeView& v, const std::string& revision, bool g
     return false;
   }
   if (!gate) return true;
-  if (!v.healthy) {
+  if (!v.Serving()) {
     healthy_since_.erase(v.name);
     return false;
   }
@@ -344,6 +344,11 @@ struct RolloutPlanner::Pass {
     Log("rollout " + std::to_string(r.id) + " " + state + (reason.empty() ? "" : ": " + reason));
   }
   bool Active() const { return r.state == "running" || r.state == "paused"; }
+  // Operators count batches within a rollout; batch_no is the fencing
+  // sequence nodes check their assignment against, and never repeats.
+  std::string Batch() const {
+    return r.batches == 0 ? "the previous rollout's batch" : "batch " + std::to_string(r.batches);
+  }
 };
 
 RolloutPlanner::Step RolloutPlanner::Advance(const Inputs& in) {
@@ -438,44 +443,50 @@ void RolloutPlanner::JudgeBatch(Pass& pass) {
     if (!batch_seen_ || batch_seen_->first != r.batch_no) batch_seen_ = std::make_pair(r.batch_no, in.now);
     const bool past_deadline = in.now - batch_seen_->second > policy.node_deadline;
     std::vector<std::string> keep;
+    bool complete = true;
     for (const auto& name : r.batch) {
       auto it = pass.view.find(name);
-      const Assignment& a = r.nodes[name];
+      Assignment& a = r.nodes[name];
       if (it == pass.view.end() || !it->second->commissioned) {
-        pass.Log(name + " left batch " + std::to_string(r.batch_no) + " (decommissioned)");
+        pass.Log(name + " left " + pass.Batch() + " (decommissioned)");
         continue;
       }
-      if (!it->second->reachable) {
-        // Its service may be down because of us: it stays in flight until
-        // the deadline, then the rollout goes on without it (not a failure:
-        // it is brought to the revision when it is back).
-        if (past_deadline) {
-          pass.Log(name + " left batch " + std::to_string(r.batch_no) + " (down past its deadline)");
-          continue;
-        }
-        keep.push_back(name);
-        continue;
-      }
-      const NodeView& v = *it->second;
-      if (Done(v, a.revision, policy.health_gate, policy.min_healthy, in.now)) {
-        pass.Log(name + " is healthy on " + a.revision);
-        r.nodes[name].done = true;
-        continue;
-      }
-      if (v.reported && v.phase == "failed" && v.target == a.revision) {
-        new_failures.push_back(name);
-        continue;
-      }
-      // A suspect past its deadline may be down (then it leaves the batch
-      // without failing, above) or slow: judge it once membership has
-      // decided, which the suspicion timeout bounds.
-      if (past_deadline && !v.suspect) {
-        pass.Log(name + " missed its deadline");
-        new_failures.push_back(name);
+      if (it->second->left) {
+        pass.Log(name + " left " + pass.Batch() + " (it left the cluster)");
         continue;
       }
       keep.push_back(name);
+      const NodeView& v = *it->second;
+      // Done nodes stay in the batch until all of it is: the next batch
+      // starts only while every one of them is still alive and healthy.
+      if (v.reachable && Done(v, a.revision, policy.health_gate, policy.min_healthy, in.now)) {
+        if (!a.done) pass.Log(name + " is healthy on " + a.revision);
+        a.done = true;
+        continue;
+      }
+      if (a.done) {
+        pass.Log(name + " is not healthy on " + a.revision + " any more");
+        a.done = false;
+      }
+      const bool failed = v.reported && v.phase == "failed" && v.target == a.revision;
+      if (!v.reachable && past_deadline) {
+        // Its service may be down because of us: it holds back the next
+        // batch until it is back and healthy, or until its deadline, when it
+        // counts as failed (a node that stays down after its stop may be
+        // the new revision's doing).
+        pass.Log(name + " is down past its deadline");
+      } else if (v.reachable && !failed && past_deadline && !v.suspect) {
+        // A suspect past its deadline may be down or slow: it is judged once
+        // membership has decided, which the suspicion timeout bounds.
+        pass.Log(name + " missed its deadline");
+      } else if (!(v.reachable && failed)) {
+        complete = false;
+        continue;
+      }
+      new_failures.push_back(name);
+      keep.pop_back();
     }
+    if (complete) keep.clear();
     r.batch = std::move(keep);
   }
   if (new_failures.empty()) return;
@@ -507,36 +518,71 @@ void RolloutPlanner::FailOrRevert(Pass& pass, bool late) {
 
 namespace {
 
-// Out of service: busy, failed or unhealthy. Whatever the cause, they use up
-// the batch's room, so that a batch never takes the count of nodes out of
-// service past its size.
-bool OutOfService(const NodeView& v) { return IsBusy(v.phase) || v.phase == "failed" || !v.healthy; }
+// Out of service: down, busy, failed, or not serving by its latest word.
+// Whatever the cause, they use up the batch's room, so that a batch never
+// takes the count of nodes out of service past its size.
+bool OutOfService(const NodeView& v) { return IsBusy(v.phase) || v.phase == "failed" || !v.Serving(); }
+
+// Out of service by a fresh word from a node membership says is alive: only
+// then is moving it free. A stale or suspect node may well be serving; it
+// counts as out for the room and still costs room when chosen.
+bool KnownOut(const NodeView& v) {
+  return v.reachable && !v.suspect && v.fresh && (IsBusy(v.phase) || v.phase == "failed" || !v.healthy);
+}
 
 }  // namespace
 
-// The next batch: while running, and after success or revert to bring late
-// nodes to the settled revision.
+// The next batch: while running, and after the rollout settled to bring
+// late nodes to the settled revision.
 void RolloutPlanner::NextBatch(Pass& pass) {
   RolloutRecord& r = pass.r;
-  const bool catch_up = r.state == "succeeded" || r.state == "reverted";
+  const Inputs& in = pass.in;
+  const bool catch_up = r.state == "succeeded" || r.state == "incomplete" || r.state == "reverted";
   if (!r.batch.empty() || !(r.state == "running" || catch_up)) return;
   const std::string target = r.target();
+  if (r.state == "running" && r.batches > 0) {
+    // The batch before must still be serving when the next one starts: a
+    // node that went down or unhealthy after it was done holds it back.
+    std::vector<std::string> lapsed;
+    for (const auto& [name, a] : r.nodes) {
+      if (a.batch != r.batch_no || !a.done || r.failed.count(name)) continue;
+      auto it = pass.view.find(name);
+      if (it == pass.view.end() || !it->second->commissioned || it->second->left) continue;
+      if (in.policy.health_gate ? !it->second->Serving() : !it->second->reachable) lapsed.push_back(name);
+    }
+    if (!lapsed.empty()) {
+      const std::string why = "waiting: " + JoinNames(lapsed) + " of " + pass.Batch() + " is not healthy any more";
+      if (r.reason != why && !r.reverting) r.reason = why;
+      return;
+    }
+  }
   std::vector<const NodeView*> candidates;
+  std::vector<std::string> off_target, out_names;
   size_t eligible = 0, busy = 0, out_elsewhere = 0, out_candidates = 0;
-  for (const auto& v : pass.in.nodes) {
-    if (!v.commissioned) continue;
+  for (const auto& v : in.nodes) {
+    // A node that left on purpose is not in service and not ours to move:
+    // it is brought to the revision when it joins again.
+    if (!v.commissioned || v.left) continue;
     ++eligible;
-    if (!v.reachable || !v.reported) continue;
+    const bool on_target = in.OnRevision(v, target) && v.phase != "failed";
+    if (!v.reachable || !v.reported) {
+      // Down, and not because of us (a batch node that goes down holds back
+      // the next batch, above): it is brought to the revision when it is
+      // back, and until then the rollout cannot say it succeeded.
+      if (!on_target) off_target.push_back(v.name + (v.reachable ? " (no report yet)" : " (down)"));
+      continue;
+    }
     bool candidate = true;
     if (IsBusy(v.phase)) {
       ++busy;
       candidate = false;
-    } else if (v.applied == target && v.phase != "failed") {
+    } else if (on_target) {
       // A node that failed may run part of the new revision whatever it
       // reports as applied: only a finished job counts.
       candidate = false;
     } else if (!r.reverting && r.failed.count(v.name)) {
       candidate = false;
+      off_target.push_back(v.name + " (failed)");
     } else if (r.reverting && !catch_up) {
       auto a = r.nodes.find(v.name);
       candidate = v.applied == r.revision || r.failed.count(v.name) ||
@@ -548,28 +594,45 @@ void RolloutPlanner::NextBatch(Pass& pass) {
     } else {
       out_elsewhere += OutOfService(v);
     }
+    if (OutOfService(v)) out_names.push_back(v.name);
   }
   if (candidates.empty()) {
-    if (r.state == "running" && busy == 0) {
-      if (r.reverting) pass.Settle("reverted", r.reason);
-      else pass.Settle("succeeded", r.failed.empty() ? "" : "tolerated failures on " + JoinNames({r.failed.begin(), r.failed.end()}));
+    if (busy > 0) return;
+    if (r.state == "running") {
+      if (r.reverting) {
+        pass.Settle("reverted", r.reason);
+      } else if (off_target.empty()) {
+        pass.Settle("succeeded", r.failed.empty() ? "" : "tolerated failures on " + JoinNames({r.failed.begin(), r.failed.end()}));
+      } else {
+        pass.Settle("incomplete", "not on " + target + ": " + JoinNames(off_target) +
+                                      "; down nodes are brought to it when they are back, failed ones by a new "
+                                      "rollout");
+      }
+    } else if (r.state == "incomplete" && off_target.empty()) {
+      pass.Settle("succeeded", "every node caught up");
     }
     return;
   }
-  ChooseBatch(pass, candidates, eligible, out_elsewhere + out_candidates);
+  const std::string why_waiting = "waiting for room: out of service: " + JoinNames(out_names);
+  const uint64_t before = r.batch_no;
+  if (!ChooseBatch(pass, candidates, eligible, out_elsewhere + out_candidates)) {
+    if (r.state == "running" && !r.reverting && r.reason != why_waiting) r.reason = why_waiting;
+  } else if (r.batch_no != before && !out_names.empty()) {
+    pass.Log("out of service already: " + JoinNames(out_names));
+  }
 }
 
 // Fills the batch from `candidates` in rank order, one role group at a time,
 // within the room the nodes already out of service leave.
-void RolloutPlanner::ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible,
+bool RolloutPlanner::ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible,
                                  size_t out_now) {
   RolloutRecord& r = pass.r;
   const RolloutPolicy& policy = pass.in.policy;
   auto rank = [&](const NodeView* v) {
     // Reverting: the failed nodes first. Within a role, nodes already
-    // out of service first: moving them costs no room.
+    // known to be out of service first: moving them costs no room.
     size_t first = r.reverting && r.failed.count(v->name) ? 0 : 1;
-    return std::make_tuple(first, RoleRank(policy.role_order, v->roles), OutOfService(*v) ? 0 : 1, v->name);
+    return std::make_tuple(first, RoleRank(policy.role_order, v->roles), KnownOut(*v) ? 0 : 1, v->name);
   };
   std::sort(candidates.begin(), candidates.end(),
             [&](const NodeView* a, const NodeView* b) { return rank(a) < rank(b); });
@@ -581,28 +644,33 @@ void RolloutPlanner::ChooseBatch(Pass& pass, std::vector<const NodeView*>& candi
     if (chosen.size() >= size) break;
     auto k = rank(v);
     if (std::make_pair(std::get<0>(k), std::get<1>(k)) != group) break;  // role order: one group at a time
-    if (!OutOfService(*v)) {
+    if (!KnownOut(*v)) {
       if (room == 0) break;
       --room;
     }
     chosen.push_back(v->name);
   }
-  if (chosen.empty()) return;
+  if (chosen.empty()) return false;
   const std::string target = r.target();
   ++r.batch_no;
   ++r.batches;
   for (const auto& name : chosen) r.nodes[name] = Assignment{target, r.batch_no, false};
   r.batch = chosen;
   batch_seen_ = std::make_pair(r.batch_no, pass.in.now);
-  pass.Log("batch " + std::to_string(r.batch_no) + " to " + target + ": " + JoinNames(chosen));
+  if (r.reason.rfind("waiting", 0) == 0) r.reason.clear();
+  pass.Log(pass.Batch() + " of rollout " + std::to_string(r.id) + " to " + target + ": " + JoinNames(chosen));
+  return true;
 }
 
-std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v) {
-  bool in_batch = std::find(r.batch.begin(), r.batch.end(), v.name) != r.batch.end();
-  if (in_batch) return r.reverting ? "reverting" : "upgrading";
+std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v, bool on_target) {
+  // Whatever the record says, a node that is not there is not done.
+  if (v.left) return "left";
+  if (!v.reachable) return "down";
   // The record first: every node shows the holder's view, whatever its own
   // copy of the reports says yet.
   auto a = r.nodes.find(v.name);
+  bool in_batch = std::find(r.batch.begin(), r.batch.end(), v.name) != r.batch.end();
+  if (in_batch && !(a != r.nodes.end() && a->second.done)) return r.reverting ? "reverting" : "upgrading";
   const bool finished = a != r.nodes.end() && a->second.done && a->second.revision == r.target();
   if (r.reverting && !r.from.empty() && (finished || v.applied == r.from)) {
     // Assigned during this rollout: touched, then brought back.
@@ -610,9 +678,7 @@ std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v) {
     if (r.failed.count(v.name) || touched) return "reverted";
   }
   if (r.failed.count(v.name)) return "failed";
-  if (finished) return "done";
-  if (!v.reachable) return "down";
-  if (v.applied == r.target()) return "done";
+  if (finished || on_target) return "done";
   return "pending";
 }
 

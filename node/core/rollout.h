@@ -19,16 +19,23 @@
 //    one stopped: finished nodes report the target and are not touched
 //    again, and the nodes of the recorded batch stay the batch.
 //
-// Safety: a batch starts only when the previous one is done (every node of
-// it applied and healthy for `min_healthy`), failed, or out of reach; so at
-// most one batch of nodes is ever between stop and healthy because of the
-// rollout. A node of the batch that goes down stays in flight until the
-// node deadline (its service may be down because of us), then leaves the
-// batch without counting as a failure; it is assigned again, in a later
-// batch, once it is back. Nodes busy on their own (verifying after a
-// restart) take room in the next batch.
+// Safety: a batch starts only when every node of the previous one is done
+// (it applied the revision and, on a fresh report while membership says it
+// is alive, has been healthy for `min_healthy`) or failed; so at most one
+// batch of nodes is ever between stop and healthy because of the rollout.
+// A node of the batch that goes down holds the next batch back until it is
+// back and healthy, or until the node deadline, when it counts as failed (a
+// node that stays down after its stop may be the new revision's doing).
+// Nodes out of service for other reasons (busy verifying after a restart,
+// unhealthy, suspect, or on a stale report) take room in the next batch;
+// moving one is free only when its own fresh report says it is out. Nodes
+// down before they were batched are not batched: the rollout ends
+// `incomplete` with them off the revision, and catch-up brings them to it
+// when they are back (the rollout then turns `succeeded`). Nodes that left
+// on purpose are neither batched nor waited for.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -78,10 +85,15 @@ struct RolloutRecord {
   uint64_t id = 0;
   std::string revision;  // the target
   std::string from;      // the last revision healthy on every node: the revert target
-  std::string state;     // running | paused | succeeded | failed | reverted
+  // running | paused | succeeded | incomplete | failed | reverted; incomplete:
+  // ran to the end with nodes left off the revision (down or failed), and
+  // turns succeeded once catch-up brings them.
+  std::string state;
   bool reverting = false;
   uint64_t ballot = 0;
-  uint64_t batch_no = 0;    // grows with every batch, across rollouts' catch-up too
+  // Grows with every batch, across rollouts: the fencing sequence of
+  // assignments. Operators see `batches` (1 for a rollout's first batch).
+  uint64_t batch_no = 0;
   uint64_t batches = 0;     // batches this rollout has started (the ramp index)
   std::vector<std::string> batch;  // the nodes of the current batch
   std::map<std::string, Assignment> nodes;
@@ -92,7 +104,9 @@ struct RolloutRecord {
   std::string by;      // who asked for it
   uint64_t control = 0;  // the last control request taken
 
-  bool settled() const { return state == "succeeded" || state == "failed" || state == "reverted"; }
+  bool settled() const {
+    return state == "succeeded" || state == "incomplete" || state == "failed" || state == "reverted";
+  }
   // The revision nodes are being moved to now.
   const std::string& target() const { return reverting ? from : revision; }
   store::Json ToJson() const;
@@ -144,13 +158,19 @@ struct NodeView {
   std::string name;
   bool reachable = false;     // alive or suspect in this node's membership view
   bool suspect = false;       // suspect: maybe down, not yet known
+  bool left = false;          // left the cluster on purpose (`leave`)
   bool commissioned = false;
   std::vector<std::string> roles;
+  std::string roles_tag;  // its membership tag `roles`, for NodeRoles
   bool reported = false;  // a report has arrived
+  bool fresh = false;     // ... and been heard again lately (SoftState::Fresh)
   std::string applied;    // applied revision
   std::string target;     // the revision it is working on or failed on
   bool healthy = false;
   std::string phase;
+  // Healthy as the gate counts it: on a fresh report while membership says
+  // alive. A node killed right after reporting healthy is not.
+  bool Serving() const { return reachable && !suspect && !left && fresh && healthy; }
 };
 
 // `starling graph` as JSON: {"services": [{"name", "nodes": [...]}], "nodes":
@@ -180,6 +200,12 @@ class RolloutPlanner {
     bool frozen = false;
     Time now{};           // the holder's monotonic time
     int64_t wall_us = 0;  // wall time, for the record
+    // Whether a node on its applied revision already runs what `revision`
+    // would give it; unset: only the same revision id does.
+    std::function<bool(const NodeView&, const std::string& revision)> same_content;
+    bool OnRevision(const NodeView& v, const std::string& revision) const {
+      return v.applied == revision || (same_content && !v.applied.empty() && same_content(v, revision));
+    }
   };
   // Starts a requested rollout, applies pause/resume/abort, judges the batch
   // in flight, fails or reverts past the threshold, then picks the next batch.
@@ -197,7 +223,8 @@ class RolloutPlanner {
   void JudgeBatch(Pass& pass);
   void FailOrRevert(Pass& pass, bool late);
   void NextBatch(Pass& pass);
-  void ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible, size_t out_now);
+  // False when no node fits in the room left.
+  bool ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible, size_t out_now);
   bool Done(const NodeView& v, const std::string& revision, bool gate, Duration min_healthy, Time now);
 
   std::optional<std::pair<uint64_t, Time>> batch_seen_;  // batch_no, when first seen
@@ -206,7 +233,8 @@ class RolloutPlanner {
 };
 
 // Per-node rollout phase for status: pending, upgrading, done, failed, down,
-// reverting, reverted.
-std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v);
+// left, reverting, reverted. `on_target`: the node runs what the rollout's
+// target gives it (Inputs::OnRevision).
+std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v, bool on_target);
 
 }  // namespace starling::node

@@ -32,8 +32,10 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
     v.name = m.name;
     v.reachable = m.status == membership::MemberStatus::kAlive || m.status == membership::MemberStatus::kSuspect;
     v.suspect = m.status == membership::MemberStatus::kSuspect;
+    v.left = m.status == membership::MemberStatus::kLeft;
     auto tag = m.tags.find("roles");
-    v.roles = NodeRoles(doc, m.name, tag == m.tags.end() ? "" : tag->second);
+    v.roles_tag = tag == m.tags.end() ? "" : tag->second;
+    v.roles = NodeRoles(doc, m.name, v.roles_tag);
   }
   if (auto n = doc.find("nodes"); n != doc.end() && n->is_object()) {
     for (const auto& [name, _] : n->items()) {
@@ -49,6 +51,7 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
     v.commissioned = Commissioned(doc, name);
     if (auto r = soft.Get(name)) {
       v.reported = true;
+      v.fresh = soft.Fresh(name);
       v.applied = r->applied_revision;
       v.target = r->target;
       v.healthy = r->healthy;
@@ -59,7 +62,27 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
   return out;
 }
 
-Json RolloutStatus(const store::State& st, const membership::Memberlist& members, const SoftState& soft) {
+const Json* ContentMatch::Doc(const std::string& id) {
+  auto it = docs_.find(id);
+  if (it == docs_.end()) {
+    auto doc = log_.DocumentAt(id);
+    it = docs_.emplace(id, doc.ok() ? std::optional<Json>(std::move(doc).value()) : std::nullopt).first;
+  }
+  return it->second ? &*it->second : nullptr;
+}
+
+bool ContentMatch::operator()(const NodeView& v, const std::string& revision) {
+  const Json* have = Doc(v.applied);
+  const Json* want = Doc(revision);
+  // A revision this node cannot read any more: only the id can tell.
+  if (!have || !want) return v.applied == revision;
+  return NodeSpec(*have, NodeRoles(*have, v.name, v.roles_tag)) ==
+         NodeSpec(*want, NodeRoles(*want, v.name, v.roles_tag));
+}
+
+Json RolloutStatus(const store::DesiredLog& log, const membership::Memberlist& members, const SoftState& soft) {
+  const store::State& st = log.state();
+  ContentMatch same(log);
   auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   const Json& doc = st.Document();
@@ -72,7 +95,9 @@ Json RolloutStatus(const store::State& st, const membership::Memberlist& members
   out["target"] = r.target();
   out["reverting"] = r.reverting;
   out["batch"] = r.batch;
-  out["batch_no"] = r.batch_no;
+  // Counted from 1 in each rollout; batch_seq is the cluster-wide sequence.
+  out["batch_no"] = r.batches;
+  out["batch_seq"] = r.batch_no;
   out["reason"] = r.reason;
   out["by"] = r.by;
   out["ballot"] = r.ballot;
@@ -83,13 +108,14 @@ Json RolloutStatus(const store::State& st, const membership::Memberlist& members
   std::map<std::string, int> counts;
   for (const auto& v : BuildViews(doc, members, soft)) {
     if (!v.commissioned) continue;
-    std::string phase = record ? NodeRolloutPhase(r, v) : (v.reachable ? "idle" : "down");
+    const bool on_target = v.applied == r.target() || (!v.applied.empty() && same(v, r.target()));
+    std::string phase = record ? NodeRolloutPhase(r, v, on_target) : (v.left ? "left" : v.reachable ? "idle" : "down");
     ++counts[phase];
     auto report = soft.Get(v.name);
     nodes.push_back({{"name", v.name},
                      {"phase", phase},
                      {"applied_revision", v.applied},
-                     {"healthy", v.healthy},
+                     {"healthy", v.Serving()},
                      {"agent_phase", v.phase},
                      {"reachable", v.reachable},
                      {"detail", report ? report->detail : ""}});
@@ -150,9 +176,12 @@ void RolloutEngine::Step() {
   const bool frozen = FrozenReason(doc).has_value();
   AutoUpgrade(st, record, request);
   request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  ContentMatch same(replicator_.log());
+  const std::vector<NodeView> views = BuildViews(doc, members_, soft_);
   RolloutPlanner::Step step =
-      planner_.Advance({record, request, control, RolloutPolicy::From(doc), BuildViews(doc, members_, soft_),
-                        lease_.ballot(), frozen, clock_.Now(), clock_.WallMicros()});
+      planner_.Advance({record, request, control, RolloutPolicy::From(doc), views,
+                        lease_.ballot(), frozen, clock_.Now(), clock_.WallMicros(),
+                        [&same](const NodeView& v, const std::string& revision) { return same(v, revision); }});
   if (stale) {
     spdlog::warn("rollout: the record was overwritten by a coordinator with an older ballot; restoring it");
     if (!step.write) {
@@ -161,6 +190,7 @@ void RolloutEngine::Step() {
     }
   }
   if (step.write) {
+    if (observer_) observer_(record, *step.write, views);
     best_ = step.write;
     if (!step.log.empty()) spdlog::info("rollout: {}", step.log);
     auto w = WriteRecord(replicator_, kRolloutKey, step.write->ToJson(),

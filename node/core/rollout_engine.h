@@ -3,6 +3,8 @@
 // commands. See rollout.h for the records and their rules.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,10 +22,27 @@ namespace starling::node {
 std::vector<NodeView> BuildViews(const store::Json& doc, const membership::Memberlist& members,
                                  const SoftState& soft);
 
+// Whether a node that applied one revision would change anything by applying
+// another: it compares the packages and services each revision gives the
+// node (with the roles each gives it), so a revision that changed only the
+// freeze, the voters or other nodes leaves it where it is. For one step:
+// it keeps the documents it has read.
+class ContentMatch {
+ public:
+  explicit ContentMatch(const store::DesiredLog& log) : log_(log) {}
+  bool operator()(const NodeView& v, const std::string& revision);
+
+ private:
+  const store::Json* Doc(const std::string& id);
+  const store::DesiredLog& log_;
+  std::map<std::string, std::optional<store::Json>> docs_;
+};
+
 // `rollout status` as JSON: state (idle when there has never been a
-// rollout), revision, from, reverting, batch, reason, and per node its
-// phase, applied revision, health and agent phase.
-store::Json RolloutStatus(const store::State& state, const membership::Memberlist& members, const SoftState& soft);
+// rollout), revision, from, reverting, batch, batch_no (from 1 in each
+// rollout), reason, and per node its phase, applied revision, health (as
+// the gate counts it) and agent phase.
+store::Json RolloutStatus(const store::DesiredLog& log, const membership::Memberlist& members, const SoftState& soft);
 
 struct EngineConfig {
   Duration tick = std::chrono::milliseconds(500);
@@ -40,6 +59,11 @@ class RolloutEngine {
   void Start();
   // Runs a step now (after a change to the log or to a report).
   void Poke();
+  // Sees every record the holder writes, with the one before and the views
+  // the planner decided on: how the simulator checks the planner's promises.
+  using Observer = std::function<void(const std::optional<RolloutRecord>& before, const RolloutRecord& written,
+                                      const std::vector<NodeView>& views)>;
+  void Observe(Observer observer) { observer_ = std::move(observer); }
 
  private:
   void Tick();
@@ -60,6 +84,7 @@ class RolloutEngine {
   std::optional<RolloutRecord> best_;
   bool was_holder_ = false;
   bool stepping_ = false;
+  Observer observer_;
   Clock::TimerId timer_ = 0;
 };
 

@@ -125,6 +125,18 @@ std::optional<NodeReport> SoftState::Get(const std::string& name) const {
   return it->second;
 }
 
+std::optional<Time> SoftState::HeardAt(const std::string& name) const {
+  if (name == local_.name) return clock_.Now();
+  auto it = heard_.find(name);
+  if (it == heard_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool SoftState::Fresh(const std::string& name) const {
+  std::optional<Time> at = HeardAt(name);
+  return at && clock_.Now() - *at <= 6 * refresh_;
+}
+
 void SoftState::HandlePacket(const std::string& from, ByteView data) {
   auto r = DecodeReport(data);
   if (!r.ok()) {
@@ -146,7 +158,10 @@ void SoftState::HandlePacket(const std::string& from, ByteView data) {
     return;
   }
   auto it = peers_.find(r->name);
-  if (it != peers_.end() && it->second.version >= r->version) return;
+  if (it != peers_.end() && it->second.version > r->version) return;
+  // The same version again is the node's refresh: it says the report still holds.
+  heard_[r->name] = clock_.Now();
+  if (it != peers_.end() && it->second.version == r->version) return;
   peers_[r->name] = std::move(*r);
 }
 

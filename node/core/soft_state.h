@@ -56,6 +56,15 @@ class SoftState {
   void Update(const std::function<void(NodeReport&)>& edit);
   const NodeReport& local() const { return local_; }
   std::optional<NodeReport> Get(const std::string& name) const;
+  // When a report of `name` (its newest, or a refresh of it) last arrived;
+  // now for this node itself, nullopt when none has.
+  std::optional<Time> HeardAt(const std::string& name) const;
+  // Whether `name`'s report has been heard within six refresh periods: a
+  // node that stopped reporting (killed, cut off) is not judged on its last
+  // word. Six, because a refresh is gossiped a few times to random peers and
+  // not relayed: in a cluster of 7 a quarter of the refreshes miss a given
+  // node, and six misses in a row are rare (about 1 in 4000).
+  bool Fresh(const std::string& name) const;
   // A service output ("service.output") from this node's or any peer's report.
   std::optional<std::string> FindOutput(const std::string& key) const;
   uint64_t rejected() const { return rejected_; }
@@ -71,6 +80,7 @@ class SoftState {
   Duration refresh_;
   NodeReport local_;
   std::map<std::string, NodeReport> peers_;
+  std::map<std::string, Time> heard_;
   uint64_t rejected_ = 0;
   Clock::TimerId timer_ = 0;
 };

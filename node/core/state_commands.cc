@@ -13,6 +13,12 @@ using store::Json;
 
 namespace {
 
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 // "3 changes" / "1 change".
 std::string Count(size_t n, const char* what) {
   return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
@@ -68,6 +74,20 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
                          "); this change was applied on top of it; check `starling history`");
     }
   }
+  // Only `unfreeze` lifts a freeze: an apply of a file that says
+  // `freeze: false` (as most copies of a document do) keeps it. Nor does an
+  // apply write "not frozen" when the cluster is not frozen: that write
+  // could win over a concurrent freeze on another node.
+  if (auto f = given.find("freeze"); f != given.end()) {
+    const std::optional<std::string> frozen = FrozenReason(log.state().Document());
+    if (frozen && *f != log.state().Document().value("freeze", Json())) {
+      warnings.push_back("the cluster stays " + *frozen + ": the freeze in " + source +
+                         " is ignored; only `starling unfreeze` lifts a freeze");
+      given.erase(f);
+    } else if (!frozen && !FrozenReason(given)) {
+      given.erase(f);
+    }
+  }
   // The given sections replace the current ones; a null section goes.
   return Change(
       [&](Json& d) {
@@ -77,6 +97,19 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
           } else {
             d[section] = value;
           }
+        }
+        // A voter that is no member cannot vote: a typo here costs the lease
+        // a voter, or its majority.
+        if (given.contains("voters") && given["voters"].is_array() && !request.force) {
+          std::vector<std::string> names;
+          for (const Json& v : given["voters"])
+            if (v.is_string()) names.push_back(v.get<std::string>());
+          std::vector<std::string> unseen = Unseen(names, nullptr);
+          if (!unseen.empty())
+            return Status::InvalidArgument(source + " is refused: voters " + JoinNames(unseen) +
+                                           (unseen.size() == 1 ? " is" : " are") + " no member of this cluster" +
+                                           KnownList() + "; --force if " + (unseen.size() == 1 ? "it has" : "they have") +
+                                           " not joined yet");
         }
         // Packages must name artifacts the catalog holds (earlier revisions
         // did when they were applied, so rollback needs no such check).
@@ -162,17 +195,28 @@ Result<Json> StateCommands::Rollback(const std::string& to) {
   if (!rev.ok()) return rev.status();
   auto doc = log.DocumentAt(rev->id);
   if (!doc.ok()) return doc.status();
-  // The voter set belongs to the lease (it tracks which nodes are alive):
-  // a rollback leaves it as it is now.
+  // The voter set belongs to the lease (it tracks which nodes are alive),
+  // the freeze to freeze and unfreeze: a rollback leaves both as they are.
+  Json warnings = Json::array();
+  const Json& current = log.state().Document();
+  if (FrozenReason(*doc) != FrozenReason(current)) {
+    auto frozen = FrozenReason(current);
+    warnings.push_back(frozen ? "the cluster stays " + *frozen + "; only `starling unfreeze` lifts a freeze"
+                              : "revision " + rev->id + " was frozen; the cluster stays unfrozen (`starling freeze` "
+                                "freezes it)");
+  }
   auto out = Change(
       [&](Json& d) {
         Json voters = d.contains("voters") ? d["voters"] : Json();
+        Json freeze = d.contains("freeze") ? d["freeze"] : Json();
         d = *doc;
         d.erase("voters");
+        d.erase("freeze");
         if (!voters.is_null()) d["voters"] = voters;
+        if (!freeze.is_null()) d["freeze"] = freeze;
         return Status::Ok();
       },
-      "rollback to " + rev->id, "rollback to " + rev->id + " is refused", log.last_hlc(), Json::array());
+      "rollback to " + rev->id, "rollback to " + rev->id + " is refused", log.last_hlc(), std::move(warnings));
   if (!out.ok()) return out;
   if (!(*out)["changed"].get<bool>())
     return Status::InvalidArgument("the desired state already equals revision " + rev->id);
@@ -212,6 +256,32 @@ Result<Json> StateCommands::SetVoters(std::vector<std::string> voters, const std
       std::string(kVotersNote) + " " + why);
 }
 
+std::vector<std::string> StateCommands::Unseen(const std::vector<std::string>& names, const Json* doc) const {
+  if (!members_) return {};
+  const std::vector<std::string> members = members_();
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    if (std::find(members.begin(), members.end(), n) != members.end()) continue;
+    if (doc) {
+      auto nodes = doc->find("nodes");
+      if (nodes != doc->end() && nodes->is_object() && nodes->contains(n)) continue;
+    }
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+  }
+  return out;
+}
+
+std::string StateCommands::KnownList() const {
+  if (!members_) return "";
+  std::vector<std::string> members = members_();
+  std::sort(members.begin(), members.end());
+  constexpr size_t kShown = 10;
+  std::string out;
+  for (size_t i = 0; i < members.size() && i < kShown; ++i) out += (i ? ", " : "") + members[i];
+  if (members.size() > kShown) out += ", ... (" + std::to_string(members.size()) + " in all)";
+  return " (members: " + out + ")";
+}
+
 std::optional<std::string> StateCommands::Frozen() const { return FrozenReason(replicator_.log().state().Document()); }
 
 std::optional<std::string> FrozenReason(const Json& doc) {
@@ -244,9 +314,18 @@ Result<Json> StateCommands::Unfreeze() {
       "unfreeze");
 }
 
-Result<Json> StateCommands::SetLifecycle(const std::vector<std::string>& nodes, const std::string& lifecycle) {
+Result<Json> StateCommands::SetLifecycle(const std::vector<std::string>& nodes, const std::string& lifecycle,
+                                         bool force) {
   if (nodes.empty()) return Status::InvalidArgument("name at least one node");
   if (auto why = Frozen()) return Status::Conflict("refused: the cluster is " + *why + "; `starling unfreeze` lifts it");
+  if (!force) {
+    std::vector<std::string> unseen = Unseen(nodes, &replicator_.log().state().Document());
+    if (!unseen.empty())
+      return Status::InvalidArgument(JoinNames(unseen) + (unseen.size() == 1 ? " is" : " are") +
+                                     " no member of this cluster and no node of its desired state" + KnownList() +
+                                     "; --force if " + (unseen.size() == 1 ? "it has" : "they have") +
+                                     " not joined yet");
+  }
   std::string list;
   for (const auto& n : nodes) list += (list.empty() ? "" : ", ") + n;
   return Change(

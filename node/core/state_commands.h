@@ -4,7 +4,8 @@
 //
 // Apply semantics: the document's sections replace the same sections of the
 // current desired state (a section given as null is removed); sections it
-// does not name stay as they are. The merged state must validate as a whole,
+// does not name stay as they are. `freeze` is the exception: an apply may
+// freeze, but only Unfreeze lifts a freeze (the apply keeps it and warns). The merged state must validate as a whole,
 // and only the objects that differ are written, so that writers touching
 // different objects never overwrite each other.
 #pragma once
@@ -33,11 +34,16 @@ struct ApplyRequest {
   // Apply-time values for ${NAME} in service params (store::FillSettings),
   // in the order given; a name given twice is refused.
   std::vector<std::pair<std::string, std::string>> settings = {};
+  // Voters that are no member are refused unless forced.
+  bool force = false;
 };
 
 class StateCommands {
  public:
-  explicit StateCommands(store::Replicator& replicator) : replicator_(replicator) {}
+  // `members`: the names membership knows (any status), for the checks of
+  // names an operator types; unset, every name passes.
+  explicit StateCommands(store::Replicator& replicator, std::function<std::vector<std::string>()> members = {})
+      : replicator_(replicator), members_(std::move(members)) {}
 
   // {"revision", "previous", "changed", "objects", "warnings": [...]}
   Result<store::Json> Apply(const ApplyRequest& request);
@@ -48,8 +54,8 @@ class StateCommands {
   // Changes from `from` to `to` (current when empty).
   Result<store::Json> Diff(const std::string& from, const std::string& to) const;
   // A new revision whose content equals `to` (the previous revision when
-  // empty), except for `voters`, which stays as it is. Same reply as Apply,
-  // plus "to".
+  // empty), except for `voters` and `freeze`, which stay as they are. Same
+  // reply as Apply, plus "to".
   Result<store::Json> Rollback(const std::string& to);
 
   // Stops new rollouts and lifecycle changes, which are then refused naming
@@ -59,7 +65,10 @@ class StateCommands {
   // Moves the named nodes (one change for the batch) to `lifecycle`
   // (commissioned or decommissioned). Refused while frozen. A decommissioned
   // voter leaves the voter set in the same change, one voter at a time.
-  Result<store::Json> SetLifecycle(const std::vector<std::string>& nodes, const std::string& lifecycle);
+  // A name that is neither a member nor a node of the document is refused
+  // unless `force` (a typo would make a phantom node).
+  Result<store::Json> SetLifecycle(const std::vector<std::string>& nodes, const std::string& lifecycle,
+                                   bool force = false);
   // The freeze reason when frozen.
   std::optional<std::string> Frozen() const;
   // The lease's own voter changes (validated like any change).
@@ -74,7 +83,13 @@ class StateCommands {
   Result<store::Json> Write(std::vector<store::Op> ops, std::string note, store::Hlc base,
                             store::Json warnings);
 
+  // The names of `names` that are no member (nor, with `doc`, a node it names).
+  std::vector<std::string> Unseen(const std::vector<std::string>& names, const store::Json* doc) const;
+  // " (members: a, b, ...)" for messages; empty when members are unknown.
+  std::string KnownList() const;
+
   store::Replicator& replicator_;
+  std::function<std::vector<std::string>()> members_;
 };
 
 }  // namespace starling::node

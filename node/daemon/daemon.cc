@@ -40,6 +40,7 @@
 #include "metrics.h"
 #include "node_core.h"
 #include "starling/membership/memberlist.h"
+#include "starling/store/document.h"
 #include "starling/store/log.h"
 #include "starling/store/node_store.h"
 #include "store_adapters.h"
@@ -90,6 +91,7 @@ class Daemon {
   Status OpenDataDir();
   Status BindSockets();
   Result<std::shared_ptr<membership::Keyring>> OpenKeyring();
+  Result<membership::Tags> StartTags();
   Status StartProtocols();
   void ServeApi();
   void Serve();
@@ -258,12 +260,39 @@ Result<std::shared_ptr<membership::Keyring>> Daemon::OpenKeyring() {
   return keyring;
 }
 
+// The tags last set with `starling tags` come back; a --tag on this start
+// names a value now, so it wins for its key.
+Result<membership::Tags> Daemon::StartTags() {
+  membership::Tags tags;
+  Result<std::optional<std::string>> stored = store_->LoadTags();
+  if (!stored.ok()) return Status::IoError("data dir " + opts_.data_dir + ": " + stored.status().message());
+  if (*stored) {
+    store::Json json = store::Json::parse(**stored, nullptr, false);
+    if (!json.is_object())
+      return Status::Corruption("data dir " + opts_.data_dir + ": the stored tags are not a JSON object");
+    for (const auto& [key, value] : json.items()) {
+      if (!value.is_string())
+        return Status::Corruption("data dir " + opts_.data_dir + ": the stored tag '" + key + "' is not a string");
+      tags[key] = value.get<std::string>();
+    }
+  }
+  for (const auto& [key, value] : opts_.tags) {
+    auto it = tags.find(key);
+    if (it != tags.end() && it->second != value)
+      spdlog::info("tag {}: --tag {}={} replaces the stored value '{}'", key, key, value, it->second);
+    tags[key] = value;
+  }
+  return tags;
+}
+
 // 4. Membership and the node's protocols.
 Status Daemon::StartProtocols() {
   config_.name = name_;
   config_.advertise_addr = advertise_;
   config_.cluster = opts_.cluster;
-  config_.tags = opts_.tags;
+  Result<membership::Tags> tags = StartTags();
+  if (!tags.ok()) return tags.status();
+  config_.tags = std::move(tags).value();
   // Generation in the high half: every start outranks all incarnations of
   // the previous run, whatever refutations it made.
   config_.initial_incarnation = static_cast<uint64_t>(generation_) << 32;
@@ -321,6 +350,11 @@ void Daemon::ServeApi() {
     done(Status::InvalidArgument("unknown artifact command '" + c.op + "' (expected add or ls)"));
   });
   service_->AddMetrics([this](MetricsText& m) { AddArtifactMetrics(m); });
+  service_->SetSaveTags([this](const membership::Tags& tags) {
+    store::Json json = store::Json::object();
+    for (const auto& [key, value] : tags) json[key] = value;
+    return store_->SaveTags(json.dump());
+  });
   service_->SetKeys([k = core_->keys()](const std::string& op, const std::string& key,
                                         std::function<void(Result<store::Json>)> done) {
     k->Run(op, key, std::move(done));

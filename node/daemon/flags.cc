@@ -79,7 +79,9 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
   app.add_option("--hooks-dir", o.hooks_dir,
                  "Directory of the hook executables the desired state names (install, verify, remove, start, "
                  "stop, health); nothing outside it ever runs (default: <data-dir>/hooks)");
-  app.add_option("--tag", tags, "Tag key=value gossiped with this member (repeatable)");
+  app.add_option("--tag", tags,
+                 "Tag key=value gossiped with this member (repeatable). Tags set later with `starling tags` are "
+                 "kept in the data dir across restarts; a --tag wins for its key");
   app.add_option("--profile", o.profile, "Timing profile")
       ->check(CLI::IsMember({"lan", "wan", "local"}))
       ->capture_default_str();

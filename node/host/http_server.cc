@@ -11,6 +11,13 @@ HttpServer::HttpServer(Handler handler) : server_(std::make_unique<httplib::Serv
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
   server_->set_payload_max_length(4096);
+  // httplib's default adds SO_REUSEPORT, which lets a second daemon share a
+  // busy port and answer half the requests as the wrong node. SO_REUSEADDR
+  // alone still lets a restart bind while old connections sit in TIME_WAIT.
+  server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server_->Get(R"(/.*)", [handler](const httplib::Request& req, httplib::Response& res) {
     HttpReply r = handler(req.path);
     res.status = r.status;

@@ -84,7 +84,7 @@ void OverUnavailable(const History& h, std::vector<Violation>& out) {
 void UnfinishedRollouts(const History& h, std::vector<Violation>& out) {
   if (h.rollouts.empty() && h.last_rollout == 0) return;
   const std::string& s = h.last_rollout_state;
-  if (s != "succeeded" && s != "failed" && s != "reverted")
+  if (s != "succeeded" && s != "incomplete" && s != "failed" && s != "reverted")
     out.push_back({"unfinished-rollout", "rollout " + std::to_string(h.last_rollout) + " is " +
                                              (s.empty() ? std::string("unknown") : s) + " after the heal"});
   for (const auto& [id, state] : h.rollouts)

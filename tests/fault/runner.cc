@@ -346,7 +346,8 @@ class Run {
         const uint64_t id = status->value("id", uint64_t{0});
         if (id > 0 && state != "idle") history_.rollouts[id] = state;
       }
-      if (state != "idle" && state != "succeeded" && state != "failed" && state != "reverted") continue;
+      if (state != "idle" && state != "succeeded" && state != "incomplete" && state != "failed" && state != "reverted")
+        continue;
       if (status->contains("requested") && !(*status)["requested"].is_null()) continue;
       std::string doc = Document(std::to_string(version_ + 1));
       if (!Apply(*i, doc, nullptr)) continue;

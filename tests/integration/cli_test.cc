@@ -10,6 +10,26 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// Tags set at run time are the node's until changed again: a crash and a
+// restart keep them; a --tag on the restart wins for its key.
+TEST(Cli, RuntimeTagsOutliveARestart) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("alpha", {"--tag", "zone=a"}), 0);
+  CommandResult set = c.Cli(0, {"tags", "--set", "role=web", "--delete", "zone"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  auto tags_of = [&] {
+    std::optional<nlohmann::json> info = c.Info(0);
+    return info ? (*info)["tags"] : nlohmann::json();
+  };
+  c.Kill(0);
+  ASSERT_TRUE(c.Restart(0));
+  EXPECT_EQ(tags_of(), (nlohmann::json{{"role", "web"}}));
+  c.Kill(0);
+  ASSERT_TRUE(c.Restart(0, {"--tag", "role=db", "--tag", "rack=r2"}));
+  EXPECT_EQ(tags_of(), (nlohmann::json{{"role", "db"}, {"rack", "r2"}}));
+  EXPECT_THAT(c.LogOf(0), HasSubstr("replaces the stored value 'web'"));
+}
+
 TEST(Cli, TagsInfoAndMemberFilters) {
   LocalCluster c;
   ASSERT_EQ(c.Start("alpha", {"--tag", "zone=a"}), 0);

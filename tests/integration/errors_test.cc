@@ -141,6 +141,22 @@ TEST(Errors, TcpPortInUseIsNamed) {
   EXPECT_THAT(r.err, HasSubstr("cannot bind " + addr + " (TCP)"));
 }
 
+// The HTTP port of a live daemon is busy like its --bind port: a second
+// daemon that shared it would answer half the scrapes as the wrong node.
+TEST(Errors, HttpPortOfALiveDaemonIsRefused) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  auto info = c.Info(0);
+  ASSERT_TRUE(info);
+  const std::string http = info->value("http", "");
+  ASSERT_FALSE(http.empty());
+  TempDir dir;
+  CommandResult r = RunDaemon(dir.path(), {"--name", "other", "--http", http}, 15s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("--http " + http));
+  EXPECT_THAT(r.err, HasSubstr("in use"));
+}
+
 TEST(Errors, UnusableDataDirIsNamed) {
   TempDir dir;
   std::string file = dir.path() + "/plain-file";

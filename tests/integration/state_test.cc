@@ -342,6 +342,66 @@ TEST(State, HistoryDiffAndRollback) {
   EXPECT_NE(bad.err.find("no revision 'ffffffff'"), std::string::npos) << bad.err;
 }
 
+// The usual copy of a document says `freeze: false`: applying it, or
+// rolling back to a revision from before the freeze, keeps the freeze and
+// says so. Only unfreeze lifts it.
+TEST(State, OnlyUnfreezeLiftsAFreeze) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  const std::string file = WriteFile(c, "with-freeze.yaml", Doc("1.0.0") + "freeze: false\n");
+  json first = ApplyJson(c, 0, file);
+  const std::string before = first.value("revision", "");
+  ASSERT_EQ(c.Cli(0, {"freeze", "--reason", "release week"}).exit_code, 0);
+  auto frozen = [&] {
+    auto doc = Get(c, 0);
+    return doc && (*doc)["freeze"].is_object() && (*doc)["freeze"].value("reason", "") == "release week";
+  };
+  ASSERT_TRUE(frozen());
+
+  CommandResult apply = c.Cli(0, {"apply", "-f", WriteFile(c, "v2.yaml", Doc("2.0.0") + "freeze: false\n")});
+  EXPECT_EQ(apply.exit_code, 0) << apply.err;
+  EXPECT_NE((apply.out + apply.err).find("stays frozen: release week"), std::string::npos) << apply.out << apply.err;
+  EXPECT_TRUE(frozen()) << "a plain apply lifted the freeze";
+  EXPECT_EQ((*Get(c, 0))["packages"]["web"]["version"], "2.0.0") << "the rest of the apply is taken";
+
+  CommandResult rb = c.Cli(0, {"rollback", "--to", before});
+  EXPECT_EQ(rb.exit_code, 0) << rb.err;
+  EXPECT_NE((rb.out + rb.err).find("stays frozen"), std::string::npos) << rb.out << rb.err;
+  EXPECT_TRUE(frozen()) << "a rollback lifted the freeze";
+  EXPECT_NE(c.Cli(0, {"rollout", "start"}).err.find("release week"), std::string::npos);
+
+  ASSERT_EQ(c.Cli(0, {"unfreeze"}).exit_code, 0);
+  EXPECT_FALSE(frozen());
+}
+
+// A typo in a node name must not make a phantom node or a voter that can
+// never vote: refused, naming the name, unless --force.
+TEST(State, NamesThatAreNoMemberAreRefusedUnlessForced) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2));
+  CommandResult typo = c.Cli(0, {"decommission", "nosuchnode"});
+  EXPECT_EQ(typo.exit_code, 1);
+  EXPECT_NE(typo.err.find("nosuchnode is no member"), std::string::npos) << typo.err;
+  EXPECT_NE(typo.err.find("--force"), std::string::npos) << typo.err;
+  EXPECT_EQ(c.Cli(0, {"nodes", "--format", "json"}).out.find("nosuchnode"), std::string::npos);
+
+  CommandResult voters = c.Cli(1, {"voters", "--force-set", "node0,nodeX"});
+  EXPECT_EQ(voters.exit_code, 1);
+  EXPECT_NE(voters.err.find("nodeX"), std::string::npos) << voters.err;
+  EXPECT_EQ(voters.err.find("node0 "), std::string::npos) << "only the unknown name is named: " << voters.err;
+
+  CommandResult doc = c.Cli(0, {"apply", "-f", WriteFile(c, "voters.yaml", "voters: [node0, nodeY]\n")});
+  EXPECT_EQ(doc.exit_code, 1);
+  EXPECT_NE(doc.err.find("nodeY"), std::string::npos) << doc.err;
+
+  // A node that has not joined yet, on purpose.
+  CommandResult forced = c.Cli(0, {"commission", "node9", "--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(c.Cli(0, {"nodes", "--format", "json"}).out.find("node9"), std::string::npos);
+  // Known names pass without it.
+  EXPECT_EQ(c.Cli(0, {"commission", "node1"}).exit_code, 0);
+}
+
 TEST(State, NodesListsLifecycleStatusAndReports) {
   LocalCluster c;
   ASSERT_TRUE(c.StartConverged(3));

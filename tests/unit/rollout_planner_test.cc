@@ -19,6 +19,7 @@ NodeView Node(const std::string& name, const std::string& applied, std::vector<s
   v.commissioned = true;
   v.roles = std::move(roles);
   v.reported = true;
+  v.fresh = true;
   v.applied = applied;
   v.target = applied;
   v.healthy = true;
@@ -43,7 +44,7 @@ struct Holder {
   uint64_t ballot = 7;
   bool frozen = false;
   RolloutPlanner::Step Step(const RolloutPolicy& p, const std::vector<NodeView>& nodes, Time now) {
-    auto s = planner.Advance({record, request, control, p, nodes, ballot, frozen, now, 1000});
+    auto s = planner.Advance({record, request, control, p, nodes, ballot, frozen, now, 1000, {}});
     if (s.write) record = *s.write;
     return s;
   }
@@ -140,7 +141,12 @@ TEST(RolloutPlanner, BatchesFollowTheRampAndWaitForHealth) {
   h.Step(p, nodes, T(20));
   nodes[2].healthy = true;
   h.Step(p, nodes, T(24));
-  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+  // n1 and n3 are done and stay in the batch until n2 is too.
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1", "n2", "n3"}));
+  EXPECT_TRUE(h.record->nodes["n1"].done);
+  EXPECT_FALSE(h.record->nodes["n2"].done);
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[1], true), "done");
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[2], true), "upgrading");
   h.Step(p, nodes, T(34));
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n4", "n5"}));
   Finish(nodes, *h.record, "new");
@@ -193,8 +199,8 @@ TEST(RolloutPlanner, AFailureRevertsTheTouchedNodesFailedFirst) {
   h.Step(p, nodes, T(4));
   EXPECT_EQ(h.record->state, "reverted");
   EXPECT_EQ(h.record->nodes.count("n2"), 0u);  // never touched
-  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0]), "reverted");
-  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[1]), "reverted");
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "reverted");
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[1], false), "reverted");
 }
 
 TEST(RolloutPlanner, WithoutAnEarlierHealthyRevisionAFailureJustStops) {
@@ -231,8 +237,9 @@ TEST(RolloutPlanner, ToleratesFailuresUpToTheThresholdButTheyUseRoom) {
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n3"}));
   Finish(nodes, *h.record, "new");
   h.Step(p, nodes, T(3));
-  EXPECT_EQ(h.record->state, "succeeded");
-  EXPECT_NE(h.record->reason.find("n0"), std::string::npos);
+  // Tolerated, but n0 is not on the revision: the rollout says so.
+  EXPECT_EQ(h.record->state, "incomplete");
+  EXPECT_NE(h.record->reason.find("n0 (failed)"), std::string::npos) << h.record->reason;
 }
 
 TEST(RolloutPlanner, NodesOutOfServiceUseTheRoomAndMoveFirst) {
@@ -286,27 +293,191 @@ TEST(RolloutPlanner, FrozenLeavesTheRequestWaiting) {
   EXPECT_EQ(h.record->state, "running");
 }
 
-TEST(RolloutPlanner, ADownNodeStaysInFlightUntilItsDeadlineThenLeavesWithoutFailing) {
+TEST(RolloutPlanner, ADownNodeHoldsBackTheNextBatchUntilItsDeadlineThenFails) {
   Holder h;
-  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
-  const RolloutPolicy p = Policy(1);  // node deadline 60 s
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
+  RolloutPolicy p = Policy(1);  // node deadline 60 s
+  p.failure_threshold = 1;
   h.request = RolloutRequest{1, "new", "op", false};
   h.Step(p, nodes, T(0));
   nodes[0].reachable = false;
   h.Step(p, nodes, T(30));
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "down");
+  EXPECT_EQ(h.Step(p, nodes, T(59)).write, std::nullopt) << "the next batch started while n0 was down";
   h.Step(p, nodes, T(61));
+  // Past its deadline it counts as failed (tolerated here); the rollout
+  // goes on without it.
+  EXPECT_EQ(h.record->failed, (std::set<std::string>{"n0"}));
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
-  EXPECT_TRUE(h.record->failed.empty());
   Finish(nodes, *h.record, "new");
   h.Step(p, nodes, T(62));
-  EXPECT_EQ(h.record->state, "succeeded");
-  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0]), "down");
-  // Back, it is caught up in a batch of its own.
-  nodes[0].reachable = true;
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+  Finish(nodes, *h.record, "new");
   h.Step(p, nodes, T(63));
+  // It ran through with n0 off the revision: not a success.
+  EXPECT_EQ(h.record->state, "incomplete");
+  EXPECT_NE(h.record->reason.find("n0 (down)"), std::string::npos) << h.record->reason;
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "down");
+}
+
+TEST(RolloutPlanner, ADeadNodeOnAStaleHealthyReportIsNotDone) {
+  // Killed just after it reported healthy: membership suspects it, then
+  // declares it failed; its last report still says healthy on the revision.
+  for (const char* how : {"suspect", "failed", "stale report"}) {
+    SCOPED_TRACE(how);
+    Holder h;
+    std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
+    const RolloutPolicy p = Policy(1);
+    h.request = RolloutRequest{1, "new", "op", false};
+    h.Step(p, nodes, T(0));
+    ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+    Finish(nodes, *h.record, "new");
+    if (std::string(how) == "suspect") nodes[0].suspect = true;
+    if (std::string(how) == "failed") nodes[0].reachable = false;
+    if (std::string(how) == "stale report") nodes[0].fresh = false;
+    h.Step(p, nodes, T(1));
+    EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"})) << "the next batch started";
+    EXPECT_FALSE(h.record->nodes["n0"].done);
+    EXPECT_NE(NodeRolloutPhase(*h.record, nodes[0], true), "done");
+    // Alive again on a fresh report: done, and the next batch starts.
+    nodes[0].suspect = false;
+    nodes[0].reachable = true;
+    nodes[0].fresh = true;
+    h.Step(p, nodes, T(2));
+    EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+  }
+}
+
+TEST(RolloutPlanner, ADoneNodeThatDiesBeforeTheNextBatchHoldsItBack) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
+  const RolloutPolicy p = Policy(2);
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n0", "n1"}));
+  nodes[0].applied = "new";
+  h.Step(p, nodes, T(1));
+  EXPECT_TRUE(h.record->nodes["n0"].done);
+  // n0 dies while n1 is still on its way; then n1 is done.
+  nodes[0].reachable = false;
+  nodes[1].applied = "new";
+  h.Step(p, nodes, T(2));
+  EXPECT_FALSE(h.record->nodes["n0"].done);
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0", "n1"})) << "the next batch started with n0 down";
+  // Back and healthy: the batch is done, the next one starts.
+  nodes[0].reachable = true;
+  h.Step(p, nodes, T(3));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+}
+
+TEST(RolloutPlanner, ANodeDownBeforeItsBatchLeavesTheRolloutIncompleteUntilItCatchesUp) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
+  nodes[2].reachable = false;  // down before the rollout
+  const RolloutPolicy p = Policy(1);
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(1));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(2));
+  EXPECT_EQ(h.record->state, "incomplete");
+  EXPECT_NE(h.record->reason.find("n2 (down)"), std::string::npos) << h.record->reason;
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[2], false), "down");
+  // Back, it is caught up, and the rollout is a success after all.
+  nodes[2].reachable = true;
+  h.Step(p, nodes, T(3));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(4));
   EXPECT_EQ(h.record->state, "succeeded");
+}
+
+TEST(RolloutPlanner, AStaleOrSuspectNodeTakesRoomAndCostsRoom) {
+  // n0's last word says it is unhealthy, but that word is stale: it may be
+  // serving. It counts as out, and moving it is not free.
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
+  nodes[0].healthy = false;
+  nodes[0].fresh = false;
+  const RolloutPolicy p = Policy(2);
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  // Room for one in-service node; n0 costs room like any other.
+  ASSERT_EQ(h.record->batch.size(), 1u);
+  // With a fresh report that it is out, moving it is free.
+  Holder fresh;
+  nodes[0].fresh = true;
+  fresh.request = h.request;
+  fresh.Step(p, nodes, T(0));
+  EXPECT_EQ(fresh.record->batch, (std::vector<std::string>{"n0", "n1"}));
+}
+
+TEST(RolloutPlanner, ANodeThatLeftIsNotBatchedAndLeavesItsBatch) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
+  nodes[0].left = true;
+  nodes[0].reachable = false;
+  const RolloutPolicy p = Policy(1);
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"})) << "a node that left was batched";
+  // n1 leaves while in the batch: the rollout does not wait for it.
+  nodes[1].left = true;
+  nodes[1].reachable = false;
+  h.Step(p, nodes, T(1));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
+  EXPECT_TRUE(h.record->failed.empty());
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(2));
+  EXPECT_EQ(h.record->state, "succeeded");
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "left");
+}
+
+TEST(RolloutPlanner, BatchesCountFromOneInEachRollout) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
+  const RolloutPolicy p = Policy(1);
+  h.request = RolloutRequest{1, "new", "op", false};
+  auto s = h.Step(p, nodes, T(0));
+  EXPECT_NE(s.log.find("batch 1 of rollout 1"), std::string::npos) << s.log;
+  Finish(nodes, *h.record, "new");
+  s = h.Step(p, nodes, T(1));
+  EXPECT_NE(s.log.find("batch 2 of rollout 1"), std::string::npos) << s.log;
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(2));
+  ASSERT_EQ(h.record->state, "succeeded");
+  h.request = RolloutRequest{2, "newer", "op", false};
+  s = h.Step(p, nodes, T(3));
+  EXPECT_NE(s.log.find("batch 1 of rollout 2"), std::string::npos) << s.log;
+  EXPECT_EQ(h.record->batches, 1u);
+  EXPECT_EQ(h.record->batch_no, 3u);  // the fencing sequence goes on
+}
+
+TEST(RolloutPlanner, NodesThatRunTheTargetsContentGetNoBatch) {
+  // "mid" differs from "new" only in what does not reach these nodes (a
+  // freeze, say): n0 and n1 run it and have nothing to change.
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "mid"), Node("n1", "mid"), Node("n2", "old")};
+  const RolloutPolicy p = Policy(1);
+  h.request = RolloutRequest{1, "new", "op", false};
+  RolloutPlanner::Inputs in{h.record, h.request, h.control, p, nodes, h.ballot, false, T(0), 1000,
+                            [](const NodeView& v, const std::string& rev) { return v.applied == "mid" && rev == "new"; }};
+  auto s = h.planner.Advance(in);
+  ASSERT_TRUE(s.write);
+  EXPECT_EQ(s.write->batch, (std::vector<std::string>{"n2"}));
+  h.record = *s.write;
+  Finish(nodes, *h.record, "new");
+  in.current = h.record;
+  in.nodes = nodes;
+  in.now = T(1);
+  s = h.planner.Advance(in);
+  ASSERT_TRUE(s.write);
+  EXPECT_EQ(s.write->state, "succeeded");
+  EXPECT_EQ(NodeRolloutPhase(*s.write, nodes[0], true), "done");
 }
 
 TEST(RolloutPlanner, ASuspectPastItsDeadlineIsJudgedOnceMembershipDecides) {
@@ -327,14 +498,10 @@ TEST(RolloutPlanner, ASuspectPastItsDeadlineIsJudgedOnceMembershipDecides) {
     nodes[0].suspect = false;
     nodes[0].reachable = comes_back;
     h.Step(p, nodes, T(70));
-    if (comes_back) {
-      // Alive and still not on the revision past its deadline: a failure.
-      EXPECT_EQ(h.record->failed, (std::set<std::string>{"n0"}));
-    } else {
-      // Down: it leaves the batch without failing, and the rollout goes on.
-      EXPECT_TRUE(h.record->failed.empty());
-      EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
-    }
+    // Alive and still not on the revision past its deadline, or down past
+    // it: either way a failure, and the next batch does not start.
+    EXPECT_EQ(h.record->failed, (std::set<std::string>{"n0"}));
+    EXPECT_TRUE(std::find(h.record->batch.begin(), h.record->batch.end(), "n1") == h.record->batch.end());
   }
 }
 
@@ -355,7 +522,7 @@ TEST(RolloutPlanner, WritesItsBallotOnTakeoverButNotOnEveryRenewal) {
   h.ballot = 8;  // a renewal
   EXPECT_FALSE(h.Step(Policy(1), nodes, T(1)).write);
   RolloutPlanner successor;
-  auto s = successor.Advance({h.record, h.request, h.control, Policy(1), nodes, 20, false, T(2), 1000});
+  auto s = successor.Advance({h.record, h.request, h.control, Policy(1), nodes, 20, false, T(2), 1000, {}});
   ASSERT_TRUE(s.write);
   EXPECT_EQ(s.write->ballot, 20u);
   EXPECT_EQ(s.write->batch, h.record->batch);  // resumes the batch in flight

@@ -27,6 +27,9 @@ constexpr int kExitDaemonError = 1;
 constexpr int kExitUnreachable = 2;
 // `rollout status --watch` saw the rollout settle as failed or reverted.
 constexpr int kExitRolloutFailed = 3;
+// `rollout status --watch` saw the rollout end incomplete: it ran through,
+// but some nodes (down or failed) are not on the revision.
+constexpr int kExitRolloutIncomplete = 4;
 
 // The global options, read by every command that talks to the daemon.
 struct Globals {

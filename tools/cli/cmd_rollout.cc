@@ -111,16 +111,19 @@ void AddFreeze(CLI::App& app, Context& ctx) {
 void AddCommission(CLI::App& app, Context& ctx) {
   for (const char* to : {"commissioned", "decommissioned"}) {
     auto nodes = std::make_shared<std::vector<std::string>>();
+    auto force = std::make_shared<bool>(false);
     const std::string verb = std::string(to) == "commissioned" ? "commission" : "decommission";
     CLI::App* cmd = app.add_subcommand(
         verb, verb == "commission"
                   ? "Commission nodes (one change for the batch): they take part in rollouts"
                   : "Decommission nodes (one change for the batch): out of rollouts and of the lease voters");
     cmd->add_option("node", *nodes, "Node names")->required();
-    cmd->callback([&ctx, nodes, to] {
+    cmd->add_flag("--force", *force, "Accept names that are no member yet (nodes that have not joined)");
+    cmd->callback([&ctx, nodes, to, force] {
       ctx.exit_code = StateCall(
           ctx.globals,
           [&](api::Request::Builder r) {
+            r.setForce(*force);
             auto l = r.initLifecycle();
             auto list = l.initNodes(static_cast<unsigned>(nodes->size()));
             for (unsigned i = 0; i < nodes->size(); ++i) list.set(i, (*nodes)[i]);
@@ -214,7 +217,8 @@ int PrintStatus(const json& r, const StatusOptions& o, std::string& last, std::s
   state = r.value("state", "");
   // Settled only counts once no request waits for the coordinator.
   if (r.contains("requested")) state = "requested";
-  const bool settled = state == "succeeded" || state == "failed" || state == "reverted" || state == "idle";
+  const bool settled = state == "succeeded" || state == "incomplete" || state == "failed" || state == "reverted" ||
+                       state == "idle";
   const bool line = o.format != "json" && o.watch && !settled;
   // Watching, print only what changed in what is shown.
   std::string shown = line ? RolloutLine(r) : r.dump();
@@ -245,6 +249,7 @@ int RolloutStatus(const Globals& globals, const StatusOptions& o) {
     if (!o.watch || code != kExitOk) return code;
     if (state == "succeeded" || state == "idle") return kExitOk;
     if (state == "failed" || state == "reverted") return kExitRolloutFailed;
+    if (state == "incomplete") return kExitRolloutIncomplete;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
 }
@@ -253,9 +258,10 @@ void AddRolloutStatus(CLI::App& rollout, Context& ctx) {
   auto o = std::make_shared<StatusOptions>();
   CLI::App* cmd = rollout.add_subcommand(
       "status",
-      "Show the rollout: its state (idle, running, paused, succeeded, failed, reverted), revision and every "
-      "node's phase. With --watch, print each change until the rollout settles; the exit status is then 0 "
-      "for succeeded and 3 for failed or reverted");
+      "Show the rollout: its state (idle, running, paused, succeeded, incomplete, failed, reverted), revision "
+      "and every node's phase. incomplete: it ran through, but nodes that were down or failed are not on the "
+      "revision. With --watch, print each change until the rollout settles; the exit status is then 0 for "
+      "succeeded, 3 for failed or reverted and 4 for incomplete");
   cmd->add_flag("--watch", o->watch, "Follow the rollout until it settles");
   AddFormatOption(*cmd, o->format, {"table", "json"},
                   "Output format (with --watch: one JSON object per line)");
@@ -318,11 +324,14 @@ void AddVotersCommand(CLI::App& app, Context& ctx) {
       "leave two groups of nodes that each believe in a different set, or two coordinators can run at once");
   cmd->add_option("--force-set", *force_set, "The new voters, comma-separated node names (1 to 5)")
       ->required();
-  cmd->callback([&ctx, force_set] {
+  auto force = std::make_shared<bool>(false);
+  cmd->add_flag("--force", *force, "Accept names that are no member yet (nodes that have not joined)");
+  cmd->callback([&ctx, force_set, force] {
     const std::vector<std::string> names = SplitNames(*force_set);
     ctx.exit_code = StateCall(
         ctx.globals,
         [&](api::Request::Builder r) {
+          r.setForce(*force);
           auto list = r.initVotersForceSet(static_cast<unsigned>(names.size()));
           for (unsigned i = 0; i < names.size(); ++i) list.set(i, names[i]);
         },

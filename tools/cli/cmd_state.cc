@@ -38,6 +38,7 @@ void AddApply(CLI::App& app, Context& ctx) {
   struct Options {
     std::string file, base, format = "table";
     std::vector<std::string> settings;
+    bool force = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -53,6 +54,7 @@ void AddApply(CLI::App& app, Context& ctx) {
       "--set", o->settings,
       "A value given now for ${NAME} in service params: NAME=VALUE (repeatable). The value becomes "
       "part of the stored revision");
+  cmd->add_flag("--force", o->force, "Accept voters that are no member yet (nodes that have not joined)");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     const auto settings = SplitTags(o->settings, "--set");
@@ -64,6 +66,7 @@ void AddApply(CLI::App& app, Context& ctx) {
     ctx.exit_code = StateCall(
         ctx.globals,
         [&](api::Request::Builder r) {
+          r.setForce(o->force);
           auto a = r.initApply();
           a.setDocument(*text);
           a.setSource(o->file == "-" ? "standard input" : o->file);

@@ -73,9 +73,15 @@ class NodeStore {
   Result<std::optional<std::string>> LoadApplied();
   Status SaveApplied(const std::string& json);
 
+  // The tags set at run time (a JSON object); nullopt when never set. Save is synced.
+  Result<std::optional<std::string>> LoadTags();
+  Status SaveTags(const std::string& json);
+
  private:
   Result<std::optional<uint64_t>> LoadU64(std::string_view key, char kind);
   Status SaveU64(std::string_view key, char kind, uint64_t v);
+  Result<std::optional<std::string>> LoadText(std::string_view key, char kind);
+  Status SaveText(std::string_view key, char kind, size_t max, const std::string& text);
   struct Rep;
   explicit NodeStore(std::unique_ptr<Rep> rep);
   std::unique_ptr<Rep> rep_;
