@@ -19,6 +19,10 @@ struct Request {
   # Proceed past a check that asks for it: names of nodes that are no
   # member yet (apply's voters, voters --force-set, commission, decommission).
   force @25 :Bool;
+  # rolloutStart: go ahead with a revision that is not the current one.
+  yes @26 :Bool;
+  # rolloutStart: only say what it would do (the plan).
+  dryRun @27 :Bool;
   union {
     members @1 :Void;
     join @2 :List(Text);            # seed addresses host:port

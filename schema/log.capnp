@@ -28,6 +28,7 @@ struct Op {
   key @0 :Text;       # e.g. "packages/web", "policy"
   value @1 :Text;     # canonical JSON; ignored when `delete`
   delete @2 :Bool;
+  rank @3 :UInt64;    # orders the register before the entry's stamp (0 but for `voters`; store/README.md)
 }
 
 # An operator's change, written on one node and replicated to all.
@@ -55,6 +56,7 @@ struct Register {
   hlc @3 :Hlc;
   origin @4 :UInt64;
   seq @5 :UInt64;
+  rank @6 :UInt64;        # the writing op's rank
 }
 
 # One line of history: the revision after an entry was folded in.

@@ -60,7 +60,7 @@ std::string OriginLabel(const std::map<uint64_t, std::string>& names, uint64_t o
 
 bool State::Put(const std::string& key, Register r) {
   auto it = registers_.find(key);
-  if (it != registers_.end() && !(it->second.stamp < r.stamp)) return false;
+  if (it != registers_.end() && !Older(it->second, r)) return false;
   registers_[key] = std::move(r);
   digest_.reset();
   document_.reset();
@@ -69,7 +69,7 @@ bool State::Put(const std::string& key, Register r) {
 
 bool State::Apply(const Entry& e) {
   bool changed = false;
-  for (const auto& op : e.ops) changed |= Put(op.key, Register{op.value, StampOf(e)});
+  for (const auto& op : e.ops) changed |= Put(op.key, Register{op.value, StampOf(e), op.rank});
   return changed;
 }
 
@@ -248,10 +248,10 @@ struct Replayer {
     for (const auto& op : e.ops) {
       const Register* r = st.Find(op.key);
       if (!r) continue;
-      if (StampOf(e) < r->stamp) {
+      if (Older(Register{op.value, StampOf(e), op.rank}, *r)) {
         if (row.conflict.empty())
-          row.conflict = "lost to newer change " + OriginLabel(names, r->stamp.origin) + "#" +
-                         std::to_string(r->stamp.seq) + " on " + op.key;
+          row.conflict = std::string(r->stamp < StampOf(e) ? "lost to higher-ranked change " : "lost to newer change ") +
+                         OriginLabel(names, r->stamp.origin) + "#" + std::to_string(r->stamp.seq) + " on " + op.key;
       } else if (r->stamp.origin != e.origin && e.base < r->stamp.hlc) {
         // The writer of `e` had not seen `r`'s change and overwrote it.
         auto it = row_of.find(EntryId{r->stamp.origin, r->stamp.seq});
@@ -465,7 +465,7 @@ Status DesiredLog::InstallSnapshot(Snapshot s) {
   Snapshot merged = r.snapshot;
   for (const auto& [key, reg] : s.registers) {
     auto it = merged.registers.find(key);
-    if (it == merged.registers.end() || it->second.stamp < reg.stamp) merged.registers[key] = reg;
+    if (it == merged.registers.end() || Older(it->second, reg)) merged.registers[key] = reg;
   }
   for (const auto& [o, seq] : s.covered) merged.covered[o] = std::max(merged.covered[o], seq);
   // Retained entries the peer's snapshot covers are folded in too, so that
@@ -475,9 +475,9 @@ Status DesiredLog::InstallSnapshot(Snapshot s) {
     auto c = merged.covered.find(id.origin);
     if (c == merged.covered.end() || id.seq > c->second) continue;
     for (const auto& op : e.ops) {
-      Register reg{op.value, StampOf(e)};
+      Register reg{op.value, StampOf(e), op.rank};
       auto it = merged.registers.find(op.key);
-      if (it == merged.registers.end() || it->second.stamp < reg.stamp) merged.registers[op.key] = reg;
+      if (it == merged.registers.end() || Older(it->second, reg)) merged.registers[op.key] = reg;
     }
     drop.push_back(id);
   }
@@ -543,9 +543,9 @@ Result<size_t> DesiredLog::Compact(const HighWater& acked) {
   }
   for (const auto& id : drop) {
     for (const auto& op : r.retained.at(id).ops) {
-      Register reg{op.value, StampOf(r.retained.at(id))};
+      Register reg{op.value, StampOf(r.retained.at(id)), op.rank};
       auto it = next.registers.find(op.key);
-      if (it == next.registers.end() || it->second.stamp < reg.stamp) next.registers[op.key] = reg;
+      if (it == next.registers.end() || Older(it->second, reg)) next.registers[op.key] = reg;
     }
   }
   next.entries = 0;

@@ -51,6 +51,7 @@ void WriteEntry(lw::Entry::Builder b, const Entry& e) {
     } else {
       ops[i].setDelete(true);
     }
+    ops[i].setRank(e.ops[i].rank);
   }
 }
 
@@ -68,6 +69,7 @@ Entry ReadEntry(lw::Entry::Reader r) {
   for (auto op : ops) {
     Op o{Str(op.getKey()), std::nullopt};
     if (!op.getDelete()) o.value = Str(op.getValue());
+    o.rank = op.getRank();
     e.ops.push_back(std::move(o));
   }
   Require(CheckEntry(e));
@@ -149,6 +151,7 @@ void WriteSnapshot(lw::Snapshot::Builder b, const Snapshot& s) {
     WriteHlc(o.initHlc(), r.stamp.hlc);
     o.setOrigin(r.stamp.origin);
     o.setSeq(r.stamp.seq);
+    o.setRank(r.rank);
   }
   auto hist = b.initHistory(s.history.size());
   for (size_t j = 0; j < s.history.size(); ++j) WriteRevision(hist[j], s.history[j]);
@@ -173,6 +176,7 @@ Snapshot ReadSnapshot(lw::Snapshot::Reader r) {
     Register reg;
     if (!o.getDeleted()) reg.value = Str(o.getValue());
     reg.stamp = Stamp{ReadHlc(o.getHlc()), o.getOrigin(), o.getSeq()};
+    reg.rank = o.getRank();
     s.registers[key] = std::move(reg);
   }
   auto hist = r.getHistory();
@@ -289,7 +293,7 @@ Result<LogMessage> DecodeLogMessage(ByteView bytes) {
 
 size_t EstimateEntryBytes(const Entry& e) {
   size_t n = 160 + e.origin_name.size() + e.note.size();
-  for (const auto& op : e.ops) n += 48 + op.key.size() + (op.value ? op.value->size() : 0);
+  for (const auto& op : e.ops) n += 56 + op.key.size() + (op.value ? op.value->size() : 0);
   return n;
 }
 

@@ -68,6 +68,7 @@ struct LifecycleReq {
 };
 struct RolloutStartReq {
   std::string revision;
+  bool yes = false, dry_run = false;
 };
 struct RolloutStatusReq {};
 struct RolloutControlReq {
@@ -188,7 +189,7 @@ Result<Request> Decode(ByteView bytes) {
         return Request(std::move(l));
       }
       case api::Request::ROLLOUT_START:
-        return Request(RolloutStartReq{Text(req.getRolloutStart())});
+        return Request(RolloutStartReq{Text(req.getRolloutStart()), req.getYes(), req.getDryRun()});
       case api::Request::ROLLOUT_STATUS:
         return Request(RolloutStatusReq{});
       case api::Request::ROLLOUT_CONTROL:
@@ -482,8 +483,21 @@ void ApiService::HandleState(Request& request, Respond respond) {
       return respond(ErrorReply("unknown lifecycle '" + l->to + "' (expected commissioned or decommissioned)"));
     return text(state_.SetLifecycle(l->nodes, l->to, l->force));
   }
-  if (auto* r = std::get_if<RolloutStartReq>(&request))
-    return text(RequestRollout(replicator_, r->revision, members_.config().name));
+  if (auto* r = std::get_if<RolloutStartReq>(&request)) {
+    Result<store::Json> started =
+        RequestRollout(replicator_, RolloutStart{r->revision, members_.config().name, r->yes, r->dry_run},
+                       BuildViews(replicator_.log().state().Document(), members_, soft_));
+    // Nobody would take it up: say so rather than let `--watch` wait unexplained.
+    if (started.ok() && !r->dry_run && !lease_.view().holder) {
+      const auto voters = lease_.view().voters;
+      std::string list;
+      for (const auto& v : voters) list += (list.empty() ? "" : ", ") + v;
+      (*started)["warnings"] = store::Json::array(
+          {"no node holds the coordinator lease now (voters: " + (list.empty() ? std::string("none") : list) +
+           "); the rollout starts once one does: see `starling lease`"});
+    }
+    return text(std::move(started));
+  }
   if (std::holds_alternative<RolloutStatusReq>(request))
     return respond(TextReply(RolloutStatus(replicator_.log(), members_, soft_).dump()));
   if (auto* r = std::get_if<RolloutControlReq>(&request))

@@ -575,6 +575,9 @@ NodeAgent::Step NodeAgent::WaitHealthy(Duration deadline) {
                     if (!*alive) return;
                     if (ok) return done(true, "");
                     if (clock_.Now() > until) return done(false, "not healthy by the node deadline: " + detail);
+                    // The coordinator may give up on it before this deadline:
+                    // the reason it is not healthy must be in the report by then.
+                    Report([&](NodeReport& r) { r.detail = Tail("not healthy yet: " + detail, kDetailBytes); });
                     retry_timer_ = clock_.Schedule(cfg_.health_retry, [attempt] { (*attempt)(); });
                   });
                 };

@@ -25,6 +25,7 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
     VoterConfig vcfg;
     vcfg.reap_timeout = opts_.reap_timeout;
     vcfg.spacing = timing.voter_spacing;
+    vcfg.founder = opts_.founder;
     voters_ = std::make_unique<VoterKeeper>(opts_.name, clock, seams_.members, *replicator_, *lease_, vcfg);
   }
   soft_ = std::make_unique<SoftState>(opts_.name, opts_.generation, clock, *channels_, timing.soft_state_refresh);

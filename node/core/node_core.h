@@ -74,6 +74,7 @@ struct NodeOptions {
   // False: the voter set is only what Lease::SetVoters is told (simulator
   // tests of a fixed set); true: VoterKeeper keeps it from the desired state.
   bool keep_voters = true;
+  bool founder = true;  // see VoterConfig::founder
   AgentConfig agent;  // as given (the daemon takes health_every from NodeTimingFor)
   ArtifactConfig artifacts;
 };

@@ -75,13 +75,10 @@ bool IsBusy(const std::string& phase) {
   return !(phase.empty() || phase == "idle" || phase == "failed" || phase == "removed");
 }
 
-size_t RoleRank(const std::vector<std::string>& order, const std::vector<std::string>& roles) {
-  size_t best = order.size();
-  for (const auto& r : roles) {
-    auto it = std::find(order.begin(), order.end(), r);
-    if (it != order.end()) best = std::min(best, static_cast<size_t>(it - order.begin()));
-  }
-  return best;
+// A record's reason is read back with a bound (kMaxText): keep within it.
+std::string Capped(std::string s) {
+  if (s.size() > kMaxText) s = s.substr(0, kMaxText - 3) + "...";
+  return s;
 }
 
 std::string JoinNames(const std::vector<std::string>& names) {
@@ -91,6 +88,15 @@ std::string JoinNames(const std::vector<std::string>& names) {
 }
 
 }  // namespace
+
+size_t RoleRank(const std::vector<std::string>& order, const std::vector<std::string>& roles) {
+  size_t best = order.size();
+  for (const auto& r : roles) {
+    auto it = std::find(order.begin(), order.end(), r);
+    if (it != order.end()) best = std::min(best, static_cast<size_t>(it - order.begin()));
+  }
+  return best;
+}
 
 // ---- policy ---------------------------------------------------------------------------
 
@@ -339,7 +345,7 @@ struct RolloutPlanner::Pass {
   void Log(const std::string& s) { out.log += (out.log.empty() ? "" : "; ") + s; }
   void Settle(const std::string& state, const std::string& reason) {
     r.state = state;
-    r.reason = reason;
+    r.reason = Capped(reason);
     r.ended_us = in.wall_us;
     Log("rollout " + std::to_string(r.id) + " " + state + (reason.empty() ? "" : ": " + reason));
   }
@@ -504,12 +510,20 @@ void RolloutPlanner::FailOrRevert(Pass& pass, bool late) {
   const RolloutPolicy& policy = pass.in.policy;
   RolloutRecord& r = pass.r;
   if (!pass.Active() || r.reverting || (!late && r.failed.size() <= policy.failure_threshold)) return;
-  std::vector<std::string> f(r.failed.begin(), r.failed.end());
-  std::string why = late ? "the progress deadline passed" : "failed on " + JoinNames(f);
+  // The nodes' own words (the hook that failed, its error), which are
+  // otherwise only in their logs.
+  std::string f;
+  for (const auto& name : r.failed) {
+    auto it = pass.view.find(name);
+    std::string detail = it == pass.view.end() ? "" : it->second->detail;
+    if (detail.size() > 160) detail = detail.substr(0, 157) + "...";
+    f += (f.empty() ? "" : ", ") + name + (detail.empty() ? "" : " (" + detail + ")");
+  }
+  std::string why = late ? "the progress deadline passed" : "failed on " + f;
   if (policy.auto_revert && !r.from.empty() && r.from != r.revision) {
     r.reverting = true;
     r.state = "running";
-    r.reason = why + "; reverting to " + r.from;
+    r.reason = Capped(why + "; reverting to " + r.from);
     pass.Log("rollout " + std::to_string(r.id) + " " + r.reason);
   } else {
     pass.Settle("failed", why + (policy.auto_revert ? " (no earlier revision was healthy on every node)" : ""));
@@ -552,7 +566,7 @@ void RolloutPlanner::NextBatch(Pass& pass) {
     }
     if (!lapsed.empty()) {
       const std::string why = "waiting: " + JoinNames(lapsed) + " of " + pass.Batch() + " is not healthy any more";
-      if (r.reason != why && !r.reverting) r.reason = why;
+      if (r.reason != Capped(why) && !r.reverting) r.reason = Capped(why);
       return;
     }
   }
@@ -600,7 +614,8 @@ void RolloutPlanner::NextBatch(Pass& pass) {
     if (busy > 0) return;
     if (r.state == "running") {
       if (r.reverting) {
-        pass.Settle("reverted", r.reason);
+        pass.Settle("reverted", r.reason + "; the desired state still says " + r.revision +
+                                    ": `starling rollback --to " + r.from + "` makes it say what the nodes run");
       } else if (off_target.empty()) {
         pass.Settle("succeeded", r.failed.empty() ? "" : "tolerated failures on " + JoinNames({r.failed.begin(), r.failed.end()}));
       } else {
@@ -616,7 +631,7 @@ void RolloutPlanner::NextBatch(Pass& pass) {
   const std::string why_waiting = "waiting for room: out of service: " + JoinNames(out_names);
   const uint64_t before = r.batch_no;
   if (!ChooseBatch(pass, candidates, eligible, out_elsewhere + out_candidates)) {
-    if (r.state == "running" && !r.reverting && r.reason != why_waiting) r.reason = why_waiting;
+    if (r.state == "running" && !r.reverting && r.reason != Capped(why_waiting)) r.reason = Capped(why_waiting);
   } else if (r.batch_no != before && !out_names.empty()) {
     pass.Log("out of service already: " + JoinNames(out_names));
   }

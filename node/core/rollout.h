@@ -150,6 +150,9 @@ store::Json NodeSpec(const store::Json& doc, const std::vector<std::string>& rol
 // A node's roles: its `nodes.<name>.roles` in the document, else its
 // membership tag `roles` (comma-separated), else none.
 std::vector<std::string> NodeRoles(const store::Json& doc, const std::string& name, const std::string& roles_tag);
+// Where a node with `roles` goes in `order` (the policy's role_order): the
+// index of its first listed role, order.size() when none is listed.
+size_t RoleRank(const std::vector<std::string>& order, const std::vector<std::string>& roles);
 // Whether the node is commissioned (only those take part in rollouts).
 bool Commissioned(const store::Json& doc, const std::string& name);
 
@@ -168,6 +171,7 @@ struct NodeView {
   std::string target;     // the revision it is working on or failed on
   bool healthy = false;
   std::string phase;
+  std::string detail;  // its last job's result ("apply R failed: start hook api: ...")
   // Healthy as the gate counts it: on a fresh report while membership says
   // alive. A node killed right after reporting healthy is not.
   bool Serving() const { return reachable && !suspect && !left && fresh && healthy; }

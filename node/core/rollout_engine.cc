@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "state_commands.h"
@@ -56,6 +57,7 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
       v.target = r->target;
       v.healthy = r->healthy;
       v.phase = r->phase;
+      v.detail = r->detail;
     }
     out.push_back(std::move(v));
   }
@@ -224,6 +226,93 @@ void RolloutEngine::AutoUpgrade(const store::State& st, const std::optional<Roll
 }
 
 // ---- operator commands ------------------------------------------------------------------------
+
+namespace {
+
+Json DiffJson(const Json& from, const Json& to) {
+  Json out = Json::array();
+  for (const auto& c : store::Diff(from, to))
+    out.push_back(Json{{"path", c.path}, {"kind", c.kind}, {"before", c.before}, {"after", c.after}});
+  return out;
+}
+
+std::string Brief(const Json& v) {
+  std::string s = v.is_string() ? v.get<std::string>() : v.dump();
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
+// The batches a start would make if every node stays in service: the
+// planner's order (role order, then name) and sizes.
+Json PlanBatches(const store::DesiredLog& log, const std::string& target, const std::vector<NodeView>& views,
+                 Json& unchanged, Json& down) {
+  const RolloutPolicy policy = RolloutPolicy::From(log.state().Document());
+  ContentMatch same(log);
+  std::vector<const NodeView*> moving;
+  size_t eligible = 0;
+  for (const NodeView& v : views) {
+    if (!v.commissioned || v.left) continue;
+    ++eligible;
+    if (v.applied == target || (!v.applied.empty() && same(v, target))) {
+      unchanged.push_back(v.name);
+    } else if (!v.reachable) {
+      down.push_back(v.name);
+    } else {
+      moving.push_back(&v);
+    }
+  }
+  auto rank = [&](const NodeView* v) { return std::make_pair(RoleRank(policy.role_order, v->roles), v->name); };
+  std::sort(moving.begin(), moving.end(), [&](const NodeView* a, const NodeView* b) { return rank(a) < rank(b); });
+  Json batches = Json::array();
+  size_t i = 0;
+  while (i < moving.size()) {
+    const size_t size = policy.BatchSize(batches.size(), eligible);
+    Json batch = Json::array();
+    const size_t group = rank(moving[i]).first;
+    while (i < moving.size() && batch.size() < size && rank(moving[i]).first == group) batch.push_back(moving[i++]->name);
+    batches.push_back(std::move(batch));
+  }
+  return batches;
+}
+
+}  // namespace
+
+Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& start,
+                            const std::vector<NodeView>& views) {
+  store::DesiredLog& log = replicator.log();
+  const std::string current = log.Current().id;
+  std::string target = current;
+  if (!start.revision.empty()) {
+    auto found = log.Find(start.revision);
+    if (!found.ok()) return found.status();
+    target = found->id;
+  }
+  if (target.empty()) return Status::InvalidArgument("there is no desired state to roll out yet: apply one first");
+  auto target_doc = log.DocumentAt(target);
+  if (!target_doc.ok()) return target_doc.status();
+  const Json diff = DiffJson(log.state().Document(), *target_doc);
+  if (start.dry_run) {
+    Json unchanged = Json::array(), down = Json::array();
+    Json batches = PlanBatches(log, target, views, unchanged, down);
+    return Json{{"dry_run", true}, {"revision", target}, {"current", current}, {"diff", diff},
+                {"batches", batches}, {"unchanged", unchanged}, {"down", down}};
+  }
+  if (target != current && !start.yes) {
+    std::string lines;
+    for (const auto& c : diff) {
+      const std::string kind = c.value("kind", "");
+      const std::string path = c.value("path", "");
+      lines += kind == "added"     ? "\n  + " + path + ": " + Brief(c["after"])
+               : kind == "removed" ? "\n  - " + path + ": " + Brief(c["before"])
+                                   : "\n  ~ " + path + ": " + Brief(c["before"]) + " -> " + Brief(c["after"]);
+    }
+    return Status::Conflict("revision " + target + " is not the current revision " + current +
+                            "; rolling it out makes the nodes run what it says, which differs from the desired state:" +
+                            (lines.empty() ? std::string("\n  (no differences)") : lines) +
+                            "\n`starling rollout start --revision " + target +
+                            " --dry-run` shows the batches; --yes goes ahead");
+  }
+  return RequestRollout(replicator, target, start.by);
+}
 
 Result<Json> RequestRollout(store::Replicator& replicator, const std::string& revision, const std::string& by) {
   const store::State& st = replicator.log().state();

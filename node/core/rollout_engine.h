@@ -93,6 +93,20 @@ class RolloutEngine {
 // Asks for a rollout of `revision` (the current one when empty).
 Result<store::Json> RequestRollout(store::Replicator& replicator, const std::string& revision,
                                    const std::string& by);
+struct RolloutStart {
+  std::string revision;  // empty: the current one
+  std::string by;
+  bool yes = false;      // goes ahead with a revision that is not the current one
+  bool dry_run = false;  // only says what the start would do
+};
+// The same with the checks an operator at a terminal needs: a revision that
+// is not the current one is refused (kConflict, the changes it would make
+// listed) unless `yes`. With `dry_run`, nothing is written and the reply is
+// the plan: {"dry_run", "revision", "current", "diff": [{path, kind, before,
+// after}], "batches": [[names]], "unchanged": [names], "down": [names]},
+// the batches as the policy cuts them if every node stays in service.
+Result<store::Json> RequestRollout(store::Replicator& replicator, const RolloutStart& start,
+                                   const std::vector<NodeView>& views);
 // pause | resume | abort of the rollout in progress.
 Result<store::Json> ControlRollout(store::Replicator& replicator, const std::string& action, const std::string& by);
 

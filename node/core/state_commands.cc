@@ -127,6 +127,19 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
 Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, store::Hlc base, Json warnings) {
   const std::string previous = replicator_.log().Current().id;
   const size_t objects = ops.size();
+  for (auto& op : ops)
+    if (op.key == "voters") {
+      const store::Register* now = replicator_.log().state().Find("voters");
+      // A decommission only shrinks the set it found: the set is still the
+      // lease's, and refills to the choice rule's size.
+      const bool by_operator = note.rfind(kVotersNote, 0) != 0 && note.rfind("decommission", 0) != 0;
+      size_t size = 0;
+      if (op.value)
+        if (auto v = Json::parse(*op.value, nullptr, false); v.is_array()) size = v.size();
+      VoterRank rank{(now ? VoterRank::Decode(now->rank).epoch : 0) + 1, by_operator, size,
+                     replicator_.log().entries()};
+      op.rank = rank.Encode();
+    }
   auto e = replicator_.Write(std::move(ops), std::move(note), base);
   if (!e.ok()) return Status(e.status().code(), "the change was not stored: " + e.status().message());
   return Json{{"revision", replicator_.log().Current().id},

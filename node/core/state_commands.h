@@ -10,6 +10,8 @@
 // different objects never overwrite each other.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -23,6 +25,39 @@ namespace starling::node {
 
 // Notes of the entries the lease's voter keeper writes start with this.
 inline constexpr const char* kVotersNote = "voters:";
+
+// The rank of a write to `voters` (store::Op::rank), which decides a merge
+// of two voter histories before the stamps do:
+//   1. the epoch: how many voter changes led to the set (the set it replaced
+//      plus one), so a change made by a writer that saw the current set
+//      always wins over it, and of two sides that changed voters without
+//      seeing each other, the one with the longer voter history wins;
+//   2. an operator's set (apply, `voters --force-set`) over one the lease
+//      chose or changed by itself;
+//   3. the larger set (the larger cluster chose it);
+//   4. the longer desired-state history: how many entries the writer held.
+// Only then does the newer stamp win. A node that ran alone and chose
+// itself (epoch 1, automatic, one voter) therefore never overrides the set
+// of the cluster it joins.
+struct VoterRank {
+  uint64_t epoch = 0;
+  bool by_operator = false;
+  uint64_t size = 0;
+  uint64_t history = 0;
+  static constexpr int kEpochShift = 40;
+  static constexpr int kOperatorShift = 39;
+  static constexpr int kSizeShift = 36;
+  static constexpr uint64_t kSizeMax = 7;
+  static constexpr uint64_t kHistoryMax = (uint64_t{1} << kSizeShift) - 1;
+  uint64_t Encode() const {
+    return (epoch << kEpochShift) | (uint64_t{by_operator} << kOperatorShift) |
+           (std::min(size, kSizeMax) << kSizeShift) | std::min(history, kHistoryMax);
+  }
+  static VoterRank Decode(uint64_t rank) {
+    return {rank >> kEpochShift, ((rank >> kOperatorShift) & 1) != 0, (rank >> kSizeShift) & kSizeMax,
+            rank & kHistoryMax};
+  }
+};
 
 // "frozen: <reason> (by <who>)" while the document is frozen.
 std::optional<std::string> FrozenReason(const store::Json& doc);

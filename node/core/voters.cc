@@ -88,10 +88,27 @@ void VoterKeeper::Tick() {
   }
   const store::Json doc = replicator_.log().state().Document();
   if (lease_.IsHolder()) AutoCommission(doc, alive);
+  // Voters are chosen among the alive members the desired state does not
+  // decommission.
+  std::vector<std::string> eligible;
+  const auto nodes = doc.find("nodes");
+  for (const auto& a : alive) {
+    const bool out = nodes != doc.end() && nodes->is_object() && nodes->contains(a) && (*nodes)[a].is_object() &&
+                     (*nodes)[a].value("lifecycle", std::string()) == "decommissioned";
+    if (!out) eligible.push_back(a);
+  }
   const auto recorded = Recorded(doc);
   if (!recorded) {
-    if (!alive.empty() && alive.front() == self_ && now - stable_since_ >= cfg_.settle) {
-      auto chosen = Choose(alive);
+    met_others_ |= alive.size() > 1;
+    if (!cfg_.founder && !met_others_) {
+      if (!said_waiting_ && now - stable_since_ >= cfg_.settle)
+        spdlog::warn("not choosing the lease voters alone: no seed has answered yet (check --join, or `starling "
+                     "join` a member)");
+      said_waiting_ |= now - stable_since_ >= cfg_.settle;
+      return;
+    }
+    if (!eligible.empty() && eligible.front() == self_ && now - stable_since_ >= cfg_.settle) {
+      auto chosen = Choose(eligible);
       if (StateCommands(replicator_).SetVoters(chosen, "chosen automatically").ok()) {
         last_write_ = now;
         spdlog::info("chose the lease voters automatically: {} of {} alive members", chosen.size(), alive.size());
@@ -123,17 +140,20 @@ void VoterKeeper::Tick() {
   std::vector<std::string> next = voters;
   std::string why;
   const bool voter = std::binary_search(voters.begin(), voters.end(), self_);
+  const store::Register* reg = replicator_.log().state().Find("voters");
+  const bool operator_sized = reg && VoterRank::Decode(reg->rank).by_operator;
   if (lease_.IsHolder() && voter) {
     if (gone) {
       next.erase(std::find(next.begin(), next.end(), *gone));
       why = "removed " + *gone + " (dead past the reap timeout)";
-      replacing_ = true;
-    } else if (replacing_ && next.size() < Choose(alive).size()) {
-      replacing_ = false;
-      for (const auto& a : alive)
+    } else if (!operator_sized && next.size() < Choose(eligible).size()) {
+      // Back to the size the choice rule asks for, after a voter was reaped
+      // or decommissioned, or as the cluster grows: one voter per change.
+      for (const auto& a : eligible)
         if (!std::binary_search(voters.begin(), voters.end(), a)) {
           next.push_back(a);
-          why = "added " + a;
+          why = "added " + a + " (" + std::to_string(voters.size()) + " voters, the choice rule asks for " +
+                std::to_string(Choose(eligible).size()) + ")";
           break;
         }
     }

@@ -5,15 +5,22 @@
 //  * Choice: the members alive in this node's view, by name; the first 5
 //    when there are at least 5, the first 3 when at least 3, all otherwise.
 //    It is made once, by the lowest-named alive member after the member set
-//    has been stable for `settle`, and recorded in the desired state, which
+//    has been stable for `settle` (a node that was given seeds waits until
+//    it has seen another member alive), and recorded in the desired state, which
 //    from then on is the only source of truth (views differ; the log
 //    converges).
 //  * Replacement, one voter per change and at most one change per `spacing`
 //    so that every pair of consecutive sets has overlapping majorities: the
 //    lease holder removes a voter dead (failed, left or gone) for longer than
-//    the reap timeout, then adds the lowest-named alive non-voter in its
-//    place if the set is smaller than the choice rule asks for (a set the
-//    operator made smaller is left alone). With no holder, the
+//    the reap timeout, and adds the lowest-named alive member that is no
+//    voter and not decommissioned while the set is smaller than the choice
+//    rule asks for (after a reap, a decommission, or as the cluster grows).
+//    A set the operator gave (apply, `voters --force-set`) keeps its size
+//    until the lease changes it. Decommissioned members are never chosen.
+//  * Merge: two voter histories that never saw each other (a node that ran
+//    alone, joined later) are decided by VoterRank (state_commands.h): the
+//    longer voter history, then the operator's set, then the longer log.
+//    With no holder, the
 //    lowest-named live voter may remove a voter dead past the reap timeout
 //    (a dead voter cannot vote, so this cannot split the live majority);
 //    that is how a cluster losing voters one by one shrinks to one node.
@@ -39,6 +46,11 @@ struct VoterConfig {
   Duration settle = 5s;
   Duration spacing = 10s;
   Duration reap_timeout = std::chrono::hours(24);
+  // Started with nobody to join (no --join, no members remembered): it may
+  // found a cluster and choose its voters alone. A node given seeds chooses
+  // only once it has seen another member alive, so that a node started with
+  // a wrong --join never makes itself a cluster of one with its own lease.
+  bool founder = true;
 };
 
 class VoterKeeper {
@@ -74,7 +86,8 @@ class VoterKeeper {
   Time stable_since_{};
   std::optional<Time> last_write_;
   std::map<std::string, Time> dead_since_;
-  bool replacing_ = false;  // removed a dead voter; a live one goes in next
+  bool met_others_ = false;  // has seen another member alive
+  bool said_waiting_ = false;
   Clock::TimerId timer_ = 0;
 };
 

@@ -315,6 +315,9 @@ Status Daemon::StartProtocols() {
   options.generation = generation_;
   options.profile = opts_.profile;
   options.reap_timeout = opts_.reap_timeout;
+  options.founder = opts_.join.empty() && std::none_of(known_.begin(), known_.end(), [this](const store::KnownMember& k) {
+                      return k.name != name_ && k.addr != advertise_;
+                    });
   options.agent.data_dir = opts_.data_dir;
   options.agent.health_every = NodeTimingFor(opts_.profile).health_every;
   options.artifacts.gc_grace = opts_.artifact_grace;

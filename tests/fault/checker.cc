@@ -1,6 +1,7 @@
 #include "checker.h"
 
 #include <algorithm>
+#include <map>
 
 namespace starling::fault {
 namespace {
@@ -59,18 +60,30 @@ void OverUnavailable(const History& h, std::vector<Violation>& out) {
   }
   std::stable_sort(steps.begin(), steps.end(),
                    [](const Step& a, const Step& b) { return a.at != b.at ? a.at < b.at : a.order < b.order; });
-  std::set<std::string> out_of_service, down;
+  std::set<std::string> out_of_service, paused;
+  std::map<std::string, Micros> healthy_after_stop;
   bool reported = false;
   for (const Step& s : steps) {
-    if (s.what == "stop") out_of_service.insert(s.node);
-    if (s.what == "healthy") out_of_service.erase(s.node);
-    if (s.what == "kill") out_of_service.erase(s.node);  // down because of the kill from now on
-    if (s.what == "kill" || s.what == "pause") down.insert(s.node);
-    if (s.what == "up") down.erase(s.node);
+    if (s.what == "stop") {
+      out_of_service.insert(s.node);
+      healthy_after_stop.erase(s.node);
+    }
+    if (s.what == "healthy") {
+      if (out_of_service.erase(s.node)) healthy_after_stop[s.node] = s.at;
+    }
+    if (s.what == "kill") {
+      // Killed before the rollout could count it done: still out because of
+      // the rollout. Killed later: down because of the kill.
+      auto last = healthy_after_stop.find(s.node);
+      if (last != healthy_after_stop.end() && s.at - last->second < h.min_healthy) out_of_service.insert(s.node);
+      else if (!out_of_service.count(s.node)) healthy_after_stop.erase(s.node);
+    }
+    if (s.what == "pause") paused.insert(s.node);
+    if (s.what == "up") paused.erase(s.node);
     size_t counted = 0;
     std::string who;
     for (const auto& n : out_of_service)
-      if (!down.count(n)) ++counted, who += " " + n;
+      if (!paused.count(n)) ++counted, who += " " + n;
     if (counted > h.max_unavailable && !reported) {
       out.push_back({"over-unavailable", std::to_string(counted) + " nodes out of service at " + Seconds(s.at) +
                                              " (max " + std::to_string(h.max_unavailable) + "):" + who});
@@ -145,6 +158,7 @@ json ToJson(const History& h) {
   for (const Declared& d : h.declared)
     j["declared"].push_back({{"observer", d.observer}, {"member", d.member}, {"at", d.at}});
   j["max_unavailable"] = h.max_unavailable;
+  j["min_healthy"] = h.min_healthy;
   j["settle"] = h.settle;
   return j;
 }
@@ -174,6 +188,7 @@ History HistoryFromJson(const json& j) {
   for (const auto& d : list("declared"))
     h.declared.push_back({d.value("observer", ""), d.value("member", ""), d.value("at", Micros{0})});
   h.max_unavailable = j.value("max_unavailable", size_t{1});
+  h.min_healthy = j.value("min_healthy", Micros{0});
   h.settle = j.value("settle", h.settle);
   return h;
 }

@@ -8,10 +8,13 @@
 //  * lease-overlap: two nodes held the coordinator lease at the same moment,
 //    by their own lease logs (each hold runs from when the node won a ballot
 //    to the end of validity it computed, or to when it released it).
-//  * over-unavailable: more nodes out of service because of a rollout (a stop
-//    hook ran and no passing health check since) than the policy's largest
-//    batch, counting only nodes whose daemon runs (a killed node's service is
-//    down because of the kill; a paused daemon is not counted while paused).
+//  * over-unavailable: more nodes out of service because of a rollout than
+//    the policy's largest batch. Out because of a rollout: a stop hook ran and
+//    no passing health check since, or the node was killed before it had been
+//    healthy for the policy's `min_healthy` after such a stop (the rollout
+//    cannot have finished with it: it counts until its next passing health
+//    check, down or not). A node killed later is down because of the kill; a
+//    paused daemon is not counted while paused.
 //  * unfinished-rollout: after the heal, the last rollout (the record every
 //    node holds) is not succeeded, failed or reverted, or a rollout was asked
 //    for (and acknowledged) with a higher id than the last one and never ran.
@@ -83,6 +86,7 @@ struct History {
   std::string last_rollout_state;
   std::vector<Declared> declared;
   size_t max_unavailable = 1;
+  Micros min_healthy = 0;  // the rollout policy's
   Micros settle = 15'000'000;  // after a non-loss fault, before loss-only rules apply
 };
 

@@ -86,14 +86,39 @@ TEST(Checker, FlagsMoreNodesOutOfServiceThanTheBatchAllows) {
   EXPECT_EQ(v[0].what, "2 nodes out of service at 31.5 s (max 1): n1 n3");
 }
 
-TEST(Checker, DoesNotCountAKilledOrPausedNodeAsOutForTheRollout) {
+TEST(Checker, ANodeKilledBeforeTheRolloutCouldCountItDoneStaysOut) {
+  // n3 stopped by a rollout, then killed before it was healthy: the next
+  // batch (n1 at 30 s) started while it was still out because of the rollout.
   History h = Clean();
-  // n3 stopped by a rollout, then killed before it was healthy: down because of the kill.
+  h.min_healthy = 2 * kS;
   h.services.push_back({"n3", "stop", 29 * kS});
   h.faults.push_back({"kill", {"n3"}, 29500000, 40 * kS});
-  EXPECT_TRUE(Of(Check(h), "over-unavailable").empty());
-  // Paused instead: not counted while paused, counted again once it runs.
+  // ... and n2's at 33 s too: n3 is still down, never healthy since.
+  auto v = Of(Check(h), "over-unavailable");
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].what, "2 nodes out of service at 30.0 s (max 1): n1 n3");
+  EXPECT_EQ(v[1].what, "2 nodes out of service at 33.0 s (max 1): n2 n3");
+  // Healthy, then killed before min_healthy had passed: the dead-node case
+  // (a coordinator that took its last healthy report at its word).
   h = Clean();
+  h.min_healthy = 2 * kS;
+  h.services.push_back({"n3", "stop", 27 * kS});
+  h.services.push_back({"n3", "healthy", 29 * kS});
+  h.faults.push_back({"kill", {"n3"}, 29500000, 40 * kS});
+  v = Of(Check(h), "over-unavailable");
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].what, "2 nodes out of service at 30.0 s (max 1): n1 n3");
+  // Killed after min_healthy: down because of the kill, not the rollout.
+  h = Clean();
+  h.min_healthy = 2 * kS;
+  h.services.push_back({"n3", "stop", 25 * kS});
+  h.services.push_back({"n3", "healthy", 26 * kS});
+  h.faults.push_back({"kill", {"n3"}, 29 * kS, 40 * kS});
+  EXPECT_TRUE(Of(Check(h), "over-unavailable").empty());
+}
+
+TEST(Checker, DoesNotCountAPausedNodeWhilePaused) {
+  History h = Clean();
   h.services.push_back({"n3", "stop", 29 * kS});
   h.faults.push_back({"pause", {"n3"}, 29500000, 31500000});
   h.services.push_back({"n3", "healthy", 32500000});

@@ -299,8 +299,13 @@ class Run {
     return doc;
   }
 
+  // The checker's over-unavailable rule reads batch (max_unavailable) and
+  // min_healthy from these.
+  static constexpr size_t kBatch = 1;
+  static constexpr Micros kMinHealthy = 2'000'000;
   static std::string Policy(int k) {
-    return "policy: {batch: 1, min_healthy: 2s, node_deadline: 90s, progress_deadline: " + std::to_string(1800 + k) +
+    return "policy: {batch: " + std::to_string(kBatch) + ", min_healthy: " + std::to_string(kMinHealthy / 1'000'000) +
+           "s, node_deadline: 90s, progress_deadline: " + std::to_string(1800 + k) +
            "s, failure_threshold: 0, auto_revert: true}\n";
   }
 
@@ -491,6 +496,8 @@ class Run {
         },
         300s, 1s);
     if (!ok) Say("not settled within 5 min of the heal (the checker will say what is wrong)");
+    history_.max_unavailable = kBatch;
+    history_.min_healthy = kMinHealthy;
     if (auto status = CliJson(0, {"rollout", "status"})) {
       history_.last_rollout = status->value("id", uint64_t{0});
       history_.last_rollout_state = status->value("state", "");

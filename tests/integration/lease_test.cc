@@ -63,6 +63,61 @@ TEST(Lease, VotersAreChosenAndOneHolderIsAgreed) {
   EXPECT_EQ(json::parse(get.out)["voters"].size(), 5u);
 }
 
+// A node started with a wrong --join must not make itself a cluster of one
+// with its own voters and lease, which would later fight the real cluster's.
+// Node `i` comes to hold `voters` and every node names the same holder.
+bool HasVotersAndAgrees(LocalCluster& c, int i, const json& voters) {
+  return WaitFor(
+      [&] {
+        auto mine = LeaseOf(c, i);
+        return mine && (*mine)["voters"] == voters && AgreedHolder(c, c.All()).has_value();
+      },
+      30s);
+}
+
+TEST(Lease, ANodeWhoseSeedsNeverAnsweredChoosesNoVoters) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  ASSERT_TRUE(WaitFor([&] { return AgreedHolder(c, c.All()).has_value(); }, 30s));
+  const json voters = (*LeaseOf(c, 0))["voters"];
+  // 127.0.0.1:9 (discard) answers nobody.
+  const int lone = c.Start("alone", {"--join", "127.0.0.1:9"});
+  ASSERT_GE(lone, 0);
+  ASSERT_TRUE(WaitFor([&] { return c.LogOf(lone).find("not choosing the lease voters alone") != std::string::npos; },
+                      30s))
+      << c.LogOf(lone);
+  auto l = LeaseOf(c, lone);
+  ASSERT_TRUE(l);
+  EXPECT_TRUE((*l)["voters"].empty()) << l->dump();
+  EXPECT_TRUE((*l)["holder"].is_null()) << l->dump();
+  // Joined to the real cluster, it takes the cluster's voters and holder.
+  ASSERT_EQ(c.Cli(lone, {"join", c.node(0).addr}).exit_code, 0);
+  EXPECT_TRUE(HasVotersAndAgrees(c, lone, voters)) << LeaseOf(c, lone)->dump();
+  EXPECT_EQ((*LeaseOf(c, 0))["voters"], voters);
+}
+
+// A node started with nobody to join founds a cluster of one and chooses
+// itself; joined to a real cluster later, the cluster's voters win the merge
+// (the larger set of the same voter history), not the set written last.
+TEST(Lease, AFounderThatRanAloneDoesNotTakeOverTheVotersWhenJoined) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3));
+  ASSERT_TRUE(WaitFor([&] { return AgreedHolder(c, c.All()).has_value(); }, 30s));
+  const json voters = (*LeaseOf(c, 0))["voters"];
+  const int lone = c.Start("alone", {});
+  ASSERT_GE(lone, 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto l = LeaseOf(c, lone);
+        return l && (*l)["voters"] == json::array({"alone"}) && (*l)["holder"] == "alone";
+      },
+      30s))
+      << LeaseOf(c, lone)->dump();
+  ASSERT_EQ(c.Cli(lone, {"join", c.node(0).addr}).exit_code, 0);
+  EXPECT_TRUE(HasVotersAndAgrees(c, lone, voters)) << LeaseOf(c, lone)->dump();
+  for (int i : c.All()) EXPECT_EQ((*LeaseOf(c, i))["voters"], voters) << "node " << i;
+}
+
 TEST(Lease, KilledHolderIsReplacedAndDoesNotReclaimDuringQuarantine) {
   LocalCluster c;
   ASSERT_TRUE(c.StartConverged(5));

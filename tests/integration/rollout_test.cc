@@ -222,7 +222,9 @@ TEST_F(Rollout, FailingHealthCheckStopsTheRolloutAndRevertsTouchedNodes) {
   ASSERT_EQ(s.value("state", ""), "reverted") << s.dump(2);
   EXPECT_EQ(s.value("revision", ""), v2);
   EXPECT_EQ(s.value("from", ""), v1);
-  EXPECT_NE(s.value("reason", "").find("node2"), std::string::npos) << s.dump(2);
+  // The node's own word on what failed, and how to make the document match.
+  EXPECT_NE(s.value("reason", "").find("node2 (not healthy yet: "), std::string::npos) << s.dump(2);
+  EXPECT_NE(s.value("reason", "").find("`starling rollback --to " + v1 + "`"), std::string::npos) << s.dump(2);
   EXPECT_TRUE(AllApplied(c, 4, Names(c, c.All()), v1));
 
   std::vector<Event> events = Events(c);
@@ -258,7 +260,13 @@ TEST_F(Rollout, CoordinatorKilledMidRolloutAnotherResumesWithoutRedoingNodes) {
   c.Kill(killed);
   int observer = killed == 0 ? 1 : 0;
   json s = AwaitSettled(c, observer, id, 120s);
-  ASSERT_EQ(s.value("state", ""), "succeeded") << s.dump(2);
+  // The killed node is down: if its turn had not come, it is off the
+  // revision and the rollout says so.
+  if (s.value("state", "") == "incomplete") {
+    EXPECT_NE(s.value("reason", "").find(holder + " (down)"), std::string::npos) << s.dump(2);
+  } else {
+    ASSERT_EQ(s.value("state", ""), "succeeded") << s.dump(2);
+  }
   std::vector<int> rest = c.AllExcept(killed);
   EXPECT_TRUE(AllApplied(c, observer, Names(c, rest), v2));
   std::vector<Event> events = Events(c);
@@ -352,6 +360,49 @@ TEST_F(Rollout, ANodeKilledJustAfterItsHealthCheckIsNotCountedHealthy) {
       EXPECT_EQ(n.value("phase", ""), "down") << n.dump();
       EXPECT_FALSE(n.value("healthy", true)) << n.dump();
     }
+}
+
+// A start of a revision that is not the current one says what it would
+// change and needs --yes; --dry-run shows the plan of any start; nodes whose
+// content a revision does not change get no batch.
+TEST_F(Rollout, StartOfAnOlderRevisionShowsItsChangesAndNeedsYes) {
+  // A freeze and an unfreeze make revisions with nothing for the nodes.
+  ASSERT_EQ(c.Cli(0, {"freeze", "--reason", "x"}).exit_code, 0);
+  ASSERT_EQ(c.Cli(0, {"unfreeze"}).exit_code, 0);
+  auto noop = CliJson(c, 0, {"rollout", "start", "--dry-run"});
+  ASSERT_TRUE(noop);
+  EXPECT_NE(noop->value("revision", ""), v1);
+  EXPECT_TRUE((*noop)["batches"].empty()) << noop->dump();
+
+  const std::string v2 = Apply(c, 0, Doc("2.0"));
+  CommandResult old = c.Cli(1, {"rollout", "start", "--revision", v1});
+  EXPECT_EQ(old.exit_code, 1);
+  EXPECT_NE(old.err.find("is not the current revision"), std::string::npos) << old.err;
+  EXPECT_NE(old.err.find("~ packages.web.version: 2.0 -> 1.0"), std::string::npos) << old.err;
+  EXPECT_NE(old.err.find("--yes"), std::string::npos) << old.err;
+
+  auto plan = CliJson(c, 1, {"rollout", "start", "--dry-run"});
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->value("revision", ""), v2);
+  EXPECT_EQ((*plan)["batches"].size(), static_cast<size_t>(kNodes)) << plan->dump();  // batch: 1
+  auto back = CliJson(c, 1, {"rollout", "start", "--dry-run", "--revision", v1});
+  ASSERT_TRUE(back);
+  EXPECT_TRUE((*back)["batches"].empty()) << "every node runs it already: " << back->dump();
+  EXPECT_EQ((*back)["unchanged"].size(), static_cast<size_t>(kNodes)) << back->dump();
+  CommandResult text = c.Cli(1, {"rollout", "start", "--dry-run"});
+  EXPECT_NE(text.out.find("batch 1: "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("nothing started"), std::string::npos) << text.out;
+  auto status = CliJson(c, 0, {"rollout", "status"});
+  ASSERT_TRUE(status);
+  EXPECT_FALSE(status->contains("requested")) << "a dry run asked for a rollout";
+
+  // Going back to what every node runs with --yes: nobody is stopped.
+  const size_t stops = Events(c).size();
+  CommandResult yes = c.Cli(1, {"rollout", "start", "--revision", v1, "--yes", "--format", "json"});
+  ASSERT_EQ(yes.exit_code, 0) << yes.err;
+  json s = AwaitSettled(c, 0, json::parse(yes.out).value("id", uint64_t{0}));
+  EXPECT_EQ(s.value("state", ""), "succeeded") << s.dump(2);
+  EXPECT_EQ(Events(c).size(), stops) << "hooks ran for a revision every node already runs";
 }
 
 TEST_F(Rollout, RestartRunsTheVerifyHooksAndRepairsDrift) {

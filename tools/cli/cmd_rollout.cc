@@ -181,24 +181,61 @@ std::string RolloutLine(const json& r) {
   return out.str();
 }
 
+// `rollout start --dry-run`: the changes, then the batches.
+void PrintPlan(const json& r) {
+  const std::string revision = r.value("revision", ""), current = r.value("current", "");
+  std::cout << "rollout of revision " << revision
+            << (revision == current ? " (the current one)" : " (not the current one, " + current + "; needs --yes)")
+            << ", nothing started\n";
+  std::cout << "changes against the desired state:\n";
+  PrintDiff(r.value("diff", json::array()));
+  int n = 0;
+  for (const auto& b : r.value("batches", json::array())) {
+    std::string names;
+    for (const auto& name : b) names += (names.empty() ? "" : ", ") + name.get<std::string>();
+    std::cout << "batch " << ++n << ": " << names << "\n";
+  }
+  if (n == 0) std::cout << "no node has anything to change\n";
+  for (const char* key : {"unchanged", "down"}) {
+    std::string names;
+    for (const auto& name : r.value(key, json::array())) names += (names.empty() ? "" : ", ") + name.get<std::string>();
+    if (!names.empty())
+      std::cout << (std::string(key) == "down" ? "down, not batched: " : "nothing to change: ") << names << "\n";
+  }
+}
+
 void AddRolloutStart(CLI::App& rollout, Context& ctx) {
   struct Options {
     std::string revision, format = "table";
+    bool yes = false, dry_run = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = rollout.add_subcommand(
-      "start", "Ask the coordinator to roll out a revision (the current one unless --revision)");
+      "start",
+      "Ask the coordinator to roll out a revision (the current one unless --revision). A revision that is not the "
+      "current one is refused, with the changes it would make, unless --yes");
   cmd->add_option("--revision", o->revision, "Revision id or unique prefix");
+  cmd->add_flag("--yes", o->yes, "Go ahead with a revision that is not the current one");
+  cmd->add_flag("--dry-run", o->dry_run,
+                "Only show what the start would do: the changes, and the batches if every node stays in service");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     ctx.exit_code = StateCall(
-        ctx.globals, [&](api::Request::Builder r) { r.setRolloutStart(o->revision); },
+        ctx.globals,
+        [&](api::Request::Builder r) {
+          r.setYes(o->yes);
+          r.setDryRun(o->dry_run);
+          r.setRolloutStart(o->revision);
+        },
         [&](const json& r) {
           if (o->format == "json") {
             PrintJson(r);
+          } else if (r.value("dry_run", false)) {
+            PrintPlan(r);
           } else {
             std::cout << "rollout " << r.value("id", 0) << " of revision " << r.value("revision", "")
                       << " requested; follow it with `starling rollout status --watch`\n";
+            for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << w.get<std::string>() << "\n";
           }
           return kExitOk;
         });

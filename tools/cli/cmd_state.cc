@@ -139,22 +139,6 @@ void AddHistory(CLI::App& app, Context& ctx) {
   });
 }
 
-// One line per change: + added, - removed, ~ changed.
-void PrintDiff(const json& changes) {
-  if (changes.empty()) std::cout << "no differences\n";
-  for (const auto& c : changes) {
-    const std::string kind = c.value("kind", "");
-    const std::string path = c.value("path", "");
-    if (kind == "added") {
-      std::cout << "+ " << path << ": " << Brief(c["after"]) << "\n";
-    } else if (kind == "removed") {
-      std::cout << "- " << path << ": " << Brief(c["before"]) << "\n";
-    } else {
-      std::cout << "~ " << path << ": " << Brief(c["before"]) << " -> " << Brief(c["after"]) << "\n";
-    }
-  }
-}
-
 void AddDiff(CLI::App& app, Context& ctx) {
   struct Options {
     std::string from, to, format = "table";

@@ -55,4 +55,20 @@ int PrintWrite(const json& r, const std::string& format) {
   return kExitOk;
 }
 
+// One line per change: + added, - removed, ~ changed.
+void PrintDiff(const json& changes) {
+  if (changes.empty()) std::cout << "no differences\n";
+  for (const auto& c : changes) {
+    const std::string kind = c.value("kind", "");
+    const std::string path = c.value("path", "");
+    if (kind == "added") {
+      std::cout << "+ " << path << ": " << Brief(c["after"]) << "\n";
+    } else if (kind == "removed") {
+      std::cout << "- " << path << ": " << Brief(c["before"]) << "\n";
+    } else {
+      std::cout << "~ " << path << ": " << Brief(c["before"]) << " -> " << Brief(c["after"]) << "\n";
+    }
+  }
+}
+
 }  // namespace starling::cli

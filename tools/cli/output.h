@@ -27,6 +27,8 @@ std::string TagText(const std::map<std::string, std::string>& tags);
 
 // A value cut to 60 characters, for one line of a diff.
 std::string Brief(const json& value);
+// A diff (store::Diff as JSON), one line per change: + added, - removed, ~ changed.
+void PrintDiff(const json& changes);
 
 // Prints the result of a desired-state write (apply, rollback, freeze,
 // lifecycle, voters); warnings go to stderr. Returns the exit code.

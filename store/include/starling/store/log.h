@@ -32,6 +32,11 @@ namespace starling::store {
 struct Op {
   std::string key;
   std::optional<std::string> value;  // nullopt = delete
+  // Orders the op's register before its stamp does: a higher rank wins
+  // whatever the stamps. 0 for every object but `voters`, where the lease
+  // ranks a set by how many changes led to it (node/core/voters.h), so that
+  // a node that chose voters alone does not win a merge by writing last.
+  uint64_t rank = 0;
   bool operator==(const Op&) const = default;
 };
 
@@ -69,8 +74,14 @@ using HighWater = std::map<uint64_t, uint64_t>;
 struct Register {
   std::optional<std::string> value;  // nullopt = deleted (a tombstone)
   Stamp stamp;
+  uint64_t rank = 0;  // the writing op's rank
   bool operator==(const Register&) const = default;
 };
+// The register order: rank, then stamp. A total order on what the entries
+// carry, so the fold is the same in any arrival order.
+inline bool Older(const Register& a, const Register& b) {
+  return a.rank != b.rank ? a.rank < b.rank : a.stamp < b.stamp;
+}
 
 // A line of history: the state after one entry was folded in.
 struct Revision {
@@ -111,7 +122,7 @@ inline bool IsControlKey(std::string_view key) { return !key.empty() && key[0] =
 // The materialised desired state: one register per object.
 class State {
  public:
-  // Last-writer-wins by stamp. Returns whether the register changed.
+  // Last-writer-wins by (rank, stamp). Returns whether the register changed.
   bool Put(const std::string& key, Register r);
   bool Apply(const Entry& e);
   const std::map<std::string, Register>& registers() const { return registers_; }
