@@ -241,6 +241,10 @@ struct Replayer {
   std::string prev_digest, prev_id;
   std::map<EntryId, size_t> row_of;
   std::optional<Stamp> last;
+  // The canonical document after each changed line, by digest, once a
+  // DocumentAt has asked: kept and extended with the rows, so that looking
+  // up older revisions (every rollout step does) does not replay the log.
+  std::optional<std::map<std::string, std::string>> texts;
 
   void Step(const Entry& e, const std::map<uint64_t, std::string>& names,
             std::map<std::string, std::string>* texts) {
@@ -313,7 +317,7 @@ struct DesiredLog::Rep {
     clock.Observe(e.hlc);
     state.Apply(e);
     if (history && (!history->last || *history->last < StampOf(e))) {
-      history->Step(e, names, nullptr);
+      history->Step(e, names, history->texts ? &*history->texts : nullptr);
     } else {
       history.reset();
     }
@@ -601,10 +605,16 @@ Result<Json> DesiredLog::DocumentAt(std::string_view id) const {
     Json doc = Json::parse(d->second, nullptr, false);
     if (!doc.is_discarded()) return doc;
   }
-  std::map<std::string, std::string> texts;
-  (void)rep_->Replay(&texts);
-  auto t = texts.find(rev->digest);
-  if (t == texts.end())
+  auto& history = rep_->history;
+  if (!history || !history->texts) {
+    // The rows stay where they are: History() hands out a reference to them.
+    std::map<std::string, std::string> texts;
+    Replayer fresh = rep_->Replay(&texts);
+    if (!history) history = std::move(fresh);
+    history->texts = std::move(texts);
+  }
+  auto t = history->texts->find(rev->digest);
+  if (t == history->texts->end())
     return Status::NotFound("the content of revision " + rev->id + " is no longer kept (compacted away)");
   Json doc = Json::parse(t->second, nullptr, false);
   if (doc.is_discarded()) return Status::Corruption("stored document of revision " + rev->id + " is not JSON");

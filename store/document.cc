@@ -220,6 +220,13 @@ std::vector<Change> Diff(const Json& from, const Json& to) {
   return changes;
 }
 
+Json DiffJson(const Json& from, const Json& to) {
+  Json out = Json::array();
+  for (const auto& c : Diff(from, to))
+    out.push_back(Json{{"path", c.path}, {"kind", c.kind}, {"before", c.before}, {"after", c.after}});
+  return out;
+}
+
 std::map<std::string, Json> SplitObjects(const Json& doc) {
   std::map<std::string, Json> objects;
   if (!doc.is_object()) return objects;

@@ -489,9 +489,7 @@ void ApiService::HandleState(Request& request, Respond respond) {
                        BuildViews(replicator_.log().state().Document(), members_, soft_));
     // Nobody would take it up: say so rather than let `--watch` wait unexplained.
     if (started.ok() && !r->dry_run && !lease_.view().holder) {
-      const auto voters = lease_.view().voters;
-      std::string list;
-      for (const auto& v : voters) list += (list.empty() ? "" : ", ") + v;
+      const std::string list = JoinNames(lease_.view().voters);
       (*started)["warnings"] = store::Json::array(
           {"no node holds the coordinator lease now (voters: " + (list.empty() ? std::string("none") : list) +
            "); the rollout starts once one does: see `starling lease`"});

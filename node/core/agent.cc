@@ -610,14 +610,28 @@ void NodeAgent::RunHealth(Done done) {
 }
 
 void NodeAgent::ScheduleHealth() {
-  health_timer_ = clock_.Schedule(cfg_.health_every, [this, alive = alive_] {
+  const Duration every = InCurrentBatch() ? std::min(cfg_.health_every, cfg_.batch_health_every) : cfg_.health_every;
+  health_timer_ = clock_.Schedule(every, [this, alive = alive_] {
     if (!*alive) return;
     CheckHealth();
   });
 }
 
+bool NodeAgent::InCurrentBatch() const {
+  auto record = ReadRecord<RolloutRecord>(replicator_.log().state(), kRolloutKey);
+  if (!record) return false;
+  auto a = record->nodes.find(self_);
+  return a != record->nodes.end() && a->second.batch == record->batch_no &&
+         std::find(record->batch.begin(), record->batch.end(), self_) != record->batch.end();
+}
+
 void NodeAgent::CheckHealth() {
-  if (job_ || removed_ || Section(current_, "services").empty()) return ScheduleHealth();
+  if (job_ || removed_) return ScheduleHealth();
+  if (Section(current_, "services").empty()) {
+    // Nothing to check: healthy once applied, which it still says.
+    if (InCurrentBatch()) soft_.Confirm();
+    return ScheduleHealth();
+  }
   RunHealth([this, alive = alive_](bool ok, std::string detail) {
     if (!*alive) return;
     if (!job_) {
@@ -626,6 +640,7 @@ void NodeAgent::CheckHealth() {
         r.healthy = ok;
         if (!ok) r.detail = Tail(detail, kDetailBytes);
       });
+      if (ok && InCurrentBatch()) soft_.Confirm();
     }
     ScheduleHealth();
   });

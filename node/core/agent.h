@@ -76,6 +76,10 @@ class MemoryAppliedStore final : public AppliedStore {
 struct AgentConfig {
   Duration health_every = std::chrono::seconds(5);
   Duration health_retry = std::chrono::seconds(1);  // while waiting for a service to get healthy
+  // While this node is in a rollout's batch: how often its health is checked
+  // and confirmed to the coordinator, which counts it done only on a word
+  // from after min_healthy.
+  Duration batch_health_every = std::chrono::milliseconds(500);
   Duration wait_retry = std::chrono::milliseconds(500);  // waiting for a document or an input
   Duration hook_timeout = std::chrono::seconds(120);
   std::string data_dir;  // passed to hooks as STARLING_DATA_DIR
@@ -120,6 +124,8 @@ class NodeAgent {
   void Fail(const std::string& detail);
   void Report(const std::function<void(NodeReport&)>& edit);
   void ScheduleHealth();
+  // Whether this node is in the current batch of the rollout record.
+  bool InCurrentBatch() const;
   void CheckHealth();
 
   Job ApplyJob(const std::string& revision, const store::Json& doc);

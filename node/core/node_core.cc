@@ -29,6 +29,11 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
     voters_ = std::make_unique<VoterKeeper>(opts_.name, clock, seams_.members, *replicator_, *lease_, vcfg);
   }
   soft_ = std::make_unique<SoftState>(opts_.name, opts_.generation, clock, *channels_, timing.soft_state_refresh);
+  soft_->AlsoTell([this]() -> std::optional<std::string> {
+    const Lease::View v = lease_->view();
+    if (!v.holder || *v.holder == opts_.name) return std::nullopt;
+    return lease_net_->AddrOf(*v.holder);
+  });
   auto roles_tag = [this] { return RolesTag(); };
   agent_ = std::make_unique<NodeAgent>(opts_.name, clock, *replicator_, *soft_, seams_.hooks, seams_.applied,
                                        roles_tag, opts_.agent);

@@ -76,18 +76,18 @@ bool IsBusy(const std::string& phase) {
 }
 
 // A record's reason is read back with a bound (kMaxText): keep within it.
-std::string Capped(std::string s) {
-  if (s.size() > kMaxText) s = s.substr(0, kMaxText - 3) + "...";
+std::string Capped(std::string s, size_t max = kMaxText) {
+  if (s.size() > max) s = s.substr(0, max - 3) + "...";
   return s;
 }
+
+}  // namespace
 
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
   return out;
 }
-
-}  // namespace
 
 size_t RoleRank(const std::vector<std::string>& order, const std::vector<std::string>& roles) {
   size_t best = order.size();
@@ -332,7 +332,11 @@ bool RolloutPlanner::Done(const NodeView& v, const std::string& revision, bool g
     return false;
   }
   Time since = healthy_since_.emplace(v.name, now).first->second;
-  return now - since >= min_healthy;
+  // Healthy for min_healthy by its own word at the end of it, not by a
+  // report from the start that a node killed since can no longer take back
+  // (membership takes a probe round or more to notice).
+  if (min_healthy == Duration::zero()) return true;
+  return now - since >= min_healthy && v.heard && *v.heard >= since + min_healthy;
 }
 
 // One step's working state: the record being changed and what to log.
@@ -515,8 +519,10 @@ void RolloutPlanner::FailOrRevert(Pass& pass, bool late) {
   std::string f;
   for (const auto& name : r.failed) {
     auto it = pass.view.find(name);
-    std::string detail = it == pass.view.end() ? "" : it->second->detail;
-    if (detail.size() > 160) detail = detail.substr(0, 157) + "...";
+    // A node that is down said its last word about an earlier job.
+    std::string detail = it == pass.view.end()      ? ""
+                         : !it->second->reachable ? "down"
+                                                  : Capped(it->second->detail, 160);
     f += (f.empty() ? "" : ", ") + name + (detail.empty() ? "" : " (" + detail + ")");
   }
   std::string why = late ? "the progress deadline passed" : "failed on " + f;

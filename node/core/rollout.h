@@ -167,6 +167,7 @@ struct NodeView {
   std::string roles_tag;  // its membership tag `roles`, for NodeRoles
   bool reported = false;  // a report has arrived
   bool fresh = false;     // ... and been heard again lately (SoftState::Fresh)
+  std::optional<Time> heard;  // when its report last arrived (SoftState::HeardAt)
   std::string applied;    // applied revision
   std::string target;     // the revision it is working on or failed on
   bool healthy = false;
@@ -235,6 +236,9 @@ class RolloutPlanner {
   std::map<std::string, Time> healthy_since_;
   bool fresh_ = true;  // no step taken since this node became the holder
 };
+
+// "a, b, c": node names as operators read them in reasons and warnings.
+std::string JoinNames(const std::vector<std::string>& names);
 
 // Per-node rollout phase for status: pending, upgrading, done, failed, down,
 // left, reverting, reverted. `on_target`: the node runs what the rollout's

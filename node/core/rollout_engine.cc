@@ -53,6 +53,7 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
     if (auto r = soft.Get(name)) {
       v.reported = true;
       v.fresh = soft.Fresh(name);
+      v.heard = soft.HeardAt(name);
       v.applied = r->applied_revision;
       v.target = r->target;
       v.healthy = r->healthy;
@@ -229,47 +230,47 @@ void RolloutEngine::AutoUpgrade(const store::State& st, const std::optional<Roll
 
 namespace {
 
-Json DiffJson(const Json& from, const Json& to) {
-  Json out = Json::array();
-  for (const auto& c : store::Diff(from, to))
-    out.push_back(Json{{"path", c.path}, {"kind", c.kind}, {"before", c.before}, {"after", c.after}});
-  return out;
-}
-
 std::string Brief(const Json& v) {
   std::string s = v.is_string() ? v.get<std::string>() : v.dump();
   return s.size() > 60 ? s.substr(0, 57) + "..." : s;
 }
 
 // The batches a start would make if every node stays in service: the
-// planner's order (role order, then name) and sizes.
+// planner itself, run on the same views with each batch coming up healthy.
 Json PlanBatches(const store::DesiredLog& log, const std::string& target, const std::vector<NodeView>& views,
                  Json& unchanged, Json& down) {
   const RolloutPolicy policy = RolloutPolicy::From(log.state().Document());
   ContentMatch same(log);
-  std::vector<const NodeView*> moving;
-  size_t eligible = 0;
-  for (const NodeView& v : views) {
+  auto same_content = [&same](const NodeView& v, const std::string& revision) { return same(v, revision); };
+  Time now{};
+  std::vector<NodeView> nodes = views;
+  for (NodeView& v : nodes) {
     if (!v.commissioned || v.left) continue;
-    ++eligible;
-    if (v.applied == target || (!v.applied.empty() && same(v, target))) {
-      unchanged.push_back(v.name);
-    } else if (!v.reachable) {
-      down.push_back(v.name);
-    } else {
-      moving.push_back(&v);
-    }
+    if (v.applied == target || (!v.applied.empty() && same(v, target))) unchanged.push_back(v.name);
+    else if (!v.reachable) down.push_back(v.name);
+    if (!v.reachable) continue;
+    v.suspect = false;
+    v.reported = v.fresh = v.healthy = true;
+    v.phase = "idle";
+    v.heard = now;
   }
-  auto rank = [&](const NodeView* v) { return std::make_pair(RoleRank(policy.role_order, v->roles), v->name); };
-  std::sort(moving.begin(), moving.end(), [&](const NodeView* a, const NodeView* b) { return rank(a) < rank(b); });
+  RolloutPlanner planner;
+  std::optional<RolloutRecord> record;
+  const RolloutRequest request{1, target, "", false};
   Json batches = Json::array();
-  size_t i = 0;
-  while (i < moving.size()) {
-    const size_t size = policy.BatchSize(batches.size(), eligible);
-    Json batch = Json::array();
-    const size_t group = rank(moving[i]).first;
-    while (i < moving.size() && batch.size() < size && rank(moving[i]).first == group) batch.push_back(moving[i++]->name);
-    batches.push_back(std::move(batch));
+  // Each batch takes three steps (chosen, seen healthy, healthy for min_healthy).
+  for (size_t step = 0; step < 3 * nodes.size() + 3; ++step) {
+    RolloutPlanner::Step s =
+        planner.Advance({record, request, std::nullopt, policy, nodes, 0, false, now, 1, same_content});
+    if (s.write) record = std::move(s.write);
+    if (!record || record->settled() || record->batch.empty()) break;
+    if (batches.empty() || batches.back() != Json(record->batch)) batches.push_back(record->batch);
+    now += policy.min_healthy + std::chrono::seconds(1);
+    for (NodeView& v : nodes) {
+      if (std::find(record->batch.begin(), record->batch.end(), v.name) != record->batch.end())
+        v.applied = v.target = target;
+      if (v.reachable) v.heard = now;
+    }
   }
   return batches;
 }
@@ -289,7 +290,7 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
   if (target.empty()) return Status::InvalidArgument("there is no desired state to roll out yet: apply one first");
   auto target_doc = log.DocumentAt(target);
   if (!target_doc.ok()) return target_doc.status();
-  const Json diff = DiffJson(log.state().Document(), *target_doc);
+  const Json diff = store::DiffJson(log.state().Document(), *target_doc);
   if (start.dry_run) {
     Json unchanged = Json::array(), down = Json::array();
     Json batches = PlanBatches(log, target, views, unchanged, down);

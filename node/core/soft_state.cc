@@ -109,7 +109,18 @@ void SoftState::Update(const std::function<void(NodeReport&)>& edit) {
   Spread();
 }
 
-void SoftState::Spread() { channels_.Broadcast(Channel::kNodeState, "report", EncodeReport(local_)); }
+void SoftState::Confirm() {
+  if (!also_tell_) return;
+  if (std::optional<std::string> addr = also_tell_())
+    channels_.SendPacket(Channel::kNodeState, *addr, EncodeReport(local_));
+}
+
+void SoftState::Spread() {
+  Bytes report = EncodeReport(local_);
+  if (also_tell_)
+    if (std::optional<std::string> addr = also_tell_()) channels_.SendPacket(Channel::kNodeState, *addr, report);
+  channels_.Broadcast(Channel::kNodeState, "report", std::move(report));
+}
 
 std::optional<std::string> SoftState::FindOutput(const std::string& key) const {
   if (auto it = local_.outputs.find(key); it != local_.outputs.end()) return it->second;

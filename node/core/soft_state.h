@@ -8,7 +8,8 @@
 // * Versions are generation << 32 | counter, so a restarted node's reports
 //   outrank those of its previous run.
 // * Refreshed every `refresh` (and at once on change) so that nodes joining
-//   later learn it without a full-state exchange.
+//   later learn it without a full-state exchange; each spread also goes
+//   straight to the coordinator (AlsoTell), which judges rollouts on it.
 // Single-threaded on the protocol thread.
 #pragma once
 
@@ -52,6 +53,17 @@ class SoftState {
   SoftState& operator=(const SoftState&) = delete;
 
   void Start();
+  // Where every spread of this node's report also goes straight to (the
+  // coordinator's address, when another node holds the lease). Broadcasts
+  // go to a few random peers and are not relayed, so in a small cluster
+  // with a dead member among the gossip targets a report can miss the one
+  // node that judges it for several refreshes, and a healthy node of a
+  // batch then misses its deadline.
+  void AlsoTell(std::function<std::optional<std::string>()> addr) { also_tell_ = std::move(addr); }
+  // Sends the report, unchanged, to the AlsoTell address only: a node in a
+  // rollout's batch says it is still healthy, so that the coordinator
+  // counts it done on a word from after min_healthy (RolloutPlanner::Done).
+  void Confirm();
   // Changes this node's report and spreads it.
   void Update(const std::function<void(NodeReport&)>& edit);
   const NodeReport& local() const { return local_; }
@@ -83,6 +95,7 @@ class SoftState {
   std::map<std::string, Time> heard_;
   uint64_t rejected_ = 0;
   Clock::TimerId timer_ = 0;
+  std::function<std::optional<std::string>()> also_tell_;
 };
 
 }  // namespace starling::node

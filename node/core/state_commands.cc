@@ -13,12 +13,6 @@ using store::Json;
 
 namespace {
 
-std::string JoinNames(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
-}
-
 // "3 changes" / "1 change".
 std::string Count(size_t n, const char* what) {
   return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
@@ -124,15 +118,14 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
       "apply " + source, source + " is refused", base, std::move(warnings));
 }
 
-Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, store::Hlc base, Json warnings) {
+Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, store::Hlc base, Json warnings,
+                                  VoterSource source) {
   const std::string previous = replicator_.log().Current().id;
   const size_t objects = ops.size();
   for (auto& op : ops)
     if (op.key == "voters") {
       const store::Register* now = replicator_.log().state().Find("voters");
-      // A decommission only shrinks the set it found: the set is still the
-      // lease's, and refills to the choice rule's size.
-      const bool by_operator = note.rfind(kVotersNote, 0) != 0 && note.rfind("decommission", 0) != 0;
+      const bool by_operator = source == VoterSource::kOperator;
       size_t size = 0;
       if (op.value)
         if (auto v = Json::parse(*op.value, nullptr, false); v.is_array()) size = v.size();
@@ -186,10 +179,7 @@ Result<Json> StateCommands::Diff(const std::string& from, const std::string& to)
     if (!at.ok()) return at.status();
     b = std::move(*at);
   }
-  Json out = Json::array();
-  for (const auto& c : store::Diff(*a, b))
-    out.push_back(Json{{"path", c.path}, {"kind", c.kind}, {"before", c.before}, {"after", c.after}});
-  return out;
+  return store::DiffJson(*a, b);
 }
 
 Result<Json> StateCommands::Rollback(const std::string& to) {
@@ -238,7 +228,7 @@ Result<Json> StateCommands::Rollback(const std::string& to) {
 }
 
 Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std::string note,
-                                   const std::string& refused, store::Hlc base, Json warnings) {
+                                   const std::string& refused, store::Hlc base, Json warnings, VoterSource source) {
   store::DesiredLog& log = replicator_.log();
   const Json& current = log.state().Document();
   Json next = current;
@@ -252,11 +242,11 @@ Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std
     const std::string id = log.Current().id;
     return Json{{"revision", id}, {"previous", id}, {"changed", false}, {"objects", 0}, {"warnings", warnings}};
   }
-  return Write(std::move(ops), std::move(note), base, std::move(warnings));
+  return Write(std::move(ops), std::move(note), base, std::move(warnings), source);
 }
 
-Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std::string note) {
-  return Change(edit, std::move(note), "refused", replicator_.log().last_hlc(), Json::array());
+Result<Json> StateCommands::Change(const std::function<Status(Json&)>& edit, std::string note, VoterSource source) {
+  return Change(edit, std::move(note), "refused", replicator_.log().last_hlc(), Json::array(), source);
 }
 
 Result<Json> StateCommands::SetVoters(std::vector<std::string> voters, const std::string& why) {
@@ -266,7 +256,7 @@ Result<Json> StateCommands::SetVoters(std::vector<std::string> voters, const std
         d["voters"] = voters;
         return Status::Ok();
       },
-      std::string(kVotersNote) + " " + why);
+      std::string(kVotersNote) + " " + why, VoterSource::kLease);
 }
 
 std::vector<std::string> StateCommands::Unseen(const std::vector<std::string>& names, const Json* doc) const {
@@ -339,8 +329,6 @@ Result<Json> StateCommands::SetLifecycle(const std::vector<std::string>& nodes, 
                                      "; --force if " + (unseen.size() == 1 ? "it has" : "they have") +
                                      " not joined yet");
   }
-  std::string list;
-  for (const auto& n : nodes) list += (list.empty() ? "" : ", ") + n;
   return Change(
       [&](Json& d) -> Status {
         if (!d.contains("nodes") || !d["nodes"].is_object()) d["nodes"] = Json::object();
@@ -366,7 +354,10 @@ Result<Json> StateCommands::SetLifecycle(const std::vector<std::string>& nodes, 
         }
         return Status::Ok();
       },
-      (lifecycle == "commissioned" ? "commission " : "decommission ") + list);
+      (lifecycle == "commissioned" ? "commission " : "decommission ") + JoinNames(nodes),
+      // A decommission only shrinks the set it found: the set is still the
+      // lease's, and refills to the choice rule's size.
+      VoterSource::kLease);
 }
 
 }  // namespace starling::node

@@ -39,6 +39,11 @@ inline constexpr const char* kVotersNote = "voters:";
 // Only then does the newer stamp win. A node that ran alone and chose
 // itself (epoch 1, automatic, one voter) therefore never overrides the set
 // of the cluster it joins.
+// Who a write of `voters` speaks for (VoterRank::by_operator): an operator
+// (apply, `voters --force-set`), or the lease keeping its own set (its
+// choice, a decommission shrinking it).
+enum class VoterSource { kOperator, kLease };
+
 struct VoterRank {
   uint64_t epoch = 0;
   bool by_operator = false;
@@ -113,10 +118,12 @@ class StateCommands {
   // Edits a copy of the current document, validates the result and writes
   // the objects that differ (nothing when none does).
   Result<store::Json> Change(const std::function<Status(store::Json&)>& edit, std::string note,
-                             const std::string& refused, store::Hlc base, store::Json warnings);
-  Result<store::Json> Change(const std::function<Status(store::Json&)>& edit, std::string note);
+                             const std::string& refused, store::Hlc base, store::Json warnings,
+                             VoterSource source = VoterSource::kOperator);
+  Result<store::Json> Change(const std::function<Status(store::Json&)>& edit, std::string note,
+                             VoterSource source = VoterSource::kOperator);
   Result<store::Json> Write(std::vector<store::Op> ops, std::string note, store::Hlc base,
-                            store::Json warnings);
+                            store::Json warnings, VoterSource source);
 
   // The names of `names` that are no member (nor, with `doc`, a node it names).
   std::vector<std::string> Unseen(const std::vector<std::string>& names, const store::Json* doc) const;

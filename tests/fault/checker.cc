@@ -56,28 +56,39 @@ void OverUnavailable(const History& h, std::vector<Violation>& out) {
     for (const auto& n : f.nodes) {
       steps.push_back({f.from, 0, n, f.kind});
       steps.push_back({f.until, 2, n, "up"});
+      // A kill leaves the node's services running: restarted, the daemon
+      // reports them healthy again, and a coordinator may count the node
+      // back after min_healthy of that, not before.
+      if (f.kind == "kill") steps.push_back({f.until + h.min_healthy, 2, n, "back"});
     }
   }
   std::stable_sort(steps.begin(), steps.end(),
                    [](const Step& a, const Step& b) { return a.at != b.at ? a.at < b.at : a.order < b.order; });
-  std::set<std::string> out_of_service, paused;
+  std::set<std::string> out_of_service, paused, held_by_kill;
   std::map<std::string, Micros> healthy_after_stop;
   bool reported = false;
   for (const Step& s : steps) {
     if (s.what == "stop") {
       out_of_service.insert(s.node);
       healthy_after_stop.erase(s.node);
+      held_by_kill.erase(s.node);
     }
     if (s.what == "healthy") {
       if (out_of_service.erase(s.node)) healthy_after_stop[s.node] = s.at;
+      held_by_kill.erase(s.node);
     }
     if (s.what == "kill") {
       // Killed before the rollout could count it done: still out because of
-      // the rollout. Killed later: down because of the kill.
+      // the rollout, until it is back. Killed later: down because of the kill.
       auto last = healthy_after_stop.find(s.node);
-      if (last != healthy_after_stop.end() && s.at - last->second < h.min_healthy) out_of_service.insert(s.node);
-      else if (!out_of_service.count(s.node)) healthy_after_stop.erase(s.node);
+      if (last != healthy_after_stop.end() && s.at - last->second < h.min_healthy) {
+        out_of_service.insert(s.node);
+        held_by_kill.insert(s.node);
+      } else if (!out_of_service.count(s.node)) {
+        healthy_after_stop.erase(s.node);
+      }
     }
+    if (s.what == "back" && held_by_kill.erase(s.node)) out_of_service.erase(s.node);
     if (s.what == "pause") paused.insert(s.node);
     if (s.what == "up") paused.erase(s.node);
     size_t counted = 0;

@@ -108,6 +108,23 @@ TEST(Checker, ANodeKilledBeforeTheRolloutCouldCountItDoneStaysOut) {
   v = Of(Check(h), "over-unavailable");
   ASSERT_EQ(v.size(), 2u);
   EXPECT_EQ(v[0].what, "2 nodes out of service at 30.0 s (max 1): n1 n3");
+  // ... until it is back: restarted at 30.5 s with its service still
+  // running, it may be counted again from 32.5 s (min_healthy later).
+  h = Clean();
+  h.min_healthy = 2 * kS;
+  h.services.push_back({"n3", "stop", 27 * kS});
+  h.services.push_back({"n3", "healthy", 29 * kS});
+  h.faults.push_back({"kill", {"n3"}, 29500000, 30500000});
+  v = Of(Check(h), "over-unavailable");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].what, "2 nodes out of service at 30.0 s (max 1): n1 n3");
+  h.services.erase(h.services.begin(), h.services.begin() + 3);  // n1's batch: none
+  EXPECT_TRUE(Of(Check(h), "over-unavailable").empty());
+  for (auto [what, at] : {std::pair{"stop", 32000000}, {"start", 32100000}, {"healthy", 32200000}})
+    h.services.push_back({"n1", what, at});
+  v = Of(Check(h), "over-unavailable");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].what, "2 nodes out of service at 32.0 s (max 1): n1 n3");
   // Killed after min_healthy: down because of the kill, not the rollout.
   h = Clean();
   h.min_healthy = 2 * kS;

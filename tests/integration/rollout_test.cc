@@ -250,7 +250,17 @@ TEST_F(Rollout, CoordinatorKilledMidRolloutAnotherResumesWithoutRedoingNodes) {
         auto l = CliJson(c, 0, {"lease"});
         if (!s || !l || !(*l)["holder"].is_string()) return false;
         holder = (*l)["holder"].get<std::string>();
-        return (*s)["counts"].value("done", 0) >= 2;
+        // Neither while the holder is in the batch nor when it is next: a
+        // batch node down past its deadline fails the rollout (another
+        // test's matter). Batches take over 3 s, so the one after the next
+        // cannot start before the kill lands.
+        const json& batch = (*s)["batch"];
+        if ((*s).value("id", uint64_t{0}) != id || (*s)["counts"].value("done", 0) < 2 || batch.size() != 1)
+          return false;
+        std::vector<std::string> order;
+        for (const auto& n : (*s)["nodes"]) order.push_back(n.value("name", ""));
+        auto at = std::find(order.begin(), order.end(), batch[0].get<std::string>());
+        return at != order.end() && *at != holder && (at + 1 == order.end() || *(at + 1) != holder);
       },
       60s));
   int killed = -1;
@@ -375,15 +385,20 @@ TEST_F(Rollout, StartOfAnOlderRevisionShowsItsChangesAndNeedsYes) {
   EXPECT_TRUE((*noop)["batches"].empty()) << noop->dump();
 
   const std::string v2 = Apply(c, 0, Doc("2.0"));
+  // Written on node0; asked on node1 once it has it.
+  std::optional<json> plan;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        plan = CliJson(c, 1, {"rollout", "start", "--dry-run"});
+        return plan && plan->value("revision", "") == v2;
+      },
+      10s));
   CommandResult old = c.Cli(1, {"rollout", "start", "--revision", v1});
   EXPECT_EQ(old.exit_code, 1);
   EXPECT_NE(old.err.find("is not the current revision"), std::string::npos) << old.err;
   EXPECT_NE(old.err.find("~ packages.web.version: 2.0 -> 1.0"), std::string::npos) << old.err;
   EXPECT_NE(old.err.find("--yes"), std::string::npos) << old.err;
 
-  auto plan = CliJson(c, 1, {"rollout", "start", "--dry-run"});
-  ASSERT_TRUE(plan);
-  EXPECT_EQ(plan->value("revision", ""), v2);
   EXPECT_EQ((*plan)["batches"].size(), static_cast<size_t>(kNodes)) << plan->dump();  // batch: 1
   auto back = CliJson(c, 1, {"rollout", "start", "--dry-run", "--revision", v1});
   ASSERT_TRUE(back);

@@ -1,6 +1,6 @@
 // One simulated node's whole stack over the simulated network, for the
 // simulator tests of rollouts and services: the NodeCore the daemon runs,
-// with memory stores, scripted hooks and a fixed voter set. What a real node
+// with memory stores, scripted hooks and a fixed voter set or the lease's own. What a real node
 // keeps on disk (log, ballots, what it ran) lives in the struct and survives
 // Down()/Boot(), as it survives a crash.
 #pragma once
@@ -32,9 +32,11 @@ struct NodeStack {
   NodeAgent* agent = nullptr;
   RolloutEngine* engine = nullptr;
 
-  // Starts node `i` of `c` with `hooks`; `generation` must grow with every boot.
+  // Starts node `i` of `c` with `hooks`; `generation` must grow with every
+  // boot. Empty `voters`: the node keeps its voters as the daemon does
+  // (VoterKeeper), choosing them alone only when `founder`.
   void Boot(sim::Cluster& c, int i, uint32_t generation, const std::vector<std::string>& voters,
-            std::unique_ptr<HookExec> node_hooks, AgentConfig acfg) {
+            std::unique_ptr<HookExec> node_hooks, AgentConfig acfg, bool founder = true) {
     auto opened = store::DesiredLog::Open(storage, 1000 + i, c.name(i));
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     log = std::move(*opened);
@@ -43,11 +45,12 @@ struct NodeStack {
     options.name = c.name(i);
     options.generation = generation;
     options.profile = "local";
-    options.keep_voters = false;
+    options.keep_voters = voters.empty();
+    options.founder = founder;
     options.agent = acfg;
     core = std::make_unique<NodeCore>(std::move(options),
                                       NodeSeams{c.clock(i), c.random(i), c.node(i), *log, ballots, applied, *hooks});
-    core->lease().SetVoters(voters);
+    if (!voters.empty()) core->lease().SetVoters(voters);
     replicator = &core->replicator();
     lease = &core->lease();
     soft = &core->soft();

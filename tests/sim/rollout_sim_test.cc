@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -103,7 +105,8 @@ class SimHooks final : public HookExec {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-std::string Doc(const std::string& version, bool auto_upgrade = false) {
+// With `voters` false the document leaves the voters to the lease.
+std::string Doc(const std::string& version, bool auto_upgrade = false, bool voters_in_doc = true) {
   Json nodes = Json::object();
   for (int i = 0; i < kNodes; ++i) nodes["n" + std::to_string(i)] = {{"lifecycle", "commissioned"}, {"roles", {"web"}}};
   Json voters = Json::array();
@@ -114,7 +117,6 @@ std::string Doc(const std::string& version, bool auto_upgrade = false) {
       {"services",
        {{"api", {{"package", "web"}, {"roles", {"web"}}, {"hooks", {{"start", "s"}, {"stop", "t"}, {"health", "h"}}}}}}},
       {"nodes", nodes},
-      {"voters", voters},
       {"policy",
        {{"batch", {1, "30%"}},
         {"min_healthy", "2s"},
@@ -123,13 +125,17 @@ std::string Doc(const std::string& version, bool auto_upgrade = false) {
         {"failure_threshold", 0},
         {"auto_revert", true}}},
       {"switches", {{"auto_upgrade", auto_upgrade}}}};
+  if (voters_in_doc) doc["voters"] = voters;
   return doc.dump();
 }
 
 class RolloutCluster {
  public:
-  explicit RolloutCluster(uint64_t seed)
-      : rng_(seed), world_(kNodes), nodes_(kNodes), c_(seed, sim::ProfileConfig("local")) {
+  // `keep_voters`: every node keeps its voters as the daemon does, and only
+  // node 0 and `lone` (a node started without seeds) are founders.
+  explicit RolloutCluster(uint64_t seed, bool keep_voters = false, int lone = -1)
+      : rng_(seed), world_(kNodes), nodes_(kNodes), keep_voters_(keep_voters), lone_(lone),
+        c_(seed, sim::ProfileConfig("local")) {
     for (int i = 0; i < kNodes; ++i) c_.Add();
     c_.OnBoot([this](int i) { Boot(i); });
     c_.OnCrash([this](int i) { Down(i); });
@@ -171,13 +177,14 @@ class RolloutCluster {
  private:
   void Boot(int i) {
     std::vector<std::string> voters;
-    for (int v = 0; v < kVoters; ++v) voters.push_back(c_.name(v));
+    if (!keep_voters_)
+      for (int v = 0; v < kVoters; ++v) voters.push_back(c_.name(v));
     auto hooks = std::make_unique<SimHooks>(c_.clock(i), world_[i], rng_,
                                             [this] { oracle_.Check(world_, Up(), c_.Now()); });
     AgentConfig acfg;
     acfg.health_every = NodeTimingFor("local").health_every;  // what the daemon runs with
     acfg.health_retry = 500ms;
-    nodes_[i].Boot(c_, i, ++generation_[i], voters, std::move(hooks), acfg);
+    nodes_[i].Boot(c_, i, ++generation_[i], voters, std::move(hooks), acfg, i == 0 || i == lone_);
     nodes_[i].engine->Observe([this](const std::optional<RolloutRecord>& before, const RolloutRecord& r,
                                      const std::vector<NodeView>& views) { CheckBatchStart(before, r, views); });
   }
@@ -215,10 +222,25 @@ class RolloutCluster {
   std::vector<NodeStack> nodes_;
   std::map<int, uint32_t> generation_;
   Oracle oracle_{3};  // batch [1, "30%"] of 7 nodes: at most 3
+  bool keep_voters_;
+  int lone_;
   int batch_violations_ = 0;
   size_t batches_checked_ = 0;
   Cluster c_;         // last: its teardown calls Down()
 };
+
+// A random cut of the cluster in two.
+void CutInTwo(Cluster& c, std::mt19937_64& rng) {
+  std::vector<std::vector<int>> groups(2);
+  for (int i = 0; i < kNodes; ++i) groups[rng() % 2].push_back(i);
+  c.Partition(groups);
+}
+
+// Heals any cut and leaves 0 to 5 % loss.
+void HealWithSomeLoss(Cluster& c, std::mt19937_64& rng) {
+  c.Heal();
+  c.SetLoss(static_cast<double>(rng() % 6) / 100.0);
+}
 
 struct Tally {
   std::map<std::string, int> states;
@@ -271,16 +293,12 @@ void RunSeed(uint64_t seed, int rollouts, Duration fault_window, Tally& tally) {
         case 2:
           if (!down.empty()) c.Restart(down[rng() % down.size()]);
           break;
-        case 3: {
-          std::vector<std::vector<int>> groups(2);
-          for (int i = 0; i < kNodes; ++i) groups[rng() % 2].push_back(i);
-          c.Partition(groups);
+        case 3:
+          CutInTwo(c, rng);
           ++tally.partitions;
           break;
-        }
         default:
-          c.Heal();
-          c.SetLoss(static_cast<double>(rng() % 6) / 100.0);
+          HealWithSomeLoss(c, rng);
           break;
       }
     }
@@ -327,16 +345,24 @@ void RunSeed(uint64_t seed, int rollouts, Duration fault_window, Tally& tally) {
   tally.batches_checked += rc.batches_checked();
 }
 
-TEST(RolloutSim, MaxUnavailableHoldsAndEveryRolloutEndsUnderFaults) {
+// Runs `run` on `count` seeds from 1, or on STARLING_SEED alone; how many
+// ran. Stops at a fatal failure.
+int EachSeed(int count, const std::function<void(uint64_t)>& run) {
   spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
   const uint64_t first = SeedOr(1);
-  const int seeds = std::getenv("STARLING_SEED") ? 1 : 100;
-  Tally tally;
+  const int seeds = std::getenv("STARLING_SEED") ? 1 : count;
   for (int s = 0; s < seeds; ++s) {
     std::printf("seed %llu\n", static_cast<unsigned long long>(first + s));
-    RunSeed(first + s, 3, 60s, tally);
-    if (HasFatalFailure()) return;
+    run(first + s);
+    if (::testing::Test::HasFatalFailure()) return s + 1;
   }
+  return seeds;
+}
+
+TEST(RolloutSim, MaxUnavailableHoldsAndEveryRolloutEndsUnderFaults) {
+  Tally tally;
+  const int seeds = EachSeed(100, [&](uint64_t seed) { RunSeed(seed, 3, 60s, tally); });
+  if (HasFatalFailure()) return;
   std::printf("rollouts:");
   for (const auto& [state, n] : tally.states) std::printf(" %s %d", state.c_str(), n);
   std::printf("; crashes %d, partitions %d, bad versions %d; batch starts checked %zu\n", tally.crashes,
@@ -345,6 +371,240 @@ TEST(RolloutSim, MaxUnavailableHoldsAndEveryRolloutEndsUnderFaults) {
   int total = 0;
   for (const auto& [_, n] : tally.states) total += n;
   EXPECT_EQ(total, seeds * 3);
+}
+
+// ---- operators ---------------------------------------------------------------------------------
+
+constexpr int kLone = kNodes - 1;  // started without seeds: it chooses voters alone, joins later
+
+struct OperatorTally {
+  std::map<std::string, int> done, refused;
+  int crashes = 0, partitions = 0;
+  size_t batches_checked = 0, unfreezes_checked = 0;
+  int lone_merges = 0;
+};
+
+// Every time the freeze went from set to lifted in this node's history, it
+// was an unfreeze that lifted it. Revisions folded into the snapshot are
+// passed over.
+void CheckFreezeOnlyEndsByUnfreeze(const store::DesiredLog& log, const std::string& who, OperatorTally& tally) {
+  bool frozen = false;
+  for (const store::Revision& rev : log.History()) {
+    auto doc = log.DocumentAt(rev.id);
+    if (!doc.ok()) continue;
+    const bool now = FrozenReason(*doc).has_value();
+    if (frozen && !now) {
+      ++tally.unfreezes_checked;
+      EXPECT_EQ(rev.note.rfind("unfreeze", 0), 0u)
+          << who << ": the freeze was lifted by revision " << rev.id << " (" << rev.note << ")";
+    }
+    frozen = now;
+  }
+}
+
+// One seed: six nodes form a cluster and a seventh starts alone; operators
+// on random nodes apply (copies that say `freeze: false` too), freeze,
+// unfreeze, roll back, force voter sets, decommission and commission, and
+// start rollouts, amid crashes, partitions and loss; the lone node joins
+// part way. Then the faults stop.
+void RunOperatorSeed(uint64_t seed, Duration window, OperatorTally& tally) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  RolloutCluster rc(seed, /*keep_voters=*/true, kLone);
+  Cluster& c = rc.cluster();
+  auto& rng = rc.rng();
+  c.Start(0);
+  for (int i = 1; i < kLone; ++i) c.StartAndJoin(i, 0);
+  c.Start(kLone);
+  c.loop().RunFor(3s);
+  ASSERT_TRUE(StateCommands(*rc.node(0).replicator).Apply({Doc("1", false, false), "sim", ""}).ok());
+  // The lone node has a desired state and a lease of its own.
+  ASSERT_TRUE(StateCommands(*rc.node(kLone).replicator).Apply({Doc("1", false, false), "sim", ""}).ok());
+  c.loop().RunFor(5s);
+
+  bool joined = false;
+  int version = 1;
+  const Time join_at = c.Now() + window / 3, end = c.Now() + window;
+  auto up_node = [&] {
+    std::vector<int> up;
+    for (int i = 0; i < kNodes; ++i)
+      if (c.up(i) && (joined || i != kLone)) up.push_back(i);
+    return up[rng() % up.size()];
+  };
+  auto count = [&](const char* what, bool ok) { ++(ok ? tally.done : tally.refused)[what]; };
+  while (c.Now() < end) {
+    c.loop().RunFor(std::chrono::milliseconds(1000 + rng() % 4000));
+    if (!joined && c.Now() >= join_at) {
+      // `starling join` of the node that ran alone: the voters it chose
+      // alone must not win over the cluster's.
+      const store::Register* own = rc.node(kLone).log->state().Find("voters");
+      ASSERT_TRUE(own) << "the lone node chose no voters";
+      const store::Stamp solo = own->stamp;
+      const int seed_node = up_node();
+      c.Join(kLone, {seed_node});
+      joined = true;
+      const bool merged = c.loop().RunUntil(
+          [&] { return !c.up(seed_node) || rc.node(seed_node).log->Holds({solo.origin, solo.seq}); },
+          30s);
+      if (merged && c.up(seed_node)) {
+        ++tally.lone_merges;
+        const store::Register* now = rc.node(seed_node).log->state().Find("voters");
+        EXPECT_TRUE(now && !(now->stamp == solo))
+            << "the voters " << c.name(kLone) << " chose alone won over the cluster's: " << now->value.value_or("");
+      }
+      continue;
+    }
+    // A join through a seed it could not reach (a partition) fails, and
+    // the operator runs it again.
+    if (joined && c.up(kLone) && c.node(kLone).NumAlive() == 1) c.Join(kLone, {up_node()});
+    const int at = up_node();
+    StateCommands ops(*rc.node(at).replicator);
+    const std::string name = c.name(at);
+    switch (rng() % 12) {
+      case 0: {  // an apply of a copy that says `freeze: false`, as most do
+        Json doc = Json::parse(Doc(std::to_string(++version), false, false));
+        if (rng() % 2) doc["freeze"] = false;
+        const bool was_frozen = FrozenReason(rc.node(at).log->state().Document()).has_value();
+        auto r = ops.Apply({doc.dump(), "sim", ""});
+        count("apply", r.ok());
+        if (was_frozen) {
+          EXPECT_TRUE(FrozenReason(rc.node(at).log->state().Document()).has_value())
+              << "an apply on " << name << " lifted the freeze";
+        }
+        break;
+      }
+      case 1:
+        count("freeze", ops.Freeze("release week", name).ok());
+        break;
+      case 2:
+        count("unfreeze", ops.Unfreeze().ok());
+        break;
+      case 3: {
+        const bool was_frozen = FrozenReason(rc.node(at).log->state().Document()).has_value();
+        count("rollback", ops.Rollback("").ok());
+        if (was_frozen) {
+          EXPECT_TRUE(FrozenReason(rc.node(at).log->state().Document()).has_value())
+              << "a rollback on " << name << " lifted the freeze";
+        }
+        break;
+      }
+      case 4: {  // `voters --force-set` of three members
+        std::vector<int> all;
+        for (int i = 0; i < kNodes; ++i)
+          if (joined || i != kLone) all.push_back(i);
+        std::shuffle(all.begin(), all.end(), rng);
+        Json voters = Json::array();
+        for (int k = 0; k < 3; ++k) voters.push_back(c.name(all[k]));
+        count("voters", ops.Apply({Json{{"voters", voters}}.dump(), "voters --force-set", "", {}, true}).ok());
+        break;
+      }
+      case 5: {
+        const std::string who = c.name(static_cast<int>(rng() % kLone));
+        const bool decommission = rng() % 2;
+        count(decommission ? "decommission" : "commission",
+              ops.SetLifecycle({who}, decommission ? "decommissioned" : "commissioned").ok());
+        break;
+      }
+      case 6:
+      case 7:
+        count("rollout start", RequestRollout(*rc.node(at).replicator, "", name).ok());
+        break;
+      case 8: {
+        std::vector<int> down;
+        for (int i = 0; i < kNodes; ++i)
+          if (!c.up(i)) down.push_back(i);
+        if (down.size() < 2) {
+          c.Crash(at);
+          ++tally.crashes;
+        } else {
+          c.Restart(down[rng() % down.size()]);
+        }
+        break;
+      }
+      case 9:
+        CutInTwo(c, rng);
+        ++tally.partitions;
+        break;
+      case 10:
+        HealWithSomeLoss(c, rng);
+        break;
+      default:
+        for (int i = 0; i < kNodes; ++i)
+          if (!c.up(i)) c.Restart(i);
+        break;
+    }
+  }
+  c.Heal();
+  c.SetLoss(0);
+  for (int i = 0; i < kNodes; ++i)
+    if (!c.up(i)) c.Restart(i);
+  c.loop().RunFor(5s);
+  if (c.node(kLone).NumAlive() == 1) c.Join(kLone, {0});
+
+  // One desired state, one voter set, one holder every node names.
+  std::string why;
+  const bool converged = c.loop().RunUntil(
+      [&] {
+        const store::Json& doc = rc.node(0).log->state().Document();
+        if (!doc.contains("voters") || !doc["voters"].is_array() || doc["voters"].empty()) {
+          why = "no voters in n0's document";
+          return false;
+        }
+        std::optional<std::string> holder;
+        for (int i = 0; i < kNodes; ++i) {
+          if (rc.node(i).log->digest() != rc.node(0).log->digest()) {
+            why = c.name(i) + " holds another desired state than n0 (" + std::to_string(c.node(i).NumAlive()) +
+                  " members alive in its view, " + std::to_string(rc.node(i).log->entries()) + " entries to n0's " +
+                  std::to_string(rc.node(0).log->entries()) + ")";
+            return false;
+          }
+          const Lease::View v = rc.node(i).lease->view();
+          if (!v.holder || (holder && *holder != *v.holder)) {
+            why = c.name(i) + " names holder " + v.holder.value_or("(none)") + ", another node " +
+                  holder.value_or("(none)");
+            return false;
+          }
+          holder = v.holder;
+        }
+        if (std::find(doc["voters"].begin(), doc["voters"].end(), *holder) == doc["voters"].end()) {
+          why = "the holder " + *holder + " is no voter of " + doc["voters"].dump();
+          return false;
+        }
+        return true;
+      },
+      5min, 1s);
+  EXPECT_TRUE(converged) << why;
+  // The rollout in flight, if any, ends.
+  auto record = rc.Record(0);
+  if (record && !record->settled()) {
+    const uint64_t id = record->id;
+    EXPECT_TRUE(c.loop().RunUntil([&] { return rc.Settled(id).has_value(); }, 15min, 1s))
+        << "rollout " << id << " never ended: " << rc.Record(0)->ToJson().dump();
+  }
+  for (int i = 0; i < kNodes; ++i) CheckFreezeOnlyEndsByUnfreeze(*rc.node(i).log, c.name(i), tally);
+  tally.batches_checked += rc.batches_checked();
+}
+
+// The safety promises under what operators do: a freeze only ends
+// by unfreeze, never a batch started while a node of the batch before is
+// not alive and healthy on a fresh report, never more nodes out of service
+// than the largest batch, and in the end one voter set with one holder.
+TEST(OperatorSim, SafetyHoldsThroughOperatorActionsJoinsAndFaults) {
+  OperatorTally tally;
+  const int seeds = EachSeed(40, [&](uint64_t seed) { RunOperatorSeed(seed, 120s, tally); });
+  if (HasFatalFailure()) return;
+  std::printf("operator actions done:");
+  for (const auto& [what, n] : tally.done) std::printf(" %s %d", what.c_str(), n);
+  std::printf("; refused:");
+  for (const auto& [what, n] : tally.refused) std::printf(" %s %d", what.c_str(), n);
+  std::printf("; crashes %d, partitions %d; batch starts checked %zu, freeze lifts checked %zu, lone merges %d\n",
+              tally.crashes, tally.partitions, tally.batches_checked, tally.unfreezes_checked, tally.lone_merges);
+  // The checks ran, and often (one seed alone may have little to check).
+  if (seeds == 1) return;
+  EXPECT_GT(tally.batches_checked, static_cast<size_t>(seeds));
+  EXPECT_GT(tally.unfreezes_checked, static_cast<size_t>(seeds));
+  EXPECT_GT(tally.done["freeze"], 0);
+  EXPECT_GT(tally.lone_merges, seeds / 2);
+  EXPECT_GT(tally.done["rollout start"], seeds);
 }
 
 TEST(RolloutSim, QuietRolloutSucceedsWithBatchesOfTheRamp) {

@@ -72,6 +72,44 @@ TEST(SoftStateSim, ReportsSpreadAndOnlyTheNodeItselfMayReport) {
   EXPECT_TRUE(c.loop().RunUntil([&] { return everyone_sees("999999999999"); }, 30s));
 }
 
+// The coordinator judges rollouts on reports: each one reaches it at once,
+// not when a gossip round happens to pick it among the random targets.
+TEST(SoftStateSim, EveryReportGoesStraightToTheNodeToTell) {
+  spdlog::set_level(spdlog::level::err);
+  constexpr int kNodes = 8;
+  std::vector<Stack> nodes(kNodes);
+  sim::Cluster c(32, sim::ProfileConfig("lan"));
+  for (int i = 0; i < kNodes; ++i) c.Add();
+  c.OnBoot([&](int i) {
+    nodes[i].channels = std::make_unique<membership::UserChannels>(c.node(i));
+    nodes[i].soft = std::make_unique<SoftState>(c.name(i), 1, c.clock(i), *nodes[i].channels, 10s);
+    nodes[i].soft->Start();
+  });
+  c.OnCrash([&](int i) {
+    nodes[i].soft.reset();
+    nodes[i].channels.reset();
+  });
+  ASSERT_TRUE(c.FormAll(1s));
+  nodes[5].soft->AlsoTell([&]() -> std::optional<std::string> { return c.addr(0); });
+  for (int round = 0; round < 20; ++round) {
+    const std::string rev = std::to_string(round) + "r";
+    nodes[5].soft->Update([&](NodeReport& r) { r.applied_revision = rev; });
+    // Well within one gossip interval.
+    c.loop().RunFor(20ms);
+    auto seen = nodes[0].soft->Get(c.name(5));
+    ASSERT_TRUE(seen && seen->applied_revision == rev) << "round " << round;
+  }
+  // No one to tell: broadcasts alone.
+  nodes[5].soft->AlsoTell([]() -> std::optional<std::string> { return std::nullopt; });
+  nodes[5].soft->Update([&](NodeReport& r) { r.applied_revision = "last"; });
+  EXPECT_TRUE(c.loop().RunUntil(
+      [&] {
+        auto seen = nodes[0].soft->Get(c.name(5));
+        return seen && seen->applied_revision == "last";
+      },
+      30s));
+}
+
 TEST(SoftStateCodec, RoundTripAndBadBytes) {
   NodeReport r{"n1", (uint64_t{3} << 32) | 7, "abcdef012345", true, "applying", {{"db.url", "x"}}, "exit 0", "abcdef012345"};
   auto back = DecodeReport(EncodeReport(r));

@@ -43,7 +43,10 @@ struct Holder {
   std::optional<RolloutControl> control;
   uint64_t ballot = 7;
   bool frozen = false;
-  RolloutPlanner::Step Step(const RolloutPolicy& p, const std::vector<NodeView>& nodes, Time now) {
+  // A view without `heard` is of a node whose report has just arrived.
+  RolloutPlanner::Step Step(const RolloutPolicy& p, std::vector<NodeView> nodes, Time now) {
+    for (auto& v : nodes)
+      if (v.reported && !v.heard) v.heard = now;
     auto s = planner.Advance({record, request, control, p, nodes, ballot, frozen, now, 1000, {}});
     if (s.write) record = *s.write;
     return s;
@@ -478,6 +481,28 @@ TEST(RolloutPlanner, NodesThatRunTheTargetsContentGetNoBatch) {
   ASSERT_TRUE(s.write);
   EXPECT_EQ(s.write->state, "succeeded");
   EXPECT_EQ(NodeRolloutPhase(*s.write, nodes[0], true), "done");
+}
+
+TEST(RolloutPlanner, ANodeIsDoneOnlyOnAWordFromAfterMinHealthy) {
+  // n0 reports healthy at 1 s and then says nothing (killed, say, before
+  // membership noticed): its report still reads healthy, but it has not
+  // said so since min_healthy passed.
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
+  const RolloutPolicy p = Policy(1, 10s);
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  Finish(nodes, *h.record, "new");
+  nodes[0].heard = T(1);
+  h.Step(p, nodes, T(1));
+  h.Step(p, nodes, T(20));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"})) << "counted on its word from 1 s";
+  EXPECT_FALSE(h.record->nodes.at("n0").done);
+  // Its word from 11 s, min_healthy after it was first seen healthy.
+  nodes[0].heard = T(11);
+  h.Step(p, nodes, T(21));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
 }
 
 TEST(RolloutPlanner, ASuspectPastItsDeadlineIsJudgedOnceMembershipDecides) {

@@ -84,6 +84,8 @@ struct Change {
 };
 // Sorted by path.
 std::vector<Change> Diff(const Json& from, const Json& to);
+// Diff as replies carry it: [{"path", "kind", "before", "after"}, ...].
+Json DiffJson(const Json& from, const Json& to);
 
 // The desired state is stored as independent objects so that concurrent writers touching different things do
 // not overwrite each other: map sections are split per item ("packages/<name>", "services/<name>",
