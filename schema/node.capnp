@@ -21,4 +21,7 @@ struct NodeReport {
   outputs @6 :List(Output);    # service outputs ("service.output" -> value)
   detail @7 :Text;             # the last hook result, for operators
   target @8 :Text;             # the revision it is working on, or failed on
+  checks @9 :UInt64;           # passing health checks in this generation (the gate counts a batch
+                               # node done on a check from after min_healthy)
+  countsChecks @10 :Bool;      # set by daemons that send `checks`; older ones are judged on their last word
 }

@@ -250,12 +250,19 @@ ApiService::ApiService(membership::Memberlist& members, store::Replicator& repli
       replicator_(replicator),
       lease_(lease),
       soft_(soft),
-      state_(replicator,
-             [&members] {
-               std::vector<std::string> names;
-               for (const auto& m : members.Members()) names.push_back(m.name);
-               return names;
-             }),
+      state_(
+          replicator,
+          [&members] {
+            std::vector<std::string> names;
+            for (const auto& m : members.Members()) names.push_back(m.name);
+            return names;
+          },
+          [&members] {
+            std::vector<std::string> names;
+            for (const auto& m : members.Members())
+              if (m.status == membership::MemberStatus::kAlive) names.push_back(m.name);
+            return names;
+          }),
       clock_(clock),
       facts_(std::move(facts)),
       leave_(std::move(leave)) {}

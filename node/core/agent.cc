@@ -628,7 +628,7 @@ bool NodeAgent::InCurrentBatch() const {
 void NodeAgent::CheckHealth() {
   if (job_ || removed_) return ScheduleHealth();
   if (Section(current_, "services").empty()) {
-    // Nothing to check: healthy once applied, which it still says.
+    // Nothing to check: healthy once applied, which the daemon still says.
     if (InCurrentBatch()) soft_.Confirm();
     return ScheduleHealth();
   }

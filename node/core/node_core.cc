@@ -29,10 +29,14 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
     voters_ = std::make_unique<VoterKeeper>(opts_.name, clock, seams_.members, *replicator_, *lease_, vcfg);
   }
   soft_ = std::make_unique<SoftState>(opts_.name, opts_.generation, clock, *channels_, timing.soft_state_refresh);
-  soft_->AlsoTell([this]() -> std::optional<std::string> {
+  soft_->AlsoTell([this] {
     const Lease::View v = lease_->view();
-    if (!v.holder || *v.holder == opts_.name) return std::nullopt;
-    return lease_net_->AddrOf(*v.holder);
+    std::vector<std::string> to;
+    if (v.holder && *v.holder == opts_.name) return to;
+    for (const std::string& name : v.holder ? std::vector<std::string>{*v.holder} : v.voters)
+      if (name != opts_.name)
+        if (auto addr = lease_net_->AddrOf(name)) to.push_back(*addr);
+    return to;
   });
   auto roles_tag = [this] { return RolesTag(); };
   agent_ = std::make_unique<NodeAgent>(opts_.name, clock, *replicator_, *soft_, seams_.hooks, seams_.applied,

@@ -331,12 +331,18 @@ bool RolloutPlanner::Done(const NodeView& v, const std::string& revision, bool g
     healthy_since_.erase(v.name);
     return false;
   }
-  Time since = healthy_since_.emplace(v.name, now).first->second;
-  // Healthy for min_healthy by its own word at the end of it, not by a
-  // report from the start that a node killed since can no longer take back
-  // (membership takes a probe round or more to notice).
+  // A restart the coordinator did not see (membership may miss a quick one)
+  // starts the time again.
+  auto [at, fresh] = healthy_since_.try_emplace(v.name, v.generation, now);
+  if (!fresh && at->second.first != v.generation) at->second = {v.generation, now};
+  const Time since = at->second.second;
   if (min_healthy == Duration::zero()) return true;
-  return now - since >= min_healthy && v.heard && *v.heard >= since + min_healthy;
+  // Healthy for min_healthy by a health check from the end of it, not by a
+  // report from the start that a node killed since can no longer take back
+  // (membership takes a probe round or more to notice), nor by refreshes of
+  // that report while its check hangs.
+  const std::optional<Time>& word = v.counts_checks ? v.checked : v.heard;
+  return now - since >= min_healthy && word && *word >= since + min_healthy;
 }
 
 // One step's working state: the record being changed and what to log.

@@ -167,7 +167,10 @@ struct NodeView {
   std::string roles_tag;  // its membership tag `roles`, for NodeRoles
   bool reported = false;  // a report has arrived
   bool fresh = false;     // ... and been heard again lately (SoftState::Fresh)
-  std::optional<Time> heard;  // when its report last arrived (SoftState::HeardAt)
+  std::optional<Time> heard;    // when its report last arrived (SoftState::HeardAt)
+  std::optional<Time> checked;  // when a new passing health check of it arrived (SoftState::CheckedAt)
+  bool counts_checks = true;    // false for a daemon that predates check counts: judged on `heard`
+  uint64_t generation = 0;      // its start count (report version >> 32)
   std::string applied;    // applied revision
   std::string target;     // the revision it is working on or failed on
   bool healthy = false;
@@ -233,7 +236,7 @@ class RolloutPlanner {
   bool Done(const NodeView& v, const std::string& revision, bool gate, Duration min_healthy, Time now);
 
   std::optional<std::pair<uint64_t, Time>> batch_seen_;  // batch_no, when first seen
-  std::map<std::string, Time> healthy_since_;
+  std::map<std::string, std::pair<uint64_t, Time>> healthy_since_;  // name -> (generation, since)
   bool fresh_ = true;  // no step taken since this node became the holder
 };
 

@@ -54,6 +54,9 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
       v.reported = true;
       v.fresh = soft.Fresh(name);
       v.heard = soft.HeardAt(name);
+      v.checked = soft.CheckedAt(name);
+      v.counts_checks = r->counts_checks;
+      v.generation = r->version >> 32;
       v.applied = r->applied_revision;
       v.target = r->target;
       v.healthy = r->healthy;
@@ -239,7 +242,9 @@ std::string Brief(const Json& v) {
 // planner itself, run on the same views with each batch coming up healthy.
 Json PlanBatches(const store::DesiredLog& log, const std::string& target, const std::vector<NodeView>& views,
                  Json& unchanged, Json& down) {
-  const RolloutPolicy policy = RolloutPolicy::From(log.state().Document());
+  RolloutPolicy policy = RolloutPolicy::From(log.state().Document());
+  // No node misses a deadline in the plan: every batch comes up healthy.
+  policy.node_deadline = policy.progress_deadline = std::chrono::hours(24 * 365);
   ContentMatch same(log);
   auto same_content = [&same](const NodeView& v, const std::string& revision) { return same(v, revision); };
   Time now{};
@@ -258,13 +263,16 @@ Json PlanBatches(const store::DesiredLog& log, const std::string& target, const 
   std::optional<RolloutRecord> record;
   const RolloutRequest request{1, target, "", false};
   Json batches = Json::array();
-  // Each batch takes three steps (chosen, seen healthy, healthy for min_healthy).
-  for (size_t step = 0; step < 3 * nodes.size() + 3; ++step) {
+  // A batch takes a few steps (chosen, seen healthy, healthy for
+  // min_healthy, the next one chosen); the bound only stops a plan that
+  // cannot finish.
+  for (size_t step = 0; step < 4 * nodes.size() + 8; ++step) {
     RolloutPlanner::Step s =
         planner.Advance({record, request, std::nullopt, policy, nodes, 0, false, now, 1, same_content});
     if (s.write) record = std::move(s.write);
-    if (!record || record->settled() || record->batch.empty()) break;
-    if (batches.empty() || batches.back() != Json(record->batch)) batches.push_back(record->batch);
+    if (!record || record->settled()) break;
+    if (!record->batch.empty() && (batches.empty() || batches.back() != Json(record->batch)))
+      batches.push_back(record->batch);
     now += policy.min_healthy + std::chrono::seconds(1);
     for (NodeView& v : nodes) {
       if (std::find(record->batch.begin(), record->batch.end(), v.name) != record->batch.end())

@@ -41,6 +41,8 @@ Bytes EncodeReport(const NodeReport& r) {
   }
   b.setDetail(r.detail);
   b.setTarget(r.target);
+  b.setChecks(r.checks);
+  b.setCountsChecks(true);
   return capnp_bytes::Flat(mb);
 }
 
@@ -58,6 +60,8 @@ Result<NodeReport> DecodeReport(ByteView bytes) {
         out.phase = capnp_bytes::Str(r.getPhase());
         out.detail = capnp_bytes::Str(r.getDetail());
         out.target = capnp_bytes::Str(r.getTarget());
+        out.checks = r.getChecks();
+        out.counts_checks = r.getCountsChecks();
         if (out.name.empty() || out.name.size() > kMaxField || out.applied_revision.size() > 64 || out.target.size() > 64 ||
             out.phase.size() > 64 || out.detail.size() > kMaxReportBytes)
           return Status::Corruption("node report with a field out of range");
@@ -110,16 +114,25 @@ void SoftState::Update(const std::function<void(NodeReport&)>& edit) {
 }
 
 void SoftState::Confirm() {
+  ++local_.checks;
+  local_checked_ = clock_.Now();
   if (!also_tell_) return;
-  if (std::optional<std::string> addr = also_tell_())
-    channels_.SendPacket(Channel::kNodeState, *addr, EncodeReport(local_));
+  const Bytes report = EncodeReport(local_);
+  for (const std::string& addr : also_tell_()) channels_.SendPacket(Channel::kNodeState, addr, report);
 }
 
 void SoftState::Spread() {
   Bytes report = EncodeReport(local_);
   if (also_tell_)
-    if (std::optional<std::string> addr = also_tell_()) channels_.SendPacket(Channel::kNodeState, *addr, report);
+    for (const std::string& addr : also_tell_()) channels_.SendPacket(Channel::kNodeState, addr, report);
   channels_.Broadcast(Channel::kNodeState, "report", std::move(report));
+}
+
+std::optional<Time> SoftState::CheckedAt(const std::string& name) const {
+  if (name == local_.name) return local_checked_;
+  auto it = checked_.find(name);
+  if (it == checked_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<std::string> SoftState::FindOutput(const std::string& key) const {
@@ -172,6 +185,17 @@ void SoftState::HandlePacket(const std::string& from, ByteView data) {
   if (it != peers_.end() && it->second.version > r->version) return;
   // The same version again is the node's refresh: it says the report still holds.
   heard_[r->name] = clock_.Now();
+  // A check counts once its count rises within a generation: a restarted
+  // node starts a new count, and its first report sets only the baseline.
+  const uint64_t generation = r->version >> 32;
+  auto [c, first] = checks_.try_emplace(r->name, generation, r->checks);
+  if (!first && c->second.first != generation) {
+    c->second = {generation, r->checks};
+    checked_.erase(r->name);
+  } else if (!first && r->checks > c->second.second) {
+    c->second.second = r->checks;
+    checked_[r->name] = clock_.Now();
+  }
   if (it != peers_.end() && it->second.version == r->version) return;
   peers_[r->name] = std::move(*r);
 }

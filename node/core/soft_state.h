@@ -36,6 +36,10 @@ struct NodeReport {
   std::map<std::string, std::string> outputs;
   std::string detail;
   std::string target;  // the revision it is working on, or failed on
+  // Passing health checks in this generation, counted by Confirm without a
+  // new version: a refresh repeats the count, only a new check raises it.
+  uint64_t checks = 0;
+  bool counts_checks = true;  // false from daemons that predate `checks`
   bool operator==(const NodeReport&) const = default;
 };
 
@@ -59,11 +63,17 @@ class SoftState {
   // with a dead member among the gossip targets a report can miss the one
   // node that judges it for several refreshes, and a healthy node of a
   // batch then misses its deadline.
-  void AlsoTell(std::function<std::optional<std::string>()> addr) { also_tell_ = std::move(addr); }
-  // Sends the report, unchanged, to the AlsoTell address only: a node in a
-  // rollout's batch says it is still healthy, so that the coordinator
-  // counts it done on a word from after min_healthy (RolloutPlanner::Done).
+  // Several addresses when the holder is not known (the voters, one of whom
+  // will hold the lease).
+  void AlsoTell(std::function<std::vector<std::string>()> addrs) { also_tell_ = std::move(addrs); }
+  // A health check passed: counts it in the report (no new version) and
+  // sends the report to the AlsoTell addresses only, so that the
+  // coordinator counts a batch node done on a check from after min_healthy
+  // (RolloutPlanner::Done), not on a refresh of an old word.
   void Confirm();
+  // When a report of `name` last arrived with a higher check count than
+  // before in the same generation; for this node, when it last confirmed.
+  std::optional<Time> CheckedAt(const std::string& name) const;
   // Changes this node's report and spreads it.
   void Update(const std::function<void(NodeReport&)>& edit);
   const NodeReport& local() const { return local_; }
@@ -93,9 +103,12 @@ class SoftState {
   NodeReport local_;
   std::map<std::string, NodeReport> peers_;
   std::map<std::string, Time> heard_;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> checks_;  // name -> (generation, checks)
+  std::map<std::string, Time> checked_;
+  std::optional<Time> local_checked_;
   uint64_t rejected_ = 0;
   Clock::TimerId timer_ = 0;
-  std::function<std::optional<std::string>()> also_tell_;
+  std::function<std::vector<std::string>()> also_tell_;
 };
 
 }  // namespace starling::node

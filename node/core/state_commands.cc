@@ -83,7 +83,8 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
     }
   }
   // The given sections replace the current ones; a null section goes.
-  return Change(
+  std::vector<std::string> commissioned;
+  auto out = Change(
       [&](Json& d) {
         for (const auto& [section, value] : given.items()) {
           if (value.is_null()) {
@@ -105,6 +106,21 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
                                            KnownList() + "; --force if " + (unseen.size() == 1 ? "it has" : "they have") +
                                            " not joined yet");
         }
+        // Lifecycle changes wait for unfreeze, as the lease's do; a node the
+        // current document names (decommissioned, say) is not touched even
+        // when the file leaves it out.
+        auto sw = d.find("switches");
+        if (alive_ && sw != d.end() && sw->is_object() && sw->value("auto_commission", false) == true &&
+            !FrozenReason(d) && !FrozenReason(log.state().Document())) {
+          const Json& before = log.state().Document();
+          const auto known = before.find("nodes");
+          if (!d.contains("nodes") || !d["nodes"].is_object()) d["nodes"] = Json::object();
+          for (const std::string& a : alive_())
+            if (!d["nodes"].contains(a) && !(known != before.end() && known->is_object() && known->contains(a))) {
+              d["nodes"][a] = Json{{"lifecycle", "commissioned"}};
+              commissioned.push_back(a);
+            }
+        }
         // Packages must name artifacts the catalog holds (earlier revisions
         // did when they were applied, so rollback needs no such check).
         std::vector<std::string> unknown = UnknownArtifacts(given, log.state());
@@ -116,6 +132,8 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
         return Status::Ok();
       },
       "apply " + source, source + " is refused", base, std::move(warnings));
+  if (out.ok()) (*out)["commissioned"] = commissioned;
+  return out;
 }
 
 Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, store::Hlc base, Json warnings,
@@ -126,11 +144,19 @@ Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, 
     if (op.key == "voters") {
       const store::Register* now = replicator_.log().state().Find("voters");
       const bool by_operator = source == VoterSource::kOperator;
-      size_t size = 0;
+      std::set<std::string> next, before;
       if (op.value)
-        if (auto v = Json::parse(*op.value, nullptr, false); v.is_array()) size = v.size();
-      VoterRank rank{(now ? VoterRank::Decode(now->rank).epoch : 0) + 1, by_operator, size,
-                     replicator_.log().entries()};
+        if (auto v = Json::parse(*op.value, nullptr, false); v.is_array())
+          for (const auto& n : v)
+            if (n.is_string()) next.insert(n.get<std::string>());
+      if (now && now->value)
+        if (auto v = Json::parse(*now->value, nullptr, false); v.is_array())
+          for (const auto& n : v)
+            if (n.is_string()) before.insert(n.get<std::string>());
+      const uint64_t epoch = now ? VoterRank::Decode(now->rank).epoch : 0;
+      const bool refill = !by_operator && now && next.size() > before.size() &&
+                          std::includes(next.begin(), next.end(), before.begin(), before.end());
+      VoterRank rank{refill ? epoch : epoch + 1, by_operator, next.size(), replicator_.log().entries()};
       op.rank = rank.Encode();
     }
   auto e = replicator_.Write(std::move(ops), std::move(note), base);

@@ -28,10 +28,14 @@ inline constexpr const char* kVotersNote = "voters:";
 
 // The rank of a write to `voters` (store::Op::rank), which decides a merge
 // of two voter histories before the stamps do:
-//   1. the epoch: how many voter changes led to the set (the set it replaced
-//      plus one), so a change made by a writer that saw the current set
-//      always wins over it, and of two sides that changed voters without
-//      seeing each other, the one with the longer voter history wins;
+//   1. the epoch: how many voter changes that chose, removed or replaced
+//      voters led to the set (the set it replaced plus one), so such a
+//      change made by a writer that saw the current set always wins over
+//      it, and of two sides that changed voters without seeing each other,
+//      the one with the longer voter history wins. The lease adding a voter
+//      to its own set (a refill) keeps the epoch and wins by size (3.): a
+//      node that ran alone and refills its one-voter set as others join
+//      must not outrank the set of the cluster it joined;
 //   2. an operator's set (apply, `voters --force-set`) over one the lease
 //      chose or changed by itself;
 //   3. the larger set (the larger cluster chose it);
@@ -81,9 +85,13 @@ struct ApplyRequest {
 class StateCommands {
  public:
   // `members`: the names membership knows (any status), for the checks of
-  // names an operator types; unset, every name passes.
-  explicit StateCommands(store::Replicator& replicator, std::function<std::vector<std::string>()> members = {})
-      : replicator_(replicator), members_(std::move(members)) {}
+  // names an operator types; unset, every name passes. `alive`: the alive
+  // members, whom an apply that turns on switches.auto_commission
+  // commissions in the same change (else the lease does it a moment later,
+  // and the revision the apply printed is not the one a rollout starts).
+  explicit StateCommands(store::Replicator& replicator, std::function<std::vector<std::string>()> members = {},
+                         std::function<std::vector<std::string>()> alive = {})
+      : replicator_(replicator), members_(std::move(members)), alive_(std::move(alive)) {}
 
   // {"revision", "previous", "changed", "objects", "warnings": [...]}
   Result<store::Json> Apply(const ApplyRequest& request);
@@ -132,6 +140,7 @@ class StateCommands {
 
   store::Replicator& replicator_;
   std::function<std::vector<std::string>()> members_;
+  std::function<std::vector<std::string>()> alive_;
 };
 
 }  // namespace starling::node

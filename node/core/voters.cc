@@ -146,7 +146,9 @@ void VoterKeeper::Tick() {
     if (gone) {
       next.erase(std::find(next.begin(), next.end(), *gone));
       why = "removed " + *gone + " (dead past the reap timeout)";
-    } else if (!operator_sized && next.size() < Choose(eligible).size()) {
+    } else if (!operator_sized && next.size() < Choose(eligible).size() && now - stable_since_ >= cfg_.settle) {
+      // (Once the member list has settled: a node that has just been joined
+      // first merges the cluster's desired state, voters included.)
       // Back to the size the choice rule asks for, after a voter was reaped
       // or decommissioned, or as the cluster grows: one voter per change.
       for (const auto& a : eligible)

@@ -167,6 +167,43 @@ TEST(Lease, KilledHolderIsReplacedAndDoesNotReclaimDuringQuarantine) {
   EXPECT_TRUE(saw_quarantine);
 }
 
+// The case: the seed every node joined through holds the lease and
+// is killed; every survivor must come to name one new holder (run it 20
+// times: `ctest -R Lease.KilledSeedHolder --repeat until-fail:20`).
+TEST(Lease, KilledSeedHolderIsReplacedAndEverySurvivorNamesTheNewHolder) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  // The founder takes the lease alone, then the others join through it.
+  ASSERT_TRUE(WaitFor([&] { return AgreedHolder(c, {0}) && AgreedHolder(c, {0})->first == "node0"; }, 30s));
+  for (int i = 1; i < 5; ++i) c.Launch("node" + std::to_string(i), {"--join", c.node(0).addr});
+  for (int i = 1; i < 5; ++i) ASSERT_TRUE(c.WaitReady(i));
+  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), 30s), "");
+  // Every node a voter (the set refills to the choice rule's size), node0 still holding.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto l = LeaseOf(c, 0);
+        return l && (*l)["voters"].size() == 5 && AgreedHolder(c, c.All()) &&
+               AgreedHolder(c, c.All())->first == "node0";
+      },
+      60s))
+      << c.Cli(0, {"lease"}).out;
+  c.Kill(0);
+  const auto killed = std::chrono::steady_clock::now();
+  std::optional<std::pair<std::string, uint64_t>> next;
+  const bool agreed = WaitFor(
+      [&] {
+        next = AgreedHolder(c, c.AllExcept(0));
+        return next && next->first != "node0";
+      },
+      kNewHolderBound + 5s);
+  std::string views;
+  for (int i : c.AllExcept(0)) views += "\n" + c.node(i).name + ": " + c.Cli(i, {"lease"}).out;
+  ASSERT_TRUE(agreed) << "the survivors do not agree on a new holder:" << views;
+  std::printf("seed holder node0 killed; %s took over with ballot %llu %.1f s later\n", next->first.c_str(),
+              static_cast<unsigned long long>(next->second),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count());
+}
+
 TEST(Lease, GracefulLeaveReleasesTheLease) {
   LocalCluster c;
   ASSERT_TRUE(c.StartConverged(3));

@@ -173,6 +173,31 @@ std::string Running(const LocalCluster& c, int i) {
 }
 
 // Five nodes with version 1.0 rolled out everywhere.
+// An apply that turns on auto_commission commissions the members in the
+// same change: the revision it prints is the one `rollout start` rolls out,
+// not one the lease writes a moment later.
+TEST(RolloutRevision, TheRevisionAnApplyPrintsIsTheOneARolloutStarts) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(3, 30s, HookArgs()));
+  // The lease's first change, its voters, comes within seconds of the start.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto doc = CliJson(c, 0, {"get"});
+        return doc && (*doc)["voters"].is_array() && (*doc)["voters"].size() == 3;
+      },
+      30s));
+  std::string path = c.root() + "/first.yaml";
+  std::ofstream(path) << Doc("1.0");
+  auto applied = CliJson(c, 1, {"apply", "-f", path});
+  ASSERT_TRUE(applied);
+  const std::string revision = applied->value("revision", "");
+  EXPECT_EQ((*applied)["commissioned"], json({"node0", "node1", "node2"})) << applied->dump();
+  const uint64_t id = StartRollout(c, 1, 3);
+  json s = AwaitSettled(c, 1, id);
+  EXPECT_EQ(s.value("state", ""), "succeeded") << s.dump(2);
+  EXPECT_EQ(s.value("revision", ""), revision) << "apply printed one revision, the rollout used another";
+}
+
 class Rollout : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -90,7 +90,7 @@ TEST(SoftStateSim, EveryReportGoesStraightToTheNodeToTell) {
     nodes[i].channels.reset();
   });
   ASSERT_TRUE(c.FormAll(1s));
-  nodes[5].soft->AlsoTell([&]() -> std::optional<std::string> { return c.addr(0); });
+  nodes[5].soft->AlsoTell([&] { return std::vector<std::string>{c.addr(0)}; });
   for (int round = 0; round < 20; ++round) {
     const std::string rev = std::to_string(round) + "r";
     nodes[5].soft->Update([&](NodeReport& r) { r.applied_revision = rev; });
@@ -99,8 +99,21 @@ TEST(SoftStateSim, EveryReportGoesStraightToTheNodeToTell) {
     auto seen = nodes[0].soft->Get(c.name(5));
     ASSERT_TRUE(seen && seen->applied_revision == rev) << "round " << round;
   }
+  // A passing check counts at the holder when its count rises; the
+  // refreshes in between (every 10 s here) repeat the count and do not.
+  // (The reports above, with no check, set this generation's baseline.)
+  EXPECT_FALSE(nodes[0].soft->CheckedAt(c.name(5)));
+  nodes[5].soft->Confirm();
+  c.loop().RunFor(20ms);
+  const std::optional<Time> checked = nodes[0].soft->CheckedAt(c.name(5));
+  ASSERT_TRUE(checked);
+  c.loop().RunFor(25s);
+  EXPECT_EQ(nodes[0].soft->CheckedAt(c.name(5)), checked) << "a refresh counted as a check";
+  EXPECT_GT(*nodes[0].soft->HeardAt(c.name(5)), *checked) << "no refresh arrived";
+  ASSERT_TRUE(nodes[5].soft->CheckedAt(c.name(5)));
+  EXPECT_LE(*nodes[5].soft->CheckedAt(c.name(5)), *checked) << "its own last check";
   // No one to tell: broadcasts alone.
-  nodes[5].soft->AlsoTell([]() -> std::optional<std::string> { return std::nullopt; });
+  nodes[5].soft->AlsoTell([] { return std::vector<std::string>{}; });
   nodes[5].soft->Update([&](NodeReport& r) { r.applied_revision = "last"; });
   EXPECT_TRUE(c.loop().RunUntil(
       [&] {

@@ -45,8 +45,10 @@ struct Holder {
   bool frozen = false;
   // A view without `heard` is of a node whose report has just arrived.
   RolloutPlanner::Step Step(const RolloutPolicy& p, std::vector<NodeView> nodes, Time now) {
-    for (auto& v : nodes)
+    for (auto& v : nodes) {
       if (v.reported && !v.heard) v.heard = now;
+      if (v.reported && !v.checked) v.checked = now;
+    }
     auto s = planner.Advance({record, request, control, p, nodes, ballot, frozen, now, 1000, {}});
     if (s.write) record = *s.write;
     return s;
@@ -484,9 +486,9 @@ TEST(RolloutPlanner, NodesThatRunTheTargetsContentGetNoBatch) {
 }
 
 TEST(RolloutPlanner, ANodeIsDoneOnlyOnAWordFromAfterMinHealthy) {
-  // n0 reports healthy at 1 s and then says nothing (killed, say, before
-  // membership noticed): its report still reads healthy, but it has not
-  // said so since min_healthy passed.
+  // n0 passes a health check at 1 s and no check after (killed before
+  // membership noticed, or its check hangs while the daemon refreshes its
+  // report): its report still reads healthy, but no check since min_healthy.
   Holder h;
   std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old")};
   const RolloutPolicy p = Policy(1, 10s);
@@ -494,15 +496,32 @@ TEST(RolloutPlanner, ANodeIsDoneOnlyOnAWordFromAfterMinHealthy) {
   h.Step(p, nodes, T(0));
   ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
   Finish(nodes, *h.record, "new");
-  nodes[0].heard = T(1);
+  nodes[0].checked = T(1);
   h.Step(p, nodes, T(1));
   h.Step(p, nodes, T(20));
-  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"})) << "counted on its word from 1 s";
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"})) << "counted on its check from 1 s";
   EXPECT_FALSE(h.record->nodes.at("n0").done);
-  // Its word from 11 s, min_healthy after it was first seen healthy.
-  nodes[0].heard = T(11);
+  // A restart the coordinator did not see: the time starts again.
+  nodes[0].generation = 2;
+  nodes[0].checked = T(21);
   h.Step(p, nodes, T(21));
+  h.Step(p, nodes, T(25));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"})) << "counted on its time before the restart";
+  // A check from 31 s, min_healthy after it was seen healthy in this run.
+  nodes[0].checked = T(31);
+  h.Step(p, nodes, T(31));
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
+  // A daemon that predates check counts is judged on its last word.
+  Holder old;
+  std::vector<NodeView> olds = {Node("n0", "old"), Node("n1", "old")};
+  olds[0].counts_checks = false;
+  old.request = RolloutRequest{1, "new", "op", false};
+  old.Step(p, olds, T(0));
+  Finish(olds, *old.record, "new");
+  olds[0].heard = T(12);
+  old.Step(p, olds, T(1));
+  old.Step(p, olds, T(12));
+  EXPECT_EQ(old.record->batch, (std::vector<std::string>{"n1"}));
 }
 
 TEST(RolloutPlanner, ASuspectPastItsDeadlineIsJudgedOnceMembershipDecides) {
