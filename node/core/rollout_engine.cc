@@ -257,7 +257,7 @@ Json PlanBatches(const store::DesiredLog& log, const std::string& target, const 
     v.suspect = false;
     v.reported = v.fresh = v.healthy = true;
     v.phase = "idle";
-    v.heard = now;
+    v.heard = v.checked = now;
   }
   RolloutPlanner planner;
   std::optional<RolloutRecord> record;
@@ -277,7 +277,7 @@ Json PlanBatches(const store::DesiredLog& log, const std::string& target, const 
     for (NodeView& v : nodes) {
       if (std::find(record->batch.begin(), record->batch.end(), v.name) != record->batch.end())
         v.applied = v.target = target;
-      if (v.reachable) v.heard = now;
+      if (v.reachable) v.heard = v.checked = now;
     }
   }
   return batches;
