@@ -1,0 +1,392 @@
+// Memberlist's implementation, private to membership/: the one Impl class,
+// whose parts live in memberlist.cc (lifecycle, inbound frames, timers, the
+// channel for the layer above, the public forwarding), memberlist_probe.cc
+// (probes and the messages that answer them), memberlist_state.cc (alive,
+// suspect, dead and left: the SWIM state machine with Lifeguard),
+// memberlist_sync.cc (dissemination, push-pull anti-entropy, bookkeeping)
+// and memberlist_envelope.cc (the keyring envelope). The design is written
+// at the top of memberlist.cc. Single-threaded: everything runs on the
+// thread that drives the Clock and Transport.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "broadcast_queue.h"
+#include "codec.h"
+#include "starling/membership/memberlist.h"
+#include "suspicion.h"
+
+namespace starling::membership {
+
+inline wire::StateStatus ToWire(MemberStatus s) {
+  switch (s) {
+    case MemberStatus::kAlive: return wire::StateStatus::kAlive;
+    case MemberStatus::kSuspect: return wire::StateStatus::kSuspect;
+    case MemberStatus::kFailed: return wire::StateStatus::kDead;
+    case MemberStatus::kLeft: return wire::StateStatus::kLeft;
+  }
+  return wire::StateStatus::kDead;
+}
+
+inline bool IsDown(MemberStatus s) { return s == MemberStatus::kFailed || s == MemberStatus::kLeft; }
+
+// A gossip packet with less room left than this counts as full: the queue
+// had more than one packet's worth waiting.
+inline constexpr size_t kFullPacketSlack = 128;
+
+// Makes `m` hold a default value of its i-th alternative (to name it).
+template <size_t I = 0>
+void SetIndex(wire::Message& m, size_t i) {
+  if constexpr (I < wire::kMessageTypes) {
+    if (i == I) {
+      m.emplace<I>();
+      return;
+    }
+    SetIndex<I + 1>(m, i);
+  }
+}
+
+
+struct Member {
+  MemberView view;
+  std::unique_ptr<Suspicion> suspicion;
+  size_t index = 0;  // position in Impl::nodes_
+  Duration reconnect_backoff{0};
+  Time next_reconnect{};
+};
+
+class Memberlist::Impl {
+ public:
+  Impl(Config config, Clock& clock, Transport& transport, Random& random, EventFn on_event)
+      : cfg_(std::move(config)),
+        clock_(clock),
+        transport_(transport),
+        rng_(random),
+        on_event_(std::move(on_event)),
+        broadcasts_(cfg_.timing.retransmit_mult),
+        token_(std::make_shared<bool>(true)) {
+    if (!cfg_.lifeguard) cfg_.awareness_max_multiplier = 1;
+    auto self = std::make_unique<Member>();
+    self->view.name = cfg_.name;
+    self->view.addr = cfg_.advertise_addr;
+    self->view.incarnation = cfg_.initial_incarnation;
+    self->view.tags = cfg_.tags;
+    self->view.status_since = clock_.Now();
+    self_ = self.get();
+    AddMember(std::move(self));
+    for (size_t i = 0; i < wire::kMessageTypes; ++i) {
+      wire::Message m;
+      SetIndex(m, i);
+      sent_[i] = &counters_[std::string("messages_sent.") + wire::MessageTypeName(m)];
+      received_[i] = &counters_[std::string("messages_received.") + wire::MessageTypeName(m)];
+    }
+    bytes_sent_ = &counters_["bytes_sent"];
+    bytes_received_ = &counters_["bytes_received"];
+    counters_["bad_packets.decode"];
+    counters_["bad_packets.version"];
+    counters_["bad_packets.cluster"];
+    counters_["bad_packets.too_large"];
+    counters_["bad_packets.invalid"];
+    counters_["bad_packets.unencrypted"];
+    counters_["bad_packets.auth"];
+    counters_["bad_packets.encrypted"];
+    counters_["key_refusals_received"];
+  }
+
+  ~Impl() { StopTimers(); }
+
+  // ---- lifecycle ----------------------------------------------------------
+
+  void Start();
+  void Shutdown();
+  void Join(std::vector<std::string> seeds, JoinDone done);
+  void JoinWithRetry(std::vector<std::string> seeds, int max_attempts, int attempt, JoinDone done);
+  void AddKnownMembers(const std::vector<MemberView>& known);
+  void Leave(std::function<void()> done);
+  Status ForceLeave(const std::string& name, bool prune);
+  void SetTags(Tags tags);
+
+  // ---- inbound ------------------------------------------------------------
+
+  void HandlePacket(const std::string& from, ByteView bytes);
+  void HandleStream(const std::string& from, ByteView bytes, StreamReply reply);
+
+  // ---- reads --------------------------------------------------------------
+
+  std::vector<MemberView> Members() const {
+    std::vector<MemberView> out;
+    out.reserve(members_.size());
+    for (const auto& [_, m] : members_) out.push_back(m->view);
+    return out;
+  }
+  MemberView Self() const { return self_->view; }
+  size_t NumAlive() const {
+    size_t n = 0;
+    for (const Member* m : nodes_)
+      if (!IsDown(m->view.status)) ++n;
+    return n;
+  }
+  MemberCounts Counts() const {
+    MemberCounts c;
+    for (const Member* m : nodes_) {
+      switch (m->view.status) {
+        case MemberStatus::kAlive: ++c.alive; break;
+        case MemberStatus::kSuspect: ++c.suspect; break;
+        case MemberStatus::kFailed: ++c.failed; break;
+        case MemberStatus::kLeft: ++c.left; break;
+      }
+    }
+    return c;
+  }
+  std::optional<MemberStatus> StatusOf(const std::string& name) const {
+    auto it = members_.find(name);
+    if (it == members_.end()) return std::nullopt;
+    return it->second->view.status;
+  }
+  std::optional<std::string> AddrOf(const std::string& name) const {
+    auto it = members_.find(name);
+    if (it == members_.end()) return std::nullopt;
+    return it->second->view.addr;
+  }
+  int health() const { return health_; }
+  const Counters& counters() const {
+    counters_["health_score"] = static_cast<uint64_t>(health_);
+    counters_["broadcast_queue_depth"] = broadcasts_.size();
+    return counters_;
+  }
+  const Config& config() const { return cfg_; }
+  bool left() const { return left_; }
+
+ private:
+  // ---- timers -------------------------------------------------------------
+
+  // Every timer goes through here so the destructor can cancel what is
+  // outstanding, whatever clock implementation is plugged in.
+  Clock::TimerId After(Duration d, std::function<void()> fn);
+  void Post(std::function<void()> fn) { After(Duration(0), std::move(fn)); }
+  void CancelTimer(Clock::TimerId& id);
+  void StopTimers();
+
+  Duration Scale(Duration d) const { return d * (health_ + 1); }
+  void ApplyHealthDelta(int delta);
+  Duration PushPullInterval() const;
+
+  Duration ReapCheckInterval() const {
+    return std::clamp(cfg_.reap_timeout / 4, Duration(std::chrono::milliseconds(100)), Duration(std::chrono::seconds(15)));
+  }
+
+  // ---- probing ------------------------------------------------------------
+
+  void ScheduleProbe(Duration d) {
+    probe_timer_ = After(d, [this] { ProbeTick(); });
+  }
+
+  Member* NextProbeTarget();
+  void ProbeTick();
+
+  struct ProbeState {
+    std::string target;
+    uint64_t incarnation;
+    uint32_t seq;
+    bool acked = false;
+    int expected_nacks = 0;
+    int nacks = 0;
+    Time start;
+  };
+
+  void Probe(Member& target, Duration period);
+  void IndirectProbe(ProbeState& probe);
+  void FinishProbe(ProbeState& probe);
+
+  // ---- inbound messages ---------------------------------------------------
+
+  void On(const std::string& from, const wire::Ping& p);
+  void On(const std::string& from, const wire::IndirectPing& ip);
+  void On(const std::string&, const wire::Ack& a);
+  void On(const std::string&, const wire::Nack& n);
+
+  void On(const std::string&, const wire::Alive& a) { AliveNode(a); }
+  void On(const std::string& from, const wire::Suspect& s);
+  void On(const std::string& from, const wire::Dead& d);
+  void On(const std::string&, const wire::Leave& l) { LeaveNode(l); }
+  void On(const std::string& from, const wire::User& u) {
+    if (user_packet_) user_packet_(from, u.data);
+  }
+
+  // ---- the channel for the layer above --------------------------------------
+ public:
+
+  void SetUserHandlers(UserPacketFn on_packet, UserStreamFn on_stream);
+  size_t UserBroadcastBudget() const;
+  void QueueUserBroadcast(const std::string& key, Bytes data);
+
+  void SendUserPacket(const std::string& addr, Bytes data) { SendRaw(addr, {wire::User{std::move(data)}}); }
+
+  void SendUserStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done);
+
+ private:
+
+  // ---- state transitions --------------------------------------------------
+
+  void AliveNode(const wire::Alive& a);
+  void SuspectNode(const wire::Suspect& s);
+  void StartSuspicion(Member& m, const std::string& from);
+
+  // Before declaring a suspect failed, ping it once more with the suspicion
+  // attached. A member that already refuted answers with its newer alive
+  // directly (see On(Suspect)): this catches the refutation rumour that ran
+  // out of retransmits before reaching us, at the cost of one probe timeout.
+  void LastChance(const std::string& name, uint64_t inc);
+
+  // The member if it is still suspect at `inc`: a timer set for an older
+  // suspicion must not act on a newer state.
+  Member* SuspectAt(const std::string& name, uint64_t inc);
+  void DeclareFailed(const std::string& name, uint64_t inc);
+
+  // A suspicion or death notice about us older than our incarnation: the
+  // sender missed our refutation, so tell it directly.
+  void AnswerStaleAccusation(const std::string& from, const std::string& name, uint64_t inc);
+  void DeadNode(const wire::Dead& d);
+  void LeaveNode(const wire::Leave& l);
+  void Refute(uint64_t accused);
+  void BroadcastSelf();
+
+  // ---- dissemination ------------------------------------------------------
+
+  void QueueBroadcast(const std::string& key, wire::Message msg) { broadcasts_.Queue(key, std::move(msg)); }
+
+  void Send(const std::string& addr, std::vector<wire::Message> msgs);
+  void SendRaw(const std::string& addr, const std::vector<wire::Message>& msgs);
+  void SendToAllLive(const wire::Message& msg);
+  void GossipTick();
+  void FinishLeave();
+
+  // ---- anti-entropy -------------------------------------------------------
+
+  wire::PushPull LocalState(bool join) const;
+  std::string JoinRefusal(const wire::PushPull& pp) const;
+  void MergeRemote(const wire::PushPull& pp);
+
+  // Sends one stream request and decodes the reply; a refusal or a bad reply
+  // arrives as a failed status.
+  void Exchange(const std::string& addr, wire::StreamRequest request, Duration timeout,
+                std::function<void(Result<wire::StreamReply>)> done);
+  void PushPullWith(const std::string& addr, bool join, std::function<void(Status)> done);
+  void PushPullTick();
+  void ReconnectTick();
+  void ReapTick();
+
+  // ---- bookkeeping --------------------------------------------------------
+
+  void AddMember(std::unique_ptr<Member> m);
+  void RemoveMember(const std::string& name);
+
+  template <typename Filter>
+  std::vector<Member*> RandomNodes(int k, Filter filter) {
+    std::vector<Member*> out;
+    const size_t n = nodes_.size();
+    for (size_t i = 0; i < 3 * n && out.size() < static_cast<size_t>(k); ++i) {
+      Member* m = nodes_[rng_.Uniform(n)];
+      if (!filter(*m)) continue;
+      if (std::find(out.begin(), out.end(), m) != out.end()) continue;
+      out.push_back(m);
+    }
+    return out;
+  }
+
+  // News of a member joining or leaving arrives by rumour, and a rumour that
+  // runs out of retransmits misses about exp(-limit) of the members; memberlist
+  // leaves them to the next periodic push-pull (the long tail of a join wave).
+  // After such news, each node does one extra push-pull a little later, once
+  // the wave has had time to settle, at most once per push_pull_interval / 4.
+  void ScheduleChurnPushPull();
+
+  void Emit(EventType type, const Member& m) { Emit(type, m.view); }
+  void Emit(EventType type, const MemberView& v);
+
+  // ---- the keyring envelope -------------------------------------------------
+
+  bool keyed() const { return cfg_.keyring && cfg_.keyring->enabled(); }
+  size_t Overhead() const { return wire::EnvelopeOverhead(cfg_.cluster) + (keyed() ? Keyring::kOverhead : 0); }
+  Bytes Seal(Bytes clear) const { return keyed() ? cfg_.keyring->Encrypt(clear) : clear; }
+
+  enum class Opened { kOk, kClear, kAuth, kSealed };
+  // Opens an inbound frame: `out` views the clear bytes (`in` itself when the
+  // cluster runs in the clear, else the decrypted copy in `storage`).
+  // Anything but kOk is counted, logged (rate-limited) and must be dropped.
+  Opened Unseal(const std::string& from, ByteView in, Bytes& storage, ByteView& out);
+  Bytes KeyRefusal(std::string why);
+  void Bad(const wire::BadInput& bad, const std::string& from);
+
+  // At most kLogBurst warnings per 10 s of this node's clock; the rest are
+  // summarised, so a flood cannot turn into a disk-filling log.
+  template <typename... Args>
+  void LogLimited(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+    constexpr int kLogBurst = 20;
+    const Time now = clock_.Now();
+    if (now - log_window_start_ >= std::chrono::seconds(10)) {
+      if (log_suppressed_ > 0) spdlog::warn("{} similar warnings suppressed in the last 10 s", log_suppressed_);
+      log_window_start_ = now;
+      log_in_window_ = 0;
+      log_suppressed_ = 0;
+    }
+    if (log_in_window_++ < kLogBurst) {
+      spdlog::warn(fmt, std::forward<Args>(args)...);
+    } else {
+      ++log_suppressed_;
+    }
+  }
+
+  struct AckHandler {
+    std::function<void()> on_ack;
+    std::function<void()> on_nack;
+  };
+
+  Config cfg_;
+  Clock& clock_;
+  Transport& transport_;
+  Random& rng_;
+  EventFn on_event_;
+  UserPacketFn user_packet_;
+  UserStreamFn user_stream_;
+  BroadcastQueue broadcasts_;
+  std::shared_ptr<bool> token_;  // stream callbacks check it to outlive us safely
+
+  std::map<std::string, std::unique_ptr<Member>> members_;
+  std::vector<Member*> nodes_;
+  Member* self_ = nullptr;
+
+  std::vector<std::string> probe_order_;
+  size_t probe_pos_ = 0;
+  uint32_t seq_ = 0;
+  std::unordered_map<uint32_t, AckHandler> acks_;
+  int health_ = 0;
+
+  bool started_ = false, shutdown_ = false, leaving_ = false, left_ = false;
+  Time leave_deadline_{};
+  std::vector<std::function<void()>> leave_waiters_;
+
+  std::unordered_set<Clock::TimerId> timers_;
+  Clock::TimerId probe_timer_ = 0, gossip_timer_ = 0, push_pull_timer_ = 0, reap_timer_ = 0, reconnect_timer_ = 0;
+  Clock::TimerId churn_timer_ = 0;
+  Time last_churn_push_pull_{-std::chrono::hours(1)};
+
+  mutable Counters counters_;
+  uint64_t* sent_[wire::kMessageTypes] = {};
+  uint64_t* received_[wire::kMessageTypes] = {};
+  uint64_t* bytes_sent_ = nullptr;
+  uint64_t* bytes_received_ = nullptr;
+
+  Time log_window_start_{};
+  int log_in_window_ = 0;
+  int log_suppressed_ = 0;
+};
+
+}  // namespace starling::membership
