@@ -24,6 +24,14 @@
 namespace starling::node {
 namespace {
 
+// The members' names; with `alive_only`, only those membership says are alive.
+std::vector<std::string> MemberNames(const membership::Memberlist& members, bool alive_only) {
+  std::vector<std::string> names;
+  for (const auto& m : members.Members())
+    if (!alive_only || m.status == membership::MemberStatus::kAlive) names.push_back(m.name);
+  return names;
+}
+
 
 // Bounds what a hostile client can make us walk: twice the largest request.
 constexpr uint64_t kTraversalLimitWords = (8 << 20) / sizeof(capnp::word) * 2;
@@ -251,18 +259,8 @@ ApiService::ApiService(membership::Memberlist& members, store::Replicator& repli
       lease_(lease),
       soft_(soft),
       state_(
-          replicator,
-          [&members] {
-            std::vector<std::string> names;
-            for (const auto& m : members.Members()) names.push_back(m.name);
-            return names;
-          },
-          [&members] {
-            std::vector<std::string> names;
-            for (const auto& m : members.Members())
-              if (m.status == membership::MemberStatus::kAlive) names.push_back(m.name);
-            return names;
-          }),
+          replicator, [&members] { return MemberNames(members, false); },
+          [&members] { return MemberNames(members, true); }),
       clock_(clock),
       facts_(std::move(facts)),
       leave_(std::move(leave)) {}

@@ -106,20 +106,16 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
                                            KnownList() + "; --force if " + (unseen.size() == 1 ? "it has" : "they have") +
                                            " not joined yet");
         }
-        // Lifecycle changes wait for unfreeze, as the lease's do; a node the
-        // current document names (decommissioned, say) is not touched even
-        // when the file leaves it out.
-        auto sw = d.find("switches");
-        if (alive_ && sw != d.end() && sw->is_object() && sw->value("auto_commission", false) == true &&
-            !FrozenReason(d) && !FrozenReason(log.state().Document())) {
-          const Json& before = log.state().Document();
-          const auto known = before.find("nodes");
-          if (!d.contains("nodes") || !d["nodes"].is_object()) d["nodes"] = Json::object();
-          for (const std::string& a : alive_())
-            if (!d["nodes"].contains(a) && !(known != before.end() && known->is_object() && known->contains(a))) {
-              d["nodes"][a] = Json{{"lifecycle", "commissioned"}};
-              commissioned.push_back(a);
-            }
+        // What the lease would commission a moment later, in this change;
+        // not while the cluster is frozen, nor a node the current document
+        // names (decommissioned, say) when the file leaves it out.
+        const Json& current = log.state().Document();
+        if (alive_ && !FrozenReason(current)) {
+          const auto known = current.find("nodes");
+          for (const std::string& a : ToAutoCommission(d, alive_()))
+            if (known == current.end() || !known->is_object() || !known->contains(a)) commissioned.push_back(a);
+          if (!commissioned.empty() && (!d.contains("nodes") || !d["nodes"].is_object())) d["nodes"] = Json::object();
+          for (const std::string& a : commissioned) d["nodes"][a] = Json{{"lifecycle", "commissioned"}};
         }
         // Packages must name artifacts the catalog holds (earlier revisions
         // did when they were applied, so rollback needs no such check).
@@ -312,6 +308,17 @@ std::string StateCommands::KnownList() const {
 }
 
 std::optional<std::string> StateCommands::Frozen() const { return FrozenReason(replicator_.log().state().Document()); }
+
+std::vector<std::string> ToAutoCommission(const Json& doc, const std::vector<std::string>& alive) {
+  auto sw = doc.find("switches");
+  if (sw == doc.end() || !sw->is_object() || sw->value("auto_commission", false) != true || FrozenReason(doc))
+    return {};
+  const auto nodes = doc.find("nodes");
+  std::vector<std::string> out;
+  for (const auto& a : alive)
+    if (nodes == doc.end() || !nodes->is_object() || !nodes->contains(a)) out.push_back(a);
+  return out;
+}
 
 std::optional<std::string> FrozenReason(const Json& doc) {
   auto f = doc.find("freeze");

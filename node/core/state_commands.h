@@ -70,6 +70,10 @@ struct VoterRank {
 
 // "frozen: <reason> (by <who>)" while the document is frozen.
 std::optional<std::string> FrozenReason(const store::Json& doc);
+// The members of `alive` that switches.auto_commission commissions: none
+// while the switch is off or `doc` is frozen (lifecycle changes wait for
+// unfreeze), else those `doc` does not name as nodes.
+std::vector<std::string> ToAutoCommission(const store::Json& doc, const std::vector<std::string>& alive);
 
 struct ApplyRequest {
   std::string document;  // YAML or JSON text

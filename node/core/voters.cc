@@ -55,16 +55,9 @@ void VoterKeeper::Refresh() {
 }
 
 void VoterKeeper::AutoCommission(const store::Json& doc, const std::vector<std::string>& alive) {
-  auto sw = doc.find("switches");
-  if (sw == doc.end() || !sw->is_object() || sw->value("auto_commission", false) != true) return;
-  std::vector<std::string> fresh;
-  const auto nodes = doc.find("nodes");
-  for (const auto& a : alive)
-    if (nodes == doc.end() || !nodes->is_object() || !nodes->contains(a)) fresh.push_back(a);
+  const std::vector<std::string> fresh = ToAutoCommission(doc, alive);
   if (fresh.empty()) return;
-  StateCommands commands(replicator_);
-  if (commands.Frozen()) return;  // lifecycle changes wait for unfreeze
-  auto r = commands.SetLifecycle(fresh, "commissioned");
+  auto r = StateCommands(replicator_).SetLifecycle(fresh, "commissioned");
   if (!r.ok()) {
     spdlog::warn("auto-commission of {} nodes failed: {}", fresh.size(), r.status().message());
     return;
