@@ -265,4 +265,16 @@ bool SectionOwns(const Json& doc, std::string_view object_key) {
   return doc.contains(std::string(section));
 }
 
+bool TrueAt(const Json& obj, std::string_view key) {
+  if (!obj.is_object()) return false;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_boolean() && it->get<bool>();
+}
+
+std::string TextAt(const Json& obj, std::string_view key, std::string_view fallback) {
+  if (obj.is_object())
+    if (auto it = obj.find(key); it != obj.end() && it->is_string()) return it->get<std::string>();
+  return std::string(fallback);
+}
+
 }  // namespace starling::store

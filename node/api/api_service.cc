@@ -647,7 +647,7 @@ std::string ApiService::Metrics() const {
   const store::Json rollout = RolloutStatus(log, members_, soft_);
   m.Family("starling_rollout_info", "gauge", "Always 1; the rollout's state and revision in labels.");
   m.Sample("starling_rollout_info",
-           {{"state", rollout.value("state", "")}, {"revision", rollout.value("revision", "")}}, 1);
+           {{"state", store::TextAt(rollout, "state")}, {"revision", store::TextAt(rollout, "revision")}}, 1);
   m.Family("starling_rollout_nodes", "gauge", "Commissioned nodes by rollout phase.");
   const store::Json phases = rollout.value("counts", store::Json::object());
   for (const auto& [phase, n] : phases.items()) m.Sample("starling_rollout_nodes", {{"phase", phase}}, n.get<double>());

@@ -118,9 +118,9 @@ void NodeAgent::Load() {
     current_["packages"] = Section(*c, "packages");
     current_["services"] = Section(*c, "services");
   }
-  applied_ = j.value("revision", std::string());
-  ballot_ = j.value("ballot", uint64_t{0});
-  removed_ = j.value("removed", false);
+  applied_ = store::TextAt(j, "revision");
+  if (auto b = j.find("ballot"); b != j.end() && b->is_number_unsigned()) ballot_ = b->get<uint64_t>();
+  removed_ = store::TrueAt(j, "removed");
   if (auto o = j.find("outputs"); o != j.end() && o->is_object())
     for (const auto& [k, v] : o->items())
       if (v.is_string()) outputs_[k] = v.get<std::string>();

@@ -210,7 +210,7 @@ void RolloutEngine::AutoUpgrade(const store::State& st, const std::optional<Roll
                                 const std::optional<RolloutRequest>& request) {
   const Json& doc = st.Document();
   auto sw = doc.find("switches");
-  if (sw == doc.end() || !sw->is_object() || sw->value("auto_upgrade", false) != true) return;
+  if (sw == doc.end() || !store::TrueAt(*sw, "auto_upgrade")) return;
   if (FrozenReason(doc)) return;
   if (record && !record->settled()) return;
   uint64_t last = std::max(record ? record->id : 0, request ? request->id : 0);
@@ -308,8 +308,8 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
   if (target != current && !start.yes) {
     std::string lines;
     for (const auto& c : diff) {
-      const std::string kind = c.value("kind", "");
-      const std::string path = c.value("path", "");
+      const std::string kind = store::TextAt(c, "kind");
+      const std::string path = store::TextAt(c, "path");
       lines += kind == "added"     ? "\n  + " + path + ": " + Brief(c["after"])
                : kind == "removed" ? "\n  - " + path + ": " + Brief(c["before"])
                                    : "\n  ~ " + path + ": " + Brief(c["before"]) + " -> " + Brief(c["after"]);

@@ -311,7 +311,7 @@ std::optional<std::string> StateCommands::Frozen() const { return FrozenReason(r
 
 std::vector<std::string> ToAutoCommission(const Json& doc, const std::vector<std::string>& alive) {
   auto sw = doc.find("switches");
-  if (sw == doc.end() || !sw->is_object() || sw->value("auto_commission", false) != true || FrozenReason(doc))
+  if (sw == doc.end() || !store::TrueAt(*sw, "auto_commission") || FrozenReason(doc))
     return {};
   const auto nodes = doc.find("nodes");
   std::vector<std::string> out;
@@ -325,7 +325,7 @@ std::optional<std::string> FrozenReason(const Json& doc) {
   if (f == doc.end() || f->is_null() || (f->is_boolean() && !f->get<bool>())) return std::nullopt;
   std::string why = "frozen";
   if (f->is_object()) {
-    why = "frozen: " + f->value("reason", std::string("no reason given"));
+    why = "frozen: " + store::TextAt(*f, "reason", "no reason given");
     if (f->contains("by") && (*f)["by"].is_string()) why += " (by " + (*f)["by"].get<std::string>() + ")";
   }
   return why;

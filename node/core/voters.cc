@@ -87,7 +87,7 @@ void VoterKeeper::Tick() {
   const auto nodes = doc.find("nodes");
   for (const auto& a : alive) {
     const bool out = nodes != doc.end() && nodes->is_object() && nodes->contains(a) && (*nodes)[a].is_object() &&
-                     (*nodes)[a].value("lifecycle", std::string()) == "decommissioned";
+                     store::TextAt((*nodes)[a], "lifecycle") == "decommissioned";
     if (!out) eligible.push_back(a);
   }
   const auto recorded = Recorded(doc);

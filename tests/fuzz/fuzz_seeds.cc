@@ -294,6 +294,13 @@ void ApiSeeds() {
             })
             .Add([](Req r) { r.setUnfreeze(); })
             .bytes());
+  // Fields of the wrong type, read before the document is validated.
+  Write(t, "apply_wrong_types",
+        Frames()
+            .Add([](Req r) { Apply(r, "switches: {auto_commission: \"yes\", auto_upgrade: 1}"); })
+            .Add([](Req r) { Apply(r, "freeze: {reason: 5, by: [x]}\nnodes: {n0: {lifecycle: 7}}"); })
+            .Add([](Req r) { Apply(r, "switches: {auto_commission: true}\nfreeze: false"); })
+            .bytes());
   Write(t, "rollout",
         Frames()
             .Add([](Req r) { Apply(r, kDocYaml); })

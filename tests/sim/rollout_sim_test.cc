@@ -655,6 +655,38 @@ TEST(RolloutSim, AutoUpgradeRollsOutEachNewRevision) {
   EXPECT_EQ(r->state, "succeeded");
 }
 
+// An apply's document is read (for the freeze it carries, the nodes it
+// would auto-commission) before it is validated: a field of the wrong type
+// is refused with its path, and never throws out of the daemon.
+TEST(RolloutSim, AnApplyWithFieldsOfTheWrongTypeIsRefusedByPath) {
+  spdlog::set_level(spdlog::level::off);
+  RolloutCluster rc(SeedOr(3));
+  ASSERT_TRUE(rc.cluster().FormAll(200ms));
+  StateCommands ops(
+      *rc.node(0).replicator, [] { return std::vector<std::string>{"n0", "n1"}; },
+      [] { return std::vector<std::string>{"n0", "n1"}; });
+  const struct {
+    const char* doc;
+    const char* path;
+  } cases[] = {
+      {"switches: {auto_commission: \"yes\"}", "switches.auto_commission"},
+      {"switches: {auto_upgrade: 1}", "switches.auto_upgrade"},
+      {"freeze: {reason: 5}", "freeze.reason"},
+      {"freeze: {reason: [a], by: 3}", "freeze.reason"},
+      {"nodes: {n0: {lifecycle: 7}}", "nodes.n0.lifecycle"},
+  };
+  for (const auto& c : cases) {
+    auto r = ops.Apply({c.doc, "typo.yaml", ""});
+    ASSERT_FALSE(r.ok()) << c.doc;
+    EXPECT_NE(r.status().message().find(c.path), std::string::npos) << c.doc << ": " << r.status().message();
+  }
+  EXPECT_EQ(ops.Frozen(), std::nullopt);
+  // The same fields, well typed, are taken.
+  auto r = ops.Apply({"switches: {auto_commission: true}", "ok.yaml", ""});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ((*r)["commissioned"], Json({"n0", "n1"})) << r->dump();
+}
+
 TEST(RolloutSim, NodesIgnoreARecordFromAnOlderBallotAndTheHolderRestoresIt) {
   spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
   RolloutCluster rc(SeedOr(5));

@@ -103,4 +103,10 @@ Json JoinObjects(const std::map<std::string, Json>& objects);
 // objects).
 bool SectionOwns(const Json& doc, std::string_view object_key);
 
+// One field of a document that may not be valid yet (an apply's input before it is validated, an object a
+// peer wrote): absent, not an object, or a field of another type reads as false or the fallback, where
+// Json::value would throw on the type.
+bool TrueAt(const Json& obj, std::string_view key);
+std::string TextAt(const Json& obj, std::string_view key, std::string_view fallback = {});
+
 }  // namespace starling::store
