@@ -2,6 +2,7 @@
 // observed through `starling lease --format json`.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "local_cluster.h"
@@ -244,6 +245,60 @@ TEST(Lease, ForceSetReplacesTheVoters) {
         return h && h->first == "node1" && l && (*l)["voters"] == json({"node1"});
       },
       kNewHolderBound + 5s));
+}
+
+// Every node names the same voters and the same holder, which is one of them.
+std::optional<json> AgreedVoters(const LocalCluster& c) {
+  auto h = AgreedHolder(c, c.All());
+  if (!h) return std::nullopt;
+  std::optional<json> voters;
+  for (int i : c.All()) {
+    auto l = LeaseOf(c, i);
+    if (!l || (voters && *voters != (*l)["voters"])) return std::nullopt;
+    voters = (*l)["voters"];
+  }
+  const bool holder_votes = std::find(voters->begin(), voters->end(), json(h->first)) != voters->end();
+  return holder_votes ? voters : std::nullopt;
+}
+
+// Decommissioning a voter took it out of the set and nothing put one back:
+// the lease stayed on 2 voters of 4 nodes (no failure tolerated), and a
+// commission did not help. The set refills to what the choice rule asks for
+// (3 of 4) from the members not decommissioned, so the node commissioned
+// again is the one the next refill takes.
+TEST(Lease, VotersRefillAfterADecommissionAndACommission) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(4));
+  std::optional<json> voters;
+  ASSERT_TRUE(WaitFor([&] { return (voters = AgreedVoters(c)) && voters->size() == 3; }, 30s))
+      << (voters ? voters->dump() : "no agreed voters");
+  std::string outside;  // the one node that is no voter
+  for (int i : c.All())
+    if (std::find(voters->begin(), voters->end(), json(c.node(i).name)) == voters->end()) outside = c.node(i).name;
+  ASSERT_FALSE(outside.empty());
+
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string holder = AgreedHolder(c, c.All())->first;
+    std::string victim;
+    for (const auto& v : *voters)
+      if (v != holder) victim = v;
+    CommandResult d = c.Cli(IndexOf(c, holder), {"decommission", victim});
+    ASSERT_EQ(d.exit_code, 0) << d.err;
+    const json expected = [&] {
+      std::vector<std::string> names{outside};
+      for (const auto& v : *voters)
+        if (v != victim) names.push_back(v);
+      std::sort(names.begin(), names.end());
+      return json(names);
+    }();
+    EXPECT_TRUE(WaitFor([&] { return (voters = AgreedVoters(c)) && *voters == expected; }, 30s))
+        << "after decommission " << victim << ": " << (voters ? voters->dump() : "no agreed voters")
+        << ", expected " << expected.dump();
+    CommandResult back = c.Cli(0, {"commission", victim});
+    ASSERT_EQ(back.exit_code, 0) << back.err;
+    outside = victim;
+  }
 }
 
 // Voters die one at a time, each gone past the reap timeout before the next:
