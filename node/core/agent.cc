@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "rollout.h"
+#include "starling/text.h"
 
 namespace starling::node {
 
@@ -18,7 +19,7 @@ constexpr size_t kDetailBytes = 400;  // a report must fit one datagram
 constexpr size_t kOutputBytes = 200;
 constexpr size_t kMaxOutputs = 16;
 
-std::string Tail(const std::string& s, size_t n) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
+std::string Tail(const std::string& s, size_t n) { return text::TailChars(s, n); }
 
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();

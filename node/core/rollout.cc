@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "starling/text.h"
+
 namespace starling::node {
 
 using store::Json;
@@ -77,7 +79,7 @@ bool IsBusy(const std::string& phase) {
 
 // A record's reason is read back with a bound (kMaxText): keep within it.
 std::string Capped(std::string s, size_t max = kMaxText) {
-  if (s.size() > max) s = s.substr(0, max - 3) + "...";
+  if (s.size() > max) s = text::HeadChars(s, max - 3) + "...";
   return s;
 }
 

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "starling/text.h"
+
 namespace starling::node {
 
 namespace {
@@ -202,7 +204,9 @@ HookResult HookRunner::Supervise(Child& child, const HookRequest& request, Stead
   // A hook that timed out takes its whole group with it; one that finished
   // may leave background processes (a service it started) running.
   if (result.timed_out) kill(-pid, SIGKILL);
-  if (result.output.size() > tail_bytes_) result.output.erase(0, result.output.size() - tail_bytes_);
+  // What a hook prints is shown to operators and sent to peers in reports:
+  // cut where a character starts and made printable here, once.
+  result.output = text::Printable(text::TailChars(result.output, tail_bytes_));
   if (!lost_status && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (!lost_status && WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   return result;

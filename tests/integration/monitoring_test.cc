@@ -6,9 +6,11 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -229,6 +231,53 @@ TEST(Monitoring, JsonEndpointsSayWhatTheCliSays) {
   auto post = client.Post("/v1/state", "{}", "application/json");
   ASSERT_TRUE(post);
   EXPECT_EQ(post->status, 405);
+}
+
+// A start hook that fails printing 300 euro signs and terminal escapes: its
+// word reaches the rollout's reason cut where a character starts and with the
+// escapes written out, and `rollout status` and /v1/rollout show it (such
+// output once made them answer "internal error" and 500).
+TEST(Monitoring, AHooksNonAsciiAndEscapeOutputIsShownNotAnError) {
+  LocalCluster c;
+  const std::string hooks = c.root() + "/hooks";
+  ASSERT_EQ(mkdir(hooks.c_str(), 0700), 0);
+  auto hook = [&](const std::string& name, const std::string& body) {
+    const std::string path = hooks + "/" + name;
+    std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
+    ASSERT_EQ(chmod(path.c_str(), 0700), 0);
+  };
+  hook("euro-start",
+       "i=0; while [ $i -lt 300 ]; do printf '\\342\\202\\254'; i=$((i+1)); done; printf '\\033[2J\\377'; exit 1");
+  hook("euro-stop", "exit 0");
+  hook("euro-health", "exit 0");
+  ASSERT_TRUE(c.StartConverged(2, 20s, {"--hooks-dir", hooks, "--tag", "roles=web"}));
+  const std::string doc = c.root() + "/doc.yaml";
+  std::ofstream(doc) << "roles: [web]\nswitches: {auto_commission: true}\nservices:\n  euro:\n    roles: [web]\n"
+                        "    hooks: {start: euro-start, stop: euro-stop, health: euro-health}\n";
+  ASSERT_EQ(c.Cli(0, {"apply", "-f", doc}).exit_code, 0);
+  CommandResult start;
+  ASSERT_TRUE(WaitFor([&] { return (start = c.Cli(0, {"rollout", "start"})).exit_code == 0; }, 30s)) << start.err;
+  CommandResult watch = c.Cli(0, {"rollout", "status", "--watch"}, 60s);
+  EXPECT_EQ(watch.exit_code, 3) << watch.out << watch.err;  // failed
+  EXPECT_EQ(watch.out.find('\x1b'), std::string::npos) << "a raw escape reached the terminal";
+
+  CommandResult status = c.Cli(1, {"rollout", "status", "--format", "json"});
+  ASSERT_EQ(status.exit_code, 0) << status.out << status.err;
+  json s = json::parse(status.out, nullptr, false);
+  ASSERT_TRUE(s.is_object()) << status.out;
+  const std::string reason = s.value("reason", "");
+  EXPECT_NE(reason.find("start hook euro-start"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("start hook euro-start: exit 1: ...\xE2\x82\xAC\xE2\x82\xAC"), std::string::npos) << reason;
+  // The node's own report carries the end of the output, escapes written out.
+  std::function<bool(const json&)> has_tail = [&](const json& j) {
+    if (j.is_string()) return j.get<std::string>().find("\xE2\x82\xAC\\x1b[2J\xEF\xBF\xBD") != std::string::npos;
+    for (const auto& v : j) if (has_tail(v)) return true;
+    return false;
+  };
+  EXPECT_TRUE(has_tail(s["nodes"])) << s.dump(2);
+  Got http = HttpGet(HttpOf(c, 1), "/v1/rollout");
+  EXPECT_EQ(http.status, 200) << http.body;
+  EXPECT_EQ(json::parse(http.body, nullptr, false).value("reason", ""), reason);
 }
 
 // The same keys at every level, and the same values except where `moving`

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "starling/text.h"
+
 namespace starling::node {
 namespace {
 
@@ -115,8 +117,26 @@ TEST_F(HookRunnerTest, KeepsOnlyTheTailOfLongOutput) {
   HookRunner runner(dir_, 100);
   auto r = runner.Run({"chatty", {}, "", std::chrono::seconds(10)});
   ASSERT_TRUE(r.ok());
-  EXPECT_LE(r->output.size(), 100u);
+  EXPECT_LE(r->output.size(), 103u);
+  EXPECT_EQ(r->output.rfind("...", 0), 0u) << "says it was cut: " << r->output;
   EXPECT_NE(r->output.find("line-1999"), std::string::npos) << r->output;
+}
+
+// 300 euro signs cut at a byte count that falls inside one, a byte that is
+// no UTF-8, and terminal escapes: the output kept is valid UTF-8 that shows
+// as it reads (such output once made `rollout status` answer "internal
+// error").
+TEST_F(HookRunnerTest, OutputIsCutOnCharactersAndMadePrintable) {
+  Hook("euro", "i=0; while [ $i -lt 300 ]; do printf '\342\202\254'; i=$((i+1)); done; "
+               "printf '\033[2J\377\r\n\302\233'; exit 1");
+  HookRunner runner(dir_, 101);
+  auto r = runner.Run({"euro", {}, "", std::chrono::seconds(10)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 1);
+  EXPECT_TRUE(text::IsUtf8(r->output)) << r->output;
+  EXPECT_TRUE(text::IsPrintable(r->output)) << r->output;
+  EXPECT_EQ(r->output.rfind("...\xE2\x82\xAC", 0), 0u) << r->output;
+  EXPECT_NE(r->output.find("\\x1b[2J\xEF\xBF\xBD\\x0d\n\\u{9b}"), std::string::npos) << r->output;
 }
 
 TEST_F(HookRunnerTest, BackgroundServiceDoesNotHoldTheHook) {

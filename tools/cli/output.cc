@@ -5,20 +5,28 @@
 #include <iostream>
 
 #include "call.h"
+#include "starling/text.h"
 
 namespace starling::cli {
 
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  // Cells hold what members and hooks wrote: shown escaped, one line each,
+  // and measured in characters so that non-ASCII text keeps the columns.
+  std::vector<std::vector<std::string>> shown;
   std::vector<size_t> width;
   for (const auto& row : rows) {
+    auto& cells = shown.emplace_back();
     width.resize(std::max(width.size(), row.size()));
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i) {
+      cells.push_back(text::Printable(row[i], true));
+      width[i] = std::max(width[i], text::Width(cells.back()));
+    }
   }
-  for (const auto& row : rows) {
+  for (const auto& row : shown) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size()) line += std::string(width[i] - text::Width(row[i]) + 2, ' ');
     }
     std::cout << line << "\n";
   }

@@ -7,6 +7,9 @@
 
 #include <utf8.h>  // utfcpp
 
+#include <cstdio>
+#include <iterator>
+#include <string>
 #include <string_view>
 
 namespace starling::text {
@@ -23,5 +26,70 @@ inline bool IsCleanName(std::string_view s) {
 
 // Free text (notes, details, tag values): UTF-8 without NUL.
 inline bool IsCleanText(std::string_view s) { return s.find('\0') == std::string_view::npos && IsUtf8(s); }
+
+// Bytes another program or node wrote (hook output, a peer's detail or tag),
+// made fit to show a person and to put in JSON: invalid UTF-8 becomes U+FFFD,
+// and control characters other than newline and tab (escape sequences,
+// carriage returns, C1 controls) are written as \xNN or \u{NN}, so that they
+// can neither break the JSON writer nor drive the reader's terminal. With
+// one_line, newline and tab are escaped too (a table cell, a log field).
+inline std::string Printable(std::string_view s, bool one_line = false) {
+  std::string valid;
+  if (!IsUtf8(s)) {
+    utf8::replace_invalid(s.begin(), s.end(), std::back_inserter(valid));
+    s = valid;
+  }
+  std::string out;
+  out.reserve(s.size());
+  char esc[12];
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && (one_line || (c != '\n' && c != '\t'))) || c == 0x7f) {
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) < 0xa0) {
+      // U+0080..U+009F (C1 controls, CSI among them) are 0xC2 0x80..0x9F.
+      std::snprintf(esc, sizeof esc, "\\u{%02x}", static_cast<unsigned char>(s[i + 1]));
+      out += esc;
+      ++i;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Whether Printable(s) == s.
+inline bool IsPrintable(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) return false;
+    if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) < 0xa0) return false;
+  }
+  return IsUtf8(s);
+}
+
+// Characters (code points) in valid UTF-8 text, for lining up columns.
+inline size_t Width(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xc0) != 0x80;
+  return n;
+}
+
+// At most the last `n` bytes of s, cut where a character starts, with "..."
+// in front when anything was cut.
+inline std::string TailChars(std::string_view s, size_t n) {
+  if (s.size() <= n) return std::string(s);
+  size_t from = s.size() - n;
+  while (from < s.size() && (static_cast<unsigned char>(s[from]) & 0xc0) == 0x80) ++from;
+  return "..." + std::string(s.substr(from));
+}
+
+// At most the first `n` bytes of s, cut where a character starts.
+inline std::string HeadChars(std::string_view s, size_t n) {
+  if (s.size() <= n) return std::string(s);
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
+  return std::string(s.substr(0, n));
+}
 
 }  // namespace starling::text
