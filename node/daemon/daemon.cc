@@ -44,6 +44,7 @@
 #include "starling/store/log.h"
 #include "starling/store/node_store.h"
 #include "store_adapters.h"
+#include "trust.h"
 #include "worker.h"
 
 #ifndef STARLING_VERSION
@@ -165,6 +166,9 @@ int Daemon::Run() {
 // 1. Identity, generation, what this node remembers.
 Status Daemon::OpenDataDir() {
   const std::string where = "data dir " + opts_.data_dir + ": ";
+  if (Status s = SecureDataDir(opts_.data_dir); !s.ok()) return s;
+  // A hooks dir another user can write is refused now, not at the first hook.
+  if (Status s = CheckTrusted(opts_.hooks_dir, "hooks dir"); !s.ok() && s.code() != Status::Code::kNotFound) return s;
   Result<std::unique_ptr<store::NodeStore>> opened = store::NodeStore::Open(opts_.data_dir);
   if (!opened.ok()) return opened.status();
   store_ = std::move(opened).value();
@@ -305,7 +309,7 @@ Status Daemon::StartProtocols() {
                                                       [this](const membership::Event& e) { OnEvent(e); });
   ballots_ = std::make_unique<StoreBallots>(*store_);
   applied_ = std::make_unique<StoreApplied>(*store_);
-  hooks_ = std::make_unique<ThreadHookExec>(Post(), opts_.hooks_dir);
+  hooks_ = std::make_unique<ThreadHookExec>(Post(), opts_.hooks_dir, opts_.hooks_follow_symlinks);
   file_worker_ = std::make_unique<Worker>(Post());
   artifact_store_ = std::make_unique<FileArtifactStore>(opts_.data_dir + "/artifacts");
   if (Status s = artifact_store_->Init(); !s.ok()) return s;

@@ -78,7 +78,10 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
       ->capture_default_str();
   app.add_option("--hooks-dir", o.hooks_dir,
                  "Directory of the hook executables the desired state names (install, verify, remove, start, "
-                 "stop, health); nothing outside it ever runs (default: <data-dir>/hooks)");
+                 "stop, health); nothing outside it ever runs. It and every hook must be owned by this "
+                 "daemon's user or root and writable by no one else (default: <data-dir>/hooks)");
+  app.add_flag("--hooks-follow-symlinks", o.hooks_follow_symlinks,
+               "Let a hook be a symlink to an executable outside --hooks-dir (which must be trusted as a hook)");
   app.add_option("--tag", tags,
                  "Tag key=value gossiped with this member (repeatable). Tags set later with `starling tags` are "
                  "kept in the data dir across restarts; a --tag wins for its key");

@@ -26,6 +26,7 @@ struct DaemonOptions {
   std::optional<unsigned> socket_gid;
   std::string socket_group;
   std::string hooks_dir;  // defaults to <data_dir>/hooks
+  bool hooks_follow_symlinks = false;  // a hook may be a symlink out of hooks_dir
   std::optional<HostPort> http = HostPort{"127.0.0.1", 7947};  // nullopt: off
   membership::Tags tags;
   std::string profile = "lan";

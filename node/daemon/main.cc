@@ -8,11 +8,14 @@
 #include "flags.h"
 #include "guard.h"
 #include "logging.h"
+#include "trust.h"
 
 int main(int argc, char** argv) {
   starling::node::ParseOutcome parsed = starling::node::ParseDaemonFlags(argc, argv);
   if (!parsed.options) return parsed.exit_code;
 
+  // Before any file is created: what the daemon writes is owner-only.
+  starling::node::MakeFilesOwnerOnly();
   // A peer closing a socket mid-write must cost an error code, not the process.
   std::signal(SIGPIPE, SIG_IGN);
   auto logger = spdlog::stderr_color_mt("starlingd");

@@ -8,12 +8,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string_view>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "starling/text.h"
+#include "trust.h"
 
 namespace starling::node {
 
@@ -42,9 +46,11 @@ bool ValidEnvKey(const std::string& key) {
   return !(key[0] >= '0' && key[0] <= '9');
 }
 
+// Keeps a byte more than `keep`, so that the final cut (TailChars) sees that
+// something was cut and says so.
 void AppendTail(std::string& out, const char* data, size_t n, size_t keep) {
   out.append(data, n);
-  if (out.size() > 2 * keep) out.erase(0, out.size() - keep);
+  if (out.size() > 2 * keep + 1) out.erase(0, out.size() - keep - 1);
 }
 
 }  // namespace
@@ -57,11 +63,27 @@ Result<std::string> HookRunner::Resolve(const std::string& name) const {
     return Status::InvalidArgument("hook name '" + name +
                                    "' is not one file name of letters, digits, '.', '_' or '-'");
   if (dir_.empty()) return Status::NotFound("hook '" + name + "': no hooks directory configured (--hooks-dir)");
-  const std::string path = dir_ + "/" + name;
+  const std::string what = "hook '" + name + "'";
+  std::string path = dir_ + "/" + name;
   struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return Status::NotFound("hook '" + name + "': " + path + ": " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return Status::NotFound("hook '" + name + "': " + path + " is not a regular file");
-  if (access(path.c_str(), X_OK) != 0) return Status::NotFound("hook '" + name + "': " + path + " is not executable");
+  if (lstat(path.c_str(), &st) != 0) return Status::NotFound(what + ": " + path + ": " + std::strerror(errno));
+  if (S_ISLNK(st.st_mode)) {
+    // What runs is the file the link names, checked as any hook; and only
+    // inside the hooks dir unless the operator said otherwise.
+    std::unique_ptr<char, decltype(&free)> real(realpath(path.c_str(), nullptr), &free);
+    if (!real) return Status::NotFound(what + ": " + path + " is a symlink to nothing: " + std::strerror(errno));
+    std::unique_ptr<char, decltype(&free)> dir(realpath(dir_.c_str(), nullptr), &free);
+    const std::string inside = dir ? std::string(dir.get()) + "/" : std::string();
+    if (!follow_symlinks_ && (inside.empty() || std::string_view(real.get()).substr(0, inside.size()) != inside))
+      return Status::InvalidArgument(what + ": " + path + " is a symlink to " + real.get() +
+                                     ", outside the hooks dir; move the hook in, or start with --hooks-follow-symlinks");
+    path = real.get();
+    if (stat(path.c_str(), &st) != 0) return Status::NotFound(what + ": " + path + ": " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return Status::NotFound(what + ": " + path + " is not a regular file");
+  if (access(path.c_str(), X_OK) != 0) return Status::NotFound(what + ": " + path + " is not executable");
+  if (Status s = CheckTrusted(dir_, "hooks dir"); !s.ok()) return Status::InvalidArgument(s.message());
+  if (Status s = CheckTrusted(path, what); !s.ok()) return Status::InvalidArgument(s.message());
   return path;
 }
 
@@ -108,6 +130,7 @@ Result<HookRunner::Child> HookRunner::Spawn(const std::string& path, std::vector
     dup2(out[1], STDOUT_FILENO);
     dup2(out[1], STDERR_FILENO);
     if (chdir(dir_.c_str()) != 0) _exit(126);
+    umask(StartingUmask());
     // Default dispositions: the daemon's ignored signals must not leak in.
     signal(SIGPIPE, SIG_DFL);
     execve(argv[0], argv, envp.data());

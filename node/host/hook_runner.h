@@ -35,13 +35,20 @@ class HookRunner {
                       Duration kill_grace = std::chrono::seconds(2));
 
   // The executable a hook name stands for; kInvalidArgument for a bad name,
-  // kNotFound when there is no such executable file.
+  // kNotFound when there is no such executable file; kInvalidArgument when
+  // it, or the hooks dir, is not trusted (see FollowSymlinksOut).
   Result<std::string> Resolve(const std::string& name) const;
   // Runs the hook to completion (or its timeout). kInvalidArgument or
   // kNotFound as Resolve; kIoError when it cannot be started.
   Result<HookResult> Run(const HookRequest& request) const;
 
   const std::string& dir() const { return dir_; }
+
+  // A hook that is a symlink runs only when its target is inside the hooks
+  // dir, unless this is set (--hooks-follow-symlinks). Either way the target
+  // must be trusted: owned by the daemon's user or root, written by no one
+  // else, and so must the hooks dir (trust.h).
+  void FollowSymlinksOut(bool follow) { follow_symlinks_ = follow; }
 
   // poll(2) as the runner calls it; tests put in one that fails.
   using PollFn = int (*)(pollfd* fds, nfds_t nfds, int timeout_ms);
@@ -63,6 +70,7 @@ class HookRunner {
   size_t tail_bytes_;
   Duration kill_grace_;
   PollFn poll_;
+  bool follow_symlinks_ = false;
 };
 
 }  // namespace starling::node

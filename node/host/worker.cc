@@ -38,8 +38,10 @@ void Worker::Loop(Shared& s) {
   }
 }
 
-ThreadHookExec::ThreadHookExec(Worker::Post post, std::string hooks_dir)
-    : runner_(std::make_shared<HookRunner>(std::move(hooks_dir))), worker_(std::move(post)) {}
+ThreadHookExec::ThreadHookExec(Worker::Post post, std::string hooks_dir, bool follow_symlinks)
+    : runner_(std::make_shared<HookRunner>(std::move(hooks_dir))), worker_(std::move(post)) {
+  runner_->FollowSymlinksOut(follow_symlinks);
+}
 
 void ThreadHookExec::Run(HookRequest request, std::function<void(Result<HookResult>)> done) {
   auto result = std::make_shared<Result<HookResult>>(Status::Internal("the hook did not run"));

@@ -47,7 +47,7 @@ class Worker {
 // artifact work.
 class ThreadHookExec final : public HookExec {
  public:
-  ThreadHookExec(Worker::Post post, std::string hooks_dir);
+  ThreadHookExec(Worker::Post post, std::string hooks_dir, bool follow_symlinks = false);
   void Run(HookRequest request, std::function<void(Result<HookResult>)> done) override;
 
  private:

@@ -167,6 +167,59 @@ TEST(Errors, UnusableDataDirIsNamed) {
   EXPECT_THAT(r.err, HasSubstr(data_dir));
 }
 
+// The daemon runs as root and its data dir holds every param of the desired
+// state: what it creates there is owner-only, its own dir that others can
+// read is closed, and a data or hooks dir that another user owns or can
+// write is refused, naming the path and what is wrong.
+TEST(Errors, DataDirIsOwnerOnlyAndDirsOthersControlAreRefused) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0"), 0);
+  const std::string dir = c.node(0).dir;
+  std::ofstream(c.root() + "/doc.yaml") << "roles: [web]\npackages:\n  web: {version: \"1.0\", roles: [web]}\n";
+  ASSERT_EQ(c.Cli(0, {"apply", "-f", c.root() + "/doc.yaml"}).exit_code, 0);
+  auto loose = [](const std::string& root) {
+    std::string out;
+    auto mode = [](const std::filesystem::path& p) {
+      struct stat st {};
+      return lstat(p.c_str(), &st) == 0 ? st.st_mode & 0777 : 0777;
+    };
+    if (mode(root) & 077) out += root + " ";
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root))
+      if (mode(e.path()) & 077) out += e.path().string() + " ";
+    return out;
+  };
+  EXPECT_EQ(loose(dir), "") << "readable by others";
+  EXPECT_TRUE(std::filesystem::exists(dir + "/CURRENT")) << "the check saw the store's files";
+
+  c.Kill(0);
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  ASSERT_TRUE(c.Restart(0));
+  struct stat st {};
+  ASSERT_EQ(stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_THAT(c.LogOf(0), HasSubstr("data dir " + dir + " was mode 0755, readable by others: made it 0700"));
+  c.Kill(0);
+
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  CommandResult open = RunDaemon(c.root(), {"--name", "node0", "--data-dir", dir});
+  EXPECT_EQ(open.exit_code, 1) << open.err;
+  EXPECT_THAT(open.err, HasSubstr("data dir " + dir + " is writable by every user (mode 0777)"));
+  ASSERT_EQ(chmod(dir.c_str(), 0700), 0);
+  if (geteuid() == 0) {
+    ASSERT_EQ(chown(dir.c_str(), 65534, 65534), 0);
+    CommandResult foreign = RunDaemon(c.root(), {"--name", "node0", "--data-dir", dir});
+    EXPECT_EQ(foreign.exit_code, 1) << foreign.err;
+    EXPECT_THAT(foreign.err, HasSubstr("data dir " + dir + " is owned by uid 65534"));
+    ASSERT_EQ(chown(dir.c_str(), 0, 0), 0);
+  }
+  const std::string hooks = c.root() + "/shared-hooks";
+  ASSERT_EQ(mkdir(hooks.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(hooks.c_str(), 0775), 0);
+  CommandResult group = RunDaemon(c.root(), {"--name", "node0", "--data-dir", dir, "--hooks-dir", hooks});
+  EXPECT_EQ(group.exit_code, 1) << group.err;
+  EXPECT_THAT(group.err, HasSubstr("hooks dir " + hooks + " is writable by its group (mode 0775)"));
+}
+
 TEST(Errors, DataDirOfALiveDaemonIsRefused) {
   LocalCluster c;
   ASSERT_EQ(c.Start("node0"), 0);

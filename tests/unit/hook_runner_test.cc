@@ -4,15 +4,18 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "starling/text.h"
+#include "trust.h"
 
 namespace starling::node {
 namespace {
@@ -167,6 +170,79 @@ TEST_F(HookRunnerTest, RefusesBadNamesAndMissingOrNonExecutableHooks) {
   EXPECT_FALSE(env.ok());
   HookRunner none("");
   EXPECT_NE(none.Run(Req("x")).status().message().find("--hooks-dir"), std::string::npos);
+}
+
+// The daemon runs as root: a hook, or a hooks dir, that another user owns or
+// can write would run that user's code as root; a symlink would run what is
+// outside the dir the operator named.
+TEST_F(HookRunnerTest, RefusesHooksOthersCanWriteAndSymlinksOutOfTheDir) {
+  chmod(dir_.c_str(), 0755);
+  Hook("good", "echo ran");
+  Hook("open", "exit 0", 0777);
+  HookRunner runner(dir_);
+  ASSERT_TRUE(runner.Run(Req("good")).ok());
+  auto open = runner.Run(Req("open"));
+  ASSERT_FALSE(open.ok());
+  EXPECT_EQ(open.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(open.status().message().find(dir_ + "/open is writable by every user (mode 0777)"), std::string::npos)
+      << open.status().message();
+  EXPECT_NE(open.status().message().find("chmod go-w"), std::string::npos);
+
+  ASSERT_EQ(chmod(dir_.c_str(), 0775), 0);
+  auto group = runner.Run(Req("good"));
+  ASSERT_FALSE(group.ok());
+  EXPECT_NE(group.status().message().find("hooks dir " + dir_ + " is writable by its group"), std::string::npos)
+      << group.status().message();
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+
+  if (geteuid() == 0) {
+    ASSERT_EQ(chown((dir_ + "/good").c_str(), 65534, 65534), 0);
+    auto foreign = runner.Run(Req("good"));
+    ASSERT_FALSE(foreign.ok());
+    EXPECT_NE(foreign.status().message().find("is owned by uid 65534"), std::string::npos)
+        << foreign.status().message();
+    ASSERT_EQ(chown((dir_ + "/good").c_str(), 0, 0), 0);
+  }
+
+  // A link inside the dir runs; one out of it only when the operator allows.
+  ASSERT_EQ(symlink((dir_ + "/good").c_str(), (dir_ + "/alias").c_str()), 0);
+  auto alias = runner.Run(Req("alias"));
+  ASSERT_TRUE(alias.ok()) << alias.status().message();
+  EXPECT_NE(alias->output.find("ran"), std::string::npos);
+  char outside_tmpl[] = "/tmp/starling-outside-XXXXXX";
+  ASSERT_NE(mkdtemp(outside_tmpl), nullptr);
+  const std::string outside = outside_tmpl;
+  std::ofstream(outside + "/tool") << "#!/bin/sh\necho outside\n";
+  chmod((outside + "/tool").c_str(), 0755);
+  ASSERT_EQ(symlink((outside + "/tool").c_str(), (dir_ + "/out").c_str()), 0);
+  auto out = runner.Run(Req("out"));
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("outside the hooks dir"), std::string::npos) << out.status().message();
+  EXPECT_NE(out.status().message().find("--hooks-follow-symlinks"), std::string::npos);
+  runner.FollowSymlinksOut(true);
+  auto followed = runner.Run(Req("out"));
+  ASSERT_TRUE(followed.ok()) << followed.status().message();
+  EXPECT_NE(followed->output.find("outside"), std::string::npos);
+  // Followed or not, the target is checked as a hook.
+  chmod((outside + "/tool").c_str(), 0757);
+  EXPECT_FALSE(runner.Run(Req("out")).ok());
+  std::filesystem::remove_all(outside);
+}
+
+// The daemon's own files are owner-only; a hook gets the umask the daemon
+// was started with, for the files of the services it runs.
+TEST_F(HookRunnerTest, HooksGetTheStartingUmaskNotTheDaemonsOwnerOnlyOne) {
+  MakeFilesOwnerOnly();
+  const mode_t starting = StartingUmask();
+  EXPECT_EQ(umask(077), 077u);
+  Hook("mask", "umask");
+  HookRunner runner(dir_);
+  auto r = runner.Run(Req("mask"));
+  umask(starting);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  char want[8];
+  std::snprintf(want, sizeof want, "%04o", static_cast<unsigned>(starting));
+  EXPECT_NE(r->output.find(want), std::string::npos) << r->output << " want " << want;
 }
 
 }  // namespace
