@@ -205,8 +205,12 @@ void CheckContainerTag(const std::string& tag, std::string_view core_kind, Posit
 
 class JsonBuilder {
  public:
-  // Alias expansion copies values, so a small text can describe a huge document; this bounds the copy.
+  // Alias expansion copies values, so a small text can describe a huge document; this bounds the copy, both
+  // in values and in bytes (an alias of a long string copies the string: counting values alone let 2,000
+  // aliases of one 512 KiB string expand to 1 GiB). kMaxBytes is the API's request limit: a document
+  // without aliases cannot be larger than the text that was sent.
   static constexpr size_t kMaxValues = size_t{1} << 20;
+  static constexpr size_t kMaxBytes = size_t{8} << 20;
 
   // Real documents nest about five deep; the bound keeps every recursive consumer of the Json (dump, ToYaml,
   // Diff) far from the stack limit.
@@ -220,27 +224,30 @@ class JsonBuilder {
   void Key(std::string key, Position pos) {
     Frame& top = stack_.back();
     if (top.value.contains(key)) throw ParseFailure(pos, "duplicate key " + Quoted(key));
+    Count({0, key.size()}, pos);
     top.key = std::move(key);
     top.have_key = true;
   }
 
   void Scalar(Json value, Position pos, YAML::anchor_t anchor = 0) {
-    Count(1, pos);
-    if (anchor != 0) anchors_[anchor] = {value, 1};
+    const Cost cost{1, value.is_string() ? value.get_ref<const std::string&>().size() : 8};
+    Count(cost, pos);
+    if (anchor != 0) anchors_[anchor] = {value, cost};
     Attach(std::move(value));
   }
 
   void Start(bool is_map, Position pos, YAML::anchor_t anchor = 0) {
     if (Full()) throw TooDeep(pos);
-    Count(1, pos);
-    stack_.push_back({is_map ? Json::object() : Json::array(), is_map, false, {}, anchor, count_});
+    Count({1, 8}, pos);
+    stack_.push_back({is_map ? Json::object() : Json::array(), is_map, false, {}, anchor, spent_});
   }
 
   void End() {
     Frame f = std::move(stack_.back());
     stack_.pop_back();
     if (f.is_map && f.have_key) f.value[f.key] = nullptr;
-    if (f.anchor != 0) anchors_[f.anchor] = {f.value, count_ - f.count_at_start + 1};
+    if (f.anchor != 0)
+      anchors_[f.anchor] = {f.value, {spent_.values - f.spent_before.values + 1, spent_.bytes - f.spent_before.bytes + 8}};
     Attach(std::move(f.value));
   }
 
@@ -259,21 +266,31 @@ class JsonBuilder {
   }
 
  private:
+  // What a value costs to build: values, and bytes of strings and keys (8 for
+  // any other value).
+  struct Cost {
+    size_t values = 0;
+    size_t bytes = 0;
+  };
   struct Frame {
     Json value;
     bool is_map;
     bool have_key;
     std::string key;
     YAML::anchor_t anchor;
-    size_t count_at_start;
+    Cost spent_before;  // what the document had cost before this collection
   };
 
-  void Count(size_t n, Position pos) {
-    count_ += n;
-    if (count_ > kMaxValues) {
+  // Before the copy: an alias is charged its whole cost up front.
+  void Count(Cost c, Position pos) {
+    spent_.values += c.values;
+    spent_.bytes += c.bytes;
+    if (spent_.values > kMaxValues)
       throw ParseFailure(pos, "the document is too large (more than " + std::to_string(kMaxValues) +
                                   " values after expanding aliases)");
-    }
+    if (spent_.bytes > kMaxBytes)
+      throw ParseFailure(pos, "the document is too large (more than " + std::to_string(kMaxBytes >> 20) +
+                                  " MiB of keys and values after expanding aliases)");
   }
 
   void Attach(Json v) {
@@ -292,10 +309,10 @@ class JsonBuilder {
   }
 
   std::vector<Frame> stack_;
-  std::map<YAML::anchor_t, std::pair<Json, size_t>> anchors_;
+  std::map<YAML::anchor_t, std::pair<Json, Cost>> anchors_;
   Json root_;
   bool done_ = false;
-  size_t count_ = 0;
+  Cost spent_;
 };
 
 class YamlHandler : public YAML::EventHandler {

@@ -263,6 +263,24 @@ TEST(ParseDocument, AliasesExpandButOnlyWithinALimit) {
   EXPECT_NE(ParseError(bomb).find("too large"), std::string::npos);
 }
 
+// One 512 KiB string and 2,000 aliases of it: 532 KB of YAML that would
+// copy 1 GiB. Aliases are charged their bytes before the copy, so the parse
+// stops after a few of them, at the first alias past the budget.
+TEST(ParseDocument, AliasesAreChargedTheirBytes) {
+  std::string bomb = "a: &s \"" + std::string(512 << 10, 'x') + "\"\nb: [";
+  for (int i = 0; i < 2000; ++i) bomb += (i ? ", *s" : "*s");
+  bomb += "]\n";
+  const std::string error = ParseError(bomb);
+  EXPECT_NE(error.find("the document is too large (more than 8 MiB of keys and values after expanding aliases)"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(error.rfind("line 2, column ", 0), 0u) << "names where: " << error;
+  // Under the budget, the same aliases expand.
+  std::string fine = "a: &s \"" + std::string(512 << 10, 'x') + "\"\nb: [*s, *s, *s, *s, *s, *s, *s, *s, *s, *s]\n";
+  Json d = MustParse(fine);
+  EXPECT_EQ(d["b"].size(), 10u);
+}
+
 TEST(ParseDocument, NestingIsBounded) {
   std::string deep_yaml = "a: " + std::string(500, '[') + std::string(500, ']') + "\n";
   EXPECT_NE(ParseError(deep_yaml).find("nesting is deeper than"), std::string::npos);
