@@ -48,4 +48,33 @@ bool IsUnspecifiedHost(std::string_view host) {
   return host.empty() || host == "0.0.0.0" || host == "::" || host == "0:0:0:0:0:0:0:0";
 }
 
+bool IsLoopbackHost(std::string_view host) {
+  if (host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1") return true;
+  // 127.a.b.c, each of a, b, c a decimal byte.
+  if (host.substr(0, 4) != "127.") return false;
+  int parts = 1, digits = 0, value = 0;
+  for (char c : host.substr(4)) {
+    if (c == '.') {
+      if (digits == 0) return false;
+      ++parts;
+      digits = value = 0;
+    } else if (c >= '0' && c <= '9' && digits < 3) {
+      value = value * 10 + (c - '0');
+      if (++digits > 1 && value < 10) return false;  // no leading zeros
+      if (value > 255) return false;
+    } else {
+      return false;
+    }
+  }
+  return parts == 3 && digits > 0;
+}
+
+std::string_view HostOfHostHeader(std::string_view header) {
+  if (!header.empty() && header.front() == '[') {
+    const size_t end = header.find(']');
+    return end == std::string_view::npos ? header : header.substr(1, end - 1);
+  }
+  return header.substr(0, header.find(':'));
+}
+
 }  // namespace starling::node

@@ -24,4 +24,11 @@ std::string FormatHostPort(std::string_view host, uint16_t port);
 // advertised to peers.
 bool IsUnspecifiedHost(std::string_view host);
 
+// True for 127.0.0.0/8 (dotted), ::1 and "localhost": a host only this
+// machine reaches.
+bool IsLoopbackHost(std::string_view host);
+
+// The host of an HTTP Host header ("h", "h:port", "[v6]" or "[v6]:port").
+std::string_view HostOfHostHeader(std::string_view header);
+
 }  // namespace starling::node

@@ -234,6 +234,11 @@ Status Daemon::BindSockets() {
     http_ = std::make_unique<HttpServer>([this](const std::string& path) { return ServeHttp(path); });
     if (Status s = http_->Listen(*opts_.http); !s.ok()) return s;
     http_addr_ = FormatHostPort(opts_.http->host, http_->port());
+    if (!IsLoopbackHost(opts_.http->host))
+      spdlog::warn("HTTP IS SERVED OFF LOOPBACK on {}: anyone who reaches it reads the members, node reports and the "
+                   "whole desired state, every param included, without a password; bind --http to 127.0.0.1 "
+                   "unless every host that reaches it is trusted with that (see SECURITY.md)",
+                   http_addr_);
   }
   return Status::Ok();
 }

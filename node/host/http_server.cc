@@ -18,6 +18,19 @@ HttpServer::HttpServer(Handler handler) : server_(std::make_unique<httplib::Serv
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
+  // A page in the operator's browser can reach a loopback port by making its
+  // own name resolve to 127.0.0.1 (DNS rebinding); its requests then carry
+  // that name as Host. On loopback only loopback names are served.
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!loopback_ || !req.has_header("Host") || IsLoopbackHost(HostOfHostHeader(req.get_header_value("Host"))))
+      return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 403;
+    res.set_content(
+        "{\"error\":\"this node serves HTTP on a loopback address, to loopback names only: use 127.0.0.1, [::1] "
+        "or localhost in the URL\"}\n",
+        "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server_->Get(R"(/.*)", [handler](const httplib::Request& req, httplib::Response& res) {
     HttpReply r = handler(req.path);
     res.status = r.status;
@@ -38,6 +51,7 @@ HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Listen(const HostPort& at) {
   const std::string where = FormatHostPort(at.host, at.port);
+  loopback_ = IsLoopbackHost(at.host);
   if (at.port == 0) {
     int port = server_->bind_to_any_port(at.host);
     if (port <= 0) return Status::IoError("--http " + where + ": cannot bind");

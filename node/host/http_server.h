@@ -29,6 +29,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Binds (port 0 picks a free one); kIoError naming the address otherwise.
+  // On a loopback address, a request whose Host header names anything but
+  // a loopback host gets 403.
   Status Listen(const HostPort& at);
   uint16_t port() const { return port_; }
   void Start();
@@ -40,6 +42,7 @@ class HttpServer {
   std::thread thread_;
   std::atomic<bool> served_{false};  // the listener thread has returned
   uint16_t port_ = 0;
+  std::atomic<bool> loopback_{false};  // bound to a loopback address: Host is checked
 };
 
 }  // namespace starling::node

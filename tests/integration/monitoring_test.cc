@@ -280,6 +280,31 @@ TEST(Monitoring, AHooksNonAsciiAndEscapeOutputIsShownNotAnError) {
   EXPECT_EQ(json::parse(http.body, nullptr, false).value("reason", ""), reason);
 }
 
+// A page in the operator's browser that rebinds its own name to 127.0.0.1
+// reaches the loopback port with that name as Host: refused, while every
+// loopback name is served.
+TEST(Monitoring, LoopbackHttpServesOnlyLoopbackHostNames) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(1));
+  auto at = HttpOf(c, 0);
+  httplib::Client client(at.first, at.second);
+  client.set_read_timeout(5, 0);
+  auto get = [&](const std::string& host) {
+    auto r = client.Get("/v1/state", {{"Host", host}});
+    return r ? r->status : 0;
+  };
+  const std::string port = std::to_string(at.second);
+  for (const std::string& ok : std::vector<std::string>{"127.0.0.1:" + port, "localhost:" + port, "[::1]:" + port, "127.0.0.1"})
+    EXPECT_EQ(get(ok), 200) << ok;
+  for (const std::string& evil : std::vector<std::string>{"rebind.example:" + port, "127.0.0.1.rebind.example", "0.0.0.0:" + port}) {
+    EXPECT_EQ(get(evil), 403) << evil;
+    auto r = client.Get("/metrics", {{"Host", evil}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403) << evil;
+    EXPECT_NE(r->body.find("loopback names only"), std::string::npos) << r->body;
+  }
+}
+
 // The same keys at every level, and the same values except where `moving`
 // names a key whose value may change between two reads (counters, uptime).
 void ExpectSameShape(const json& a, const json& b, const std::set<std::string>& moving, const std::string& at = "") {

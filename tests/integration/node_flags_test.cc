@@ -89,6 +89,17 @@ TEST(ParseHostPort, Forms) {
   }
 }
 
+TEST(LoopbackHost, OnlyNamesThisMachineAloneReaches) {
+  for (const char* yes : {"127.0.0.1", "127.255.0.9", "::1", "localhost"}) EXPECT_TRUE(IsLoopbackHost(yes)) << yes;
+  for (const char* no : {"", "127.0.0", "127.0.0.1.evil.example", "127.0.0.256", "127.00.0.1", "128.0.0.1",
+                         "0.0.0.0", "::", "localhost.evil.example", "10.0.0.1", "127.0.0.1x"})
+    EXPECT_FALSE(IsLoopbackHost(no)) << no;
+  EXPECT_EQ(HostOfHostHeader("127.0.0.1:7947"), "127.0.0.1");
+  EXPECT_EQ(HostOfHostHeader("[::1]:7947"), "::1");
+  EXPECT_EQ(HostOfHostHeader("[::1]"), "::1");
+  EXPECT_EQ(HostOfHostHeader("evil.example"), "evil.example");
+}
+
 TEST(ParseTag, KeyValue) {
   membership::Tags tags;
   EXPECT_TRUE(ParseTag("role=web", tags).ok());
