@@ -244,11 +244,6 @@ Bytes TextReply(const std::string& text) {
   return ToBytes(message);
 }
 
-// A reply's JSON text. What peers and hooks wrote is checked or made
-// printable where it is taken in; should invalid UTF-8 get through anyway,
-// it shows as U+FFFD instead of failing the whole reply.
-std::string JsonText(const store::Json& j) { return j.dump(-1, ' ', false, store::Json::error_handler_t::replace); }
-
 Bytes NoneReply() {
   capnp::MallocMessageBuilder message;
   message.initRoot<api::Reply>().setNone();
@@ -394,7 +389,7 @@ void ApiService::HandleMembership(Request& request, Respond respond, Push push) 
     // Checked before the first frame: an error must still be a plain reply.
     Status ok = monitor_(level, [push](const std::string& line) { return push(TextReply(line)); });
     if (!ok.ok()) return respond(ErrorReply(ok.message()));
-    push(TextReply(JsonText(hello)));
+    push(TextReply(store::CanonicalJson(hello)));
     return;
   }
 
@@ -454,7 +449,7 @@ template <typename Request>
 void ApiService::HandleState(Request& request, Respond respond) {
   // Desired-state commands answer JSON (or YAML) text.
   auto text = [&](const Result<store::Json>& r) {
-    respond(r.ok() ? TextReply(JsonText(*r)) : ErrorReply(r.status().message()));
+    respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
   };
   if (auto* apply = std::get_if<ApplyRequest>(&request)) return text(state_.Apply(*apply));
   if (auto* get = std::get_if<GetReq>(&request)) {
@@ -465,27 +460,27 @@ void ApiService::HandleState(Request& request, Respond respond) {
   if (auto* k = std::get_if<KeysReq>(&request)) {
     if (!keys_) return respond(ErrorReply("this daemon has no keyring commands"));
     keys_(k->op, k->key, [respond](Result<store::Json> r) {
-      respond(r.ok() ? TextReply(JsonText(*r)) : ErrorReply(r.status().message()));
+      respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
     });
     return;
   }
   if (auto* a = std::get_if<ArtifactReq>(&request)) {
     if (!artifacts_) return respond(ErrorReply("this daemon has no artifact store"));
     artifacts_(a->command, [respond](Result<store::Json> r) {
-      respond(r.ok() ? TextReply(JsonText(*r)) : ErrorReply("artifact: " + r.status().message()));
+      respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply("artifact: " + r.status().message()));
     });
     return;
   }
   if (std::holds_alternative<GraphReq>(request)) {
     const store::Json& doc = replicator_.log().state().Document();
-    return respond(TextReply(JsonText(ServiceGraph(doc, BuildViews(doc, members_, soft_)))));
+    return respond(TextReply(store::CanonicalJson(ServiceGraph(doc, BuildViews(doc, members_, soft_)))));
   }
   if (auto* diff = std::get_if<DiffReq>(&request)) {
     if (diff->from.empty()) return respond(ErrorReply("diff needs a revision to compare from"));
     return text(state_.Diff(diff->from, diff->to));
   }
   if (auto* rb = std::get_if<RollbackReq>(&request)) return text(state_.Rollback(rb->to));
-  if (std::holds_alternative<NodesReq>(request)) return respond(TextReply(JsonText(NodesJson())));
+  if (std::holds_alternative<NodesReq>(request)) return respond(TextReply(store::CanonicalJson(NodesJson())));
   if (auto* f = std::get_if<FreezeReq>(&request)) return text(state_.Freeze(f->reason, members_.config().name));
   if (std::holds_alternative<UnfreezeReq>(request)) return text(state_.Unfreeze());
   if (auto* l = std::get_if<LifecycleReq>(&request)) {
@@ -507,7 +502,7 @@ void ApiService::HandleState(Request& request, Respond respond) {
     return text(std::move(started));
   }
   if (std::holds_alternative<RolloutStatusReq>(request))
-    return respond(TextReply(JsonText(RolloutStatus(replicator_.log(), members_, soft_))));
+    return respond(TextReply(store::CanonicalJson(RolloutStatus(replicator_.log(), members_, soft_))));
   if (auto* r = std::get_if<RolloutControlReq>(&request))
     return text(ControlRollout(replicator_, r->action, members_.config().name));
   if (std::holds_alternative<LeaseReq>(request)) {
@@ -519,7 +514,7 @@ void ApiService::HandleState(Request& request, Respond respond) {
                        {"self", members_.config().name},
                        {"quarantined", v.quarantined},
                        {"highest_ballot", v.highest_ballot}};
-    return respond(TextReply(JsonText(out)));
+    return respond(TextReply(store::CanonicalJson(out)));
   }
   if (auto* f = std::get_if<ForceVotersReq>(&request)) {
     if (f->voters.empty()) return respond(ErrorReply("voters --force-set needs at least one node name"));
@@ -675,11 +670,11 @@ std::string ApiService::Metrics() const {
 }
 
 HttpReply ApiService::HandleHttp(const std::string& path) const {
-  auto json = [](const store::Json& j) { return HttpReply{200, "application/json", JsonText(j) + "\n"}; };
+  auto json = [](const store::Json& j) { return HttpReply{200, "application/json", store::CanonicalJson(j) + "\n"}; };
   if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", Metrics()};
   if (path == "/health") {
     store::Json body = {{"status", phase_}, {"name", members_.config().name}};
-    return {phase_ == "serving" ? 200 : 503, "application/json", JsonText(body) + "\n"};
+    return {phase_ == "serving" ? 200 : 503, "application/json", store::CanonicalJson(body) + "\n"};
   }
   if (path == "/v1/members") return json(MembersJson());
   if (path == "/v1/info") return json(InfoJson());
@@ -692,7 +687,7 @@ HttpReply ApiService::HandleHttp(const std::string& path) const {
   store::Json body = {
       {"error", "no such endpoint: " + path},
       {"endpoints", {"/metrics", "/health", "/v1/members", "/v1/info", "/v1/state", "/v1/rollout", "/v1/nodes"}}};
-  return {404, "application/json", JsonText(body) + "\n"};
+  return {404, "application/json", store::CanonicalJson(body) + "\n"};
 }
 
 }  // namespace starling::node

@@ -19,8 +19,6 @@ constexpr size_t kDetailBytes = 400;  // a report must fit one datagram
 constexpr size_t kOutputBytes = 200;
 constexpr size_t kMaxOutputs = 16;
 
-std::string Tail(const std::string& s, size_t n) { return text::TailChars(s, n); }
-
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
@@ -254,7 +252,7 @@ void NodeAgent::Fail(const std::string& detail) {
     r.target = target;
     r.healthy = false;
     r.outputs = outputs_;
-    r.detail = Tail(name + " failed: " + detail, kDetailBytes);
+    r.detail = text::TailChars(name + " failed: " + detail, kDetailBytes);
   });
 }
 
@@ -416,7 +414,7 @@ NodeAgent::Step NodeAgent::Hook(const std::string& phase, const std::string& kin
                   if (!r.ok()) return done(false, kind + " hook " + hook + ": " + r.status().message());
                   if (!r->ok())
                     return done(false, kind + " hook " + hook + ": " + r->Describe() + ": " +
-                                           Tail(Trim(r->output), kDetailBytes / 2));
+                                           text::TailChars(Trim(r->output), kDetailBytes / 2));
                   if (after) after(*r);
                   done(true, "");
                 });
@@ -472,8 +470,8 @@ void NodeAgent::AwaitArtifact(const std::string& digest, Time until,
     return done(true, "");
   }
   if (clock_.Now() > until) return done(false, "artifact " + digest + " not fetched by the node deadline: " + progress);
-  if (soft_.local().detail != Tail("fetching artifact " + digest + ": " + progress, kDetailBytes))
-    Report([&](NodeReport& r) { r.detail = Tail("fetching artifact " + digest + ": " + progress, kDetailBytes); });
+  if (soft_.local().detail != text::TailChars("fetching artifact " + digest + ": " + progress, kDetailBytes))
+    Report([&](NodeReport& r) { r.detail = text::TailChars("fetching artifact " + digest + ": " + progress, kDetailBytes); });
   retry_timer_ = clock_.Schedule(cfg_.wait_retry, [this, digest, until, env, done, alive = alive_] {
     if (!*alive) return;
     retry_timer_ = 0;
@@ -542,8 +540,8 @@ NodeAgent::Step NodeAgent::StartServices(std::vector<std::string> order, const J
                       (*self)();
                     });
                   }
-                  if (soft_.local().detail != Tail(why, kDetailBytes))
-                    Report([&](NodeReport& rep) { rep.detail = Tail(why, kDetailBytes); });
+                  if (soft_.local().detail != text::TailChars(why, kDetailBytes))
+                    Report([&](NodeReport& rep) { rep.detail = text::TailChars(why, kDetailBytes); });
                   retry_timer_ = clock_.Schedule(cfg_.wait_retry, [self] { (*self)(); });
                 };
                 (*attempt)();
@@ -578,7 +576,7 @@ NodeAgent::Step NodeAgent::WaitHealthy(Duration deadline) {
                     if (clock_.Now() > until) return done(false, "not healthy by the node deadline: " + detail);
                     // The coordinator may give up on it before this deadline:
                     // the reason it is not healthy must be in the report by then.
-                    Report([&](NodeReport& r) { r.detail = Tail("not healthy yet: " + detail, kDetailBytes); });
+                    Report([&](NodeReport& r) { r.detail = text::TailChars("not healthy yet: " + detail, kDetailBytes); });
                     retry_timer_ = clock_.Schedule(cfg_.health_retry, [attempt] { (*attempt)(); });
                   });
                 };
@@ -603,7 +601,7 @@ void NodeAgent::RunHealth(Done done) {
     hooks_.Run(req, [name = name, next, done, alive](Result<HookResult> r) {
       if (!*alive) return;
       if (!r.ok()) return done(false, "health hook of " + name + ": " + r.status().message());
-      if (!r->ok()) return done(false, "health hook of " + name + ": " + r->Describe() + ": " + Tail(Trim(r->output), 100));
+      if (!r->ok()) return done(false, "health hook of " + name + ": " + r->Describe() + ": " + text::TailChars(Trim(r->output), 100));
       (*next)();
     });
   };
@@ -639,7 +637,7 @@ void NodeAgent::CheckHealth() {
       Report([&](NodeReport& r) {
         if (r.phase == "failed") return;  // keeps the failure visible until the next job
         r.healthy = ok;
-        if (!ok) r.detail = Tail(detail, kDetailBytes);
+        if (!ok) r.detail = text::TailChars(detail, kDetailBytes);
       });
       if (ok && InCurrentBatch()) soft_.Confirm();
     }

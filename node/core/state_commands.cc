@@ -326,7 +326,7 @@ std::optional<std::string> FrozenReason(const Json& doc) {
   std::string why = "frozen";
   if (f->is_object()) {
     why = "frozen: " + store::TextAt(*f, "reason", "no reason given");
-    if (f->contains("by") && (*f)["by"].is_string()) why += " (by " + (*f)["by"].get<std::string>() + ")";
+    if (const std::string by = store::TextAt(*f, "by"); !by.empty()) why += " (by " + by + ")";
   }
   return why;
 }

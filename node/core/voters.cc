@@ -86,7 +86,7 @@ void VoterKeeper::Tick() {
   std::vector<std::string> eligible;
   const auto nodes = doc.find("nodes");
   for (const auto& a : alive) {
-    const bool out = nodes != doc.end() && nodes->is_object() && nodes->contains(a) && (*nodes)[a].is_object() &&
+    const bool out = nodes != doc.end() && nodes->is_object() && nodes->contains(a) &&
                      store::TextAt((*nodes)[a], "lifecycle") == "decommissioned";
     if (!out) eligible.push_back(a);
   }

@@ -36,8 +36,10 @@ void MakeFilesOwnerOnly() { starting_umask = umask(077); }
 
 mode_t StartingUmask() { return starting_umask; }
 
-Status CheckTrusted(const std::string& path, std::string_view what) {
-  struct stat st {};
+namespace {
+
+// CheckTrusted, leaving what stat found in `st`.
+Status Check(const std::string& path, std::string_view what, struct stat& st) {
   if (stat(path.c_str(), &st) != 0) {
     const int err = errno;
     const std::string why = std::string(what) + " " + path + ": " + std::strerror(err);
@@ -46,22 +48,29 @@ Status CheckTrusted(const std::string& path, std::string_view what) {
   const uid_t me = geteuid();
   if (st.st_uid != me && st.st_uid != 0)
     return Status::InvalidArgument(std::string(what) + " " + path + " is owned by " + UserName(st.st_uid) +
-                                    ", not by this daemon's user (" + UserName(me) +
-                                    ") or root: its owner could change what the daemon reads or runs; "
-                                    "chown it or choose another");
+                                   ", not by this daemon's user (" + UserName(me) +
+                                   ") or root: its owner could change what the daemon reads or runs; "
+                                   "chown it or choose another");
   if (st.st_mode & (S_IWGRP | S_IWOTH))
     return Status::InvalidArgument(std::string(what) + " " + path + " is writable by " +
-                                    ((st.st_mode & S_IWOTH) ? "every user" : "its group") + " (mode " +
-                                    Mode(st.st_mode) + "): run `chmod go-w " + path + "`");
+                                   ((st.st_mode & S_IWOTH) ? "every user" : "its group") + " (mode " +
+                                   Mode(st.st_mode) + "): run `chmod go-w " + path + "`");
   return Status::Ok();
 }
 
+}  // namespace
+
+Status CheckTrusted(const std::string& path, std::string_view what) {
+  struct stat st {};
+  return Check(path, what, st);
+}
+
 Status SecureDataDir(const std::string& path) {
-  Status trusted = CheckTrusted(path, "data dir");
+  struct stat st {};
+  Status trusted = Check(path, "data dir", st);
   if (trusted.code() == Status::Code::kNotFound) return Status::Ok();  // created owner-only
   if (!trusted.ok()) return trusted;
-  struct stat st {};
-  if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 077) && st.st_uid == geteuid()) {
+  if (S_ISDIR(st.st_mode) && (st.st_mode & 077) && st.st_uid == geteuid()) {
     if (chmod(path.c_str(), 0700) != 0)
       return Status::IoError("data dir " + path + ": cannot make it owner-only: " + std::strerror(errno));
     spdlog::warn("data dir {} was mode {}, readable by others: made it 0700 (it holds every param of the "

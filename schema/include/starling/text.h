@@ -59,16 +59,6 @@ inline std::string Printable(std::string_view s, bool one_line = false) {
   return out;
 }
 
-// Whether Printable(s) == s.
-inline bool IsPrintable(std::string_view s) {
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) return false;
-    if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) < 0xa0) return false;
-  }
-  return IsUtf8(s);
-}
-
 // Characters (code points) in valid UTF-8 text, for lining up columns.
 inline size_t Width(std::string_view s) {
   size_t n = 0;
