@@ -8,7 +8,7 @@
 namespace starling::membership {
 namespace {
 
-constexpr uint8_t kHeader[Keyring::kHeaderBytes] = {0xff, 'S', 'K', 1};
+constexpr uint8_t kHeader[Keyring::kHeaderBytes] = {0xff, 'S', 'K', Keyring::kFormat};
 
 static_assert(Keyring::kNonceBytes == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
 static_assert(Keyring::kTagBytes == crypto_aead_xchacha20poly1305_ietf_ABYTES);
@@ -88,8 +88,12 @@ Status Keyring::Remove(const Key& key) {
   return Status::Ok();
 }
 
-Bytes Keyring::Encrypt(ByteView clear) const {
+Bytes Keyring::Encrypt(ByteView clear, int64_t wall_micros) const {
   EnsureSodium();
+  Bytes plain(kTimeBytes + clear.size());
+  const auto t = static_cast<uint64_t>(wall_micros);
+  for (size_t i = 0; i < kTimeBytes; ++i) plain[i] = static_cast<uint8_t>(t >> (8 * i));
+  if (!clear.empty()) std::memcpy(plain.data() + kTimeBytes, clear.data(), clear.size());
   Bytes out(kOverhead + clear.size());
   std::memcpy(out.data(), kHeader, kHeaderBytes);
   uint8_t* nonce = out.data() + kHeaderBytes;
@@ -97,31 +101,65 @@ Bytes Keyring::Encrypt(ByteView clear) const {
   // survive restarts.
   randombytes_buf(nonce, kNonceBytes);
   unsigned long long written = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(nonce + kNonceBytes, &written, clear.data(), clear.size(), kHeader,
+  crypto_aead_xchacha20poly1305_ietf_encrypt(nonce + kNonceBytes, &written, plain.data(), plain.size(), kHeader,
                                              kHeaderBytes, nullptr, nonce, keys_.front().data());
   out.resize(kHeaderBytes + kNonceBytes + written);
   return out;
 }
 
-std::optional<Bytes> Keyring::Decrypt(ByteView sealed) const {
-  if (!IsSealed(sealed) || sealed.size() < kOverhead) return std::nullopt;
+std::optional<OpenedFrame> Keyring::Decrypt(ByteView sealed) const {
+  if (!IsSealed(sealed) || SealedFormat(sealed) != kFormat || sealed.size() < kOverhead) return std::nullopt;
   const uint8_t* nonce = sealed.data() + kHeaderBytes;
   const uint8_t* body = nonce + kNonceBytes;
   const size_t body_len = sealed.size() - kHeaderBytes - kNonceBytes;
-  Bytes clear(body_len - kTagBytes);
+  Bytes plain(body_len - kTagBytes);
   for (const Key& key : keys_) {
     unsigned long long len = 0;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(clear.data(), &len, nullptr, body, body_len, kHeader, kHeaderBytes,
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &len, nullptr, body, body_len, kHeader, kHeaderBytes,
                                                    nonce, key.data()) == 0) {
-      clear.resize(len);
-      return clear;
+      OpenedFrame out;
+      uint64_t t = 0;
+      for (size_t i = 0; i < kTimeBytes; ++i) t |= static_cast<uint64_t>(plain[i]) << (8 * i);
+      out.sent_micros = static_cast<int64_t>(t);
+      std::memcpy(out.id.data(), nonce, out.id.size());
+      out.clear.assign(plain.begin() + kTimeBytes, plain.begin() + static_cast<long>(len));
+      return out;
     }
   }
   return std::nullopt;
 }
 
 bool Keyring::IsSealed(ByteView bytes) {
-  return bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kHeader, kHeaderBytes) == 0;
+  return bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kHeader, kHeaderBytes - 1) == 0;
+}
+
+std::string Keyring::Fingerprint(const Key& key) {
+  EnsureSodium();
+  static constexpr char kContext[] = "starling key fingerprint";
+  uint8_t hash[crypto_generichash_BYTES_MIN];
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, sizeof hash);
+  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(kContext), sizeof kContext - 1);
+  crypto_generichash_update(&st, key.data(), key.size());
+  crypto_generichash_final(&st, hash, sizeof hash);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < kFingerprintChars / 2; ++i) {
+    out += kHex[hash[i] >> 4];
+    out += kHex[hash[i] & 15];
+  }
+  return out;
+}
+
+bool Keyring::LooksLikeFingerprint(std::string_view text) {
+  return text.size() == kFingerprintChars &&
+         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::optional<Key> Keyring::ByFingerprint(std::string_view fingerprint) const {
+  for (const Key& k : keys_)
+    if (Fingerprint(k) == fingerprint) return k;
+  return std::nullopt;
 }
 
 }  // namespace starling::membership

@@ -214,6 +214,11 @@ void Memberlist::Impl::HandleStream(const std::string& from, ByteView bytes, Str
                               "cluster's"));
     case Opened::kSealed:
       return reply(KeyRefusal("this node runs without a key, and the request was encrypted"));
+    case Opened::kReplayed: return reply({});
+    case Opened::kOutOfWindow:
+      return reply(KeyRefusal("the request was sealed more than " +
+                              std::to_string(replay_.window().count() / 1000000) +
+                              " s from this node's clock: the two clocks differ (check NTP)"));
   }
   auto decoded = wire::DecodeStreamRequest(opened, cfg_.cluster, cfg_.max_stream_bytes);
   if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {

@@ -14,13 +14,35 @@ Memberlist::Impl::Opened Memberlist::Impl::Unseal(const std::string& from, ByteV
       Bad(wire::BadInput{"unencrypted", "a clear frame, but this cluster is encrypted: the sender has no key"}, from);
       return Opened::kClear;
     }
-    auto clear = cfg_.keyring->Decrypt(in);
-    if (!clear) {
+    if (Keyring::SealedFormat(in) != Keyring::kFormat) {
+      Bad(wire::BadInput{"format", "a sealed frame of format " + std::to_string(Keyring::SealedFormat(in)) +
+                                       ", this node reads format " + std::to_string(Keyring::kFormat) +
+                                       ": the sender runs another starlingd release"},
+          from);
+      return Opened::kAuth;
+    }
+    auto opened = cfg_.keyring->Decrypt(in);
+    if (!opened) {
       Bad(wire::BadInput{"auth", "no installed key opens it: the sender's key differs, or it was tampered with"},
           from);
       return Opened::kAuth;
     }
-    storage = std::move(*clear);
+    const int64_t now = clock_.WallMicros();
+    switch (replay_.Check(now, opened->sent_micros, opened->id)) {
+      case ReplayGuard::Verdict::kFresh: break;
+      case ReplayGuard::Verdict::kReplayed:
+        Bad(wire::BadInput{"replayed", "a copy of a frame already received: resent by someone on the network"}, from);
+        return Opened::kReplayed;
+      case ReplayGuard::Verdict::kOutOfWindow:
+        Bad(wire::BadInput{"out_of_window",
+                           "sealed " + std::to_string((opened->sent_micros - now) / 1000000) +
+                               " s from this node's clock, more than the " +
+                               std::to_string(replay_.window().count() / 1000000) +
+                               " s allowed: a replayed frame, or the clocks differ (check NTP)"},
+            from);
+        return Opened::kOutOfWindow;
+    }
+    storage = std::move(opened->clear);
     out = storage;
     return Opened::kOk;
   }

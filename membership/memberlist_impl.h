@@ -21,6 +21,7 @@
 #include "broadcast_queue.h"
 #include "codec.h"
 #include "starling/membership/memberlist.h"
+#include "starling/membership/replay_guard.h"
 #include "suspicion.h"
 
 namespace starling::membership {
@@ -97,6 +98,9 @@ class Memberlist::Impl {
     counters_["bad_packets.unencrypted"];
     counters_["bad_packets.auth"];
     counters_["bad_packets.encrypted"];
+    counters_["bad_packets.format"];
+    counters_["bad_packets.replayed"];
+    counters_["bad_packets.out_of_window"];
     counters_["key_refusals_received"];
   }
 
@@ -315,9 +319,9 @@ class Memberlist::Impl {
 
   bool keyed() const { return cfg_.keyring && cfg_.keyring->enabled(); }
   size_t Overhead() const { return wire::EnvelopeOverhead(cfg_.cluster) + (keyed() ? Keyring::kOverhead : 0); }
-  Bytes Seal(Bytes clear) const { return keyed() ? cfg_.keyring->Encrypt(clear) : clear; }
+  Bytes Seal(Bytes clear) const { return keyed() ? cfg_.keyring->Encrypt(clear, clock_.WallMicros()) : clear; }
 
-  enum class Opened { kOk, kClear, kAuth, kSealed };
+  enum class Opened { kOk, kClear, kAuth, kSealed, kReplayed, kOutOfWindow };
   // Opens an inbound frame: `out` views the clear bytes (`in` itself when the
   // cluster runs in the clear, else the decrypted copy in `storage`).
   // Anything but kOk is counted, logged (rate-limited) and must be dropped.
@@ -379,6 +383,7 @@ class Memberlist::Impl {
   Time last_churn_push_pull_{-std::chrono::hours(1)};
 
   mutable Counters counters_;
+  ReplayGuard replay_{cfg_.frame_window};
   uint64_t* sent_[wire::kMessageTypes] = {};
   uint64_t* received_[wire::kMessageTypes] = {};
   uint64_t* bytes_sent_ = nullptr;

@@ -23,6 +23,7 @@ namespace {
 using Bytes = std::vector<uint8_t>;
 
 using frames::Envelope;
+using frames::WallMicros;
 Bytes PingPacket() { return frames::PingPacket(1, "node0"); }
 
 sockaddr_in Endpoint(const std::string& addr) {
@@ -132,12 +133,17 @@ TEST(BadInput, GarbageIsCountedAndTheDaemonKeepsServing) {
   EXPECT_NE(c.LogOf(0, 100000).find("bad"), std::string::npos) << "no log line about the bad packets";
 }
 
-TEST(BadInput, TamperedEncryptedPacketIsDroppedAndCounted) {
+// Two daemons sharing a new key, which `ring` holds too.
+void StartKeyed(LocalCluster& c, membership::Keyring& ring) {
   const membership::Key key = membership::Keyring::Generate();
-  membership::Keyring ring;
   ASSERT_TRUE(ring.Install(key).ok());
-  LocalCluster c;
   ASSERT_TRUE(c.StartConverged(2, 30s, {"--encrypt", membership::Keyring::FormatKey(key)}));
+}
+
+TEST(BadInput, TamperedEncryptedPacketIsDroppedAndCounted) {
+  membership::Keyring ring;
+  LocalCluster c;
+  ASSERT_NO_FATAL_FAILURE(StartKeyed(c, ring));
   UdpSender udp(c.node(0).addr);
   const Bytes ping = Envelope(membership::kProtocolVersion, "itest", PingPacket());
 
@@ -145,19 +151,56 @@ TEST(BadInput, TamperedEncryptedPacketIsDroppedAndCounted) {
   auto pings = [&] { return Counter(*c.Info(0), "messages_received.ping"); };
   const uint64_t auth_before = Counter(*c.Info(0), "bad_packets.auth");
   const uint64_t pings_before = pings();
-  ASSERT_TRUE(udp.Send(ring.Encrypt(ping)));
+  ASSERT_TRUE(udp.Send(ring.Encrypt(ping, WallMicros())));
   EXPECT_TRUE(WaitFor([&] { return pings() > pings_before; }, 5s));
 
   // One flipped bit anywhere past the header (nonce, ciphertext or tag).
   int tampered = 0;
-  for (size_t at = membership::Keyring::kHeaderBytes; at < ring.Encrypt(ping).size(); at += 7) {
-    Bytes b = ring.Encrypt(ping);
+  for (size_t at = membership::Keyring::kHeaderBytes; at < ring.Encrypt(ping, WallMicros()).size(); at += 7) {
+    Bytes b = ring.Encrypt(ping, WallMicros());
     b[at] ^= 0x01;
     ASSERT_TRUE(udp.Send(b));
     ++tampered;
   }
   EXPECT_TRUE(WaitFor([&] { return Counter(*c.Info(0), "bad_packets.auth") >= auth_before + tampered; }, 5s))
       << "sent " << tampered << " tampered packets; counters: " << (*c.Info(0))["counters"].dump();
+  EXPECT_EQ(c.AwaitView(c.All(), c.AllAlive(), 10s), "");
+}
+
+// Someone on the network without the key copies one sealed datagram off the
+// wire and sends it again, as often as they like, now and much later.
+TEST(BadInput, ReplayedEncryptedPacketIsAcceptedOnceOnly) {
+  membership::Keyring ring;
+  LocalCluster c;
+  ASSERT_NO_FATAL_FAILURE(StartKeyed(c, ring));
+  UdpSender udp(c.node(0).addr);
+  // A ping for a member that is not there: each one let through is counted
+  // as misdirected, and nothing else counts those.
+  const Bytes ping = Envelope(membership::kProtocolVersion, "itest", frames::PingPacket(1, "nobody"));
+  auto counter = [&](const char* name) { return Counter(*c.Info(0), name); };
+  const uint64_t pings_before = counter("misdirected_pings");
+  const uint64_t replayed_before = counter("bad_packets.replayed");
+  const uint64_t window_before = counter("bad_packets.out_of_window");
+
+  const Bytes captured = ring.Encrypt(ping, WallMicros());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(udp.Send(captured));
+  EXPECT_TRUE(WaitFor([&] { return counter("bad_packets.replayed") >= replayed_before + 9; }, 5s))
+      << (*c.Info(0))["counters"].dump();
+  EXPECT_EQ(counter("misdirected_pings"), pings_before + 1) << "the copies must not be answered";
+
+  // Captured ten minutes ago (what the clock said then is sealed in it), or
+  // sealed by a node whose clock runs ten minutes ahead.
+  const int64_t ten_min = 600'000'000;
+  ASSERT_TRUE(udp.Send(ring.Encrypt(ping, WallMicros() - ten_min)));
+  ASSERT_TRUE(udp.Send(ring.Encrypt(ping, WallMicros() + ten_min)));
+  EXPECT_TRUE(WaitFor([&] { return counter("bad_packets.out_of_window") >= window_before + 2; }, 5s))
+      << (*c.Info(0))["counters"].dump();
+  EXPECT_EQ(counter("misdirected_pings"), pings_before + 1);
+  EXPECT_NE(c.LogOf(0, 100000).find("check NTP"), std::string::npos) << "the log says what to check";
+
+  // A fresh frame still goes through, and the cluster never noticed.
+  ASSERT_TRUE(udp.Send(ring.Encrypt(ping, WallMicros())));
+  EXPECT_TRUE(WaitFor([&] { return counter("misdirected_pings") == pings_before + 2; }, 5s));
   EXPECT_EQ(c.AwaitView(c.All(), c.AllAlive(), 10s), "");
 }
 

@@ -446,8 +446,9 @@ TEST_F(SimTest, TamperedPacketIsDroppedAndCounted) {
   // Authentication comes before decoding, so the content need not be a
   // real packet: what matters is that node 0's keyring opens it untouched.
   const Bytes content = {1, 2, 3, 4, 5, 6, 7, 8};
-  Bytes sealed = rings[1]->Encrypt(content);
-  ASSERT_EQ(rings[0]->Decrypt(sealed), std::optional<Bytes>(content));
+  Bytes sealed = rings[1]->Encrypt(content, c.clock(1).WallMicros());
+  ASSERT_TRUE(rings[0]->Decrypt(sealed).has_value());
+  ASSERT_EQ(rings[0]->Decrypt(sealed)->clear, content);
   for (size_t at : {size_t{2}, membership::Keyring::kHeaderBytes + 3, sealed.size() - 1}) {
     Bytes tampered = sealed;
     tampered[at] ^= 0x40;

@@ -1,7 +1,9 @@
-// The keyring: key syntax, rotation rules, and the sealed frame.
+// The keyring: key syntax, rotation rules, fingerprints, the sealed frame, and
+// the replay guard that reads its time and id.
 #include <gtest/gtest.h>
 
 #include "starling/membership/keyring.h"
+#include "starling/membership/replay_guard.h"
 
 namespace starling::membership {
 namespace {
@@ -49,6 +51,12 @@ TEST(Keyring, InstallUseRemoveFollowTheRotationRules) {
   EXPECT_EQ(ring.Install(Keyring::Generate()).code(), Status::Code::kInvalidArgument);
 }
 
+// The clear content of an opened frame; nullopt when it did not open.
+std::optional<Bytes> Clear(const std::optional<OpenedFrame>& f) {
+  if (!f) return std::nullopt;
+  return f->clear;
+}
+
 TEST(Keyring, AnyInstalledKeyOpensButNothingElseDoes) {
   Keyring old_ring, both, stranger;
   const Key a = Keyring::Generate(), b = Keyring::Generate();
@@ -57,22 +65,84 @@ TEST(Keyring, AnyInstalledKeyOpensButNothingElseDoes) {
   ASSERT_TRUE(both.Install(a).ok());
   ASSERT_TRUE(stranger.Install(Keyring::Generate()).ok());
   const Bytes clear = {'h', 'e', 'l', 'l', 'o'};
-  Bytes sealed = old_ring.Encrypt(clear);
+  const int64_t t = 1'790'000'000'123'456;
+  Bytes sealed = old_ring.Encrypt(clear, t);
   EXPECT_EQ(sealed.size(), clear.size() + Keyring::kOverhead);
   EXPECT_TRUE(Keyring::IsSealed(sealed));
   EXPECT_FALSE(Keyring::IsSealed(clear));
-  EXPECT_EQ(both.Decrypt(sealed), clear) << "a secondary key opens";
-  EXPECT_EQ(old_ring.Decrypt(both.Encrypt(clear)), std::nullopt) << "sealed with b, which old_ring lacks";
-  EXPECT_EQ(stranger.Decrypt(sealed), std::nullopt);
-  EXPECT_NE(old_ring.Encrypt(clear), sealed) << "a fresh nonce every time";
-  // Every single-bit flip, and every truncation, fails.
+  EXPECT_EQ(Clear(both.Decrypt(sealed)), clear) << "a secondary key opens";
+  EXPECT_EQ(both.Decrypt(sealed)->sent_micros, t) << "the sender's time travels sealed";
+  EXPECT_EQ(both.Decrypt(sealed)->id, both.Decrypt(sealed)->id);
+  EXPECT_NE(both.Decrypt(sealed)->id, both.Decrypt(old_ring.Encrypt(clear, t))->id) << "every frame its own id";
+  EXPECT_EQ(Clear(old_ring.Decrypt(both.Encrypt(clear, t))), std::nullopt) << "sealed with b, which old_ring lacks";
+  EXPECT_EQ(Clear(stranger.Decrypt(sealed)), std::nullopt);
+  EXPECT_NE(old_ring.Encrypt(clear, t), sealed) << "a fresh nonce every time";
+  // Every single-bit flip (the time included), and every truncation, fails.
   for (size_t i = 0; i < sealed.size(); ++i) {
-    Bytes t = sealed;
-    t[i] ^= 0x80;
-    EXPECT_EQ(both.Decrypt(t), std::nullopt) << "bit flip at " << i;
-    EXPECT_EQ(both.Decrypt(ByteView(sealed.data(), i)), std::nullopt) << "cut at " << i;
+    Bytes f = sealed;
+    f[i] ^= 0x80;
+    EXPECT_EQ(Clear(both.Decrypt(f)), std::nullopt) << "bit flip at " << i;
+    EXPECT_EQ(Clear(both.Decrypt(ByteView(sealed.data(), i))), std::nullopt) << "cut at " << i;
   }
-  EXPECT_EQ(both.Decrypt(both.Encrypt({})), Bytes{}) << "an empty frame is still authenticated";
+  EXPECT_EQ(Clear(both.Decrypt(both.Encrypt({}, t))), Bytes{}) << "an empty frame is still authenticated";
+  // A frame of the format before the time was sealed in is not opened.
+  Bytes v1 = sealed;
+  v1[Keyring::kHeaderBytes - 1] = 1;
+  EXPECT_TRUE(Keyring::IsSealed(v1));
+  EXPECT_EQ(Keyring::SealedFormat(v1), 1);
+  EXPECT_EQ(Clear(both.Decrypt(v1)), std::nullopt);
+}
+
+TEST(Keyring, FingerprintsNameKeysWithoutShowingThem) {
+  Keyring ring;
+  const Key a = Keyring::Generate(), b = Keyring::Generate();
+  ASSERT_TRUE(ring.Install(a).ok());
+  ASSERT_TRUE(ring.Install(b).ok());
+  const std::string fa = Keyring::Fingerprint(a);
+  EXPECT_EQ(fa.size(), Keyring::kFingerprintChars);
+  EXPECT_TRUE(Keyring::LooksLikeFingerprint(fa));
+  EXPECT_EQ(Keyring::Fingerprint(a), fa) << "stable";
+  EXPECT_NE(Keyring::Fingerprint(b), fa);
+  EXPECT_EQ(Keyring::FormatKey(a).find(fa), std::string::npos);
+  EXPECT_EQ(ring.ByFingerprint(fa), a);
+  EXPECT_EQ(ring.ByFingerprint(Keyring::Fingerprint(b)), b);
+  EXPECT_EQ(ring.ByFingerprint(Keyring::Fingerprint(Keyring::Generate())), std::nullopt);
+  for (const char* not_one : {"", "0123", "0123456789ABCDEF", "0123456789abcdeg", "0123456789abcdef0"})
+    EXPECT_FALSE(Keyring::LooksLikeFingerprint(not_one)) << not_one;
+}
+
+FrameId Id(uint8_t n) {
+  FrameId id{};
+  id[0] = n;
+  return id;
+}
+
+TEST(ReplayGuard, AFrameIsAcceptedOnceAndOnlyNearThisClock) {
+  using V = ReplayGuard::Verdict;
+  const int64_t s = 1'000'000;
+  ReplayGuard g(std::chrono::seconds(60), 1000);
+  const int64_t now = 1'790'000'000 * s;
+  EXPECT_EQ(g.Check(now, now - 2 * s, Id(1)), V::kFresh);
+  EXPECT_EQ(g.Check(now + s, now - 2 * s, Id(1)), V::kReplayed) << "the same frame again";
+  EXPECT_EQ(g.Check(now + s, now - 2 * s, Id(2)), V::kFresh) << "another frame of the same instant";
+  EXPECT_EQ(g.Check(now, now - 61 * s, Id(3)), V::kOutOfWindow) << "sealed too long ago";
+  EXPECT_EQ(g.Check(now, now + 61 * s, Id(4)), V::kOutOfWindow) << "sealed in the future (a clock ahead)";
+  EXPECT_EQ(g.Check(now, now + 59 * s, Id(5)), V::kFresh) << "a clock a little ahead is fine";
+  // Long after, the first frame is forgotten, and refused by the window.
+  EXPECT_EQ(g.Check(now + 100 * s, now - 2 * s, Id(1)), V::kOutOfWindow);
+  EXPECT_LE(g.size(), 1u) << "what fell out of the window is forgotten";
+}
+
+TEST(ReplayGuard, PastItsCapTheWindowNarrowsButNeverReopens) {
+  using V = ReplayGuard::Verdict;
+  const int64_t s = 1'000'000;
+  const int64_t now = 1'790'000'000 * s;
+  ReplayGuard g(std::chrono::seconds(60), 4);
+  for (uint8_t i = 0; i < 8; ++i) EXPECT_EQ(g.Check(now, now - 10 * s + i, Id(i)), V::kFresh);
+  EXPECT_EQ(g.size(), 4u);
+  for (uint8_t i = 0; i < 8; ++i) EXPECT_EQ(g.Check(now, now - 10 * s + i, Id(i)), V::kReplayed) << int{i};
+  EXPECT_EQ(g.Check(now, now - 10 * s + 2, Id(99)), V::kReplayed) << "at or before the floor: cannot be told apart";
+  EXPECT_EQ(g.Check(now, now, Id(100)), V::kFresh) << "newer frames still pass";
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 using starling::frames::Envelope;
+using starling::frames::WallMicros;
 using starling::membership::Keyring;
 
 Bytes Packet(size_t pings) { return starling::frames::PingPacket(pings); }
@@ -122,19 +123,19 @@ int main(int argc, char** argv) {
       {"not_a_packet", [&] { return Envelope(v, cluster, random_bytes(8 * (1 + rng() % 64))); }},
       {"too_many_messages", [&] { return too_many; }},
       {"sealed_header_junk", [&] {
-         Bytes b = stranger.Encrypt(random_bytes(rng() % 64));
+         Bytes b = stranger.Encrypt(random_bytes(rng() % 64), WallMicros());
          Bytes junk = random_bytes(rng() % 1400);
          b.resize(Keyring::kHeaderBytes);
          b.insert(b.end(), junk.begin(), junk.end());
          return b;
        }},
-      {"wrong_key", [&] { return stranger.Encrypt(good); }},
+      {"wrong_key", [&] { return stranger.Encrypt(good, WallMicros()); }},
       {"oversized", [&] { return random_bytes(2000 + rng() % 60000); }},
   };
   if (cluster_ring) {
-    kinds.push_back({"authentic_garbage", [&] { return cluster_ring->Encrypt(random_bytes(rng() % 1400)); }});
+    kinds.push_back({"authentic_garbage", [&] { return cluster_ring->Encrypt(random_bytes(rng() % 1400), WallMicros()); }});
     kinds.push_back({"authentic_flipped", [&] {
-                       Bytes b = cluster_ring->Encrypt(good);
+                       Bytes b = cluster_ring->Encrypt(good, WallMicros());
                        size_t at = rng() % b.size();
                        b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
                        return b;

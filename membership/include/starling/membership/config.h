@@ -78,6 +78,10 @@ struct Config {
   // Shared with the node's key commands, which change it on the protocol
   // thread; a frame sealed under any key it holds is accepted.
   std::shared_ptr<Keyring> keyring;
+  // A sealed frame stamped further than this from the receiver's wall clock
+  // is refused, and one seen before within it (ReplayGuard). Also how far
+  // the members' clocks may drift apart.
+  Duration frame_window = 60s;
 };
 
 }  // namespace starling::membership

@@ -7,10 +7,14 @@
 // remove the old one (see SECURITY.md). An empty keyring means the node runs
 // in the clear.
 //
-// Sealed frame: "\xffSK" + version byte 1, a 24-byte random nonce, then the
-// ciphertext with its 16-byte tag. The four header bytes are the associated
-// data. Read as a Cap'n Proto segment table they claim billions of segments,
-// so a sealed frame can never be mistaken for a clear one, and vice versa.
+// Sealed frame: "\xffSK" + version byte 2, a 24-byte random nonce, then the
+// ciphertext (with its 16-byte tag) of the sender's wall-clock time (8 bytes,
+// microseconds since the Unix epoch, little-endian) followed by the clear
+// content. The four header bytes are the associated data. Read as a Cap'n
+// Proto segment table they claim billions of segments, so a sealed frame can
+// never be mistaken for a clear one, and vice versa. The time and the nonce
+// are what a receiver's ReplayGuard checks: a copy of a frame, resent by
+// someone who holds no key, is refused.
 //
 // Single-threaded like the Memberlist that uses it.
 #pragma once
@@ -29,6 +33,16 @@ namespace starling::membership {
 
 inline constexpr size_t kKeyBytes = 32;
 using Key = std::array<uint8_t, kKeyBytes>;
+// What tells one sealed frame from every other: the first 16 bytes of its
+// random nonce.
+using FrameId = std::array<uint8_t, 16>;
+
+// An opened frame.
+struct OpenedFrame {
+  Bytes clear;
+  int64_t sent_micros = 0;  // the sender's wall clock when it sealed the frame
+  FrameId id{};
+};
 
 class Keyring {
  public:
@@ -36,7 +50,9 @@ class Keyring {
   static constexpr size_t kHeaderBytes = 4;
   static constexpr size_t kNonceBytes = 24;
   static constexpr size_t kTagBytes = 16;
-  static constexpr size_t kOverhead = kHeaderBytes + kNonceBytes + kTagBytes;
+  static constexpr size_t kTimeBytes = 8;
+  static constexpr size_t kOverhead = kHeaderBytes + kNonceBytes + kTagBytes + kTimeBytes;
+  static constexpr uint8_t kFormat = 2;
   // More keys than a rotation ever needs; bounds the work of opening a frame.
   static constexpr size_t kMaxKeys = 16;
 
@@ -44,6 +60,14 @@ class Keyring {
   // names the input's problem but never echoes the input.
   static Result<Key> ParseKey(std::string_view base64);
   static std::string FormatKey(const Key& key);
+  // What names a key where the key itself must not travel or be shown: 16
+  // hex digits of a BLAKE2b hash of it (64 bits: enough to tell a ring's few
+  // keys apart, and nothing about the key).
+  static constexpr size_t kFingerprintChars = 16;
+  static std::string Fingerprint(const Key& key);
+  static bool LooksLikeFingerprint(std::string_view text);
+  // The held key with that fingerprint; nullopt when none.
+  std::optional<Key> ByFingerprint(std::string_view fingerprint) const;
   // 32 bytes from the system's CSPRNG.
   static Key Generate();
 
@@ -60,13 +84,16 @@ class Keyring {
   // Drops a key; kNotFound if not held, kInvalidArgument for the primary.
   Status Remove(const Key& key);
 
-  // Encrypts under the primary; requires enabled().
-  Bytes Encrypt(ByteView clear) const;
+  // Encrypts under the primary, stamped with `wall_micros` (the sender's
+  // wall clock); requires enabled().
+  Bytes Encrypt(ByteView clear, int64_t wall_micros) const;
   // Opens a sealed frame with whichever key fits; nullopt when none does or
-  // the frame is malformed.
-  std::optional<Bytes> Decrypt(ByteView sealed) const;
-  // True when the bytes carry the sealed-frame header.
+  // the frame is malformed (or of another format: SealedFormat tells).
+  std::optional<OpenedFrame> Decrypt(ByteView sealed) const;
+  // True when the bytes carry the sealed-frame magic, whatever its format.
   static bool IsSealed(ByteView bytes);
+  // The format byte of a sealed frame.
+  static uint8_t SealedFormat(ByteView sealed) { return sealed[kHeaderBytes - 1]; }
 
  private:
   std::vector<Key> keys_;
