@@ -327,6 +327,7 @@ class Memberlist::Impl {
   // Anything but kOk is counted, logged (rate-limited) and must be dropped.
   Opened Unseal(const std::string& from, ByteView in, Bytes& storage, ByteView& out);
   Bytes KeyRefusal(std::string why);
+  const std::string& ReplyAddress(const std::string& from, const std::string& named);
   void Bad(const wire::BadInput& bad, const std::string& from);
 
   // At most kLogBurst warnings per 10 s of this node's clock; the rest are

@@ -102,10 +102,22 @@ void Memberlist::Impl::On(const std::string& from, const wire::Ping& p) {
     ++counters_["misdirected_pings"];
     return;
   }
-  Send(from, {wire::Ack{p.seq}});
+  Send(ReplyAddress(from, p.source_addr), {wire::Ack{p.seq}});
 }
 
-void Memberlist::Impl::On(const std::string& from, const wire::IndirectPing& ip) {
+// A probe is answered at the member address its sender names inside it (sealed
+// with the rest when the cluster is keyed), not at whatever source the
+// datagram claims: a copy resent from a spoofed source makes no node send
+// anything there. An older sender that names no address is answered at the
+// source.
+const std::string& Memberlist::Impl::ReplyAddress(const std::string& from, const std::string& named) {
+  if (named.empty()) return from;
+  if (named != from) ++counters_["probes_answered_at_named_address"];
+  return named;
+}
+
+void Memberlist::Impl::On(const std::string& source, const wire::IndirectPing& ip) {
+  const std::string from = ReplyAddress(source, ip.source_addr);
   uint32_t seq = ++seq_;
   auto nack_timer = std::make_shared<Clock::TimerId>(0);
   acks_[seq] = AckHandler{[this, from, orig = ip.seq, nack_timer] {

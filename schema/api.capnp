@@ -69,7 +69,8 @@ struct ArtifactCommand {
 
 struct KeyCommand {
   op @0 :Text;                      # list | install | use | remove
-  key @1 :Text;                     # base64; empty for list
+  key @1 :Text;                     # base64; empty for list; or a fingerprint for use and remove
+  local @2 :Bool;                   # this node only (out-of-band rotation, SECURITY.md)
 }
 
 struct Get {

@@ -7,7 +7,7 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("starling::keywire");
 
-const formatVersion :UInt16 = 1;
+const formatVersion :UInt16 = 2;
 
 enum KeyOp {
   list @0;
@@ -16,14 +16,19 @@ enum KeyOp {
   remove @3;
 }
 
+# A key travels only in an install (`starling keys install KEY` without
+# --local), sealed under the sender's primary. `use` and `remove` name the
+# key by its fingerprint, and a reply names the member's keys the same way,
+# so that a key installed on each node out of band never crosses the network.
 struct KeyRequest {
   formatVersion @0 :UInt16;
   op @1 :KeyOp;
-  key @2 :Data;           # 32 bytes; empty for list
+  key @2 :Data;           # 32 bytes for install; empty otherwise
+  fingerprint @3 :Text;   # for use and remove (Keyring::Fingerprint)
 }
 
 struct KeyReply {
   formatVersion @0 :UInt16;
-  error @1 :Text;         # empty when the member did it
-  keys @2 :List(Data);    # the member's keyring afterwards, primary first
+  error @1 :Text;                 # empty when the member did it
+  fingerprints @2 :List(Text);    # the member's keyring afterwards, primary first
 }

@@ -142,7 +142,7 @@ check_running() {
 }
 
 if ((!CLEAR)) && [[ ! -s "$DIR/cluster.key" ]]; then
-  (umask 077 && "$STARLING" keygen >"$DIR/cluster.key")
+  (umask 077 && "$STARLING" keygen >"$DIR/cluster.key" 2>/dev/null)
 fi
 echo "local-cluster: starting $NODES nodes on 127.0.0.1:$BASE_PORT..$((BASE_PORT + NODES - 1)) in $DIR"
 start_node 1

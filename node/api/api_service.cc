@@ -91,6 +91,7 @@ struct ForceVotersReq {
 };
 struct KeysReq {
   std::string op, key;
+  bool local = false;
 };
 struct GraphReq {};
 struct ArtifactReq {
@@ -205,7 +206,7 @@ Result<Request> Decode(ByteView bytes) {
       case api::Request::MONITOR:
         return Request(MonitorReq{Text(req.getMonitor())});
       case api::Request::KEYS:
-        return Request(KeysReq{Text(req.getKeys().getOp()), Text(req.getKeys().getKey())});
+        return Request(KeysReq{Text(req.getKeys().getOp()), Text(req.getKeys().getKey()), req.getKeys().getLocal()});
       case api::Request::GRAPH:
         return Request(GraphReq{});
       case api::Request::ARTIFACT: {
@@ -459,7 +460,7 @@ void ApiService::HandleState(Request& request, Respond respond) {
   if (std::holds_alternative<HistoryReq>(request)) return text(state_.History());
   if (auto* k = std::get_if<KeysReq>(&request)) {
     if (!keys_) return respond(ErrorReply("this daemon has no keyring commands"));
-    keys_(k->op, k->key, [respond](Result<store::Json> r) {
+    keys_(k->op, k->key, k->local, [respond](Result<store::Json> r) {
       respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
     });
     return;

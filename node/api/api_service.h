@@ -56,7 +56,7 @@ class ApiService {
   void Handle(ByteView request, Respond respond, Push push = {});
   void SetMonitor(MonitorFn monitor) { monitor_ = std::move(monitor); }
   // Runs a `keys` command (node/keys.h); answers JSON text, later.
-  using KeysFn = std::function<void(const std::string& op, const std::string& key,
+  using KeysFn = std::function<void(const std::string& op, const std::string& key, bool local,
                                     std::function<void(Result<store::Json>)> done)>;
   void SetKeys(KeysFn keys) { keys_ = std::move(keys); }
   // Runs an `artifact` command; answers JSON text, later.

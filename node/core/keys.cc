@@ -10,6 +10,7 @@
 
 #include "schema/keys.capnp.h"
 #include "starling/capnp_bytes.h"
+#include "starling/text.h"
 
 namespace starling::node {
 namespace {
@@ -36,52 +37,76 @@ std::optional<kw::KeyOp> ParseOp(const std::string& name) {
   return std::nullopt;
 }
 
-// Applies `op` to `ring`; list changes nothing.
-Status ApplyOp(kw::KeyOp op, const Key& key, Keyring& ring) {
-  switch (op) {
-    case kw::KeyOp::LIST: return Status::Ok();
-    case kw::KeyOp::INSTALL: return ring.Install(key);
-    case kw::KeyOp::USE: return ring.Use(key);
-    case kw::KeyOp::REMOVE: return ring.Remove(key);
-  }
-  return Status::InvalidArgument("unknown key operation");
-}
-
 Key ToKey(capnp::Data::Reader d) {
   Key k{};
   std::memcpy(k.data(), d.begin(), k.size());
   return k;
 }
 
-Bytes EncodeRequest(kw::KeyOp op, const Key* key) {
+// What a request names: the key itself (install) or its fingerprint.
+struct Request {
+  kw::KeyOp op = kw::KeyOp::LIST;
+  std::optional<Key> key;
+  std::string fingerprint;
+};
+
+Bytes EncodeRequest(const Request& req) {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<kw::KeyRequest>();
   r.setFormatVersion(kw::FORMAT_VERSION);
-  r.setOp(op);
-  if (key != nullptr) r.setKey(kj::arrayPtr(key->data(), key->size()));
+  r.setOp(req.op);
+  if (req.key) r.setKey(kj::arrayPtr(req.key->data(), req.key->size()));
+  r.setFingerprint(req.fingerprint);
   return capnp_bytes::Flat(mb);
 }
-
-struct Request {
-  kw::KeyOp op;
-  std::optional<Key> key;
-};
 
 Result<Request> DecodeRequest(ByteView bytes) {
   return capnp_bytes::DecodeGuarded<Request>(
       bytes, kMaxRequestBytes, "key request", [](capnp::FlatArrayMessageReader& reader) -> Result<Request> {
         auto r = reader.getRoot<kw::KeyRequest>();
         if (r.getFormatVersion() != kw::FORMAT_VERSION)
-          return Status::Corruption("key request format " + std::to_string(r.getFormatVersion()));
-        Request out{r.getOp(), std::nullopt};
-        if (static_cast<unsigned>(out.op) > static_cast<unsigned>(kw::KeyOp::REMOVE))
-          return Status::Corruption("key request with an unknown operation");
-        if (out.op != kw::KeyOp::LIST) {
-          if (r.getKey().size() != membership::kKeyBytes) return Status::Corruption("key request with a bad key size");
-          out.key = ToKey(r.getKey());
+          return Status::Corruption("key request format " + std::to_string(r.getFormatVersion()) + ", this node reads " +
+                                    std::to_string(kw::FORMAT_VERSION));
+        Request out;
+        out.op = r.getOp();
+        switch (out.op) {
+          case kw::KeyOp::LIST: break;
+          case kw::KeyOp::INSTALL:
+            if (r.getKey().size() != membership::kKeyBytes) return Status::Corruption("key request with a bad key size");
+            out.key = ToKey(r.getKey());
+            break;
+          case kw::KeyOp::USE:
+          case kw::KeyOp::REMOVE:
+            out.fingerprint = capnp_bytes::Str(r.getFingerprint());
+            if (!Keyring::LooksLikeFingerprint(out.fingerprint))
+              return Status::Corruption("key request with a bad fingerprint");
+            break;
+          default: return Status::Corruption("key request with an unknown operation");
         }
         return out;
       });
+}
+
+// Applies `req` to `ring`; list changes nothing. Use and remove find the
+// key by its fingerprint.
+Status ApplyOp(const Request& req, Keyring& ring) {
+  switch (req.op) {
+    case kw::KeyOp::LIST: return Status::Ok();
+    case kw::KeyOp::INSTALL: return ring.Install(*req.key);
+    case kw::KeyOp::USE:
+    case kw::KeyOp::REMOVE: {
+      auto key = ring.ByFingerprint(req.fingerprint);
+      if (!key) return Status::NotFound("no key with fingerprint " + req.fingerprint + " is installed");
+      return req.op == kw::KeyOp::USE ? ring.Use(*key) : ring.Remove(*key);
+    }
+  }
+  return Status::InvalidArgument("unknown key operation");
+}
+
+std::vector<std::string> Fingerprints(const Keyring& ring) {
+  std::vector<std::string> out;
+  for (const Key& k : ring.keys()) out.push_back(Keyring::Fingerprint(k));
+  return out;
 }
 
 Bytes EncodeReply(const std::string& error, const Keyring& ring) {
@@ -89,14 +114,15 @@ Bytes EncodeReply(const std::string& error, const Keyring& ring) {
   auto r = mb.initRoot<kw::KeyReply>();
   r.setFormatVersion(kw::FORMAT_VERSION);
   r.setError(error);
-  auto keys = r.initKeys(static_cast<unsigned>(ring.keys().size()));
-  for (unsigned i = 0; i < ring.keys().size(); ++i) keys.set(i, kj::arrayPtr(ring.keys()[i].data(), membership::kKeyBytes));
+  const auto fps = Fingerprints(ring);
+  auto list = r.initFingerprints(static_cast<unsigned>(fps.size()));
+  for (unsigned i = 0; i < fps.size(); ++i) list.set(i, fps[i]);
   return capnp_bytes::Flat(mb);
 }
 
 struct Reply {
   std::string error;
-  std::vector<Key> keys;
+  std::vector<std::string> fingerprints;
 };
 
 Result<Reply> DecodeReply(ByteView bytes) {
@@ -104,13 +130,15 @@ Result<Reply> DecodeReply(ByteView bytes) {
       bytes, kMaxReplyBytes, "key reply", [](capnp::FlatArrayMessageReader& reader) -> Result<Reply> {
         auto r = reader.getRoot<kw::KeyReply>();
         if (r.getFormatVersion() != kw::FORMAT_VERSION)
-          return Status::Corruption("key reply format " + std::to_string(r.getFormatVersion()));
+          return Status::Corruption("key reply format " + std::to_string(r.getFormatVersion()) + ", this node reads " +
+                                    std::to_string(kw::FORMAT_VERSION) + ": the member runs another starlingd release");
         Reply out;
-        out.error = capnp_bytes::Str(r.getError()).substr(0, 1024);
-        if (r.getKeys().size() > Keyring::kMaxKeys) return Status::Corruption("key reply with too many keys");
-        for (auto k : r.getKeys()) {
-          if (k.size() != membership::kKeyBytes) return Status::Corruption("key reply with a bad key size");
-          out.keys.push_back(ToKey(k));
+        out.error = text::Printable(text::HeadChars(capnp_bytes::Str(r.getError()), 1024));
+        if (r.getFingerprints().size() > Keyring::kMaxKeys) return Status::Corruption("key reply with too many keys");
+        for (auto f : r.getFingerprints()) {
+          std::string fp = capnp_bytes::Str(f);
+          if (!Keyring::LooksLikeFingerprint(fp)) return Status::Corruption("key reply with a bad fingerprint");
+          out.fingerprints.push_back(std::move(fp));
         }
         return out;
       });
@@ -122,11 +150,13 @@ struct KeyCommands::Fanout {
   std::string op;
   size_t asked = 0, pending = 0;
   store::Json errors = store::Json::object();
-  std::map<std::string, std::vector<Key>> rings;  // member -> its keyring, primary first
+  bool local = false;
+  std::string warning;
+  std::map<std::string, std::vector<std::string>> rings;  // member -> its key fingerprints, primary first
   Done done;
 
   void Finish() {
-    std::map<Key, std::pair<int, int>> counts;  // key -> (members, primary)
+    std::map<std::string, std::pair<int, int>> counts;  // fingerprint -> (members, primary)
     for (const auto& [_, keys] : rings) {
       for (size_t i = 0; i < keys.size(); ++i) {
         auto& c = counts[keys[i]];
@@ -134,16 +164,14 @@ struct KeyCommands::Fanout {
         if (i == 0) ++c.second;
       }
     }
-    std::vector<std::pair<Key, std::pair<int, int>>> sorted(counts.begin(), counts.end());
+    std::vector<std::pair<std::string, std::pair<int, int>>> sorted(counts.begin(), counts.end());
     std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
     store::Json keys = store::Json::array();
-    for (const auto& [key, c] : sorted)
-      keys.push_back({{"key", Keyring::FormatKey(key)}, {"members", c.first}, {"primary", c.second}});
-    done(store::Json{{"op", op},
-                     {"members", asked},
-                     {"responded", rings.size()},
-                     {"errors", errors},
-                     {"keys", keys}});
+    for (const auto& [fp, c] : sorted) keys.push_back({{"fingerprint", fp}, {"members", c.first}, {"primary", c.second}});
+    store::Json out{{"op", op},          {"local", local},   {"members", asked},
+                    {"responded", rings.size()}, {"errors", errors}, {"keys", keys}};
+    if (!warning.empty()) out["warning"] = warning;
+    done(std::move(out));
   }
 };
 
@@ -156,7 +184,7 @@ KeyCommands::KeyCommands(membership::UserChannels& channels, std::shared_ptr<Key
 
 KeyCommands::~KeyCommands() { *alive_ = false; }
 
-void KeyCommands::Run(const std::string& op_name, const std::string& key_text, Done done) {
+void KeyCommands::Run(const std::string& op_name, const std::string& key_text, bool local, Done done) {
   auto op = ParseOp(op_name);
   if (!op) return done(Status::InvalidArgument("unknown keys command '" + op_name +
                                                "' (expected list, install, use or remove)"));
@@ -165,29 +193,49 @@ void KeyCommands::Run(const std::string& op_name, const std::string& key_text, D
         "this node runs without a key, so its gossip is not encrypted; encryption is turned on by starting every "
         "node with --encrypt KEY, keys cannot turn it on in a running cluster"));
   }
-  std::optional<Key> key;
-  if (*op != kw::KeyOp::LIST) {
+  Request req;
+  req.op = *op;
+  if (*op == kw::KeyOp::INSTALL) {
     auto parsed = Keyring::ParseKey(key_text);
-    if (!parsed.ok()) return done(Status::InvalidArgument("keys " + op_name + ": " + parsed.status().message()));
-    key = *parsed;
+    if (!parsed.ok()) return done(Status::InvalidArgument("keys install: " + parsed.status().message()));
+    req.key = *parsed;
+  } else if (*op != kw::KeyOp::LIST) {
+    if (Keyring::LooksLikeFingerprint(key_text)) {
+      req.fingerprint = key_text;
+    } else {
+      auto parsed = Keyring::ParseKey(key_text);
+      if (!parsed.ok())
+        return done(Status::InvalidArgument("keys " + op_name + ": " + parsed.status().message() + ", nor is it a " +
+                                            std::to_string(Keyring::kFingerprintChars) +
+                                            "-digit fingerprint (from `starling keys list`)"));
+      req.fingerprint = Keyring::Fingerprint(*parsed);
+    }
   }
   const std::string self = channels_.list().config().name;
   Keyring next = *ring_;
-  if (Status s = ApplyOp(*op, key.value_or(Key{}), next); !s.ok()) {
+  if (Status s = ApplyOp(req, next); !s.ok()) {
     return done(Status(s.code(), "keys " + op_name + " on " + self + ": " + s.message()));
   }
   if (next.keys() != ring_->keys()) {
     if (Status s = persist_(next); !s.ok()) return done(Status(s.code(), "keys " + op_name + ": " + s.message()));
     *ring_ = next;
-    spdlog::info("keyring: {} done here, asking the other members", op_name);
+    spdlog::info("keyring: {} done here{}", op_name, local ? " (this node only)" : ", asking the other members");
   }
 
   auto fan = std::make_shared<Fanout>();
   fan->op = op_name;
+  fan->local = local;
   fan->done = std::move(done);
-  fan->rings[self] = ring_->keys();
+  fan->rings[self] = Fingerprints(*ring_);
   fan->asked = 1;
-  const Bytes request = EncodeRequest(*op, key ? &*key : nullptr);
+  if (local) return fan->Finish();
+  if (*op == kw::KeyOp::INSTALL) {
+    fan->warning =
+        "the new key was sent to the members sealed under the current key: whoever holds that key can read it. "
+        "To shut out a key that may be known to others, install the new one with --local on each node instead "
+        "(SECURITY.md)";
+  }
+  const Bytes request = EncodeRequest(req);
   std::vector<membership::MemberView> targets;
   for (const auto& m : channels_.list().Members()) {
     if (m.name == self) continue;
@@ -208,7 +256,7 @@ void KeyCommands::Run(const std::string& op_name, const std::string& key_text, D
                              fan->errors[name] = reply.status().message();
                            } else {
                              if (!reply->error.empty()) fan->errors[name] = reply->error;
-                             fan->rings[name] = std::move(reply->keys);
+                             fan->rings[name] = std::move(reply->fingerprints);
                            }
                            if (--fan->pending == 0) fan->Finish();
                          });
@@ -223,7 +271,7 @@ Bytes KeyCommands::HandleStream(const std::string& from, ByteView data) {
   }
   std::string error;
   Keyring next = *ring_;
-  if (Status s = ApplyOp(req->op, req->key.value_or(Key{}), next); !s.ok()) {
+  if (Status s = ApplyOp(*req, next); !s.ok()) {
     error = s.message();
   } else if (next.keys() != ring_->keys()) {
     if (Status p = persist_(next); !p.ok()) {

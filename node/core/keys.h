@@ -3,10 +3,16 @@
 // Rotation without downtime (SECURITY.md): `install NEW` everywhere, `use NEW`
 // everywhere, `remove OLD` everywhere. Each command is applied here, then
 // sent to every live member over the sealed stream channel; each member
-// applies it, saves its keyring file and answers with its keyring, so the
-// reply counts how many members hold each key. A member that was down misses
-// the command: `list` shows it, and the command can be repeated (all four are
-// idempotent).
+// applies it, saves its keyring file and answers with the fingerprints of its
+// keyring, so the reply counts how many members hold each key. A member that
+// was down misses the command: `list` shows it, and the command can be
+// repeated (all four are idempotent).
+//
+// Only an in-band `install` puts a key on the wire (sealed under the current
+// primary, so whoever holds that key reads the new one). The rotation that
+// shuts out a stolen key installs the new key on each node with `local` (the
+// operator's own channel to each machine), then `use` and `remove` go
+// cluster-wide naming keys by fingerprint.
 //
 // Single-threaded on the protocol thread.
 #pragma once
@@ -35,13 +41,15 @@ class KeyCommands {
   KeyCommands(const KeyCommands&) = delete;
   KeyCommands& operator=(const KeyCommands&) = delete;
 
-  // `op` is list, install, use or remove; `key` is base64 (empty for list).
+  // `op` is list, install, use or remove; `key` is base64 (empty for list),
+  // or for use and remove a fingerprint. `local` does it on this node only.
   // `done` gets, later:
-  //   {"op", "members": members asked (this node included), "responded",
-  //    "errors": {member: why}, "keys": [{"key", "members", "primary"}]}
+  //   {"op", "local", "members": members asked (this node included),
+  //    "responded", "errors": {member: why},
+  //    "keys": [{"fingerprint", "members", "primary"}], "warning"?}
   // where a key's "members" counts the members that answered holding it and
   // "primary" those that seal with it.
-  void Run(const std::string& op, const std::string& key, Done done);
+  void Run(const std::string& op, const std::string& key, bool local, Done done);
 
  private:
   struct Fanout;

@@ -367,9 +367,9 @@ void Daemon::ServeApi() {
     for (const auto& [key, value] : tags) json[key] = value;
     return store_->SaveTags(json.dump());
   });
-  service_->SetKeys([k = core_->keys()](const std::string& op, const std::string& key,
+  service_->SetKeys([k = core_->keys()](const std::string& op, const std::string& key, bool local,
                                         std::function<void(Result<store::Json>)> done) {
-    k->Run(op, key, std::move(done));
+    k->Run(op, key, local, std::move(done));
   });
   api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push) {
     service_->Handle(request, std::move(respond), std::move(push));

@@ -21,9 +21,10 @@
 namespace starling::cli {
 namespace {
 
-// One `keys` operation on every live member. A member that did not do it is
-// named on stderr and fails the command, so that the operator repeats it.
-int KeysCall(const Globals& globals, const std::string& op, const std::string& key,
+// One `keys` operation on every live member (or this node alone). A member
+// that did not do it is named on stderr and fails the command, so that the
+// operator repeats it.
+int KeysCall(const Globals& globals, const std::string& op, const std::string& key, bool local,
              const std::string& format) {
   return StateCall(
       globals,
@@ -31,6 +32,7 @@ int KeysCall(const Globals& globals, const std::string& op, const std::string& k
         auto k = r.initKeys();
         k.setOp(op);
         k.setKey(key);
+        k.setLocal(local);
       },
       [&](const json& r) {
         const json errors = r.value("errors", json::object());
@@ -38,18 +40,38 @@ int KeysCall(const Globals& globals, const std::string& op, const std::string& k
           PrintJson(r);
         } else {
           const int members = r.value("members", 0);
-          std::cout << op << ": " << r.value("responded", 0) << " of " << members << " members answered\n";
-          std::vector<std::vector<std::string>> table = {{"KEY", "MEMBERS", "PRIMARY"}};
+          if (local) {
+            std::cout << op << ": done on this node only\n";
+          } else {
+            std::cout << op << ": " << r.value("responded", 0) << " of " << members << " members answered\n";
+          }
+          std::vector<std::vector<std::string>> table = {{"FINGERPRINT", "MEMBERS", "PRIMARY"}};
           for (const auto& k : r.value("keys", json::array()))
-            table.push_back({k.value("key", ""),
+            table.push_back({k.value("fingerprint", ""),
                              std::to_string(k.value("members", 0)) + "/" + std::to_string(members),
                              std::to_string(k.value("primary", 0))});
           PrintTable(table);
         }
+        if (r.contains("warning")) std::fprintf(stderr, "starling: note: %s\n", r.value("warning", "").c_str());
         for (const auto& [name, why] : errors.items())
           std::fprintf(stderr, "starling: %s: %s\n", name.c_str(), why.get<std::string>().c_str());
         return errors.empty() ? kExitOk : kExitDaemonError;
       });
+}
+
+// A key from --key-file (`-` for stdin), read with the caller's own rights:
+// a key given as an argument shows in `ps` and the shell's history.
+Result<std::string> ReadKeyFile(const std::string& path) {
+  FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "re");
+  if (f == nullptr) return Status::InvalidArgument("--key-file " + path + ": " + std::strerror(errno));
+  std::string text(1024, '\0');
+  const size_t n = std::fread(text.data(), 1, text.size(), f);
+  const bool more = std::fgetc(f) != EOF;
+  if (f != stdin) std::fclose(f);
+  if (more) return Status::InvalidArgument("--key-file " + path + ": more than 1 KiB, not a key");
+  text.resize(n);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+  return text;
 }
 
 void AddArtifactAdd(CLI::App& artifact, Context& ctx) {
@@ -135,35 +157,64 @@ void AddArtifactLs(CLI::App& artifact, Context& ctx) {
 
 void AddKeyCommands(CLI::App& app, Context& ctx) {
   struct Options {
-    std::string key, format = "table";
+    std::string key, key_file, format = "table";
+    bool local = false;
   };
   CLI::App* keys = app.add_subcommand(
       "keys",
-      "Manage the cluster keys on every live member at once. Rotate without downtime: `install NEW`, then "
-      "`use NEW`, then `remove OLD` (see SECURITY.md). Exits 1 when a member did not do it (repeat the "
-      "command once it is back: every keys command can be repeated)");
+      "Manage the cluster keys. Rotate without downtime: `install NEW`, then `use NEW`, then `remove OLD`. "
+      "To shut out a key others may hold, install the new one with `install --local` on each node (it never "
+      "crosses the network), then `use` and `remove` once, cluster-wide (see SECURITY.md). Keys are shown by "
+      "fingerprint only. Exits 1 when a member did not do it (repeat the command once it is back: every keys "
+      "command can be repeated)");
   keys->require_subcommand(1);
-  auto list_format = std::make_shared<std::string>("table");
-  CLI::App* list = keys->add_subcommand(
-      "list", "Show every key held in the cluster and how many members hold it, and use it as primary");
-  AddFormatOption(*list, *list_format);
-  list->callback([&ctx, list_format] { ctx.exit_code = KeysCall(ctx.globals, "list", "", *list_format); });
-  for (const char* op : {"install", "use", "remove"}) {
+  for (const char* op : {"list", "install", "use", "remove"}) {
     auto o = std::make_shared<Options>();
+    const std::string name = op;
     CLI::App* cmd = keys->add_subcommand(
-        op, std::string(op) == "install"
-                ? "Add KEY to every member's keyring (accepted from then on; not yet used)"
-            : std::string(op) == "use"
-                ? "Make KEY, already installed, the key every member encrypts with"
-                : "Drop KEY from every member's keyring (refused where it is primary)");
-    cmd->add_option("KEY", o->key, "The key, base64 of 32 bytes (from `starling keygen`)")->required();
+        op, name == "list"      ? "Show the fingerprint of every key held in the cluster, how many members hold it "
+                                  "and how many use it as primary"
+            : name == "install" ? "Add KEY to every member's keyring (accepted from then on; not yet used). It is "
+                                  "sent sealed under the current key: with --local it is added here only"
+            : name == "use"     ? "Make KEY, already installed, the key every member encrypts with"
+                                : "Drop KEY from every member's keyring (refused where it is primary)");
+    if (name != "list") {
+      CLI::Option* positional =
+          cmd->add_option("KEY", o->key,
+                          name == "install" ? "The key, base64 of 32 bytes (from `starling keygen`)"
+                                            : "The key (base64) or its fingerprint (from `starling keys list`)");
+      cmd->add_option("--key-file", o->key_file,
+                        "Read KEY from this file (`-`: standard input), so that it shows in neither `ps` nor the "
+                        "shell's history")
+          ->excludes(positional);
+    }
+    cmd->add_flag("--local", o->local, "On this node only, not sent to the other members");
     AddFormatOption(*cmd, o->format);
-    cmd->callback([&ctx, o, op] { ctx.exit_code = KeysCall(ctx.globals, op, o->key, o->format); });
+    cmd->callback([&ctx, o, name] {
+      std::string key = o->key;
+      if (name != "list") {
+        if (o->key_file.empty() && key.empty()) throw CLI::RequiredError("KEY or --key-file");
+        if (!o->key_file.empty()) {
+          auto read = ReadKeyFile(o->key_file);
+          if (!read.ok()) {
+            ctx.exit_code = Complain(kExitDaemonError, "keys " + name + ": " + read.status().message());
+            return;
+          }
+          key = *read;
+        }
+      }
+      ctx.exit_code = KeysCall(ctx.globals, name, key, o->local, o->format);
+    });
   }
   CLI::App* keygen = app.add_subcommand(
-      "keygen", "Print a new random cluster key (base64 of 32 bytes) for --encrypt or `keys install`");
-  keygen->callback(
-      [] { std::cout << membership::Keyring::FormatKey(membership::Keyring::Generate()) << "\n"; });
+      "keygen",
+      "Print a new random cluster key (base64 of 32 bytes) for --encrypt or `keys install`; its fingerprint "
+      "goes to standard error");
+  keygen->callback([] {
+    const membership::Key key = membership::Keyring::Generate();
+    std::cout << membership::Keyring::FormatKey(key) << "\n";
+    std::fprintf(stderr, "fingerprint %s\n", membership::Keyring::Fingerprint(key).c_str());
+  });
 }
 
 void AddArtifactCommands(CLI::App& app, Context& ctx) {

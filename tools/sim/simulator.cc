@@ -289,6 +289,7 @@ void Cluster::Deliver(int from, const std::string& to_addr, Bytes bytes) {
     return;
   }
   int to = it->second;
+  if (on_wire_) on_wire_(Wire::kPacket, from, to, bytes);
   if (!Reachable(from, to) || (net_.loss > 0 && static_cast<double>(rng_.Next() >> 11) * 0x1.0p-53 < net_.loss)) {
     ++stats_.packets_dropped;
     return;
@@ -319,6 +320,7 @@ void Cluster::Stream(int from, const std::string& to_addr, Bytes req, Duration t
     return;
   }
   int to = it->second;
+  if (on_wire_) on_wire_(Wire::kRequest, from, to, req);
   if (!Reachable(from, to)) {
     fail_after(net_.stream_unreachable_after, "timed out connecting to " + to_addr);
     return;
@@ -346,6 +348,7 @@ void Cluster::Stream(int from, const std::string& to_addr, Bytes req, Duration t
       if (*answered) return;
       *answered = true;
       stats_.stream_bytes += reply.size();
+      if (on_wire_ && !reply.empty()) on_wire_(Wire::kReply, to, from, reply);
       const bool ok = !reply.empty() && nodes_[to]->up && Reachable(from, to);
       const Duration spent = there + (loop_.Now() - arrived);
       const Duration wait = ok ? back : std::min(back, timeout);

@@ -150,6 +150,11 @@ class Cluster {
   const NetStats& net_stats() const { return stats_; }
   uint64_t seed() const { return seed_; }
   void OnEvent(EventFn fn) { on_event_ = std::move(fn); }
+  // Sees every datagram, stream request and stream reply as it leaves its
+  // sender (lost or not): what an eavesdropper on the network would record.
+  enum class Wire { kPacket, kRequest, kReply };
+  using WireFn = std::function<void(Wire kind, int from, int to, const Bytes& bytes)>;
+  void OnWire(WireFn fn) { on_wire_ = std::move(fn); }
 
   // Every up node sees exactly the up nodes, all alive.
   bool Converged() const;
@@ -175,6 +180,7 @@ class Cluster {
   std::unordered_map<std::string, int> by_addr_;
   NetStats stats_;
   EventFn on_event_;
+  WireFn on_wire_;
   std::function<void(int)> on_boot_, on_crash_;
 };
 
