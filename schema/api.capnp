@@ -62,7 +62,8 @@ struct Apply {
 
 struct ArtifactCommand {
   op @0 :Text;                      # add | ls
-  path @1 :Text;                    # add: the file, as an absolute path the daemon can read
+  path @1 :Text;                    # add: the file as the client named it (messages, default name);
+                                    # the file itself comes open with the request (SCM_RIGHTS)
   name @2 :Text;                    # add: defaults to the file's base name
   version @3 :Text;                 # add: optional
 }

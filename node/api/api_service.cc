@@ -211,7 +211,7 @@ Result<Request> Decode(ByteView bytes) {
         return Request(GraphReq{});
       case api::Request::ARTIFACT: {
         auto a = req.getArtifact();
-        return Request(ArtifactReq{{Text(a.getOp()), Text(a.getPath()), Text(a.getName()), Text(a.getVersion())}});
+        return Request(ArtifactReq{{Text(a.getOp()), Text(a.getPath()), Text(a.getName()), Text(a.getVersion()), nullptr}});
       }
       case api::Request::VOTERS_FORCE_SET: {
         ForceVotersReq f;
@@ -529,10 +529,11 @@ void ApiService::HandleState(Request& request, Respond respond) {
   respond(ErrorReply("request kind not handled by this daemon"));
 }
 
-void ApiService::Handle(ByteView bytes, Respond respond, Push push) {
+void ApiService::Handle(ByteView bytes, Respond respond, Push push, OpenFile file) {
   Result<Request> decoded = Decode(bytes);
   if (!decoded.ok()) return respond(ErrorReply(decoded.status().message()));
   Request& request = *decoded;
+  if (auto* a = std::get_if<ArtifactReq>(&request)) a->command.file = std::move(file);
   const bool membership = std::holds_alternative<MonitorReq>(request) || std::holds_alternative<MembersReq>(request) ||
                           std::holds_alternative<InfoReq>(request) || std::holds_alternative<JoinReq>(request) ||
                           std::holds_alternative<LeaveReq>(request) || std::holds_alternative<ForceLeaveReq>(request) ||

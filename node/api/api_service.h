@@ -11,6 +11,7 @@
 #include "starling/env.h"
 #include "starling/membership/memberlist.h"
 #include "starling/status.h"
+#include "artifact_store.h"
 #include "http_reply.h"
 #include "lease.h"
 #include "soft_state.h"
@@ -23,7 +24,8 @@ class MetricsText;
 // An `artifact` command of the local API (see artifacts.h).
 struct ArtifactCommand {
   std::string op;  // add | ls
-  std::string path, name, version;
+  std::string path, name, version;  // path: the file as the client named it
+  OpenFile file;                    // add: the file the client passed
 };
 
 // Facts about the daemon that the Memberlist does not know.
@@ -53,7 +55,8 @@ class ApiService {
 
   // Always answers exactly once, possibly later (join, leave). A malformed
   // request or one of another API version gets a Reply whose `error` says so.
-  void Handle(ByteView request, Respond respond, Push push = {});
+  // `file` is what the client passed with the request, if anything.
+  void Handle(ByteView request, Respond respond, Push push = {}, OpenFile file = nullptr);
   void SetMonitor(MonitorFn monitor) { monitor_ = std::move(monitor); }
   // Runs a `keys` command (node/keys.h); answers JSON text, later.
   using KeysFn = std::function<void(const std::string& op, const std::string& key, bool local,

@@ -27,12 +27,19 @@
 //    be serialised by the caller.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "artifact_manifest.h"
 
 namespace starling::node {
+
+// A file a local client opened with its own rights and passed over the API
+// socket (an open descriptor); closed when the last copy goes. The daemon
+// never opens a path a client names: it would read it with the daemon's
+// rights.
+using OpenFile = std::shared_ptr<const int>;
 
 class ArtifactStore {
  public:
@@ -42,15 +49,16 @@ class ArtifactStore {
   // and removes files left in tmp/ by an Add() that was interrupted.
   virtual Status Init() = 0;
 
-  // Copies the file at `path` into the store, hashing as it reads (one pass,
-  // one chunk of memory), and returns its manifest with chunk_size
-  // kArtifactChunkBytes; added_by and added_us are left for the caller. When
-  // the content is already held the copy is dropped and the same manifest
-  // returned; a partial download of it is removed, being of no more use.
-  // kNotFound for a missing path, kInvalidArgument for one that is not a
-  // regular file, a file over 1 TiB or a bad name/version, kIoError for one
-  // that cannot be read; each names the path.
-  virtual Result<ArtifactManifest> Add(const std::string& path, const std::string& name, const std::string& version) = 0;
+  // Copies the open file `fd` (read from its current offset to its end)
+  // into the store, hashing as it reads (one pass, one chunk of memory), and
+  // returns its manifest with chunk_size kArtifactChunkBytes; added_by and
+  // added_us are left for the caller. When the content is already held the
+  // copy is dropped and the same manifest returned; a partial download of it
+  // is removed, being of no more use. kInvalidArgument for a file that is not
+  // a regular file, over 1 TiB or with a bad name/version, kIoError for one
+  // that cannot be read; each names `what` (the file as its caller knows it).
+  virtual Result<ArtifactManifest> Add(int fd, const std::string& what, const std::string& name,
+                                       const std::string& version) = 0;
 
   // Whether the complete, verified artifact is held.
   virtual bool Has(const std::string& digest) const = 0;

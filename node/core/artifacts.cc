@@ -627,15 +627,18 @@ void Artifacts::Serve(const std::string& from, const std::string& digest, std::o
            });
 }
 
-void Artifacts::Add(const std::string& path, const std::string& name, const std::string& version,
+void Artifacts::Add(OpenFile file, const std::string& path, const std::string& name, const std::string& version,
                     std::function<void(Result<Json>)> done) {
-  if (path.empty() || path[0] != '/')
-    return done(Status::InvalidArgument("add needs an absolute path the daemon can read, got '" + path + "'"));
+  if (file == nullptr)
+    return done(Status::InvalidArgument(
+        "add needs the file itself, opened by the client and passed over the socket (as `starling artifact add` "
+        "does): starlingd never opens a path a client names"));
   std::string label = name;
   if (label.empty()) label = path.substr(path.rfind('/') + 1);
+  if (label.empty()) label = "artifact";
   auto result = std::make_shared<Result<ArtifactManifest>>(Status::Internal("not run"));
   offload_(
-      [this, path, label, version, result] { *result = store_.Add(path, label, version); },
+      [this, file, path, label, version, result] { *result = store_.Add(*file, path, label, version); },
       [this, path, done, result, alive = alive_] {
         if (!*alive) return;
         if (!result->ok()) return done(result->status());

@@ -118,9 +118,11 @@ class Artifacts final : public ArtifactSource {
   // Called when an artifact has been fetched and verified.
   void OnReady(std::function<void()> fn) { on_ready_ = std::move(fn); }
 
-  // `artifact add`: copies the file into the store and records it in the
-  // catalog. Answers {"digest", "name", "version", "size", "chunks", "path", "new"}.
-  void Add(const std::string& path, const std::string& name, const std::string& version,
+  // `artifact add`: copies `file` (opened by the client) into the store and
+  // records it in the catalog; `path` is the file as the client named it, for
+  // messages and the default name. Answers {"digest", "name", "version",
+  // "size", "chunks", "path", "new"}.
+  void Add(OpenFile file, const std::string& path, const std::string& name, const std::string& version,
            std::function<void(Result<store::Json>)> done);
   // `artifact ls`: the catalog with this node's copy of each and, from
   // asking every live member, which members hold it complete. Answers

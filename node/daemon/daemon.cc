@@ -357,7 +357,7 @@ void Daemon::ServeApi() {
   });
   service_->SetArtifacts([a = core_->artifacts()](const ArtifactCommand& c,
                                                   std::function<void(Result<store::Json>)> done) {
-    if (c.op == "add") return a->Add(c.path, c.name, c.version, std::move(done));
+    if (c.op == "add") return a->Add(c.file, c.path, c.name, c.version, std::move(done));
     if (c.op == "ls") return a->List(std::move(done));
     done(Status::InvalidArgument("unknown artifact command '" + c.op + "' (expected add or ls)"));
   });
@@ -371,8 +371,9 @@ void Daemon::ServeApi() {
                                         std::function<void(Result<store::Json>)> done) {
     k->Run(op, key, local, std::move(done));
   });
-  api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push) {
-    service_->Handle(request, std::move(respond), std::move(push));
+  api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push,
+                     ApiServer::PassedFile file) {
+    service_->Handle(request, std::move(respond), std::move(push), std::move(file));
   });
 }
 

@@ -1,6 +1,7 @@
 #include "api_server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -59,12 +60,8 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
   ~ApiConnection() { --server_->connections; }
 
   void Start() {
-    auto self = shared_from_this();
     Arm(kRequestTimeout);
-    asio::async_read(socket_, asio::buffer(header_), [self](const std::error_code& ec, size_t) {
-      if (ec) return self->Stop();
-      self->ReadBody();
-    });
+    WaitForHeader();
   }
 
  private:
@@ -75,6 +72,51 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
       spdlog::debug("api: connection timed out");
       self->Stop();
     });
+  }
+
+  // The header is read with recvmsg, not asio, because a file the client
+  // passes (SCM_RIGHTS) arrives with its first byte.
+  void WaitForHeader() {
+    socket_.async_wait(stream_protocol::socket::wait_read, [self = shared_from_this()](const std::error_code& ec) {
+      if (ec) return self->Stop();
+      self->ReadHeader();
+    });
+  }
+
+  void ReadHeader() {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    iovec iov{header_.data(), header_.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return WaitForHeader();
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        // One file per request; any more are closed unread.
+        if (file_ == nullptr) {
+          file_ = std::shared_ptr<const int>(new int(fd), [](const int* p) {
+            ::close(*p);
+            delete p;
+          });
+        } else {
+          ::close(fd);
+        }
+      }
+    }
+    if (n <= 0 || (msg.msg_flags & MSG_CTRUNC) != 0) return Stop();
+    if (static_cast<size_t>(n) == header_.size()) return ReadBody();
+    asio::async_read(socket_, asio::buffer(header_.data() + n, header_.size() - static_cast<size_t>(n)),
+                     [self = shared_from_this()](const std::error_code& ec, size_t) {
+                       if (ec) return self->Stop();
+                       self->ReadBody();
+                     });
   }
 
   void ReadBody() {
@@ -106,7 +148,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
     ByteView request(reinterpret_cast<const uint8_t*>(body_.data()), length);
     bool threw = true;
     RunGuarded("api handler", [&] {
-      server_->handler(request, std::move(respond), std::move(push));
+      server_->handler(request, std::move(respond), std::move(push), file_);
       threw = false;
     });
     // The client gets an answer even when the handler failed.
@@ -172,6 +214,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
   stream_protocol::socket socket_;
   asio::steady_timer deadline_;
   std::array<uint8_t, 4> header_{};
+  ApiServer::PassedFile file_;
   std::vector<uint64_t> body_;  // 8-byte aligned: Cap'n Proto reads words in place
   Bytes reply_;
   bool replied_ = false;

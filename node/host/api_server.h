@@ -33,7 +33,11 @@ class ApiServer {
   // the connection open, without a deadline, until the client closes it;
   // false once it is gone (or too far behind). Never mixed with Respond.
   using Push = std::function<bool(Bytes frame)>;
-  using Handler = std::function<void(ByteView request, Respond respond, Push push)>;
+  // A file descriptor the client passed with its request (SCM_RIGHTS): a
+  // file it opened with its own rights. Closed when the last copy goes;
+  // null when none came.
+  using PassedFile = std::shared_ptr<const int>;
+  using Handler = std::function<void(ByteView request, Respond respond, Push push, PassedFile file)>;
   // Builds the reply for a request the server refuses on its own.
   using ErrorReply = std::function<Bytes(const std::string& message)>;
 

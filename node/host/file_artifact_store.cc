@@ -233,12 +233,20 @@ bool FileArtifactStore::Has(const std::string& digest) const {
   return ::stat(PathOf(digest).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-Result<ArtifactManifest> FileArtifactStore::Add(const std::string& path, const std::string& name,
-                                            const std::string& version) {
-  if (auto problem = ArtifactLabelProblem(name, version))
-    return Status::InvalidArgument("cannot add " + path + ": " + *problem);
+Result<ArtifactManifest> FileArtifactStore::AddFile(const std::string& path, const std::string& name,
+                                                    const std::string& version) {
   Fd in;
   if (Status s = OpenInput(path, "add", in); !s.ok()) return s;
+  return Add(in.get(), path, name, version);
+}
+
+Result<ArtifactManifest> FileArtifactStore::Add(int in, const std::string& path, const std::string& name,
+                                                const std::string& version) {
+  if (auto problem = ArtifactLabelProblem(name, version))
+    return Status::InvalidArgument("cannot add " + path + ": " + *problem);
+  struct stat st {};
+  if (::fstat(in, &st) != 0) return Status::IoError("cannot add " + path + ": " + Errno());
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("cannot add " + path + ": not a regular file");
 
   std::string tmp = dir_ + "/tmp/add-XXXXXX";
   Fd out(::mkostemp(tmp.data(), O_CLOEXEC));
@@ -258,7 +266,7 @@ Result<ArtifactManifest> FileArtifactStore::Add(const std::string& path, const s
   Bytes buf(kArtifactChunkBytes);
   for (;;) {
     // Whole chunks at a time, so each chunk's digest comes from one buffer.
-    ssize_t n = ReadFull(in.get(), buf.data(), buf.size());
+    ssize_t n = ReadFull(in, buf.data(), buf.size());
     if (n < 0) return fail(Status::IoError("cannot read " + path + ": " + Errno()));
     if (n == 0) break;
     const size_t len = static_cast<size_t>(n);

@@ -28,7 +28,11 @@ class FileArtifactStore final : public ArtifactStore {
   // kNotFound for a missing path, kInvalidArgument for one that is not a
   // regular file, a file over 1 TiB or a bad name/version, kIoError for one
   // that cannot be read; each names the path.
-  Result<ArtifactManifest> Add(const std::string& path, const std::string& name, const std::string& version) override;
+  Result<ArtifactManifest> Add(int fd, const std::string& what, const std::string& name,
+                               const std::string& version) override;
+  // Opens `path` (with this process's rights) and adds it: for tests and
+  // tools, never for a path a client names.
+  Result<ArtifactManifest> AddFile(const std::string& path, const std::string& name, const std::string& version);
 
   // Whether the complete, verified artifact is held.
   bool Has(const std::string& digest) const override;

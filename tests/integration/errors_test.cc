@@ -318,5 +318,66 @@ TEST(Errors, ApiRejectsWrongVersionAndOversizedFrames) {
   EXPECT_TRUE(c.Info(0));
 }
 
+
+// The attack: a member of --socket-group asks the root daemon to add
+// /etc/shadow (or its own /proc/PID/environ) as an artifact, which would
+// ship it to every node. A path in a request is never opened; the CLI opens
+// the file with its caller's rights and passes it open.
+TEST(Errors, ArtifactAddReadsOnlyWhatTheCallerCouldOpen) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("node0", {"--socket-group", "nogroup"}), 0);
+  const std::string secret = c.root() + "/secret";
+  {
+    std::ofstream out(secret);
+    out << "root's secret\n";
+  }
+  ASSERT_EQ(chmod(secret.c_str(), 0600), 0);
+
+  // A client that names a path, as an older CLI (or a hand-made request) does.
+  capnp::MallocMessageBuilder b;
+  auto request = b.initRoot<api::Request>();
+  request.setVersion(api::API_VERSION);
+  auto a = request.initArtifact();
+  a.setOp("add");
+  a.setPath(secret);
+  auto words = capnp::messageToFlatArray(b);
+  std::vector<uint8_t> body(words.asBytes().begin(), words.asBytes().end());
+  EXPECT_THAT(ReplyError(RawApiExchange(c.node(0).socket, Frame(body, static_cast<uint32_t>(body.size())))),
+              HasSubstr("never opens a path a client names"));
+  auto ls = c.Cli(0, {"artifact", "ls", "--format", "json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_EQ(nlohmann::json::parse(ls.out)["artifacts"].size(), 0u) << ls.out;
+
+  if (geteuid() != 0) GTEST_SKIP() << "the rest runs the CLI as another user, which needs root";
+  // The group member (uid and gid 65534) reaches the socket...
+  const std::string dir = c.node(0).dir;
+  ASSERT_EQ(chmod(dir.c_str(), 0711), 0);
+  auto as_nobody = [&](const std::string& file) {
+    return RunCommand({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", STARLING_CLI_PATH,
+                       "--socket", c.node(0).socket, "artifact", "add", file, "--format", "json"});
+  };
+  // ...and cannot add what it cannot read,
+  auto refused = as_nobody(secret);
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr(secret + ": Permission denied"));
+  // but can add what it can.
+  const std::string open = c.root() + "/public";
+  {
+    std::ofstream out(open);
+    out << "for everyone\n";
+  }
+  ASSERT_EQ(chmod(open.c_str(), 0644), 0);
+  ASSERT_EQ(chmod(c.root().c_str(), 0711), 0);
+  auto added = as_nobody(open);
+  ASSERT_EQ(chmod(dir.c_str(), 0700), 0);
+  EXPECT_EQ(added.exit_code, 0) << added.out << added.err;
+  ls = c.Cli(0, {"artifact", "ls", "--format", "json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  auto listed = nlohmann::json::parse(ls.out)["artifacts"];
+  ASSERT_EQ(listed.size(), 1u) << ls.out;
+  EXPECT_EQ(listed[0]["name"], "public");
+  EXPECT_EQ(listed[0]["size"], 13);
+}
+
 }  // namespace
 }  // namespace starling::itest

@@ -6,7 +6,9 @@
 // Every test prints its seed; rerun one with STARLING_SEED=<seed>.
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -45,9 +47,10 @@ class WatchedStore final : public ArtifactStore {
  public:
   WatchedStore(ArtifactStore& store, OffloadWatch& watch) : s_(store), w_(watch) {}
   Status Init() override { return s_.Init(); }
-  Result<ArtifactManifest> Add(const std::string& path, const std::string& name, const std::string& version) override {
+  Result<ArtifactManifest> Add(int fd, const std::string& what, const std::string& name,
+                               const std::string& version) override {
     Note("Add");
-    return s_.Add(path, name, version);
+    return s_.Add(fd, what, name, version);
   }
   bool Has(const std::string& digest) const override { return s_.Has(digest); }
   std::string PathOf(const std::string& digest) const override { return s_.PathOf(digest); }
@@ -204,7 +207,14 @@ Json Doc(Cluster& c, const std::string& digest, const std::string& role = "") {
 
 std::string AddOn(ArtCluster& ac, int i, const std::string& file) {
   std::optional<Result<Json>> added;
-  ac.node(i).artifacts->Add(file, "big", "1", [&](Result<Json> r) { added = std::move(r); });
+  // Opened as a client would, and handed over open.
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0) << file;
+  OpenFile open_file(new int(fd), [](const int* p) {
+    ::close(*p);
+    delete p;
+  });
+  ac.node(i).artifacts->Add(open_file, file, "big", "1", [&](Result<Json> r) { added = std::move(r); });
   ac.cluster().loop().RunUntil([&] { return added.has_value(); }, 5s);
   EXPECT_TRUE(added && added->ok()) << (added ? added->status().ToString() : "no answer");
   return added && added->ok() ? (**added)["digest"].get<std::string>() : "";

@@ -70,7 +70,7 @@ class ArtifactStoreTest : public ::testing::Test {
   // Content of 3.5 chunks added to store `src`; the manifest to download.
   ArtifactManifest AddThreeAndAHalf(FileArtifactStore& src) {
     content_ = Pattern(3 * kChunk + kChunk / 2, 42);
-    auto m = src.Add(Source("pkg.tar", content_), "web", "1.2.3");
+    auto m = src.AddFile(Source("pkg.tar", content_), "web", "1.2.3");
     EXPECT_TRUE(m.ok()) << m.status().ToString();
     return m.ok() ? *m : ArtifactManifest{};
   }
@@ -147,7 +147,7 @@ TEST_F(ArtifactStoreTest, AddGivesTheManifestOfTheContent) {
 TEST_F(ArtifactStoreTest, AddTwiceIsIdempotent) {
   FileArtifactStore store = Store("a");
   const ArtifactManifest first = AddThreeAndAHalf(store);
-  auto second = store.Add(root_ + "/pkg.tar", "web", "1.2.3");
+  auto second = store.AddFile(root_ + "/pkg.tar", "web", "1.2.3");
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   EXPECT_EQ(*second, first);
   EXPECT_EQ(store.Complete(), std::vector<std::string>{first.digest});
@@ -159,23 +159,23 @@ TEST_F(ArtifactStoreTest, AddTwiceIsIdempotent) {
 TEST_F(ArtifactStoreTest, AddRefusesWhatIsNotARegularFileNamingThePath) {
   FileArtifactStore store = Store("a");
   const std::string missing = root_ + "/no-such-file";
-  auto r = store.Add(missing, "web", "1");
+  auto r = store.AddFile(missing, "web", "1");
   EXPECT_EQ(r.status().code(), Status::Code::kNotFound);
   EXPECT_NE(r.status().message().find(missing), std::string::npos) << r.status().message();
 
   const std::string dir = root_ + "/a-directory";
   ASSERT_TRUE(std::filesystem::create_directory(dir));
-  r = store.Add(dir, "web", "1");
+  r = store.AddFile(dir, "web", "1");
   EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
   EXPECT_NE(r.status().message().find(dir), std::string::npos) << r.status().message();
   EXPECT_NE(r.status().message().find("not a regular file"), std::string::npos) << r.status().message();
 
   const std::string ok = Source("ok", Pattern(10, 1));
-  EXPECT_EQ(store.Add(ok, "", "1").status().code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(store.Add(ok, "we\nb", "1").status().code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(store.Add(ok, std::string(129, 'n'), "1").status().code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(store.Add(ok, "web", std::string(65, '1')).status().code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(store.Add(ok, "web", std::string("1\0", 2)).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store.AddFile(ok, "", "1").status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store.AddFile(ok, "we\nb", "1").status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store.AddFile(ok, std::string(129, 'n'), "1").status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store.AddFile(ok, "web", std::string(65, '1')).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store.AddFile(ok, "web", std::string("1\0", 2)).status().code(), Status::Code::kInvalidArgument);
   EXPECT_TRUE(store.Complete().empty());
   EXPECT_TRUE(std::filesystem::is_empty(root_ + "/a/tmp"));
 }
@@ -291,7 +291,7 @@ TEST_F(ArtifactStoreTest, ChunksOfZerosAreGoodInAFreshPartialFile) {
   Bytes content = Pattern(2 * kChunk + 100, 3);
   std::fill(content.begin() + kChunk, content.begin() + 2 * kChunk, 0);
   FileArtifactStore src = Store("a");
-  auto m = src.Add(Source("zeros", content), "zeros", "");
+  auto m = src.AddFile(Source("zeros", content), "zeros", "");
   ASSERT_TRUE(m.ok());
   FileArtifactStore dst = Store("b");
   ASSERT_TRUE(dst.Begin(*m).ok());
@@ -466,7 +466,7 @@ TEST_F(ArtifactStoreTest, ManifestJsonRoundTripsAndRefusesBadInput) {
 
 TEST_F(ArtifactStoreTest, AnEmptyFileWorksEndToEnd) {
   FileArtifactStore src = Store("a");
-  auto m = src.Add(Source("empty", {}), "empty", "0");
+  auto m = src.AddFile(Source("empty", {}), "empty", "0");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->digest, kEmptyDigest);
   EXPECT_EQ(m->size, 0u);
@@ -516,13 +516,13 @@ TEST_F(ArtifactStoreTest, RemoveRemovesCompleteAndPartial) {
 TEST_F(ArtifactStoreTest, CompleteAndPartialListTheirDigestsAndIgnoreOtherFiles) {
   FileArtifactStore src = Store("a");
   const ArtifactManifest big = AddThreeAndAHalf(src);
-  auto one = src.Add(Source("one", Pattern(1000, 5)), "one", "1");
-  auto two = src.Add(Source("two", Pattern(2000, 6)), "two", "2");
+  auto one = src.AddFile(Source("one", Pattern(1000, 5)), "one", "1");
+  auto two = src.AddFile(Source("two", Pattern(2000, 6)), "two", "2");
   ASSERT_TRUE(one.ok() && two.ok());
 
   FileArtifactStore dst = Store("b");
-  ASSERT_TRUE(dst.Add(root_ + "/one", "one", "1").ok());
-  ASSERT_TRUE(dst.Add(root_ + "/two", "two", "2").ok());
+  ASSERT_TRUE(dst.AddFile(root_ + "/one", "one", "1").ok());
+  ASSERT_TRUE(dst.AddFile(root_ + "/two", "two", "2").ok());
   ASSERT_TRUE(dst.Begin(big).ok());
   // Not ours: left alone and not listed.
   WriteFile(root_ + "/b/sha256/README", Bytes(5, 'x'));

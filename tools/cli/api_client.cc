@@ -91,11 +91,34 @@ Result<int> Connect(const std::string& socket_path, std::chrono::milliseconds ti
   return fd;
 }
 
-Status SendRequest(int fd, const std::string& socket_path, const std::vector<uint8_t>& request) {
+// The header goes with sendmsg so that `pass_fd`, when given, travels with
+// its first byte (SCM_RIGHTS).
+Status SendRequest(int fd, const std::string& socket_path, const std::vector<uint8_t>& request, int pass_fd) {
   size_t n = request.size();
   uint8_t header[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
                        static_cast<uint8_t>(n >> 24)};
-  if (int err = WriteAll(fd, header, sizeof(header)); err != 0)
+  size_t sent = 0;
+  if (pass_fd >= 0) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{header, sizeof(header)};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    ssize_t w;
+    do {
+      w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w <= 0) return Status::Unavailable(IoFailure(socket_path, "sending the request", w < 0 ? errno : 0));
+    sent = static_cast<size_t>(w);
+  }
+  if (int err = WriteAll(fd, header + sent, sizeof(header) - sent); err != 0)
     return Status::Unavailable(IoFailure(socket_path, "sending the request", err));
   if (int err = WriteAll(fd, request.data(), request.size()); err != 0)
     return Status::Unavailable(IoFailure(socket_path, "sending the request", err));
@@ -125,11 +148,11 @@ Result<std::vector<uint64_t>> ReadFrame(int fd, const std::string& socket_path, 
 }  // namespace
 
 Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std::vector<uint8_t>& request,
-                                       std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout, int pass_fd) {
   Result<int> connected = Connect(socket_path, timeout);
   if (!connected.ok()) return connected.status();
   Fd fd(*connected);
-  if (Status s = SendRequest(fd.get(), socket_path, request); !s.ok()) return s;
+  if (Status s = SendRequest(fd.get(), socket_path, request, pass_fd); !s.ok()) return s;
   return ReadFrame(fd.get(), socket_path, nullptr);
 }
 
@@ -138,7 +161,7 @@ Status Stream(const std::string& socket_path, const std::vector<uint8_t>& reques
   Result<int> connected = Connect(socket_path, timeout);
   if (!connected.ok()) return connected.status();
   Fd fd(*connected);
-  if (Status s = SendRequest(fd.get(), socket_path, request); !s.ok()) return s;
+  if (Status s = SendRequest(fd.get(), socket_path, request, -1); !s.ok()) return s;
   for (bool first = true;; first = false) {
     bool closed = false;
     Result<std::vector<uint64_t>> frame = ReadFrame(fd.get(), socket_path, &closed);

@@ -15,8 +15,10 @@ namespace starling::cli {
 // Sends `request` and returns the reply bytes (8-byte aligned, whole Cap'n
 // Proto words). kUnavailable when the daemon cannot be reached or does not
 // answer within `timeout`; the message says which and how to fix it.
+// `pass_fd`, when not -1, is an open file handed to the daemon with the
+// request (SCM_RIGHTS).
 Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std::vector<uint8_t>& request,
-                                       std::chrono::milliseconds timeout);
+                                       std::chrono::milliseconds timeout, int pass_fd = -1);
 
 // Sends `request` and hands every reply frame to `on_frame` until the daemon
 // hangs up (OK) or `on_frame` returns false. `timeout` bounds the connect

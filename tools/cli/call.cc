@@ -66,8 +66,8 @@ int Complain(int code, const std::string& message) {
 
 int Unexpected() { return Complain(kExitUnreachable, "starlingd sent a reply of an unexpected kind"); }
 
-int Call(const Globals& globals, const RequestBuilder& build, const ReplyHandler& use) {
-  Result<std::vector<uint64_t>> reply = Exchange(globals.socket, BuildRequest(build), TimeoutOf(globals));
+int Call(const Globals& globals, const RequestBuilder& build, const ReplyHandler& use, int pass_fd) {
+  Result<std::vector<uint64_t>> reply = Exchange(globals.socket, BuildRequest(build), TimeoutOf(globals), pass_fd);
   if (!reply.ok()) return Complain(kExitUnreachable, reply.status().message());
   return UseReply(*reply, use);
 }
@@ -83,12 +83,15 @@ int StreamCall(const Globals& globals, const RequestBuilder& build, const ReplyH
   return code;
 }
 
-int StateCall(const Globals& globals, const RequestBuilder& build, const JsonHandler& print) {
-  return Call(globals, build, [&](api::Reply::Reader reply) {
-    auto r = TextJson(reply);
-    if (!r.ok()) return Complain(kExitUnreachable, r.status().message());
-    return print(*r);
-  });
+int StateCall(const Globals& globals, const RequestBuilder& build, const JsonHandler& print, int pass_fd) {
+  return Call(
+      globals, build,
+      [&](api::Reply::Reader reply) {
+        auto r = TextJson(reply);
+        if (!r.ok()) return Complain(kExitUnreachable, r.status().message());
+        return print(*r);
+      },
+      pass_fd);
 }
 
 }  // namespace starling::cli

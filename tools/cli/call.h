@@ -50,7 +50,8 @@ int Complain(int code, const std::string& message);
 int Unexpected();
 
 // Builds a request, exchanges it and hands a non-error reply to `use`.
-int Call(const Globals& globals, const RequestBuilder& build, const ReplyHandler& use);
+// `pass_fd`: an open file sent with the request (see api_client.h).
+int Call(const Globals& globals, const RequestBuilder& build, const ReplyHandler& use, int pass_fd = -1);
 
 // A streamed reply: `use` for every frame until the daemon hangs up or `use`
 // returns non-zero.
@@ -58,6 +59,6 @@ int StreamCall(const Globals& globals, const RequestBuilder& build, const ReplyH
 
 // Desired-state commands share one shape: the daemon answers JSON text,
 // which `print` shows as a table or as it is.
-int StateCall(const Globals& globals, const RequestBuilder& build, const JsonHandler& print);
+int StateCall(const Globals& globals, const RequestBuilder& build, const JsonHandler& print, int pass_fd = -1);
 
 }  // namespace starling::cli

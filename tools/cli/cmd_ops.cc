@@ -1,5 +1,9 @@
 // Operator tools: the cluster's gossip keys, and the artifacts packages are
 // installed from.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -82,26 +86,34 @@ void AddArtifactAdd(CLI::App& artifact, Context& ctx) {
   CLI::App* cmd = artifact.add_subcommand(
       "add",
       "Store FILE on this node and announce it; prints its digest, for a package's `artifact:`. "
-      "The daemon reads the file, so it must be readable by the daemon's user; waits up to 10 min "
-      "(or --timeout) for the copy");
-  cmd->add_option("FILE", o->file, "The file")->required()->check(CLI::ExistingFile);
+      "The file is opened here, with your own rights, and handed to starlingd open: the daemon reads "
+      "nothing you could not. Waits up to 10 min (or --timeout) for the copy");
+  cmd->add_option("FILE", o->file, "The file")->required();
   cmd->add_option("--name", o->name, "A name for people (default: the file's name)");
   cmd->add_option("--version", o->version, "A version for people");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     // The daemon copies and hashes the whole file before it answers.
     ctx.globals.timeout_seconds = std::max(ctx.globals.timeout_seconds, 600.0);
-    char resolved[PATH_MAX];
-    if (!realpath(o->file.c_str(), resolved)) {
+    const int fd = ::open(o->file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
       ctx.exit_code = Complain(kExitDaemonError, "artifact add: " + o->file + ": " + std::strerror(errno));
       return;
     }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      ctx.exit_code = Complain(kExitDaemonError, "artifact add: " + o->file + ": not a regular file");
+      return;
+    }
+    char resolved[PATH_MAX];
+    const std::string shown = realpath(o->file.c_str(), resolved) != nullptr ? resolved : o->file;
     ctx.exit_code = StateCall(
         ctx.globals,
         [&](api::Request::Builder r) {
           auto a = r.initArtifact();
           a.setOp("add");
-          a.setPath(resolved);
+          a.setPath(shown);
           a.setName(o->name);
           a.setVersion(o->version);
         },
@@ -114,7 +126,9 @@ void AddArtifactAdd(CLI::App& artifact, Context& ctx) {
                       << (r.value("new", false) ? "" : " (already known)") << "\n";
           }
           return kExitOk;
-        });
+        },
+        fd);
+    ::close(fd);
   });
 }
 
