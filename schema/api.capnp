@@ -77,6 +77,7 @@ struct KeyCommand {
 struct Get {
   revision @0 :Text;                # empty for the current revision
   format @1 :Text;                  # json | yaml
+  showParams @2 :Bool;              # service params' values; hidden otherwise (store::HideParams)
 }
 
 struct Diff {

@@ -199,6 +199,18 @@ Status FillSettings(Json& doc, const std::map<std::string, std::string>& values)
   return Status::Ok();
 }
 
+Json HideParams(Json doc) {
+  auto services = doc.is_object() ? doc.find("services") : doc.end();
+  if (services == doc.end() || !services->is_object()) return doc;
+  for (auto& svc : *services) {
+    if (!svc.is_object()) continue;
+    auto params = svc.find("params");
+    if (params == svc.end() || !params->is_object()) continue;
+    for (auto& v : *params) v = std::string(kHiddenParam);
+  }
+  return doc;
+}
+
 std::vector<std::pair<std::string, std::string>> ServiceEdges(const Json& doc) {
   std::vector<std::pair<std::string, std::string>> edges;
   for (const auto& [from, tos] : DependencyMap(doc, nullptr)) {

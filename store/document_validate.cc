@@ -507,6 +507,11 @@ class Validator {
         Problem(pp, "not valid UTF-8");
         continue;
       }
+      if (s == kHiddenParam) {
+        Problem(pp, "is the placeholder `starling get` shows instead of a param's value; `starling get "
+                    "--show-params` shows the values, to edit and apply");
+        continue;
+      }
       std::vector<Reference> refs;
       std::vector<std::string> errors;
       ScanReferences(s, &refs, &errors);

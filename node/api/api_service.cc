@@ -55,6 +55,7 @@ struct TagsReq {
 struct InfoReq {};
 struct GetReq {
   std::string revision, format;
+  bool show_params = false;
 };
 struct HistoryReq {};
 struct DiffReq {
@@ -172,7 +173,7 @@ Result<Request> Decode(ByteView bytes) {
       }
       case api::Request::GET: {
         auto g = req.getGet();
-        return Request(GetReq{Text(g.getRevision()), Text(g.getFormat())});
+        return Request(GetReq{Text(g.getRevision()), Text(g.getFormat()), g.getShowParams()});
       }
       case api::Request::HISTORY:
         return Request(HistoryReq{});
@@ -454,7 +455,7 @@ void ApiService::HandleState(Request& request, Respond respond) {
   };
   if (auto* apply = std::get_if<ApplyRequest>(&request)) return text(state_.Apply(*apply));
   if (auto* get = std::get_if<GetReq>(&request)) {
-    auto r = state_.Get(get->revision, get->format.empty() ? "json" : get->format);
+    auto r = state_.Get(get->revision, get->format.empty() ? "json" : get->format, get->show_params);
     return respond(r.ok() ? TextReply(*r) : ErrorReply("get: " + r.status().message()));
   }
   if (std::holds_alternative<HistoryReq>(request)) return text(state_.History());
@@ -684,7 +685,10 @@ HttpReply ApiService::HandleHttp(const std::string& path) const {
   if (path == "/v1/rollout") return json(RolloutStatus(replicator_.log(), members_, soft_));
   if (path == "/v1/state") {
     const store::DesiredLog& log = replicator_.log();
-    return json({{"revision", log.Current().id}, {"digest", log.digest()}, {"document", log.state().Document()}});
+    // Unauthenticated: params (secrets among them) are never shown here.
+    return json({{"revision", log.Current().id},
+                 {"digest", log.digest()},
+                 {"document", store::HideParams(log.state().Document())}});
   }
   store::Json body = {
       {"error", "no such endpoint: " + path},

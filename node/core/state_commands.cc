@@ -166,7 +166,8 @@ Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, 
               {"warnings", std::move(warnings)}};
 }
 
-Result<std::string> StateCommands::Get(const std::string& revision, const std::string& format) const {
+Result<std::string> StateCommands::Get(const std::string& revision, const std::string& format,
+                                       bool show_params) const {
   if (format != "json" && format != "yaml")
     return Status::InvalidArgument("unknown format '" + format + "' (expected json or yaml)");
   const store::DesiredLog& log = replicator_.log();
@@ -176,6 +177,7 @@ Result<std::string> StateCommands::Get(const std::string& revision, const std::s
     if (!at.ok()) return at.status();
     doc = std::move(*at);
   }
+  if (!show_params) doc = store::HideParams(std::move(doc));
   return format == "json" ? doc.dump(2) + "\n" : store::ToYaml(doc);
 }
 

@@ -99,8 +99,9 @@ class StateCommands {
 
   // {"revision", "previous", "changed", "objects", "warnings": [...]}
   Result<store::Json> Apply(const ApplyRequest& request);
-  // The document at `revision` (current when empty) as "json" or "yaml" text.
-  Result<std::string> Get(const std::string& revision, const std::string& format) const;
+  // The document at `revision` (current when empty) as "json" or "yaml"
+  // text; service params' values hidden unless `show_params`.
+  Result<std::string> Get(const std::string& revision, const std::string& format, bool show_params) const;
   // Oldest first.
   store::Json History() const;
   // Changes from `from` to `to` (current when empty).

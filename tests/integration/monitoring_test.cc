@@ -188,7 +188,8 @@ TEST(Monitoring, JsonEndpointsSayWhatTheCliSays) {
   ASSERT_TRUE(c.StartConverged(3));
   auto at = HttpOf(c, 1);
   std::string doc = c.root() + "/doc.yaml";
-  std::ofstream(doc) << "roles: [web]\npackages:\n  web: {version: \"1.0\", roles: [web]}\n";
+  std::ofstream(doc) << "roles: [web]\npackages:\n  web: {version: \"1.0\", roles: [web]}\n"
+                         "services:\n  db:\n    params: {DB_PASSWORD: hunter2, PORT: 5432}\n";
   ASSERT_EQ(c.Cli(0, {"apply", "-f", doc}).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] { return c.Info(1) && !c.Info(1)->value("revision", "").empty(); }, 10s));
 
@@ -216,6 +217,16 @@ TEST(Monitoring, JsonEndpointsSayWhatTheCliSays) {
                (*state)["document"]["packages"]["web"].value("version", "") == "1.0";
       },
       10s));
+  // But never a param's value: any client, any process on the machine, reads HTTP.
+  Got state = HttpGet(at, "/v1/state");
+  EXPECT_EQ(state.body.find("hunter2"), std::string::npos) << state.body;
+  EXPECT_EQ(state.body.find("5432"), std::string::npos) << state.body;
+  EXPECT_NE(state.body.find("\"DB_PASSWORD\":\"(hidden: starling get --show-params)\""), std::string::npos)
+      << state.body;
+  for (const auto& path : {"/v1/nodes", "/v1/rollout", "/v1/info", "/metrics"})
+    EXPECT_EQ(HttpGet(at, path).body.find("hunter2"), std::string::npos) << path;
+  CommandResult shown = c.Cli(1, {"get", "--show-params"});
+  EXPECT_NE(shown.out.find("hunter2"), std::string::npos) << "asked for on the socket, the value is there";
 
   auto rollout = GetJson(at, "/v1/rollout");
   ASSERT_TRUE(rollout);

@@ -63,11 +63,26 @@ TEST(Services, ApplySetFillsParamsAndRefusesMissingOrUnusedValues) {
 
   r = c.Cli(0, {"apply", "-f", doc, "--set", "port=8080", "--set", "host=db.example"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = c.Cli(0, {"get", "--format", "json"});
+  r = c.Cli(0, {"get", "--format", "json", "--show-params"});
   ASSERT_EQ(r.exit_code, 0);
   json stored = json::parse(r.out);
   EXPECT_EQ(stored["services"]["web"]["params"],
             (json{{"port", "8080"}, {"url", "http://db.example:8080/"}, {"threads", 4}}));
+
+  // Params may be secrets: without --show-params they are hidden (over HTTP
+  // always: Monitoring.HttpMirrorsTheCli...); and the hidden copy, applied back, is refused by path.
+  r = c.Cli(0, {"get", "--format", "yaml"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.find("db.example"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(hidden: starling get --show-params)"), std::string::npos) << r.out;
+  const std::string hidden = c.root() + "/hidden.yaml";
+  {
+    std::ofstream out(hidden);
+    out << r.out;
+  }
+  r = c.Cli(0, {"apply", "-f", hidden});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("services.web.params.port: is the placeholder"), std::string::npos) << r.err;
 }
 
 // Three nodes, two pinned by role to one node each, one on every node.

@@ -40,7 +40,7 @@ std::string Doc(const std::string& version) {
 // The document without `voters`, which the lease writes on its own once the
 // member list is stable (see README "Coordinator lease").
 std::optional<json> Get(const LocalCluster& c, int i) {
-  CommandResult r = c.Cli(i, {"get", "--format", "json"});
+  CommandResult r = c.Cli(i, {"get", "--format", "json", "--show-params"});
   if (r.exit_code != 0) return std::nullopt;
   json doc = json::parse(r.out, nullptr, false);
   if (doc.is_discarded()) return std::nullopt;
@@ -135,7 +135,7 @@ TEST(State, ApplyOnOneNodeIsReadOnEveryNode) {
   EXPECT_EQ(AwaitSameDigest(c, c.All(), 2, kConverge), "");
   EXPECT_TRUE(AwaitEntries(c, c.All(), 2, 1));
   // YAML output reads back as the same document.
-  CommandResult yaml = c.Cli(4, {"get", "--format", "yaml"});
+  CommandResult yaml = c.Cli(4, {"get", "--format", "yaml", "--show-params"});
   ASSERT_EQ(yaml.exit_code, 0);
   const std::string again = WriteFile(c, "again.yaml", yaml.out);
   json same = ApplyJson(c, 4, again);

@@ -1070,5 +1070,22 @@ services:
   EXPECT_TRUE(ServiceEdges(Json{{"services", 1}}).empty());
 }
 
+TEST(HideParams, EveryParamValueIsHiddenAndTheHiddenCopyCannotBeApplied) {
+  const Json doc = Json::parse(R"({"services": {"db": {"params": {"PASSWORD": "hunter2", "PORT": 5432, "TLS": true}},
+                                                "web": {"params": {"DB": "${db.url}"}, "after": ["db"]}},
+                                   "roles": ["web"]})");
+  const Json hidden = HideParams(doc);
+  EXPECT_EQ(CanonicalJson(hidden).find("hunter2"), std::string::npos);
+  for (const char* p : {"PASSWORD", "PORT", "TLS"}) EXPECT_EQ(hidden["services"]["db"]["params"][p], kHiddenParam) << p;
+  EXPECT_EQ(hidden["services"]["web"]["params"]["DB"], kHiddenParam);
+  EXPECT_EQ(hidden["services"]["web"]["after"], doc["services"]["web"]["after"]) << "only params are hidden";
+  EXPECT_EQ(hidden["roles"], doc["roles"]);
+  EXPECT_EQ(HideParams(Json::parse(R"({"services": {"x": 1}, "roles": 2})")), Json::parse(R"({"services": {"x": 1}, "roles": 2})"))
+      << "an invalid document is left alone, not thrown on";
+  Status s = ValidateDocument(hidden);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("services.db.params.PASSWORD: is the placeholder"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace starling::store

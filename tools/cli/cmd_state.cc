@@ -84,11 +84,16 @@ void AddApply(CLI::App& app, Context& ctx) {
 void AddGet(CLI::App& app, Context& ctx) {
   struct Options {
     std::string revision, format = "yaml";
+    bool show_params = false;
   };
   auto o = std::make_shared<Options>();
-  CLI::App* cmd =
-      app.add_subcommand("get", "Print the desired state (the current revision unless --revision)");
+  CLI::App* cmd = app.add_subcommand(
+      "get",
+      "Print the desired state (the current revision unless --revision). Service params, which may hold "
+      "secrets, are shown as a placeholder unless --show-params; `apply` refuses the placeholder, so a "
+      "copy without the values cannot overwrite them");
   cmd->add_option("--revision", o->revision, "A revision id or unique prefix (at least 4 hex digits)");
+  cmd->add_flag("--show-params", o->show_params, "Show the params' values (HTTP never does)");
   AddFormatOption(*cmd, o->format, {"yaml", "json"});
   cmd->callback([&ctx, o] {
     ctx.exit_code = Call(
@@ -97,6 +102,7 @@ void AddGet(CLI::App& app, Context& ctx) {
           auto q = r.initGet();
           q.setRevision(o->revision);
           q.setFormat(o->format);
+          q.setShowParams(o->show_params);
         },
         [](api::Reply::Reader reply) {
           if (!reply.isText()) return Unexpected();

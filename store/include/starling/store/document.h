@@ -62,6 +62,13 @@ Status FillSettings(Json& doc, const std::map<std::string, std::string>& values)
 // one it lists whatever well-formed edges it finds.
 std::vector<std::pair<std::string, std::string>> ServiceEdges(const Json& doc);
 
+// Service params may hold secrets (a DB_PASSWORD). HideParams replaces the value of every param of every
+// service with kHiddenParam, for what is shown to anyone who did not ask for the values: HTTP always,
+// `starling get` without --show-params. ValidateDocument refuses kHiddenParam as a value, so a hidden copy
+// applied back cannot overwrite the real values.
+inline constexpr std::string_view kHiddenParam = "(hidden: starling get --show-params)";
+Json HideParams(Json doc);
+
 // Block-style YAML that ParseDocument reads back to the same Json. Keys come out sorted; strings are left
 // plain only when they are unmistakably strings, otherwise double-quoted with escapes. Strings must be valid
 // UTF-8 (anything ParseDocument produced is).
