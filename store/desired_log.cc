@@ -157,7 +157,9 @@ Status CheckObject(const std::string& key, const std::optional<std::string>& val
     return Status::Corruption("a bad object key");
   if (SectionOf(key).size() == key.size() && key.find('/') != std::string::npos)
     return Status::Corruption("a bad object key");
-  if (value && value->size() > kMaxValueBytes) return Status::Corruption("a value too large");
+  if (value && value->size() > kMaxValueBytes)
+    return Status::Corruption("the value for " + key + " of " + std::to_string(value->size()) + " bytes (one object " +
+                              "may hold at most " + std::to_string(kMaxValueBytes) + ")");
   // Values are spliced into the canonical document text as they are; the
   // JSON parser also refuses strings that are not UTF-8, but it stops at a
   // NUL, so text after one would be spliced in unchecked.
@@ -173,10 +175,35 @@ Status CheckEntry(const Entry& e) {
     return Status::Corruption("entry with a bad origin name");
   if (e.note.size() > kMaxNoteBytes || !text::IsCleanText(e.note)) return Status::Corruption("entry with a bad note");
   if (e.ops.empty()) return Status::Corruption("entry without changes");
-  if (e.ops.size() > kMaxOpsPerEntry) return Status::Corruption("too many changes in one entry");
+  if (e.ops.size() > kMaxOpsPerEntry)
+    return Status::Corruption("entry with " + std::to_string(e.ops.size()) + " changed objects (at most " +
+                              std::to_string(kMaxOpsPerEntry) + " in one entry)");
+  size_t bytes = e.note.size();
   for (const auto& op : e.ops) {
     if (Status s = CheckObject(op.key, op.value); !s.ok()) return Status::Corruption("entry with " + s.message());
+    bytes += op.key.size() + (op.value ? op.value->size() : 0);
   }
+  if (bytes > kMaxEntryBytes)
+    return Status::Corruption("entry of " + std::to_string(bytes) + " bytes of objects (at most " +
+                              std::to_string(kMaxEntryBytes) + " in one entry)");
+  return Status::Ok();
+}
+
+// The keys and values the state would hold with `e` applied on top.
+Status CheckStateAfter(const State& state, const Entry& e) {
+  size_t total = 0;
+  for (const auto& [key, reg] : state.registers()) total += reg.value ? key.size() + reg.value->size() : 0;
+  const size_t before = total;
+  std::map<std::string_view, size_t> after;  // the last op on a key wins
+  for (const auto& op : e.ops) after[op.key] = op.value ? op.key.size() + op.value->size() : 0;
+  for (const auto& [key, bytes] : after) {
+    if (const Register* r = state.Find(std::string(key)); r != nullptr && r->value) total -= key.size() + r->value->size();
+    total += bytes;
+  }
+  if (total > kMaxStateBytes && total > before)
+    return Status::InvalidArgument("the change is refused: the desired state would hold " + std::to_string(total) +
+                                   " bytes of objects, more than the " + std::to_string(kMaxStateBytes) +
+                                   " a node replicates; remove or shrink objects first");
   return Status::Ok();
 }
 
@@ -408,7 +435,10 @@ Result<Entry> DesiredLog::Write(std::vector<Op> ops, std::string note, Hlc base,
   e.base = base;
   e.note = std::move(note);
   e.ops = std::move(ops);
-  if (Status s = CheckEntry(e); !s.ok()) return Status::InvalidArgument(s.message());
+  // The writer is held to what its peers accept, and a bit more: a state
+  // that its snapshot could not carry is refused here, where it is made.
+  if (Status s = CheckEntry(e); !s.ok()) return Status::InvalidArgument("the change is refused: " + s.message());
+  if (Status s = CheckStateAfter(rep_->state, e); !s.ok()) return s;
   e.hlc = rep_->clock.Now(wall_micros);
   if (Status s = rep_->storage.AppendEntries({e}, /*sync=*/true); !s.ok()) return s;
   rep_->Add(e);

@@ -318,7 +318,7 @@ TEST(State, HistoryDiffAndRollback) {
   CommandResult text = c.Cli(0, {"diff", rev1.substr(0, 6), rev2});
   EXPECT_NE(text.out.find("~ packages.web.version: 1.0.0 -> 2.0.0"), std::string::npos) << text.out;
 
-  CommandResult old = c.Cli(0, {"get", "--revision", rev1, "--format", "json"});
+  CommandResult old = c.Cli(0, {"get", "--revision", rev1, "--format", "json", "--show-params"});
   ASSERT_EQ(old.exit_code, 0) << old.err;
   EXPECT_EQ(json::parse(old.out)["packages"]["web"]["version"], "1.0.0");
 
@@ -498,6 +498,7 @@ TEST(State, AutoCommissionSwitchCommissionsDiscoveredNodes) {
   ASSERT_TRUE(c.WaitReady(late));
   EXPECT_TRUE(WaitFor([&] { return lifecycles()["node3"] == "commissioned"; }, kConverge));
 }
+
 
 }  // namespace
 }  // namespace starling::itest

@@ -93,6 +93,51 @@ TEST(DesiredLog, WriteRefusesEmptyOrBadChanges) {
   EXPECT_EQ(log->entries(), 0u);
 }
 
+// A value of `n` bytes that is JSON (a string).
+std::string JsonOfSize(size_t n) { return "\"" + std::string(n - 2, 'x') + "\""; }
+
+// The finding: a write the writer accepted and no peer would take, so the
+// cluster stayed on two revisions for good. Now one check serves both sides.
+TEST(DesiredLog, AWriteIsHeldToWhatPeersAcceptAndNamesTheLimit) {
+  MemoryLogStorage storage;
+  auto log = OpenLog(storage, 7, "a");
+  // One object over 1 MiB: refused, naming the object and the limit.
+  auto big = log->Write({Put("packages/web", JsonOfSize(kMaxValueBytes + 1))}, "", {}, kWall);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(big.status().message().find("packages/web"), std::string::npos) << big.status().message();
+  EXPECT_NE(big.status().message().find(std::to_string(kMaxValueBytes)), std::string::npos) << big.status().message();
+  // Twelve objects of 900 KiB: each fine, together over one entry's limit.
+  std::vector<Op> many;
+  for (int i = 0; i < 12; ++i) many.push_back(Put("packages/p" + std::to_string(i), JsonOfSize(900 << 10)));
+  auto wide = log->Write(many, "", {}, kWall);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_NE(wide.status().message().find("at most " + std::to_string(kMaxEntryBytes) + " in one entry"),
+            std::string::npos)
+      << wide.status().message();
+  // What the writer refuses, a peer's decoder refuses too: the same check.
+  Entry e = MakeEntry(9, 1, kWall, many);
+  EXPECT_EQ(log->Ingest(e, kWall).status().code(), Status::Code::kCorruption);
+  // Writes that each fit, until the state would outgrow what a snapshot carries.
+  int written = 0;
+  Status last;
+  for (int i = 0; i < 20; ++i) {
+    auto w = log->Write({Put("packages/q" + std::to_string(i), JsonOfSize(900 << 10))}, "", {}, kWall + i);
+    if (!w.ok()) {
+      last = w.status();
+      break;
+    }
+    ++written;
+  }
+  EXPECT_EQ(written, static_cast<int>(kMaxStateBytes / (900 << 10)));
+  EXPECT_NE(last.message().find("more than the " + std::to_string(kMaxStateBytes) + " a node replicates"),
+            std::string::npos)
+      << last.message();
+  // Shrinking is always allowed, and makes room again.
+  EXPECT_TRUE(log->Write({Op{"packages/q0", std::nullopt}}, "", {}, kWall + 100).ok());
+  EXPECT_TRUE(log->Write({Put("packages/q0", "{}")}, "", {}, kWall + 101).ok());
+}
+
 TEST(DesiredLog, IngestChecksEntriesFromPeers) {
   MemoryLogStorage storage;
   auto log = OpenLog(storage, 7, "a");

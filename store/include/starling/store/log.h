@@ -105,11 +105,18 @@ struct Snapshot {
   bool empty() const { return covered.empty() && registers.empty(); }
 };
 
-// Limits on what an entry from a peer may make us hold.
+// Limits on what an entry may make a node hold. The writer checks its own
+// entry against the same limits as every peer's decoder (CheckEntry), so a
+// write that is accepted can always replicate: an entry of kMaxEntryBytes
+// fits a sync message, whose stream cap is 16 MiB.
 inline constexpr size_t kMaxKeyBytes = 256;
 inline constexpr size_t kMaxValueBytes = 1 << 20;
 inline constexpr size_t kMaxOpsPerEntry = 4096;
 inline constexpr size_t kMaxNoteBytes = 1024;
+inline constexpr size_t kMaxEntryBytes = 8 << 20;  // its keys, values and note together
+// A local write is refused when the objects' keys and values would come to
+// more than this in all, so that a snapshot of the state crosses too.
+inline constexpr size_t kMaxStateBytes = 8 << 20;
 // An entry stamped further ahead of our wall clock is refused for now.
 inline constexpr int64_t kMaxClockSkewMicros = 5LL * 60 * 1000 * 1000;
 
