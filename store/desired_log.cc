@@ -61,6 +61,9 @@ std::string OriginLabel(const std::map<uint64_t, std::string>& names, uint64_t o
 bool State::Put(const std::string& key, Register r) {
   auto it = registers_.find(key);
   if (it != registers_.end() && !Older(it->second, r)) return false;
+  auto held = [&](const Register& reg) { return reg.value ? key.size() + reg.value->size() : 0; };
+  if (it != registers_.end()) bytes_ -= held(it->second);
+  bytes_ += held(r);
   registers_[key] = std::move(r);
   digest_.reset();
   document_.reset();
@@ -191,8 +194,7 @@ Status CheckEntry(const Entry& e) {
 
 // The keys and values the state would hold with `e` applied on top.
 Status CheckStateAfter(const State& state, const Entry& e) {
-  size_t total = 0;
-  for (const auto& [key, reg] : state.registers()) total += reg.value ? key.size() + reg.value->size() : 0;
+  size_t total = state.bytes();
   const size_t before = total;
   std::map<std::string_view, size_t> after;  // the last op on a key wins
   for (const auto& op : e.ops) after[op.key] = op.value ? op.key.size() + op.value->size() : 0;

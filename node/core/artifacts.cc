@@ -635,7 +635,6 @@ void Artifacts::Add(OpenFile file, const std::string& path, const std::string& n
         "does): starlingd never opens a path a client names"));
   std::string label = name;
   if (label.empty()) label = path.substr(path.rfind('/') + 1);
-  if (label.empty()) label = "artifact";
   auto result = std::make_shared<Result<ArtifactManifest>>(Status::Internal("not run"));
   offload_(
       [this, file, path, label, version, result] { *result = store_.Add(*file, path, label, version); },

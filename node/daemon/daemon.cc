@@ -371,8 +371,7 @@ void Daemon::ServeApi() {
                                         std::function<void(Result<store::Json>)> done) {
     k->Run(op, key, local, std::move(done));
   });
-  api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push,
-                     ApiServer::PassedFile file) {
+  api_->Start([this](ByteView request, ApiServer::Respond respond, ApiServer::Push push, OpenFile file) {
     service_->Handle(request, std::move(respond), std::move(push), std::move(file));
   });
 }

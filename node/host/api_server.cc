@@ -33,6 +33,13 @@ constexpr int kMaxConnections = 32;
 
 }  // namespace
 
+OpenFile AdoptFile(int fd) {
+  return OpenFile(new int(fd), [](const int* p) {
+    ::close(*p);
+    delete p;
+  });
+}
+
 struct ApiServer::Rep : std::enable_shared_from_this<ApiServer::Rep> {
   Rep(asio::io_context& io_in, ErrorReply error_reply_in)
       : io(io_in), acceptor(io_in), accept_retry(io_in), error_reply(std::move(error_reply_in)) {}
@@ -101,10 +108,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
         // One file per request; any more are closed unread.
         if (file_ == nullptr) {
-          file_ = std::shared_ptr<const int>(new int(fd), [](const int* p) {
-            ::close(*p);
-            delete p;
-          });
+          file_ = AdoptFile(fd);
         } else {
           ::close(fd);
         }
@@ -214,7 +218,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
   stream_protocol::socket socket_;
   asio::steady_timer deadline_;
   std::array<uint8_t, 4> header_{};
-  ApiServer::PassedFile file_;
+  OpenFile file_;
   std::vector<uint64_t> body_;  // 8-byte aligned: Cap'n Proto reads words in place
   Bytes reply_;
   bool replied_ = false;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "starling/env.h"
+#include "artifact_store.h"
 #include "starling/status.h"
 
 namespace asio {
@@ -20,6 +21,10 @@ class io_context;
 }
 
 namespace starling::node {
+
+// Takes ownership of an open descriptor: it is closed when the last copy of
+// the OpenFile goes.
+OpenFile AdoptFile(int fd);
 
 class ApiServer {
  public:
@@ -33,11 +38,9 @@ class ApiServer {
   // the connection open, without a deadline, until the client closes it;
   // false once it is gone (or too far behind). Never mixed with Respond.
   using Push = std::function<bool(Bytes frame)>;
-  // A file descriptor the client passed with its request (SCM_RIGHTS): a
-  // file it opened with its own rights. Closed when the last copy goes;
-  // null when none came.
-  using PassedFile = std::shared_ptr<const int>;
-  using Handler = std::function<void(ByteView request, Respond respond, Push push, PassedFile file)>;
+  // `file`: what the client passed with its request (SCM_RIGHTS), a file it
+  // opened with its own rights; null when none came.
+  using Handler = std::function<void(ByteView request, Respond respond, Push push, OpenFile file)>;
   // Builds the reply for a request the server refuses on its own.
   using ErrorReply = std::function<Bytes(const std::string& message)>;
 

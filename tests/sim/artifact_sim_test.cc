@@ -8,7 +8,6 @@
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +15,7 @@
 #include <fstream>
 #include <random>
 
+#include "api_server.h"
 #include "artifacts.h"
 #include "file_artifact_store.h"
 #include "state_commands.h"
@@ -210,11 +210,7 @@ std::string AddOn(ArtCluster& ac, int i, const std::string& file) {
   // Opened as a client would, and handed over open.
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   EXPECT_GE(fd, 0) << file;
-  OpenFile open_file(new int(fd), [](const int* p) {
-    ::close(*p);
-    delete p;
-  });
-  ac.node(i).artifacts->Add(open_file, file, "big", "1", [&](Result<Json> r) { added = std::move(r); });
+  ac.node(i).artifacts->Add(AdoptFile(fd), file, "big", "1", [&](Result<Json> r) { added = std::move(r); });
   ac.cluster().loop().RunUntil([&] { return added.has_value(); }, 5s);
   EXPECT_TRUE(added && added->ok()) << (added ? added->status().ToString() : "no answer");
   return added && added->ok() ? (**added)["digest"].get<std::string>() : "";

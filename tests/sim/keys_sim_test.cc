@@ -90,6 +90,13 @@ class KeysCluster {
   Cluster c_;  // last: its teardown calls OnCrash
 };
 
+// A keyring with only `key`: what someone who kept or stole it holds.
+Keyring Holding(const Key& key) {
+  Keyring ring;
+  EXPECT_TRUE(ring.Install(key).ok());
+  return ring;
+}
+
 // Whether `needle` occurs in `hay`.
 bool Contains(const Bytes& hay, const Key& needle) {
   return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
@@ -112,8 +119,7 @@ TEST(KeysSim, AKeyInstalledOnEachNodeNeverReachesAHolderOfTheOldKey) {
   const Key old_key = Keyring::Generate(), new_key = Keyring::Generate();
   KeysCluster kc(Seed(71), 4, old_key);
   ASSERT_TRUE(kc.c().FormAll(std::chrono::seconds(1), std::chrono::seconds(30)));
-  Keyring thief;
-  ASSERT_TRUE(thief.Install(old_key).ok());
+  const Keyring thief = Holding(old_key);
   const size_t start = kc.wire().size();
 
   // Out of band: on each node by hand, then use and remove cluster-wide by
@@ -145,8 +151,7 @@ TEST(KeysSim, AnInBandInstallIsReadByAHolderOfTheCurrentKeyAsSecurityMdSays) {
   const Key old_key = Keyring::Generate(), new_key = Keyring::Generate();
   KeysCluster kc(Seed(73), 3, old_key);
   ASSERT_TRUE(kc.c().FormAll(std::chrono::seconds(1), std::chrono::seconds(30)));
-  Keyring thief;
-  ASSERT_TRUE(thief.Install(old_key).ok());
+  const Keyring thief = Holding(old_key);
   const size_t start = kc.wire().size();
   auto install = kc.Run(0, "install", Keyring::FormatKey(new_key));
   EXPECT_TRUE(install.contains("warning")) << install.dump();

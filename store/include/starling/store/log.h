@@ -133,6 +133,8 @@ class State {
   bool Put(const std::string& key, Register r);
   bool Apply(const Entry& e);
   const std::map<std::string, Register>& registers() const { return registers_; }
+  // The keys and values of the objects held (tombstones count nothing).
+  size_t bytes() const { return bytes_; }
   const Register* Find(const std::string& key) const;
   // Built once per change and cached, like the digest.
   const Json& Document() const;
@@ -144,6 +146,7 @@ class State {
 
  private:
   std::map<std::string, Register> registers_;
+  size_t bytes_ = 0;
   mutable std::optional<std::string> digest_;
   mutable std::optional<Json> document_;
 };
