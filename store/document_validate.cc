@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -56,6 +57,15 @@ bool IsPercent(std::string_view s) {
   std::string_view n = s.substr(0, s.size() - 1);
   if (n == "100") return true;
   return n.size() <= 2 && n[0] != '0' && std::all_of(n.begin(), n.end(), IsDigit);
+}
+
+// The first control character in s other than newline and tab, shown as \xNN.
+std::optional<std::string> FirstControlCharacter(std::string_view s) {
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) return Printable(std::string_view(&ch, 1));
+  }
+  return std::nullopt;
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -505,6 +515,13 @@ class Validator {
       const std::string& s = v.get_ref<const std::string&>();
       if (!ValidUtf8(s)) {
         Problem(pp, "not valid UTF-8");
+        continue;
+      }
+      // A param becomes an environment variable: a NUL would cut it short at
+      // hook time, and other control characters reach hook logs and terminals
+      // raw. Newlines and tabs stay: multi-line values (a certificate) are real.
+      if (auto bad = FirstControlCharacter(s)) {
+        Problem(pp, "holds control character " + *bad + "; only newlines and tabs are allowed in a param");
         continue;
       }
       if (s == kHiddenParam) {

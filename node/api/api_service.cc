@@ -453,7 +453,22 @@ void ApiService::HandleState(Request& request, Respond respond) {
   auto text = [&](const Result<store::Json>& r) {
     respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
   };
-  if (auto* apply = std::get_if<ApplyRequest>(&request)) return text(state_.Apply(*apply));
+  if (auto* apply = std::get_if<ApplyRequest>(&request)) {
+    if (!offload_) return text(state_.Apply(*apply));
+    struct Parsing {
+      ApplyRequest request;
+      Result<store::Json> given = Status::Unavailable("not parsed");
+    };
+    auto p = std::make_shared<Parsing>(Parsing{std::move(*apply)});
+    offload_([p] { p->given = StateCommands::Parse(p->request); },
+             [this, p, respond, alive = alive_] {
+               if (!*alive) return;
+               Result<store::Json> r =
+                   p->given.ok() ? state_.ApplyParsed(p->request, std::move(p->given).value()) : p->given.status();
+               respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
+             });
+    return;
+  }
   if (auto* get = std::get_if<GetReq>(&request)) {
     auto r = state_.Get(get->revision, get->format.empty() ? "json" : get->format, get->show_params);
     return respond(r.ok() ? TextReply(*r) : ErrorReply("get: " + r.status().message()));

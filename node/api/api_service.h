@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ class ApiService {
   // The references must outlive the service.
   ApiService(membership::Memberlist& members, store::Replicator& replicator, Lease& lease, const SoftState& soft,
              const Clock& clock, DaemonFacts facts, LeaveFn leave);
+  ~ApiService() { *alive_ = false; }
+  ApiService(const ApiService&) = delete;
+  ApiService& operator=(const ApiService&) = delete;
 
   // Always answers exactly once, possibly later (join, leave). A malformed
   // request or one of another API version gets a Reply whose `error` says so.
@@ -69,6 +73,10 @@ class ApiService {
   // refuses the change.
   using SaveTagsFn = std::function<Status(const membership::Tags&)>;
   void SetSaveTags(SaveTagsFn save) { save_tags_ = std::move(save); }
+  // Runs `work` off the protocol thread, then `done` back on it. Set, an
+  // apply's document is parsed there, so a costly one cannot stall gossip.
+  using OffloadFn = std::function<void(std::function<void()> work, std::function<void()> done)>;
+  void SetOffload(OffloadFn offload) { offload_ = std::move(offload); }
   // Adds families to /metrics (for parts of the daemon this does not hold).
   void AddMetrics(std::function<void(MetricsText&)> fn) { extra_metrics_.push_back(std::move(fn)); }
 
@@ -109,7 +117,9 @@ class ApiService {
   KeysFn keys_;
   ArtifactsFn artifacts_;
   SaveTagsFn save_tags_;
+  OffloadFn offload_;
   std::vector<std::function<void(MetricsText&)>> extra_metrics_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once destroyed, for offloaded work
 };
 
 }  // namespace starling::node

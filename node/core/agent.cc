@@ -350,7 +350,7 @@ NodeAgent::Job NodeAgent::VerifyJob() {
         job_->steps.push_front(StartService(name, svc, deadline));
         return done(true, "");
       }
-      HookRequest req{health, ServiceEnv(name, svc, {}), "", cfg_.hook_timeout};
+      HookRequest req{health, ServiceEnv(name, svc, KnownParams(svc)), "", cfg_.hook_timeout};
       req.env["STARLING_HOOK"] = "health";
       hooks_.Run(req, [this, name, svc, done, deadline, alive = alive_](Result<HookResult> r) {
         if (!*alive) return;
@@ -423,7 +423,7 @@ NodeAgent::Step NodeAgent::Hook(const std::string& phase, const std::string& kin
 
 NodeAgent::Step NodeAgent::StopService(const std::string& name) {
   const Json svc = Section(current_, "services").value(name, Json::object());
-  return Hook("stopping", "stop", HookOf(svc, "stop"), ServiceEnv(name, svc, {}), [this, name](const HookResult&) {
+  return Hook("stopping", "stop", HookOf(svc, "stop"), ServiceEnv(name, svc, KnownParams(svc)), [this, name](const HookResult&) {
     current_["services"].erase(name);
     for (auto it = outputs_.begin(); it != outputs_.end();)
       it = it->first.rfind(name + ".", 0) == 0 ? outputs_.erase(it) : std::next(it);
@@ -595,7 +595,7 @@ void NodeAgent::RunHealth(Done done) {
     if (!*alive || !next) return;
     if (*i >= names->size()) return done(true, "");
     const auto& [name, svc] = (*names)[(*i)++];
-    auto env = ServiceEnv(name, svc, {});
+    auto env = ServiceEnv(name, svc, KnownParams(svc));
     env["STARLING_HOOK"] = "health";
     HookRequest req{HookOf(svc, "health"), env, "", cfg_.hook_timeout};
     hooks_.Run(req, [name = name, next, done, alive](Result<HookResult> r) {
@@ -666,41 +666,57 @@ std::map<std::string, std::string> NodeAgent::ServiceEnv(const std::string& name
   return env;
 }
 
+std::optional<std::string> NodeAgent::ResolveParam(const Json& v, std::string* missing) const {
+  if (!v.is_string()) return v.dump();
+  const std::string& s = v.get_ref<const std::string&>();
+  std::string value;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t open = s.find("${", pos);
+    if (open == std::string::npos) {
+      value += s.substr(pos);
+      break;
+    }
+    size_t close = s.find('}', open);
+    if (close == std::string::npos) {
+      value += s.substr(pos);
+      break;
+    }
+    value += s.substr(pos, open - pos);
+    std::string ref = s.substr(open + 2, close - open - 2);
+    auto found = outputs_.count(ref) ? std::optional<std::string>(outputs_.at(ref)) : soft_.FindOutput(ref);
+    if (!found) {
+      *missing = "${" + ref + "}";
+      return std::nullopt;
+    }
+    value += *found;
+    pos = close + 1;
+  }
+  return value;
+}
+
 std::optional<std::map<std::string, std::string>> NodeAgent::ResolveParams(const Json& svc,
                                                                           std::string* missing) const {
   std::map<std::string, std::string> out;
   auto p = svc.find("params");
   if (p == svc.end() || !p->is_object()) return out;
   for (const auto& [k, v] : p->items()) {
-    if (!v.is_string()) {
-      out[k] = v.dump();
-      continue;
-    }
-    const std::string& s = v.get_ref<const std::string&>();
-    std::string value;
-    size_t pos = 0;
-    while (pos < s.size()) {
-      size_t open = s.find("${", pos);
-      if (open == std::string::npos) {
-        value += s.substr(pos);
-        break;
-      }
-      size_t close = s.find('}', open);
-      if (close == std::string::npos) {
-        value += s.substr(pos);
-        break;
-      }
-      value += s.substr(pos, open - pos);
-      std::string ref = s.substr(open + 2, close - open - 2);
-      auto found = outputs_.count(ref) ? std::optional<std::string>(outputs_.at(ref)) : soft_.FindOutput(ref);
-      if (!found) {
-        *missing = "${" + ref + "}";
-        return std::nullopt;
-      }
-      value += *found;
-      pos = close + 1;
-    }
-    out[k] = value;
+    auto value = ResolveParam(v, missing);
+    if (!value) return std::nullopt;
+    out[k] = std::move(*value);
+  }
+  return out;
+}
+
+std::map<std::string, std::string> NodeAgent::KnownParams(const Json& svc) const {
+  // A stop or health hook must run even when an input has gone away (its
+  // provider stopped), so it gets every param that still resolves.
+  std::map<std::string, std::string> out;
+  auto p = svc.find("params");
+  if (p == svc.end() || !p->is_object()) return out;
+  for (const auto& [k, v] : p->items()) {
+    std::string missing;
+    if (auto value = ResolveParam(v, &missing)) out[k] = std::move(*value);
   }
   return out;
 }

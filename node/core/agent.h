@@ -153,6 +153,8 @@ class NodeAgent {
   std::map<std::string, std::string> ServiceEnv(const std::string& name, const store::Json& svc,
                                                 const std::map<std::string, std::string>& params) const;
   std::optional<std::map<std::string, std::string>> ResolveParams(const store::Json& svc, std::string* missing) const;
+  std::optional<std::string> ResolveParam(const store::Json& value, std::string* missing) const;
+  std::map<std::string, std::string> KnownParams(const store::Json& svc) const;
 
   std::string self_;
   Clock& clock_;

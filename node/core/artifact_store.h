@@ -62,6 +62,10 @@ class ArtifactStore {
 
   // Whether the complete, verified artifact is held.
   virtual bool Has(const std::string& digest) const = 0;
+  // Hashes the complete file again: Ok when it still matches its digest,
+  // kCorruption (naming both digests) when its bytes changed on this disk,
+  // kNotFound when it is absent.
+  virtual Status Verify(const std::string& digest) const = 0;
   // The complete file's path, whether or not present; empty for a string
   // that is not a digest (it must never reach a path unchecked).
   virtual std::string PathOf(const std::string& digest) const = 0;

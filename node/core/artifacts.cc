@@ -246,8 +246,13 @@ std::optional<std::string> Artifacts::Need(const std::string& digest, std::strin
     return std::nullopt;
   }
   if (store_.Has(digest)) {
-    needed_.erase(digest);  // from now on the desired state decides whether it stays
-    return store_.PathOf(digest);
+    if (checked_.erase(digest)) {
+      needed_.erase(digest);  // from now on the desired state decides whether it stays
+      return store_.PathOf(digest);
+    }
+    if (!checking_.count(digest)) CheckLocalCopy(digest);
+    if (progress) *progress = "checking this node's copy against its digest";
+    return std::nullopt;
   }
   needed_.insert(digest);
   auto d = downloads_.find(digest);
@@ -268,6 +273,33 @@ std::optional<std::string> Artifacts::Need(const std::string& digest, std::strin
                 " chunks, " + std::to_string(sources) + " peer(s) with chunks";
   }
   return std::nullopt;
+}
+
+void Artifacts::CheckLocalCopy(const std::string& digest) {
+  checking_.insert(digest);
+  auto result = std::make_shared<Status>(Status::Internal("not run"));
+  offload_(
+      [this, digest, result] {
+        *result = store_.Verify(digest);
+        if (result->code() == Status::Code::kCorruption) {
+          if (Status s = store_.Remove(digest); !s.ok()) *result = s;
+        }
+      },
+      [this, digest, result, alive = alive_] {
+        if (!*alive) return;
+        checking_.erase(digest);
+        if (result->ok()) {
+          checked_.insert(digest);
+          return;
+        }
+        if (result->code() == Status::Code::kCorruption) {
+          ++stats_.corrupt_copies;
+          spdlog::error("{}; the copy is removed and fetched again", result->message());
+        } else {
+          spdlog::warn("artifact {}: this node's copy could not be checked: {}", digest, result->message());
+        }
+        CountHeld();
+      });
 }
 
 void Artifacts::StartDownload(const ArtifactManifest& m) {

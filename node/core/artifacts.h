@@ -101,6 +101,7 @@ class Artifacts final : public ArtifactSource {
     uint64_t bytes_served = 0, chunks_served = 0, busy_replies = 0;
     uint64_t bytes_fetched = 0, chunks_fetched = 0, corrupt_chunks = 0;
     uint64_t bad_requests = 0, fetched = 0, removed = 0;
+    uint64_t corrupt_copies = 0;  // this node's complete copies found changed before an install
   };
 
   // `roles_tag` gives this node's `roles` membership tag. References must
@@ -131,6 +132,9 @@ class Artifacts final : public ArtifactSource {
   // "referenced", "path", "holders": [...]}]}.
   void List(std::function<void(Result<store::Json>)> done);
 
+  // The path only once the copy was hashed again since the last time it was
+  // handed out: an install hook never gets a copy changed on this disk. A
+  // changed one is removed and fetched again.
   std::optional<std::string> Need(const std::string& digest, std::string* progress) override;
   const Stats& stats() const { return stats_; }
   // Artifacts held complete, as last counted on the worker (at start, after
@@ -172,6 +176,7 @@ class Artifacts final : public ArtifactSource {
   void ChunkWritten(const std::string& digest, uint64_t id, size_t chunk, const std::string& peer, size_t bytes,
                     const Status& s);
   void Finish(const std::string& digest);
+  void CheckLocalCopy(const std::string& digest);
   void CountHeld();
   void CollectGarbage();
   void RemoveUnreferenced(const std::set<std::string>& present);
@@ -196,6 +201,8 @@ class Artifacts final : public ArtifactSource {
   std::map<std::string, Download> downloads_;
   std::set<std::string> needed_;  // asked for by the agent
   std::set<std::string> beginning_;  // Begin() running off-thread
+  std::set<std::string> checking_;   // Verify() of a complete copy running off-thread
+  std::set<std::string> checked_;    // verified, not yet handed out
   // What this node served, per digest and chunk: to whom and when (the reseed rule).
   std::map<std::string, std::map<size_t, std::pair<std::string, Time>>> served_;
   std::map<std::string, Time> unreferenced_since_;

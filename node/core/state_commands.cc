@@ -31,10 +31,20 @@ Json RevisionJson(const store::Revision& r, const std::string& current) {
               {"current", !r.id.empty() && r.id == current}};
 }
 
+std::string SourceOf(const ApplyRequest& request) {
+  return request.source.empty() ? "the document" : request.source;
+}
+
 }  // namespace
 
 Result<Json> StateCommands::Apply(const ApplyRequest& request) {
-  const std::string source = request.source.empty() ? "the document" : request.source;
+  Result<Json> given = Parse(request);
+  if (!given.ok()) return given.status();
+  return ApplyParsed(request, std::move(given).value());
+}
+
+Result<Json> StateCommands::Parse(const ApplyRequest& request) {
+  const std::string source = SourceOf(request);
   auto parsed = store::ParseDocument(request.document);
   if (!parsed.ok()) return Status::InvalidArgument(source + ": " + parsed.status().message());
   Json given = std::move(*parsed);
@@ -44,7 +54,11 @@ Result<Json> StateCommands::Apply(const ApplyRequest& request) {
       return Status::InvalidArgument("--set " + name + " is given more than once");
   if (Status filled = store::FillSettings(given, settings); !filled.ok())
     return Status::InvalidArgument(source + " is refused: " + filled.message());
+  return given;
+}
 
+Result<Json> StateCommands::ApplyParsed(const ApplyRequest& request, Json given) {
+  const std::string source = SourceOf(request);
   store::DesiredLog& log = replicator_.log();
   Json warnings = Json::array();
   store::Hlc base = log.last_hlc();

@@ -99,6 +99,11 @@ class StateCommands {
 
   // {"revision", "previous", "changed", "objects", "warnings": [...]}
   Result<store::Json> Apply(const ApplyRequest& request);
+  // Apply in two steps, so the costly one can run off the protocol thread:
+  // Parse reads the document and fills its settings (no state; any thread),
+  // ApplyParsed does the rest.
+  static Result<store::Json> Parse(const ApplyRequest& request);
+  Result<store::Json> ApplyParsed(const ApplyRequest& request, store::Json given);
   // The document at `revision` (current when empty) as "json" or "yaml"
   // text; service params' values hidden unless `show_params`.
   Result<std::string> Get(const std::string& revision, const std::string& format, bool show_params) const;

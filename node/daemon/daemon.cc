@@ -8,7 +8,8 @@
 //      members).
 // Everything after start-up runs on this one thread inside io_context::run():
 // the Memberlist, the protocols, both transports, the API and signal
-// handling. Hooks and artifact files run on worker threads (host/worker.h),
+// handling. Hooks, artifact files and the parsing of applied documents run on
+// worker threads (host/worker.h),
 // the member-list writes to RocksDB on MemberPersister's.
 #include "daemon.h"
 
@@ -136,6 +137,7 @@ class Daemon {
   std::unique_ptr<StoreApplied> applied_;
   std::unique_ptr<ThreadHookExec> hooks_;
   std::unique_ptr<Worker> file_worker_;
+  std::unique_ptr<Worker> parse_worker_;  // applies' documents: not behind a long artifact hash
   std::unique_ptr<FileArtifactStore> artifact_store_;
   std::unique_ptr<NodeCore> core_;
   std::unique_ptr<ApiService> service_;
@@ -316,6 +318,7 @@ Status Daemon::StartProtocols() {
   applied_ = std::make_unique<StoreApplied>(*store_);
   hooks_ = std::make_unique<ThreadHookExec>(Post(), opts_.hooks_dir, opts_.hooks_follow_symlinks);
   file_worker_ = std::make_unique<Worker>(Post());
+  parse_worker_ = std::make_unique<Worker>(Post());
   artifact_store_ = std::make_unique<FileArtifactStore>(opts_.data_dir + "/artifacts");
   if (Status s = artifact_store_->Init(); !s.ok()) return s;
 
@@ -360,6 +363,9 @@ void Daemon::ServeApi() {
     if (c.op == "add") return a->Add(c.file, c.path, c.name, c.version, std::move(done));
     if (c.op == "ls") return a->List(std::move(done));
     done(Status::InvalidArgument("unknown artifact command '" + c.op + "' (expected add or ls)"));
+  });
+  service_->SetOffload([this](std::function<void()> work, std::function<void()> done) {
+    parse_worker_->Run(std::move(work), std::move(done));
   });
   service_->AddMetrics([this](MetricsText& m) { AddArtifactMetrics(m); });
   service_->SetSaveTags([this](const membership::Tags& tags) {
@@ -446,6 +452,9 @@ void Daemon::AddArtifactMetrics(MetricsText& m) const {
   m.Family("starling_artifact_corrupt_chunks_total", "counter",
            "Artifact chunks from peers that did not match their digest (the peer is shunned).");
   m.Sample("starling_artifact_corrupt_chunks_total", static_cast<double>(st.corrupt_chunks));
+  m.Family("starling_artifact_corrupt_copies_total", "counter",
+           "Complete artifact copies on this node's disk found changed before an install (removed, fetched again).");
+  m.Sample("starling_artifact_corrupt_copies_total", static_cast<double>(st.corrupt_copies));
   m.Family("starling_artifacts_held", "gauge", "Artifacts held complete in this node's data dir.");
   m.Sample("starling_artifacts_held", static_cast<double>(artifacts.held()));
 }

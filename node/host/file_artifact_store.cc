@@ -233,6 +233,15 @@ bool FileArtifactStore::Has(const std::string& digest) const {
   return ::stat(PathOf(digest).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+Status FileArtifactStore::Verify(const std::string& digest) const {
+  if (!Has(digest)) return Status::NotFound("artifact " + digest + " is not held complete");
+  Result<std::string> now = Sha256File(PathOf(digest));
+  if (!now.ok()) return now.status();
+  if (*now != digest)
+    return Status::Corruption("artifact " + digest + ": " + PathOf(digest) + " now hashes to " + *now);
+  return Status::Ok();
+}
+
 Result<ArtifactManifest> FileArtifactStore::AddFile(const std::string& path, const std::string& name,
                                                     const std::string& version) {
   Fd in;

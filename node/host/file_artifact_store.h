@@ -36,6 +36,7 @@ class FileArtifactStore final : public ArtifactStore {
 
   // Whether the complete, verified artifact is held.
   bool Has(const std::string& digest) const override;
+  Status Verify(const std::string& digest) const override;
   // The complete file's path, whether or not present; empty for a string
   // that is not a digest (it must never reach a path unchecked).
   std::string PathOf(const std::string& digest) const override;

@@ -30,6 +30,30 @@ TEST(Cli, RuntimeTagsOutliveARestart) {
   EXPECT_THAT(c.LogOf(0), HasSubstr("replaces the stored value 'web'"));
 }
 
+// Text that members wrote (a tag value here; hook output, artifact versions
+// and names in error messages alike) reaches the reader's terminal with its
+// control characters written out, on stdout and stderr, while JSON carries
+// the value itself.
+TEST(Cli, ControlCharactersFromMembersAreWrittenOutNotSentToTheTerminal) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("alpha"), 0);
+  const std::string paint = "red\x1b[2J\x1b]0;owned\x07\r";
+  CommandResult set = c.Cli(0, {"tags", "--set", "color=" + paint});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_EQ(set.out.find('\x1b'), std::string::npos) << set.out;
+  EXPECT_EQ(set.out.find('\r'), std::string::npos) << set.out;
+  EXPECT_THAT(set.out, HasSubstr("color=red\\x1b[2J\\x1b]0;owned\\x07\\x0d\n"));
+  CommandResult json_tags = c.Cli(0, {"tags", "--format", "json"});
+  ASSERT_EQ(json_tags.exit_code, 0) << json_tags.err;
+  EXPECT_EQ(nlohmann::json::parse(json_tags.out).value("color", ""), paint);
+
+  // An error that repeats what was typed.
+  CommandResult typo = c.Cli(0, {"members", "--format", "ghost\x1b[2J"});
+  EXPECT_NE(typo.exit_code, 0);
+  EXPECT_EQ(typo.err.find('\x1b'), std::string::npos) << typo.err;
+  EXPECT_THAT(typo.err, HasSubstr("ghost\\x1b[2J"));
+}
+
 TEST(Cli, TagsInfoAndMemberFilters) {
   LocalCluster c;
   ASSERT_EQ(c.Start("alpha", {"--tag", "zone=a"}), 0);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,6 +23,7 @@ namespace starling::itest {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // A bare starlingd with its own dirs under `root`, not part of a cluster.
 CommandResult RunDaemon(const std::string& root, std::vector<std::string> extra, Millis timeout = 15s) {
@@ -308,6 +310,15 @@ TEST(Errors, ApiRejectsWrongVersionAndOversizedFrames) {
   EXPECT_THAT(ReplyError(RawApiExchange(c.node(0).socket, Frame({}, 64u << 20))), HasSubstr("limit"));
   EXPECT_THAT(ReplyError(RawApiExchange(c.node(0).socket, Frame({1, 2, 3, 4, 5, 6, 7}, 7))),
               HasSubstr("malformed"));
+  // A document far past the limit gets the daemon's reason, not "Broken pipe".
+  {
+    std::ofstream big(c.root() + "/big.yaml");
+    big << "roles: [web]\nservices:\n  web:\n    params:\n      BLOB: \"" << std::string(50u << 20, 'x') << "\"\n";
+  }
+  CommandResult huge = c.Cli(0, {"apply", "-f", c.root() + "/big.yaml"});
+  EXPECT_EQ(huge.exit_code, 1);
+  EXPECT_THAT(huge.err, HasSubstr("exceeds the 8388608-byte limit"));
+  EXPECT_THAT(huge.err, Not(HasSubstr("Broken pipe")));
   // Bad input named in CLI errors too, with exit code 1.
   CommandResult join = c.Cli(0, {"join", "no-port-here"});
   EXPECT_EQ(join.exit_code, 1);
@@ -318,6 +329,72 @@ TEST(Errors, ApiRejectsWrongVersionAndOversizedFrames) {
   EXPECT_TRUE(c.Info(0));
 }
 
+
+// Another user puts a socket where the CLI looks (a fake daemon, to catch a
+// key or a document, or to answer with lies): the CLI sends it nothing, and
+// says who serves it; --socket-owner names a daemon user to trust instead.
+TEST(Errors, CliTalksOnlyToASocketServedByRootOrItsCaller) {
+  TempDir dir;
+  const std::string run = dir.path() + "/run";
+  ASSERT_EQ(chmod(dir.path().c_str(), 0711), 0);  // nobody passes through to run/
+  ASSERT_EQ(mkdir(run.c_str(), 0777), 0);
+  ASSERT_EQ(chmod(run.c_str(), 0777), 0);
+  const std::string path = run + "/starlingd.sock";
+  // A listener run as nobody that exits 1 when a client sent it anything.
+  auto fake = [&] {
+    int ready[2];
+    EXPECT_EQ(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(ready[0]);
+      if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+      unlink(path.c_str());
+      int s = socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un sa{};
+      sa.sun_family = AF_UNIX;
+      std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
+      if (bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 || listen(s, 4) != 0) _exit(4);
+      if (write(ready[1], "r", 1) != 1) _exit(5);
+      int conn = accept(s, nullptr, nullptr);
+      timeval tv{10, 0};
+      setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      char buf[4096];
+      ssize_t total = 0, n;
+      while ((n = read(conn, buf, sizeof buf)) > 0) total += n;
+      _exit(total > 0 ? 1 : 0);
+    }
+    close(ready[1]);
+    char c = 0;
+    EXPECT_EQ(read(ready[0], &c, 1), 1) << "the fake daemon did not start";
+    close(ready[0]);
+    return pid;
+  };
+  auto exit_of = [](pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  const std::string key = "c3RhcmxpbmctdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE=";  // 32 bytes
+
+  pid_t pid = fake();
+  CommandResult refused = RunCommand({STARLING_CLI_PATH, "--socket", path, "keys", "install", key});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("refusing to talk to " + path + ": it is served by uid 65534"));
+  EXPECT_THAT(refused.err, HasSubstr("neither root nor you"));
+  EXPECT_EQ(exit_of(pid), 0) << "the fake daemon was sent the request";
+
+  // Named as the daemon's user, it is talked to (and sent the request).
+  pid = fake();
+  CommandResult trusted = RunCommand({STARLING_CLI_PATH, "--socket", path, "--socket-owner", "65534", "--timeout",
+                                      "2", "info"});
+  EXPECT_EQ(trusted.exit_code, 2);
+  EXPECT_THAT(trusted.err, Not(HasSubstr("refusing")));
+  EXPECT_EQ(exit_of(pid), 1) << "the request did not reach the named owner's socket";
+
+  CommandResult typo = RunCommand({STARLING_CLI_PATH, "--socket", path, "--socket-owner", "no-such-user", "info"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_THAT(typo.err, HasSubstr("--socket-owner: no user named 'no-such-user'"));
+}
 
 // The attack: a member of --socket-group asks the root daemon to add
 // /etc/shadow (or its own /proc/PID/environ) as an artifact, which would

@@ -54,6 +54,10 @@ class WatchedStore final : public ArtifactStore {
   }
   bool Has(const std::string& digest) const override { return s_.Has(digest); }
   std::string PathOf(const std::string& digest) const override { return s_.PathOf(digest); }
+  Status Verify(const std::string& digest) const override {
+    Note("Verify");
+    return s_.Verify(digest);
+  }
   Result<std::vector<bool>> Begin(const ArtifactManifest& m) override {
     Note("Begin");
     return s_.Begin(m);
@@ -335,6 +339,42 @@ TEST(ArtifactSim, CorruptPeerIsShunnedAndTheChunkFetchedElsewhere) {
   }
   EXPECT_GE(corrupt, 1u);
   EXPECT_LE(corrupt, 3u * 2) << "a shunned peer was asked again";
+}
+
+// A complete copy changed on this node's disk after it was verified (rot, or
+// someone with write access) is hashed again before an install hook gets its
+// path: found changed, it is removed and fetched again from a peer.
+TEST(ArtifactSim, AChangedLocalCopyIsNeverHandedToAnInstallHook) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  ArtCluster ac(SeedOr(27), 3);
+  Cluster& c = ac.cluster();
+  ASSERT_TRUE(c.FormAll(200ms));
+  const std::string digest = OnlyNode1Holds(ac, 3u << 20, 9);
+  ASSERT_TRUE(AllHold(ac, digest, {0, 1}));
+  auto need = [&](int i, std::string* progress = nullptr) { return ac.node(i).artifacts->Need(digest, progress); };
+
+  // An intact copy: checked first, then handed out; asked again, checked again.
+  std::string progress;
+  EXPECT_FALSE(need(0, &progress));
+  EXPECT_EQ(progress, "checking this node's copy against its digest");
+  std::optional<std::string> path;
+  ASSERT_TRUE(c.loop().RunUntil([&] { return (path = need(0)).has_value(); }, 10s, 100ms));
+  EXPECT_EQ(*path, ac.node(0).files->PathOf(digest));
+  EXPECT_FALSE(need(0)) << "a second install gets a second check";
+
+  // Node 1's copy changes by one byte.
+  const std::string copy = ac.node(1).files->PathOf(digest);
+  std::filesystem::permissions(copy, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+  {
+    std::fstream f(copy, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(12345);
+    f.put('\x02');
+  }
+  ASSERT_NE(*Sha256File(copy), digest);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return (path = need(1)).has_value(); }, 2min, 100ms));
+  EXPECT_EQ(*Sha256File(*path), digest) << "the path handed out holds the artifact's bytes";
+  EXPECT_EQ(ac.node(1).artifacts->stats().corrupt_copies, 1u);
+  EXPECT_EQ(ac.node(0).artifacts->stats().corrupt_copies, 0u);
 }
 
 TEST(ArtifactSim, OriginCutOffAfterOnePeerHasItAndResumeAfterACrash) {

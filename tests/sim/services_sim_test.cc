@@ -36,6 +36,8 @@ struct Services {
   std::map<std::string, std::set<std::string>> running;  // node -> services
   std::set<std::string> silent;                           // services whose start hook prints no output
   std::vector<Started> starts;
+  // "node/service/kind" -> the STARLING_PARAM_* of the last such hook run.
+  std::map<std::string, std::map<std::string, std::string>> hook_params;
 };
 
 class ServiceHooks final : public HookExec {
@@ -53,10 +55,12 @@ class ServiceHooks final : public HookExec {
       HookResult r;
       r.exit_code = 0;
       r.took = 100ms;
+      std::map<std::string, std::string> params;
+      for (const auto& [k, v] : req.env)
+        if (k.rfind("STARLING_PARAM_", 0) == 0) params[k.substr(15)] = v;
+      world_.hook_params[node_ + "/" + service + "/" + kind] = params;
       if (kind == "start") {
-        Started s{clock_.Now(), node_, service, {}};
-        for (const auto& [k, v] : req.env)
-          if (k.rfind("STARLING_PARAM_", 0) == 0) s.params[k.substr(15)] = v;
+        Started s{clock_.Now(), node_, service, params};
         world_.starts.push_back(s);
         world_.running[node_].insert(service);
         if (!world_.silent.count(service)) r.output = "starting\noutput addr=" + node_ + "/" + service + "\n";
@@ -181,6 +185,21 @@ TEST(ServicesSim, CrossNodeInputsStartAllFourInInputOrder) {
       EXPECT_EQ(consumer->params.at("peer"), std::string(other) + "/" + s2);
     }
     EXPECT_EQ(FindStart(w, "n1", "i2-s1")->params.at("mode"), "primary");
+    // Health hooks see the same params as the start hook.
+    ASSERT_TRUE(c.loop().RunUntil([&] { return w.hook_params.count("n1/i2-s1/health") > 0; }, 1min, 100ms));
+    EXPECT_EQ(w.hook_params.at("n1/i2-s1/health"), FindStart(w, "n1", "i2-s1")->params);
+
+    // So does the stop hook when a later revision drops the service.
+    Json doc = CrossDoc();
+    doc["services"].erase("i2-s1");
+    sc.Apply(doc);
+    auto dropped = sc.RollOut();
+    ASSERT_TRUE(dropped) << "the second rollout never ended";
+    EXPECT_EQ(dropped->state, "succeeded") << dropped->reason;
+    ASSERT_TRUE(w.hook_params.count("n1/i2-s1/stop"));
+    EXPECT_EQ(w.hook_params.at("n1/i2-s1/stop"),
+              (std::map<std::string, std::string>{{"mode", "primary"}, {"peer", "n0/i1-s2"}}));
+    EXPECT_EQ(w.running.at("n1"), (std::set<std::string>{"i2-s2"}));
   }
 }
 

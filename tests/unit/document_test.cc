@@ -712,6 +712,22 @@ TEST(ValidateDocument, ControlCharactersCannotSplitAProblemIntoTwoLines) {
   EXPECT_EQ(p, std::vector<std::string>{"packages.web.version: malformed version '1\\x0anodes.n1: fake'"});
 }
 
+TEST(ValidateDocument, ParamsHoldNoControlCharactersButNewlinesAndTabs) {
+  Json d = Json::parse(R"({"services": {"db": {"params": {}}}, "roles": ["db"]})");
+  d["services"]["db"]["params"]["CERT"] = "-----BEGIN-----\n\tAAAA\n-----END-----\n";
+  EXPECT_TRUE(ValidateDocument(d).ok()) << ValidateDocument(d).message();
+  d["services"]["db"]["params"]["NAME"] = std::string("ab\0cd", 5);
+  d["services"]["db"]["params"]["TERM"] = "red\x1b[31m";
+  d["services"]["db"]["params"]["CR"] = "a\rb";
+  EXPECT_EQ(Problems(d), (std::vector<std::string>{
+                             "services.db.params.CR: holds control character \\x0d; only newlines and tabs are "
+                             "allowed in a param",
+                             "services.db.params.NAME: holds control character \\x00; only newlines and tabs are "
+                             "allowed in a param",
+                             "services.db.params.TERM: holds control character \\x1b; only newlines and tabs are "
+                             "allowed in a param"}));
+}
+
 // ----------------------------------------------------------------------------------------------------
 // ToYaml
 

@@ -102,7 +102,7 @@ bool Call(const std::string& socket, const std::function<void(api::Request::Buil
   build(req);
   auto words = capnp::messageToFlatArray(mb);
   auto bytes = words.asBytes();
-  auto reply = cli::Exchange(socket, std::vector<uint8_t>(bytes.begin(), bytes.end()), 10s);
+  auto reply = cli::Exchange(cli::Daemon{socket, ""}, std::vector<uint8_t>(bytes.begin(), bytes.end()), 10s);
   if (!reply.ok()) return false;
   capnp::ReaderOptions opts;
   opts.traversalLimitInWords = reply->size() * 2 + 1024;

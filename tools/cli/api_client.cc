@@ -1,12 +1,15 @@
 #include "api_client.h"
 
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace starling::cli {
 namespace {
@@ -67,7 +70,41 @@ int WriteAll(int fd, const void* buf, size_t n) {
 
 namespace {
 
-Result<int> Connect(const std::string& socket_path, std::chrono::milliseconds timeout) {
+std::string UserName(uid_t uid) {
+  const passwd* pw = getpwuid(uid);
+  return "uid " + std::to_string(uid) + (pw ? " (" + std::string(pw->pw_name) + ")" : "");
+}
+
+// The uid `owner` names: digits are a uid, anything else a user name.
+Result<uid_t> OwnerUid(const std::string& owner) {
+  if (!owner.empty() && owner.find_first_not_of("0123456789") == std::string::npos && owner.size() < 10)
+    return static_cast<uid_t>(std::strtoul(owner.c_str(), nullptr, 10));
+  const passwd* pw = getpwnam(owner.c_str());
+  if (!pw) return Status::InvalidArgument("--socket-owner: no user named '" + owner + "' on this machine");
+  return pw->pw_uid;
+}
+
+Status CheckServer(int fd, const Daemon& daemon, std::optional<uid_t> wanted) {
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0)
+    return Status::Unavailable("cannot tell who serves " + daemon.socket + ": " + std::strerror(errno));
+  if (wanted ? peer.uid == *wanted : (peer.uid == 0 || peer.uid == geteuid())) return Status::Ok();
+  return Status::Unavailable("refusing to talk to " + daemon.socket + ": it is served by " + UserName(peer.uid) +
+                             ", which is " +
+                             (wanted ? "not " + UserName(*wanted) + " (--socket-owner)"
+                                     : "neither root nor you (" + UserName(geteuid()) + ")") +
+                             "; if starlingd runs as that user, say so with --socket-owner or STARLING_SOCKET_OWNER");
+}
+
+Result<int> Connect(const Daemon& daemon, std::chrono::milliseconds timeout) {
+  const std::string& socket_path = daemon.socket;
+  std::optional<uid_t> wanted;
+  if (!daemon.owner.empty()) {
+    Result<uid_t> uid = OwnerUid(daemon.owner);
+    if (!uid.ok()) return uid.status();
+    wanted = *uid;
+  }
   sockaddr_un addr{};
   if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
     return Status::Unavailable("cannot reach starlingd at " + socket_path +
@@ -87,6 +124,10 @@ Result<int> Connect(const std::string& socket_path, std::chrono::milliseconds ti
     int err = errno;
     close(fd);
     return Status::Unavailable("cannot reach starlingd at " + socket_path + ": " + std::strerror(err) + Hint());
+  }
+  if (Status s = CheckServer(fd, daemon, wanted); !s.ok()) {
+    close(fd);
+    return s;
   }
   return fd;
 }
@@ -147,18 +188,25 @@ Result<std::vector<uint64_t>> ReadFrame(int fd, const std::string& socket_path, 
 
 }  // namespace
 
-Result<std::vector<uint64_t>> Exchange(const std::string& socket_path, const std::vector<uint8_t>& request,
+Result<std::vector<uint64_t>> Exchange(const Daemon& daemon, const std::vector<uint8_t>& request,
                                        std::chrono::milliseconds timeout, int pass_fd) {
-  Result<int> connected = Connect(socket_path, timeout);
+  const std::string& socket_path = daemon.socket;
+  Result<int> connected = Connect(daemon, timeout);
   if (!connected.ok()) return connected.status();
   Fd fd(*connected);
-  if (Status s = SendRequest(fd.get(), socket_path, request, pass_fd); !s.ok()) return s;
+  if (Status s = SendRequest(fd.get(), socket_path, request, pass_fd); !s.ok()) {
+    // The daemon answers a request it refuses from its header alone (one
+    // over the size limit) and hangs up: its reason beats "Broken pipe".
+    Result<std::vector<uint64_t>> early = ReadFrame(fd.get(), socket_path, nullptr);
+    return early.ok() ? early : Result<std::vector<uint64_t>>(s);
+  }
   return ReadFrame(fd.get(), socket_path, nullptr);
 }
 
-Status Stream(const std::string& socket_path, const std::vector<uint8_t>& request,
+Status Stream(const Daemon& daemon, const std::vector<uint8_t>& request,
               std::chrono::milliseconds timeout, const std::function<bool(std::vector<uint64_t>)>& on_frame) {
-  Result<int> connected = Connect(socket_path, timeout);
+  const std::string& socket_path = daemon.socket;
+  Result<int> connected = Connect(daemon, timeout);
   if (!connected.ok()) return connected.status();
   Fd fd(*connected);
   if (Status s = SendRequest(fd.get(), socket_path, request, -1); !s.ok()) return s;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <iostream>
 #include <vector>
 
 #include "api_client.h"
@@ -60,14 +61,14 @@ Result<json> TextJson(api::Reply::Reader reply) {
 }  // namespace
 
 int Complain(int code, const std::string& message) {
-  std::fprintf(stderr, "starling: %s\n", message.c_str());
+  std::cerr << "starling: " << message << "\n";
   return code;
 }
 
 int Unexpected() { return Complain(kExitUnreachable, "starlingd sent a reply of an unexpected kind"); }
 
 int Call(const Globals& globals, const RequestBuilder& build, const ReplyHandler& use, int pass_fd) {
-  Result<std::vector<uint64_t>> reply = Exchange(globals.socket, BuildRequest(build), TimeoutOf(globals), pass_fd);
+  Result<std::vector<uint64_t>> reply = Exchange(Daemon{globals.socket, globals.socket_owner}, BuildRequest(build), TimeoutOf(globals), pass_fd);
   if (!reply.ok()) return Complain(kExitUnreachable, reply.status().message());
   return UseReply(*reply, use);
 }
@@ -75,7 +76,7 @@ int Call(const Globals& globals, const RequestBuilder& build, const ReplyHandler
 int StreamCall(const Globals& globals, const RequestBuilder& build, const ReplyHandler& use) {
   int code = kExitOk;
   Status s =
-      Stream(globals.socket, BuildRequest(build), TimeoutOf(globals), [&](std::vector<uint64_t> frame) {
+      Stream(Daemon{globals.socket, globals.socket_owner}, BuildRequest(build), TimeoutOf(globals), [&](std::vector<uint64_t> frame) {
         code = UseReply(frame, use);
         return code == kExitOk;
       });

@@ -34,6 +34,7 @@ constexpr int kExitRolloutIncomplete = 4;
 // The global options, read by every command that talks to the daemon.
 struct Globals {
   std::string socket = "/var/lib/starling/starlingd.sock";
+  std::string socket_owner;  // empty: root or the caller
   double timeout_seconds = 30;
 };
 

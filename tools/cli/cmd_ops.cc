@@ -56,9 +56,9 @@ int KeysCall(const Globals& globals, const std::string& op, const std::string& k
                              std::to_string(k.value("primary", 0))});
           PrintTable(table);
         }
-        if (r.contains("warning")) std::fprintf(stderr, "starling: note: %s\n", r.value("warning", "").c_str());
+        if (r.contains("warning")) std::cerr << "starling: note: " << r.value("warning", "") << "\n";
         for (const auto& [name, why] : errors.items())
-          std::fprintf(stderr, "starling: %s: %s\n", name.c_str(), why.get<std::string>().c_str());
+          std::cerr << "starling: " << name << ": " << why.get<std::string>() << "\n";
         return errors.empty() ? kExitOk : kExitDaemonError;
       });
 }
@@ -227,7 +227,7 @@ void AddKeyCommands(CLI::App& app, Context& ctx) {
   keygen->callback([] {
     const membership::Key key = membership::Keyring::Generate();
     std::cout << membership::Keyring::FormatKey(key) << "\n";
-    std::fprintf(stderr, "fingerprint %s\n", membership::Keyring::Fingerprint(key).c_str());
+    std::cerr << "fingerprint " << membership::Keyring::Fingerprint(key) << "\n";
   });
 }
 

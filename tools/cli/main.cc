@@ -9,17 +9,23 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "output.h"
 
 namespace starling::cli {
 namespace {
 
 int Main(int argc, char** argv) {
+  MakeOutputPrintable();
   CLI::App app{"starling: talk to the local starlingd over its Unix socket.", "starling"};
   app.require_subcommand(1);
   Context ctx;
   app.add_option("--socket", ctx.globals.socket, "The daemon's API socket")
       ->envname("STARLING_SOCKET")
       ->capture_default_str();
+  app.add_option("--socket-owner", ctx.globals.socket_owner,
+                 "The user starlingd runs as (name or uid), when neither root nor you: the CLI talks to no "
+                 "socket served by anyone else")
+      ->envname("STARLING_SOCKET_OWNER");
   app.add_option("--timeout", ctx.globals.timeout_seconds, "Seconds to wait for the daemon's reply")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

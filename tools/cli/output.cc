@@ -9,6 +9,60 @@
 
 namespace starling::cli {
 
+namespace {
+
+// Holds a line, then writes it printable; a flush writes what it holds. A
+// line is never split inside a UTF-8 sequence, so Printable sees whole ones.
+class PrintableBuf final : public std::streambuf {
+ public:
+  explicit PrintableBuf(std::streambuf* out) : out_(out) {}
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+    line_ += traits_type::to_char_type(c);
+    if (c == '\n' || line_.size() >= 1 << 16) Emit();
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    for (std::streamsize i = 0; i < n; ++i) overflow(traits_type::to_int_type(s[i]));
+    return n;
+  }
+  int sync() override {
+    Emit();
+    return out_->pubsync();
+  }
+
+ private:
+  void Emit() {
+    if (line_.empty()) return;
+    const std::string shown = text::Printable(line_);
+    out_->sputn(shown.data(), static_cast<std::streamsize>(shown.size()));
+    line_.clear();
+  }
+  std::streambuf* out_;
+  std::string line_;
+};
+
+}  // namespace
+
+void MakeOutputPrintable() {
+  // Static, and put back at exit before they go: the streams are flushed
+  // again after every static object is destroyed.
+  struct Wrapped {
+    PrintableBuf out{std::cout.rdbuf()}, err{std::cerr.rdbuf()};
+    std::streambuf* cout_was = std::cout.rdbuf(&out);
+    std::streambuf* cerr_was = std::cerr.rdbuf(&err);
+    ~Wrapped() {
+      std::cout.flush();
+      std::cerr.flush();
+      std::cout.rdbuf(cout_was);
+      std::cerr.rdbuf(cerr_was);
+    }
+  };
+  static Wrapped wrapped;
+}
+
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
   // Cells hold what members and hooks wrote: shown escaped, one line each,
   // and measured in characters so that non-ASCII text keeps the columns.
@@ -50,7 +104,7 @@ std::string Brief(const json& value) {
 
 int PrintWrite(const json& r, const std::string& format) {
   for (const auto& w : r.value("warnings", json::array()))
-    std::fprintf(stderr, "starling: warning: %s\n", w.get<std::string>().c_str());
+    std::cerr << "starling: warning: " << w.get<std::string>() << "\n";
   if (format == "json") {
     PrintJson(r);
   } else if (!r.value("changed", false)) {

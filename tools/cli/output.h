@@ -14,6 +14,14 @@ namespace starling::cli {
 
 using json = nlohmann::json;
 
+// Everything the CLI writes to stdout and stderr goes through text::Printable
+// line by line (std::cout and std::cerr are wrapped; nothing here uses
+// stdio), so that what members, hooks and peers wrote (a tag, a hook's
+// output, an artifact version, an error naming them) cannot drive the
+// reader's terminal. JSON is unchanged by it: its writer escapes them first.
+// Call once, first thing in main.
+void MakeOutputPrintable();
+
 // Columns padded to their widest cell, two spaces apart, like `serf members`.
 void PrintTable(const std::vector<std::vector<std::string>>& rows);
 
