@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "lease.h"
 #include "rollout.h"
 #include "starling/text.h"
 
@@ -170,6 +171,12 @@ void NodeAgent::Refresh() {
   auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   if (!record) return;
   if (record->ballot < ballot_) return;  // written by a holder that has been replaced
+  if (highest_ballot_ && BallotOutOfReach(record->ballot, std::max(ballot_, highest_ballot_()))) {
+    if (out_of_reach_ != record->ballot)
+      spdlog::warn("agent: ignoring a rollout record with ballot {}, out of reach from the highest seen here", record->ballot);
+    out_of_reach_ = record->ballot;
+    return;
+  }
   if (record->ballot > ballot_) {
     ballot_ = record->ballot;
     Save();

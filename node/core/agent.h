@@ -98,6 +98,9 @@ class NodeAgent {
   void Start();
   // Where install hooks get artifacts from; none: STARLING_ARTIFACT_PATH stays empty.
   void SetArtifacts(ArtifactSource* artifacts) { artifacts_ = artifacts; }
+  // The highest lease ballot this node has seen: a rollout record whose
+  // ballot is out of reach from it (lease.h) is ignored. Unset, none is.
+  void SetHighestBallot(std::function<uint64_t()> highest) { highest_ballot_ = std::move(highest); }
   // Looks for work; call after every change to the log.
   void Refresh();
   bool busy() const { return job_.has_value(); }
@@ -165,6 +168,8 @@ class NodeAgent {
   std::function<std::string()> roles_tag_;
   AgentConfig cfg_;
   ArtifactSource* artifacts_ = nullptr;
+  std::function<uint64_t()> highest_ballot_;
+  uint64_t out_of_reach_ = 0;  // the out-of-reach ballot last warned about
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   // What runs here: packages installed and services started (same shape as

@@ -107,7 +107,8 @@ Lease::Lease(std::string self, Clock& clock, Random& random, LeaseNet& net, Ball
     spdlog::warn("lease margin {} us does not cover {:.1f} % clock drift over a {} us period", cfg_.margin.count(),
                  100 * cfg_.max_drift, cfg_.period.count());
   for (const char* c : {"prepares_sent", "acquired", "renewed", "lost", "released", "refused", "abandoned",
-                        "promises_given", "grants_given", "quarantine_dropped", "bad_messages", "stale_dropped"})
+                        "promises_given", "grants_given", "quarantine_dropped", "bad_messages", "stale_dropped",
+                        "ballot_out_of_reach"})
     counters_[c] = 0;
 }
 
@@ -313,6 +314,14 @@ void Lease::HandlePacket(const std::string& from, ByteView data) {
 }
 
 void Lease::Deliver(const LeaseMsg& m) {
+  const uint64_t highest = highest_ballot();
+  if (BallotOutOfReach(m.round, highest) || BallotOutOfReach(m.promised, highest) ||
+      BallotOutOfReach(m.accepted_round, highest)) {
+    ++counters_["ballot_out_of_reach"];
+    spdlog::warn("dropped a lease message from {}: ballot {} is more than 2^32 above the highest seen here ({})",
+                 m.from, std::max({m.round, m.promised, m.accepted_round}), highest);
+    return;
+  }
   seen_ = std::max({seen_, m.round, m.promised});
   if (m.kind == LeaseKind::kNotice) {
     // Gossip may deliver a notice seconds late and more than once: it only

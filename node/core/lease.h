@@ -29,6 +29,7 @@
 // Random. Messages from the network are untrusted: bad bytes cost a counter.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -132,6 +133,18 @@ class MemoryBallotStore final : public BallotStore {
   uint64_t ballot_ = 0;
 };
 
+// Ballots are chosen by their senders, so a key holder could send the
+// largest one and leave no higher ballot for anyone, stopping the lease and
+// every rollout for good. Honest ballots grow by one per attempt; a ballot
+// (in a lease message or a rollout record) more than this far above the
+// highest one a node has seen is refused. 2^32 attempts are centuries of
+// renewals; driving ballots to the end of their range takes 2^32 messages.
+constexpr uint64_t kMaxBallotStep = uint64_t{1} << 32;
+// Whether `ballot` is out of reach from `highest`, the highest seen.
+inline bool BallotOutOfReach(uint64_t ballot, uint64_t highest) {
+  return ballot > highest && ballot - highest > kMaxBallotStep;
+}
+
 class Lease {
  public:
   // The references must outlive the Lease.
@@ -152,6 +165,8 @@ class Lease {
   bool IsHolder() const;
   // The holder's ballot while we hold; the fencing token for later work.
   uint64_t ballot() const { return holding_round_; }
+  // The highest ballot this node has seen or promised.
+  uint64_t highest_ballot() const { return std::max(seen_, promised_); }
 
   struct View {
     std::optional<std::string> holder;  // as far as this node knows

@@ -162,7 +162,13 @@ void RolloutEngine::Step() {
   const store::State& st = replicator_.log().state();
   auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   bool stale = false;
-  if (record && best_ && record->ballot < best_->ballot) {
+  if (record && BallotOutOfReach(record->ballot, std::max(lease_.highest_ballot(), best_ ? best_->ballot : 0))) {
+    if (out_of_reach_ != record->ballot)
+      spdlog::warn("rollout: ignoring a record with ballot {}, out of reach from the highest seen here", record->ballot);
+    out_of_reach_ = record->ballot;
+    record = best_;
+    stale = record.has_value();
+  } else if (record && best_ && record->ballot < best_->ballot) {
     stale = true;
     record = best_;
   } else if (record) {
@@ -189,7 +195,7 @@ void RolloutEngine::Step() {
                         lease_.ballot(), frozen, clock_.Now(), clock_.WallMicros(),
                         [&same](const NodeView& v, const std::string& revision) { return same(v, revision); }});
   if (stale) {
-    spdlog::warn("rollout: the record was overwritten by a coordinator with an older ballot; restoring it");
+    spdlog::warn("rollout: the record was overwritten by an older or out-of-reach ballot; restoring it");
     if (!step.write) {
       step.write = *record;
       step.write->ballot = lease_.ballot();

@@ -9,8 +9,11 @@
 
 #include <sys/wait.h>
 
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "local_cluster.h"
 #include "frames.h"
@@ -202,6 +205,75 @@ TEST(BadInput, ReplayedEncryptedPacketIsAcceptedOnceOnly) {
   ASSERT_TRUE(udp.Send(ring.Encrypt(ping, WallMicros())));
   EXPECT_TRUE(WaitFor([&] { return counter("misdirected_pings") == pings_before + 2; }, 5s));
   EXPECT_EQ(c.AwaitView(c.All(), c.AllAlive(), 10s), "");
+}
+
+// Peak resident memory of process `pid` (VmHWM), in MiB.
+double PeakRssMiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+
+// Costly documents applied to a live daemon: a 512 KiB string aliased 2,000
+// times (2 GiB if expanded), and 6 MiB of YAML whose last line is broken (all
+// of it read before the refusal). Both are refused naming why; the document is
+// parsed off the protocol thread, so the API answers while it is read and the
+// other node never suspects the writer; the daemon's memory stays bounded.
+TEST(BadInput, AliasAndSizeBombsAreRefusedWhileTheNodeKeepsServing) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2, 30s));
+  const auto all_alive = c.AllAlive();
+  std::string alias = "a: &s \"" + std::string(512 << 10, 'x') + "\"\nb: [";
+  for (int i = 0; i < 2000; ++i) alias += (i ? ", *s" : "*s");
+  alias += "]\n";
+  std::string size = "roles: [web]\nnodes:\n";
+  for (int i = 0; size.size() < (6u << 20); ++i) size += "  n" + std::to_string(i) + ": {lifecycle: commissioned, roles: [web]}\n";
+  size += "broken: [\n";
+  const double rss_before = PeakRssMiB(c.node(0).pid);
+  for (const auto& [name, text, why] :
+       {std::tuple{"alias", alias, "more than 8 MiB of keys and values after expanding aliases"},
+        std::tuple{"size", size, "line "}}) {
+    const std::string path = c.root() + "/" + name + ".yaml";
+    std::ofstream(path) << text;
+    std::atomic<bool> done{false};
+    CommandResult applied;
+    const auto start = std::chrono::steady_clock::now();
+    std::thread writer([&] {
+      applied = c.Cli(0, {"apply", "-f", path}, 60s);
+      done = true;
+    });
+    int answered = 0, view_misses = 0;
+    std::chrono::duration<double, std::milli> slowest{0};
+    while (!done) {
+      const auto asked = std::chrono::steady_clock::now();
+      const bool ok = c.Info(0).has_value();
+      const auto took = std::chrono::steady_clock::now() - asked;
+      if (ok && !done) ++answered;
+      slowest = std::max(slowest, std::chrono::duration<double, std::milli>(took));
+      if (!c.ViewMismatch({1}, all_alive).empty()) ++view_misses;
+    }
+    writer.join();
+    const double apply_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::printf("%s bomb (%zu bytes): refused after %.0f ms; meanwhile %d API answers, slowest %.0f ms; peak RSS %.0f MiB "
+                "(%.0f MiB before)\n",
+                name, text.size(), apply_ms, answered, slowest.count(), PeakRssMiB(c.node(0).pid), rss_before);
+    EXPECT_EQ(applied.exit_code, 1) << name << ": " << applied.out << applied.err;
+    EXPECT_NE(applied.err.find(why), std::string::npos) << name << ": " << applied.err;
+    EXPECT_EQ(view_misses, 0) << name << ": node1 stopped seeing node0 alive";
+    if (std::string(name) == "size") {
+      // The parse takes long enough to be seen (over a second): no answer
+      // waited for it, as each did while it ran on the protocol thread.
+      EXPECT_LT(slowest.count(), apply_ms / 2) << "the API stalled while the document was parsed";
+      EXPECT_GE(answered, 10);
+    }
+  }
+  EXPECT_LT(PeakRssMiB(c.node(0).pid), 512.0) << "the daemon's memory was not bounded by the document's size";
+  EXPECT_EQ(c.AwaitView(c.All(), all_alive, 10s), "");
+  auto info = c.Info(0);
+  ASSERT_TRUE(info);
+  EXPECT_EQ((*info).value("revision", "x"), "") << "nothing was written";
 }
 
 // A second process floods node0's gossip port with random and malformed

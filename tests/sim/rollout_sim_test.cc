@@ -726,5 +726,64 @@ TEST(RolloutSim, NodesIgnoreARecordFromAnOlderBallotAndTheHolderRestoresIt) {
   }
 }
 
+// One key holder sends the largest ballot there is: a prepare and a notice
+// to every node, and a rollout record of that ballot assigning a revision
+// nobody asked for. Were they taken, no ballot would be left above it, and
+// no lease or rollout would ever happen again. Refused as out of reach, they
+// stop nothing: the next rollout runs on ordinary ballots.
+TEST(RolloutSim, ATopBallotFromOneKeyHolderStopsNoRollout) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  RolloutCluster rc(SeedOr(9));
+  Cluster& c = rc.cluster();
+  ASSERT_TRUE(c.FormAll(200ms));
+  ASSERT_TRUE(StateCommands(*rc.node(0).replicator).Apply({Doc("1"), "sim", ""}).ok());
+  c.loop().RunFor(2s);
+  auto first = RequestRollout(*rc.node(0).replicator, "", "n0");
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(c.loop().RunUntil([&] { return rc.Settled((*first)["id"]).has_value(); }, 5min, 1s));
+  auto two = StateCommands(*rc.node(0).replicator).Apply({Doc("2"), "sim", ""});
+  ASSERT_TRUE(two.ok());
+  c.loop().RunFor(2s);
+
+  constexpr uint64_t kTop = ~uint64_t{0};
+  const int attacker = kNodes - 1;
+  for (int i = 0; i < kNodes; ++i) {
+    for (LeaseKind kind : {LeaseKind::kPrepare, LeaseKind::kNotice}) {
+      LeaseMsg m;
+      m.kind = kind;
+      m.from = c.name(attacker);
+      m.round = kTop;
+      m.owner = c.name(attacker);
+      m.duration_ms = 1000;
+      rc.node(i).lease->HandlePacket(c.name(attacker), EncodeLease(m));
+    }
+  }
+  RolloutRecord forged = *rc.Record(attacker);
+  forged.ballot = kTop;
+  forged.state = "running";
+  forged.batch_no += 1;
+  forged.batch = {c.name(0)};
+  forged.nodes[c.name(0)] = Assignment{(*two)["revision"].get<std::string>(), forged.batch_no, false};
+  ASSERT_TRUE(rc.node(attacker)
+                  .replicator->Write({store::Op{kRolloutKey, forged.ToJson().dump()}}, "rollout: forged",
+                                     rc.node(attacker).log->last_hlc())
+                  .ok());
+  c.loop().RunFor(30s);
+  for (int i = 0; i < kNodes; ++i) {
+    EXPECT_EQ(rc.world(i).running, "1") << "node " << i << " acted on the forged record";
+    EXPECT_EQ(rc.node(i).lease->counters().at("ballot_out_of_reach"), 2u) << i;
+    EXPECT_LT(rc.node(i).lease->highest_ballot(), kMaxBallotStep) << i;
+  }
+
+  // The next rollout is asked for, and runs everywhere.
+  auto second = RequestRollout(*rc.node(2).replicator, "", "n2");
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  std::optional<RolloutRecord> done;
+  ASSERT_TRUE(c.loop().RunUntil([&] { return (done = rc.Settled((*second)["id"])).has_value(); }, 5min, 1s));
+  EXPECT_EQ(done->state, "succeeded") << done->reason;
+  EXPECT_LT(done->ballot, kMaxBallotStep);
+  for (int i = 0; i < kNodes; ++i) EXPECT_EQ(rc.world(i).running, "2") << i;
+}
+
 }  // namespace
 }  // namespace starling::node
