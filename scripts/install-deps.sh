@@ -8,7 +8,9 @@ BUILD_PKGS=(
   g++ cmake ninja-build pkg-config
   libasio-dev capnproto libcapnp-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-  libyaml-cpp-dev libsodium-dev libcpp-httplib-dev libutfcpp-dev
+  libyaml-cpp-dev libsodium-dev libutfcpp-dev
+  libboost-dev  # Boost.Beast serves --http
+  libcpp-httplib-dev  # the tests' HTTP client
   libmsgpack-cxx-dev  # the Serf benchmark speaks Serf's msgpack RPC
   python3  # scripts/demo reads the CLI's JSON with it
 )

@@ -389,8 +389,21 @@ struct DesiredLog::Rep {
   void TrimHistory(Snapshot& s) const {
     if (s.history.size() > options.history_keep)
       s.history.erase(s.history.begin(), s.history.end() - static_cast<std::ptrdiff_t>(options.history_keep));
+    KeepNewestDocuments(s, kMaxSnapshotDocumentBytes);
+  }
+
+  // Keeps the documents of the newest revisions whose texts fit `budget`.
+  static void KeepNewestDocuments(Snapshot& s, size_t budget) {
     std::set<std::string> keep;
-    for (const auto& r : s.history) keep.insert(r.digest);
+    size_t bytes = 0;
+    for (auto r = s.history.rbegin(); r != s.history.rend(); ++r) {
+      if (keep.count(r->digest)) continue;
+      auto d = s.documents.find(r->digest);
+      if (d == s.documents.end()) continue;
+      if (bytes + d->second.size() > budget) break;
+      bytes += d->second.size();
+      keep.insert(r->digest);
+    }
     for (auto it = s.documents.begin(); it != s.documents.end();)
       it = keep.count(it->first) ? std::next(it) : s.documents.erase(it);
   }
@@ -494,6 +507,12 @@ bool DesiredLog::Behind(const HighWater& peer) const {
 }
 
 const Snapshot& DesiredLog::snapshot() const { return rep_->snapshot; }
+
+Snapshot DesiredLog::SnapshotForPeer() const {
+  Snapshot s = rep_->snapshot;
+  Rep::KeepNewestDocuments(s, kMaxSentDocumentBytes);
+  return s;
+}
 
 Status DesiredLog::InstallSnapshot(Snapshot s) {
   if (Status bad = CheckSnapshot(s); !bad.ok()) return bad;

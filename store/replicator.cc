@@ -152,7 +152,7 @@ Bytes Replicator::HandleStream(const std::string& from, ByteView data) {
   SyncReply reply;
   reply.have = log_.high_water();
   if (log_.Behind(req->have)) {
-    reply.snapshot = log_.snapshot();
+    reply.snapshot = log_.SnapshotForPeer();
     ++counters_["snapshots_sent"];
   }
   reply.entries = log_.Missing(req->have, cfg_.batch_bytes, &reply.more);

@@ -24,7 +24,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <future>
 #include <optional>
 #include <random>
 
@@ -110,9 +109,10 @@ class Daemon {
     return [this](std::function<void()> task) { asio::post(io_, std::move(task)); };
   }
   // On an HTTP server thread: asks the protocol thread and waits.
-  HttpReply ServeHttp(const std::string& path);
+  void ServeHttp(const std::string& path, std::function<void(HttpReply)> done);
   Status Monitor(const std::string& level, std::function<bool(const std::string&)> deliver);
   void AddArtifactMetrics(MetricsText& m) const;
+  void AddConnectionMetrics(MetricsText& m) const;
   void AppendLeaseHold(uint64_t ballot, Duration remaining) const;
 
   DaemonOptions opts_;
@@ -233,12 +233,13 @@ Status Daemon::BindSockets() {
   api_ = std::make_unique<ApiServer>(io_, &ApiService::ErrorReply);
   if (Status s = api_->Listen(opts_.socket, opts_.socket_gid); !s.ok()) return s;
   if (opts_.http) {
-    http_ = std::make_unique<HttpServer>([this](const std::string& path) { return ServeHttp(path); });
+    http_ = std::make_unique<HttpServer>(
+        [this](const std::string& path, std::function<void(HttpReply)> done) { ServeHttp(path, std::move(done)); });
     if (Status s = http_->Listen(*opts_.http); !s.ok()) return s;
     http_addr_ = FormatHostPort(opts_.http->host, http_->port());
     if (!IsLoopbackHost(opts_.http->host))
       spdlog::warn("HTTP IS SERVED OFF LOOPBACK on {}: anyone who reaches it reads the members, node reports and the "
-                   "whole desired state, every param included, without a password; bind --http to 127.0.0.1 "
+                   "desired state (param values hidden), without a password; bind --http to 127.0.0.1 "
                    "unless every host that reaches it is trusted with that (see SECURITY.md)",
                    http_addr_);
   }
@@ -368,6 +369,7 @@ void Daemon::ServeApi() {
     parse_worker_->Run(std::move(work), std::move(done));
   });
   service_->AddMetrics([this](MetricsText& m) { AddArtifactMetrics(m); });
+  service_->AddMetrics([this](MetricsText& m) { AddConnectionMetrics(m); });
   service_->SetSaveTags([this](const membership::Tags& tags) {
     store::Json json = store::Json::object();
     for (const auto& [key, value] : tags) json[key] = value;
@@ -457,6 +459,29 @@ void Daemon::AddArtifactMetrics(MetricsText& m) const {
   m.Sample("starling_artifact_corrupt_copies_total", static_cast<double>(st.corrupt_copies));
   m.Family("starling_artifacts_held", "gauge", "Artifacts held complete in this node's data dir.");
   m.Sample("starling_artifacts_held", static_cast<double>(artifacts.held()));
+}
+
+void Daemon::AddConnectionMetrics(MetricsText& m) const {
+  struct Listener {
+    const char* name;
+    size_t open;
+    std::map<std::string, uint64_t> refused;
+  };
+  std::vector<Listener> listeners = {{"gossip", transport_->inbound_open(), transport_->inbound_refused()},
+                                     {"api", api_->open(), api_->refused()}};
+  if (http_) {
+    const HttpServer::Stats http = http_->stats();
+    listeners.push_back({"http", http.open, http.refused});
+  }
+  m.Family("starling_connections_open", "gauge", "Connections open now, by listener.");
+  for (const auto& l : listeners) m.Sample("starling_connections_open", {{"listener", l.name}}, static_cast<double>(l.open));
+  m.Family("starling_connections_refused_total", "counter",
+           "Connections refused or closed by a limit, by listener and reason (evicted: one waiting for its request "
+           "closed to make room; full: no room; idle, timeout: no whole request in time; write_timeout: the reply "
+           "not taken; too_large, malformed).");
+  for (const auto& l : listeners)
+    for (const auto& [reason, n] : l.refused)
+      m.Sample("starling_connections_refused_total", {{"listener", l.name}, {"reason", reason}}, static_cast<double>(n));
 }
 
 void Daemon::AppendLeaseHold(uint64_t ballot, Duration remaining) const {
@@ -550,17 +575,13 @@ void Daemon::BeginLeave(std::function<void(Status)> done) {
   });
 }
 
-HttpReply Daemon::ServeHttp(const std::string& path) {
-  auto reply = std::make_shared<std::promise<HttpReply>>();
-  std::future<HttpReply> answer = reply->get_future();
-  asio::post(io_, [this, path, reply] {
+// On the HTTP thread: the answer is made on the protocol thread.
+void Daemon::ServeHttp(const std::string& path, std::function<void(HttpReply)> done) {
+  asio::post(io_, [this, path, done = std::move(done)] {
     HttpReply r{500, "application/json", "{\"error\":\"internal error\"}\n"};
     RunGuarded("http request", [&] { r = service_->HandleHttp(path); });
-    reply->set_value(std::move(r));
+    done(std::move(r));
   });
-  if (answer.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
-    return {503, "application/json", "{\"error\":\"the daemon did not answer in time\"}\n"};
-  return answer.get();
 }
 
 void Daemon::WaitForSignal() {

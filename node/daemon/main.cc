@@ -2,6 +2,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <csignal>
 
 #include "daemon.h"
@@ -18,6 +20,12 @@ int main(int argc, char** argv) {
   starling::node::MakeFilesOwnerOnly();
   // A peer closing a socket mid-write must cost an error code, not the process.
   std::signal(SIGPIPE, SIG_IGN);
+  // Every listener caps its own connections; the process may hold as many
+  // descriptors as the hard limit allows, not the soft default of 1,024.
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   auto logger = spdlog::stderr_color_mt("starlingd");
   spdlog::set_default_logger(logger);
   if (parsed.options->log_format == "json") {

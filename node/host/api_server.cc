@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "connection_slots.h"
 #include "guard.h"
 
 namespace starling::node {
@@ -53,7 +54,7 @@ struct ApiServer::Rep : std::enable_shared_from_this<ApiServer::Rep> {
   std::string path;
   bool listening = false;
   bool closed = false;
-  int connections = 0;
+  std::shared_ptr<ConnectionSlots> slots = std::make_shared<ConnectionSlots>("api", kMaxConnections);
 };
 
 namespace {
@@ -61,14 +62,18 @@ namespace {
 class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
  public:
   ApiConnection(std::shared_ptr<ApiServer::Rep> server, stream_protocol::socket socket)
-      : server_(std::move(server)), socket_(std::move(socket)), deadline_(socket_.get_executor()) {
-    ++server_->connections;
-  }
-  ~ApiConnection() { --server_->connections; }
+      : server_(std::move(server)), socket_(std::move(socket)), deadline_(socket_.get_executor()) {}
+  ~ApiConnection() { server_->slots->Release(id_); }
 
-  void Start() {
+  void Start(uint64_t id) {
+    id_ = id;
     Arm(kRequestTimeout);
     WaitForHeader();
+  }
+  void Stop() {
+    std::error_code ignored;
+    socket_.close(ignored);
+    deadline_.cancel();
   }
 
  private:
@@ -77,6 +82,8 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
     deadline_.async_wait([self = shared_from_this()](const std::error_code& ec) {
       if (ec) return;
       spdlog::debug("api: connection timed out");
+      // Before the request is whole: an idle client, or a slow one.
+      if (!self->dispatched_) self->server_->slots->Count(self->got_header_ ? "timeout" : "idle");
       self->Stop();
     });
   }
@@ -115,6 +122,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
       }
     }
     if (n <= 0 || (msg.msg_flags & MSG_CTRUNC) != 0) return Stop();
+    got_header_ = true;
     if (static_cast<size_t>(n) == header_.size()) return ReadBody();
     asio::async_read(socket_, asio::buffer(header_.data() + n, header_.size() - static_cast<size_t>(n)),
                      [self = shared_from_this()](const std::error_code& ec, size_t) {
@@ -127,6 +135,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
     uint32_t length = static_cast<uint32_t>(header_[0]) | static_cast<uint32_t>(header_[1]) << 8 |
                       static_cast<uint32_t>(header_[2]) << 16 | static_cast<uint32_t>(header_[3]) << 24;
     if (length > ApiServer::kMaxRequestBytes) {
+      server_->slots->Count("too_large");
       return Send(server_->error_reply("request of " + std::to_string(length) + " bytes exceeds the " +
                                        std::to_string(ApiServer::kMaxRequestBytes) + "-byte limit"));
     }
@@ -140,6 +149,8 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
   }
 
   void Dispatch(uint32_t length) {
+    dispatched_ = true;
+    server_->slots->Waiting(id_, false);
     Arm(kReplyTimeout);
     std::weak_ptr<ApiConnection> weak = shared_from_this();
     ApiServer::Respond respond = [weak](Bytes reply) {
@@ -208,13 +219,9 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
     });
   }
 
-  void Stop() {
-    std::error_code ignored;
-    socket_.close(ignored);
-    deadline_.cancel();
-  }
-
   std::shared_ptr<ApiServer::Rep> server_;
+  uint64_t id_ = 0;
+  bool got_header_ = false, dispatched_ = false;
   stream_protocol::socket socket_;
   asio::steady_timer deadline_;
   std::array<uint8_t, 4> header_{};
@@ -245,12 +252,16 @@ void ApiServer::Rep::StartAccept() {
           });
           return;
         }
-        if (self->connections >= kMaxConnections) {
-          spdlog::warn("api: {} connections already open, dropping one", self->connections);
-          std::error_code ignored;
-          socket.close(ignored);
+        // Past the cap, the client that has waited longest to send its
+        // request goes, so that a CLI call gets in.
+        auto c = std::make_shared<ApiConnection>(self, std::move(socket));
+        const uint64_t id = self->slots->Admit([weak = std::weak_ptr<ApiConnection>(c)] {
+          if (auto conn = weak.lock()) conn->Stop();
+        });
+        if (id == 0) {
+          c->Stop();
         } else {
-          std::make_shared<ApiConnection>(self, std::move(socket))->Start();
+          c->Start(id);
         }
         self->StartAccept();
       });
@@ -314,6 +325,9 @@ void ApiServer::Start(Handler handler) {
   rep_->handler = std::move(handler);
   rep_->StartAccept();
 }
+
+size_t ApiServer::open() const { return rep_->slots->open(); }
+std::map<std::string, uint64_t> ApiServer::refused() const { return rep_->slots->refused(); }
 
 void ApiServer::Close() {
   Rep& r = *rep_;

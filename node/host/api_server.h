@@ -8,6 +8,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +56,10 @@ class ApiServer {
   void Start(Handler handler);
   // Stops accepting and removes the socket file.
   void Close();
+  // Connections open now, and refused or closed by a limit (at most 32 open;
+  // connection_slots.h).
+  size_t open() const;
+  std::map<std::string, uint64_t> refused() const;
 
   struct Rep;
 

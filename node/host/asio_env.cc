@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
@@ -21,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "connection_slots.h"
 #include "guard.h"
 
 namespace starling::node {
@@ -135,7 +137,11 @@ struct UdpTcpTransport::Rep : std::enable_shared_from_this<UdpTcpTransport::Rep>
   uint16_t port = 0;
   bool started = false;
   bool closed = false;
-  int inbound_streams = 0;
+  std::shared_ptr<ConnectionSlots> inbound = std::make_shared<ConnectionSlots>("gossip", kMaxInboundStreams);
+  // Bytes of inbound requests read and not yet answered, over every stream:
+  // a frame's buffer grows as its bytes arrive, never to the length its
+  // (unauthenticated) header announces.
+  size_t held_bytes = 0;
 };
 
 namespace {
@@ -146,41 +152,76 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   using TransportRep = UdpTcpTransport::Rep;
   InboundStream(std::shared_ptr<TransportRep> transport, tcp::socket socket)
       : transport_(std::move(transport)), socket_(std::move(socket)), deadline_(socket_.get_executor()) {
-    ++transport_->inbound_streams;
     std::error_code ec;
     tcp::endpoint peer = socket_.remote_endpoint(ec);
     from_ = ec ? std::string("unknown") : FormatEndpoint(peer.address(), peer.port());
   }
-  ~InboundStream() { --transport_->inbound_streams; }
+  ~InboundStream() {
+    transport_->inbound->Release(id_);
+    transport_->held_bytes -= held_;
+  }
 
-  void Start() {
+  void Start(uint64_t id) {
+    id_ = id;
     auto self = shared_from_this();
     deadline_.expires_after(transport_->inbound_timeout);
     deadline_.async_wait([self](const std::error_code& ec) {
       if (ec) return;
       spdlog::debug("stream from {}: timed out", self->from_);
+      // Nothing of a frame is an idle client; part of one, a slow one.
+      if (!self->answering_) self->transport_->inbound->Count(self->read_header_ ? "timeout" : "idle");
       self->Stop();
     });
     asio::async_read(socket_, asio::buffer(header_), [self](const std::error_code& ec, size_t) {
       if (ec) return self->Stop();
+      self->read_header_ = true;
       self->ReadBody();
     });
   }
+  void Stop() {
+    std::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    deadline_.cancel();
+  }
 
  private:
+  // Reads start small and double: what a client makes us hold is about what
+  // it has sent.
+  static constexpr size_t kFirstReadBytes = 4 << 10;
+  static constexpr size_t kMaxReadBytes = 1 << 20;
+  static constexpr size_t kMaxHeldBytes = 64 << 20;
+
   void ReadBody() {
-    uint32_t length = ReadLength(header_);
-    if (length == 0 || length > transport_->max_stream_bytes) {
-      spdlog::debug("stream from {}: refused a frame of {} bytes (limit {})", from_, length,
+    length_ = ReadLength(header_);
+    if (length_ == 0 || length_ > transport_->max_stream_bytes) {
+      spdlog::debug("stream from {}: refused a frame of {} bytes (limit {})", from_, length_,
                     transport_->max_stream_bytes);
+      transport_->inbound->Count(length_ == 0 ? "malformed" : "too_large");
       return Stop();
     }
-    body_.resize((length + sizeof(uint64_t) - 1) / sizeof(uint64_t));
+    ReadChunk();
+  }
+
+  void ReadChunk() {
+    const size_t want = std::min({std::clamp(got_, kFirstReadBytes, kMaxReadBytes), length_ - got_});
+    if (transport_->held_bytes + want > kMaxHeldBytes) {
+      spdlog::debug("stream from {}: {} bytes of requests already held; refused", from_, transport_->held_bytes);
+      transport_->inbound->Count("too_large");
+      return Stop();
+    }
+    transport_->held_bytes += want;
+    held_ += want;
+    body_.resize((got_ + want + sizeof(uint64_t) - 1) / sizeof(uint64_t));
     auto self = shared_from_this();
-    asio::async_read(socket_, asio::buffer(body_.data(), length),
-                     [self, length](const std::error_code& ec, size_t) {
+    asio::async_read(socket_, asio::buffer(reinterpret_cast<uint8_t*>(body_.data()) + got_, want),
+                     [self](const std::error_code& ec, size_t n) {
                        if (ec) return self->Stop();
-                       self->Answer(length);
+                       self->got_ += n;
+                       if (self->got_ < self->length_) return self->ReadChunk();
+                       self->transport_->inbound->Waiting(self->id_, false);
+                       self->answering_ = true;
+                       self->Answer(static_cast<uint32_t>(self->length_));
                      });
   }
 
@@ -210,17 +251,13 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
     asio::async_write(socket_, frame, [self](const std::error_code&, size_t) { self->Stop(); });
   }
 
-  void Stop() {
-    std::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
-    deadline_.cancel();
-  }
-
   std::shared_ptr<TransportRep> transport_;
   tcp::socket socket_;
   asio::steady_timer deadline_;
   std::string from_;
+  uint64_t id_ = 0;
+  size_t length_ = 0, got_ = 0, held_ = 0;
+  bool read_header_ = false, answering_ = false;
   bool replied_ = false;
   std::array<uint8_t, 4> header_{};
   std::vector<uint64_t> body_;
@@ -337,12 +374,15 @@ void UdpTcpTransport::Rep::StartAccept() {
       });
       return;
     }
-    if (self->inbound_streams >= kMaxInboundStreams) {
-      spdlog::debug("tcp accept: {} streams already open, dropping a connection", self->inbound_streams);
-      std::error_code ignored;
-      socket.close(ignored);
+    // Past the cap, the stream that has waited longest for its frame goes.
+    auto stream = std::make_shared<InboundStream>(self, std::move(socket));
+    const uint64_t id = self->inbound->Admit([weak = std::weak_ptr<InboundStream>(stream)] {
+      if (auto s = weak.lock()) s->Stop();
+    });
+    if (id == 0) {
+      stream->Stop();
     } else {
-      std::make_shared<InboundStream>(self, std::move(socket))->Start();
+      stream->Start(id);
     }
     self->StartAccept();
   });
@@ -449,6 +489,9 @@ void UdpTcpTransport::Start(PacketHandler on_packet, StreamHandler on_stream) {
   rep_->StartReceive();
   rep_->StartAccept();
 }
+
+size_t UdpTcpTransport::inbound_open() const { return rep_->inbound->open(); }
+std::map<std::string, uint64_t> UdpTcpTransport::inbound_refused() const { return rep_->inbound->refused(); }
 
 void UdpTcpTransport::Close() {
   Rep& r = *rep_;

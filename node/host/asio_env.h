@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -67,6 +68,11 @@ class UdpTcpTransport final : public Transport {
 
   void SendPacket(const std::string& addr, Bytes packet) override;
   void SendStream(const std::string& addr, Bytes request, Duration timeout, StreamDone done) override;
+
+  // Inbound TCP streams: open now, and refused or closed by a limit (at
+  // most 64 open; connection_slots.h). Any thread.
+  size_t inbound_open() const;
+  std::map<std::string, uint64_t> inbound_refused() const;
 
   // Defined in asio_env.cc; named here only so the connection classes there
   // can share it.

@@ -1,86 +1,303 @@
 #include "http_server.h"
 
-#include <httplib.h>
 #include <spdlog/spdlog.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <optional>
+
+#include "connection_slots.h"
 
 namespace starling::node {
 
-HttpServer::HttpServer(Handler handler) : server_(std::make_unique<httplib::Server>()) {
-  // A scrape or a JSON read is small: a few threads are plenty.
-  server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
-  server_->set_read_timeout(5, 0);
-  server_->set_write_timeout(5, 0);
-  server_->set_payload_max_length(4096);
-  // httplib's default adds SO_REUSEPORT, which lets a second daemon share a
-  // busy port and answer half the requests as the wrong node. SO_REUSEADDR
-  // alone still lets a restart bind while old connections sit in TIME_WAIT.
-  server_->set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+std::string ErrorBody(const std::string& message) { return "{\"error\":\"" + message + "\"}\n"; }
+
+}  // namespace
+
+struct HttpServer::Impl {
+  class Conn;
+
+  Impl(Handler h, Limits l)
+      : handler(std::move(h)),
+        limits(l),
+        slots(std::make_shared<ConnectionSlots>("http", l.max_connections)),
+        acceptor(*ioc),
+        backoff(*ioc) {}
+
+  void Accept();
+  void Admit(tcp::socket socket);
+  void CloseAll();
+
+  Handler handler;
+  const Limits limits;
+  std::shared_ptr<ConnectionSlots> slots;
+  // Shared with every answer in flight: a handler that answers after Stop
+  // posts into a stopped context, never a destroyed one.
+  std::shared_ptr<net::io_context> ioc = std::make_shared<net::io_context>(1);
+  tcp::acceptor acceptor;
+  net::steady_timer backoff;  // between accepts when descriptors run out
+  bool loopback = false;
+  std::atomic<uint64_t> accepted{0};  // read from any thread by stats()
+};
+
+// One client connection; lives as long as an operation on it is pending.
+// It touches the server only from handlers on the io thread, which never run
+// once the server has stopped, so it may outlive the server's other state.
+class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  Conn(Impl* server, tcp::socket socket)
+      : server_(server),
+        limits_(server->limits),
+        slots_(server->slots),
+        stream_(std::move(socket)),
+        buffer_(limits_.header_bytes + limits_.body_bytes),
+        deadline_(stream_.get_executor()) {}
+  ~Conn() { slots_->Release(id_); }
+
+  void Start(uint64_t id) {
+    id_ = id;
+    ReadRequest();
+  }
+  void Close() {
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+ private:
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
+    parser_->body_limit(limits_.body_bytes);
+    slots_->Waiting(id_, true);
+    stream_.expires_after(limits_.request_deadline);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    slots_->Waiting(id_, false);
+    if (closed_) return;
+    if (ec == beast::error::timeout) {
+      // Nothing of a next request is an idle client; part of one, a slow one.
+      slots_->Count(parser_->got_some() || buffer_.size() > 0 ? "timeout" : "idle");
+      return;
+    }
+    if (ec == http::error::header_limit) {
+      slots_->Count("too_large");
+      return Send({431, "application/json", ErrorBody("request headers over " + std::to_string(limits_.header_bytes) + " bytes")}, false, false, 11);
+    }
+    if (ec == http::error::body_limit) {
+      slots_->Count("too_large");
+      return Send({413, "application/json", ErrorBody("request body over " + std::to_string(limits_.body_bytes) + " bytes")}, false, false, 11);
+    }
+    if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+        ec == net::error::operation_aborted)
+      return;
+    if (ec) {
+      if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
+        slots_->Count("malformed");
+        return Send({400, "application/json", ErrorBody("malformed request")}, false, false, 11);
+      }
+      return;
+    }
+    Handle(parser_->release());
+  }
+
+  void Handle(http::request<http::string_body> req) {
+    ++served_;
+    const bool keep = req.keep_alive() && served_ < limits_.requests_per_connection;
+    const unsigned version = req.version();
+    const bool head = req.method() == http::verb::head;
+    if (req.method() != http::verb::get && !head)
+      return Send({405, "application/json", ErrorBody("read-only: only GET and HEAD")}, keep, false, version, true);
+    // A page in the operator's browser can reach a loopback port by making
+    // its own name resolve to 127.0.0.1 (DNS rebinding); its requests then
+    // carry that name as Host. On loopback only loopback names are served.
+    if (server_->loopback) {
+      auto host = req.find(http::field::host);
+      if (host != req.end() && !IsLoopbackHost(HostOfHostHeader(std::string_view(host->value().data(), host->value().size()))))
+        return Send({403, "application/json",
+                     ErrorBody("this node serves HTTP on a loopback address, to loopback names only: use "
+                               "127.0.0.1, [::1] or localhost in the URL")},
+                    keep, head, version);
+    }
+    std::string path(req.target().data(), req.target().size());
+    if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    deadline_.expires_after(limits_.handler_deadline);
+    deadline_.async_wait([self = shared_from_this(), answered, keep, head, version](beast::error_code ec) {
+      if (ec || self->closed_ || answered->exchange(true)) return;
+      self->Send({503, "application/json", ErrorBody("the daemon did not answer in time")}, keep, head, version);
+    });
+    std::weak_ptr<Conn> weak = shared_from_this();
+    server_->handler(path, [weak, ioc = server_->ioc, answered, keep, head, version](HttpReply r) {
+      net::post(*ioc, [weak, answered, keep, head, version, r = std::move(r)]() mutable {
+        auto self = weak.lock();
+        if (!self || self->closed_ || answered->exchange(true)) return;
+        self->deadline_.cancel();
+        self->Send(std::move(r), keep, head, version);
+      });
+    });
+  }
+
+  void Send(HttpReply r, bool keep, bool head, unsigned version, bool allow = false) {
+    const auto status = static_cast<http::status>(r.status);
+    if (head) {
+      auto res = std::make_shared<http::response<http::empty_body>>(status, version);
+      Fill(*res, r.content_type, keep, allow);
+      res->content_length(r.body.size());
+      return Write(res, keep);
+    }
+    auto res = std::make_shared<http::response<http::string_body>>(status, version);
+    Fill(*res, r.content_type, keep, allow);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    Write(res, keep);
+  }
+
+  template <typename Response>
+  static void Fill(Response& res, const std::string& content_type, bool keep, bool allow) {
+    res.set(http::field::server, "starlingd");
+    res.set(http::field::content_type, content_type);
+    if (allow) res.set(http::field::allow, "GET, HEAD");
+    res.keep_alive(keep);
+  }
+
+  template <typename Response>
+  void Write(std::shared_ptr<Response> res, bool keep) {
+    stream_.expires_after(limits_.write_deadline);
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, size_t) {
+      if (self->closed_) return;
+      if (ec == beast::error::timeout) return self->slots_->Count("write_timeout");
+      if (ec) return;
+      if (!keep) {
+        beast::error_code ignored;
+        self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        return;
+      }
+      self->ReadRequest();
+    });
+  }
+
+  Impl* server_;
+  const Limits limits_;
+  std::shared_ptr<ConnectionSlots> slots_;  // shared: a connection may outlive the server's other state
+  uint64_t id_ = 0;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;  // its limit bounds what one client can make us hold
+  std::optional<http::request_parser<http::string_body>> parser_;
+  net::steady_timer deadline_;
+  size_t served_ = 0;
+  bool closed_ = false;
+};
+
+void HttpServer::Impl::Accept() {
+  acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      Admit(std::move(socket));
+      return Accept();
+    }
+    // Out of descriptors (or another passing error): wait a little rather
+    // than spin on a listener that stays readable.
+    slots->Count("full");
+    backoff.expires_after(std::chrono::milliseconds(100));
+    backoff.async_wait([this](beast::error_code e) {
+      if (!e) Accept();
+    });
   });
-  // A page in the operator's browser can reach a loopback port by making its
-  // own name resolve to 127.0.0.1 (DNS rebinding); its requests then carry
-  // that name as Host. On loopback only loopback names are served.
-  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (!loopback_ || !req.has_header("Host") || IsLoopbackHost(HostOfHostHeader(req.get_header_value("Host"))))
-      return httplib::Server::HandlerResponse::Unhandled;
-    res.status = 403;
-    res.set_content(
-        "{\"error\":\"this node serves HTTP on a loopback address, to loopback names only: use 127.0.0.1, [::1] "
-        "or localhost in the URL\"}\n",
-        "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  server_->Get(R"(/.*)", [handler](const httplib::Request& req, httplib::Response& res) {
-    HttpReply r = handler(req.path);
-    res.status = r.status;
-    res.set_content(r.body, r.content_type.c_str());
-  });
-  auto refuse = [](const httplib::Request&, httplib::Response& res) {
-    res.status = 405;
-    res.set_header("Allow", "GET, HEAD");
-    res.set_content("{\"error\":\"read-only: only GET and HEAD\"}\n", "application/json");
-  };
-  server_->Post(R"(/.*)", refuse);
-  server_->Put(R"(/.*)", refuse);
-  server_->Delete(R"(/.*)", refuse);
-  server_->Patch(R"(/.*)", refuse);
 }
+
+void HttpServer::Impl::Admit(tcp::socket socket) {
+  ++accepted;
+  auto c = std::make_shared<Conn>(this, std::move(socket));
+  const uint64_t id = slots->Admit([weak = std::weak_ptr<Conn>(c)] {
+    if (auto conn = weak.lock()) conn->Close();
+  });
+  if (id == 0) return c->Close();
+  c->Start(id);
+}
+
+void HttpServer::Impl::CloseAll() {
+  beast::error_code ignored;
+  acceptor.close(ignored);
+  backoff.cancel();
+  slots->CloseAll();
+}
+
+HttpServer::HttpServer(Handler handler, Limits limits)
+    : impl_(std::make_shared<Impl>(std::move(handler), limits)) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Listen(const HostPort& at) {
   const std::string where = FormatHostPort(at.host, at.port);
-  loopback_ = IsLoopbackHost(at.host);
-  if (at.port == 0) {
-    int port = server_->bind_to_any_port(at.host);
-    if (port <= 0) return Status::IoError("--http " + where + ": cannot bind");
-    port_ = static_cast<uint16_t>(port);
-  } else {
-    if (!server_->bind_to_port(at.host, at.port))
-      return Status::IoError("--http " + where + ": cannot bind (in use, or not an address of this host)");
-    port_ = at.port;
+  impl_->loopback = IsLoopbackHost(at.host);
+  beast::error_code ec;
+  tcp::resolver resolver(*impl_->ioc);
+  auto found = resolver.resolve(at.host, std::to_string(at.port), tcp::resolver::numeric_service, ec);
+  if (ec || found.empty())
+    return Status::IoError("--http " + where + ": cannot bind (not an address of this host: " + ec.message() + ")");
+  const tcp::endpoint endpoint = found.begin()->endpoint();
+  tcp::acceptor& a = impl_->acceptor;
+  a.open(endpoint.protocol(), ec);
+  // SO_REUSEADDR lets a restart bind while old connections sit in
+  // TIME_WAIT; never SO_REUSEPORT, which would let a second daemon share a
+  // busy port and answer half the requests as the wrong node.
+  if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) a.bind(endpoint, ec);
+  if (!ec) a.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    a.close();
+    return Status::IoError("--http " + where + ": cannot bind (" + ec.message() + ")");
   }
+  port_ = a.local_endpoint().port();
   return Status::Ok();
 }
 
 void HttpServer::Start() {
-  thread_ = std::thread([this] {
-    if (!server_->listen_after_bind()) spdlog::error("http: the server stopped unexpectedly");
-    served_ = true;
+  if (thread_.joinable() || !impl_->acceptor.is_open()) return;
+  impl_->Accept();
+  thread_ = std::thread([impl = impl_] {
+    for (;;) {
+      try {
+        impl->ioc->run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("http: {} (serving on)", e.what());
+      }
+    }
   });
 }
 
 void HttpServer::Stop() {
   if (!thread_.joinable()) return;
-  // httplib's stop() does nothing until listen_after_bind is running, so a
-  // daemon that stops right after it starts (a refused join) would wait on
-  // the thread for ever: repeat it until the listener has returned.
-  while (!served_) {
-    server_->stop();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  net::post(*impl_->ioc, [impl = impl_.get()] {
+    impl->CloseAll();
+    impl->ioc->stop();
+  });
   thread_.join();
+}
+
+HttpServer::Stats HttpServer::stats() const {
+  Stats s;
+  s.accepted = impl_->accepted.load();
+  s.open = impl_->slots->open();
+  s.refused = impl_->slots->refused();
+  return s;
 }
 
 }  // namespace starling::node

@@ -1,29 +1,63 @@
-// The read-only HTTP endpoint (--http): cpp-httplib serves on its own
-// threads; every request is answered by `handler`, which the daemon runs on
-// its protocol thread. Only GET and HEAD are served.
+// The read-only HTTP endpoint (--http), served by Boost.Beast on a thread of
+// its own: every connection is asynchronous on that one thread, so an idle,
+// slow or greedy client holds a little memory and a descriptor, never a
+// thread. What a path means is `handler`'s, which the daemon runs on its
+// protocol thread. Only GET and HEAD are served.
+//
+// Limits (HttpLimits below; admission by connection_slots.h), each counted in stats() by reason:
+//  * at most `max_connections` open; a new one past that closes the open
+//    connection that has waited longest for its next request ("evicted"), or
+//    is closed at once when every one is busy ("full");
+//  * a request must arrive whole within `request_deadline` of the connection
+//    opening or of the previous response ("timeout": idle keep-alives and
+//    slowloris alike), and a response must be taken within `write_deadline`
+//    ("write_timeout": a client that never reads);
+//  * the request line and headers within `header_bytes`, a body within
+//    `body_bytes` ("too_large", answered 431 or 413), malformed requests
+//    ("malformed", answered 400);
+//  * a handler that has not answered within `handler_deadline` gets 503.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
-#include <atomic>
 #include <thread>
 
 #include "address.h"
 #include "http_reply.h"
 #include "starling/status.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace starling::node {
+
+struct HttpLimits {
+  size_t max_connections = 256;
+  std::chrono::milliseconds request_deadline{10'000};
+  std::chrono::milliseconds write_deadline{10'000};
+  std::chrono::milliseconds handler_deadline{2'000};
+  size_t header_bytes = 8 << 10;
+  size_t body_bytes = 4 << 10;
+  size_t requests_per_connection = 1000;
+};
 
 class HttpServer {
  public:
-  // Called on a server thread; must be thread-safe.
-  using Handler = std::function<HttpReply(const std::string& path)>;
-  explicit HttpServer(Handler handler);
+  // Answers `path` through `done`, once, from any thread.
+  using Handler = std::function<void(const std::string& path, std::function<void(HttpReply)> done)>;
+
+  using Limits = HttpLimits;
+
+  // Counters since start, and connections open now.
+  struct Stats {
+    uint64_t accepted = 0;
+    uint64_t open = 0;
+    std::map<std::string, uint64_t> refused;  // reason -> count (the reasons above)
+  };
+
+  explicit HttpServer(Handler handler, Limits limits = Limits{});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -34,15 +68,16 @@ class HttpServer {
   Status Listen(const HostPort& at);
   uint16_t port() const { return port_; }
   void Start();
-  // Stops serving and waits for the server threads.
+  // Stops serving, closes every connection and waits for the thread.
   void Stop();
+  // Any thread.
+  Stats stats() const;
 
  private:
-  std::unique_ptr<httplib::Server> server_;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
   std::thread thread_;
-  std::atomic<bool> served_{false};  // the listener thread has returned
   uint16_t port_ = 0;
-  std::atomic<bool> loopback_{false};  // bound to a loopback address: Host is checked
 };
 
 }  // namespace starling::node

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <fstream>
 #include <random>
@@ -274,6 +275,125 @@ TEST(BadInput, AliasAndSizeBombsAreRefusedWhileTheNodeKeepsServing) {
   auto info = c.Info(0);
   ASSERT_TRUE(info);
   EXPECT_EQ((*info).value("revision", "x"), "") << "nothing was written";
+}
+
+// The body of GET `path` from "127.0.0.1:PORT", or "" without an answer.
+std::string RawHttpGet(const std::string& addr, const std::string& path) {
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos) return "";
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(addr.substr(colon + 1))));
+  inet_pton(AF_INET, addr.substr(0, colon).c_str(), &sa.sin_addr);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  std::string got;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      char buf[65536];
+      ssize_t n;
+      while ((n = recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  auto body = got.find("\r\n\r\n");
+  return body == std::string::npos ? "" : got.substr(body + 4);
+}
+
+// Resident memory of process `pid` now (VmRSS), in MiB.
+double RssMiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+
+// starling-hostile holds 500 idle connections and 70 that announce a 16 MiB
+// frame (sending 4 KiB of it) on node0's gossip port, and 200 idle ones on its
+// API socket: far past both listeners' caps. A new node still joins through
+// node0 (a push-pull node0 answers), `starling members` answers, a change
+// made on node0 reaches the newcomer, and node0's memory stays near where it
+// was: no buffer is sized by an announced length.
+TEST(BadInput, JoinsAndTheCliWorkWhileHostileClientsHoldEveryListener) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2));
+  auto file = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  auto apply = [&](const std::string& version) {
+    const std::string doc = c.root() + "/doc.yaml";
+    std::ofstream(doc) << "roles: [web]\npackages:\n  web: {version: \"" << version << "\", roles: [web]}\n";
+    CommandResult applied = c.Cli(0, {"apply", "-f", doc, "--format", "json"}, 10s);
+    EXPECT_EQ(applied.exit_code, 0) << applied.err;
+    return nlohmann::json::parse(applied.out, nullptr, false).value("revision", "");
+  };
+  auto reaches = [&](int i, const std::string& revision) {
+    return WaitFor([&] {
+      auto other = c.Info(i);
+      return other && other->value("revision", "") == revision;
+    }, 20s);
+  };
+  // Steady first: a change made and spread, so that what is measured after
+  // is the flood's, not the cluster's first writes.
+  ASSERT_TRUE(reaches(1, apply("1.0.0")));
+  auto info = c.Info(0);
+  ASSERT_TRUE(info);
+  const uint64_t push_pulls = Counter(*info, "push_pulls_received");
+  const pid_t pid = c.node(0).pid;
+  const double rss_before = RssMiB(pid);
+
+  const std::string err = c.root() + "/hostile.err", out = c.root() + "/hostile.out";
+  pid_t hostile = fork();
+  ASSERT_GE(hostile, 0);
+  if (hostile == 0) {
+    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(126);
+    execl(STARLING_HOSTILE_PATH, STARLING_HOSTILE_PATH, "--tcp", c.node(0).addr.c_str(), "--tcp-idle", "500",
+          "--tcp-headers", "70", "--unix", c.node(0).socket.c_str(), "--unix-idle", "200", "--hold", "60",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_TRUE(WaitFor([&] { return file(err).find("ready") != std::string::npos; }, 30s)) << file(err);
+  std::printf("starling-hostile: %s", file(err).c_str());
+  double rss_most = RssMiB(pid);
+
+  const auto join_start = std::chrono::steady_clock::now();
+  ASSERT_EQ(c.Start("node2", {"--join", c.node(0).addr}), 2);
+  EXPECT_EQ(c.AwaitView(c.All(), c.AllAlive(), 20s), "");
+  const double join_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - join_start).count();
+  rss_most = std::max(rss_most, RssMiB(pid));
+  CommandResult members = c.Cli(0, {"members", "--format", "json"}, 10s);
+  EXPECT_EQ(members.exit_code, 0) << members.err;
+  auto list = nlohmann::json::parse(members.out, nullptr, false);
+  EXPECT_TRUE(list.is_array() && list.size() == 3) << members.out;
+  const std::string second = apply("2.0.0");
+  EXPECT_TRUE(reaches(2, second)) << "the change did not reach the newcomer";
+  info = c.Info(0);
+  ASSERT_TRUE(info);
+  EXPECT_GT(Counter(*info, "push_pulls_received"), push_pulls) << "node0 answered no push-pull";
+  rss_most = std::max(rss_most, RssMiB(pid));
+
+  kill(hostile, SIGTERM);
+  int status = 0;
+  waitpid(hostile, &status, 0);
+  double rss_after = RssMiB(pid);
+  WaitFor([&] { return (rss_after = RssMiB(pid)) <= rss_before * 1.1; }, 15s);
+  std::printf("node0: a node joined through it in %.2f s; RSS %.1f MiB before, %.1f MiB at most, %.1f MiB after\n",
+              join_s, rss_before, rss_most, rss_after);
+  EXPECT_LT(rss_most, rss_before + 64) << "memory grew with announced lengths";
+  EXPECT_LE(rss_after, rss_before * 1.1);
+  // Both listeners counted whom they turned away.
+  const std::string metrics = RawHttpGet(info->value("http", ""), "/metrics");
+  for (const char* listener : {"gossip", "api"}) {
+    const std::string evicted =
+        std::string("starling_connections_refused_total{listener=\"") + listener + "\",reason=\"evicted\"} ";
+    auto at = metrics.find(evicted);
+    ASSERT_NE(at, std::string::npos) << listener << "\n" << metrics;
+    EXPECT_GT(std::stod(metrics.substr(at + evicted.size())), 0) << listener;
+  }
 }
 
 // A second process floods node0's gossip port with random and malformed

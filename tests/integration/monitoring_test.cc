@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -289,6 +290,81 @@ TEST(Monitoring, AHooksNonAsciiAndEscapeOutputIsShownNotAnError) {
   Got http = HttpGet(HttpOf(c, 1), "/v1/rollout");
   EXPECT_EQ(http.status, 200) << http.body;
   EXPECT_EQ(json::parse(http.body, nullptr, false).value("reason", ""), reason);
+}
+
+// A value from /proc/PID/status ("VmRSS", "Threads"), as a number (kB for sizes).
+double ProcStatus(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1));
+  return -1;
+}
+
+// More hostile clients than the listener's 256 connections (idle, slowloris,
+// and clients that pipeline /metrics and never read), opened by
+// starling-hostile: /health, probed on fresh connections as a load balancer
+// does, is answered every time, and /metrics too; the node's threads stay as
+// they were and its memory comes back. (The old server, a thread per
+// connection, answered nothing while 200 idle connections were open.)
+TEST(Monitoring, HealthAnswersWhileIdleSlowAndGreedyClientsHoldConnections) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(1));
+  auto [host, port] = HttpOf(c, 0);
+  ASSERT_GT(port, 0);
+  const pid_t pid = c.node(0).pid;
+  ASSERT_EQ(HttpGet({host, port}, "/metrics").status, 200);  // the first scrape's allocations
+  const double rss_before = ProcStatus(pid, "VmRSS"), threads_before = ProcStatus(pid, "Threads");
+  std::atomic<bool> done{false};
+  double rss_most = rss_before, threads_most = threads_before;
+  std::thread sampler([&] {
+    while (!done) {
+      rss_most = std::max(rss_most, ProcStatus(pid, "VmRSS"));
+      threads_most = std::max(threads_most, ProcStatus(pid, "Threads"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  CommandResult r = RunCommand({STARLING_HOSTILE_PATH, "--http", host + ":" + std::to_string(port), "--idle", "400",
+                                "--slowloris", "40", "--nonreaders", "10", "--probes", "50", "--hold", "1"},
+                               120s);
+  done = true;
+  sampler.join();
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json figures = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(figures.is_object()) << r.out;
+  EXPECT_EQ(figures["during"]["ok"], 50);
+  EXPECT_GE(figures.value("hostile_open", 0), 400);
+
+  Got m = HttpGet({host, port}, "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("starling_connections_refused_total{listener=\"http\",reason=\"evicted\"}"), std::string::npos)
+      << m.body;
+  EXPECT_EQ(m.body.find("starling_connections_refused_total{listener=\"http\",reason=\"evicted\"} 0\n"), std::string::npos)
+      << "more clients than the cap, and none evicted";
+  // Memory comes back once they are gone (the buffers are the connections').
+  double rss_after = rss_before;
+  WaitFor([&] { return (rss_after = ProcStatus(pid, "VmRSS")) <= rss_before * 1.1 + 2048; }, 10s);
+  std::printf("node: RSS %.1f MiB before, %.1f MiB at most, %.1f MiB after; threads %.0f before, %.0f at most\n",
+              rss_before / 1024, rss_most / 1024, rss_after / 1024, threads_before, threads_most);
+  EXPECT_LE(rss_after, rss_before * 1.1 + 2048) << "kB";
+  EXPECT_EQ(threads_most, threads_before) << "a connection cost a thread";
+
+  // Headers past the limit are refused by status, and HEAD answers without a body.
+  httplib::Client client(host, port);
+  client.set_read_timeout(5, 0);
+  auto big = client.Get("/health", {{"X-Big", std::string(10000, 'x')}});
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 431);
+  auto head = client.Head("/health");
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_TRUE(head->body.empty());
+  EXPECT_NE(head->get_header_value("Content-Length"), "0");
+  m = HttpGet({host, port}, "/metrics");
+  EXPECT_NE(m.body.find("starling_connections_refused_total{listener=\"http\",reason=\"too_large\"} 1\n"),
+            std::string::npos);
+  EXPECT_TRUE(c.Info(0));
 }
 
 // A page in the operator's browser that rebinds its own name to 127.0.0.1

@@ -229,6 +229,48 @@ TEST(DesiredLog, CompactedPrefixReachesAReturningNodeAsSnapshotPlusTail) {
   EXPECT_EQ(reopened->Write({Put("packages/x", "{}")}, "", {}, kWall)->seq, 31u);
 }
 
+// 120 revisions of a 600 KB document are 72 MB of past content: kept whole,
+// the snapshot would no longer decode (64 MiB) and the node holding it could
+// not restart, and no peer behind the compaction could take it (16 MiB).
+TEST(DesiredLog, ASnapshotKeepsThePastContentItsDecodersAndPeersCanTake) {
+  MemoryLogStorage sa, sb;
+  auto a = OpenLog(sa, 1, "a");
+  const std::string blob(600 << 10, 'x');
+  for (int i = 0; i < 120; ++i)
+    ASSERT_TRUE(
+        a->Write({Put("packages/p", "{\"blob\":\"" + blob + "\",\"i\":" + std::to_string(i) + "}")}, "", {}, kWall + i)
+            .ok());
+  const auto history = a->History();
+  ASSERT_EQ(history.size(), 120u);
+  ASSERT_TRUE(a->Compact(HighWater{{1, 120}}).ok());
+  EXPECT_EQ(a->retained(), 0u);
+  EXPECT_EQ(a->History().size(), 120u) << "every revision stays in history";
+  EXPECT_LE(EncodeSnapshot(a->snapshot()).size(), kMaxSnapshotDocumentBytes + (2u << 20));
+
+  // It reopens; the newest past content is kept, the oldest is said to be gone.
+  a.reset();
+  a = OpenLog(sa, 1, "a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->History().size(), 120u);
+  auto recent = a->DocumentAt(history[110].id);
+  ASSERT_TRUE(recent.ok()) << recent.status().ToString();
+  EXPECT_EQ((*recent)["packages"]["p"]["i"], 110);
+  auto oldest = a->DocumentAt(history[0].id);
+  EXPECT_EQ(oldest.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(oldest.status().message().find("no longer kept"), std::string::npos) << oldest.status().message();
+
+  // What a peer behind the compaction gets fits the stream cap, and it can
+  // roll back to the revision before the current one.
+  const Snapshot sent = a->SnapshotForPeer();
+  EXPECT_LT(EncodeSnapshot(sent).size(), size_t{16} << 20);
+  auto b = OpenLog(sb, 2, "b");
+  ASSERT_TRUE(b->InstallSnapshot(sent).ok());
+  EXPECT_EQ(b->digest(), a->digest());
+  auto previous = b->DocumentAt(history[118].id);
+  ASSERT_TRUE(previous.ok()) << previous.status().ToString();
+  EXPECT_EQ((*previous)["packages"]["p"]["i"], 118);
+}
+
 TEST(DesiredLog, HistoryMarksTheLoserOfAConcurrentChange) {
   MemoryLogStorage storage;
   auto log = OpenLog(storage, 1, "a");

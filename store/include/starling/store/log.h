@@ -117,6 +117,14 @@ inline constexpr size_t kMaxEntryBytes = 8 << 20;  // its keys, values and note 
 // A local write is refused when the objects' keys and values would come to
 // more than this in all, so that a snapshot of the state crosses too.
 inline constexpr size_t kMaxStateBytes = 8 << 20;
+// A snapshot keeps the content of past revisions (for `history`, `get
+// --revision` and rollbacks) newest first up to this many bytes, so that it
+// always decodes again (the decoders take 64 MiB at most); the copy sent to a
+// peer keeps up to kMaxSentDocumentBytes of them, so that it crosses the
+// 16 MiB stream cap beside a full 8 MiB state. Older content is "no longer
+// kept"; the revisions themselves stay in history.
+inline constexpr size_t kMaxSnapshotDocumentBytes = 32 << 20;
+inline constexpr size_t kMaxSentDocumentBytes = 4 << 20;
 // An entry stamped further ahead of our wall clock is refused for now.
 inline constexpr int64_t kMaxClockSkewMicros = 5LL * 60 * 1000 * 1000;
 
@@ -218,6 +226,9 @@ class DesiredLog {
   // Whether the peer lacks entries we hold only folded into our snapshot.
   bool Behind(const HighWater& peer) const;
   const Snapshot& snapshot() const;
+  // The snapshot as it goes to a peer: past revisions' content cut to
+  // kMaxSentDocumentBytes, newest first.
+  Snapshot SnapshotForPeer() const;
   // Merges a peer's snapshot: its registers, coverage and history.
   Status InstallSnapshot(Snapshot s);
   // Folds every held entry that `acked` covers into the snapshot. Returns
