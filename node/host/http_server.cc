@@ -102,8 +102,9 @@ class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
       slots_->Count("too_large");
       return Send({413, "application/json", ErrorBody("request body over " + std::to_string(limits_.body_bytes) + " bytes")}, false, false, 11);
     }
-    if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
-        ec == net::error::operation_aborted)
+    // The client went away (mid-request too): nothing to answer or count.
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message || ec == net::error::eof ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted)
       return;
     if (ec) {
       if (ec.category() == http::make_error_code(http::error::bad_target).category()) {

@@ -7,7 +7,7 @@
                                     of the tree and check that each is caught
 
 The build enforces most arrows (each node/ layer is its own target and include
-root, libraries are linked PRIVATE), but Asio, cpp-httplib and CLI11 are
+root, libraries are linked PRIVATE), but Asio, Boost, cpp-httplib and CLI11 are
 header-only and compile anywhere, and a process or thread call links in any
 target: this is the check for those. The rules, with the layer table of
 node/README.md:
@@ -19,7 +19,8 @@ node/README.md:
   store/       includes membership only in memberlist_gossip.{h,cc}
   schema/, membership/, store/ never include node/ headers
   <asio/...>      only in node/host and node/daemon
-  <httplib.h>     only in node/host/http_server.cc (and tests)
+  <boost/...>     only in node/host/http_server.cc (Beast serves --http)
+  <httplib.h>     only in tests (their HTTP client)
   <rocksdb/...>   only in store/node_store.cc (and tests)
   <CLI/...>       only in node/daemon/flags.cc, tools/ (and tests)
   fork( execve( execv( waitpid( socket( poll( std::thread
@@ -140,9 +141,11 @@ def check(root):
             if kind == '<' and target.startswith("asio"):
                 if layer not in ("host", "daemon"):
                     problems.append(f"{where}: Asio only in node/host and node/daemon")
-            if kind == '<' and target == "httplib.h":
+            if kind == '<' and target.startswith("boost/"):
                 if rel != os.path.join("node", "host", "http_server.cc") and not in_tests:
-                    problems.append(f"{where}: cpp-httplib only in node/host/http_server.cc")
+                    problems.append(f"{where}: Boost only in node/host/http_server.cc")
+            if kind == '<' and target == "httplib.h" and not in_tests:
+                problems.append(f"{where}: cpp-httplib only in tests")
             if kind == '<' and target.startswith("rocksdb/"):
                 if rel != os.path.join("store", "node_store.cc") and not in_tests:
                     problems.append(f"{where}: RocksDB only in store/node_store.cc (starling::store_rocksdb)")
@@ -171,6 +174,7 @@ def self_test(root):
         ("node/core/agent.cc", "#include <asio/io_context.hpp>\n", "Asio only"),
         ("node/core/agent.cc", "#include <rocksdb/db.h>\n", "RocksDB only"),
         ("node/api/api_service.cc", "#include <httplib.h>\n", "cpp-httplib only"),
+        ("node/host/api_server.cc", "#include <boost/beast/http.hpp>\n", "Boost only"),
         ("node/core/voters.cc", "#include <CLI/CLI.hpp>\n", "CLI11 only"),
         ("store/replicator.cc", '#include "starling/membership/memberlist.h"\n', "memberlist_gossip"),
         ("node/core/agent.cc", "static void Spawn() { (void)fork(); }\n", "fork("),
