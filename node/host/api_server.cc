@@ -54,7 +54,8 @@ struct ApiServer::Rep : std::enable_shared_from_this<ApiServer::Rep> {
   std::string path;
   bool listening = false;
   bool closed = false;
-  std::shared_ptr<ConnectionSlots> slots = std::make_shared<ConnectionSlots>("api", kMaxConnections);
+  std::shared_ptr<ConnectionSlots> slots =
+      std::make_shared<ConnectionSlots>("api", kMaxConnections, kMaxConnections / 2);
 };
 
 namespace {
@@ -254,10 +255,17 @@ void ApiServer::Rep::StartAccept() {
         }
         // Past the cap, the client that has waited longest to send its
         // request goes, so that a CLI call gets in.
+        // A local user other than root is one source: at most half the slots.
+        ucred peer{};
+        socklen_t len = sizeof peer;
+        const bool known = getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0;
+        const std::string source = known && peer.uid != 0 ? "uid " + std::to_string(peer.uid) : "";
         auto c = std::make_shared<ApiConnection>(self, std::move(socket));
-        const uint64_t id = self->slots->Admit([weak = std::weak_ptr<ApiConnection>(c)] {
-          if (auto conn = weak.lock()) conn->Stop();
-        });
+        const uint64_t id = self->slots->Admit(
+            [weak = std::weak_ptr<ApiConnection>(c)] {
+              if (auto conn = weak.lock()) conn->Stop();
+            },
+            source);
         if (id == 0) {
           c->Stop();
         } else {

@@ -137,7 +137,8 @@ struct UdpTcpTransport::Rep : std::enable_shared_from_this<UdpTcpTransport::Rep>
   uint16_t port = 0;
   bool started = false;
   bool closed = false;
-  std::shared_ptr<ConnectionSlots> inbound = std::make_shared<ConnectionSlots>("gossip", kMaxInboundStreams);
+  std::shared_ptr<ConnectionSlots> inbound =
+      std::make_shared<ConnectionSlots>("gossip", kMaxInboundStreams, kMaxInboundStreams / 2);
   // Bytes of inbound requests read and not yet answered, over every stream:
   // a frame's buffer grows as its bytes arrive, never to the length its
   // (unauthenticated) header announces.
@@ -375,10 +376,15 @@ void UdpTcpTransport::Rep::StartAccept() {
       return;
     }
     // Past the cap, the stream that has waited longest for its frame goes.
+    std::error_code peer_ec;
+    const auto peer = socket.remote_endpoint(peer_ec);
+    const std::string source = peer_ec || peer.address().is_loopback() ? "" : peer.address().to_string();
     auto stream = std::make_shared<InboundStream>(self, std::move(socket));
-    const uint64_t id = self->inbound->Admit([weak = std::weak_ptr<InboundStream>(stream)] {
-      if (auto s = weak.lock()) s->Stop();
-    });
+    const uint64_t id = self->inbound->Admit(
+        [weak = std::weak_ptr<InboundStream>(stream)] {
+          if (auto s = weak.lock()) s->Stop();
+        },
+        source);
     if (id == 0) {
       stream->Stop();
     } else {

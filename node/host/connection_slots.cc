@@ -14,32 +14,45 @@ const std::vector<std::string>& ConnectionSlots::Reasons() {
   return reasons;
 }
 
-ConnectionSlots::ConnectionSlots(std::string listener, size_t cap) : listener_(std::move(listener)), cap_(cap) {
+ConnectionSlots::ConnectionSlots(std::string listener, size_t cap, size_t per_source)
+    : listener_(std::move(listener)), cap_(cap), per_source_(per_source) {
   for (const auto& r : Reasons()) refused_.emplace(r, 0);
 }
 
-uint64_t ConnectionSlots::Admit(std::function<void()> close) {
+uint64_t ConnectionSlots::Admit(std::function<void()> close, const std::string& source) {
   std::function<void()> evict;
   uint64_t id = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (slots_.size() >= cap_) {
+    // The longest-waiting connection among those `pick` chooses.
+    auto oldest_waiting = [&](auto pick) {
       auto victim = slots_.end();
       for (auto it = slots_.begin(); it != slots_.end(); ++it)
-        if (it->second.waiting && (victim == slots_.end() || it->second.since < victim->second.since)) victim = it;
-      if (victim == slots_.end()) {
-        // Counted outside the lock.
-      } else {
-        evict = std::move(victim->second.close);
-        slots_.erase(victim);
-        open_ = slots_.size();
-      }
+        if (it->second.waiting && pick(it->second) && (victim == slots_.end() || it->second.since < victim->second.since))
+          victim = it;
+      return victim;
+    };
+    size_t from_source = 0;
+    if (!source.empty())
+      for (const auto& [_, slot] : slots_) from_source += slot.source == source;
+    auto victim = slots_.end();
+    bool room = true;
+    if (!source.empty() && from_source >= per_source_) {
+      victim = oldest_waiting([&](const Slot& s) { return s.source == source; });
+      room = victim != slots_.end();
+    } else if (slots_.size() >= cap_) {
+      victim = oldest_waiting([](const Slot&) { return true; });
+      room = victim != slots_.end();
     }
-    if (slots_.size() < cap_) {
+    if (victim != slots_.end()) {
+      evict = std::move(victim->second.close);
+      slots_.erase(victim);
+    }
+    if (room) {
       id = next_id_++;
-      slots_.emplace(id, Slot{true, std::chrono::steady_clock::now(), std::move(close)});
-      open_ = slots_.size();
+      slots_.emplace(id, Slot{true, std::chrono::steady_clock::now(), std::move(close), source});
     }
+    open_ = slots_.size();
   }
   if (evict) {
     Count("evicted");

@@ -3,8 +3,13 @@
 // connection that has waited longest for its request (an idle or half-sent
 // client, "evicted"), so a health check, a join or a CLI call gets in while
 // hostile clients hold the slots; when every open connection is busy the
-// newcomer is refused ("full"). Every refusal and timeout is counted by
-// reason and reported in one log line per 10 s at most.
+// newcomer is refused ("full"). One source (a peer address, a local user)
+// holds at most `per_source` of them: a newcomer from a source at its share
+// closes that source's own longest-waiting connection, or is refused, so one
+// host cannot take every slot from the others. Loopback and root are not
+// counted as sources: on one machine every peer is 127.0.0.1. Every refusal
+// and timeout is counted by reason and reported in one log line per 10 s at
+// most.
 //
 // Admit, Waiting and Count run on the listener's thread; Release may run on
 // any thread, and open() and refused() are read from any thread.
@@ -29,11 +34,12 @@ class ConnectionSlots {
   // "too_large", "malformed".
   static const std::vector<std::string>& Reasons();
 
-  ConnectionSlots(std::string listener, size_t cap);
+  ConnectionSlots(std::string listener, size_t cap, size_t per_source);
 
-  // A slot for a new connection, or 0 when refused. `close` is how the
-  // connection is closed when evicted (on the listener's thread).
-  uint64_t Admit(std::function<void()> close);
+  // A slot for a new connection from `source` (empty: not counted as one),
+  // or 0 when refused. `close` is how the connection is closed when evicted
+  // (on the listener's thread).
+  uint64_t Admit(std::function<void()> close, const std::string& source = "");
   // Whether connection `id` is waiting for a request (evictable) now.
   void Waiting(uint64_t id, bool waiting);
   // The connection is gone (any thread).
@@ -51,9 +57,10 @@ class ConnectionSlots {
     bool waiting = true;
     std::chrono::steady_clock::time_point since;
     std::function<void()> close;
+    std::string source;
   };
   const std::string listener_;
-  const size_t cap_;
+  const size_t cap_, per_source_;
   mutable std::mutex mu_;  // Release may come from another thread
   std::map<uint64_t, Slot> slots_;
   uint64_t next_id_ = 1;

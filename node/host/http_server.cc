@@ -30,7 +30,7 @@ struct HttpServer::Impl {
   Impl(Handler h, Limits l)
       : handler(std::move(h)),
         limits(l),
-        slots(std::make_shared<ConnectionSlots>("http", l.max_connections)),
+        slots(std::make_shared<ConnectionSlots>("http", l.max_connections, l.per_source)),
         acceptor(*ioc),
         backoff(*ioc) {}
 
@@ -224,10 +224,15 @@ void HttpServer::Impl::Accept() {
 
 void HttpServer::Impl::Admit(tcp::socket socket) {
   ++accepted;
+  beast::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  const std::string source = ec || peer.address().is_loopback() ? "" : peer.address().to_string();
   auto c = std::make_shared<Conn>(this, std::move(socket));
-  const uint64_t id = slots->Admit([weak = std::weak_ptr<Conn>(c)] {
-    if (auto conn = weak.lock()) conn->Close();
-  });
+  const uint64_t id = slots->Admit(
+      [weak = std::weak_ptr<Conn>(c)] {
+        if (auto conn = weak.lock()) conn->Close();
+      },
+      source);
   if (id == 0) return c->Close();
   c->Start(id);
 }

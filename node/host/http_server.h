@@ -35,6 +35,7 @@ namespace starling::node {
 
 struct HttpLimits {
   size_t max_connections = 256;
+  size_t per_source = 64;  // connections from one non-loopback address
   std::chrono::milliseconds request_deadline{10'000};
   std::chrono::milliseconds write_deadline{10'000};
   std::chrono::milliseconds handler_deadline{2'000};
