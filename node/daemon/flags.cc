@@ -7,6 +7,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "starling/membership/config.h"
+#include "starling/version.h"
+
 namespace starling::node {
 namespace {
 
@@ -187,6 +190,9 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
       "and exits 0; a second signal exits at once.",
       "starlingd"};
   app.set_config("--config", "", "Read flags from a TOML or INI file (keys are the long flag names)");
+  app.set_version_flag("--version",
+                       VersionLine("starlingd", "protocol", membership::kProtocolVersion, membership::kProtocolVersion),
+                       "Print the release, the build (commit) and the gossip protocol versions spoken, and exit");
 
   RawFlags f;
   DefineFlags(app, f);

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "local_cluster.h"
 
 namespace starling::itest {
@@ -28,6 +30,22 @@ TEST(Cli, RuntimeTagsOutliveARestart) {
   ASSERT_TRUE(c.Restart(0, {"--tag", "role=db", "--tag", "rack=r2"}));
   EXPECT_EQ(tags_of(), (nlohmann::json{{"role", "db"}, {"rack", "r2"}}));
   EXPECT_THAT(c.LogOf(0), HasSubstr("replaces the stored value 'web'"));
+}
+
+// --version names the release, the commit built and the versions spoken, and
+// exits 0 without a daemon or a subcommand.
+TEST(Cli, VersionNamesTheReleaseTheBuildAndTheProtocol) {
+  const std::string build = R"(\(build ([0-9a-f]{12}(-dirty)?|unknown), )";
+  CommandResult d = RunCommand({STARLINGD_PATH, "--version"});
+  EXPECT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_TRUE(std::regex_match(d.out, std::regex("starlingd [0-9]+\\.[0-9]+\\.[0-9]+ " + build + "protocol 1\\)\n")))
+      << d.out;
+  CommandResult c = RunCommand({STARLING_CLI_PATH, "--version"});
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_TRUE(std::regex_match(c.out, std::regex("starling [0-9]+\\.[0-9]+\\.[0-9]+ " + build + "api 1\\)\n")))
+      << c.out;
+  // The same release in both.
+  EXPECT_EQ(d.out.substr(10, d.out.find(' ', 10) - 10), c.out.substr(9, c.out.find(' ', 9) - 9));
 }
 
 // Text that members wrote (a tag value here; hook output, artifact versions

@@ -10,6 +10,8 @@
 
 #include "commands.h"
 #include "output.h"
+#include "schema/api.capnp.h"
+#include "starling/version.h"
 
 namespace starling::cli {
 namespace {
@@ -18,6 +20,8 @@ int Main(int argc, char** argv) {
   MakeOutputPrintable();
   CLI::App app{"starling: talk to the local starlingd over its Unix socket.", "starling"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", VersionLine("starling", "api", api::API_VERSION, api::API_VERSION),
+                       "Print the release, the build (commit) and the local API version spoken, and exit");
   Context ctx;
   app.add_option("--socket", ctx.globals.socket, "The daemon's API socket")
       ->envname("STARLING_SOCKET")
