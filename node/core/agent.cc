@@ -171,12 +171,8 @@ void NodeAgent::Refresh() {
   auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   if (!record) return;
   if (record->ballot < ballot_) return;  // written by a holder that has been replaced
-  if (highest_ballot_ && BallotOutOfReach(record->ballot, std::max(ballot_, highest_ballot_()))) {
-    if (out_of_reach_ != record->ballot)
-      spdlog::warn("agent: ignoring a rollout record with ballot {}, out of reach from the highest seen here", record->ballot);
-    out_of_reach_ = record->ballot;
+  if (highest_ballot_ && RecordOutOfReach(record->ballot, std::max(ballot_, highest_ballot_()), &out_of_reach_, "agent"))
     return;
-  }
   if (record->ballot > ballot_) {
     ballot_ = record->ballot;
     Save();

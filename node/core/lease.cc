@@ -303,6 +303,15 @@ void Lease::Release() {
   CheckHolding();
 }
 
+bool RecordOutOfReach(uint64_t ballot, uint64_t highest, uint64_t* warned, const char* who) {
+  if (!BallotOutOfReach(ballot, highest)) return false;
+  if (*warned != ballot)
+    spdlog::warn("{}: ignoring a rollout record with ballot {}, out of reach from the highest seen here ({})", who,
+                 ballot, highest);
+  *warned = ballot;
+  return true;
+}
+
 void Lease::HandlePacket(const std::string& from, ByteView data) {
   auto m = DecodeLease(data);
   if (!m.ok()) {

@@ -144,6 +144,9 @@ constexpr uint64_t kMaxBallotStep = uint64_t{1} << 32;
 inline bool BallotOutOfReach(uint64_t ballot, uint64_t highest) {
   return ballot > highest && ballot - highest > kMaxBallotStep;
 }
+// The same for a rollout record that `who` reads: the first time a given
+// ballot is refused (`*warned` remembers it), one log line says so.
+bool RecordOutOfReach(uint64_t ballot, uint64_t highest, uint64_t* warned, const char* who);
 
 class Lease {
  public:

@@ -162,10 +162,8 @@ void RolloutEngine::Step() {
   const store::State& st = replicator_.log().state();
   auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   bool stale = false;
-  if (record && BallotOutOfReach(record->ballot, std::max(lease_.highest_ballot(), best_ ? best_->ballot : 0))) {
-    if (out_of_reach_ != record->ballot)
-      spdlog::warn("rollout: ignoring a record with ballot {}, out of reach from the highest seen here", record->ballot);
-    out_of_reach_ = record->ballot;
+  if (record && RecordOutOfReach(record->ballot, std::max(lease_.highest_ballot(), best_ ? best_->ballot : 0),
+                                 &out_of_reach_, "rollout")) {
     record = best_;
     stale = record.has_value();
   } else if (record && best_ && record->ballot < best_->ballot) {
