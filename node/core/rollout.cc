@@ -594,10 +594,17 @@ void RolloutPlanner::NextBatch(Pass& pass) {
     ++eligible;
     const bool on_target = in.OnRevision(v, target) && v.phase != "failed";
     if (!v.reachable || !v.reported) {
-      // Down, and not because of us (a batch node that goes down holds back
-      // the next batch, above): it is brought to the revision when it is
-      // back, and until then the rollout cannot say it succeeded.
+      // Down: it is brought to the revision when it is back, and until then
+      // the rollout cannot say it succeeded. One this rollout failed or has
+      // not finished may be down because of us, and only cut off from here:
+      // its service may well be stopped, so it uses room (a node that was
+      // done and went down holds back the next batch, above).
       if (!on_target) off_target.push_back(v.name + (v.reachable ? " (no report yet)" : " (down)"));
+      auto a = r.nodes.find(v.name);
+      if (r.failed.count(v.name) || (a != r.nodes.end() && !a->second.done)) {
+        ++out_elsewhere;
+        out_names.push_back(v.name);
+      }
       continue;
     }
     bool candidate = true;

@@ -298,7 +298,7 @@ TEST(RolloutPlanner, FrozenLeavesTheRequestWaiting) {
   EXPECT_EQ(h.record->state, "running");
 }
 
-TEST(RolloutPlanner, ADownNodeHoldsBackTheNextBatchUntilItsDeadlineThenFails) {
+TEST(RolloutPlanner, ADownNodeHoldsBackTheNextBatchUntilItsDeadlineThenFailsAndUsesRoomUntilBack) {
   Holder h;
   std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};
   RolloutPolicy p = Policy(1);  // node deadline 60 s
@@ -311,19 +311,48 @@ TEST(RolloutPlanner, ADownNodeHoldsBackTheNextBatchUntilItsDeadlineThenFails) {
   EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "down");
   EXPECT_EQ(h.Step(p, nodes, T(59)).write, std::nullopt) << "the next batch started while n0 was down";
   h.Step(p, nodes, T(61));
-  // Past its deadline it counts as failed (tolerated here); the rollout
-  // goes on without it.
+  // Past its deadline it counts as failed (tolerated here). It may only be
+  // cut off from the holder, with its service stopped by the rollout: it
+  // uses the batch's room while down, so n1 waits.
   EXPECT_EQ(h.record->failed, (std::set<std::string>{"n0"}));
+  EXPECT_TRUE(h.record->batch.empty());
+  EXPECT_NE(h.record->reason.find("waiting for room: out of service: n0"), std::string::npos) << h.record->reason;
+  // Back and serving its old revision: the rollout goes on without it.
+  nodes[0].reachable = true;
+  h.Step(p, nodes, T(70));
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1"}));
   Finish(nodes, *h.record, "new");
-  h.Step(p, nodes, T(62));
+  h.Step(p, nodes, T(72));
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
   Finish(nodes, *h.record, "new");
-  h.Step(p, nodes, T(63));
+  h.Step(p, nodes, T(73));
   // It ran through with n0 off the revision: not a success.
   EXPECT_EQ(h.record->state, "incomplete");
-  EXPECT_NE(h.record->reason.find("n0 (down)"), std::string::npos) << h.record->reason;
-  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "down");
+  EXPECT_NE(h.record->reason.find("n0 (failed)"), std::string::npos) << h.record->reason;
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "failed");
+}
+
+TEST(RolloutPlanner, AFailedNodeCutOffDuringTheRevertUsesRoom) {
+  // n2 of the second batch is cut off from the holder mid-apply (its
+  // service stopped), and fails by its deadline. The revert must not take a
+  // full batch besides it: n2 may be out of service where it is.
+  Holder h;
+  std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old"), Node("n3", "old"),
+                                 Node("n4", "old")};
+  RolloutPolicy p = Policy(Json::array({1, 3}));  // node deadline 60 s
+  h.request = RolloutRequest{1, "new", "op", false};
+  h.Step(p, nodes, T(0));
+  ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(1));
+  ASSERT_EQ(h.record->batch, (std::vector<std::string>{"n1", "n2", "n3"}));
+  nodes[2].reachable = false;
+  nodes[2].phase = "applying";
+  nodes[1].applied = nodes[1].target = nodes[3].applied = nodes[3].target = "new";
+  h.Step(p, nodes, T(62));
+  ASSERT_TRUE(h.record->reverting) << h.record->ToJson().dump();
+  EXPECT_EQ(h.record->batch.size(), 2u) << "n2 is out where it is: two more, not three; "
+                                        << h.record->ToJson().dump();
 }
 
 TEST(RolloutPlanner, ADeadNodeOnAStaleHealthyReportIsNotDone) {
