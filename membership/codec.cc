@@ -54,6 +54,13 @@ std::string CheckName(const std::string& s, const char* what) {
   if (!text::IsCleanName(s)) return std::string(what) + " is not clean UTF-8";
   return "";
 }
+std::string CheckRelease(const std::string& s) {
+  if (s.size() > kMaxReleaseBytes) return "release too long";
+  if (!text::IsCleanName(s)) return "release is not clean UTF-8";
+  return "";
+}
+// Protocol 1 nodes leave the spoken version unset: they speak their max.
+uint16_t SpokenVersion(uint16_t cur, uint16_t max) { return cur == 0 ? max : cur; }
 std::string CheckAddr(const std::string& s) {
   if (s.size() > kMaxAddrBytes) return "address too long";
   if (!text::IsCleanName(s)) return "address is not clean UTF-8";
@@ -74,19 +81,18 @@ void Require(const std::string& err) {
   if (!err.empty()) throw InvalidField{err};
 }
 
-// Opens the envelope and checks version and cluster. On success returns the
-// payload, copied and aligned.
-Decoded<kj::Array<capnp::word>> OpenEnvelope(ByteView bytes, const std::string& cluster, size_t max_bytes) {
+// Opens the envelope and checks its cluster; `version` gets the sender's
+// protocol version, which the caller checks. On success returns the payload,
+// copied and aligned.
+Decoded<kj::Array<capnp::word>> OpenEnvelope(ByteView bytes, const std::string& cluster, size_t max_bytes,
+                                             uint16_t& version) {
   if (bytes.size() > max_bytes) return BadInput{"too_large", std::to_string(bytes.size()) + " bytes"};
   if (bytes.size() < sizeof(capnp::word) || bytes.size() % sizeof(capnp::word) != 0)
     return BadInput{"decode", "length " + std::to_string(bytes.size()) + " is not a whole number of words"};
   auto words = Aligned(bytes);
   capnp::FlatArrayMessageReader reader(words, Limits(bytes.size()));
   auto env = reader.getRoot<cw::Envelope>();
-  uint16_t v = env.getVersion();
-  if (v < kProtocolMin || v > kProtocolMax)
-    return BadInput{"version", "protocol version " + std::to_string(v) + " outside supported [" +
-                                   std::to_string(kProtocolMin) + ", " + std::to_string(kProtocolMax) + "]"};
+  version = env.getVersion();
   auto c = env.getCluster();
   if (c.size() != cluster.size() || std::memcmp(c.begin(), cluster.data(), c.size()) != 0)
     return BadInput{"cluster", "cluster name '" + Str(c).substr(0, 64) + "' is not ours"};
@@ -97,11 +103,11 @@ Decoded<kj::Array<capnp::word>> OpenEnvelope(ByteView bytes, const std::string& 
   return Aligned(ByteView(payload.begin(), payload.size()));
 }
 
-Bytes Seal(const std::string& cluster, capnp::MessageBuilder& inner) {
+Bytes Seal(const std::string& cluster, uint16_t version, capnp::MessageBuilder& inner) {
   auto payload = capnp::messageToFlatArray(inner);
   capnp::MallocMessageBuilder mb(payload.size() + 16 + cluster.size() / 8);
   auto env = mb.initRoot<cw::Envelope>();
-  env.setVersion(kProtocolVersion);
+  env.setVersion(version);
   env.setCluster(cluster);
   env.setPayload(payload.asBytes());
   return ToBytes(mb);
@@ -135,6 +141,8 @@ void WriteMessage(cw::Message::Builder out, const Message& m) {
                    SetTags(b.initTags(a.tags.size()), a.tags);
                    b.setProtocolMin(a.protocol_min);
                    b.setProtocolMax(a.protocol_max);
+                   b.setProtocolCur(a.protocol_cur);
+                   b.setRelease(a.release);
                  },
                  [&](const Suspect& s) {
                    auto b = out.initSuspect();
@@ -202,6 +210,9 @@ Message ReadMessage(cw::Message::Reader in) {
       Require(ReadTags(r.getTags(), a.tags));
       a.protocol_min = r.getProtocolMin();
       a.protocol_max = r.getProtocolMax();
+      a.protocol_cur = SpokenVersion(r.getProtocolCur(), a.protocol_max);
+      a.release = Str(r.getRelease());
+      Require(CheckRelease(a.release));
       Require(CheckName(a.name, "name"));
       Require(CheckAddr(a.addr));
       if (a.name.empty()) throw InvalidField{"alive without a name"};
@@ -250,6 +261,8 @@ void WritePushPull(cw::PushPull::Builder b, const PushPull& pp) {
     SetTags(o.initTags(m.tags.size()), m.tags);
     o.setProtocolMin(m.protocol_min);
     o.setProtocolMax(m.protocol_max);
+    o.setProtocolCur(m.protocol_cur);
+    o.setRelease(m.release);
   }
 }
 
@@ -278,20 +291,36 @@ PushPull ReadPushPull(cw::PushPull::Reader r) {
     Require(ReadTags(m.getTags(), s.tags));
     s.protocol_min = m.getProtocolMin();
     s.protocol_max = m.getProtocolMax();
+    s.protocol_cur = SpokenVersion(m.getProtocolCur(), s.protocol_max);
+    s.release = Str(m.getRelease());
+    Require(CheckRelease(s.release));
     pp.members.push_back(std::move(s));
   }
   return pp;
 }
 
 // Runs `fn` over the decoded payload, turning every failure into BadInput.
+// An envelope of a version outside `protocol`'s range is refused before its
+// payload is read, unless `any_version` lets the payload decide (a refusal
+// must reach a joiner whatever it speaks).
 template <typename T, typename Fn>
-Decoded<T> Guarded(ByteView bytes, const std::string& cluster, size_t max_bytes, Fn fn) {
+Decoded<T> Guarded(ByteView bytes, const std::string& cluster, size_t max_bytes, const Protocol& protocol, Fn fn,
+                   bool (*any_version)(const T&) = nullptr) {
   try {
-    auto opened = OpenEnvelope(bytes, cluster, max_bytes);
+    uint16_t version = 0;
+    auto opened = OpenEnvelope(bytes, cluster, max_bytes, version);
     if (auto* bad = std::get_if<BadInput>(&opened)) return *bad;
+    const bool understood = protocol.Understands(version);
+    BadInput foreign{"version",
+                     "protocol version " + std::to_string(version) + ", this node understands " +
+                         RangeText(protocol.min, protocol.max),
+                     version};
+    if (!understood && any_version == nullptr) return foreign;
     auto& words = std::get<kj::Array<capnp::word>>(opened);
     capnp::FlatArrayMessageReader reader(words, Limits(words.size() * sizeof(capnp::word)));
-    return fn(reader);
+    T out = fn(reader);
+    if (!understood && !any_version(out)) return foreign;
+    return out;
   } catch (const kj::Exception& e) {
     return BadInput{"decode", std::string(e.getDescription().cStr()).substr(0, 200)};
   } catch (const InvalidField& e) {
@@ -322,7 +351,7 @@ size_t EstimateSize(const Message& m) {
                  [&](const Ack&) {},
                  [&](const Nack&) {},
                  [&](const Alive& a) {
-                   n += TextSize(a.name) + TextSize(a.addr) + 8;
+                   n += TextSize(a.name) + TextSize(a.addr) + TextSize(a.release) + 8;
                    for (const auto& [k, v] : a.tags) n += 16 + TextSize(k) + TextSize(v);
                  },
                  [&](const Suspect& s) { n += TextSize(s.name) + TextSize(s.from); },
@@ -340,15 +369,15 @@ size_t EnvelopeOverhead(const std::string& cluster) {
   return 8 + 8 + 48 + TextSize(cluster) + 8 + 16 + 16;
 }
 
-Bytes EncodePacket(const std::string& cluster, const std::vector<Message>& messages) {
+Bytes EncodePacket(const std::string& cluster, const std::vector<Message>& messages, uint16_t version) {
   capnp::MallocMessageBuilder mb;
   auto list = mb.initRoot<cw::Packet>().initMessages(messages.size());
   for (size_t i = 0; i < messages.size(); ++i) WriteMessage(list[i], messages[i]);
-  return Seal(cluster, mb);
+  return Seal(cluster, version, mb);
 }
 
-Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cluster) {
-  return Guarded<std::vector<Message>>(bytes, cluster, kMaxPacketBytes, [](capnp::FlatArrayMessageReader& r) {
+Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cluster, const Protocol& protocol) {
+  return Guarded<std::vector<Message>>(bytes, cluster, kMaxPacketBytes, protocol, [](capnp::FlatArrayMessageReader& r) {
     auto list = r.getRoot<cw::Packet>().getMessages();
     if (list.size() > kMaxMessagesPerPacket) throw InvalidField{"too many messages in one packet"};
     if (list.size() == 0) throw InvalidField{"empty packet"};
@@ -359,7 +388,7 @@ Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cl
   });
 }
 
-Bytes EncodeStreamRequest(const std::string& cluster, const StreamRequest& req) {
+Bytes EncodeStreamRequest(const std::string& cluster, const StreamRequest& req, uint16_t version) {
   capnp::MallocMessageBuilder mb;
   auto root = mb.initRoot<cw::StreamRequest>();
   if (auto* pp = std::get_if<PushPull>(&req.body)) {
@@ -368,11 +397,12 @@ Bytes EncodeStreamRequest(const std::string& cluster, const StreamRequest& req) 
     const auto& d = std::get<User>(req.body).data;
     root.setUser(kj::arrayPtr(d.data(), d.size()));
   }
-  return Seal(cluster, mb);
+  return Seal(cluster, version, mb);
 }
 
-Decoded<StreamRequest> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes) {
-  return Guarded<StreamRequest>(bytes, cluster, max_bytes, [](capnp::FlatArrayMessageReader& r) {
+Decoded<StreamRequest> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes,
+                                           const Protocol& protocol) {
+  return Guarded<StreamRequest>(bytes, cluster, max_bytes, protocol, [](capnp::FlatArrayMessageReader& r) {
     auto req = r.getRoot<cw::StreamRequest>();
     switch (req.which()) {
       case cw::StreamRequest::PUSH_PULL: return StreamRequest{ReadPushPull(req.getPushPull())};
@@ -385,7 +415,7 @@ Decoded<StreamRequest> DecodeStreamRequest(ByteView bytes, const std::string& cl
   });
 }
 
-Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply) {
+Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply, uint16_t version) {
   capnp::MallocMessageBuilder mb;
   auto root = mb.initRoot<cw::StreamReply>();
   if (auto* pp = std::get_if<PushPull>(&reply.body)) {
@@ -400,11 +430,12 @@ Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply) {
     const auto& d = std::get<User>(reply.body).data;
     root.setUser(kj::arrayPtr(d.data(), d.size()));
   }
-  return Seal(cluster, mb);
+  return Seal(cluster, version, mb);
 }
 
-Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluster, size_t max_bytes) {
-  return Guarded<StreamReply>(bytes, cluster, max_bytes, [](capnp::FlatArrayMessageReader& r) {
+Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluster, size_t max_bytes,
+                                       const Protocol& protocol) {
+  return Guarded<StreamReply>(bytes, cluster, max_bytes, protocol, [](capnp::FlatArrayMessageReader& r) {
     auto rep = r.getRoot<cw::StreamReply>();
     switch (rep.which()) {
       case cw::StreamReply::PUSH_PULL: return StreamReply{ReadPushPull(rep.getPushPull())};
@@ -416,7 +447,7 @@ Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluste
       }
     }
     throw InvalidField{"unknown stream reply"};
-  });
+  }, [](const StreamReply& r) { return std::holds_alternative<Refused>(r.body); });
 }
 
 Bytes EncodeEnvelopeForTest(uint16_t version, const std::string& cluster, const Bytes& payload) {

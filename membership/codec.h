@@ -2,7 +2,7 @@
 //
 // This is the trust boundary for everything a peer sends. Decode* never
 // throws: bytes that fail Cap'n Proto validation, exceed our limits, carry a
-// protocol version outside [kProtocolMin, kProtocolMax] or another cluster's
+// protocol version outside the receiver's range or another cluster's
 // name come back as BadInput with a short `reason` (used as a counter name)
 // and a `detail` for the log line. It is the function the fuzzers target.
 #pragma once
@@ -37,7 +37,8 @@ struct Alive {
   std::string name, addr;
   uint64_t incarnation = 0;
   Tags tags;
-  uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax;
+  uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax, protocol_cur = kProtocolVersion;
+  std::string release{};  // the release the member runs
 };
 struct Suspect {
   std::string name;
@@ -70,7 +71,8 @@ struct MemberState {
   uint64_t incarnation = 0;
   StateStatus status = StateStatus::kAlive;
   Tags tags;
-  uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax;
+  uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax, protocol_cur = kProtocolVersion;
+  std::string release{};  // the release the member runs
 };
 struct PushPull {
   bool join = false;
@@ -94,6 +96,7 @@ struct StreamReply {
 struct BadInput {
   std::string reason;  // decode | version | cluster | too_large | invalid
   std::string detail;
+  uint16_t version = 0;  // the envelope's, when reason is "version"
 };
 template <typename T>
 using Decoded = std::variant<T, BadInput>;
@@ -101,6 +104,7 @@ using Decoded = std::variant<T, BadInput>;
 // Limits on what a peer may make us hold.
 inline constexpr size_t kMaxNameBytes = 256;
 inline constexpr size_t kMaxAddrBytes = 262;
+inline constexpr size_t kMaxReleaseBytes = 64;
 inline constexpr size_t kMaxTags = 64;
 inline constexpr size_t kMaxTagBytes = 1024;
 inline constexpr size_t kMaxMessagesPerPacket = 512;
@@ -112,13 +116,21 @@ size_t EstimateSize(const Message& m);
 // Bytes an empty packet envelope costs on top of its messages.
 size_t EnvelopeOverhead(const std::string& cluster);
 
-Bytes EncodePacket(const std::string& cluster, const std::vector<Message>& messages);
-Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cluster);
+// Encoders stamp the envelope with `version`, the protocol the sender speaks;
+// decoders refuse an envelope whose version `protocol` does not understand
+// (reason "version"), except a stream reply that is a refusal, which a joiner
+// must read whatever the responder speaks.
+Bytes EncodePacket(const std::string& cluster, const std::vector<Message>& messages,
+                   uint16_t version = kProtocolVersion);
+Decoded<std::vector<Message>> DecodePacket(ByteView bytes, const std::string& cluster,
+                                           const Protocol& protocol = Protocol{});
 
-Bytes EncodeStreamRequest(const std::string& cluster, const StreamRequest& req);
-Decoded<StreamRequest> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes);
-Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply);
-Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluster, size_t max_bytes);
+Bytes EncodeStreamRequest(const std::string& cluster, const StreamRequest& req, uint16_t version = kProtocolVersion);
+Decoded<StreamRequest> DecodeStreamRequest(ByteView bytes, const std::string& cluster, size_t max_bytes,
+                                           const Protocol& protocol = Protocol{});
+Bytes EncodeStreamReply(const std::string& cluster, const StreamReply& reply, uint16_t version = kProtocolVersion);
+Decoded<StreamReply> DecodeStreamReply(ByteView bytes, const std::string& cluster, size_t max_bytes,
+                                       const Protocol& protocol = Protocol{});
 
 // Builds an envelope with arbitrary header fields around `payload`; for tests
 // that need a foreign version or cluster.

@@ -61,4 +61,8 @@ std::string_view EventName(EventType t) {
   return "unknown";
 }
 
+std::string RangeText(uint16_t min, uint16_t max) {
+  return min == max ? std::to_string(min) : std::to_string(min) + "-" + std::to_string(max);
+}
+
 }  // namespace starling::membership

@@ -187,7 +187,7 @@ void Memberlist::Impl::HandlePacket(const std::string& from, ByteView bytes) {
   Bytes storage;
   ByteView opened;
   if (Unseal(from, bytes, storage, opened) != Opened::kOk) return;
-  auto decoded = wire::DecodePacket(opened, cfg_.cluster);
+  auto decoded = wire::DecodePacket(opened, cfg_.cluster, cfg_.protocol);
   if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
     Bad(*bad, from);
     return;
@@ -220,10 +220,20 @@ void Memberlist::Impl::HandleStream(const std::string& from, ByteView bytes, Str
                               std::to_string(replay_.window().count() / 1000000) +
                               " s from this node's clock: the two clocks differ (check NTP)"));
   }
-  auto decoded = wire::DecodeStreamRequest(opened, cfg_.cluster, cfg_.max_stream_bytes);
+  auto decoded = wire::DecodeStreamRequest(opened, cfg_.cluster, cfg_.max_stream_bytes, cfg_.protocol);
   if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
     Bad(*bad, from);
-    return reply({});
+    if (bad->reason != "version") return reply({});
+    // Say why, so a node started with a protocol we do not speak learns it
+    // from its first exchange instead of from a silent timeout.
+    ++counters_["incompatible_members"];
+    spdlog::warn("refused a request from {}: it speaks protocol {}; this node ({}) understands protocol {}", from,
+                 bad->version, cfg_.name, RangeText(cfg_.protocol.min, cfg_.protocol.max));
+    return reply(Seal(Encode(wire::StreamReply{wire::Refused{
+        "the request speaks protocol " + std::to_string(bad->version) + "; " + cfg_.name + " understands protocol " +
+        RangeText(cfg_.protocol.min, cfg_.protocol.max) + " and speaks " + std::to_string(cfg_.protocol.speak) +
+        ": start the node with --protocol in that range, or run a release that understands " +
+        std::to_string(bad->version) + " on " + cfg_.name}})));
   }
   auto& req = std::get<wire::StreamRequest>(decoded);
   if (auto* user = std::get_if<wire::User>(&req.body)) {
@@ -232,7 +242,7 @@ void Memberlist::Impl::HandleStream(const std::string& from, ByteView bytes, Str
     user_stream_(from, user->data, [this, alive, reply = std::move(reply)](Bytes answer) {
       // Sealed when the answer is ready: the keyring may have rotated meanwhile.
       if (alive.expired() || shutdown_ || answer.empty()) return reply({});
-      Bytes frame = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::User{std::move(answer)}}));
+      Bytes frame = Seal(Encode(wire::StreamReply{wire::User{std::move(answer)}}));
       counters_["stream_bytes_sent"] += frame.size();
       reply(std::move(frame));
     });
@@ -244,10 +254,15 @@ void Memberlist::Impl::HandleStream(const std::string& from, ByteView bytes, Str
     if (auto refusal = JoinRefusal(pp); !refusal.empty()) {
       ++counters_["name_conflicts"];
       spdlog::warn("refused join from {}: {}", from, refusal);
-      return reply(Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{wire::Refused{refusal}})));
+      return reply(Seal(Encode(wire::StreamReply{wire::Refused{refusal}})));
+    }
+    if (auto refusal = ProtocolRefusal(pp); !refusal.empty()) {
+      ++counters_["incompatible_members"];
+      spdlog::warn("refused join from {}: {}", from, refusal);
+      return reply(Seal(Encode(wire::StreamReply{wire::Refused{refusal}})));
     }
   }
-  Bytes frame = Seal(wire::EncodeStreamReply(cfg_.cluster, wire::StreamReply{LocalState(false)}));
+  Bytes frame = Seal(Encode(wire::StreamReply{LocalState(false)}));
   counters_["stream_bytes_sent"] += frame.size();
   MergeRemote(pp);
   reply(std::move(frame));

@@ -79,6 +79,10 @@ class Memberlist::Impl {
     self->view.addr = cfg_.advertise_addr;
     self->view.incarnation = cfg_.initial_incarnation;
     self->view.tags = cfg_.tags;
+    self->view.protocol_min = cfg_.protocol.min;
+    self->view.protocol_max = cfg_.protocol.max;
+    self->view.protocol_cur = cfg_.protocol.speak;
+    self->view.release = cfg_.release;
     self->view.status_since = clock_.Now();
     self_ = self.get();
     AddMember(std::move(self));
@@ -102,6 +106,7 @@ class Memberlist::Impl {
     counters_["bad_packets.replayed"];
     counters_["bad_packets.out_of_window"];
     counters_["key_refusals_received"];
+    counters_["incompatible_members"];
   }
 
   ~Impl() { StopTimers(); }
@@ -276,6 +281,16 @@ class Memberlist::Impl {
 
   wire::PushPull LocalState(bool join) const;
   std::string JoinRefusal(const wire::PushPull& pp) const;
+  // Why the joiner and the cluster cannot run together, or "". `we_join`:
+  // pp is the cluster's answer to our join; else pp is a joiner's request.
+  std::string ProtocolRefusal(const wire::PushPull& pp, bool we_join = false) const;
+  Bytes Encode(const wire::StreamReply& reply) const {
+    return wire::EncodeStreamReply(cfg_.cluster, reply, cfg_.protocol.speak);
+  }
+  wire::Alive AliveOf(const MemberView& v) const {
+    return wire::Alive{v.name, v.addr, v.incarnation, v.tags, v.protocol_min, v.protocol_max, v.protocol_cur,
+                       v.release};
+  }
   void MergeRemote(const wire::PushPull& pp);
 
   // Sends one stream request and decodes the reply; a refusal or a bad reply

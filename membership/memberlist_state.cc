@@ -10,10 +10,14 @@ void Memberlist::Impl::AliveNode(const wire::Alive& a) {
   auto it = members_.find(a.name);
   Member* m = it == members_.end() ? nullptr : it->second.get();
   if (m == nullptr) {
-    if (a.protocol_max < kProtocolMin || a.protocol_min > kProtocolMax) {
+    if (!cfg_.protocol.Understands(a.protocol_cur) || a.protocol_cur < a.protocol_min ||
+        a.protocol_cur > a.protocol_max || cfg_.protocol.speak < a.protocol_min ||
+        cfg_.protocol.speak > a.protocol_max) {
       ++counters_["incompatible_members"];
-      LogLimited("refusing member '{}' at {}: protocol versions [{}, {}] do not overlap ours [{}, {}]", a.name,
-                 a.addr, a.protocol_min, a.protocol_max, kProtocolMin, kProtocolMax);
+      LogLimited("refusing member '{}' at {}: it understands protocol {} and speaks {}; this node understands {} "
+                 "and speaks {}",
+                 a.name, a.addr, RangeText(a.protocol_min, a.protocol_max), a.protocol_cur,
+                 RangeText(cfg_.protocol.min, cfg_.protocol.max), cfg_.protocol.speak);
       return;
     }
     auto fresh = std::make_unique<Member>();
@@ -23,6 +27,8 @@ void Memberlist::Impl::AliveNode(const wire::Alive& a) {
     fresh->view.tags = a.tags;
     fresh->view.protocol_min = a.protocol_min;
     fresh->view.protocol_max = a.protocol_max;
+    fresh->view.protocol_cur = a.protocol_cur;
+    fresh->view.release = a.release;
     fresh->view.status = MemberStatus::kAlive;
     fresh->view.status_since = clock_.Now();
     m = fresh.get();
@@ -48,20 +54,25 @@ void Memberlist::Impl::AliveNode(const wire::Alive& a) {
     if (addr_changed) {
       ++counters_["name_conflicts"];
       LogLimited("another node at {} claims our name '{}'; refuting", a.addr, a.name);
-    } else if (a.incarnation == m->view.incarnation && a.tags == m->view.tags) {
+    } else if (a.incarnation == m->view.incarnation && a.tags == m->view.tags && a.release == m->view.release &&
+               a.protocol_cur == m->view.protocol_cur) {
       return;  // our own news coming back to us
     }
     Refute(a.incarnation);
     return;
   }
   const MemberStatus before = m->view.status;
-  const bool tags_changed = m->view.tags != a.tags;
+  const bool updated = m->view.tags != a.tags || m->view.release != a.release ||
+                            m->view.protocol_cur != a.protocol_cur || m->view.protocol_min != a.protocol_min ||
+                            m->view.protocol_max != a.protocol_max;
   m->suspicion.reset();
   m->view.addr = a.addr;
   m->view.incarnation = a.incarnation;
   m->view.tags = a.tags;
   m->view.protocol_min = a.protocol_min;
   m->view.protocol_max = a.protocol_max;
+  m->view.protocol_cur = a.protocol_cur;
+  m->view.release = a.release;
   if (before != MemberStatus::kAlive) {
     m->view.status = MemberStatus::kAlive;
     m->view.status_since = clock_.Now();
@@ -73,7 +84,7 @@ void Memberlist::Impl::AliveNode(const wire::Alive& a) {
   } else if (before == MemberStatus::kSuspect) {
     Emit(EventType::kAlive, *m);
   }
-  if (tags_changed || addr_changed) Emit(EventType::kUpdated, *m);
+  if (updated || addr_changed) Emit(EventType::kUpdated, *m);
 }
 
 void Memberlist::Impl::SuspectNode(const wire::Suspect& s) {
@@ -171,7 +182,7 @@ void Memberlist::Impl::AnswerStaleAccusation(const std::string& from, const std:
   if (!cfg_.last_chance_probe || name != cfg_.name || leaving_ || inc >= self_->view.incarnation) return;
   ++counters_["stale_accusations_answered"];
   const auto& v = self_->view;
-  SendRaw(from, {wire::Alive{v.name, v.addr, v.incarnation, v.tags, kProtocolMin, kProtocolMax}});
+  SendRaw(from, {AliveOf(v)});
 }
 
 void Memberlist::Impl::DeadNode(const wire::Dead& d) {
@@ -230,7 +241,7 @@ void Memberlist::Impl::Refute(uint64_t accused) {
 
 void Memberlist::Impl::BroadcastSelf() {
   const auto& v = self_->view;
-  QueueBroadcast(cfg_.name, wire::Alive{v.name, v.addr, v.incarnation, v.tags, kProtocolMin, kProtocolMax});
+  QueueBroadcast(cfg_.name, AliveOf(v));
 }
 
 }  // namespace starling::membership

@@ -15,7 +15,7 @@ void Memberlist::Impl::Send(const std::string& addr, std::vector<wire::Message> 
 
 void Memberlist::Impl::SendRaw(const std::string& addr, const std::vector<wire::Message>& msgs) {
   for (const auto& m : msgs) ++*sent_[m.index()];
-  Bytes bytes = Seal(wire::EncodePacket(cfg_.cluster, msgs));
+  Bytes bytes = Seal(wire::EncodePacket(cfg_.cluster, msgs, cfg_.protocol.speak));
   *bytes_sent_ += bytes.size();
   transport_.SendPacket(addr, std::move(bytes));
 }
@@ -79,8 +79,8 @@ wire::PushPull Memberlist::Impl::LocalState(bool join) const {
   pp.members.reserve(members_.size());
   for (const auto& [_, m] : members_) {
     const auto& v = m->view;
-    pp.members.push_back(
-        wire::MemberState{v.name, v.addr, v.incarnation, ToWire(v.status), v.tags, v.protocol_min, v.protocol_max});
+    pp.members.push_back(wire::MemberState{v.name, v.addr, v.incarnation, ToWire(v.status), v.tags, v.protocol_min,
+                                           v.protocol_max, v.protocol_cur, v.release});
   }
   return pp;
 }
@@ -100,11 +100,68 @@ std::string Memberlist::Impl::JoinRefusal(const wire::PushPull& pp) const {
   return "";
 }
 
+// memberlist's rule: every member's spoken version must lie in every
+// member's range. Checked over the alive members of both sides, so a node
+// that ran alone or a cluster mid-upgrade is judged by what runs now.
+std::string Memberlist::Impl::ProtocolRefusal(const wire::PushPull& pp, bool we_join) const {
+  struct Side {
+    uint16_t min = 0, max = UINT16_MAX;
+    std::map<uint16_t, std::vector<std::string>> speakers;  // version -> members
+    void Add(const std::string& name, uint16_t lo, uint16_t hi, uint16_t cur) {
+      min = std::max(min, lo);
+      max = std::min(max, hi);
+      speakers[cur].push_back(name);
+    }
+    bool Accepts(const Side& other) const {
+      for (const auto& [v, _] : other.speakers)
+        if (v < min || v > max) return false;
+      return true;
+    }
+    std::string Describe(bool names) const {
+      std::string out = "understands " + (min <= max ? RangeText(min, max) : std::string("no common version")) +
+                        " and speaks ";
+      bool first = true;
+      for (const auto& [v, who] : speakers) {
+        out += (first ? "" : ", ") + std::to_string(v);
+        first = false;
+        if (!names) continue;
+        out += " (";
+        for (size_t i = 0; i < who.size() && i < 5; ++i) out += (i ? " " : "") + who[i];
+        if (who.size() > 5) out += " and " + std::to_string(who.size() - 5) + " more";
+        out += ")";
+      }
+      return out;
+    }
+  };
+  // `joiner`: the joining node alone (its own entry); `cluster`: the other
+  // side's alive members.
+  Side joiner, cluster;
+  const std::string joiner_name = we_join ? cfg_.name : pp.from;
+  if (we_join) {
+    joiner.Add(cfg_.name, cfg_.protocol.min, cfg_.protocol.max, cfg_.protocol.speak);
+    for (const auto& s : pp.members)
+      if (s.status == wire::StateStatus::kAlive && s.name != cfg_.name)
+        cluster.Add(s.name, s.protocol_min, s.protocol_max, s.protocol_cur);
+  } else {
+    for (const auto& s : pp.members)
+      if (s.name == pp.from) joiner.Add(s.name, s.protocol_min, s.protocol_max, s.protocol_cur);
+    if (joiner.speakers.empty()) return "";
+    for (const auto& [name, m] : members_)
+      if (m->view.status == MemberStatus::kAlive && name != pp.from)
+        cluster.Add(name, m->view.protocol_min, m->view.protocol_max, m->view.protocol_cur);
+  }
+  if (cluster.speakers.empty() || (joiner.Accepts(cluster) && cluster.Accepts(joiner))) return "";
+  return "protocol versions do not overlap: " + joiner_name + " " + joiner.Describe(false) + "; the cluster " +
+         cluster.Describe(true) + ". Start " + joiner_name + " with --protocol in the cluster's range, or run a " +
+         "release that understands what the cluster speaks";
+}
+
 void Memberlist::Impl::MergeRemote(const wire::PushPull& pp) {
   for (const auto& s : pp.members) {
     switch (s.status) {
       case wire::StateStatus::kAlive:
-        AliveNode(wire::Alive{s.name, s.addr, s.incarnation, s.tags, s.protocol_min, s.protocol_max});
+        AliveNode(wire::Alive{s.name, s.addr, s.incarnation, s.tags, s.protocol_min, s.protocol_max, s.protocol_cur,
+                              s.release});
         break;
       case wire::StateStatus::kLeft:
         LeaveNode(wire::Leave{s.name, s.incarnation, pp.from, false});
@@ -123,7 +180,7 @@ void Memberlist::Impl::MergeRemote(const wire::PushPull& pp) {
 // arrives as a failed status.
 void Memberlist::Impl::Exchange(const std::string& addr, wire::StreamRequest request, Duration timeout,
                 std::function<void(Result<wire::StreamReply>)> done) {
-  Bytes req = Seal(wire::EncodeStreamRequest(cfg_.cluster, request));
+  Bytes req = Seal(wire::EncodeStreamRequest(cfg_.cluster, request, cfg_.protocol.speak));
   counters_["stream_bytes_sent"] += req.size();
   std::weak_ptr<bool> alive = token_;
   transport_.SendStream(addr, std::move(req), timeout, [this, alive, addr, done = std::move(done)](Result<Bytes> r) {
@@ -138,7 +195,7 @@ void Memberlist::Impl::Exchange(const std::string& addr, wire::StreamRequest req
     if (!clear_reply && Unseal(addr, *r, storage, opened) != Opened::kOk) {
       return done(Status::Unavailable(addr + " answered in a way this node's keyring cannot open"));
     }
-    auto decoded = wire::DecodeStreamReply(opened, cfg_.cluster, cfg_.max_stream_bytes);
+    auto decoded = wire::DecodeStreamReply(opened, cfg_.cluster, cfg_.max_stream_bytes, cfg_.protocol);
     if (auto* bad = std::get_if<wire::BadInput>(&decoded)) {
       Bad(*bad, addr);
       return done(Status::Corruption(addr + " answered with a bad reply: " + bad->detail));
@@ -162,11 +219,18 @@ void Memberlist::Impl::Exchange(const std::string& addr, wire::StreamRequest req
 void Memberlist::Impl::PushPullWith(const std::string& addr, bool join, std::function<void(Status)> done) {
   ++counters_["push_pulls_sent"];
   Exchange(addr, wire::StreamRequest{LocalState(join)}, cfg_.stream_timeout,
-           [this, addr, done = std::move(done)](Result<wire::StreamReply> r) {
+           [this, addr, join, done = std::move(done)](Result<wire::StreamReply> r) {
              if (!r.ok()) return done(r.status());
              auto* pp = std::get_if<wire::PushPull>(&r->body);
              if (pp == nullptr) return done(Status::Corruption(addr + " answered a push-pull with something else"));
              if (shutdown_ || left_) return done(Status::Unavailable("shut down"));
+             if (join) {
+               // The responder may be of a release that does not check; we do.
+               if (auto refusal = ProtocolRefusal(*pp, /*we_join=*/true); !refusal.empty()) {
+                 ++counters_["incompatible_members"];
+                 return done(Status::Conflict(addr + ": " + refusal));
+               }
+             }
              MergeRemote(*pp);
              done(Status::Ok());
            });

@@ -110,8 +110,10 @@ struct Member {
   status @2 :Text;                  # alive | suspect | failed | left
   incarnation @3 :UInt64;
   tags @4 :List(Tag);
-  protocolMin @5 :UInt16;
+  protocolMin @5 :UInt16;           # the gossip protocol versions it understands
   protocolMax @6 :UInt16;
+  protocolCur @7 :UInt16;           # the version it speaks
+  version @8 :Text;                 # the release it runs; empty when it did not say (protocol 1)
 }
 
 struct Counter {
@@ -126,7 +128,7 @@ struct Info {
   profile @3 :Text;
   incarnation @4 :UInt64;
   healthScore @5 :UInt32;
-  protocolVersion @6 :UInt16;
+  protocolVersion @6 :UInt16;       # the gossip protocol version this node speaks
   version @7 :Text;
   membersAlive @8 :UInt32;
   membersSuspect @9 :UInt32;
@@ -143,6 +145,9 @@ struct Info {
   leaseBallot @20 :UInt64;
   http @21 :Text;                   # where --http serves /metrics and /v1/; empty when off
   phase @22 :Text;                  # starting | serving | leaving (what /health answers); empty from older daemons
+  protocolMin @23 :UInt16;          # the range this node understands
+  protocolMax @24 :UInt16;
+  build @25 :Text;                  # the commit built (starlingd --version)
 }
 
 struct Reply {

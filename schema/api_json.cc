@@ -16,7 +16,8 @@ json Member(api::Member::Reader m) {
               {"status", m.getStatus().cStr()},
               {"tags", TagMap(m.getTags())},
               {"incarnation", m.getIncarnation()},
-              {"protocol", {{"min", m.getProtocolMin()}, {"max", m.getProtocolMax()}}}};
+              {"version", m.getVersion().cStr()},
+              {"protocol", {{"min", m.getProtocolMin()}, {"max", m.getProtocolMax()}, {"current", m.getProtocolCur()}}}};
 }
 
 json Members(capnp::List<api::Member>::Reader members) {
@@ -36,7 +37,10 @@ json Info(api::Info::Reader info) {
       {"incarnation", info.getIncarnation()},
       {"health_score", info.getHealthScore()},
       {"protocol_version", info.getProtocolVersion()},
+      {"protocol",
+       {{"min", info.getProtocolMin()}, {"max", info.getProtocolMax()}, {"current", info.getProtocolVersion()}}},
       {"version", info.getVersion().cStr()},
+      {"build", info.getBuild().cStr()},
       {"members",
        {{"alive", info.getMembersAlive()},
         {"suspect", info.getMembersSuspect()},

@@ -92,8 +92,10 @@ struct Alive {
   addr @1 :Text;
   incarnation @2 :UInt64;
   tags @3 :List(Tag);
-  protocolMin @4 :UInt16;
+  protocolMin @4 :UInt16;   # the range the member understands
   protocolMax @5 :UInt16;
+  protocolCur @6 :UInt16;   # the version it speaks; 0 from protocol 1 nodes, which speak their max
+  release @7 :Text;         # the release it runs ("0.1.0"); empty from protocol 1 nodes
 }
 
 struct Suspect {
@@ -131,6 +133,8 @@ struct MemberState {
   tags @4 :List(Tag);
   protocolMin @5 :UInt16;
   protocolMax @6 :UInt16;
+  protocolCur @7 :UInt16;
+  release @8 :Text;
 }
 
 # Full-state anti-entropy exchange, also used to join.

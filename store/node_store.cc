@@ -18,12 +18,13 @@
 //   agent/applied      what the node agent runs here (its JSON)
 //   node/tags          the tags set at run time (`starling tags`), a JSON
 //                      object, so that they outlive a restart
+//   node/release       the release that last ran here (data dir format 3)
 //
 // Value layout, the same for every key:
 //   [0]       format version (kFormat = 1)
 //   [1]       record kind: 'N' name, 'G' generation, 'M' member address,
 //             'O' origin, 'E' log entry, 'S' log snapshot,
-//             'B' lease ballot, 'A' applied state, 'T' tags
+//             'B' lease ballot, 'A' applied state, 'T' tags, 'R' release
 //   [2..6)    payload length, uint32 little-endian
 //   [6..6+n)  payload: name / address bytes, or the generation as uint32 LE
 //   [6+n..)   FNV-1a 32 of every byte before it, uint32 little-endian
@@ -39,8 +40,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
@@ -61,6 +64,8 @@ constexpr char kKindEntry = 'E';
 constexpr char kKindSnapshot = 'S';
 constexpr char kKindApplied = 'A';
 constexpr char kKindTags = 'T';
+constexpr char kKindRelease = 'R';
+constexpr std::string_view kReleaseKey = "node/release";
 constexpr size_t kHeaderBytes = 6;
 constexpr size_t kChecksumBytes = 4;
 // Names and addresses are short; anything larger is damage, not data.
@@ -272,21 +277,22 @@ Status NodeStore::SaveName(const std::string& name) {
                    "writing " + std::string(kNameKey) + " in " + rep_->dir);
 }
 
-Result<uint32_t> NodeStore::BumpGeneration() {
-  std::lock_guard lock(rep_->mu);
+Result<uint32_t> NodeStore::LoadGeneration() {
   std::string value;
-  uint32_t generation = 0;
   rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), std::string(kGenerationKey), &value);
-  if (s.ok()) {
-    Result<std::string> payload = Decode(kGenerationKey, kKindGeneration, value);
-    if (!payload.ok()) return payload.status();
-    if (payload->size() != 4) {
-      return Status::Corruption("store value for key 'node/generation' is corrupt: not 4 bytes");
-    }
-    generation = GetU32(*payload);
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, "reading " + std::string(kGenerationKey) + " in " + rep_->dir);
-  }
+  if (s.IsNotFound()) return uint32_t{0};
+  if (!s.ok()) return FromRocks(s, "reading " + std::string(kGenerationKey) + " in " + rep_->dir);
+  Result<std::string> payload = Decode(kGenerationKey, kKindGeneration, value);
+  if (!payload.ok()) return payload.status();
+  if (payload->size() != 4) return Status::Corruption("store value for key 'node/generation' is corrupt: not 4 bytes");
+  return GetU32(*payload);
+}
+
+Result<uint32_t> NodeStore::BumpGeneration(uint32_t past) {
+  std::lock_guard lock(rep_->mu);
+  Result<uint32_t> stored = LoadGeneration();
+  if (!stored.ok()) return stored.status();
+  uint32_t generation = std::max(*stored, past);
   if (generation == UINT32_MAX) {
     return Status::Internal("generation counter in " + rep_->dir + " is exhausted");
   }
@@ -422,5 +428,26 @@ Status NodeStore::SaveApplied(const std::string& json) {
 Result<std::optional<std::string>> NodeStore::LoadTags() { return LoadText(kTagsKey, kKindTags); }
 
 Status NodeStore::SaveTags(const std::string& json) { return SaveText(kTagsKey, kKindTags, kMaxTagsBytes, json); }
+
+Result<std::optional<std::string>> NodeStore::LoadRelease() { return LoadText(kReleaseKey, kKindRelease); }
+
+Status NodeStore::SaveRelease(const std::string& release) {
+  return SaveText(kReleaseKey, kKindRelease, kMaxPayloadBytes, release);
+}
+
+Status NodeStore::DeleteRelease() {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(rep_->db->Delete(wo, std::string(kReleaseKey)), "deleting node/release in " + rep_->dir);
+}
+
+Status NodeStore::Checkpoint(const std::string& path) {
+  rocksdb::Checkpoint* raw = nullptr;
+  if (Status s = FromRocks(rocksdb::Checkpoint::Create(rep_->db.get(), &raw), "checkpoint of " + rep_->dir); !s.ok())
+    return s;
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush 0: flush the memtable, so the copy is whole in its files.
+  return FromRocks(checkpoint->CreateCheckpoint(path, 0), "checkpoint of " + rep_->dir + " to " + path);
+}
 
 }  // namespace starling::store

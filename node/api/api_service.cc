@@ -294,6 +294,8 @@ void ApiService::FillMembers(api::Reply::Builder reply) const {
     FillTags(out.initTags(static_cast<unsigned>(m.tags.size())), m.tags);
     out.setProtocolMin(m.protocol_min);
     out.setProtocolMax(m.protocol_max);
+    out.setProtocolCur(m.protocol_cur);
+    out.setVersion(m.release);
   }
 }
 
@@ -312,8 +314,11 @@ void ApiService::FillInfo(api::Info::Builder info) const {
   info.setProfile(config.timing.profile);
   info.setIncarnation(self.incarnation);
   info.setHealthScore(static_cast<uint32_t>(std::max(0, members_.HealthScore())));
-  info.setProtocolVersion(membership::kProtocolVersion);
+  info.setProtocolVersion(config.protocol.speak);
+  info.setProtocolMin(config.protocol.min);
+  info.setProtocolMax(config.protocol.max);
   info.setVersion(facts_.version);
+  info.setBuild(facts_.build);
   const membership::MemberCounts counts = members_.Counts();
   info.setMembersAlive(static_cast<uint32_t>(counts.alive));
   info.setMembersSuspect(static_cast<uint32_t>(counts.suspect));
@@ -349,8 +354,12 @@ void ApiService::FillInfo(api::Info::Builder info) const {
 store::Json ApiService::NodesJson() const {
   // Every member, and every node the desired state names.
   std::map<std::string, std::string> rows;  // name -> membership status
+  std::map<std::string, membership::MemberView> views;
   const store::Json doc = replicator_.log().state().Document();
-  for (const auto& m : members_.Members()) rows[m.name] = std::string(membership::StatusName(m.status));
+  for (auto& m : members_.Members()) {
+    rows[m.name] = std::string(membership::StatusName(m.status));
+    views[m.name] = std::move(m);
+  }
   if (auto it = doc.find("nodes"); it != doc.end() && it->is_object())
     for (const auto& [name, _] : it->items()) rows.emplace(name, "unknown");
   const auto rollout = ReadRecord<RolloutRecord>(replicator_.log().state(), kRolloutKey);
@@ -367,7 +376,15 @@ store::Json ApiService::NodesJson() const {
         !(rollout->nodes.count(name) && rollout->nodes.at(name).done))
       lifecycle = "upgrading";
     auto report = soft_.Get(name);
+    auto view = views.find(name);
+    const bool known = view != views.end();
     out.push_back({{"name", name},
+                   {"version", known && !view->second.release.empty() ? store::Json(view->second.release)
+                                                                      : store::Json(nullptr)},
+                   {"protocol", known ? store::Json{{"min", view->second.protocol_min},
+                                                    {"max", view->second.protocol_max},
+                                                    {"current", view->second.protocol_cur}}
+                                      : store::Json(nullptr)},
                    {"lifecycle", lifecycle},
                    {"status", status},
                    {"applied_revision", report ? store::Json(report->applied_revision) : store::Json(nullptr)},

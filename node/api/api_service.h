@@ -35,6 +35,7 @@ struct DaemonFacts {
   std::string version;
   Time started_at{};  // on the clock passed to ApiService
   std::string http;   // the --http address, empty when off
+  std::string build;  // the commit built
 };
 
 class ApiService {

@@ -30,6 +30,7 @@
 #include "api_server.h"
 #include "api_service.h"
 #include "asio_env.h"
+#include "data_format.h"
 #include "file_artifact_store.h"
 #include "guard.h"
 #include "http_server.h"
@@ -43,13 +44,11 @@
 #include "starling/store/document.h"
 #include "starling/store/log.h"
 #include "starling/store/node_store.h"
+#include "starling/version.h"
 #include "store_adapters.h"
 #include "trust.h"
 #include "worker.h"
 
-#ifndef STARLING_VERSION
-#error "STARLING_VERSION must be defined by the build"
-#endif
 
 namespace starling::node {
 namespace {
@@ -168,6 +167,10 @@ int Daemon::Run() {
 // 1. Identity, generation, what this node remembers.
 Status Daemon::OpenDataDir() {
   const std::string where = "data dir " + opts_.data_dir + ": ";
+  // Before anything writes to it: a dir of a newer format is left as it is.
+  Result<uint32_t> format = ReadDataFormat(opts_.data_dir);
+  if (!format.ok()) return format.status();
+  if (Status s = CheckDataFormat(opts_.data_dir, DataFormat(), ReleaseVersion()); !s.ok()) return s;
   if (Status s = SecureDataDir(opts_.data_dir); !s.ok()) return s;
   // A hooks dir another user can write is refused now, not at the first hook.
   if (Status s = CheckTrusted(opts_.hooks_dir, "hooks dir"); !s.ok() && s.code() != Status::Code::kNotFound) return s;
@@ -189,6 +192,8 @@ Status Daemon::OpenDataDir() {
     if (name_.empty()) name_ = Hostname();
     if (Status s = store_->SaveName(name_); !s.ok()) return s;
   }
+  if (Status s = MigrateDataDir(*store_, opts_.data_dir, *format, DataFormat(), ReleaseVersion()); !s.ok())
+    return s;
   Result<uint32_t> generation = store_->BumpGeneration();
   if (!generation.ok()) return Status::IoError(where + generation.status().message());
   generation_ = *generation;
@@ -309,6 +314,8 @@ Status Daemon::StartProtocols() {
   // the previous run, whatever refutations it made.
   config_.initial_incarnation = static_cast<uint64_t>(generation_) << 32;
   config_.reap_timeout = opts_.reap_timeout;
+  config_.protocol = Protocol(opts_.protocol);
+  config_.release = ReleaseVersion();
   Result<std::shared_ptr<membership::Keyring>> keyring = OpenKeyring();
   if (!keyring.ok()) return keyring.status();
   config_.keyring = *keyring;
@@ -354,7 +361,7 @@ Status Daemon::StartProtocols() {
 void Daemon::ServeApi() {
   service_ = std::make_unique<ApiService>(
       *members_, core_->replicator(), core_->lease(), core_->soft(), *clock_,
-      DaemonFacts{opts_.data_dir, STARLING_VERSION, clock_->Now(), http_addr_},
+      DaemonFacts{opts_.data_dir, ReleaseVersion(), clock_->Now(), http_addr_, BuildId()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
   service_->SetMonitor([this](const std::string& level, std::function<bool(const std::string&)> deliver) {
     return Monitor(level, std::move(deliver));
@@ -398,7 +405,7 @@ void Daemon::Serve() {
   spdlog::info(
       "starlingd {} starting: name {}, generation {}, bind {}, advertise {}, cluster {}, profile {}, "
       "data dir {}, socket {}, hooks {}, http {}",
-      STARLING_VERSION, name_, generation_, FormatHostPort(opts_.bind.host, transport_->port()), advertise_,
+      ReleaseVersion(), name_, generation_, FormatHostPort(opts_.bind.host, transport_->port()), advertise_,
       opts_.cluster, opts_.profile, opts_.data_dir, opts_.socket, opts_.hooks_dir,
       http_addr_.empty() ? "off" : http_addr_);
   const store::Revision current = log_->Current();

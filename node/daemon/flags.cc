@@ -5,6 +5,7 @@
 #include <grp.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 
 #include "starling/membership/config.h"
@@ -112,6 +113,19 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
                  "Append a JSON line to this file whenever this node wins or renews the coordinator lease (node, "
                  "ballot, from_us, until_us: wall-clock microseconds of its own validity) or releases it; for "
                  "audits and the fault suite's checker");
+  app.add_option("--protocol", o.protocol,
+                 "Gossip protocol version to speak, in the range this binary understands (" +
+                     membership::RangeText(static_cast<uint16_t>(ProtocolMin()), static_cast<uint16_t>(ProtocolMax())) +
+                     "; default " + std::to_string(Protocol(0).speak) +
+                     "). Members run together while each one's version lies in every other's range; see README, "
+                     "Upgrading Starling");
+  app.add_flag("--check-data-dir", o.check_data_dir,
+               "Say what this starlingd would do with --data-dir (run on it, migrate it, or refuse a newer format) "
+               "and exit: 0 when it can run on it, 1 when not. Reads the format file only, so it works beside a "
+               "running daemon");
+  app.add_option("--restore-backup", o.restore_backup,
+                 "Put back the copy a migration took (a backup-N directory in --data-dir) and exit; the daemon "
+                 "must be stopped, and what it replaces is kept in <data-dir>/replaced-<format>");
   app.add_option("--artifact-grace", artifact_grace,
                  "Remove an artifact from this node's data dir once no package of the desired state (nor a rollout's "
                  "target or revert revision) has named it for this long")
@@ -160,6 +174,11 @@ ParseOutcome Validate(RawFlags& f) {
     if (!key.ok()) return fail("--encrypt: " + key.status().message());
     o.encrypt = *key;
   }
+  if (o.protocol != 0 && (o.protocol < ProtocolMin() || o.protocol > ProtocolMax())) {
+    return fail("--protocol " + std::to_string(o.protocol) + ": this starlingd " + ReleaseVersion() +
+                " understands protocol " +
+                membership::RangeText(static_cast<uint16_t>(ProtocolMin()), static_cast<uint16_t>(ProtocolMax())));
+  }
   if (o.cluster.empty()) return fail("--cluster must not be empty");
   if (o.data_dir.empty()) return fail("--data-dir must not be empty");
   if (o.socket.empty()) o.socket = o.data_dir + "/starlingd.sock";
@@ -181,6 +200,17 @@ ParseOutcome Validate(RawFlags& f) {
 
 }  // namespace
 
+membership::Protocol Protocol(unsigned requested) {
+  membership::Protocol p;
+  p.min = static_cast<uint16_t>(ProtocolMin());
+  p.max = static_cast<uint16_t>(ProtocolMax());
+  // A newer binary keeps speaking this code base's default, so it joins the
+  // previous release's cluster; --protocol moves it on.
+  p.speak = requested != 0 ? static_cast<uint16_t>(requested)
+                                  : std::clamp<uint16_t>(membership::kProtocolVersion, p.min, p.max);
+  return p;
+}
+
 ParseOutcome ParseDaemonFlags(int argc, char** argv) {
   CLI::App app{
       "starlingd: the Starling daemon. Joins a cluster by gossip (SWIM with Lifeguard), keeps the member "
@@ -191,8 +221,8 @@ ParseOutcome ParseDaemonFlags(int argc, char** argv) {
       "starlingd"};
   app.set_config("--config", "", "Read flags from a TOML or INI file (keys are the long flag names)");
   app.set_version_flag("--version",
-                       VersionLine("starlingd", "protocol", membership::kProtocolVersion, membership::kProtocolVersion),
-                       "Print the release, the build (commit) and the gossip protocol versions spoken, and exit");
+                       VersionLine("starlingd", "protocol", ProtocolMin(), ProtocolMax()),
+                       "Print the release, the build (commit) and the gossip protocol versions understood, and exit");
 
   RawFlags f;
   DefineFlags(app, f);

@@ -38,6 +38,12 @@ struct DaemonOptions {
   std::string lease_log;
   // Artifacts no desired state names are removed after this long.
   Duration artifact_grace = std::chrono::hours(1);
+  // Instead of running: say what this binary would do with --data-dir
+  // (exit 0 when it can run on it), or restore a backup the data dir holds.
+  bool check_data_dir = false;
+  std::string restore_backup;
+  // The gossip protocol version to speak; 0: this release's default.
+  unsigned protocol = 0;
   // The cluster key to start with when the data dir holds no keyring yet.
   std::optional<membership::Key> encrypt;
 };
@@ -46,6 +52,10 @@ struct ParseOutcome {
   std::optional<DaemonOptions> options;  // nullopt: exit with exit_code
   int exit_code = 0;
 };
+
+// The protocol range of this binary and the version it speaks for
+// `--protocol requested` (0: the default).
+membership::Protocol Protocol(unsigned requested);
 
 // Parses argv (and a --config file). Prints help or a message naming the bad
 // flag itself; the caller only has to exit with exit_code.

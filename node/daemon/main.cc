@@ -5,11 +5,14 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <cstdio>
 
 #include "daemon.h"
+#include "data_format.h"
 #include "flags.h"
 #include "guard.h"
 #include "logging.h"
+#include "starling/version.h"
 #include "trust.h"
 
 int main(int argc, char** argv) {
@@ -38,6 +41,19 @@ int main(int argc, char** argv) {
   // The console keeps this level when `starling monitor` asks for more.
   for (auto& sink : logger->sinks()) sink->set_level(level);
   spdlog::flush_on(spdlog::level::info);
+
+  const starling::node::DaemonOptions& o = *parsed.options;
+  if (o.check_data_dir) {
+    auto line = starling::node::DescribeDataDir(o.data_dir, starling::DataFormat(), starling::ReleaseVersion());
+    std::printf("%s\n", line.ok() ? line->c_str() : line.status().message().c_str());
+    return line.ok() ? 0 : 1;
+  }
+  if (!o.restore_backup.empty()) {
+    starling::Status s = starling::node::RestoreBackup(o.data_dir, o.restore_backup, starling::DataFormat());
+    if (!s.ok()) spdlog::error("{}", s.message());
+    spdlog::shutdown();
+    return s.ok() ? 0 : 1;
+  }
 
   int code = 1;
   starling::node::RunGuarded("starlingd", [&] { code = starling::node::RunDaemon(*parsed.options); });

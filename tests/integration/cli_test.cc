@@ -38,8 +38,14 @@ TEST(Cli, VersionNamesTheReleaseTheBuildAndTheProtocol) {
   const std::string build = R"(\(build ([0-9a-f]{12}(-dirty)?|unknown), )";
   CommandResult d = RunCommand({STARLINGD_PATH, "--version"});
   EXPECT_EQ(d.exit_code, 0) << d.err;
-  EXPECT_TRUE(std::regex_match(d.out, std::regex("starlingd [0-9]+\\.[0-9]+\\.[0-9]+ " + build + "protocol 1\\)\n")))
+  EXPECT_TRUE(std::regex_match(d.out, std::regex("starlingd [0-9]+\\.[0-9]+\\.[0-9]+ " + build + "protocol 1-2\\)\n")))
       << d.out;
+  // The next release, built from the same objects, understands one more.
+  CommandResult next = RunCommand({STARLINGD_NEXT_PATH, "--version"});
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_TRUE(std::regex_match(next.out, std::regex("starlingd [0-9]+\\.[0-9]+\\.0 " + build + "protocol 1-3\\)\n")))
+      << next.out;
+  EXPECT_NE(next.out.substr(0, next.out.find(' ', 10)), d.out.substr(0, d.out.find(' ', 10)));
   CommandResult c = RunCommand({STARLING_CLI_PATH, "--version"});
   EXPECT_EQ(c.exit_code, 0) << c.err;
   EXPECT_TRUE(std::regex_match(c.out, std::regex("starling [0-9]+\\.[0-9]+\\.[0-9]+ " + build + "api 1\\)\n")))

@@ -155,7 +155,7 @@ LocalCluster::~LocalCluster() {
 }
 
 pid_t LocalCluster::Spawn(const Node& n) const {
-  std::vector<std::string> args = {STARLINGD_PATH, "--name",    n.name,     "--bind",     n.bind,
+  std::vector<std::string> args = {n.binary,      "--name",    n.name,     "--bind",     n.bind,
                                    "--data-dir",   n.dir,       "--socket", n.socket,     "--profile",
                                    "local",        "--cluster", cluster_,   "--log-level"};
   const char* level = std::getenv("STARLING_ITEST_LOG_LEVEL");
@@ -198,6 +198,7 @@ int LocalCluster::Launch(const std::string& name, std::vector<std::string> extra
   n.socket = n.dir + "/api.sock";
   n.log = root() + "/" + label + ".log";
   n.bind = bind;
+  n.binary = binary_.empty() ? STARLINGD_PATH : binary_;
   n.extra_args = std::move(extra_args);
   n.pid = Spawn(n);
   nodes_.push_back(std::move(n));

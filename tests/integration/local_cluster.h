@@ -56,6 +56,7 @@ class LocalCluster {
     std::string log;     // captured stdout + stderr
     std::string bind;
     std::vector<std::string> extra_args;
+    std::string binary;  // the starlingd it runs
     pid_t pid = -1;    // -1 once reaped
     std::string addr;  // the advertised address, from `starling info`
   };
@@ -64,6 +65,11 @@ class LocalCluster {
   ~LocalCluster();
   LocalCluster(const LocalCluster&) = delete;
   LocalCluster& operator=(const LocalCluster&) = delete;
+
+  // The starlingd binary the next Launch runs (default: this build's).
+  void SetBinary(std::string path) { binary_ = std::move(path); }
+  // Node i runs `path` from its next Restart on.
+  void UseBinary(int i, std::string path) { nodes_.at(i).binary = std::move(path); }
 
   // Launches a daemon and returns its index; does not wait for it.
   int Launch(const std::string& name, std::vector<std::string> extra_args = {},
@@ -114,6 +120,7 @@ class LocalCluster {
   pid_t Spawn(const Node& n) const;
 
   std::string cluster_;
+  std::string binary_;
   TempDir root_;
   std::vector<Node> nodes_;
 };

@@ -39,6 +39,16 @@ void JoinWave(Cluster& c, int n, Duration spread) {
   c.loop().RunFor(spread);
 }
 
+// Starts node i and joins it through node 0 once (no retry); the outcome
+// after `wait`, or nullopt when the join has not ended by then.
+std::optional<Status> StartAndJoinOnce(Cluster& c, int i, Duration wait) {
+  c.Start(i);
+  auto result = std::make_shared<std::optional<Status>>();
+  c.node(i).Join({c.addr(0)}, [result](Result<int> r) { *result = r.status(); });
+  c.loop().RunFor(wait);
+  return *result;
+}
+
 // No up node lists node i any more.
 bool NobodyLists(Cluster& c, int i) {
   for (int j = 0; j < c.size(); ++j)
@@ -293,10 +303,7 @@ TEST_F(SimTest, SecondNodeClaimingALiveNameIsRefused) {
   auto cfg = Profile("local");
   cfg.name = c.name(2);  // same name, different address
   int imposter = c.Add(cfg);
-  c.Start(imposter);
-  std::optional<Status> result;
-  c.node(imposter).Join({c.addr(0)}, [&](Result<int> r) { result = r.status(); });
-  c.loop().RunFor(5s);
+  std::optional<Status> result = StartAndJoinOnce(c, imposter, 5s);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->code(), Status::Code::kConflict) << result->ToString();
   EXPECT_NE(result->message().find(c.name(2)), std::string::npos) << result->message();
@@ -359,6 +366,85 @@ std::vector<std::shared_ptr<membership::Keyring>> AddKeyed(Cluster& c, int n, co
 }
 
 uint64_t Counter(Cluster& c, int i, const std::string& name) { return c.node(i).counters().at(name); }
+
+// A node of a release that understands protocol [min, max] and speaks `speak`.
+membership::Config Release(const std::string& release, uint16_t min, uint16_t max, uint16_t speak) {
+  auto cfg = Profile("local");
+  cfg.release = release;
+  cfg.protocol = membership::Protocol{min, max, speak};
+  return cfg;
+}
+
+TEST_F(SimTest, MixedReleasesRunTogetherAndEveryMemberKnowsWhatTheOthersRun) {
+  // Mid-upgrade: two nodes of the next release (which understands one more
+  // version but speaks the old one), one told to speak an older version.
+  Cluster c(Seed(37), Profile("local"));
+  c.Add(Release("0.1.0", 1, 2, 2));
+  c.Add(Release("0.1.0", 1, 2, 2));
+  c.Add(Release("0.2.0", 1, 3, 2));
+  c.Add(Release("0.2.0", 1, 3, 2));
+  c.Add(Release("0.1.0", 1, 2, 1));
+  c.Start(0);
+  for (int i = 1; i < c.size(); ++i) c.StartAndJoin(i, i - 1);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  for (int i = 0; i < c.size(); ++i) {
+    for (const auto& m : c.node(i).Members()) {
+      SCOPED_TRACE(c.name(i) + " on " + m.name);
+      const bool next = m.name == c.name(2) || m.name == c.name(3);
+      EXPECT_EQ(m.release, next ? "0.2.0" : "0.1.0");
+      EXPECT_EQ(m.protocol_min, 1);
+      EXPECT_EQ(m.protocol_max, next ? 3 : 2);
+      EXPECT_EQ(m.protocol_cur, m.name == c.name(4) ? 1 : 2);
+    }
+  }
+}
+
+TEST_F(SimTest, AJoinAcrossProtocolsThatDoNotOverlapIsRefusedOnBothSides) {
+  struct Case {
+    const char* what;
+    membership::Config cluster, joiner;
+    std::vector<std::string> named;  // in the joiner's error
+  };
+  std::vector<Case> cases = {
+      // The cluster moved on to 3 (every member restarted with --protocol 3);
+      // a node of the old release cannot read it.
+      {"old release into a cluster speaking 3", Release("0.2.0", 1, 3, 3), Release("0.1.0", 1, 2, 2),
+       {"understands 1-2 and speaks 2", "understands 1-3 and speaks 3"}},
+      // A node told to speak 3 into a cluster of the old release: refused
+      // at the envelope, with the reason sent back.
+      {"a node speaking 3 into an old cluster", Release("0.1.0", 1, 2, 2), Release("0.2.0", 1, 3, 3),
+       {"speaks protocol 3", "understands protocol 1-2 and speaks 2"}},
+  };
+  uint64_t seed = 41;
+  for (auto& k : cases) {
+    SCOPED_TRACE(k.what);
+    Cluster c(Seed(seed++), k.cluster);
+    JoinWave(c, 3, 1s);
+    ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+    const int joiner = c.Add(k.joiner);
+    std::optional<Status> result = StartAndJoinOnce(c, joiner, 10s);
+    ASSERT_TRUE(result.has_value());
+    EXPECT_EQ(result->code(), Status::Code::kConflict) << result->ToString();
+    for (const auto& text : k.named) EXPECT_NE(result->message().find(text), std::string::npos) << result->message();
+    if (std::getenv("STARLING_VERBOSE")) std::printf("%s\n", result->message().c_str());
+    EXPECT_GT(Counter(c, 0, "incompatible_members"), 0u) << "the seed refused it too";
+    for (int i = 0; i < 3; ++i) EXPECT_FALSE(c.node(i).StatusOf(c.name(joiner)).has_value());
+    EXPECT_EQ(c.node(joiner).Counts().alive, 1u);
+  }
+}
+
+TEST_F(SimTest, ANodeSpeakingAnOlderProtocolJoinsAndItsNewerPeersAccept) {
+  // Serf's upgrade path: the new release told to speak the old version
+  // joins the old cluster, and the old ones join a cluster of new nodes
+  // that still speak their version.
+  Cluster c(Seed(43), Release("0.1.0", 1, 2, 2));
+  JoinWave(c, 3, 1s);
+  const int told = c.Add(Release("0.2.0", 1, 3, 1));
+  c.StartAndJoin(told, 0);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+  EXPECT_EQ(Counter(c, 0, "incompatible_members"), 0u);
+}
+
 
 TEST_F(SimTest, EncryptedClusterForms) {
   const auto key = membership::Keyring::Generate();

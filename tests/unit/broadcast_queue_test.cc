@@ -15,7 +15,7 @@ TEST(BroadcastQueue, RetransmitLimitFollowsLog10) {
 TEST(BroadcastQueue, NewerNewsAboutAMemberReplacesOlder) {
   BroadcastQueue q(4);
   q.Queue("a", wire::Suspect{"a", 1, "x"});
-  q.Queue("a", wire::Alive{"a", "h:1", 2, {}, 1, 1});
+  q.Queue("a", wire::Alive{"a", "h:1", 2, {}, 1, 1, 1, ""});
   ASSERT_EQ(q.size(), 1u);
   auto out = q.Take(1400, 5);
   ASSERT_EQ(out.size(), 1u);

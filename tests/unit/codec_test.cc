@@ -14,7 +14,7 @@ std::vector<Message> AllKinds() {
           IndirectPing{8, "c", "10.0.0.3:7946", true, "a", "10.0.0.1:7946"},
           Ack{9},
           Nack{10},
-          Alive{"a", "10.0.0.1:7946", 42, {{"role", "web"}, {"zone", "z1"}}, 1, 1},
+          Alive{"a", "10.0.0.1:7946", 42, {{"role", "web"}, {"zone", "z1"}}, 1, 2, 2, "0.1.0"},
           Suspect{"b", 3, "a"},
           Dead{"c", 4, "a"},
           Leave{"d", 5, "d", true}};
@@ -52,8 +52,8 @@ TEST(Codec, StreamRoundTrip) {
   PushPull pp;
   pp.join = true;
   pp.from = "a";
-  pp.members.push_back({"a", "10.0.0.1:7946", 1, StateStatus::kAlive, {{"k", "v"}}, 1, 1});
-  pp.members.push_back({"b", "10.0.0.2:7946", 2, StateStatus::kLeft, {}, 1, 1});
+  pp.members.push_back({"a", "10.0.0.1:7946", 1, StateStatus::kAlive, {{"k", "v"}}, 1, 2, 2, "0.1.0"});
+  pp.members.push_back({"b", "10.0.0.2:7946", 2, StateStatus::kLeft, {}, 1, 3, 1, ""});
   auto req = DecodeStreamRequest(EncodeStreamRequest("c", StreamRequest{pp}), "c", 1 << 20);
   ASSERT_TRUE(std::holds_alternative<StreamRequest>(req));
   auto& got = std::get<PushPull>(std::get<StreamRequest>(req).body);
@@ -102,6 +102,44 @@ TEST(Codec, RefusesForeignVersionAndCluster) {
   EXPECT_EQ(Reason(DecodePacket(future, "prod")), "version");
   auto ancient = EncodeEnvelopeForTest(0, "prod", inner);
   EXPECT_EQ(Reason(DecodePacket(ancient, "prod")), "version");
+}
+
+TEST(Codec, EachSideChecksTheSendersVersionAgainstItsOwnRange) {
+  const Protocol next{1, 3, 3};
+  const Bytes three = EncodePacket("prod", {Ack{1}}, 3);
+  EXPECT_EQ(Reason(DecodePacket(three, "prod")), "version") << "this code base understands 1-2 by default";
+  EXPECT_EQ(Reason(DecodePacket(three, "prod", next)), "ok");
+  auto req = DecodeStreamRequest(EncodeStreamRequest("prod", StreamRequest{PushPull{false, "a", {}}}, 3), "prod",
+                                 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<BadInput>(req));
+  EXPECT_EQ(std::get<BadInput>(req).reason, "version");
+  EXPECT_EQ(std::get<BadInput>(req).version, 3) << "the responder names it in its refusal";
+  // A refusal reaches the requester whatever version the responder speaks;
+  // nothing else does.
+  auto refused = DecodeStreamReply(EncodeStreamReply("prod", StreamReply{Refused{"no"}}, 7), "prod", 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<StreamReply>(refused));
+  EXPECT_EQ(std::get<Refused>(std::get<StreamReply>(refused).body).why, "no");
+  auto state = DecodeStreamReply(EncodeStreamReply("prod", StreamReply{PushPull{false, "a", {}}}, 7), "prod", 1 << 20);
+  ASSERT_TRUE(std::holds_alternative<BadInput>(state));
+  EXPECT_EQ(std::get<BadInput>(state).reason, "version");
+}
+
+TEST(Codec, MembersCarryTheirReleaseAndTheVersionTheySpeak) {
+  auto pkt = DecodePacket(EncodePacket("c", {Alive{"a", "10.0.0.1:7946", 3, {}, 1, 3, 2, "0.2.0"}}), "c");
+  ASSERT_TRUE(std::holds_alternative<std::vector<Message>>(pkt));
+  const auto& a = std::get<Alive>(std::get<std::vector<Message>>(pkt)[0]);
+  EXPECT_EQ(a.release, "0.2.0");
+  EXPECT_EQ(a.protocol_min, 1);
+  EXPECT_EQ(a.protocol_max, 3);
+  EXPECT_EQ(a.protocol_cur, 2);
+  // A protocol 1 node leaves the spoken version unset: it speaks its max.
+  auto old = DecodePacket(EncodePacket("c", {Alive{"b", "10.0.0.2:7946", 3, {}, 1, 1, 0, ""}}, 1), "c");
+  ASSERT_TRUE(std::holds_alternative<std::vector<Message>>(old));
+  EXPECT_EQ(std::get<Alive>(std::get<std::vector<Message>>(old)[0]).protocol_cur, 1);
+  // A release is a short clean name, like the rest of a member's identity.
+  EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {Alive{"a", "h:1", 3, {}, 1, 2, 2, std::string(65, 'x')}}), "c")),
+            "invalid");
+  EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {Alive{"a", "h:1", 3, {}, 1, 2, 2, "0.1\n"}}), "c")), "invalid");
 }
 
 Bytes ReadCorpus(const std::string& name) {
@@ -156,9 +194,9 @@ TEST(Codec, TruncatedAndRandomBytesAreRejectedNotThrown) {
 }
 
 TEST(Codec, OverlongFieldsAreInvalid) {
-  Alive a{std::string(kMaxNameBytes + 1, 'x'), "1.2.3.4:5", 1, {}, 1, 1};
+  Alive a{std::string(kMaxNameBytes + 1, 'x'), "1.2.3.4:5", 1, {}, 1, 1, 1, ""};
   EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {a}), "c")), "invalid");
-  Alive many{"a", "1.2.3.4:5", 1, {}, 1, 1};
+  Alive many{"a", "1.2.3.4:5", 1, {}, 1, 1, 1, ""};
   for (size_t i = 0; i <= kMaxTags; ++i) many.tags["t" + std::to_string(i)] = "v";
   EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {many}), "c")), "invalid");
 }

@@ -15,14 +15,24 @@
 namespace starling::cli {
 namespace {
 
+std::string RangeText(unsigned lo, unsigned hi) {
+  return lo == hi ? std::to_string(lo) : std::to_string(lo) + "-" + std::to_string(hi);
+}
+// "2 (1-3)": the version spoken, then the range understood.
+std::string ProtocolText(api::Member::Reader m) {
+  return std::to_string(m.getProtocolCur()) + " (" + RangeText(m.getProtocolMin(), m.getProtocolMax()) + ")";
+}
+
 void PrintInfoTable(api::Info::Reader info) {
   std::vector<std::vector<std::string>> rows = {
       {"name:", info.getName().cStr()},
       {"addr:", info.getAddr().cStr()},
       {"cluster:", info.getCluster().cStr()},
       {"profile:", info.getProfile().cStr()},
-      {"version:", info.getVersion().cStr()},
-      {"protocol:", std::to_string(info.getProtocolVersion())},
+      {"version:", std::string(info.getVersion().cStr()) +
+                       (info.getBuild().size() ? " (build " + std::string(info.getBuild().cStr()) + ")" : "")},
+      {"protocol:", std::to_string(info.getProtocolVersion()) + " (understands " +
+                        RangeText(info.getProtocolMin(), info.getProtocolMax()) + ")"},
       {"incarnation:", std::to_string(info.getIncarnation())},
       {"health score:", std::to_string(info.getHealthScore())},
       {"members:", "alive " + std::to_string(info.getMembersAlive()) + ", suspect " +
@@ -53,6 +63,7 @@ void AddMembers(CLI::App& app, Context& ctx) {
   struct Options {
     std::string status, format = "table";
     std::vector<std::string> tags;
+    bool detailed = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("members",
@@ -62,6 +73,9 @@ void AddMembers(CLI::App& app, Context& ctx) {
   cmd->add_option("--status", o->status, "Only members with this status")
       ->check(CLI::IsMember({"alive", "suspect", "failed", "left"}));
   cmd->add_option("--tag", o->tags, "Only members with tag key=value (repeatable; all must match)");
+  cmd->add_flag("--detailed", o->detailed,
+                "Also show each member's release, the gossip protocol version it speaks and the range it "
+                "understands, and its incarnation (the JSON always has them)");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     const auto filters = SplitTags(o->tags, "--tag");
@@ -71,6 +85,7 @@ void AddMembers(CLI::App& app, Context& ctx) {
           if (!reply.isMembers()) return Unexpected();
           json out = json::array();
           std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "STATUS", "TAGS"}};
+          if (o->detailed) rows = {{"NAME", "ADDRESS", "STATUS", "VERSION", "PROTOCOL", "INCARNATION", "TAGS"}};
           for (auto m : reply.getMembers()) {
             std::string status = m.getStatus().cStr();
             if (!o->status.empty() && status != o->status) continue;
@@ -81,7 +96,13 @@ void AddMembers(CLI::App& app, Context& ctx) {
             });
             if (!match) continue;
             out.push_back(api_json::Member(m));
-            rows.push_back({m.getName().cStr(), m.getAddr().cStr(), status, TagText(tags)});
+            if (o->detailed) {
+              rows.push_back({m.getName().cStr(), m.getAddr().cStr(), status,
+                              m.getVersion().size() ? m.getVersion().cStr() : "-", ProtocolText(m),
+                              std::to_string(m.getIncarnation()), TagText(tags)});
+            } else {
+              rows.push_back({m.getName().cStr(), m.getAddr().cStr(), status, TagText(tags)});
+            }
           }
           if (o->format == "json") {
             PrintJson(out);

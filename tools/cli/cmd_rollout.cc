@@ -60,9 +60,9 @@ std::string NodeCell(const json& v) {
 
 void PrintNodes(const json& rows) {
   std::vector<std::vector<std::string>> table = {
-      {"NAME", "LIFECYCLE", "STATUS", "APPLIED", "HEALTHY", "PHASE"}};
+      {"NAME", "LIFECYCLE", "STATUS", "VERSION", "APPLIED", "HEALTHY", "PHASE"}};
   for (const auto& r : rows)
-    table.push_back({r.value("name", ""), r.value("lifecycle", ""), r.value("status", ""),
+    table.push_back({r.value("name", ""), r.value("lifecycle", ""), r.value("status", ""), NodeCell(r["version"]),
                      NodeCell(r["applied_revision"]), NodeCell(r["healthy"]), NodeCell(r["phase"])});
   PrintTable(table);
 }

@@ -20,9 +20,32 @@ namespace starling::membership {
 using namespace std::chrono_literals;
 using Tags = std::map<std::string, std::string>;
 
+// Gossip protocol versions. A node understands a range and speaks one
+// version in it: its envelopes carry that version, and a receiver drops
+// envelopes outside its own range. Two nodes may run together when each one's
+// spoken version lies in the other's range (memberlist's rule); a join that
+// breaks it is refused on both sides. The layers above gate features on the
+// lowest version the members speak (the desired state's `agent` section needs 2).
+//   1: membership, the desired-state log, the lease, rollouts, artifacts.
+//   2: members gossip their release and spoken version; the `agent` section.
+// These are this code base's defaults; the daemon takes its range from the
+// binary's version unit (schema/version.h), so a second build of the same
+// objects can understand a newer version.
 inline constexpr uint16_t kProtocolMin = 1;
-inline constexpr uint16_t kProtocolMax = 1;
-inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kProtocolMax = 2;
+// What a node speaks unless told otherwise (`starlingd --protocol N`): a
+// release that understands a newer version keeps speaking this one, so it can
+// join a cluster of the previous release during a rolling upgrade.
+inline constexpr uint16_t kProtocolVersion = 2;
+
+struct Protocol {
+  uint16_t min = kProtocolMin;
+  uint16_t max = kProtocolMax;
+  uint16_t speak = kProtocolVersion;
+  bool Understands(uint16_t v) const { return v >= min && v <= max; }
+};
+// "1-2", or "2" when min == max.
+std::string RangeText(uint16_t min, uint16_t max);
 
 struct Timing {
   std::string profile = "lan";
@@ -49,6 +72,9 @@ struct Config {
   std::string cluster = "default";
   Tags tags;
   Timing timing;
+  Protocol protocol;
+  // The release this node runs ("0.1.0"), gossiped with its membership.
+  std::string release;
 
   // Lifeguard: local health multiplier, nacks, confirmation-shortened
   // suspicion and the buddy system. Off only to measure what it buys.

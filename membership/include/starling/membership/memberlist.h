@@ -35,8 +35,10 @@ struct MemberView {
   MemberStatus status = MemberStatus::kAlive;
   uint64_t incarnation = 0;
   Tags tags;
-  uint16_t protocol_min = kProtocolMin;
+  uint16_t protocol_min = kProtocolMin;  // the range it understands
   uint16_t protocol_max = kProtocolMax;
+  uint16_t protocol_cur = kProtocolVersion;  // the version it speaks
+  std::string release;                       // "0.1.0"; empty when not told (a protocol 1 node)
   Time status_since{};  // when this node last saw the status change
 };
 

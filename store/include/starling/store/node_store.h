@@ -49,7 +49,11 @@ class NodeStore {
   // Increments the persisted generation and returns the new value (1 on the
   // first call). Durable (fsync'ed) before it returns, so a crash right after
   // can never hand out the same generation twice.
-  Result<uint32_t> BumpGeneration();
+  // `past`: a generation handed out elsewhere (a copy this one replaced),
+  // which the new one must exceed too.
+  Result<uint32_t> BumpGeneration(uint32_t past = 0);
+  // The last generation handed out (0: none).
+  Result<uint32_t> LoadGeneration();
 
   // Replaces the whole known-member set atomically. Not fsync'ed: losing the
   // last moments of membership news in a crash costs nothing but a staler
@@ -76,6 +80,17 @@ class NodeStore {
   // The tags set at run time (a JSON object); nullopt when never set. Save is synced.
   Result<std::optional<std::string>> LoadTags();
   Status SaveTags(const std::string& json);
+
+  // The release that last ran on this data dir (data dir format 3); nullopt
+  // when none recorded it. Save is synced.
+  Result<std::optional<std::string>> LoadRelease();
+  Status SaveRelease(const std::string& release);
+  Status DeleteRelease();
+
+  // A consistent copy of the store at `path` (which must not exist):
+  // RocksDB's checkpoint, hard links where it can. Flushes first, so the
+  // copy needs no write-ahead log of its own.
+  Status Checkpoint(const std::string& path);
 
  private:
   Result<std::optional<uint64_t>> LoadU64(std::string_view key, char kind);

@@ -1,0 +1,266 @@
+// Mixed releases on one cluster: this build's starlingd beside
+// starlingd-next (the same objects with a newer version unit: release
+// 0.<minor+1>.0, protocol 1-3), observed through the CLI as an operator
+// would.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "local_cluster.h"
+
+namespace starling::itest {
+namespace {
+
+constexpr Millis kConverge = 30s;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string ReleaseOf(const std::string& binary) {
+  CommandResult r = RunCommand({binary, "--version"});
+  // "starlingd 0.1.0 (build ..., protocol 1-2)"
+  const size_t a = r.out.find(' ') + 1;
+  return r.out.substr(a, r.out.find(' ', a) - a);
+}
+
+const nlohmann::json* Find(const nlohmann::json& rows, const std::string& name) {
+  for (const auto& r : rows)
+    if (r.value("name", "") == name) return &r;
+  return nullptr;
+}
+
+TEST(Upgrade, EveryMemberShowsTheReleaseItRunsAndTheProtocolItSpeaks) {
+  const std::string old_release = ReleaseOf(STARLINGD_PATH), next_release = ReleaseOf(STARLINGD_NEXT_PATH);
+  ASSERT_NE(old_release, next_release);
+  LocalCluster c;
+  ASSERT_EQ(c.Start("old-a"), 0);
+  ASSERT_EQ(c.Start("old-b", {"--join", c.node(0).addr}), 1);
+  c.SetBinary(STARLINGD_NEXT_PATH);
+  ASSERT_EQ(c.Start("next-a", {"--join", c.node(0).addr}), 2);
+  ASSERT_EQ(c.Start("next-b", {"--join", c.node(0).addr, "--protocol", "1"}), 3);
+  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
+
+  struct Want {
+    std::string release;
+    int max, current;
+  };
+  const std::map<std::string, Want> want = {{"old-a", {old_release, 2, 2}},
+                                            {"old-b", {old_release, 2, 2}},
+                                            {"next-a", {next_release, 3, 2}},
+                                            {"next-b", {next_release, 3, 1}}};
+  for (int i : c.All()) {
+    SCOPED_TRACE(c.node(i).name);
+    std::optional<nlohmann::json> members = c.Members(i);
+    ASSERT_TRUE(members);
+    CommandResult nodes = c.Cli(i, {"nodes", "--format", "json"});
+    ASSERT_EQ(nodes.exit_code, 0) << nodes.err;
+    const nlohmann::json rows = nlohmann::json::parse(nodes.out);
+    for (const auto& [name, w] : want) {
+      SCOPED_TRACE(name);
+      for (const nlohmann::json* m : {Find(*members, name), Find(rows, name)}) {
+        ASSERT_NE(m, nullptr);
+        EXPECT_EQ((*m)["version"], w.release);
+        EXPECT_EQ((*m)["protocol"]["min"], 1);
+        EXPECT_EQ((*m)["protocol"]["max"], w.max);
+        EXPECT_EQ((*m)["protocol"]["current"], w.current);
+      }
+    }
+  }
+  // The table an operator reads.
+  CommandResult table = c.Cli(0, {"members", "--detailed"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("VERSION"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(next_release), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("1 (1-3)"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("2 (1-2)"), std::string::npos) << table.out;
+  std::optional<nlohmann::json> info = c.Info(3);
+  ASSERT_TRUE(info);
+  EXPECT_EQ((*info)["version"], next_release);
+  EXPECT_EQ((*info)["protocol"]["current"], 1);
+  EXPECT_EQ((*info)["protocol"]["max"], 3);
+}
+
+TEST(Upgrade, AJoinAcrossProtocolsThatDoNotOverlapIsRefusedOnBothSides) {
+  // The cluster moved on to protocol 3; a node of the old release cannot
+  // read it. Then the other way: a node told to speak 3 into old nodes.
+  for (bool old_joins : {true, false}) {
+    SCOPED_TRACE(old_joins ? "old into next" : "next speaking 3 into old");
+    LocalCluster c;
+    if (!old_joins) c.SetBinary(STARLINGD_PATH);
+    else c.SetBinary(STARLINGD_NEXT_PATH);
+    const std::vector<std::string> cluster_args =
+        old_joins ? std::vector<std::string>{"--protocol", "3"} : std::vector<std::string>{};
+    ASSERT_EQ(c.Start("seed", cluster_args), 0);
+    std::vector<std::string> second = cluster_args;
+    second.insert(second.end(), {"--join", c.node(0).addr});
+    ASSERT_EQ(c.Start("member", second), 1);
+    ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
+
+    c.SetBinary(old_joins ? STARLINGD_PATH : STARLINGD_NEXT_PATH);
+    std::vector<std::string> joiner_args = {"--join", c.node(0).addr};
+    if (!old_joins) joiner_args.insert(joiner_args.end(), {"--protocol", "3"});
+    const int j = c.Launch("joiner", joiner_args);
+    std::optional<int> code = c.WaitExit(j, 20s);
+    ASSERT_TRUE(code.has_value()) << "the refused node should exit, not retry for ever";
+    EXPECT_NE(*code, 0);
+    const std::string joiner_log = Slurp(c.node(j).log), seed_log = Slurp(c.node(0).log);
+    const std::string joiner_range = old_joins ? "1-2" : "speaks protocol 3";
+    const std::string cluster_range = old_joins ? "understands 1-3 and speaks 3" : "understands protocol 1-2";
+    for (const std::string* log : {&joiner_log, &seed_log}) {
+      SCOPED_TRACE(log == &joiner_log ? "joiner's log" : "seed's log");
+      EXPECT_NE(log->find(joiner_range), std::string::npos) << *log;
+      EXPECT_NE(log->find(cluster_range), std::string::npos) << *log;
+    }
+    EXPECT_NE(seed_log.find("refused"), std::string::npos);
+    std::optional<nlohmann::json> members = c.Members(0);
+    ASSERT_TRUE(members);
+    EXPECT_EQ(Find(*members, "joiner"), nullptr) << members->dump();
+  }
+}
+
+TEST(Upgrade, AProtocolOutsideTheBinarysRangeIsRefusedAtStart) {
+  CommandResult r = RunCommand({STARLINGD_PATH, "--protocol", "3", "--data-dir", "/nonexistent/x"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--protocol 3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("understands protocol 1-2"), std::string::npos) << r.err;
+}
+
+std::string WriteFile(const LocalCluster& c, const std::string& name, const std::string& text) {
+  std::string path = c.root() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string Keygen() {
+  CommandResult r = RunCommand({STARLING_CLI_PATH, "keygen"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.out.substr(0, r.out.find('\n'));
+}
+
+// Every file under `dir` (path -> content), to show a refusal changed nothing.
+std::map<std::string, std::string> Snapshot(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out[e.path().string()] = Slurp(e.path().string());
+  return out;
+}
+
+// What must survive a migration and a restore.
+struct Kept {
+  std::string revision, digest, history, tags;
+  uint64_t ballot = 0;
+  // Everything but the ballot, which moves on at every lease.
+  bool operator==(const Kept& o) const {
+    return revision == o.revision && digest == o.digest && history == o.history && tags == o.tags;
+  }
+};
+void PrintTo(const Kept& k, std::ostream* os) { *os << k.revision << " " << k.digest << " " << k.tags << " " << k.history; }
+Kept KeptOf(const LocalCluster& c, int i) {
+  Kept k;
+  std::optional<nlohmann::json> info = c.Info(i);
+  EXPECT_TRUE(info);
+  if (!info) return k;
+  k.revision = (*info)["revision"];
+  k.digest = (*info)["digest"];
+  k.ballot = (*info)["lease"]["ballot"];
+  k.tags = (*info)["tags"].dump();
+  k.history = c.Cli(i, {"history", "--format", "json"}).out;
+  return k;
+}
+
+TEST(Upgrade, ANewerReleaseMigratesTheDataDirAndAnOlderOneRefusesItUntilTheBackupIsRestored) {
+  LocalCluster c;
+  const std::string key = Keygen();
+  ASSERT_EQ(c.Start("solo", {"--encrypt", key}), 0);
+  const std::string dir = c.node(0).dir;
+  const std::string doc = WriteFile(c, "doc.yaml",
+                                    "roles: [web]\npackages:\n  web: {version: \"1.0\", roles: [web]}\n"
+                                    "policy: {batch: 1}\n");
+  ASSERT_EQ(c.Cli(0, {"apply", "-f", doc}).exit_code, 0);
+  ASSERT_EQ(c.Cli(0, {"tags", "--set", "zone=a"}).exit_code, 0);
+  // The lease is held (a ballot promised and saved) before the daemon stops.
+  ASSERT_TRUE(WaitFor([&] { return KeptOf(c, 0).ballot > 0; }, 20s));
+  const Kept before = KeptOf(c, 0);
+  ASSERT_FALSE(before.revision.empty());
+  c.Signal(0, SIGTERM);
+  ASSERT_EQ(c.WaitExit(0, 20s), std::optional<int>(0));
+  EXPECT_EQ(Slurp(dir + "/format"), "starling data dir format 2\n");
+  CommandResult check = RunCommand({STARLINGD_NEXT_PATH, "--data-dir", dir, "--check-data-dir"});
+  EXPECT_EQ(check.exit_code, 0) << check.out;
+  EXPECT_NE(check.out.find("migrates it to format 3 at start, after copying it to " + dir + "/backup-2"),
+            std::string::npos)
+      << check.out;
+
+  // The next release migrates it, after a copy, and keeps everything.
+  c.UseBinary(0, STARLINGD_NEXT_PATH);
+  ASSERT_TRUE(c.Restart(0));
+  // Its next lease is above every ballot it promised before.
+  ASSERT_TRUE(WaitFor([&] { return KeptOf(c, 0).ballot > before.ballot; }, 20s));
+  const Kept next = KeptOf(c, 0);
+  EXPECT_EQ(next, before);
+  EXPECT_EQ(Slurp(dir + "/format"), "starling data dir format 3\n");
+  EXPECT_EQ(Slurp(dir + "/backup-2/format"), "starling data dir format 2\n");
+  EXPECT_EQ(Slurp(dir + "/backup-2/keyring"), Slurp(dir + "/keyring"));
+  EXPECT_NE(Slurp(c.node(0).log).find("migrated from format 2 to 3"), std::string::npos);
+  c.Signal(0, SIGTERM);
+  ASSERT_EQ(c.WaitExit(0, 20s), std::optional<int>(0));
+
+  // The old release refuses it and touches nothing.
+  const auto files = Snapshot(dir);
+  c.UseBinary(0, STARLINGD_PATH);
+  const std::string old_release = ReleaseOf(STARLINGD_PATH);
+  for (const auto& args : {std::vector<std::string>{STARLINGD_PATH, "--data-dir", dir, "--check-data-dir"},
+                           std::vector<std::string>{STARLINGD_PATH, "--data-dir", dir, "--name", "solo", "--bind",
+                                                    "127.0.0.1:0", "--http", "off", "--socket", dir + "/x.sock"}}) {
+    CommandResult r = RunCommand(args);
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    const std::string said = r.out + r.err;
+    for (const std::string& part : {std::string("is format 3"), std::string("this starlingd ") + old_release,
+                                    std::string("reads formats up to 2"), std::string("--restore-backup backup-2")})
+      EXPECT_NE(said.find(part), std::string::npos) << part << " in: " << said;
+  }
+  EXPECT_EQ(Snapshot(dir), files) << "the refusal changed the data dir";
+
+  // The copy restores it: the old release runs on what it had.
+  CommandResult restore = RunCommand({STARLINGD_PATH, "--data-dir", dir, "--restore-backup", "backup-2"});
+  ASSERT_EQ(restore.exit_code, 0) << restore.err;
+  EXPECT_EQ(Slurp(dir + "/format"), "starling data dir format 2\n");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/replaced-3/format")) << "what it replaced is kept";
+  ASSERT_TRUE(c.Restart(0, {"--encrypt", key}));
+  // Not back to the copy's ballot: above what the newer release promised.
+  ASSERT_TRUE(WaitFor([&] { return KeptOf(c, 0).ballot > next.ballot; }, 20s));
+  EXPECT_EQ(KeptOf(c, 0), before);
+}
+
+TEST(Upgrade, ARestoreIsRefusedWhileTheDaemonRunsAndForWhatIsNotABackup) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("solo"), 0);
+  const std::string dir = c.node(0).dir;
+  c.Signal(0, SIGTERM);
+  ASSERT_EQ(c.WaitExit(0, 20s), std::optional<int>(0));
+  c.UseBinary(0, STARLINGD_NEXT_PATH);
+  ASSERT_TRUE(c.Restart(0));
+  CommandResult running = RunCommand({STARLINGD_NEXT_PATH, "--data-dir", dir, "--restore-backup", "backup-2"});
+  EXPECT_EQ(running.exit_code, 1);
+  EXPECT_NE(running.err.find("runs on data dir"), std::string::npos) << running.err;
+  for (const std::string bad : {"../x", "keyring", "backup-9"}) {
+    CommandResult r = RunCommand({STARLINGD_NEXT_PATH, "--data-dir", dir, "--restore-backup", bad});
+    EXPECT_EQ(r.exit_code, 1) << bad;
+    EXPECT_NE(r.err.find(bad == std::string("backup-9") ? "no backup" : "name a backup-N directory"),
+              std::string::npos)
+        << r.err;
+  }
+  std::optional<nlohmann::json> info = c.Info(0);
+  EXPECT_TRUE(info) << "the daemon still runs";
+}
+
+}  // namespace
+}  // namespace starling::itest
