@@ -23,6 +23,9 @@ struct Request {
   yes @26 :Bool;
   # rolloutStart: only say what it would do (the plan).
   dryRun @27 :Bool;
+  # rolloutStart: an agent rollout (`starling agent upgrade`): nodes move
+  # their starlingd to the revision's `agent` section.
+  agent @28 :Bool;
   union {
     members @1 :Void;
     join @2 :List(Text);            # seed addresses host:port
@@ -148,6 +151,7 @@ struct Info {
   protocolMin @23 :UInt16;          # the range this node understands
   protocolMax @24 :UInt16;
   build @25 :Text;                  # the commit built (starlingd --version)
+  pid @26 :UInt32;                  # the daemon's process id (kept across an agent upgrade's restart)
 }
 
 struct Reply {

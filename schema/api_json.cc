@@ -41,6 +41,7 @@ json Info(api::Info::Reader info) {
        {{"min", info.getProtocolMin()}, {"max", info.getProtocolMax()}, {"current", info.getProtocolVersion()}}},
       {"version", info.getVersion().cStr()},
       {"build", info.getBuild().cStr()},
+      {"pid", info.getPid()},
       {"members",
        {{"alive", info.getMembersAlive()},
         {"suspect", info.getMembersSuspect()},

@@ -268,6 +268,7 @@ class Validator {
     CheckSwitches();
     if (const Json* f = Section("freeze")) CheckFreeze(*f);
     CheckVoters();
+    CheckAgent();
     return std::move(problems_);
   }
 
@@ -403,6 +404,40 @@ class Validator {
     CheckNoDuplicates("roles", list, "role");
   }
 
+  // agent: {version, artifact}: the starlingd every node runs (`starling
+  // agent upgrade` writes it).
+  void CheckAgent() {
+    const Json* agent = Section("agent");
+    if (!agent || !ExpectObject("agent", *agent)) return;
+    CheckFields("agent", *agent, {"version", "artifact"});
+    CheckVersionField("agent", *agent);
+    if (auto a = agent->find("artifact"); a == agent->end()) {
+      Problem("agent", "missing required field 'artifact' (the digest of the starlingd binary)");
+    } else {
+      CheckDigest("agent.artifact", *a);
+    }
+  }
+
+  void CheckVersionField(const std::string& path, const Json& obj) {
+    if (auto v = obj.find("version"); v == obj.end()) {
+      Problem(path, "missing required field 'version'");
+    } else if (v->is_number()) {
+      // YAML reads 1.2 as a number, which is never what an operator writing a version meant.
+      Problem(path + ".version", "expected a string, got " + ShowValue(*v) + " (quote it, e.g. \"1.2\")");
+    } else if (!v->is_string()) {
+      Problem(path + ".version", "expected a string, got " + ShowValue(*v));
+    } else if (!IsVersion(v->get_ref<const std::string&>())) {
+      Problem(path + ".version", "malformed version " + Quoted(v->get_ref<const std::string&>()));
+    }
+  }
+
+  void CheckDigest(const std::string& path, const Json& a) {
+    if (!a.is_string() || !IsDigest(a.get_ref<const std::string&>())) {
+      std::string shown = a.is_string() ? Quoted(a.get_ref<const std::string&>()) : ShowValue(a);
+      Problem(path, "malformed digest " + shown + " (expected sha256: and 64 lowercase hex digits)");
+    }
+  }
+
   void CheckPackages() {
     const Json* packages = Section("packages");
     if (!packages || !ExpectObject("packages", *packages)) return;
@@ -412,23 +447,8 @@ class Validator {
       if (!IsItemName(it.key())) Problem(path, "invalid package name " + std::string(kItemNameRule));
       if (!ExpectObject(path, pkg)) continue;
       CheckFields(path, pkg, {"version", "artifact", "roles", "hooks", "restart"});
-      if (auto v = pkg.find("version"); v == pkg.end()) {
-        Problem(path, "missing required field 'version'");
-      } else if (v->is_number()) {
-        // YAML reads 1.2 as a number, which is never what an operator writing a version meant.
-        Problem(path + ".version", "expected a string, got " + ShowValue(*v) + " (quote it, e.g. \"1.2\")");
-      } else if (!v->is_string()) {
-        Problem(path + ".version", "expected a string, got " + ShowValue(*v));
-      } else if (!IsVersion(v->get_ref<const std::string&>())) {
-        Problem(path + ".version", "malformed version " + Quoted(v->get_ref<const std::string&>()));
-      }
-      if (auto a = pkg.find("artifact"); a != pkg.end()) {
-        if (!a->is_string() || !IsDigest(a->get_ref<const std::string&>())) {
-          std::string shown = a->is_string() ? Quoted(a->get_ref<const std::string&>()) : ShowValue(*a);
-          Problem(path + ".artifact",
-                  "malformed digest " + shown + " (expected sha256: and 64 lowercase hex digits)");
-        }
-      }
+      CheckVersionField(path, pkg);
+      if (auto a = pkg.find("artifact"); a != pkg.end()) CheckDigest(path + ".artifact", *a);
       if (auto r = pkg.find("roles"); r != pkg.end()) CheckRoleList(path + ".roles", *r);
       if (auto h = pkg.find("hooks"); h != pkg.end()) {
         CheckHooks(path + ".hooks", *h, {"install", "verify", "remove"}, "install, verify or remove");

@@ -77,7 +77,7 @@ struct LifecycleReq {
 };
 struct RolloutStartReq {
   std::string revision;
-  bool yes = false, dry_run = false;
+  bool yes = false, dry_run = false, agent = false;
 };
 struct RolloutStatusReq {};
 struct RolloutControlReq {
@@ -199,7 +199,7 @@ Result<Request> Decode(ByteView bytes) {
         return Request(std::move(l));
       }
       case api::Request::ROLLOUT_START:
-        return Request(RolloutStartReq{Text(req.getRolloutStart()), req.getYes(), req.getDryRun()});
+        return Request(RolloutStartReq{Text(req.getRolloutStart()), req.getYes(), req.getDryRun(), req.getAgent()});
       case api::Request::ROLLOUT_STATUS:
         return Request(RolloutStatusReq{});
       case api::Request::ROLLOUT_CONTROL:
@@ -265,7 +265,14 @@ ApiService::ApiService(membership::Memberlist& members, store::Replicator& repli
           [&members] { return MemberNames(members, true); }),
       clock_(clock),
       facts_(std::move(facts)),
-      leave_(std::move(leave)) {}
+      leave_(std::move(leave)) {
+  state_.SetSpeakers([&members] {
+    std::vector<std::pair<std::string, unsigned>> out;
+    for (const auto& m : members.Members())
+      if (m.status != membership::MemberStatus::kLeft) out.emplace_back(m.name, m.protocol_cur);
+    return out;
+  });
+}
 
 Bytes ApiService::ErrorReply(const std::string& message) {
   capnp::MallocMessageBuilder builder;
@@ -319,6 +326,7 @@ void ApiService::FillInfo(api::Info::Builder info) const {
   info.setProtocolMax(config.protocol.max);
   info.setVersion(facts_.version);
   info.setBuild(facts_.build);
+  info.setPid(static_cast<uint32_t>(facts_.pid));
   const membership::MemberCounts counts = members_.Counts();
   info.setMembersAlive(static_cast<uint32_t>(counts.alive));
   info.setMembersSuspect(static_cast<uint32_t>(counts.suspect));
@@ -524,7 +532,7 @@ void ApiService::HandleState(Request& request, Respond respond) {
   }
   if (auto* r = std::get_if<RolloutStartReq>(&request)) {
     Result<store::Json> started =
-        RequestRollout(replicator_, RolloutStart{r->revision, members_.config().name, r->yes, r->dry_run},
+        RequestRollout(replicator_, RolloutStart{r->revision, members_.config().name, r->yes, r->dry_run, r->agent},
                        BuildViews(replicator_.log().state().Document(), members_, soft_));
     // Nobody would take it up: say so rather than let `--watch` wait unexplained.
     if (started.ok() && !r->dry_run && !lease_.view().holder) {

@@ -36,6 +36,7 @@ struct DaemonFacts {
   Time started_at{};  // on the clock passed to ApiService
   std::string http;   // the --http address, empty when off
   std::string build;  // the commit built
+  int64_t pid = 0;
 };
 
 class ApiService {

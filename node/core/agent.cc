@@ -117,18 +117,49 @@ void NodeAgent::Load() {
   if (auto c = j.find("current"); c != j.end() && c->is_object()) {
     current_["packages"] = Section(*c, "packages");
     current_["services"] = Section(*c, "services");
+    if (auto a = c->find("agent"); a != c->end() && a->is_object()) current_["agent"] = *a;
   }
+  if (auto o = j.find("agent_original"); o != j.end() && o->is_object()) agent_original_ = *o;
   applied_ = store::TextAt(j, "revision");
   if (auto b = j.find("ballot"); b != j.end() && b->is_number_unsigned()) ballot_ = b->get<uint64_t>();
   removed_ = store::TrueAt(j, "removed");
   if (auto o = j.find("outputs"); o != j.end() && o->is_object())
     for (const auto& [k, v] : o->items())
       if (v.is_string()) outputs_[k] = v.get<std::string>();
+  if (auto p = j.find("agent_pending"); p != j.end()) SettleAgentMove(*p);
+}
+
+void NodeAgent::SettleAgentMove(const Json& pending) {
+  if (!pending.is_object() || !binary_) return;
+  const std::string version = store::TextAt(pending, "version");
+  if (binary_->digest() == store::TextAt(pending, "digest")) {
+    spdlog::info("agent: now running starlingd {} ({})", binary_->version(), binary_->digest());
+    Save();
+    return;
+  }
+  // The new binary did not come up and the one before was put back: this
+  // node is where it was, and says so until its next assignment.
+  applied_ = store::TextAt(pending, "from_revision");
+  if (auto a = pending.find("from_agent"); a != pending.end() && a->is_object()) {
+    current_["agent"] = *a;
+  } else {
+    current_.erase("agent");
+  }
+  if (auto b = pending.find("batch"); b != pending.end() && b->is_number_unsigned())
+    attempted_ = std::make_pair(store::TextAt(pending, "revision"), b->get<uint64_t>());
+  const std::string why = binary_->LastFailure();
+  agent_failure_ = "starlingd " + version + " did not come up" + (why.empty() ? "" : " (" + why + ")") +
+                   "; back on " + binary_->version();
+  pending_target_ = store::TextAt(pending, "revision");
+  spdlog::error("agent: {}", *agent_failure_);
+  Save();
 }
 
 void NodeAgent::Save() {
   Json j = {{"revision", applied_}, {"current", current_}, {"ballot", ballot_}, {"removed", removed_},
             {"outputs", outputs_}};
+  if (!agent_original_.is_null()) j["agent_original"] = agent_original_;
+  if (!agent_pending_.is_null()) j["agent_pending"] = agent_pending_;
   if (Status s = store_.Save(j.dump()); !s.ok())
     spdlog::error("agent: cannot store what this node runs: {}", s.message());
 }
@@ -147,6 +178,7 @@ void NodeAgent::Start() {
   if (!removed_ && (!Section(current_, "packages").empty() || !Section(current_, "services").empty())) {
     Begin(VerifyJob());
   } else {
+    ReportAgentFailure();
     Refresh();
   }
   ScheduleHealth();
@@ -195,12 +227,23 @@ void NodeAgent::Refresh() {
     return;
   }
   attempted_ = key;
-  Begin(ApplyJob(a->second.revision, *target_doc));
+  Begin(ApplyJob(a->second.revision, *target_doc, record->agent));
 }
 
 // ---- jobs -------------------------------------------------------------------------------------
 
+void NodeAgent::ReportAgentFailure() {
+  if (!agent_failure_) return;
+  Report([&](NodeReport& r) {
+    r.phase = "failed";
+    r.target = pending_target_;
+    r.healthy = false;
+    r.detail = text::TailChars(*agent_failure_, kDetailBytes);
+  });
+}
+
 void NodeAgent::Begin(Job job) {
+  if (job.name.rfind("apply ", 0) == 0) agent_failure_.reset();
   job.started = clock_.Now();
   spdlog::info("agent: {} ({} steps)", job.name, job.steps.size());
   job_ = std::move(job);
@@ -227,6 +270,7 @@ void NodeAgent::Next() {
       r.healthy = true;
       r.detail = name + " done" + buf;
     });
+    ReportAgentFailure();
     Refresh();
     return;
   }
@@ -259,9 +303,14 @@ void NodeAgent::Fail(const std::string& detail) {
   });
 }
 
-NodeAgent::Job NodeAgent::ApplyJob(const std::string& revision, const Json& doc) {
+NodeAgent::Job NodeAgent::ApplyJob(const std::string& revision, const Json& doc, bool agent_rollout) {
   const Json& now_doc = replicator_.log().state().Document();
-  const Json spec = NodeSpec(doc, NodeRoles(now_doc, self_, roles_tag_ ? roles_tag_() : ""));
+  Json spec = NodeSpec(doc, NodeRoles(now_doc, self_, roles_tag_ ? roles_tag_() : ""));
+  // Outside an agent rollout this node keeps the binary it runs.
+  if (!agent_rollout) {
+    spec.erase("agent");
+    if (current_.contains("agent")) spec["agent"] = current_["agent"];
+  }
   const RolloutPolicy policy = RolloutPolicy::From(doc);
   const Json& want_pkgs = Section(spec, "packages");
   const Json& want_svcs = Section(spec, "services");
@@ -310,6 +359,10 @@ NodeAgent::Job NodeAgent::ApplyJob(const std::string& revision, const Json& doc)
     if (start.count(name)) start_order.push_back(name), start_svcs[name] = want_svcs[name];
   if (!start_order.empty()) job.steps.push_back(StartServices(start_order, start_svcs, policy.node_deadline));
   if (policy.health_gate && !want_svcs.empty()) job.steps.push_back(WaitHealthy(policy.node_deadline));
+  const Json want_agent = spec.contains("agent") ? spec["agent"] : Json();
+  const Json have_agent = current_.contains("agent") ? current_["agent"] : Json();
+  if (binary_ && want_agent != have_agent)
+    job.steps.push_back(UpgradeAgent(spec, revision, attempted_ ? attempted_->second : 0, policy.node_deadline));
   job.on_success = [this, revision, spec] {
     applied_ = revision;
     current_ = spec;
@@ -480,6 +533,46 @@ void NodeAgent::AwaitArtifact(const std::string& digest, Time until,
     retry_timer_ = 0;
     AwaitArtifact(digest, until, env, done);
   });
+}
+
+NodeAgent::Step NodeAgent::UpgradeAgent(const Json& spec, const std::string& revision, uint64_t batch,
+                                        Duration deadline) {
+  return Step{"upgrading", [this, spec, revision, batch, deadline](Done done) {
+    const Json want = spec.contains("agent") ? spec["agent"] : Json();
+    // No section: back to the binary this node ran before any moved it.
+    const Json target = want.is_object() ? want : agent_original_;
+    const std::string digest = store::TextAt(target, "artifact"), version = store::TextAt(target, "version");
+    if (digest.empty() || digest == binary_->digest()) return done(true, "");
+    if (agent_original_.is_null())
+      agent_original_ = {{"version", binary_->version()}, {"artifact", binary_->digest()}};
+    auto move = [this, spec, revision, batch, digest, version, done](const std::string& path) {
+      // Recorded before the restart, so the process that comes up (this
+      // binary again, should the new one fail) knows what was tried.
+      const std::string from_revision = applied_;
+      const Json from_current = current_;
+      agent_pending_ = {{"revision", revision}, {"batch", batch}, {"from_revision", from_revision},
+                        {"from_agent", current_.contains("agent") ? current_["agent"] : Json()},
+                        {"digest", digest}, {"version", version}};
+      applied_ = revision;
+      current_ = spec;
+      Save();
+      spdlog::info("agent: restarting into starlingd {} ({})", version, digest);
+      binary_->Restart(path, version, digest, [this, from_revision, from_current, done, alive = alive_](Status s) {
+        if (!*alive) return;
+        applied_ = from_revision;
+        current_ = from_current;
+        agent_pending_ = Json();
+        Save();
+        done(false, s.message());
+      });
+    };
+    if (std::string kept = binary_->Kept(digest); !kept.empty()) return move(kept);
+    auto env = std::make_shared<std::map<std::string, std::string>>();
+    AwaitArtifact(digest, clock_.Now() + deadline, env, [env, move, done](bool ok, std::string detail) {
+      if (!ok) return done(false, detail);
+      move((*env)["STARLING_ARTIFACT_PATH"]);
+    });
+  }};
 }
 
 NodeAgent::Step NodeAgent::StartService(const std::string& name, const Json& svc, Duration deadline) {

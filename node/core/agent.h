@@ -52,6 +52,25 @@ class ArtifactSource {
   virtual std::optional<std::string> Need(const std::string& digest, std::string* progress) = 0;
 };
 
+// The starlingd this node runs, and the move to another (host/agent_upgrade.h).
+class AgentBinary {
+ public:
+  virtual ~AgentBinary() = default;
+  virtual std::string version() const = 0;  // the release running
+  virtual std::string digest() const = 0;   // sha256: of the running binary
+  // A copy it keeps of the binary with `digest` (the one it replaced last), or "".
+  virtual std::string Kept(const std::string& digest) const = 0;
+  // Why the last move did not take (the new binary did not come up and the
+  // one before was put back), or "".
+  virtual std::string LastFailure() const = 0;
+  // Checks the binary at `path` (its digest, `--version` says `version`, it
+  // can run on the data dir), swaps it in keeping the running one, and
+  // restarts into it: `failed` is called (nothing swapped) only when a
+  // check fails; on success the process restarts.
+  virtual void Restart(const std::string& path, const std::string& version, const std::string& digest,
+                       std::function<void(Status)> failed) = 0;
+};
+
 // Where the agent keeps what this node runs (survives restarts).
 class AppliedStore {
  public:
@@ -98,6 +117,9 @@ class NodeAgent {
   void Start();
   // Where install hooks get artifacts from; none: STARLING_ARTIFACT_PATH stays empty.
   void SetArtifacts(ArtifactSource* artifacts) { artifacts_ = artifacts; }
+  // How it moves this node to the desired state's `agent`; none: the
+  // section is recorded and nothing moves.
+  void SetBinary(AgentBinary* binary) { binary_ = binary; }
   // The highest lease ballot this node has seen: a rollout record whose
   // ballot is out of reach from it (lease.h) is ignored. Unset, none is.
   void SetHighestBallot(std::function<uint64_t()> highest) { highest_ballot_ = std::move(highest); }
@@ -131,7 +153,9 @@ class NodeAgent {
   bool InCurrentBatch() const;
   void CheckHealth();
 
-  Job ApplyJob(const std::string& revision, const store::Json& doc);
+  // `agent_rollout`: move the starlingd to the revision's `agent` section
+  // too; otherwise the binary stays as it is.
+  Job ApplyJob(const std::string& revision, const store::Json& doc, bool agent_rollout);
   Job VerifyJob();
   Job RemoveJob();
   Step Hook(const std::string& phase, const std::string& kind, const std::string& hook,
@@ -150,6 +174,12 @@ class NodeAgent {
   // Records a started service and publishes the outputs its start hook printed.
   void Started(const std::string& name, const store::Json& svc, const std::string& hook_output);
   Step WaitHealthy(Duration deadline);
+  // Moves this node's starlingd to `want` (the `agent` section; null: the
+  // binary it ran before any), from `revision`'s assignment in `batch`.
+  Step UpgradeAgent(const store::Json& spec, const std::string& revision, uint64_t batch, Duration deadline);
+  // After a restart: whether the move recorded before it took.
+  void SettleAgentMove(const store::Json& saved);
+  void ReportAgentFailure();
   // Runs every health hook of the running services; `done(ok, detail)`.
   void RunHealth(Done done);
   std::map<std::string, std::string> BaseEnv(const std::string& kind) const;
@@ -168,6 +198,13 @@ class NodeAgent {
   std::function<std::string()> roles_tag_;
   AgentConfig cfg_;
   ArtifactSource* artifacts_ = nullptr;
+  AgentBinary* binary_ = nullptr;
+  // The starlingd this node ran before any `agent` section moved it
+  // ({version, artifact}); what a revision without the section brings back.
+  store::Json agent_original_;
+  std::optional<std::string> agent_failure_;  // a move that did not take, to report after the start's checks
+  std::string pending_target_;                // the revision of that move
+  store::Json agent_pending_;                 // a move in flight: what to settle after the restart
   std::function<uint64_t()> highest_ballot_;
   uint64_t out_of_reach_ = 0;  // the out-of-reach ballot last warned about
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -38,6 +38,8 @@ std::vector<bool> FromBitmap(const Bytes& map, size_t n) {
 
 // Digests named by the packages of `doc`.
 void PackageArtifacts(const Json& doc, std::set<std::string>* out) {
+  if (auto a = doc.find("agent"); a != doc.end() && a->is_object())
+    if (auto d = a->find("artifact"); d != a->end() && d->is_string()) out->insert(d->get<std::string>());
   auto p = doc.find("packages");
   if (p == doc.end() || !p->is_object()) return;
   for (const auto& [_, pkg] : p->items()) {

@@ -42,6 +42,7 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
   agent_ = std::make_unique<NodeAgent>(opts_.name, clock, *replicator_, *soft_, seams_.hooks, seams_.applied,
                                        roles_tag, opts_.agent);
   agent_->SetHighestBallot([l = lease_.get()] { return l->highest_ballot(); });
+  agent_->SetBinary(seams_.agent_binary);
   engine_ = std::make_unique<RolloutEngine>(opts_.name, clock, seams_.members, *replicator_, *soft_, *lease_);
   if (seams_.artifact_store) {
     artifacts_ = std::make_unique<Artifacts>(opts_.name, clock, seams_.random, *channels_, *replicator_,

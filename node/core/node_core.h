@@ -97,6 +97,7 @@ struct NodeSeams {
   Offload offload;  // required with an artifact store
   std::shared_ptr<membership::Keyring> keyring;
   KeyCommands::Persist persist_keyring;  // required with a keyring
+  AgentBinary* agent_binary = nullptr;   // none: the agent section moves nothing
 };
 
 class NodeCore {

@@ -166,7 +166,8 @@ Json RolloutRecord::ToJson() const {
           {"ended_us", ended_us},
           {"reason", reason},
           {"by", by},
-          {"control", control}};
+          {"control", control},
+          {"agent", agent}};
 }
 
 Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
@@ -189,6 +190,7 @@ Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
   r.reason = rd.Text("reason");
   r.by = rd.Text("by", kMaxName);
   r.control = rd.Num<uint64_t>("control");
+  r.agent = rd.Bool("agent");
   if (auto n = j.find("nodes"); n != j.end()) {
     if (!n->is_object() || n->size() > kMaxNodes) return Status::Corruption("rollout record: nodes is not a map");
     for (const auto& [name, a] : n->items()) {
@@ -206,13 +208,14 @@ Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
 }
 
 Json RolloutRequest::ToJson() const {
-  return {{"id", id}, {"revision", revision}, {"by", by}, {"automatic", automatic}};
+  return {{"id", id}, {"revision", revision}, {"by", by}, {"automatic", automatic}, {"agent", agent}};
 }
 
 Result<RolloutRequest> RolloutRequest::FromJson(const Json& j) {
   if (!j.is_object()) return Status::Corruption("rollout request is not an object");
   Reader rd{j, ""};
-  RolloutRequest r{rd.Num<uint64_t>("id"), rd.Text("revision", 64), rd.Text("by", kMaxName), rd.Bool("automatic")};
+  RolloutRequest r{rd.Num<uint64_t>("id"), rd.Text("revision", 64), rd.Text("by", kMaxName), rd.Bool("automatic"),
+                   rd.Bool("agent")};
   if (!rd.error.empty()) return Status::Corruption("rollout request: " + rd.error);
   if (r.revision.empty()) return Status::Corruption("rollout request without a revision");
   return r;
@@ -253,6 +256,8 @@ Json NodeSpec(const Json& doc, const std::vector<std::string>& roles) {
     for (const auto& [name, item] : s->items())
       if (item.is_object() && GoesTo(item, roles)) spec[section][name] = item;
   }
+  // Every node runs the starlingd the desired state names.
+  if (auto a = doc.find("agent"); a != doc.end() && a->is_object()) spec["agent"] = *a;
   return spec;
 }
 
@@ -403,6 +408,7 @@ void RolloutPlanner::StartRequested(Pass& pass) {
   n.id = in.request->id;
   n.revision = in.request->revision;
   n.by = in.request->by;
+  n.agent = in.request->agent;
   n.state = "running";
   n.batch_no = r.batch_no;
   n.control = r.control;

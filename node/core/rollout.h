@@ -103,6 +103,10 @@ struct RolloutRecord {
   std::string reason;  // why it failed, reverted or paused
   std::string by;      // who asked for it
   uint64_t control = 0;  // the last control request taken
+  // An agent rollout (`starling agent upgrade`): nodes move their starlingd
+  // to the revision's `agent` section, and nothing else. In any other
+  // rollout they keep the binary they run.
+  bool agent = false;
 
   bool settled() const {
     return state == "succeeded" || state == "incomplete" || state == "failed" || state == "reverted";
@@ -120,6 +124,7 @@ struct RolloutRequest {
   std::string revision;
   std::string by;
   bool automatic = false;
+  bool agent = false;  // RolloutRecord::agent
   store::Json ToJson() const;
   static Result<RolloutRequest> FromJson(const store::Json& j);
 };
@@ -176,6 +181,7 @@ struct NodeView {
   bool healthy = false;
   std::string phase;
   std::string detail;  // its last job's result ("apply R failed: start hook api: ...")
+  std::string release;  // the starlingd release it runs, as membership says (empty: not said)
   // Healthy as the gate counts it: on a fresh report while membership says
   // alive. A node killed right after reporting healthy is not.
   bool Serving() const { return reachable && !suspect && !left && fresh && healthy; }

@@ -31,6 +31,7 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
   for (const auto& m : members.Members()) {
     NodeView& v = views[m.name];
     v.name = m.name;
+    v.release = m.release;
     v.reachable = m.status == membership::MemberStatus::kAlive || m.status == membership::MemberStatus::kSuspect;
     v.suspect = m.status == membership::MemberStatus::kSuspect;
     v.left = m.status == membership::MemberStatus::kLeft;
@@ -82,15 +83,22 @@ bool ContentMatch::operator()(const NodeView& v, const std::string& revision) {
   const Json* want = Doc(revision);
   // A revision this node cannot read any more: only the id can tell.
   if (!have || !want) return v.applied == revision;
-  return NodeSpec(*have, NodeRoles(*have, v.name, v.roles_tag)) ==
-         NodeSpec(*want, NodeRoles(*want, v.name, v.roles_tag));
+  Json a = NodeSpec(*have, NodeRoles(*have, v.name, v.roles_tag));
+  Json b = NodeSpec(*want, NodeRoles(*want, v.name, v.roles_tag));
+  if (!agent_) {
+    a.erase("agent");
+    b.erase("agent");
+  } else if (b.contains("agent") && !v.release.empty() && store::TextAt(b["agent"], "version") != v.release) {
+    return false;
+  }
+  return a == b;
 }
 
 Json RolloutStatus(const store::DesiredLog& log, const membership::Memberlist& members, const SoftState& soft) {
   const store::State& st = log.state();
-  ContentMatch same(log);
   auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
   auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  ContentMatch same(log, record && record->agent);
   const Json& doc = st.Document();
   Json out = Json::object();
   RolloutRecord r = record.value_or(RolloutRecord{});
@@ -106,6 +114,7 @@ Json RolloutStatus(const store::DesiredLog& log, const membership::Memberlist& m
   out["batch_seq"] = r.batch_no;
   out["reason"] = r.reason;
   out["by"] = r.by;
+  out["agent"] = r.agent;
   out["ballot"] = r.ballot;
   out["started_unix"] = r.started_us / 1000000;
   out["ended_unix"] = r.ended_us / 1000000;
@@ -186,7 +195,10 @@ void RolloutEngine::Step() {
   const bool frozen = FrozenReason(doc).has_value();
   AutoUpgrade(st, record, request);
   request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
-  ContentMatch same(replicator_.log());
+  // The kind of the rollout this step moves: the one running, else the one
+  // it is about to start.
+  const bool active = record && !record->settled();
+  ContentMatch same(replicator_.log(), active ? record->agent : request && request->agent);
   const std::vector<NodeView> views = BuildViews(doc, members_, soft_);
   RolloutPlanner::Step step =
       planner_.Advance({record, request, control, RolloutPolicy::From(doc), views,
@@ -245,11 +257,11 @@ std::string Brief(const Json& v) {
 // The batches a start would make if every node stays in service: the
 // planner itself, run on the same views with each batch coming up healthy.
 Json PlanBatches(const store::DesiredLog& log, const std::string& target, const std::vector<NodeView>& views,
-                 Json& unchanged, Json& down) {
+                 Json& unchanged, Json& down, bool agent) {
   RolloutPolicy policy = RolloutPolicy::From(log.state().Document());
   // No node misses a deadline in the plan: every batch comes up healthy.
   policy.node_deadline = policy.progress_deadline = std::chrono::hours(24 * 365);
-  ContentMatch same(log);
+  ContentMatch same(log, agent);
   auto same_content = [&same](const NodeView& v, const std::string& revision) { return same(v, revision); };
   Time now{};
   std::vector<NodeView> nodes = views;
@@ -305,7 +317,7 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
   const Json diff = store::DiffJson(log.state().Document(), *target_doc);
   if (start.dry_run) {
     Json unchanged = Json::array(), down = Json::array();
-    Json batches = PlanBatches(log, target, views, unchanged, down);
+    Json batches = PlanBatches(log, target, views, unchanged, down, start.agent);
     return Json{{"dry_run", true}, {"revision", target}, {"current", current}, {"diff", diff},
                 {"batches", batches}, {"unchanged", unchanged}, {"down", down}};
   }
@@ -324,15 +336,21 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
                             "\n`starling rollout start --revision " + target +
                             " --dry-run` shows the batches; --yes goes ahead");
   }
-  return RequestRollout(replicator, target, start.by);
+  return RequestRollout(replicator, target, start.by, start.agent);
 }
 
-Result<Json> RequestRollout(store::Replicator& replicator, const std::string& revision, const std::string& by) {
+Result<Json> RequestRollout(store::Replicator& replicator, const std::string& revision, const std::string& by,
+                            bool agent) {
   const store::State& st = replicator.log().state();
   if (auto why = FrozenReason(st.Document()))
     return Status::Conflict("refused: the cluster is " + *why + "; `starling unfreeze` lifts it");
   auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
-  if (record && !record->settled())
+  auto waiting = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  const bool running = record && !record->settled();
+  if (running && waiting && waiting->id > record->id)
+    return Status::Conflict("rollout " + std::to_string(waiting->id) + " of revision " + waiting->revision +
+                            " waits to start already, after rollout " + std::to_string(record->id));
+  if (running && record->agent == agent)
     return Status::Conflict("rollout " + std::to_string(record->id) + " of revision " + record->revision + " is " +
                             record->state + "; `starling rollout abort` ends it first");
   std::string target;
@@ -354,10 +372,13 @@ Result<Json> RequestRollout(store::Replicator& replicator, const std::string& re
         "turn on switches.auto_commission");
   auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   uint64_t id = std::max(record ? record->id : 0, request ? request->id : 0) + 1;
-  RolloutRequest req{id, target, by, false};
+  RolloutRequest req{id, target, by, false, agent};
   auto w = WriteRecord(replicator, kRolloutRequestKey, req.ToJson(), "start " + target + " by " + by);
   if (!w.ok()) return w.status();
-  return Json{{"id", id}, {"revision", target}};
+  Json out = {{"id", id}, {"revision", target}, {"agent", agent}};
+  // The other kind runs: this one is taken once that settles.
+  if (running) out["waits_for"] = record->id;
+  return out;
 }
 
 Result<Json> ControlRollout(store::Replicator& replicator, const std::string& action, const std::string& by) {

@@ -27,14 +27,18 @@ std::vector<NodeView> BuildViews(const store::Json& doc, const membership::Membe
 // node (with the roles each gives it), so a revision that changed only the
 // freeze, the voters or other nodes leaves it where it is. For one step:
 // it keeps the documents it has read.
+// In an agent rollout (`agent`) it compares the `agent` section too, and a
+// node runs it only once membership says it runs that release; otherwise the
+// section is left out, as nodes keep their binary.
 class ContentMatch {
  public:
-  explicit ContentMatch(const store::DesiredLog& log) : log_(log) {}
+  explicit ContentMatch(const store::DesiredLog& log, bool agent = false) : log_(log), agent_(agent) {}
   bool operator()(const NodeView& v, const std::string& revision);
 
  private:
   const store::Json* Doc(const std::string& id);
   const store::DesiredLog& log_;
+  bool agent_;
   std::map<std::string, std::optional<store::Json>> docs_;
 };
 
@@ -92,13 +96,17 @@ class RolloutEngine {
 // Operator commands; any node may run them. Refused (kConflict, kInvalidArgument)
 // with a message that says why.
 // Asks for a rollout of `revision` (the current one when empty).
+// An agent rollout and an application rollout wait for each other: asked
+// for while the other kind runs, it is taken once that settles ("waits_for"
+// in the reply); asked for while its own kind runs, it is refused.
 Result<store::Json> RequestRollout(store::Replicator& replicator, const std::string& revision,
-                                   const std::string& by);
+                                   const std::string& by, bool agent = false);
 struct RolloutStart {
   std::string revision;  // empty: the current one
   std::string by;
   bool yes = false;      // goes ahead with a revision that is not the current one
   bool dry_run = false;  // only says what the start would do
+  bool agent = false;    // an agent rollout (RolloutRecord::agent)
 };
 // The same with the checks an operator at a terminal needs: a revision that
 // is not the current one is refused (kConflict, the changes it would make

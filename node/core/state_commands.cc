@@ -131,6 +131,8 @@ Result<Json> StateCommands::ApplyParsed(const ApplyRequest& request, Json given)
           if (!commissioned.empty() && (!d.contains("nodes") || !d["nodes"].is_object())) d["nodes"] = Json::object();
           for (const std::string& a : commissioned) d["nodes"][a] = Json{{"lifecycle", "commissioned"}};
         }
+        if (std::string why = AgentChangeRefusal(current, d); !why.empty())
+          return Status::InvalidArgument(source + " is refused: " + why);
         // Packages must name artifacts the catalog holds (earlier revisions
         // did when they were applied, so rollback needs no such check).
         std::vector<std::string> unknown = UnknownArtifacts(given, log.state());
@@ -144,6 +146,28 @@ Result<Json> StateCommands::ApplyParsed(const ApplyRequest& request, Json given)
       "apply " + source, source + " is refused", base, std::move(warnings));
   if (out.ok()) (*out)["commissioned"] = commissioned;
   return out;
+}
+
+// The protocol version the `agent` section needs (membership/config.h).
+constexpr unsigned kAgentSectionProtocol = 2;
+
+std::string StateCommands::AgentChangeRefusal(const Json& before, const Json& after) const {
+  const Json was = before.value("agent", Json()), now = after.value("agent", Json());
+  if (was == now) return "";
+  // A node moves to one revision at a time: an agent change rides alone, so
+  // that an application rollout and an agent rollout never mix.
+  for (const char* section : {"roles", "packages", "services"})
+    if (before.value(section, Json()) != after.value(section, Json()))
+      return std::string("it changes the agent section and ") + section +
+             ": a new starlingd rolls out on its own (apply the agent change, roll it out, then the rest)";
+  if (now.is_null() || !speakers_) return "";
+  std::vector<std::string> old;
+  for (const auto& [name, spoken] : speakers_())
+    if (spoken < kAgentSectionProtocol) old.push_back(name + " (speaks " + std::to_string(spoken) + ")");
+  if (old.empty()) return "";
+  return "the agent section needs gossip protocol " + std::to_string(kAgentSectionProtocol) + ", and " +
+         JoinNames(old) + (old.size() == 1 ? " is" : " are") +
+         " too old: restart them without an older --protocol, or on a release that speaks it";
 }
 
 Result<Json> StateCommands::Write(std::vector<store::Op> ops, std::string note, store::Hlc base, Json warnings,

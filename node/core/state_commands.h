@@ -97,6 +97,12 @@ class StateCommands {
                          std::function<std::vector<std::string>()> alive = {})
       : replicator_(replicator), members_(std::move(members)), alive_(std::move(alive)) {}
 
+  // The members that are not gone (left) and the gossip protocol version
+  // each speaks: a feature that needs a newer version is refused naming
+  // those too old. Unset, none is refused.
+  using Speakers = std::function<std::vector<std::pair<std::string, unsigned>>()>;
+  void SetSpeakers(Speakers speakers) { speakers_ = std::move(speakers); }
+
   // {"revision", "previous", "changed", "objects", "warnings": [...]}
   Result<store::Json> Apply(const ApplyRequest& request);
   // Apply in two steps, so the costly one can run off the protocol thread:
@@ -151,6 +157,10 @@ class StateCommands {
   store::Replicator& replicator_;
   std::function<std::vector<std::string>()> members_;
   std::function<std::vector<std::string>()> alive_;
+  Speakers speakers_;
+  // Why moving the document from `before` to `after` is refused ("" when not):
+  // an agent change with anything else, or with members too old for it.
+  std::string AgentChangeRefusal(const store::Json& before, const store::Json& after) const;
 };
 
 }  // namespace starling::node

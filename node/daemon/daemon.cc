@@ -30,6 +30,7 @@
 #include "api_server.h"
 #include "api_service.h"
 #include "asio_env.h"
+#include "agent_upgrade.h"
 #include "data_format.h"
 #include "file_artifact_store.h"
 #include "guard.h"
@@ -83,7 +84,10 @@ uint64_t RandomSeed() {
 
 class Daemon {
  public:
-  explicit Daemon(const DaemonOptions& options) : opts_(options) {}
+  explicit Daemon(const DaemonOptions& options) : opts_(options), exe_(KeptExecutable()) {
+    if (exe_.empty())
+      if (Result<std::string> e = OwnExecutable(); e.ok()) exe_ = *e;
+  }
   int Run();
 
  private:
@@ -100,6 +104,8 @@ class Daemon {
   void OnEvent(const membership::Event& event);
   std::vector<store::KnownMember> Snapshot() const;
   void StartJoin(const std::vector<store::KnownMember>& known);
+  // Up: /health says serving, and a restart into a new binary took.
+  void Serving();
   void BeginLeave(std::function<void(Status)> done);
   void WaitForSignal();
   void Stop(int exit_code);
@@ -136,7 +142,9 @@ class Daemon {
   std::unique_ptr<StoreApplied> applied_;
   std::unique_ptr<ThreadHookExec> hooks_;
   std::unique_ptr<Worker> file_worker_;
-  std::unique_ptr<Worker> parse_worker_;  // applies' documents: not behind a long artifact hash
+  std::unique_ptr<Worker> parse_worker_;
+  std::unique_ptr<AgentUpgrader> upgrader_;
+  std::string exe_;  // the binary this process started from  // applies' documents: not behind a long artifact hash
   std::unique_ptr<FileArtifactStore> artifact_store_;
   std::unique_ptr<NodeCore> core_;
   std::unique_ptr<ApiService> service_;
@@ -235,6 +243,9 @@ Status Daemon::BindSockets() {
     std::string host = IsUnspecifiedHost(opts_.bind.host) ? DefaultAdvertiseHost() : opts_.bind.host;
     advertise_ = FormatHostPort(host, transport_->port());
   }
+  // A restart into a new binary binds the same addresses, also where they
+  // were chosen at random (port 0): peers know this member there.
+  KeepOption("--bind", FormatHostPort(opts_.bind.host, transport_->port()));
   api_ = std::make_unique<ApiServer>(io_, &ApiService::ErrorReply);
   if (Status s = api_->Listen(opts_.socket, opts_.socket_gid); !s.ok()) return s;
   if (opts_.http) {
@@ -242,6 +253,7 @@ Status Daemon::BindSockets() {
         [this](const std::string& path, std::function<void(HttpReply)> done) { ServeHttp(path, std::move(done)); });
     if (Status s = http_->Listen(*opts_.http); !s.ok()) return s;
     http_addr_ = FormatHostPort(opts_.http->host, http_->port());
+    KeepOption("--http", http_addr_);
     if (!IsLoopbackHost(opts_.http->host))
       spdlog::warn("HTTP IS SERVED OFF LOOPBACK on {}: anyone who reaches it reads the members, node reports and the "
                    "desired state (param values hidden), without a password; bind --http to 127.0.0.1 "
@@ -342,7 +354,20 @@ Status Daemon::StartProtocols() {
   options.agent.health_every = NodeTimingFor(opts_.profile).health_every;
   options.artifacts.gc_grace = opts_.artifact_grace;
   options.artifacts.gc_every = std::clamp<Duration>(opts_.artifact_grace / 4, 1s, 60s);
+  AgentUpgrader::Options up;
+  up.exe = exe_;
+  up.data_dir = opts_.data_dir;
+  up.version = ReleaseVersion();
+  up.stop = [this] {
+    // No leave: the members see a restart, as after a crash, and the
+    // services keep running.
+    spdlog::info("stopping to restart into the new binary");
+    Stop(kExitRestart);
+  };
+  up.step_down = [this](uint32_t format) { return StepDataDirDown(*store_, opts_.data_dir, format); };
+  upgrader_ = std::make_unique<AgentUpgrader>(std::move(up), Post());
   NodeSeams seams{*clock_, *random_, *members_, *log_, *ballots_, *applied_, *hooks_};
+  seams.agent_binary = upgrader_.get();
   seams.artifact_store = artifact_store_.get();
   seams.offload = [this](std::function<void()> work, std::function<void()> done) {
     file_worker_->Run(std::move(work), std::move(done));
@@ -361,7 +386,7 @@ Status Daemon::StartProtocols() {
 void Daemon::ServeApi() {
   service_ = std::make_unique<ApiService>(
       *members_, core_->replicator(), core_->lease(), core_->soft(), *clock_,
-      DaemonFacts{opts_.data_dir, ReleaseVersion(), clock_->Now(), http_addr_, BuildId()},
+      DaemonFacts{opts_.data_dir, ReleaseVersion(), clock_->Now(), http_addr_, BuildId(), getpid()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
   service_->SetMonitor([this](const std::string& level, std::function<bool(const std::string&)> deliver) {
     return Monitor(level, std::move(deliver));
@@ -528,6 +553,11 @@ std::vector<store::KnownMember> Daemon::Snapshot() const {
   return out;
 }
 
+void Daemon::Serving() {
+  service_->SetPhase("serving");
+  upgrader_->Served();
+}
+
 void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
   std::vector<std::string> seeds = opts_.join;
   if (seeds.empty()) {
@@ -543,7 +573,7 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
     }
     if (views.empty()) {
       spdlog::info("no --join and no known members: waiting for others to join through {}", advertise_);
-      service_->SetPhase("serving");
+      Serving();
       return;
     }
     spdlog::info("rejoining through {} known members from the data dir", views.size());
@@ -551,7 +581,7 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
   }
   size_t n = seeds.size();
   members_->JoinWithRetry(std::move(seeds), 0, [this, n](Result<int> joined) {
-    if (!leaving_) service_->SetPhase("serving");
+    if (!leaving_ && joined.status().code() != Status::Code::kConflict) Serving();
     if (joined.ok()) {
       spdlog::debug("join done: {} of {} seeds answered", *joined, n);
       // Catch up on the desired state now rather than at the first tick.

@@ -123,6 +123,12 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
                "Say what this starlingd would do with --data-dir (run on it, migrate it, or refuse a newer format) "
                "and exit: 0 when it can run on it, 1 when not. Reads the format file only, so it works beside a "
                "running daemon");
+  app.add_flag("--supervised", o.supervised,
+               "Run under a service manager that restarts the daemon when it exits (systemd Restart=always): an "
+               "agent upgrade then exits 75 to restart into the new binary, instead of exec'ing it");
+  app.add_option("--agent-sentinel", o.agent_sentinel, "Internal: watch an agent upgrade's restart")
+      ->group("");
+  app.add_flag("--data-format", o.data_format, "Print the data dir format this starlingd writes, and exit");
   app.add_option("--restore-backup", o.restore_backup,
                  "Put back the copy a migration took (a backup-N directory in --data-dir) and exit; the daemon "
                  "must be stopped, and what it replaces is kept in <data-dir>/replaced-<format>");

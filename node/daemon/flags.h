@@ -41,6 +41,11 @@ struct DaemonOptions {
   // Instead of running: say what this binary would do with --data-dir
   // (exit 0 when it can run on it), or restore a backup the data dir holds.
   bool check_data_dir = false;
+  // Restart into a new binary by exiting kExitRestart (75), for a service
+  // manager that starts the daemon again, instead of exec'ing it.
+  bool supervised = false;
+  std::string agent_sentinel;  // internal: watch the restart recorded here
+  bool data_format = false;    // print the data dir format this binary writes
   std::string restore_backup;
   // The gossip protocol version to speak; 0: this release's default.
   unsigned protocol = 0;

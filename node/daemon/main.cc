@@ -5,8 +5,11 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
+#include "agent_upgrade.h"
 #include "daemon.h"
 #include "data_format.h"
 #include "flags.h"
@@ -16,8 +19,14 @@
 #include "trust.h"
 
 int main(int argc, char** argv) {
+  starling::node::KeepArguments(argc, argv);
   starling::node::ParseOutcome parsed = starling::node::ParseDaemonFlags(argc, argv);
   if (!parsed.options) return parsed.exit_code;
+  if (!parsed.options->agent_sentinel.empty()) return starling::node::RunAgentSentinel(parsed.options->agent_sentinel, starling::DataFormat());
+  if (parsed.options->data_format) {
+    std::printf("%u\n", starling::DataFormat());
+    return 0;
+  }
 
   // Before any file is created: what the daemon writes is owner-only.
   starling::node::MakeFilesOwnerOnly();
@@ -57,6 +66,14 @@ int main(int argc, char** argv) {
 
   int code = 1;
   starling::node::RunGuarded("starlingd", [&] { code = starling::node::RunDaemon(*parsed.options); });
+  if (code == starling::node::kExitRestart && !o.supervised) {
+    spdlog::info("restarting: exec {}", starling::node::KeptExecutable());
+    spdlog::shutdown();
+    starling::node::ExecKept();
+    std::fprintf(stderr, "starlingd: cannot exec %s: %s\n", starling::node::KeptExecutable().c_str(),
+                 std::strerror(errno));
+    return starling::node::kExitFailed;
+  }
   spdlog::shutdown();
   return code;
 }

@@ -75,6 +75,36 @@ Status StepUp(store::NodeStore& store, uint32_t from, const std::string& release
   }
 }
 
+// One step down: from `from` to from - 1.
+Status StepDown(store::NodeStore& store, uint32_t from) {
+  switch (from) {
+    case 3: return store.DeleteRelease();
+    default: return Status::InvalidArgument("no way down from data dir format " + std::to_string(from));
+  }
+}
+
+// A copy of the store in `dir` as `backup-<format>`, unless one is there.
+Status Backup(store::NodeStore& store, const std::string& dir, uint32_t format) {
+  const std::string backup = dir + "/" + BackupName(format);
+  std::error_code ec;
+  if (fs::exists(backup, ec)) {
+    spdlog::info("data dir format {}: {} is there from an earlier start; keeping it", format, backup);
+    return Status::Ok();
+  }
+  const std::string tmp = backup + ".tmp";
+  fs::remove_all(tmp, ec);
+  if (Status s = store.Checkpoint(tmp); !s.ok()) return s;
+  if (fs::exists(fs::path(dir) / kKeyringFile, ec)) {
+    fs::copy_file(fs::path(dir) / kKeyringFile, fs::path(tmp) / kKeyringFile, ec);
+    if (ec) return Status::IoError("cannot copy the keyring into " + tmp + ": " + ec.message());
+  }
+  if (Status s = WriteFormatFile(tmp, format); !s.ok()) return s;
+  if (::rename(tmp.c_str(), backup.c_str()) != 0)
+    return Status::IoError("cannot rename " + tmp + " to " + backup + ": " + std::strerror(errno));
+  spdlog::info("data dir format {}: copied to {}", format, backup);
+  return Status::Ok();
+}
+
 // RocksDB's files in a data dir (the rest is ours: format, keyring, the
 // socket, hooks, artifacts, backups).
 bool IsStoreFile(const std::string& name) {
@@ -162,24 +192,9 @@ Status MigrateDataDir(store::NodeStore& store, const std::string& dir, uint32_t 
   if (from > ours) return CheckDataFormat(dir, ours, release);
   if (from < ours) {
     const std::string backup = dir + "/" + BackupName(from);
-    std::error_code ec;
-    if (fs::exists(backup, ec)) {
-      // An earlier start took it and stopped short of the format file: that
-      // copy is the one from before any step.
-      spdlog::info("data dir format {}: {} is there from an earlier start; keeping it", from, backup);
-    } else {
-      const std::string tmp = backup + ".tmp";
-      fs::remove_all(tmp, ec);
-      if (Status s = store.Checkpoint(tmp); !s.ok()) return s;
-      if (fs::exists(fs::path(dir) / kKeyringFile, ec)) {
-        fs::copy_file(fs::path(dir) / kKeyringFile, fs::path(tmp) / kKeyringFile, ec);
-        if (ec) return Status::IoError("cannot copy the keyring into " + tmp + ": " + ec.message());
-      }
-      if (Status s = WriteFormatFile(tmp, from); !s.ok()) return s;
-      if (::rename(tmp.c_str(), backup.c_str()) != 0)
-        return Status::IoError("cannot rename " + tmp + " to " + backup + ": " + std::strerror(errno));
-      spdlog::info("data dir format {}: copied to {} before migrating", from, backup);
-    }
+    // An earlier start may have taken it and stopped short of the format
+    // file: that copy is the one from before any step, and is kept.
+    if (Status s = Backup(store, dir, from); !s.ok()) return s;
     for (uint32_t f = from; f < ours; ++f) {
       if (Status s = StepUp(store, f, release); !s.ok())
         return Status::IoError("migrating data dir " + dir + " from format " + std::to_string(f) + ": " + s.message());
@@ -192,6 +207,20 @@ Status MigrateDataDir(store::NodeStore& store, const std::string& dir, uint32_t 
   Result<uint32_t> written = ReadFormatFile(dir);
   if (!written.ok()) return written.status();
   return *written == ours ? Status::Ok() : WriteFormatFile(dir, ours);
+}
+
+Status StepDataDirDown(store::NodeStore& store, const std::string& dir, uint32_t to) {
+  Result<uint32_t> found = ReadDataFormat(dir);
+  if (!found.ok()) return found.status();
+  if (*found <= to) return Status::Ok();
+  if (to < 2) return Status::InvalidArgument("data dir format " + std::to_string(to) + " is too old to go down to");
+  if (Status s = Backup(store, dir, *found); !s.ok()) return s;
+  for (uint32_t f = *found; f > to; --f)
+    if (Status s = StepDown(store, f); !s.ok()) return s;
+  if (Status s = WriteFormatFile(dir, to); !s.ok()) return s;
+  spdlog::warn("data dir {} taken down from format {} to {} for an older starlingd ({}/{} holds the copy)", dir,
+               *found, to, dir, BackupName(*found));
+  return Status::Ok();
 }
 
 Status RestoreBackup(const std::string& dir, const std::string& name, uint32_t ours) {

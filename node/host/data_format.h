@@ -35,6 +35,11 @@ Status CheckDataFormat(const std::string& dir, uint32_t ours, const std::string&
 Status MigrateDataDir(store::NodeStore& store, const std::string& dir, uint32_t found, uint32_t ours,
                       const std::string& release);
 
+// Takes the open store in `dir` down to format `to` (for a restart into an
+// older release): a checkpoint first, as for a migration up, then each
+// step down. Formats this code does not know how to leave are refused.
+Status StepDataDirDown(store::NodeStore& store, const std::string& dir, uint32_t to);
+
 // `starlingd --restore-backup NAME`: replaces the store in `dir` (the daemon
 // stopped) with the checkpoint `dir/NAME`, keeping what it replaces in
 // `dir/replaced-<format>`. Refuses a backup of a format newer than `ours`.

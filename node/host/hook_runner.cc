@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -125,10 +126,16 @@ Result<HookRunner::Child> HookRunner::Spawn(const std::string& path, std::vector
     return Status::IoError(std::string("fork: ") + std::strerror(errno));
   }
   if (pid == 0) {
-    setpgid(0, 0);
+    // A session of its own (and so a group: kill(-pid) ends it all): what a
+    // start hook leaves running outlives the daemon, its restarts and its
+    // upgrades, and gets no signal meant for the daemon's terminal.
+    if (setsid() < 0) setpgid(0, 0);
     dup2(in[0], STDIN_FILENO);
     dup2(out[1], STDOUT_FILENO);
     dup2(out[1], STDERR_FILENO);
+    // Nothing of the daemon's but stdio: a service the hook leaves running
+    // would otherwise hold the daemon's sockets (and its ports) for ever.
+    syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
     if (chdir(dir_.c_str()) != 0) _exit(126);
     umask(StartingUmask());
     // Default dispositions: the daemon's ignored signals must not leak in.
@@ -136,7 +143,6 @@ Result<HookRunner::Child> HookRunner::Spawn(const std::string& path, std::vector
     execve(argv[0], argv, envp.data());
     _exit(127);
   }
-  setpgid(pid, pid);  // also here: whichever runs first
   close(out[1]);
   close(in[0]);
   // Feed stdin without blocking on a hook that never reads it.

@@ -393,4 +393,10 @@ std::string LocalCluster::LogOf(int i, size_t max_lines) const {
   return out.str();
 }
 
+std::string WriteFile(const LocalCluster& c, const std::string& name, const std::string& text) {
+  std::string path = c.root() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
 }  // namespace starling::itest

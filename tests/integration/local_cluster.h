@@ -33,6 +33,10 @@ struct CommandResult {
 // Runs argv[0] (a path) with the given arguments, capturing its output.
 CommandResult RunCommand(const std::vector<std::string>& argv, Millis timeout = 20s);
 
+class LocalCluster;
+// Writes `text` to `name` under the cluster's root directory; its path.
+std::string WriteFile(const LocalCluster& c, const std::string& name, const std::string& text);
+
 // Polls `condition` every `interval` until it holds or `timeout` passes.
 bool WaitFor(const std::function<bool()>& condition, Millis timeout, Millis interval = 200ms);
 

@@ -19,11 +19,6 @@ using nlohmann::json;
 
 constexpr Millis kConverge = 30s;
 
-std::string WriteFile(const LocalCluster& c, const std::string& name, const std::string& text) {
-  std::string path = c.root() + "/" + name;
-  std::ofstream(path) << text;
-  return path;
-}
 
 // A valid document whose web package is at `version`.
 std::string Doc(const std::string& version) {

@@ -6,7 +6,9 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -133,11 +135,6 @@ TEST(Upgrade, AProtocolOutsideTheBinarysRangeIsRefusedAtStart) {
   EXPECT_NE(r.err.find("understands protocol 1-2"), std::string::npos) << r.err;
 }
 
-std::string WriteFile(const LocalCluster& c, const std::string& name, const std::string& text) {
-  std::string path = c.root() + "/" + name;
-  std::ofstream(path) << text;
-  return path;
-}
 
 std::string Keygen() {
   CommandResult r = RunCommand({STARLING_CLI_PATH, "keygen"});
@@ -260,6 +257,177 @@ TEST(Upgrade, ARestoreIsRefusedWhileTheDaemonRunsAndForWhatIsNotABackup) {
   }
   std::optional<nlohmann::json> info = c.Info(0);
   EXPECT_TRUE(info) << "the daemon still runs";
+}
+
+// ---- agent upgrades ------------------------------------------------------------------------
+
+constexpr int kNodes = 5;
+
+// A service that is a real process: the start hook leaves `sleep` running
+// and records its pid; stop kills it; health checks it lives.
+const char* kServiceHook = R"sh(#!/bin/sh
+set -eu
+pidfile="$STARLING_DATA_DIR/svc.pid"
+case "$STARLING_HOOK" in
+  start) sleep 100000 </dev/null >/dev/null 2>&1 &
+         echo $! >"$pidfile" ;;
+  stop) if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi ;;
+  health) kill -0 "$(cat "$pidfile")" ;;
+esac
+)sh";
+
+std::string ServiceDoc(const std::string& version) {
+  return "roles: [web]\n"
+         "packages:\n"
+         "  app: {version: \"" + version + "\", roles: [web], restart: false}\n"
+         "services:\n"
+         "  svc: {package: app, roles: [web], hooks: {start: svc, stop: svc, health: svc}}\n"
+         "policy: {batch: 2, min_healthy: 0s, node_deadline: 20s, auto_revert: true}\n"
+         "switches: {auto_commission: true}\n";
+}
+
+// Five nodes, each running its own copy of `binary` (a swap replaces only
+// its copy), with the service hook.
+class AgentCluster {
+ public:
+  explicit AgentCluster(const std::string& binary) {
+    hooks_ = c.root() + "/hooks";
+    std::filesystem::create_directories(hooks_);
+    std::filesystem::permissions(hooks_, std::filesystem::perms(0755));
+    WriteExecutable(hooks_ + "/svc", kServiceHook);
+    for (int i = 0; i < kNodes; ++i) {
+      const std::string dir = c.root() + "/bin" + std::to_string(i);
+      std::filesystem::create_directories(dir);
+      std::filesystem::copy_file(binary, dir + "/starlingd");
+      c.SetBinary(dir + "/starlingd");
+      std::vector<std::string> args = {"--hooks-dir", hooks_, "--tag", "roles=web"};
+      if (i > 0) args.insert(args.end(), {"--join", c.node(0).addr});
+      EXPECT_EQ(c.Start("n" + std::to_string(i), args), i);
+    }
+  }
+  ~AgentCluster() {
+    for (pid_t p : Services()) kill(p, SIGKILL);
+    for (pid_t p : extra_) kill(p, SIGKILL);
+  }
+  static void WriteExecutable(const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+    std::filesystem::permissions(path, std::filesystem::perms(0755));
+  }
+  // The service's pid on every node (0: none).
+  std::vector<pid_t> Services() const {
+    std::vector<pid_t> out;
+    for (int i : c.All()) out.push_back(static_cast<pid_t>(std::atoi(Slurp(c.node(i).dir + "/svc.pid").c_str())));
+    return out;
+  }
+  std::vector<int64_t> DaemonPids() const {
+    std::vector<int64_t> out;
+    for (int i : c.All()) {
+      auto info = c.Info(i);
+      out.push_back(info ? (*info)["pid"].get<int64_t>() : 0);
+    }
+    return out;
+  }
+  // name -> release, as node `i` sees the members.
+  std::map<std::string, std::string> Releases(int i) const {
+    std::map<std::string, std::string> out;
+    if (auto m = c.Members(i))
+      for (const auto& r : *m) out[r["name"]] = r.value("version", "");
+    return out;
+  }
+  nlohmann::json Rollout(int i) const {
+    CommandResult r = c.Cli(i, {"rollout", "status", "--format", "json"});
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out, nullptr, false) : nlohmann::json();
+  }
+  // Waits for rollout `id` to reach one of `states`; its status, or null.
+  nlohmann::json AwaitRollout(int i, uint64_t id, std::set<std::string> states, Millis timeout = 120s) const {
+    nlohmann::json last;
+    WaitFor([&] {
+      last = Rollout(i);
+      return last.is_object() && last.value("id", 0u) == id && states.count(last.value("state", ""));
+    }, timeout);
+    return last.is_object() && last.value("id", 0u) == id && states.count(last.value("state", "")) ? last
+                                                                                                      : nlohmann::json();
+  }
+  uint64_t AgentUpgrade(int i, const std::string& binary) const {
+    CommandResult r = c.Cli(i, {"agent", "upgrade", "--binary", binary, "--format", "json"}, 120s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    return j.is_object() ? j.value("rollout", 0u) : 0;
+  }
+  void Extra(pid_t p) { extra_.push_back(p); }
+
+  LocalCluster c;
+  std::string hooks_;
+  std::vector<pid_t> extra_;
+};
+
+uint64_t StartServiceRollout(AgentCluster& a, const std::string& version) {
+  const std::string doc = WriteFile(a.c, "doc-" + version + ".yaml", ServiceDoc(version));
+  CommandResult applied = a.c.Cli(0, {"apply", "-f", doc});
+  EXPECT_EQ(applied.exit_code, 0) << applied.err;
+  CommandResult r = a.c.Cli(0, {"rollout", "start", "--format", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_object() ? j.value("id", 0u) : 0;
+}
+
+TEST(AgentUpgrade, FiveNodesMoveToTheNextReleaseAndBackWhileTheServiceKeepsRunning) {
+  const std::string old_release = ReleaseOf(STARLINGD_PATH), next_release = ReleaseOf(STARLINGD_NEXT_PATH);
+  AgentCluster a(STARLINGD_PATH);
+  LocalCluster& c = a.c;
+  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
+  const uint64_t first = StartServiceRollout(a, "1");
+  ASSERT_FALSE(a.AwaitRollout(0, first, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  const std::vector<pid_t> services = a.Services();
+  for (pid_t p : services) ASSERT_GT(p, 0);
+  const std::vector<int64_t> daemons = a.DaemonPids();
+
+  // Up, batch by batch; paused halfway to work on a mixed cluster.
+  const uint64_t up = a.AgentUpgrade(0, STARLINGD_NEXT_PATH);
+  ASSERT_GT(up, first);
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = a.Releases(0);
+    return std::count_if(r.begin(), r.end(), [&](const auto& kv) { return kv.second == next_release; }) >= 2;
+  }, 90s)) << a.Rollout(0).dump();
+  ASSERT_EQ(c.Cli(0, {"rollout", "pause"}).exit_code, 0);
+  nlohmann::json paused = a.AwaitRollout(0, up, {"paused"});
+  ASSERT_FALSE(paused.is_null()) << a.Rollout(0).dump();
+  ASSERT_TRUE(WaitFor([&] { return a.Rollout(0)["batch"].empty(); }, 60s)) << "the batch in flight ends";
+  auto mixed = a.Releases(4);
+  std::set<std::string> seen;
+  for (const auto& [_, v] : mixed) seen.insert(v);
+  EXPECT_EQ(seen, (std::set<std::string>{old_release, next_release})) << "members on a mixed cluster";
+  // Apply works; an application rollout waits for the agent rollout.
+  const std::string doc = WriteFile(c, "doc-2.yaml", ServiceDoc("2"));
+  CommandResult applied = c.Cli(3, {"apply", "-f", doc});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  CommandResult queued = c.Cli(3, {"rollout", "start", "--format", "json"});
+  ASSERT_EQ(queued.exit_code, 0) << queued.err;
+  auto q = nlohmann::json::parse(queued.out);
+  EXPECT_EQ(q.value("waits_for", 0u), up) << queued.out;
+  ASSERT_EQ(c.Cli(1, {"rollout", "resume"}).exit_code, 0);
+  ASSERT_FALSE(a.AwaitRollout(0, up, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  for (int i : c.All())
+    for (const auto& [name, v] : a.Releases(i)) EXPECT_EQ(v, next_release) << name << " seen from " << i;
+  // Then the application rollout, on the upgraded cluster.
+  ASSERT_FALSE(a.AwaitRollout(0, q.value("id", 0u), {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  EXPECT_EQ(a.Services(), services) << "the service was restarted";
+  EXPECT_EQ(a.DaemonPids(), daemons) << "an upgrade restarts in place (same pid)";
+  CommandResult status = c.Cli(2, {"agent", "status", "--format", "json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  for (const auto& row : nlohmann::json::parse(status.out)) {
+    EXPECT_EQ(row["version"], next_release);
+    EXPECT_EQ(row["desired"], next_release);
+    EXPECT_TRUE(row["upgraded"].get<bool>());
+  }
+
+  // And back, the same way.
+  const uint64_t down = a.AgentUpgrade(2, STARLINGD_PATH);
+  ASSERT_FALSE(a.AwaitRollout(0, down, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  for (int i : c.All())
+    for (const auto& [name, v] : a.Releases(i)) EXPECT_EQ(v, old_release) << name << " seen from " << i;
+  EXPECT_EQ(a.Services(), services);
+  EXPECT_EQ(a.DaemonPids(), daemons);
 }
 
 }  // namespace

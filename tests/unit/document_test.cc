@@ -536,7 +536,7 @@ TEST(ValidateDocument, UnknownSectionsAndFields) {
       p,
       (std::vector<std::string>{
           "frobnicate: unknown section (expected one of roles, packages, services, nodes, policy, switches, "
-          "freeze, voters)",
+          "freeze, voters, agent)",
           "packages.web: unknown field 'verison'",
           "services.api: unknown field 'param'",
           "nodes.n1: unknown field 'role'",
@@ -695,7 +695,7 @@ TEST(ValidateDocument, ReportsEveryProblemOnePerLineInAStableOrder) {
   EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(s.message(),
             "zzz: unknown section (expected one of roles, packages, services, nodes, policy, switches, "
-            "freeze, voters)\n"
+            "freeze, voters, agent)\n"
             "packages.pg.version: malformed version 'x'\n"
             "packages.web.version: malformed version '1..2'\n"
             "nodes.n1.lifecycle: unknown lifecycle 'up' (expected commissioned or decommissioned)\n"

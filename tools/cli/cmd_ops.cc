@@ -78,6 +78,41 @@ Result<std::string> ReadKeyFile(const std::string& path) {
   return text;
 }
 
+}  // namespace
+
+int AddArtifactFile(Context& ctx, const std::string& file, const std::string& name, const std::string& version,
+                    json* out) {
+  // The daemon copies and hashes the whole file before it answers.
+  ctx.globals.timeout_seconds = std::max(ctx.globals.timeout_seconds, 600.0);
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return Complain(kExitDaemonError, "artifact add: " + file + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Complain(kExitDaemonError, "artifact add: " + file + ": not a regular file");
+  }
+  char resolved[PATH_MAX];
+  const std::string shown = realpath(file.c_str(), resolved) != nullptr ? resolved : file;
+  const int code = StateCall(
+      ctx.globals,
+      [&](api::Request::Builder r) {
+        auto a = r.initArtifact();
+        a.setOp("add");
+        a.setPath(shown);
+        a.setName(name);
+        a.setVersion(version);
+      },
+      [&](const json& r) {
+        *out = r;
+        return kExitOk;
+      },
+      fd);
+  ::close(fd);
+  return code;
+}
+
+namespace {
+
 void AddArtifactAdd(CLI::App& artifact, Context& ctx) {
   struct Options {
     std::string file, name, version, format = "table";
@@ -93,42 +128,16 @@ void AddArtifactAdd(CLI::App& artifact, Context& ctx) {
   cmd->add_option("--version", o->version, "A version for people");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
-    // The daemon copies and hashes the whole file before it answers.
-    ctx.globals.timeout_seconds = std::max(ctx.globals.timeout_seconds, 600.0);
-    const int fd = ::open(o->file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-      ctx.exit_code = Complain(kExitDaemonError, "artifact add: " + o->file + ": " + std::strerror(errno));
-      return;
+    json r;
+    ctx.exit_code = AddArtifactFile(ctx, o->file, o->name, o->version, &r);
+    if (ctx.exit_code != kExitOk) return;
+    if (o->format == "json") {
+      PrintJson(r);
+    } else {
+      std::cout << r.value("digest", "") << "  " << r.value("name", "") << " " << r.value("version", "") << "  "
+                << r.value("size", 0) << " bytes, " << r.value("chunks", 0) << " chunks"
+                << (r.value("new", false) ? "" : " (already known)") << "\n";
     }
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      ctx.exit_code = Complain(kExitDaemonError, "artifact add: " + o->file + ": not a regular file");
-      return;
-    }
-    char resolved[PATH_MAX];
-    const std::string shown = realpath(o->file.c_str(), resolved) != nullptr ? resolved : o->file;
-    ctx.exit_code = StateCall(
-        ctx.globals,
-        [&](api::Request::Builder r) {
-          auto a = r.initArtifact();
-          a.setOp("add");
-          a.setPath(shown);
-          a.setName(o->name);
-          a.setVersion(o->version);
-        },
-        [&](const json& r) {
-          if (o->format == "json") {
-            PrintJson(r);
-          } else {
-            std::cout << r.value("digest", "") << "  " << r.value("name", "") << " " << r.value("version", "")
-                      << "  " << r.value("size", 0) << " bytes, " << r.value("chunks", 0) << " chunks"
-                      << (r.value("new", false) ? "" : " (already known)") << "\n";
-          }
-          return kExitOk;
-        },
-        fd);
-    ::close(fd);
   });
 }
 

@@ -37,5 +37,10 @@ void AddVotersCommand(CLI::App& app, Context& ctx);
 void AddKeyCommands(CLI::App& app, Context& ctx);
 // cmd_ops.cc: artifact add|ls.
 void AddArtifactCommands(CLI::App& app, Context& ctx);
+// cmd_ops.cc: what `artifact add FILE` does, its reply in `out`; the exit code.
+int AddArtifactFile(Context& ctx, const std::string& file, const std::string& name, const std::string& version,
+                    nlohmann::json* out);
+// cmd_agent.cc: agent upgrade|status.
+void AddAgentCommands(CLI::App& app, Context& ctx);
 
 }  // namespace starling::cli

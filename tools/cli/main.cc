@@ -44,6 +44,7 @@ int Main(int argc, char** argv) {
   AddArtifactCommands(app, ctx);    // artifact
   AddGraphCommand(app, ctx);        // graph
   AddVotersCommand(app, ctx);       // voters
+  AddAgentCommands(app, ctx);       // agent
 
   // The command runs from its callback during parse() and leaves its exit
   // code in ctx.

@@ -29,8 +29,8 @@ namespace starling::store {
 
 using Json = nlohmann::json;
 
-inline constexpr std::array<std::string_view, 8> kSections = {"roles",  "packages", "services", "nodes",
-                                                              "policy", "switches", "freeze",   "voters"};
+inline constexpr std::array<std::string_view, 9> kSections = {"roles",  "packages", "services", "nodes", "policy",
+                                                              "switches", "freeze", "voters",   "agent"};
 
 // Parses YAML or JSON text. The top level must be a mapping. YAML scalars follow the YAML 1.2 core schema
 // (plain true/false, integers incl. 0x/0o, floats, null/~ are typed; anything quoted stays a string); the
