@@ -155,8 +155,10 @@ void NodeAgent::SettleAgentMove(const Json& pending) {
   Save();
 }
 
-void NodeAgent::Save() {
-  Json j = {{"revision", applied_}, {"current", current_}, {"ballot", ballot_}, {"removed", removed_},
+void NodeAgent::Save() { SaveAs(applied_, current_); }
+
+void NodeAgent::SaveAs(const std::string& revision, const Json& current) {
+  Json j = {{"revision", revision}, {"current", current}, {"ballot", ballot_}, {"removed", removed_},
             {"outputs", outputs_}};
   if (!agent_original_.is_null()) j["agent_original"] = agent_original_;
   if (!agent_pending_.is_null()) j["agent_pending"] = agent_pending_;
@@ -546,21 +548,16 @@ NodeAgent::Step NodeAgent::UpgradeAgent(const Json& spec, const std::string& rev
     if (agent_original_.is_null())
       agent_original_ = {{"version", binary_->version()}, {"artifact", binary_->digest()}};
     auto move = [this, spec, revision, batch, digest, version, done](const std::string& path) {
-      // Recorded before the restart, so the process that comes up (this
-      // binary again, should the new one fail) knows what was tried.
-      const std::string from_revision = applied_;
-      const Json from_current = current_;
-      agent_pending_ = {{"revision", revision}, {"batch", batch}, {"from_revision", from_revision},
+      // Stored (not reported: this process does not run it) before the
+      // restart, so the process that comes up (this binary again, should
+      // the new one fail) knows what was tried.
+      agent_pending_ = {{"revision", revision}, {"batch", batch}, {"from_revision", applied_},
                         {"from_agent", current_.contains("agent") ? current_["agent"] : Json()},
                         {"digest", digest}, {"version", version}};
-      applied_ = revision;
-      current_ = spec;
-      Save();
+      SaveAs(revision, spec);
       spdlog::info("agent: restarting into starlingd {} ({})", version, digest);
-      binary_->Restart(path, version, digest, [this, from_revision, from_current, done, alive = alive_](Status s) {
+      binary_->Restart(path, version, digest, [this, done, alive = alive_](Status s) {
         if (!*alive) return;
-        applied_ = from_revision;
-        current_ = from_current;
         agent_pending_ = Json();
         Save();
         done(false, s.message());

@@ -144,6 +144,8 @@ class NodeAgent {
 
   void Load();
   void Save();
+  // What a restart is to find: `revision` applied, running `current`.
+  void SaveAs(const std::string& revision, const store::Json& current);
   void Begin(Job job);
   void Next();
   void Fail(const std::string& detail);

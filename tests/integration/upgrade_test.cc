@@ -276,13 +276,13 @@ case "$STARLING_HOOK" in
 esac
 )sh";
 
-std::string ServiceDoc(const std::string& version) {
+std::string ServiceDoc(const std::string& version, const std::string& batch = "2") {
   return "roles: [web]\n"
          "packages:\n"
          "  app: {version: \"" + version + "\", roles: [web], restart: false}\n"
          "services:\n"
          "  svc: {package: app, roles: [web], hooks: {start: svc, stop: svc, health: svc}}\n"
-         "policy: {batch: 2, min_healthy: 0s, node_deadline: 20s, auto_revert: true}\n"
+         "policy: {batch: " + batch + ", min_healthy: 0s, node_deadline: 20s, auto_revert: true}\n"
          "switches: {auto_commission: true}\n";
 }
 
@@ -361,8 +361,24 @@ class AgentCluster {
   std::vector<pid_t> extra_;
 };
 
-uint64_t StartServiceRollout(AgentCluster& a, const std::string& version) {
-  const std::string doc = WriteFile(a.c, "doc-" + version + ".yaml", ServiceDoc(version));
+// Every member, as every node sees it, runs `release` (gossip settles
+// within a few rounds of the rollout's end).
+testing::AssertionResult EveryoneRuns(const AgentCluster& a, const std::string& release) {
+  std::string last;
+  bool ok = WaitFor([&] {
+    for (int i : a.c.All())
+      for (const auto& [name, v] : a.Releases(i))
+        if (v != release) {
+          last = name + " runs " + v + " as n" + std::to_string(i) + " sees it";
+          return false;
+        }
+    return true;
+  }, 20s);
+  return ok ? testing::AssertionSuccess() : testing::AssertionFailure() << last;
+}
+
+uint64_t StartServiceRollout(AgentCluster& a, const std::string& version, const std::string& batch = "2") {
+  const std::string doc = WriteFile(a.c, "doc-" + version + ".yaml", ServiceDoc(version, batch));
   CommandResult applied = a.c.Cli(0, {"apply", "-f", doc});
   EXPECT_EQ(applied.exit_code, 0) << applied.err;
   CommandResult r = a.c.Cli(0, {"rollout", "start", "--format", "json"});
@@ -407,8 +423,7 @@ TEST(AgentUpgrade, FiveNodesMoveToTheNextReleaseAndBackWhileTheServiceKeepsRunni
   EXPECT_EQ(q.value("waits_for", 0u), up) << queued.out;
   ASSERT_EQ(c.Cli(1, {"rollout", "resume"}).exit_code, 0);
   ASSERT_FALSE(a.AwaitRollout(0, up, {"succeeded"}).is_null()) << a.Rollout(0).dump();
-  for (int i : c.All())
-    for (const auto& [name, v] : a.Releases(i)) EXPECT_EQ(v, next_release) << name << " seen from " << i;
+  EXPECT_TRUE(EveryoneRuns(a, next_release));
   // Then the application rollout, on the upgraded cluster.
   ASSERT_FALSE(a.AwaitRollout(0, q.value("id", 0u), {"succeeded"}).is_null()) << a.Rollout(0).dump();
   EXPECT_EQ(a.Services(), services) << "the service was restarted";
@@ -424,10 +439,140 @@ TEST(AgentUpgrade, FiveNodesMoveToTheNextReleaseAndBackWhileTheServiceKeepsRunni
   // And back, the same way.
   const uint64_t down = a.AgentUpgrade(2, STARLINGD_PATH);
   ASSERT_FALSE(a.AwaitRollout(0, down, {"succeeded"}).is_null()) << a.Rollout(0).dump();
-  for (int i : c.All())
-    for (const auto& [name, v] : a.Releases(i)) EXPECT_EQ(v, old_release) << name << " seen from " << i;
+  EXPECT_TRUE(EveryoneRuns(a, old_release));
   EXPECT_EQ(a.Services(), services);
   EXPECT_EQ(a.DaemonPids(), daemons);
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(AgentUpgrade, ABrokenBinaryStopsOnItsFirstNodeWhichGoesBackByItself) {
+  const std::string old_release = ReleaseOf(STARLINGD_PATH);
+  AgentCluster a(STARLINGD_PATH);
+  LocalCluster& c = a.c;
+  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
+  const uint64_t first = StartServiceRollout(a, "1", "[1, 2]");
+  ASSERT_FALSE(a.AwaitRollout(0, first, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  const std::vector<pid_t> services = a.Services();
+  const std::vector<int64_t> daemons = a.DaemonPids();
+  const std::string next = STARLINGD_NEXT_PATH;
+  struct Broken {
+    const char* what;
+    std::string script;
+    const char* said;  // in the failed node's detail
+  };
+  const std::vector<Broken> cases = {
+      {"exits at start",
+       "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --version|--check-data-dir|--data-format) exec " + next +
+           " \"$@\";; esac; done\necho 'broken: will not start' >&2\nexit 3\n",
+       "did not come up (it exited before serving)"},
+      {"fails its data-dir check",
+       "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --check-data-dir) echo 'no such format'; exit 1;; esac; done\n"
+       "exec " + next + " \"$@\"\n",
+       "it cannot run on the data dir: no such format"},
+  };
+  for (const Broken& b : cases) {
+    SCOPED_TRACE(b.what);
+    const std::string path = c.root() + "/broken-" + std::to_string(&b - cases.data());
+    AgentCluster::WriteExecutable(path, b.script);
+    const uint64_t id = a.AgentUpgrade(1, path);
+    nlohmann::json end = a.AwaitRollout(1, id, {"failed", "reverted"});
+    ASSERT_FALSE(end.is_null()) << a.Rollout(1).dump();
+    // One node tried it; it runs the old release again, and so does everyone.
+    int tried = -1;
+    for (const auto& n : end["nodes"])
+      if (n["phase"] == "failed" || n["phase"] == "reverted") {
+        EXPECT_EQ(tried, -1) << "a second node was touched: " << end.dump();
+        tried = std::stoi(n["name"].get<std::string>().substr(1));
+      }
+    EXPECT_NE(end.value("reason", "").find(b.said), std::string::npos) << end.dump();
+    ASSERT_GE(tried, 0) << end.dump();
+    ASSERT_TRUE(EveryoneRuns(a, old_release));
+    EXPECT_EQ(a.Services(), services) << "a service was restarted";
+    const std::vector<int64_t> now = a.DaemonPids();
+    for (int i : c.All()) {
+      if (i == tried && now[i] != daemons[i]) {
+        a.Extra(static_cast<pid_t>(now[i]));  // started again by the sentinel: not ours to reap
+        continue;
+      }
+      EXPECT_EQ(now[i], daemons[i]) << "n" << i << " restarted";
+    }
+    EXPECT_EQ(ReleaseOf(c.node(tried).binary), old_release) << "its binary is the old one again";
+  }
+}
+
+TEST(AgentUpgrade, AKilledCoordinatorIsReplacedAndTheUpgradeGoesOnWithoutRedoingFinishedNodes) {
+  const std::string next_release = ReleaseOf(STARLINGD_NEXT_PATH);
+  AgentCluster a(STARLINGD_PATH);
+  LocalCluster& c = a.c;
+  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
+  const uint64_t first = StartServiceRollout(a, "1", "1");
+  ASSERT_FALSE(a.AwaitRollout(0, first, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  const uint64_t id = a.AgentUpgrade(0, STARLINGD_NEXT_PATH);
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = a.Releases(0);
+    return std::count_if(r.begin(), r.end(), [&](const auto& kv) { return kv.second == next_release; }) >= 2;
+  }, 90s)) << a.Rollout(0).dump();
+  auto info = c.Info(0);
+  ASSERT_TRUE(info && (*info)["lease"]["holder"].is_string());
+  const int holder = std::stoi((*info)["lease"]["holder"].get<std::string>().substr(1));
+  c.Kill(holder);
+  const int watcher = (holder + 1) % kNodes;
+  // The next holder takes the rollout on; the killed node is brought to the
+  // revision when it is back.
+  ASSERT_TRUE(WaitFor([&] {
+    auto i = c.Info(watcher);
+    return i && (*i)["lease"]["holder"].is_string() && (*i)["lease"]["holder"] != c.node(holder).name;
+  }, 60s));
+  ASSERT_TRUE(c.Restart(holder, {"--hooks-dir", a.hooks_, "--tag", "roles=web"}));
+  ASSERT_FALSE(a.AwaitRollout(watcher, id, {"succeeded"}).is_null()) << a.Rollout(watcher).dump();
+  for (int i : c.All()) {
+    const std::string log = Slurp(c.node(i).log);
+    EXPECT_LE(Count(log, "swapped in starlingd " + next_release), 1u) << "n" << i << " was upgraded twice";
+  }
+  EXPECT_TRUE(EveryoneRuns(a, next_release));
+}
+
+TEST(AgentUpgrade, RefusedForMembersTooOldWithOtherChangesAndWhileFrozen) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("new"), 0);
+  ASSERT_EQ(c.Start("old", {"--join", c.node(0).addr, "--protocol", "1"}), 1);
+  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  const std::string agent = "agent: {version: \"0.2.0\", artifact: \"" + digest + "\"}\n";
+  // A member speaking protocol 1 cannot take the agent section.
+  CommandResult old = c.Cli(0, {"apply", "-f", WriteFile(c, "agent.yaml", agent)});
+  EXPECT_NE(old.exit_code, 0);
+  EXPECT_NE(old.err.find("needs gossip protocol 2, and old (speaks 1) is too old"), std::string::npos) << old.err;
+  // With the old member gone, still not with packages in the same change.
+  c.Signal(1, SIGTERM);
+  ASSERT_EQ(c.WaitExit(1, 20s), std::optional<int>(0));
+  ASSERT_TRUE(WaitFor([&] {
+    auto m = c.Members(0);
+    return m && Find(*m, "old") && (*Find(*m, "old"))["status"] == "left";
+  }, 20s));
+  CommandResult both = c.Cli(0, {"apply", "-f", WriteFile(c, "both.yaml",
+                                                          agent + "roles: [web]\npackages:\n  web: {version: \"1\"}\n")});
+  EXPECT_NE(both.exit_code, 0);
+  EXPECT_NE(both.err.find("it changes the agent section and roles"), std::string::npos) << both.err;
+  CommandResult alone = c.Cli(0, {"apply", "-f", WriteFile(c, "agent2.yaml", agent)});
+  EXPECT_EQ(alone.exit_code, 0) << alone.err;
+  // Frozen: refused with the reason, before anything is stored.
+  ASSERT_EQ(c.Cli(0, {"freeze", "--reason", "migration initialize"}).exit_code, 0);
+  CommandResult frozen = c.Cli(0, {"agent", "upgrade", "--binary", STARLINGD_NEXT_PATH});
+  EXPECT_NE(frozen.exit_code, 0);
+  EXPECT_NE(frozen.err.find("frozen: migration initialize"), std::string::npos) << frozen.err;
+  CommandResult held = c.Cli(0, {"artifact", "ls", "--format", "json"});
+  EXPECT_EQ(held.out.find("starlingd"), std::string::npos) << held.out;
+  // Not a starlingd at all.
+  ASSERT_EQ(c.Cli(0, {"unfreeze"}).exit_code, 0);
+  CommandResult other = c.Cli(0, {"agent", "upgrade", "--binary", "/bin/true"});
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_NE(other.err.find("not a starlingd"), std::string::npos) << other.err;
 }
 
 }  // namespace

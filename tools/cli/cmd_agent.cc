@@ -56,6 +56,21 @@ std::string VersionLineOf(const std::string& path, std::string* error) {
   return text.substr(0, text.find('\n'));
 }
 
+// The current desired state (params hidden).
+int GetDocument(Context& ctx, json* doc) {
+  return Call(
+      ctx.globals,
+      [](api::Request::Builder r) {
+        auto q = r.initGet();
+        q.setFormat("json");
+      },
+      [&](api::Reply::Reader reply) {
+        if (!reply.isText()) return Unexpected();
+        *doc = json::parse(reply.getText().cStr(), nullptr, false);
+        return kExitOk;
+      });
+}
+
 void AddAgentUpgrade(CLI::App& agent, Context& ctx) {
   struct Options {
     std::string binary, format = "table";
@@ -105,17 +120,29 @@ void AddAgentUpgrade(CLI::App& agent, Context& ctx) {
                                                      "`starling rollout abort` it");
       return;
     }
+    // A freeze (a migration being prepared, say) holds it back too.
+    json doc;
+    ctx.exit_code = GetDocument(ctx, &doc);
+    if (ctx.exit_code != kExitOk) return;
+    if (doc.is_object() && doc.contains("freeze") && !doc["freeze"].is_null() && doc["freeze"] != false) {
+      const json& f = doc["freeze"];
+      ctx.exit_code = Complain(kExitDaemonError,
+                               "agent upgrade: refused: the cluster is frozen" +
+                                   (f.is_object() ? ": " + f.value("reason", std::string("no reason given")) : "") +
+                                   "; `starling unfreeze` lifts it");
+      return;
+    }
     json artifact;
     ctx.exit_code = AddArtifactFile(ctx, o->binary, "starlingd", version, &artifact);
     if (ctx.exit_code != kExitOk) return;
     const std::string digest = artifact.value("digest", "");
-    const json doc = {{"agent", {{"version", version}, {"artifact", digest}}}};
+    const json section = {{"agent", {{"version", version}, {"artifact", digest}}}};
     json applied;
     ctx.exit_code = StateCall(
         ctx.globals,
         [&](api::Request::Builder r) {
           auto a = r.initApply();
-          a.setDocument(doc.dump());
+          a.setDocument(section.dump());
           a.setSource("agent upgrade --binary " + o->binary);
         },
         [&](const json& r) {
@@ -155,17 +182,7 @@ void AddAgentStatus(CLI::App& agent, Context& ctx) {
   AddFormatOption(*cmd, *format);
   cmd->callback([&ctx, format] {
     json doc;
-    ctx.exit_code = Call(
-        ctx.globals,
-        [](api::Request::Builder r) {
-          auto q = r.initGet();
-          q.setFormat("json");
-        },
-        [&](api::Reply::Reader reply) {
-          if (!reply.isText()) return Unexpected();
-          doc = json::parse(reply.getText().cStr(), nullptr, false);
-          return kExitOk;
-        });
+    ctx.exit_code = GetDocument(ctx, &doc);
     if (ctx.exit_code != kExitOk) return;
     json desired = nullptr;
     if (doc.is_object() && doc.contains("agent") && doc["agent"].is_object())
