@@ -387,13 +387,21 @@ uint64_t StartServiceRollout(AgentCluster& a, const std::string& version, const 
   return j.is_object() ? j.value("id", 0u) : 0;
 }
 
+// The cluster formed and the service rolled out on every node.
+testing::AssertionResult RunService(AgentCluster& a, const std::string& batch) {
+  if (std::string m = a.c.AwaitView(a.c.All(), a.c.AllAlive(), kConverge); !m.empty())
+    return testing::AssertionFailure() << m;
+  const uint64_t id = StartServiceRollout(a, "1", batch);
+  if (a.AwaitRollout(0, id, {"succeeded"}).is_null()) return testing::AssertionFailure() << a.Rollout(0).dump();
+  return testing::AssertionSuccess();
+}
+
 TEST(AgentUpgrade, FiveNodesMoveToTheNextReleaseAndBackWhileTheServiceKeepsRunning) {
   const std::string old_release = ReleaseOf(STARLINGD_PATH), next_release = ReleaseOf(STARLINGD_NEXT_PATH);
   AgentCluster a(STARLINGD_PATH);
   LocalCluster& c = a.c;
-  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
-  const uint64_t first = StartServiceRollout(a, "1");
-  ASSERT_FALSE(a.AwaitRollout(0, first, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  ASSERT_TRUE(RunService(a, "2"));
+  const uint64_t first = a.Rollout(0).value("id", 0u);
   const std::vector<pid_t> services = a.Services();
   for (pid_t p : services) ASSERT_GT(p, 0);
   const std::vector<int64_t> daemons = a.DaemonPids();
@@ -454,9 +462,7 @@ TEST(AgentUpgrade, ABrokenBinaryStopsOnItsFirstNodeWhichGoesBackByItself) {
   const std::string old_release = ReleaseOf(STARLINGD_PATH);
   AgentCluster a(STARLINGD_PATH);
   LocalCluster& c = a.c;
-  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
-  const uint64_t first = StartServiceRollout(a, "1", "[1, 2]");
-  ASSERT_FALSE(a.AwaitRollout(0, first, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  ASSERT_TRUE(RunService(a, "[1, 2]"));
   const std::vector<pid_t> services = a.Services();
   const std::vector<int64_t> daemons = a.DaemonPids();
   const std::string next = STARLINGD_NEXT_PATH;
@@ -509,9 +515,7 @@ TEST(AgentUpgrade, AKilledCoordinatorIsReplacedAndTheUpgradeGoesOnWithoutRedoing
   const std::string next_release = ReleaseOf(STARLINGD_NEXT_PATH);
   AgentCluster a(STARLINGD_PATH);
   LocalCluster& c = a.c;
-  ASSERT_EQ(c.AwaitView(c.All(), c.AllAlive(), kConverge), "");
-  const uint64_t first = StartServiceRollout(a, "1", "1");
-  ASSERT_FALSE(a.AwaitRollout(0, first, {"succeeded"}).is_null()) << a.Rollout(0).dump();
+  ASSERT_TRUE(RunService(a, "1"));
   const uint64_t id = a.AgentUpgrade(0, STARLINGD_NEXT_PATH);
   ASSERT_TRUE(WaitFor([&] {
     auto r = a.Releases(0);
