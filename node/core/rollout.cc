@@ -483,7 +483,9 @@ void RolloutPlanner::JudgeBatch(Pass& pass) {
       const NodeView& v = *it->second;
       // Done nodes stay in the batch until all of it is: the next batch
       // starts only while every one of them is still alive and healthy.
-      if (v.reachable && Done(v, a.revision, policy.health_gate, policy.min_healthy, in.now)) {
+      // In an agent rollout, also on the release the revision names.
+      if (v.reachable && Done(v, a.revision, policy.health_gate, policy.min_healthy, in.now) &&
+          (!r.agent || in.OnRevision(v, a.revision))) {
         if (!a.done) pass.Log(name + " is healthy on " + a.revision);
         a.done = true;
         continue;

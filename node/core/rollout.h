@@ -218,7 +218,10 @@ class RolloutPlanner {
     // would give it; unset: only the same revision id does.
     std::function<bool(const NodeView&, const std::string& revision)> same_content;
     bool OnRevision(const NodeView& v, const std::string& revision) const {
-      return v.applied == revision || (same_content && !v.applied.empty() && same_content(v, revision));
+      // The content decides when it can (an agent rollout also asks for the
+      // release running, which the revision id alone does not say).
+      if (same_content && !v.applied.empty()) return same_content(v, revision);
+      return v.applied == revision;
     }
   };
   // Starts a requested rollout, applies pause/resume/abort, judges the batch

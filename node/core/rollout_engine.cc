@@ -123,7 +123,7 @@ Json RolloutStatus(const store::DesiredLog& log, const membership::Memberlist& m
   std::map<std::string, int> counts;
   for (const auto& v : BuildViews(doc, members, soft)) {
     if (!v.commissioned) continue;
-    const bool on_target = v.applied == r.target() || (!v.applied.empty() && same(v, r.target()));
+    const bool on_target = !v.applied.empty() && same(v, r.target());
     std::string phase = record ? NodeRolloutPhase(r, v, on_target) : (v.left ? "left" : v.reachable ? "idle" : "down");
     ++counts[phase];
     auto report = soft.Get(v.name);
@@ -267,7 +267,7 @@ Json PlanBatches(const store::DesiredLog& log, const std::string& target, const 
   std::vector<NodeView> nodes = views;
   for (NodeView& v : nodes) {
     if (!v.commissioned || v.left) continue;
-    if (v.applied == target || (!v.applied.empty() && same(v, target))) unchanged.push_back(v.name);
+    if (!v.applied.empty() && same(v, target)) unchanged.push_back(v.name);
     else if (!v.reachable) down.push_back(v.name);
     if (!v.reachable) continue;
     v.suspect = false;
