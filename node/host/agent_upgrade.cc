@@ -210,12 +210,16 @@ Result<std::string> OwnExecutable() {
 }
 
 AgentUpgrader::AgentUpgrader(Options options, Worker::Post post) : opts_(std::move(options)), worker_(std::move(post)) {
+  // Hashed here, at start, so that the protocol thread never hashes a binary.
   Result<std::string> d = Sha256File(opts_.exe);
   if (d.ok()) {
     digest_ = *d;
   } else {
     spdlog::warn("cannot hash the running binary {}: {}", opts_.exe, d.status().message());
   }
+  std::error_code exists;
+  if (fs::exists(opts_.exe + ".previous", exists))
+    if (Result<std::string> p = Sha256File(opts_.exe + ".previous"); p.ok()) previous_digest_ = *p;
   const std::string failed = opts_.data_dir + "/" + kFailed;
   std::error_code ec;
   if (fs::exists(failed, ec)) {
@@ -226,11 +230,8 @@ AgentUpgrader::AgentUpgrader(Options options, Worker::Post post) : opts_(std::mo
 }
 
 std::string AgentUpgrader::Kept(const std::string& digest) const {
-  const std::string previous = opts_.exe + ".previous";
-  std::error_code ec;
-  if (!fs::exists(previous, ec)) return "";
-  Result<std::string> d = Sha256File(previous);
-  return d.ok() && *d == digest ? previous : "";
+  // Restart checks the digest again before anything is swapped.
+  return !digest.empty() && digest == previous_digest_ ? opts_.exe + ".previous" : "";
 }
 
 void AgentUpgrader::Restart(const std::string& path, const std::string& version, const std::string& digest,

@@ -63,6 +63,7 @@ class AgentUpgrader final : public AgentBinary {
   Options opts_;
   Worker worker_;
   std::string digest_, last_failure_;
+  std::string previous_digest_;  // of <exe>.previous, hashed at start
 };
 
 // The running binary's own path (readlink /proc/self/exe).

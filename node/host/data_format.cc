@@ -204,9 +204,7 @@ Status MigrateDataDir(store::NodeStore& store, const std::string& dir, uint32_t 
   } else if (ours >= 3) {
     if (Status s = store.SaveRelease(release); !s.ok()) return s;
   }
-  Result<uint32_t> written = ReadFormatFile(dir);
-  if (!written.ok()) return written.status();
-  return *written == ours ? Status::Ok() : WriteFormatFile(dir, ours);
+  return found == ours ? Status::Ok() : WriteFormatFile(dir, ours);
 }
 
 Status StepDataDirDown(store::NodeStore& store, const std::string& dir, uint32_t to) {

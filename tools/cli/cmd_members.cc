@@ -11,16 +11,14 @@
 #include "flags.h"
 #include "output.h"
 #include "starling/api_json.h"
+#include "starling/membership/config.h"
 
 namespace starling::cli {
 namespace {
 
-std::string RangeText(unsigned lo, unsigned hi) {
-  return lo == hi ? std::to_string(lo) : std::to_string(lo) + "-" + std::to_string(hi);
-}
 // "2 (1-3)": the version spoken, then the range understood.
 std::string ProtocolText(api::Member::Reader m) {
-  return std::to_string(m.getProtocolCur()) + " (" + RangeText(m.getProtocolMin(), m.getProtocolMax()) + ")";
+  return std::to_string(m.getProtocolCur()) + " (" + membership::RangeText(m.getProtocolMin(), m.getProtocolMax()) + ")";
 }
 
 void PrintInfoTable(api::Info::Reader info) {
@@ -32,7 +30,7 @@ void PrintInfoTable(api::Info::Reader info) {
       {"version:", std::string(info.getVersion().cStr()) +
                        (info.getBuild().size() ? " (build " + std::string(info.getBuild().cStr()) + ")" : "")},
       {"protocol:", std::to_string(info.getProtocolVersion()) + " (understands " +
-                        RangeText(info.getProtocolMin(), info.getProtocolMax()) + ")"},
+                        membership::RangeText(info.getProtocolMin(), info.getProtocolMax()) + ")"},
       {"incarnation:", std::to_string(info.getIncarnation())},
       {"health score:", std::to_string(info.getHealthScore())},
       {"members:", "alive " + std::to_string(info.getMembersAlive()) + ", suspect " +
