@@ -26,6 +26,11 @@ struct Request {
   # rolloutStart: an agent rollout (`starling agent upgrade`): nodes move
   # their starlingd to the revision's `agent` section.
   agent @28 :Bool;
+  # rolloutStart: the commissioned nodes it may move (the rest keep what
+  # they run); empty: every one.
+  only @29 :List(Text);
+  # rolloutStart: a batch size instead of the policy's: "2", "25%", "1,50%".
+  batch @30 :Text;
   union {
     members @1 :Void;
     join @2 :List(Text);            # seed addresses host:port
@@ -51,6 +56,7 @@ struct Request {
     keys @22 :KeyCommand;           # the reply is JSON text (see node/keys.h)
     graph @23 :Void;                # services, the nodes they run on, dependency edges (JSON text)
     artifact @24 :ArtifactCommand;  # the reply is JSON text
+    ui @31 :Void;                   # the console's address and token (JSON text)
   }
 }
 
@@ -86,6 +92,7 @@ struct Get {
 struct Diff {
   from @0 :Text;
   to @1 :Text;                      # empty for the current revision
+  hideParams @2 :Bool;              # service params' values hidden (the console over HTTP)
 }
 
 struct Lifecycle {

@@ -60,6 +60,7 @@ struct GetReq {
 struct HistoryReq {};
 struct DiffReq {
   std::string from, to;
+  bool hide_params = false;
 };
 struct RollbackReq {
   std::string to;
@@ -78,6 +79,8 @@ struct LifecycleReq {
 struct RolloutStartReq {
   std::string revision;
   bool yes = false, dry_run = false, agent = false;
+  std::vector<std::string> only;
+  std::string batch;  // empty: the policy's
 };
 struct RolloutStatusReq {};
 struct RolloutControlReq {
@@ -95,12 +98,14 @@ struct KeysReq {
   bool local = false;
 };
 struct GraphReq {};
+struct UiReq {};
 struct ArtifactReq {
   ArtifactCommand command;
 };
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
                              HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
-                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq, GraphReq, ArtifactReq>;
+                             RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq, GraphReq, ArtifactReq,
+                             UiReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -179,7 +184,7 @@ Result<Request> Decode(ByteView bytes) {
         return Request(HistoryReq{});
       case api::Request::DIFF: {
         auto d = req.getDiff();
-        return Request(DiffReq{Text(d.getFrom()), Text(d.getTo())});
+        return Request(DiffReq{Text(d.getFrom()), Text(d.getTo()), d.getHideParams()});
       }
       case api::Request::ROLLBACK:
         return Request(RollbackReq{Text(req.getRollback().getTo())});
@@ -198,8 +203,12 @@ Result<Request> Decode(ByteView bytes) {
         l.force = req.getForce();
         return Request(std::move(l));
       }
-      case api::Request::ROLLOUT_START:
-        return Request(RolloutStartReq{Text(req.getRolloutStart()), req.getYes(), req.getDryRun(), req.getAgent()});
+      case api::Request::ROLLOUT_START: {
+        RolloutStartReq r{Text(req.getRolloutStart()), req.getYes(), req.getDryRun(), req.getAgent(), {}, {}};
+        for (capnp::Text::Reader n : req.getOnly()) r.only.push_back(Name(n));
+        r.batch = Text(req.getBatch());
+        return Request(std::move(r));
+      }
       case api::Request::ROLLOUT_STATUS:
         return Request(RolloutStatusReq{});
       case api::Request::ROLLOUT_CONTROL:
@@ -210,6 +219,8 @@ Result<Request> Decode(ByteView bytes) {
         return Request(KeysReq{Text(req.getKeys().getOp()), Text(req.getKeys().getKey()), req.getKeys().getLocal()});
       case api::Request::GRAPH:
         return Request(GraphReq{});
+      case api::Request::UI:
+        return Request(UiReq{});
       case api::Request::ARTIFACT: {
         auto a = req.getArtifact();
         return Request(ArtifactReq{{Text(a.getOp()), Text(a.getPath()), Text(a.getName()), Text(a.getVersion()), nullptr}});
@@ -395,6 +406,10 @@ store::Json ApiService::NodesJson() const {
                                       : store::Json(nullptr)},
                    {"lifecycle", lifecycle},
                    {"status", status},
+                   {"addr", known ? store::Json(view->second.addr) : store::Json(nullptr)},
+                   {"roles", NodeRoles(doc, name, known && view->second.tags.count("roles") ? view->second.tags.at("roles") : "")},
+                   {"tags", known ? store::Json(view->second.tags) : store::Json::object()},
+                   {"detail", report ? store::Json(text::Printable(report->detail)) : store::Json(nullptr)},
                    {"applied_revision", report ? store::Json(report->applied_revision) : store::Json(nullptr)},
                    // As the health gate counts it: a dead node's last report does not.
                    {"healthy", report ? store::Json(report->healthy && status == "alive" && soft_.Fresh(name))
@@ -513,13 +528,27 @@ void ApiService::HandleState(Request& request, Respond respond) {
     });
     return;
   }
+  if (std::holds_alternative<UiReq>(request)) {
+    if (facts_.http.empty()) return respond(ErrorReply("this node serves no HTTP (--http off): it has no console"));
+    // Bound to every address: the local node is reached on loopback.
+    std::string at = facts_.http;
+    if (at.rfind("0.0.0.0:", 0) == 0) at = "127.0.0.1:" + at.substr(8);
+    if (at.rfind("[::]:", 0) == 0) at = "[::1]:" + at.substr(5);
+    const std::string url = "http://" + at + "/ui/";
+    // The token goes in the fragment, which a browser never sends: the page
+    // moves it to the request header and out of the address bar.
+    return respond(TextReply(store::CanonicalJson(store::Json{{"url", url},
+                                                              {"login_url", url + "#token=" + facts_.ui_token},
+                                                              {"token", facts_.ui_token},
+                                                              {"write", facts_.ui_write}})));
+  }
   if (std::holds_alternative<GraphReq>(request)) {
     const store::Json& doc = replicator_.log().state().Document();
     return respond(TextReply(store::CanonicalJson(ServiceGraph(doc, BuildViews(doc, members_, soft_)))));
   }
   if (auto* diff = std::get_if<DiffReq>(&request)) {
     if (diff->from.empty()) return respond(ErrorReply("diff needs a revision to compare from"));
-    return text(state_.Diff(diff->from, diff->to));
+    return text(state_.Diff(diff->from, diff->to, diff->hide_params));
   }
   if (auto* rb = std::get_if<RollbackReq>(&request)) return text(state_.Rollback(rb->to));
   if (std::holds_alternative<NodesReq>(request)) return respond(TextReply(store::CanonicalJson(NodesJson())));
@@ -531,9 +560,14 @@ void ApiService::HandleState(Request& request, Respond respond) {
     return text(state_.SetLifecycle(l->nodes, l->to, l->force));
   }
   if (auto* r = std::get_if<RolloutStartReq>(&request)) {
+    RolloutStart start{r->revision, members_.config().name, r->yes, r->dry_run, r->agent, r->only, nullptr};
+    if (!r->batch.empty()) {
+      Result<store::Json> batch = ParseBatchSize(r->batch);
+      if (!batch.ok()) return respond(ErrorReply(batch.status().message()));
+      start.batch = *batch;
+    }
     Result<store::Json> started =
-        RequestRollout(replicator_, RolloutStart{r->revision, members_.config().name, r->yes, r->dry_run, r->agent},
-                       BuildViews(replicator_.log().state().Document(), members_, soft_));
+        RequestRollout(replicator_, start, BuildViews(replicator_.log().state().Document(), members_, soft_));
     // Nobody would take it up: say so rather than let `--watch` wait unexplained.
     if (started.ok() && !r->dry_run && !lease_.view().holder) {
       const std::string list = JoinNames(lease_.view().voters);

@@ -37,6 +37,8 @@ struct DaemonFacts {
   std::string http;   // the --http address, empty when off
   std::string build;  // the commit built
   int64_t pid = 0;
+  std::string ui_token;   // the console's token (console.h); empty: no console
+  bool ui_write = false;  // --ui-write
 };
 
 class ApiService {

@@ -467,8 +467,10 @@ NodeAgent::Step NodeAgent::Hook(const std::string& phase, const std::string& kin
                 Json input = Json::object();
                 for (const auto& [k, v] : full) input[k] = v;
                 HookRequest req{hook, full, input.dump(), cfg_.hook_timeout};
-                hooks_.Run(req, [kind, hook, after, done, alive = alive_](Result<HookResult> r) {
+                const std::string revision = full["STARLING_REVISION"];
+                hooks_.Run(req, [this, kind, hook, revision, after, done, alive = alive_](Result<HookResult> r) {
                   if (!*alive) return;
+                  Remember(kind, hook, revision, r);
                   if (!r.ok()) return done(false, kind + " hook " + hook + ": " + r.status().message());
                   if (!r->ok())
                     return done(false, kind + " hook " + hook + ": " + r->Describe() + ": " +
@@ -478,6 +480,27 @@ NodeAgent::Step NodeAgent::Hook(const std::string& phase, const std::string& kin
                 });
               }};
 }
+
+void NodeAgent::Remember(const std::string& kind, const std::string& hook, const std::string& revision,
+                         const Result<HookResult>& r) {
+  constexpr size_t kKept = 20, kTail = 2048;
+  Json run = {{"kind", kind}, {"hook", hook}, {"revision", revision}, {"at_unix", clock_.WallMicros() / 1000000}};
+  if (r.ok()) {
+    run["ok"] = r->ok();
+    run["result"] = r->Describe();
+    run["took_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(r->took).count();
+    run["output"] = text::Printable(text::TailChars(r->output, kTail));
+  } else {
+    run["ok"] = false;
+    run["result"] = text::Printable(r.status().message(), true);
+    run["took_ms"] = 0;
+    run["output"] = "";
+  }
+  recent_hooks_.push_front(std::move(run));
+  if (recent_hooks_.size() > kKept) recent_hooks_.pop_back();
+}
+
+Json NodeAgent::RecentHooks() const { return Json(std::vector<Json>(recent_hooks_.begin(), recent_hooks_.end())); }
 
 NodeAgent::Step NodeAgent::StopService(const std::string& name) {
   const Json svc = Section(current_, "services").value(name, Json::object());

@@ -126,6 +126,10 @@ class NodeAgent {
   // Looks for work; call after every change to the log.
   void Refresh();
   bool busy() const { return job_.has_value(); }
+  // The last hook runs of this node's jobs, newest first: [{kind, hook,
+  // revision, result, ok, took_ms, at_unix, output}] with the tail of
+  // each one's output. Kept in memory only: the console's node page.
+  store::Json RecentHooks() const;
   const std::string& applied() const { return applied_; }
 
  private:
@@ -162,6 +166,8 @@ class NodeAgent {
   Job RemoveJob();
   Step Hook(const std::string& phase, const std::string& kind, const std::string& hook,
             std::map<std::string, std::string> env, std::function<void(const HookResult&)> after = {});
+  void Remember(const std::string& kind, const std::string& hook, const std::string& revision,
+                const Result<HookResult>& r);
   Step StopService(const std::string& name);
   Step InstallPackage(const std::string& name, const store::Json& pkg, Duration deadline);
   // Waits until the package's artifact is here (none: at once), then sets
@@ -210,6 +216,7 @@ class NodeAgent {
   std::function<uint64_t()> highest_ballot_;
   uint64_t out_of_reach_ = 0;  // the out-of-reach ballot last warned about
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::deque<store::Json> recent_hooks_;
 
   // What runs here: packages installed and services started (same shape as
   // NodeSpec), the revision that was last applied in full, service outputs.

@@ -138,6 +138,39 @@ size_t RolloutPolicy::BatchSize(size_t index, size_t total) const {
   return std::clamp<size_t>(n, 1, std::max<size_t>(total, 1));
 }
 
+bool ValidBatchSize(const Json& b) {
+  auto step_ok = [](const Json& s) {
+    if (s.is_number_integer()) return s.get<int64_t>() >= 1 && s.get<int64_t>() <= 1000000;
+    if (!s.is_string()) return false;
+    const std::string& t = s.get_ref<const std::string&>();
+    if (t.size() < 2 || t.size() > 4 || t.back() != '%') return false;
+    if (t.find_first_not_of("0123456789") != t.size() - 1) return false;
+    const int pct = std::atoi(t.c_str());
+    return pct >= 1 && pct <= 100;
+  };
+  if (!b.is_array()) return step_ok(b);
+  if (b.empty() || b.size() > 64) return false;
+  return std::all_of(b.begin(), b.end(), step_ok);
+}
+
+Result<Json> ParseBatchSize(const std::string& text) {
+  constexpr const char* kRule = "a count >= 1, a percentage from 1% to 100%, or a comma-separated ramp of those";
+  Json steps = Json::array();
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = text.find(',', start);
+    const std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    Json step = part;
+    if (!part.empty() && part.size() <= 7 && part.find_first_not_of("0123456789") == std::string::npos)
+      step = std::stoll(part);
+    if (!ValidBatchSize(step)) return Status::InvalidArgument("batch '" + text + "': expected " + kRule);
+    steps.push_back(step);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return steps.size() == 1 ? steps[0] : steps;
+}
+
 size_t RolloutPolicy::MaxBatch(size_t total) const {
   size_t steps = batch.is_array() ? std::max<size_t>(batch.size(), 1) : 1;
   size_t most = 1;
@@ -167,7 +200,9 @@ Json RolloutRecord::ToJson() const {
           {"reason", reason},
           {"by", by},
           {"control", control},
-          {"agent", agent}};
+          {"agent", agent},
+          {"only", only},
+          {"batch_size", batch_size}};
 }
 
 Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
@@ -191,6 +226,11 @@ Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
   r.by = rd.Text("by", kMaxName);
   r.control = rd.Num<uint64_t>("control");
   r.agent = rd.Bool("agent");
+  r.only = rd.Names("only");
+  if (auto b = j.find("batch_size"); b != j.end() && !b->is_null()) {
+    if (!ValidBatchSize(*b)) return Status::Corruption("rollout record: bad batch_size " + b->dump());
+    r.batch_size = *b;
+  }
   if (auto n = j.find("nodes"); n != j.end()) {
     if (!n->is_object() || n->size() > kMaxNodes) return Status::Corruption("rollout record: nodes is not a map");
     for (const auto& [name, a] : n->items()) {
@@ -208,7 +248,8 @@ Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
 }
 
 Json RolloutRequest::ToJson() const {
-  return {{"id", id}, {"revision", revision}, {"by", by}, {"automatic", automatic}, {"agent", agent}};
+  return {{"id", id},     {"revision", revision}, {"by", by},      {"automatic", automatic},
+          {"agent", agent}, {"only", only},        {"batch", batch}};
 }
 
 Result<RolloutRequest> RolloutRequest::FromJson(const Json& j) {
@@ -216,6 +257,11 @@ Result<RolloutRequest> RolloutRequest::FromJson(const Json& j) {
   Reader rd{j, ""};
   RolloutRequest r{rd.Num<uint64_t>("id"), rd.Text("revision", 64), rd.Text("by", kMaxName), rd.Bool("automatic"),
                    rd.Bool("agent")};
+  r.only = rd.Names("only");
+  if (auto b = j.find("batch"); b != j.end() && !b->is_null()) {
+    if (!ValidBatchSize(*b)) return Status::Corruption("rollout request: bad batch " + b->dump());
+    r.batch = *b;
+  }
   if (!rd.error.empty()) return Status::Corruption("rollout request: " + rd.error);
   if (r.revision.empty()) return Status::Corruption("rollout request without a revision");
   return r;
@@ -409,13 +455,16 @@ void RolloutPlanner::StartRequested(Pass& pass) {
   n.revision = in.request->revision;
   n.by = in.request->by;
   n.agent = in.request->agent;
+  n.only = in.request->only;
+  n.batch_size = in.request->batch;
   n.state = "running";
   n.batch_no = r.batch_no;
   n.control = r.control;
   n.started_us = in.wall_us;
   // The revert target: what the last rollout left healthy everywhere, else
   // the one revision every reachable commissioned node runs healthily.
-  if (r.state == "succeeded") n.from = r.revision;
+  // A rollout that moved only some nodes left the rest on its own `from`.
+  if (r.state == "succeeded" && r.only.empty()) n.from = r.revision;
   else if (!r.state.empty()) n.from = r.from;
   if (n.from.empty()) {
     std::set<std::string> applied;
@@ -599,8 +648,17 @@ void RolloutPlanner::NextBatch(Pass& pass) {
     // A node that left on purpose is not in service and not ours to move:
     // it is brought to the revision when it joins again.
     if (!v.commissioned || v.left) continue;
-    ++eligible;
     const bool on_target = in.OnRevision(v, target) && v.phase != "failed";
+    if (!r.Moves(v.name)) {
+      // Not ours to move (a rollout for chosen nodes): out of service, it
+      // still takes room, so a batch never takes more of the cluster down.
+      if (!v.reachable || !v.reported || OutOfService(v)) {
+        ++out_elsewhere;
+        out_names.push_back(v.name);
+      }
+      continue;
+    }
+    ++eligible;
     if (!v.reachable || !v.reported) {
       // Down: it is brought to the revision when it is back, and until then
       // the rollout cannot say it succeeded. One this rollout failed or has
@@ -671,7 +729,12 @@ void RolloutPlanner::NextBatch(Pass& pass) {
 bool RolloutPlanner::ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible,
                                  size_t out_now) {
   RolloutRecord& r = pass.r;
-  const RolloutPolicy& policy = pass.in.policy;
+  RolloutPolicy chosen_policy;
+  if (!r.batch_size.is_null()) {
+    chosen_policy = pass.in.policy;
+    chosen_policy.batch = r.batch_size;
+  }
+  const RolloutPolicy& policy = r.batch_size.is_null() ? pass.in.policy : chosen_policy;
   auto rank = [&](const NodeView* v) {
     // Reverting: the failed nodes first. Within a role, nodes already
     // known to be out of service first: moving them costs no room.
@@ -723,6 +786,7 @@ std::string NodeRolloutPhase(const RolloutRecord& r, const NodeView& v, bool on_
   }
   if (r.failed.count(v.name)) return "failed";
   if (finished || on_target) return "done";
+  if (!r.Moves(v.name)) return "excluded";
   return "pending";
 }
 

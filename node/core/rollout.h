@@ -35,6 +35,7 @@
 // on purpose are neither batched nor waited for.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <optional>
@@ -107,7 +108,17 @@ struct RolloutRecord {
   // to the revision's `agent` section, and nothing else. In any other
   // rollout they keep the binary they run.
   bool agent = false;
+  // The nodes this rollout may move (the console's "approve for these
+  // nodes"); empty: every commissioned node. Others keep what they run,
+  // now and in the catch-up after it.
+  std::vector<std::string> only;
+  // The batch size for this rollout instead of the policy's (same grammar:
+  // a count, "N%" or a ramp list); null: the policy's.
+  store::Json batch_size;
 
+  bool Moves(const std::string& name) const {
+    return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
+  }
   bool settled() const {
     return state == "succeeded" || state == "incomplete" || state == "failed" || state == "reverted";
   }
@@ -119,12 +130,19 @@ struct RolloutRecord {
   bool operator==(const RolloutRecord&) const = default;
 };
 
+// A batch size as the policy's `batch` takes it: a count, "N%" or a ramp
+// list of those. ParseBatchSize reads the CLI's text ("2", "25%", "1,50%").
+bool ValidBatchSize(const store::Json& b);
+Result<store::Json> ParseBatchSize(const std::string& text);
+
 struct RolloutRequest {
   uint64_t id = 0;
   std::string revision;
   std::string by;
   bool automatic = false;
   bool agent = false;  // RolloutRecord::agent
+  std::vector<std::string> only = {};  // RolloutRecord::only
+  store::Json batch = nullptr;         // RolloutRecord::batch_size
   store::Json ToJson() const;
   static Result<RolloutRequest> FromJson(const store::Json& j);
 };

@@ -115,6 +115,8 @@ Json RolloutStatus(const store::DesiredLog& log, const membership::Memberlist& m
   out["reason"] = r.reason;
   out["by"] = r.by;
   out["agent"] = r.agent;
+  out["only"] = r.only;              // empty: every commissioned node
+  out["batch_size"] = r.batch_size;  // null: the policy's
   out["ballot"] = r.ballot;
   out["started_unix"] = r.started_us / 1000000;
   out["ended_unix"] = r.ended_us / 1000000;
@@ -127,8 +129,13 @@ Json RolloutStatus(const store::DesiredLog& log, const membership::Memberlist& m
     std::string phase = record ? NodeRolloutPhase(r, v, on_target) : (v.left ? "left" : v.reachable ? "idle" : "down");
     ++counts[phase];
     auto report = soft.Get(v.name);
+    // Which batch of this rollout took it, counted from 1; 0: none yet.
+    uint64_t batch = 0;
+    if (auto a = r.nodes.find(v.name); record && a != r.nodes.end() && a->second.batch + r.batches > r.batch_no)
+      batch = a->second.batch + r.batches - r.batch_no;
     nodes.push_back({{"name", v.name},
                      {"phase", phase},
+                     {"batch", batch},
                      {"applied_revision", v.applied},
                      {"healthy", v.Serving()},
                      {"agent_phase", v.phase},
@@ -257,7 +264,8 @@ std::string Brief(const Json& v) {
 // The batches a start would make if every node stays in service: the
 // planner itself, run on the same views with each batch coming up healthy.
 Json PlanBatches(const store::DesiredLog& log, const std::string& target, const std::vector<NodeView>& views,
-                 Json& unchanged, Json& down, bool agent) {
+                 Json& unchanged, Json& down, const RolloutStart& start) {
+  const bool agent = start.agent;
   RolloutPolicy policy = RolloutPolicy::From(log.state().Document());
   // No node misses a deadline in the plan: every batch comes up healthy.
   policy.node_deadline = policy.progress_deadline = std::chrono::hours(24 * 365);
@@ -265,8 +273,11 @@ Json PlanBatches(const store::DesiredLog& log, const std::string& target, const 
   auto same_content = [&same](const NodeView& v, const std::string& revision) { return same(v, revision); };
   Time now{};
   std::vector<NodeView> nodes = views;
+  auto moves = [&start](const std::string& name) {
+    return start.only.empty() || std::find(start.only.begin(), start.only.end(), name) != start.only.end();
+  };
   for (NodeView& v : nodes) {
-    if (!v.commissioned || v.left) continue;
+    if (!v.commissioned || v.left || !moves(v.name)) continue;
     if (!v.applied.empty() && same(v, target)) unchanged.push_back(v.name);
     else if (!v.reachable) down.push_back(v.name);
     if (!v.reachable) continue;
@@ -277,7 +288,9 @@ Json PlanBatches(const store::DesiredLog& log, const std::string& target, const 
   }
   RolloutPlanner planner;
   std::optional<RolloutRecord> record;
-  const RolloutRequest request{1, target, "", false};
+  RolloutRequest request{1, target, "", false};
+  request.only = start.only;
+  request.batch = start.batch;
   Json batches = Json::array();
   // A batch takes a few steps (chosen, seen healthy, healthy for
   // min_healthy, the next one chosen); the bound only stops a plan that
@@ -312,15 +325,27 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
     target = found->id;
   }
   if (target.empty()) return Status::InvalidArgument("there is no desired state to roll out yet: apply one first");
+  if (!start.batch.is_null() && !ValidBatchSize(start.batch))
+    return Status::InvalidArgument("batch " + start.batch.dump() +
+                                   ": expected a count >= 1, a percentage from 1% to 100%, or a ramp list of those");
+  for (const std::string& name : start.only) {
+    auto v = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.name == name; });
+    if (v == views.end()) return Status::NotFound("node '" + name + "' is not a member of this cluster");
+    if (!v->commissioned) return Status::InvalidArgument("node '" + name + "' is not commissioned: `starling commission " + name + "` first");
+    if (v->left) return Status::InvalidArgument("node '" + name + "' has left the cluster");
+  }
   auto target_doc = log.DocumentAt(target);
   if (!target_doc.ok()) return target_doc.status();
   const Json diff = store::DiffJson(log.state().Document(), *target_doc);
   if (start.dry_run) {
     Json unchanged = Json::array(), down = Json::array();
-    Json batches = PlanBatches(log, target, views, unchanged, down, start.agent);
+    Json batches = PlanBatches(log, target, views, unchanged, down, start);
     return Json{{"dry_run", true}, {"revision", target}, {"current", current}, {"diff", diff},
                 {"batches", batches}, {"unchanged", unchanged}, {"down", down}};
   }
+  // An older id of the same content (the console's page a rollout record
+  // behind, say) is the current revision under another name.
+  if (target != current && diff.empty()) target = current;
   if (target != current && !start.yes) {
     std::string lines;
     for (const auto& c : diff) {
@@ -332,15 +357,15 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
     }
     return Status::Conflict("revision " + target + " is not the current revision " + current +
                             "; rolling it out makes the nodes run what it says, which differs from the desired state:" +
-                            (lines.empty() ? std::string("\n  (no differences)") : lines) +
+                            lines +
                             "\n`starling rollout start --revision " + target +
                             " --dry-run` shows the batches; --yes goes ahead");
   }
-  return RequestRollout(replicator, target, start.by, start.agent);
+  return RequestRollout(replicator, target, start.by, start.agent, start.only, start.batch);
 }
 
 Result<Json> RequestRollout(store::Replicator& replicator, const std::string& revision, const std::string& by,
-                            bool agent) {
+                            bool agent, const std::vector<std::string>& only, const Json& batch) {
   const store::State& st = replicator.log().state();
   if (auto why = FrozenReason(st.Document()))
     return Status::Conflict("refused: the cluster is " + *why + "; `starling unfreeze` lifts it");
@@ -373,9 +398,14 @@ Result<Json> RequestRollout(store::Replicator& replicator, const std::string& re
   auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   uint64_t id = std::max(record ? record->id : 0, request ? request->id : 0) + 1;
   RolloutRequest req{id, target, by, false, agent};
-  auto w = WriteRecord(replicator, kRolloutRequestKey, req.ToJson(), "start " + target + " by " + by);
+  req.only = only;
+  req.batch = batch;
+  auto w = WriteRecord(replicator, kRolloutRequestKey, req.ToJson(),
+                       "start " + target + (only.empty() ? "" : " on " + JoinNames(only)) + " by " + by);
   if (!w.ok()) return w.status();
   Json out = {{"id", id}, {"revision", target}, {"agent", agent}};
+  if (!only.empty()) out["only"] = only;
+  if (!batch.is_null()) out["batch"] = batch;
   // The other kind runs: this one is taken once that settles.
   if (running) out["waits_for"] = record->id;
   return out;

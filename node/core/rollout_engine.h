@@ -99,14 +99,19 @@ class RolloutEngine {
 // An agent rollout and an application rollout wait for each other: asked
 // for while the other kind runs, it is taken once that settles ("waits_for"
 // in the reply); asked for while its own kind runs, it is refused.
+// `only` and `batch` are RolloutRequest's: the nodes it may move (empty:
+// all) and a batch size instead of the policy's (null: the policy's).
 Result<store::Json> RequestRollout(store::Replicator& replicator, const std::string& revision,
-                                   const std::string& by, bool agent = false);
+                                   const std::string& by, bool agent = false,
+                                   const std::vector<std::string>& only = {}, const store::Json& batch = nullptr);
 struct RolloutStart {
   std::string revision;  // empty: the current one
   std::string by;
   bool yes = false;      // goes ahead with a revision that is not the current one
   bool dry_run = false;  // only says what the start would do
   bool agent = false;    // an agent rollout (RolloutRecord::agent)
+  std::vector<std::string> only;  // commissioned nodes to move, the rest kept; empty: all
+  store::Json batch;              // a batch size instead of the policy's; null: the policy's
 };
 // The same with the checks an operator at a terminal needs: a revision that
 // is not the current one is refused (kConflict, the changes it would make
@@ -114,6 +119,7 @@ struct RolloutStart {
 // the plan: {"dry_run", "revision", "current", "diff": [{path, kind, before,
 // after}], "batches": [[names]], "unchanged": [names], "down": [names]},
 // the batches as the policy cuts them if every node stays in service.
+// A name in `only` that is not a commissioned member is refused by name.
 Result<store::Json> RequestRollout(store::Replicator& replicator, const RolloutStart& start,
                                    const std::vector<NodeView>& views);
 // pause | resume | abort of the rollout in progress.

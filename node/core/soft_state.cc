@@ -110,6 +110,7 @@ void SoftState::Update(const std::function<void(NodeReport&)>& edit) {
   if (next == local_) return;
   next.version = local_.version + 1;
   local_ = std::move(next);
+  ++changes_;
   Spread();
 }
 
@@ -198,6 +199,7 @@ void SoftState::HandlePacket(const std::string& from, ByteView data) {
   }
   if (it != peers_.end() && it->second.version == r->version) return;
   peers_[r->name] = std::move(*r);
+  ++changes_;
 }
 
 }  // namespace starling::node

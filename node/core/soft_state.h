@@ -90,6 +90,9 @@ class SoftState {
   // A service output ("service.output") from this node's or any peer's report.
   std::optional<std::string> FindOutput(const std::string& key) const;
   uint64_t rejected() const { return rejected_; }
+  // Grows with every new report held (this node's or a peer's): whoever
+  // shows the reports (the console's event stream) sees a change by it.
+  uint64_t changes() const { return changes_; }
 
   void HandlePacket(const std::string& from, ByteView data);
 
@@ -107,6 +110,7 @@ class SoftState {
   std::map<std::string, Time> checked_;
   std::optional<Time> local_checked_;
   uint64_t rejected_ = 0;
+  uint64_t changes_ = 0;
   Clock::TimerId timer_ = 0;
   std::function<std::vector<std::string>()> also_tell_;
 };

@@ -231,7 +231,7 @@ Json StateCommands::History() const {
   return out;
 }
 
-Result<Json> StateCommands::Diff(const std::string& from, const std::string& to) const {
+Result<Json> StateCommands::Diff(const std::string& from, const std::string& to, bool hide_params) const {
   const store::DesiredLog& log = replicator_.log();
   auto a = log.DocumentAt(from);
   if (!a.ok()) return a.status();
@@ -241,6 +241,7 @@ Result<Json> StateCommands::Diff(const std::string& from, const std::string& to)
     if (!at.ok()) return at.status();
     b = std::move(*at);
   }
+  if (hide_params) return store::DiffJson(store::HideParams(std::move(*a)), store::HideParams(std::move(b)));
   return store::DiffJson(*a, b);
 }
 

@@ -116,7 +116,8 @@ class StateCommands {
   // Oldest first.
   store::Json History() const;
   // Changes from `from` to `to` (current when empty).
-  Result<store::Json> Diff(const std::string& from, const std::string& to) const;
+  // `hide_params`: service params' values hidden on both sides (store::HideParams).
+  Result<store::Json> Diff(const std::string& from, const std::string& to, bool hide_params = false) const;
   // A new revision whose content equals `to` (the previous revision when
   // empty), except for `voters` and `freeze`, which stay as they are. Same
   // reply as Apply, plus "to".

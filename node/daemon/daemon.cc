@@ -34,6 +34,7 @@
 #include "data_format.h"
 #include "file_artifact_store.h"
 #include "guard.h"
+#include "console.h"
 #include "http_server.h"
 #include "interfaces.h"
 #include "keyring_file.h"
@@ -114,7 +115,7 @@ class Daemon {
     return [this](std::function<void()> task) { asio::post(io_, std::move(task)); };
   }
   // On an HTTP server thread: asks the protocol thread and waits.
-  void ServeHttp(const std::string& path, std::function<void(HttpReply)> done);
+  void ServeHttp(HttpRequest request, std::function<void(HttpReply)> done);
   Status Monitor(const std::string& level, std::function<bool(const std::string&)> deliver);
   void AddArtifactMetrics(MetricsText& m) const;
   void AddConnectionMetrics(MetricsText& m) const;
@@ -148,6 +149,7 @@ class Daemon {
   std::unique_ptr<FileArtifactStore> artifact_store_;
   std::unique_ptr<NodeCore> core_;
   std::unique_ptr<ApiService> service_;
+  std::unique_ptr<Console> console_;
   std::unique_ptr<HttpServer> http_;
   std::shared_ptr<MonitorSink> monitor_;
   std::optional<Clock::TimerId> persist_timer_;
@@ -250,7 +252,7 @@ Status Daemon::BindSockets() {
   if (Status s = api_->Listen(opts_.socket, opts_.socket_gid); !s.ok()) return s;
   if (opts_.http) {
     http_ = std::make_unique<HttpServer>(
-        [this](const std::string& path, std::function<void(HttpReply)> done) { ServeHttp(path, std::move(done)); });
+        [this](HttpRequest request, std::function<void(HttpReply)> done) { ServeHttp(std::move(request), std::move(done)); });
     if (Status s = http_->Listen(*opts_.http); !s.ok()) return s;
     http_addr_ = FormatHostPort(opts_.http->host, http_->port());
     KeepOption("--http", http_addr_);
@@ -384,10 +386,22 @@ Status Daemon::StartProtocols() {
 
 // The local API and HTTP: what each request means is ApiService's.
 void Daemon::ServeApi() {
+  std::string token;
+  if (Result<std::string> t = LoadOrMakeUiToken(opts_.data_dir); t.ok()) {
+    token = *t;
+  } else {
+    spdlog::error("the console serves read-only: {}", t.status().message());
+  }
   service_ = std::make_unique<ApiService>(
       *members_, core_->replicator(), core_->lease(), core_->soft(), *clock_,
-      DaemonFacts{opts_.data_dir, ReleaseVersion(), clock_->Now(), http_addr_, BuildId(), getpid()},
+      DaemonFacts{opts_.data_dir, ReleaseVersion(), clock_->Now(), http_addr_, BuildId(), getpid(), token,
+                  opts_.ui_write && !token.empty()},
       [this](std::function<void(Status)> done) { BeginLeave(std::move(done)); });
+  console_ = std::make_unique<Console>(*service_, *clock_, *members_, core_->replicator(), core_->soft(),
+                                       core_->lease(), [a = &core_->agent()] { return a->RecentHooks(); },
+                                       ConsoleConfig{opts_.ui_write && !token.empty(), token,
+                                                     std::chrono::milliseconds(250), std::chrono::seconds(15),
+                                                     Post()});
   service_->SetMonitor([this](const std::string& level, std::function<bool(const std::string&)> deliver) {
     return Monitor(level, std::move(deliver));
   });
@@ -613,11 +627,19 @@ void Daemon::BeginLeave(std::function<void(Status)> done) {
 }
 
 // On the HTTP thread: the answer is made on the protocol thread.
-void Daemon::ServeHttp(const std::string& path, std::function<void(HttpReply)> done) {
-  asio::post(io_, [this, path, done = std::move(done)] {
-    HttpReply r{500, "application/json", "{\"error\":\"internal error\"}\n"};
-    RunGuarded("http request", [&] { r = service_->HandleHttp(path); });
-    done(std::move(r));
+void Daemon::ServeHttp(HttpRequest request, std::function<void(HttpReply)> done) {
+  asio::post(io_, [this, request = std::move(request), done = std::move(done)]() mutable {
+    // Answered once: by the console, or with 500 when it threw before it did.
+    auto once = std::make_shared<std::function<void(HttpReply)>>(std::move(done));
+    auto answer = [once](HttpReply r) {
+      if (auto d = std::exchange(*once, nullptr)) d(std::move(r));
+    };
+    bool threw = true;
+    RunGuarded("http request", [&] {
+      console_->Serve(request, answer);
+      threw = false;
+    });
+    if (threw) answer(HttpReply{500, "application/json", "{\"error\":\"internal error\"}\n"});
   });
 }
 

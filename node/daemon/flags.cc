@@ -77,9 +77,14 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
                  "Group that may also use the API socket (mode 0660 instead of owner-only 0600): its members "
                  "can change the cluster's state");
   app.add_option("--http", http,
-                 "HOST:PORT for read-only HTTP: /metrics (Prometheus), /health, /v1/members, /v1/info, /v1/state, "
-                 "/v1/rollout, /v1/nodes; port 0 picks a free one; 'off' serves none")
+                 "HOST:PORT for HTTP: the web console at /ui/, /metrics (Prometheus), /health, /v1/members, "
+                 "/v1/info, /v1/state, /v1/rollout, /v1/nodes and the console's API; read-only unless --ui-write; "
+                 "port 0 picks a free one; 'off' serves none")
       ->capture_default_str();
+  app.add_flag("--ui-write", o.ui_write,
+               "Let the web console act (roll out, roll back, pause, commission, decommission, freeze): each action "
+               "must carry the token of <data-dir>/ui-token, which `starling ui url` puts in a login link. "
+               "Without it the console only shows (see SECURITY.md)");
   app.add_option("--hooks-dir", o.hooks_dir,
                  "Directory of the hook executables the desired state names (install, verify, remove, start, "
                  "stop, health); nothing outside it ever runs. It and every hook must be owned by this "

@@ -28,6 +28,7 @@ struct DaemonOptions {
   std::string hooks_dir;  // defaults to <data_dir>/hooks
   bool hooks_follow_symlinks = false;  // a hook may be a symlink out of hooks_dir
   std::optional<HostPort> http = HostPort{"127.0.0.1", 7947};  // nullopt: off
+  bool ui_write = false;  // the console may act (with its token), not only show
   membership::Tags tags;
   std::string profile = "lan";
   std::string cluster = "default";

@@ -7,7 +7,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <deque>
 #include <optional>
+#include <string_view>
 
 #include "connection_slots.h"
 
@@ -21,6 +23,50 @@ using tcp = net::ip::tcp;
 namespace {
 
 std::string ErrorBody(const std::string& message) { return "{\"error\":\"" + message + "\"}\n"; }
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding of a query part ('+' is a space); a bad escape stays as
+// typed, for the handler to refuse by name.
+std::string Unescape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() && HexDigit(s[i + 1]) >= 0 && HexDigit(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexDigit(s[i + 1]) * 16 + HexDigit(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> ParseQuery(std::string_view q) {
+  std::map<std::string, std::string> out;
+  while (!q.empty()) {
+    const size_t amp = q.find('&');
+    std::string_view part = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    if (part.empty()) continue;
+    const size_t eq = part.find('=');
+    out[Unescape(part.substr(0, eq))] = eq == std::string_view::npos ? "" : Unescape(part.substr(eq + 1));
+  }
+  return out;
+}
+
+template <typename Request>
+std::string Header(const Request& req, const char* name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string() : std::string(it->value().data(), it->value().size());
+}
 
 }  // namespace
 
@@ -48,6 +94,7 @@ struct HttpServer::Impl {
   net::steady_timer backoff;  // between accepts when descriptors run out
   bool loopback = false;
   std::atomic<uint64_t> accepted{0};  // read from any thread by stats()
+  std::atomic<size_t> streams{0};
 };
 
 // One client connection; lives as long as an operation on it is pending.
@@ -69,13 +116,105 @@ class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
     ReadRequest();
   }
   void Close() {
+    if (closed_) return;
     closed_ = true;
+    if (events_) {
+      events_->open_ = false;
+      --server_->streams;
+    }
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
   }
 
  private:
+  // The open side of a streamed reply, held by whoever sends on it; the
+  // chunks go through the io thread, which owns the socket.
+  class Events : public HttpStream {
+   public:
+    Events(std::weak_ptr<Conn> conn, std::shared_ptr<net::io_context> ioc, size_t limit)
+        : conn_(std::move(conn)), ioc_(std::move(ioc)), limit_(limit) {}
+    bool Send(std::string chunk) override {
+      if (!open_) return false;
+      if (queued_.fetch_add(chunk.size()) + chunk.size() > limit_) {
+        open_ = false;
+        net::post(*ioc_, [conn = conn_] {
+          if (auto c = conn.lock()) {
+            c->slots_->Count("slow_stream");
+            c->Close();
+          }
+        });
+        return false;
+      }
+      net::post(*ioc_, [conn = conn_, chunk = std::move(chunk)]() mutable {
+        if (auto c = conn.lock()) c->Queue(std::move(chunk));
+      });
+      return true;
+    }
+    bool open() const override { return open_; }
+
+    std::atomic<bool> open_{true};
+    std::atomic<size_t> queued_{0};
+
+   private:
+    std::weak_ptr<Conn> conn_;
+    std::shared_ptr<net::io_context> ioc_;
+    const size_t limit_;
+  };
+
+  void StartStream(HttpReply r, unsigned version) {
+    if (server_->streams.load() >= limits_.max_streams) {
+      slots_->Count("streams_full");
+      return Send({503, "application/json", ErrorBody("too many open event streams")}, false, false, version);
+    }
+    ++server_->streams;
+    events_ = std::make_shared<Events>(weak_from_this(), server_->ioc, limits_.stream_queue_bytes);
+    auto res = std::make_shared<http::response<http::empty_body>>(http::status::ok, version);
+    Fill(*res, r.content_type, false, false, r.headers);
+    res->set(http::field::cache_control, "no-store");
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    stream_.expires_after(limits_.write_deadline);
+    http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](beast::error_code ec, size_t) {
+      self->stream_.expires_never();
+      if (self->closed_) return;
+      if (ec) return self->Close();
+      self->WatchForClose();
+    });
+    if (!r.body.empty()) Queue(std::move(r.body));
+    std::shared_ptr<HttpStream> events = events_;
+    r.on_stream(std::move(events));
+  }
+
+  // The client sends nothing more on a stream; a read ends when it leaves.
+  void WatchForClose() {
+    stream_.socket().async_read_some(net::buffer(watch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (self->closed_) return;
+      if (ec) return self->Close();
+      self->WatchForClose();
+    });
+  }
+
+  void Queue(std::string chunk) {
+    if (closed_) return;
+    out_.push_back(std::move(chunk));
+    if (out_.size() == 1) WriteQueued();
+  }
+
+  void WriteQueued() {
+    stream_.expires_after(limits_.write_deadline);
+    net::async_write(stream_, net::buffer(out_.front()), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->stream_.expires_never();
+      if (self->closed_) return;
+      if (ec) {
+        if (ec == beast::error::timeout) self->slots_->Count("write_timeout");
+        return self->Close();
+      }
+      self->events_->queued_ -= n;
+      self->out_.pop_front();
+      if (!self->out_.empty()) self->WriteQueued();
+    });
+  }
+
   void ReadRequest() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
@@ -121,8 +260,8 @@ class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
     const bool keep = req.keep_alive() && served_ < limits_.requests_per_connection;
     const unsigned version = req.version();
     const bool head = req.method() == http::verb::head;
-    if (req.method() != http::verb::get && !head)
-      return Send({405, "application/json", ErrorBody("read-only: only GET and HEAD")}, keep, false, version, true);
+    if (req.method() != http::verb::get && req.method() != http::verb::post && !head)
+      return Send({405, "application/json", ErrorBody("only GET, HEAD and POST")}, keep, false, version, true);
     // A page in the operator's browser can reach a loopback port by making
     // its own name resolve to 127.0.0.1 (DNS rebinding); its requests then
     // carry that name as Host. On loopback only loopback names are served.
@@ -134,8 +273,17 @@ class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
                                "127.0.0.1, [::1] or localhost in the URL")},
                     keep, head, version);
     }
-    std::string path(req.target().data(), req.target().size());
-    if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+    HttpRequest request;
+    request.method = std::string(req.method_string());
+    std::string_view target(req.target().data(), req.target().size());
+    const size_t q = target.find('?');
+    request.path = std::string(target.substr(0, q));
+    if (q != std::string_view::npos) request.query = ParseQuery(target.substr(q + 1));
+    request.body = std::move(req.body());
+    request.content_type = Header(req, "Content-Type");
+    request.host = Header(req, "Host");
+    request.origin = Header(req, "Origin");
+    request.token = Header(req, "X-Starling-Token");
 
     auto answered = std::make_shared<std::atomic<bool>>(false);
     deadline_.expires_after(limits_.handler_deadline);
@@ -144,7 +292,7 @@ class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
       self->Send({503, "application/json", ErrorBody("the daemon did not answer in time")}, keep, head, version);
     });
     std::weak_ptr<Conn> weak = shared_from_this();
-    server_->handler(path, [weak, ioc = server_->ioc, answered, keep, head, version](HttpReply r) {
+    server_->handler(std::move(request), [weak, ioc = server_->ioc, answered, keep, head, version](HttpReply r) {
       net::post(*ioc, [weak, answered, keep, head, version, r = std::move(r)]() mutable {
         auto self = weak.lock();
         if (!self || self->closed_ || answered->exchange(true)) return;
@@ -155,25 +303,31 @@ class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
   }
 
   void Send(HttpReply r, bool keep, bool head, unsigned version, bool allow = false) {
+    if (r.on_stream && r.status == 200 && !head) return StartStream(std::move(r), version);
     const auto status = static_cast<http::status>(r.status);
     if (head) {
       auto res = std::make_shared<http::response<http::empty_body>>(status, version);
-      Fill(*res, r.content_type, keep, allow);
+      Fill(*res, r.content_type, keep, allow, r.headers);
       res->content_length(r.body.size());
       return Write(res, keep);
     }
     auto res = std::make_shared<http::response<http::string_body>>(status, version);
-    Fill(*res, r.content_type, keep, allow);
+    Fill(*res, r.content_type, keep, allow, r.headers);
     res->body() = std::move(r.body);
     res->prepare_payload();
     Write(res, keep);
   }
 
   template <typename Response>
-  static void Fill(Response& res, const std::string& content_type, bool keep, bool allow) {
+  static void Fill(Response& res, const std::string& content_type, bool keep, bool allow,
+                   const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     res.set(http::field::server, "starlingd");
     res.set(http::field::content_type, content_type);
-    if (allow) res.set(http::field::allow, "GET, HEAD");
+    // Nothing served here is to be framed or sniffed into another type.
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("X-Frame-Options", "DENY");
+    for (const auto& [name, value] : headers) res.set(name, value);
+    if (allow) res.set(http::field::allow, "GET, HEAD, POST");
     res.keep_alive(keep);
   }
 
@@ -203,6 +357,9 @@ class HttpServer::Impl::Conn : public std::enable_shared_from_this<Conn> {
   net::steady_timer deadline_;
   size_t served_ = 0;
   bool closed_ = false;
+  std::shared_ptr<Events> events_;  // set once the reply is a stream
+  std::deque<std::string> out_;     // its chunks not written yet
+  char watch_[512];
 };
 
 void HttpServer::Impl::Accept() {
@@ -302,6 +459,7 @@ HttpServer::Stats HttpServer::stats() const {
   Stats s;
   s.accepted = impl_->accepted.load();
   s.open = impl_->slots->open();
+  s.streams = impl_->streams.load();
   s.refused = impl_->slots->refused();
   return s;
 }

@@ -1,8 +1,16 @@
-// The read-only HTTP endpoint (--http), served by Boost.Beast on a thread of
-// its own: every connection is asynchronous on that one thread, so an idle,
-// slow or greedy client holds a little memory and a descriptor, never a
-// thread. What a path means is `handler`'s, which the daemon runs on its
-// protocol thread. Only GET and HEAD are served.
+// The HTTP endpoint (--http), served by Boost.Beast on a thread of its own:
+// every connection is asynchronous on that one thread, so an idle, slow or
+// greedy client holds a little memory and a descriptor, never a thread. What
+// a request means is `handler`'s, which the daemon runs on its protocol
+// thread. GET, HEAD and POST are passed on (what a POST may do is the
+// handler's to refuse); other methods get 405.
+//
+// A reply with `on_stream` stays open as a server-sent-events stream
+// (text/event-stream, delimited by the connection's close): at most
+// `max_streams` at once (503 past that), each sent chunk must be taken
+// within `write_deadline`, and a client that falls `stream_queue_bytes`
+// behind is closed ("slow_stream"), so a reader that stops reading costs a
+// bounded buffer.
 //
 // Limits (HttpLimits below; admission by connection_slots.h), each counted in stats() by reason:
 //  * at most `max_connections` open; a new one past that closes the open
@@ -40,14 +48,16 @@ struct HttpLimits {
   std::chrono::milliseconds write_deadline{10'000};
   std::chrono::milliseconds handler_deadline{2'000};
   size_t header_bytes = 8 << 10;
-  size_t body_bytes = 4 << 10;
+  size_t body_bytes = 64 << 10;  // a POST of the console: a node list at most
   size_t requests_per_connection = 1000;
+  size_t max_streams = 32;
+  size_t stream_queue_bytes = 1 << 20;
 };
 
 class HttpServer {
  public:
-  // Answers `path` through `done`, once, from any thread.
-  using Handler = std::function<void(const std::string& path, std::function<void(HttpReply)> done)>;
+  // Answers `request` through `done`, once, from any thread.
+  using Handler = std::function<void(HttpRequest request, std::function<void(HttpReply)> done)>;
 
   using Limits = HttpLimits;
 
@@ -55,6 +65,7 @@ class HttpServer {
   struct Stats {
     uint64_t accepted = 0;
     uint64_t open = 0;
+    uint64_t streams = 0;  // open now
     std::map<std::string, uint64_t> refused;  // reason -> count (the reasons above)
   };
 

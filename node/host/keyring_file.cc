@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sys/random.h>
 
 #include "starling/store/document.h"
 
@@ -21,6 +22,37 @@ constexpr size_t kMaxKeyringFileBytes = 64 << 10;
 }  // namespace
 
 std::string KeyringPath(const std::string& data_dir) { return data_dir + "/keyring"; }
+
+Result<std::string> LoadOrMakeUiToken(const std::string& data_dir) {
+  const std::string path = data_dir + "/ui-token";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd >= 0) {
+    struct stat st {};
+    char buf[129] = {};
+    const bool statted = ::fstat(fd, &st) == 0;
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    std::string token(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+    // A token others could read or write is no secret: a new one replaces it.
+    const bool private_file = statted && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() && (st.st_mode & 077) == 0;
+    if (private_file && token.size() >= 32 && token.find_first_not_of("0123456789abcdef") == std::string::npos)
+      return token;
+  } else if (errno != ENOENT) {
+    return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+  }
+  unsigned char raw[32];
+  if (::getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw))
+    return Status::IoError(std::string("cannot make a console token: ") + std::strerror(errno));
+  std::string token;
+  static const char* kHex = "0123456789abcdef";
+  for (unsigned char c : raw) {
+    token.push_back(kHex[c >> 4]);
+    token.push_back(kHex[c & 15]);
+  }
+  if (Status s = WriteSecretFile(path, token + "\n", "the console token"); !s.ok()) return s;
+  return token;
+}
 
 Result<std::optional<Keyring>> LoadKeyring(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -53,23 +85,27 @@ Status SaveKeyring(const std::string& path, const Keyring& ring) {
   store::Json doc = {{"keys", store::Json::array()}};
   for (const Key& k : ring.keys()) doc["keys"].push_back(Keyring::FormatKey(k));
   const std::string text = doc.dump(2) + "\n";
+  return WriteSecretFile(path, text, "the keyring");
+}
+
+Status WriteSecretFile(const std::string& path, const std::string& text, const std::string& what) {
   const std::string tmp = path + ".tmp";
-  auto fail = [&](const std::string& what) {
-    Status s = Status::IoError(what + " " + tmp + ": " + std::strerror(errno));
+  auto fail = [&](const std::string& doing) {
+    Status s = Status::IoError(doing + " " + tmp + ": " + std::strerror(errno));
     ::unlink(tmp.c_str());
     return s;
   };
-  // Owner-only from the start: the keys must never be readable by others,
+  // Owner-only from the start: a secret must never be readable by others,
   // not even for the moment between create and chmod.
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IoError("cannot write the keyring " + tmp + ": " + std::strerror(errno));
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Status::IoError("cannot write " + what + " " + tmp + ": " + std::strerror(errno));
   if (::fchmod(fd, 0600) != 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
       ::fsync(fd) != 0) {
     ::close(fd);
-    return fail("cannot write the keyring");
+    return fail("cannot write " + what);
   }
   ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot replace the keyring with");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot replace " + what + " with");
   // The rename itself must survive a crash.
   const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
   int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -1,5 +1,5 @@
-// The cluster keyring's file in the data dir (the `starling keys` commands
-// that change it are core/keys.h).
+// The secrets in the data dir: the cluster keyring's file (the `starling
+// keys` commands that change it are core/keys.h) and the console's token.
 #pragma once
 
 #include <optional>
@@ -17,5 +17,12 @@ std::string KeyringPath(const std::string& data_dir);
 // problem when it cannot be read or parsed.
 Result<std::optional<membership::Keyring>> LoadKeyring(const std::string& path);
 Status SaveKeyring(const std::string& path, const membership::Keyring& ring);
+// The web console's token, `<data dir>/ui-token` (64 hex digits, 0600),
+// made at the first start; one that is not owner-only or not ours is
+// replaced by a new one.
+Result<std::string> LoadOrMakeUiToken(const std::string& data_dir);
+// Writes `text` to `path` owner-only (0600 from its creation), atomically
+// and durably; errors name `what`.
+Status WriteSecretFile(const std::string& path, const std::string& text, const std::string& what);
 
 }  // namespace starling::node

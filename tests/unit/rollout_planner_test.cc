@@ -405,6 +405,86 @@ TEST(RolloutPlanner, ADoneNodeThatDiesBeforeTheNextBatchHoldsItBack) {
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n2"}));
 }
 
+TEST(RolloutPlanner, ARolloutForChosenNodesMovesExactlyThoseAndTheNextOneTheRest) {
+  Holder h;
+  std::vector<NodeView> nodes;
+  for (int i = 0; i < 5; ++i) nodes.push_back(Node("n" + std::to_string(i), "old"));
+  const RolloutPolicy p = Policy(1);
+  RolloutRequest req{1, "new", "op", false};
+  req.only = {"n1", "n3"};
+  req.batch = 2;  // instead of the policy's 1
+  h.request = req;
+  h.Step(p, nodes, T(0));
+  ASSERT_TRUE(h.record);
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n1", "n3"}));
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[0], false), "excluded");
+  Finish(nodes, *h.record, "new");
+  h.Step(p, nodes, T(1));
+  EXPECT_EQ(h.record->state, "succeeded") << h.record->reason;
+  // Settled, the catch-up leaves the others where they are.
+  for (int t = 2; t < 6; ++t) h.Step(p, nodes, T(t));
+  EXPECT_TRUE(h.record->batch.empty());
+  for (const char* kept : {"n0", "n2", "n4"}) EXPECT_EQ(h.record->nodes.count(kept), 0u) << kept;
+  EXPECT_EQ(NodeRolloutPhase(*h.record, nodes[1], true), "done");
+
+  // A later rollout of every node: the revert target is still "old", since
+  // the partial one did not leave "new" everywhere; it moves the other three
+  // at the policy's batch size.
+  h.request = RolloutRequest{2, "new", "op", false};
+  h.Step(p, nodes, T(10));
+  EXPECT_EQ(h.record->id, 2u);
+  EXPECT_EQ(h.record->from, "old");
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"n0"}));
+  for (int t = 11; t < 20 && h.record->state == "running"; ++t) {
+    Finish(nodes, *h.record, "new");
+    h.Step(p, nodes, T(t));
+  }
+  EXPECT_EQ(h.record->state, "succeeded");
+  for (const auto& v : nodes) EXPECT_EQ(v.applied, "new") << v.name;
+}
+
+TEST(RolloutPlanner, AChosenNodeOutOfTheRolloutStillTakesRoomWhenDown) {
+  Holder h;
+  std::vector<NodeView> nodes = {Node("a", "old"), Node("b", "old"), Node("c", "old")};
+  nodes[2].reachable = false;  // not chosen, but down: the cluster is one short already
+  RolloutRequest req{1, "new", "op", false};
+  req.only = {"a", "b"};
+  h.request = req;
+  h.Step(Policy(1), nodes, T(0));
+  ASSERT_TRUE(h.record);
+  EXPECT_TRUE(h.record->batch.empty());
+  EXPECT_NE(h.record->reason.find("c"), std::string::npos) << h.record->reason;
+  nodes[2].reachable = true;
+  h.Step(Policy(1), nodes, T(1));
+  EXPECT_EQ(h.record->batch, (std::vector<std::string>{"a"}));
+}
+
+TEST(RolloutRecord, BatchSizesParseFromTheCliAndBadOnesAreRefused) {
+  EXPECT_EQ(*ParseBatchSize("2"), Json(2));
+  EXPECT_EQ(*ParseBatchSize("25%"), Json("25%"));
+  EXPECT_EQ(*ParseBatchSize("1,50%"), Json::array({1, "50%"}));
+  for (const char* bad : {"", "0", "-1", "101%", "0%", "x", "1,,2", "2.5", "50%%", "99999999999"}) {
+    auto b = ParseBatchSize(bad);
+    EXPECT_FALSE(b.ok()) << bad;
+    if (!b.ok()) {
+      EXPECT_NE(b.status().message().find(std::string("'") + bad + "'"), std::string::npos) << b.status().message();
+    }
+  }
+  RolloutRecord r;
+  r.state = "running";
+  r.only = {"a", "b"};
+  r.batch_size = Json::array({1, "50%"});
+  auto back = RolloutRecord::FromJson(r.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, r);
+  Json bad = r.ToJson();
+  bad["batch_size"] = "0%";
+  EXPECT_FALSE(RolloutRecord::FromJson(bad).ok());
+  bad["batch_size"] = nullptr;
+  bad["only"] = Json::array({1});
+  EXPECT_FALSE(RolloutRecord::FromJson(bad).ok());
+}
+
 TEST(RolloutPlanner, ANodeDownBeforeItsBatchLeavesTheRolloutIncompleteUntilItCatchesUp) {
   Holder h;
   std::vector<NodeView> nodes = {Node("n0", "old"), Node("n1", "old"), Node("n2", "old")};

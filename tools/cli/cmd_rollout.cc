@@ -148,6 +148,9 @@ void PrintRollout(const json& r) {
     for (const auto& n : r.value("batch", json::array()))
       batch += (batch.empty() ? "" : ", ") + n.get<std::string>();
     if (!batch.empty()) std::cout << "; batch " << r.value("batch_no", 0) << ": " << batch;
+    std::string only;
+    for (const auto& n : r.value("only", json::array())) only += (only.empty() ? "" : ", ") + n.get<std::string>();
+    if (!only.empty()) std::cout << "; only on " << only;
   }
   if (r.contains("requested"))
     std::cout << "; requested: revision " << r["requested"].value("revision", "")
@@ -206,7 +209,8 @@ void PrintPlan(const json& r) {
 
 void AddRolloutStart(CLI::App& rollout, Context& ctx) {
   struct Options {
-    std::string revision, format = "table";
+    std::string revision, format = "table", batch;
+    std::vector<std::string> nodes;
     bool yes = false, dry_run = false;
   };
   auto o = std::make_shared<Options>();
@@ -218,6 +222,12 @@ void AddRolloutStart(CLI::App& rollout, Context& ctx) {
   cmd->add_flag("--yes", o->yes, "Go ahead with a revision that is not the current one");
   cmd->add_flag("--dry-run", o->dry_run,
                 "Only show what the start would do: the changes, and the batches if every node stays in service");
+  cmd->add_option("--nodes", o->nodes,
+                  "Move only these commissioned nodes (comma-separated or repeated); the others keep what they run")
+      ->delimiter(',');
+  cmd->add_option("--batch", o->batch,
+                  "Batch size for this rollout instead of the policy's: a count (2), a percentage (25%) or a ramp "
+                  "(1,50%)");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     ctx.exit_code = StateCall(
@@ -226,6 +236,9 @@ void AddRolloutStart(CLI::App& rollout, Context& ctx) {
           r.setYes(o->yes);
           r.setDryRun(o->dry_run);
           r.setRolloutStart(o->revision);
+          auto only = r.initOnly(static_cast<unsigned>(o->nodes.size()));
+          for (unsigned i = 0; i < o->nodes.size(); ++i) only.set(i, o->nodes[i]);
+          r.setBatch(o->batch);
         },
         [&](const json& r) {
           if (o->format == "json") {
@@ -233,7 +246,10 @@ void AddRolloutStart(CLI::App& rollout, Context& ctx) {
           } else if (r.value("dry_run", false)) {
             PrintPlan(r);
           } else {
+            std::string only;
+            for (const auto& n : r.value("only", json::array())) only += (only.empty() ? "" : ", ") + n.get<std::string>();
             std::cout << "rollout " << r.value("id", 0) << " of revision " << r.value("revision", "")
+                      << (only.empty() ? "" : " on " + only)
                       << " requested; follow it with `starling rollout status --watch`\n";
             for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << w.get<std::string>() << "\n";
           }

@@ -234,4 +234,35 @@ void AddGraphCommand(CLI::App& app, Context& ctx) {
   });
 }
 
+void AddUiCommands(CLI::App& app, Context& ctx) {
+  CLI::App* ui = app.add_subcommand(
+      "ui", "The web console this node serves on its --http port (/ui/): its token and a login link");
+  ui->require_subcommand(1);
+  for (const char* what : {"token", "url"}) {
+    const bool token = std::string(what) == "token";
+    auto format = std::make_shared<std::string>("table");
+    CLI::App* cmd = ui->add_subcommand(
+        what, token ? "Print the token the console's actions need (kept owner-only in <data-dir>/ui-token); "
+                      "actions also need starlingd --ui-write"
+                    : "Print a link that opens this node's console logged in (the token rides in the link's "
+                      "#fragment, which the browser never sends); without --ui-write the console only shows");
+    AddFormatOption(*cmd, *format);
+    cmd->callback([&ctx, format, token] {
+      ctx.exit_code = StateCall(
+          ctx.globals, [](api::Request::Builder r) { r.setUi(); },
+          [&](const json& r) {
+            if (*format == "json") {
+              PrintJson(r);
+            } else {
+              std::cout << (token ? r.value("token", "") : r.value("login_url", "")) << "\n";
+              if (!r.value("write", false))
+                std::cerr << "note: this node serves the console read-only (start starlingd with --ui-write to "
+                             "act through it)\n";
+            }
+            return kExitOk;
+          });
+    });
+  }
+}
+
 }  // namespace starling::cli

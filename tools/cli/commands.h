@@ -40,6 +40,8 @@ void AddArtifactCommands(CLI::App& app, Context& ctx);
 // cmd_ops.cc: what `artifact add FILE` does, its reply in `out`; the exit code.
 int AddArtifactFile(Context& ctx, const std::string& file, const std::string& name, const std::string& version,
                     nlohmann::json* out);
+// cmd_state.cc: ui token|url.
+void AddUiCommands(CLI::App& app, Context& ctx);
 // cmd_agent.cc: agent upgrade|status.
 void AddAgentCommands(CLI::App& app, Context& ctx);
 

@@ -45,6 +45,7 @@ int Main(int argc, char** argv) {
   AddGraphCommand(app, ctx);        // graph
   AddVotersCommand(app, ctx);       // voters
   AddAgentCommands(app, ctx);       // agent
+  AddUiCommands(app, ctx);          // ui
 
   // The command runs from its callback during parse() and leaves its exit
   // code in ctx.
