@@ -7,7 +7,8 @@
 #   scripts/local-cluster.sh --stop [--dir DIR]
 #
 # Node i listens on 127.0.0.1:(P + i - 1) for UDP and TCP and serves HTTP
-# (/metrics, /health, /v1/...) on 127.0.0.1:(P + 1000 + i - 1); it keeps its data in
+# (the web console at /ui/, with its actions on: `starling ui url` prints the
+# login link; /metrics, /health, /v1/...) on 127.0.0.1:(P + 1000 + i - 1); it keeps its data in
 # DIR/node<i>/ and logs to DIR/node<i>.log. The PIDs go to DIR/pids, which
 # --stop reads: it sends SIGTERM (a graceful leave), then SIGKILL to any
 # daemon still running after 10 s. Node 1 has the tag roles=db, the others
@@ -120,7 +121,7 @@ start_node() {
   local i=$1 port=$((BASE_PORT + $1 - 1))
   local args=(--name "node$i" --bind "127.0.0.1:$port" --data-dir "$DIR/node$i" --socket "$(socket_of "$i")"
               --profile local --cluster local-cluster --hooks-dir "$HOOKS_DIR" --tag "roles=$(role_of "$i")"
-              --http "127.0.0.1:$((HTTP_BASE_PORT + $1 - 1))")
+              --http "127.0.0.1:$((HTTP_BASE_PORT + $1 - 1))" --ui-write)
   ((i > 1)) && args+=(--join "127.0.0.1:$BASE_PORT")
   if ((CLEAR)); then
     nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &

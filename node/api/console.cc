@@ -309,9 +309,14 @@ std::vector<uint64_t> Console::Stamps() const {
   }
   const uint64_t nodes = Mix(Mix(members, soft_.changes()), fresh);
   const store::DesiredLog& log = replicator_.log();
-  const uint64_t state = Mix(Mix(kFnvBasis, log.Current().id), log.digest());
+  // Every entry counts, the rollout's records among them (they are no
+  // revision of the document).
+  const store::Hlc newest = log.last_hlc();
+  const uint64_t state =
+      Mix(Mix(Mix(Mix(kFnvBasis, log.Current().id), log.entries()), newest.wall), newest.logical);
+  // Not the ballot: a holder raises it at every renewal.
   const Lease::View l = lease_.view();
-  uint64_t lease = Mix(Mix(kFnvBasis, l.holder.value_or("")), l.ballot);
+  uint64_t lease = Mix(Mix(kFnvBasis, l.holder.value_or("")), l.quarantined);
   for (const auto& v : l.voters) lease = Mix(lease, v);
   return {members, nodes, state, lease};
 }

@@ -34,6 +34,13 @@ const TOPICS = {
 // ---- helpers ---------------------------------------------------------------------------------
 
 const $ = (sel, root = document) => root.querySelector(sel);
+// Replaces an element's content only when it would change: a live update
+// that shows the same must not take the element a click is landing on.
+function setHtml(el, html) {
+  if (el.__html === html) return;
+  el.__html = html;
+  el.innerHTML = html;
+}
 function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
@@ -239,22 +246,22 @@ function updateOverview() {
   const count = (key) => rows.reduce((m, n) => (m[n[key]] = (m[n[key]] || 0) + 1, m), {});
   const life = count("lifecycle"), status = count("status"), health = count("health"), phase = count("rollout");
   const holder = info.lease && info.lease.holder;
-  $("#cards").innerHTML = [
+  setHtml($("#cards"), [
     [rows.length, "nodes"],
     [(life.commissioned || 0) + (life.upgrading || 0), "commissioned"],
     [status.alive || 0, "alive"],
     [health.healthy || 0, "healthy"],
     [(status.failed || 0) + (status.suspect || 0), "failed or suspect"],
-    [holder ? esc(holder) : "none", "lease holder" + (info.lease && info.lease.ballot ? ` (ballot ${info.lease.ballot})` : "")],
+    [holder ? esc(holder) : "none", "lease holder"],
     [esc(short(desiredRevision())), "desired revision"],
     [`<span class="${cls(ro.state)}">${esc(ro.state || "idle")}</span>`, "rollout" + (ro.id ? " " + ro.id : "")],
-  ].map(([n, l]) => `<div class="card"><div class="n">${n}</div><div class="l">${l}</div></div>`).join("");
+  ].map(([n, l]) => `<div class="card"><div class="n">${n}</div><div class="l">${l}</div></div>`).join(""));
 
   const chipRow = (key, counts) => Object.keys(counts).sort().map(v =>
     `<button type="button" class="chip${S.filter.chips[key] === v ? " on" : ""}" data-chip="${esc(key)}" data-value="${esc(v)}">` +
     `<span class="${cls(v)}">${esc(v)}</span> ${counts[v]}</button>`).join("");
-  $("#chips").innerHTML = `<div class="chips">${chipRow("lifecycle", life)}${chipRow("status", status)}` +
-    `${chipRow("health", health)}${chipRow("rollout", phase)}</div>`;
+  setHtml($("#chips"), `<div class="chips">${chipRow("lifecycle", life)}${chipRow("status", status)}` +
+    `${chipRow("health", health)}${chipRow("rollout", phase)}</div>`);
 
   const shown = rows.filter(matches);
   const want = desiredRevision();
@@ -279,7 +286,7 @@ function updateOverview() {
       <td>${esc(n.version || "-")}</td>
       <td>${actions.join(" ")}</td></tr>`;
   }).join("");
-  $("#nodes tbody").innerHTML = html;
+  setHtml($("#nodes tbody"), html);
   $("#shown").textContent = `${shown.length} of ${rows.length} shown` + (S.selected.size ? `, ${S.selected.size} selected` : "");
   $("#select-all").checked = shown.length > 0 && shown.every(n => S.selected.has(n.name));
   $("#approve-selected").textContent = `Approve update for selected (${S.selected.size})`;
@@ -334,7 +341,7 @@ function updateNode() {
   const kv = rows => `<table>${rows.map(([k, val]) => `<tr><th style="width:190px;position:static">${esc(k)}</th><td>${val}</td></tr>`).join("")}</table>`;
   const outputs = Object.entries((n && n.outputs) || {});
   const hooks = name === c.name ? S.data.hooks || [] : null;
-  v.innerHTML = `<h2>${esc(name)} <span class="muted">${esc(n ? n.lifecycle : "")}</span></h2>
+  setHtml(v, `<h2>${esc(name)} <span class="muted">${esc(n ? n.lifecycle : "")}</span></h2>
     <div class="grid2"><div>
     <h3>Report</h3>${kv([
       ["membership", `<span class="${cls(n ? n.status : m.status)}">${esc(n ? n.status : m.status)}</span>`],
@@ -356,7 +363,7 @@ function updateNode() {
       : hooks.length ? hooks.map(h => `<div class="panel"><b class="${h.ok ? "s-done" : "s-failed"}">${esc(h.kind)}</b> ${esc(h.hook)}
           <span class="muted">${esc(h.result)} · ${esc(h.took_ms)} ms · ${esc(when(h.at_unix))} · revision ${esc(short(h.revision))}</span>
           ${h.output ? `<pre>${esc(h.output)}</pre>` : ""}</div>`).join("") : `<p class="muted">no hook has run since this daemon started</p>`}
-    </div></div>`;
+    </div></div>`);
 }
 
 // ---- desired state ---------------------------------------------------------------------------
@@ -368,7 +375,7 @@ function updateState() {
   const from = S.diffFrom || (hist[1] && hist[1].revision) || "", to = S.diffTo || st.revision || "";
   const options = sel => hist.map(h => `<option value="${esc(h.revision)}"${h.revision === sel ? " selected" : ""}>${esc(short(h.revision))} ${esc(h.note || "")}</option>`).join("");
   const write = canAct();
-  v.innerHTML = `<h2>Desired state <span class="muted mono">${esc(short(st.revision))}</span></h2>
+  setHtml(v, `<h2>Desired state <span class="muted mono">${esc(short(st.revision))}</span></h2>
     <div class="grid2"><div>
     <h3>History</h3>
     <table id="history"><thead><tr><th>Revision</th><th>When</th><th>From</th><th>Change</th><th></th></tr></thead><tbody>
@@ -383,7 +390,7 @@ function updateState() {
     <div id="diff-out">${S.diffHtml || `<p class="muted">Pick two revisions.</p>`}</div>
     <h3>Current document <span class="muted">(param values hidden)</span></h3>
     <pre id="document" class="mono">${esc(JSON.stringify(st.document || {}, null, 2))}</pre>
-    </div></div>`;
+    </div></div>`);
 }
 
 async function showDiff(from, to) {
@@ -414,7 +421,7 @@ function updateRollout() {
   for (const n of nodes) if (n.batch) (batches[n.batch] = batches[n.batch] || []).push(n);
   const write = canAct();
   const running = r.state === "running" || r.state === "paused";
-  $("#view").innerHTML = `<h2>Rollout ${esc(r.id || "")} <span class="${cls(r.state)}" id="rollout-state">${esc(r.state || "idle")}</span></h2>
+  setHtml($("#view"), `<h2>Rollout ${esc(r.id || "")} <span class="${cls(r.state)}" id="rollout-state">${esc(r.state || "idle")}</span></h2>
     <div class="panel">
       <div>revision <b class="mono">${esc(short(r.revision))}</b>${r.from ? ` from <span class="mono">${esc(short(r.from))}</span>` : ""}
       ${r.reverting ? ' <span class="badge bad">reverting</span>' : ""}${r.agent ? ' <span class="badge">agent upgrade</span>' : ""}
@@ -440,7 +447,7 @@ function updateRollout() {
     ${nodes.map(n => `<tr data-node="${esc(n.name)}"><td><a href="#/node/${encodeURIComponent(n.name)}">${esc(n.name)}</a></td>
       <td class="c-phase ${cls(n.phase)}">${esc(n.phase)}</td><td>${n.batch || "-"}</td><td class="mono">${esc(short(n.applied_revision))}</td>
       <td class="${n.healthy ? "s-healthy" : "s-unhealthy"}">${n.healthy ? "yes" : "no"}</td><td>${esc(n.agent_phase)}</td>
-      <td>${esc(n.detail)}</td></tr>`).join("")}</tbody></table>`;
+      <td>${esc(n.detail)}</td></tr>`).join("")}</tbody></table>`);
 }
 
 // ---- services graph --------------------------------------------------------------------------
@@ -482,34 +489,34 @@ function updateGraph() {
       <text x="${p.x + 10}" y="${p.y + 21}" font-weight="600">${esc(s.name)}</text>
       <text class="sub" x="${p.x + 10}" y="${p.y + 40}">${esc(on.length > 30 ? on.slice(0, 29) + "…" : on || "on no node")}<title>${esc(on)}</title></text></g>`;
   }).join("");
-  $("#view").innerHTML = `<h2>Services</h2><p class="muted">Each service, the nodes it runs on, and an arrow to each service whose output or start it needs (as <code>starling graph</code>).</p>
+  setHtml($("#view"), `<h2>Services</h2><p class="muted">Each service, the nodes it runs on, and an arrow to each service whose output or start it needs (as <code>starling graph</code>).</p>
     ${services.length ? `<div class="panel" style="overflow:auto"><svg id="graph" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">
       <defs><marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path class="arrow" d="M0,0 L10,5 L0,10 z"/></marker></defs>
-      ${edges}${boxes}</svg></div>` : `<p>The desired state has no services.</p>`}`;
+      ${edges}${boxes}</svg></div>` : `<p>The desired state has no services.</p>`}`);
 }
 
 // ---- members and artifacts -------------------------------------------------------------------
 
 function updateMembers() {
   const ms = list(S.data.members);
-  $("#view").innerHTML = `<h2>Members <span class="muted">${ms.length}</span></h2>
+  setHtml($("#view"), `<h2>Members <span class="muted">${ms.length}</span></h2>
     <table id="members"><thead><tr><th>Name</th><th>Address</th><th>Status</th><th>Release</th><th>Protocol</th><th>Incarnation</th><th>Tags</th></tr></thead><tbody>
     ${ms.map(m => `<tr data-node="${esc(m.name)}"><td><a href="#/node/${encodeURIComponent(m.name)}">${esc(m.name)}</a></td><td class="mono">${esc(m.addr)}</td>
       <td class="${cls(m.status)}">${esc(m.status)}</td><td>${esc(m.version || "-")}</td>
       <td>${m.protocol ? esc(`${m.protocol.current} (${m.protocol.min}-${m.protocol.max})`) : "-"}</td><td>${esc(m.incarnation)}</td>
-      <td>${esc(Object.entries(m.tags || {}).map(([k, v]) => k + "=" + v).join(", "))}</td></tr>`).join("")}</tbody></table>`;
+      <td>${esc(Object.entries(m.tags || {}).map(([k, v]) => k + "=" + v).join(", "))}</td></tr>`).join("")}</tbody></table>`);
 }
 
 function updateArtifacts() {
   const a = S.data.artifacts;
   const rows = Array.isArray(a) ? a : (a && a.artifacts) || [];
   const size = n => (n > 1 << 20 ? (n / 1048576).toFixed(1) + " MiB" : n > 1024 ? (n / 1024).toFixed(1) + " KiB" : n + " B");
-  $("#view").innerHTML = `<h2>Artifacts <span class="muted">${rows.length}</span></h2>
+  setHtml($("#view"), `<h2>Artifacts <span class="muted">${rows.length}</span></h2>
     <p class="muted">Files the desired state's packages name, shared peer to peer (added with <code>starling artifact add</code>).</p>
     <table id="artifacts"><thead><tr><th>Name</th><th>Version</th><th>Size</th><th>Here</th><th>Added by</th><th>Added</th><th>Digest</th></tr></thead><tbody>
     ${rows.map(x => `<tr><td>${esc(x.name)}</td><td>${esc(x.version)}</td><td>${esc(size(x.size || 0))}</td>
       <td class="${x.local === "complete" ? "s-done" : "s-pending"}">${esc(x.local)}</td><td>${esc(x.added_by)}</td>
-      <td>${esc(x.added_at_us ? new Date(x.added_at_us / 1000).toLocaleString() : "-")}</td><td class="mono">${esc(short(x.digest))}</td></tr>`).join("")}</tbody></table>`;
+      <td>${esc(x.added_at_us ? new Date(x.added_at_us / 1000).toLocaleString() : "-")}</td><td class="mono">${esc(short(x.digest))}</td></tr>`).join("")}</tbody></table>`);
 }
 
 // ---- wiring ----------------------------------------------------------------------------------
@@ -579,6 +586,11 @@ document.addEventListener("click", e => {
     (window.matchMedia && matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
   document.documentElement.dataset.theme = theme;
 })();
+
+document.addEventListener("change", e => {
+  if (e.target.id === "diff-from") S.diffFrom = e.target.value;
+  if (e.target.id === "diff-to") S.diffTo = e.target.value;
+});
 
 window.addEventListener("hashchange", route);
 route();

@@ -156,7 +156,17 @@ def browser():
 
 
 def row_cell(driver, name, cell):
-    return driver.find_element(By.CSS_SELECTOR, f'#nodes tr[data-node="{name}"] td.{cell}').text
+    # Read in one step: the live table may be drawn anew between a lookup and a read.
+    return driver.execute_script("const e = document.querySelector(arguments[0]);"
+                                 " return e ? e.textContent.trim() : null;", f'#nodes tr[data-node="{name}"] td.{cell}')
+
+
+def click(driver, css):
+    """Clicks what `css` finds now: the live page may have drawn it anew
+    since it was last looked up, so finding and clicking are one step."""
+    if not driver.execute_script("const e = document.querySelector(arguments[0]); if (!e || e.disabled) return false;"
+                                 " e.click(); return true;", css):
+        raise AssertionError(f"nothing to click at {css}")
 
 
 def confirm(driver):
@@ -220,7 +230,7 @@ def main():
         wait_for("the page to show the new desired revision", lambda: driver.execute_script(
             "return S.data.state && S.data.state.revision;") == v2)
         for n in ("n3", "n4"):
-            driver.find_element(By.CSS_SELECTOR, f'input.sel[data-node="{n}"]').click()
+            click(driver, f'input.sel[data-node="{n}"]')
         wait_for("the approve button", lambda: driver.find_element(By.ID, "approve-selected").is_enabled())
         driver.find_element(By.ID, "approve-selected").click()
         confirm(driver)
@@ -236,19 +246,24 @@ def main():
         assert applied == {"n1": v1, "n2": v1, "n3": v2, "n4": v2}, applied
         for n in ("n1", "n2"):
             assert row_cell(driver, n, "c-applied") == v1[:12] and row_cell(driver, n, "c-phase") == "excluded"
+        wait_for("n3 and n4 out of their batch on the page", lambda: all(
+            row_cell(driver, n, "c-lifecycle") == "commissioned" for n in ("n3", "n4")))
+        driver.save_screenshot(os.path.join(a.out, "approved-for-two-overview.png"))
 
         # The rollout page shows the batch and each node's phase.
         driver.get(base + "/ui/#/rollout")
         wait_for("the rollout page", lambda: driver.find_element(By.ID, "rollout-state").text == "succeeded")
-        phases = {r.get_attribute("data-node"): r.find_element(By.CSS_SELECTOR, "td.c-phase").text
-                  for r in driver.find_elements(By.CSS_SELECTOR, "#rollout-nodes tbody tr")}
+        phases = driver.execute_script(
+            "const out = {}; document.querySelectorAll('#rollout-nodes tbody tr').forEach(r => {"
+            " out[r.dataset.node] = r.querySelector('td.c-phase').textContent.trim(); }); return out;")
         assert phases == {"n1": "excluded", "n2": "excluded", "n3": "done", "n4": "done"}, phases
+        driver.save_screenshot(os.path.join(a.out, "approved-for-two-rollout.png"))
 
         # A rollback from the history page, to v1.
         driver.get(base + "/ui/#/state")
         wait_for("v1 in the history", lambda: driver.find_element(
             By.CSS_SELECTOR, f'button.act-rollback[data-rev="{v1}"]').is_enabled())
-        driver.find_element(By.CSS_SELECTOR, f'button.act-rollback[data-rev="{v1}"]').click()
+        click(driver, f'button.act-rollback[data-rev="{v1}"]')
         confirm(driver)
         rolled = wait_for("a new current revision", lambda: (lambda r: r if r not in (v1, v2) else None)(
             c.json(1, "info")["revision"]))
@@ -262,7 +277,7 @@ def main():
         driver.get(base + "/ui/#/overview")
         wait_for("n2's '-' button", lambda: driver.find_element(
             By.CSS_SELECTOR, 'button.act-decommission[data-node="n2"]').is_enabled())
-        driver.find_element(By.CSS_SELECTOR, 'button.act-decommission[data-node="n2"]').click()
+        click(driver, 'button.act-decommission[data-node="n2"]')
         confirm(driver)
         wait_for("n2 decommissioned on the page", lambda: row_cell(driver, "n2", "c-lifecycle") == "decommissioned")
         nodes = {n["name"]: n["lifecycle"] for n in c.json(1, "nodes")}
