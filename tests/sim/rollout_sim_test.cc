@@ -161,13 +161,15 @@ class RolloutCluster {
     if (!nodes_[i].log) return std::nullopt;
     return ReadRecord<RolloutRecord>(nodes_[i].log->state(), kRolloutKey);
   }
-  // Whether every up node holds rollout `id` settled, and the same record.
+  // Whether every up node holds rollout `id` settled, and the same record;
+  // or a later rollout settled (a request that waited for `id` to end).
   std::optional<RolloutRecord> Settled(uint64_t id) {
     std::optional<RolloutRecord> seen;
     for (int i = 0; i < kNodes; ++i) {
       if (!c_.up(i)) continue;
       auto r = Record(i);
-      if (!r || r->id != id || !r->settled()) return std::nullopt;
+      if (!r || r->id < id || !r->settled()) return std::nullopt;
+      if (seen && seen->id != r->id) return std::nullopt;
       if (seen && !(seen->state == r->state)) return std::nullopt;
       seen = r;
     }
@@ -457,6 +459,16 @@ void RunOperatorSeed(uint64_t seed, Duration window, OperatorTally& tally) {
     // the operator runs it again.
     if (joined && c.up(kLone) && c.node(kLone).NumAlive() == 1) c.Join(kLone, {up_node()});
     const int at = up_node();
+    // A rollout for chosen nodes never assigns another node a revision (the
+    // record keeps earlier rollouts' assignments too: those of its own
+    // batches count).
+    if (auto r = rc.Record(at); r && !r->only.empty()) {
+      for (const auto& [assigned, a] : r->nodes) {
+        if (a.batch + r->batches <= r->batch_no) continue;
+        EXPECT_TRUE(r->Moves(assigned)) << "rollout " << r->id << " moved " << assigned << ", not one of "
+                                        << Json(r->only).dump();
+      }
+    }
     StateCommands ops(*rc.node(at).replicator);
     const std::string name = c.name(at);
     switch (rng() % 12) {
@@ -505,9 +517,17 @@ void RunOperatorSeed(uint64_t seed, Duration window, OperatorTally& tally) {
         break;
       }
       case 6:
-      case 7:
         count("rollout start", RequestRollout(*rc.node(at).replicator, "", name).ok());
         break;
+      case 7: {  // the console's "approve for these nodes", with a batch size of its own
+        std::vector<std::string> only;
+        for (int i = 0; i < kNodes; ++i)
+          if (rng() % 2) only.push_back(c.name(i));
+        const Json batches[] = {Json(1), Json(2), Json("30%")};  // within the oracle's bound of 3
+        count("rollout start --nodes",
+              RequestRollout(*rc.node(at).replicator, "", name, false, only, batches[rng() % 3]).ok());
+        break;
+      }
       case 8: {
         std::vector<int> down;
         for (int i = 0; i < kNodes; ++i)
