@@ -343,9 +343,6 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
     return Json{{"dry_run", true}, {"revision", target}, {"current", current}, {"diff", diff},
                 {"batches", batches}, {"unchanged", unchanged}, {"down", down}};
   }
-  // An older id of the same content (the console's page a rollout record
-  // behind, say) is the current revision under another name.
-  if (target != current && diff.empty()) target = current;
   if (target != current && !start.yes) {
     std::string lines;
     for (const auto& c : diff) {
@@ -357,7 +354,7 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
     }
     return Status::Conflict("revision " + target + " is not the current revision " + current +
                             "; rolling it out makes the nodes run what it says, which differs from the desired state:" +
-                            lines +
+                            (lines.empty() ? std::string("\n  (no differences)") : lines) +
                             "\n`starling rollout start --revision " + target +
                             " --dry-run` shows the batches; --yes goes ahead");
   }
