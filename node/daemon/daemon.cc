@@ -328,6 +328,7 @@ Status Daemon::StartProtocols() {
   // the previous run, whatever refutations it made.
   config_.initial_incarnation = static_cast<uint64_t>(generation_) << 32;
   config_.reap_timeout = opts_.reap_timeout;
+  config_.join_retry_interval = opts_.retry_interval;
   config_.protocol = Protocol(opts_.protocol);
   config_.release = ReleaseVersion();
   Result<std::shared_ptr<membership::Keyring>> keyring = OpenKeyring();
@@ -594,7 +595,15 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
     members_->AddKnownMembers(views);
   }
   size_t n = seeds.size();
-  members_->JoinWithRetry(std::move(seeds), 0, [this, n](Result<int> joined) {
+  // Joining through the data dir's known members never gives up: they may
+  // all be down for a while, and the node is a member already.
+  const int attempts = opts_.join.empty() ? 0 : static_cast<int>(opts_.retry_max);
+  members_->JoinWithRetry(std::move(seeds), attempts, [this, n, attempts](Result<int> joined) {
+    if (!joined.ok() && attempts > 0 && joined.status().code() == Status::Code::kUnavailable) {
+      spdlog::error("no seed answered in {} join attempts (--retry-max): {}; exiting", attempts,
+                    joined.status().message());
+      return Stop(kExitFailed);
+    }
     if (!leaving_ && joined.status().code() != Status::Code::kConflict) Serving();
     if (joined.ok()) {
       spdlog::debug("join done: {} of {} seeds answered", *joined, n);

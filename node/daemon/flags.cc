@@ -52,6 +52,8 @@ struct RawFlags {
   std::string encrypt;
   std::string reap = "24h";
   std::string artifact_grace = "1h";
+  std::string retry_interval = "5s";
+  std::vector<std::string> retry_join;
   std::vector<std::string> tags;
 };
 
@@ -69,7 +71,17 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
   app.add_option("--advertise", advertise,
                  "HOST:PORT peers reach us at (default: the bind address; for 0.0.0.0 the first non-loopback "
                  "IPv4 address, else 127.0.0.1)");
-  app.add_option("--join", o.join, "Seed HOST:PORT to join through (repeatable); retried until one answers");
+  app.add_option("--join", o.join,
+                 "Seed HOST:PORT to join through (repeatable; HOST may be a DNS name, looked up at each attempt); "
+                 "retried every --retry-interval until one answers");
+  app.add_option("--retry-join", f.retry_join,
+                 "Like --join (repeatable, DNS names allowed), as Serf names it: a start with no seed up yet keeps "
+                 "trying, every --retry-interval, up to --retry-max attempts");
+  app.add_option("--retry-interval", f.retry_interval, "Time between join attempts while no seed answers")
+      ->capture_default_str();
+  app.add_option("--retry-max", o.retry_max,
+                 "Join attempts before giving up and exiting 1 (0: keep trying for ever)")
+      ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "Directory for the node's identity, generation and known members")
       ->capture_default_str();
   app.add_option("--socket", o.socket, "Unix socket for the local API (default: <data-dir>/starlingd.sock)");
@@ -166,11 +178,23 @@ ParseOutcome Validate(RawFlags& f) {
     }
     o.advertise = *a;
   }
-  for (const std::string& seed : o.join) {
+  auto bad_seed = [](const std::string& flag, const std::string& seed) -> std::optional<std::string> {
     Result<HostPort> j = ParseHostPort(seed);
-    if (!j.ok()) return fail("--join: " + j.status().message());
-    if (j->port == 0) return fail("--join '" + seed + "' needs a non-zero port");
+    if (!j.ok()) return flag + ": " + j.status().message();
+    if (j->port == 0) return flag + " '" + seed + "' needs a non-zero port";
+    return std::nullopt;
+  };
+  for (const std::string& seed : o.join)
+    if (auto why = bad_seed("--join", seed)) return fail(*why);
+  for (const std::string& seed : f.retry_join) {
+    if (auto why = bad_seed("--retry-join", seed)) return fail(*why);
+    o.join.push_back(seed);
   }
+  Result<Duration> interval = ParseDuration(f.retry_interval);
+  if (!interval.ok()) return fail("--retry-interval: " + interval.status().message());
+  if (*interval < std::chrono::milliseconds(100))
+    return fail("--retry-interval " + f.retry_interval + " is below 100ms");
+  o.retry_interval = *interval;
   for (const std::string& t : tags) {
     if (Status s = ParseTag(t, o.tags); !s.ok()) return fail("--tag: " + s.message());
   }

@@ -18,7 +18,11 @@ struct DaemonOptions {
   std::string name;  // empty: take the stored name, else the hostname
   HostPort bind{"0.0.0.0", 7946};
   std::optional<HostPort> advertise;
-  std::vector<std::string> join;
+  std::vector<std::string> join;  // --join and --retry-join, in that order
+  // Between join attempts while no seed answers; after retry_max failed
+  // attempts (0: never) the daemon exits 1.
+  Duration retry_interval = std::chrono::seconds(5);
+  unsigned retry_max = 0;
   std::string data_dir = "/var/lib/starling";
   std::string socket;  // defaults to <data_dir>/starlingd.sock
   // The API socket is owner-only (0600); with a group it is 0660 and that

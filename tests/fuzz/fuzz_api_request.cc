@@ -72,7 +72,7 @@ struct OneNode {
         node::NodeSeams{clock, cluster.random(0), cluster.node(0), *log, ballots, applied, hooks});
     service = std::make_unique<node::ApiService>(
         cluster.node(0), core->replicator(), core->lease(), core->soft(), clock,
-        node::DaemonFacts{"/nonexistent/data", "fuzz", clock.Now(), "", "fuzz", 0},
+        node::DaemonFacts{"/nonexistent/data", "fuzz", clock.Now(), "127.0.0.1:7947", "fuzz", 0, "00", false},
         [](std::function<void(starling::Status)> done) { done(starling::Status::Ok()); });
     // As the daemon's: known levels subscribe, others are refused.
     service->SetMonitor([](const std::string& level, std::function<bool(const std::string&)> deliver) {

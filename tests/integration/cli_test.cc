@@ -116,6 +116,26 @@ TEST(Cli, TagsInfoAndMemberFilters) {
   ASSERT_EQ(none.exit_code, 0) << none.err;
   EXPECT_EQ(nlohmann::json::parse(none.out), nlohmann::json::array());
 
+  // Serf's filters: whole-match regular expressions for the name and a tag's value.
+  auto names = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "members");
+    args.insert(args.end(), {"--format", "json"});
+    CommandResult r = c.Cli(1, args);
+    std::vector<std::string> out;
+    if (r.exit_code != 0) return std::vector<std::string>{"exit " + std::to_string(r.exit_code) + ": " + r.err};
+    for (const auto& m : nlohmann::json::parse(r.out)) out.push_back(m["name"]);
+    return out;
+  };
+  EXPECT_EQ(names({"--name", "b.*"}), std::vector<std::string>{"beta"});
+  EXPECT_EQ(names({"--name", "alp"}), std::vector<std::string>{}) << "a part of a name is no match";
+  EXPECT_EQ(names({"--name", "alpha|beta"}), (std::vector<std::string>{"alpha", "beta"}));
+  EXPECT_EQ(names({"--tag", "role=w.b"}), std::vector<std::string>{"alpha"});
+  EXPECT_EQ(names({"--tag", "role=we"}), std::vector<std::string>{});
+  EXPECT_EQ(names({"--tag", "role=web", "--name", "beta"}), std::vector<std::string>{});
+  CommandResult bad = c.Cli(1, {"members", "--name", "(unclosed"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, HasSubstr("'(unclosed' is not a regular expression"));
+
   std::optional<nlohmann::json> info = c.Info(0);
   ASSERT_TRUE(info);
   for (const char* key :

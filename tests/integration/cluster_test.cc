@@ -1,7 +1,10 @@
 // Multi-process membership: real starlingd daemons on 127.0.0.1, observed
 // only through `starling ... --format json`, as an operator would.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "local_cluster.h"
 
@@ -96,6 +99,53 @@ TEST(Cluster, KilledNodeRestartedWithoutJoinComesBackAlive) {
   uint64_t after = IncarnationOf(c, 0, name);
   EXPECT_GT(after, before) << "the incarnation must not go backwards across a restart";
   EXPECT_GE(after >> 32, 2u) << "the second start should carry generation 2";
+}
+
+// A free UDP and TCP port on 127.0.0.1 (gossip binds both), for a seed that
+// does not exist yet.
+int FreeGossipPort() {
+  for (int tries = 0; tries < 20; ++tries) {
+    int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = 0;
+    if (bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        getsockname(t, reinterpret_cast<sockaddr*>(&a), &len) == 0 &&
+        bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+      port = ntohs(a.sin_port);
+    close(t);
+    close(u);
+    if (port != 0) return port;
+  }
+  return 0;
+}
+
+// Serf's -retry-join: a node started before its seed exists keeps trying,
+// and joins once the seed is up (named by DNS: localhost).
+TEST(Cluster, RetryJoinJoinsASeedThatComesUpLater) {
+  LocalCluster c;
+  const int port = FreeGossipPort();
+  ASSERT_GT(port, 0);
+  const int early = c.Launch("early", {"--retry-join", "localhost:" + std::to_string(port), "--retry-interval", "300ms"});
+  // It tries and fails a few times first (its log says so).
+  ASSERT_TRUE(WaitFor([&] { return c.LogOf(early).find("join attempt 3 failed") != std::string::npos; }, 10s))
+      << c.LogOf(early);
+  const int seed = c.Launch("seed", {}, "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(c.WaitReady(seed));
+  ASSERT_TRUE(c.WaitReady(early));
+  EXPECT_EQ(c.AwaitView({early, seed}, {{"early", "alive"}, {"seed", "alive"}}, 20s), "");
+}
+
+// With --retry-max the node gives up, saying why, and exits 1.
+TEST(Cluster, RetryMaxGivesUpAndExits) {
+  LocalCluster c;
+  const int port = FreeGossipPort();
+  const int n = c.Launch("lonely", {"--retry-join", "127.0.0.1:" + std::to_string(port), "--retry-interval",
+                                    "200ms", "--retry-max", "3"});
+  EXPECT_EQ(c.WaitExit(n, 15s), std::optional<int>(1)) << c.LogOf(n);
+  EXPECT_NE(c.LogOf(n).find("no seed answered in 3 join attempts"), std::string::npos) << c.LogOf(n);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -59,7 +61,7 @@ void PrintInfoTable(api::Info::Reader info) {
 
 void AddMembers(CLI::App& app, Context& ctx) {
   struct Options {
-    std::string status, format = "table";
+    std::string status, name, format = "table";
     std::vector<std::string> tags;
     bool detailed = false;
   };
@@ -70,13 +72,38 @@ void AddMembers(CLI::App& app, Context& ctx) {
                                      "and tags");
   cmd->add_option("--status", o->status, "Only members with this status")
       ->check(CLI::IsMember({"alive", "suspect", "failed", "left"}));
-  cmd->add_option("--tag", o->tags, "Only members with tag key=value (repeatable; all must match)");
+  // A bad expression is a usage error, named before anything is asked.
+  auto regex_check = [](bool after_eq) {
+    return CLI::Validator(
+        [after_eq](std::string& text) -> std::string {
+          const std::string re = after_eq && text.find('=') != std::string::npos ? text.substr(text.find('=') + 1) : text;
+          try {
+            std::regex check(re, std::regex::ECMAScript);
+          } catch (const std::regex_error& e) {
+            return "'" + re + "' is not a regular expression: " + e.what();
+          }
+          return "";
+        },
+        "REGEX");
+  };
+  cmd->add_option("--name", o->name, "Only members whose whole name matches this regular expression (as Serf's)")
+      ->check(regex_check(false));
+  cmd->add_option("--tag", o->tags,
+                  "Only members with tag KEY whose whole value matches the regular expression after '=' "
+                  "(key=value; repeatable, all must match)")
+      ->check(regex_check(true));
   cmd->add_flag("--detailed", o->detailed,
                 "Also show each member's release, the gossip protocol version it speaks and the range it "
                 "understands, and its incarnation (the JSON always has them)");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     const auto filters = SplitTags(o->tags, "--tag");
+    // Whole matches, as Serf's: `--tag role=web` does not take role=webcache.
+    // The flags' checks made sure each compiles.
+    std::optional<std::regex> name_re;
+    if (!o->name.empty()) name_re.emplace(o->name, std::regex::ECMAScript);
+    std::vector<std::pair<std::string, std::regex>> tag_res;
+    for (const auto& [key, value] : filters) tag_res.emplace_back(key, std::regex(value, std::regex::ECMAScript));
     ctx.exit_code = Call(
         ctx.globals, [](api::Request::Builder r) { r.setMembers(); },
         [&](api::Reply::Reader reply) {
@@ -87,10 +114,11 @@ void AddMembers(CLI::App& app, Context& ctx) {
           for (auto m : reply.getMembers()) {
             std::string status = m.getStatus().cStr();
             if (!o->status.empty() && status != o->status) continue;
+            if (name_re && !std::regex_match(std::string(m.getName().cStr()), *name_re)) continue;
             auto tags = TagMap(m.getTags());
-            bool match = std::all_of(filters.begin(), filters.end(), [&](const auto& f) {
+            bool match = std::all_of(tag_res.begin(), tag_res.end(), [&](const auto& f) {
               auto it = tags.find(f.first);
-              return it != tags.end() && it->second == f.second;
+              return it != tags.end() && std::regex_match(it->second, f.second);
             });
             if (!match) continue;
             out.push_back(api_json::Member(m));
