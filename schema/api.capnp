@@ -163,6 +163,8 @@ struct Info {
 
 struct Reply {
   error @0 :Text;                   # empty on success; names what was wrong
+  errorCode @6 :Text;               # with error: its kind ("invalid argument", "not found", "conflict", ...
+                                    # as starling/status.h names them); empty when the daemon did not say
   union {
     none @1 :Void;
     members @2 :List(Member);

@@ -293,6 +293,15 @@ Bytes ApiService::ErrorReply(const std::string& message) {
   return ToBytes(builder);
 }
 
+Bytes ApiService::ErrorReply(const Status& status, const std::string& prefix) {
+  capnp::MallocMessageBuilder builder;
+  api::Reply::Builder reply = builder.initRoot<api::Reply>();
+  reply.setError(prefix + status.message());
+  reply.setErrorCode(std::string(CodeName(status.code())));
+  reply.setNone();
+  return ToBytes(builder);
+}
+
 Bytes ApiService::MembersReply() const {
   capnp::MallocMessageBuilder builder;
   FillMembers(builder.initRoot<api::Reply>());
@@ -491,7 +500,7 @@ template <typename Request>
 void ApiService::HandleState(Request& request, Respond respond) {
   // Desired-state commands answer JSON (or YAML) text.
   auto text = [&](const Result<store::Json>& r) {
-    respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
+    respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status()));
   };
   if (auto* apply = std::get_if<ApplyRequest>(&request)) {
     if (!offload_) return text(state_.Apply(*apply));
@@ -505,26 +514,26 @@ void ApiService::HandleState(Request& request, Respond respond) {
                if (!*alive) return;
                Result<store::Json> r =
                    p->given.ok() ? state_.ApplyParsed(p->request, std::move(p->given).value()) : p->given.status();
-               respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
+               respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status()));
              });
     return;
   }
   if (auto* get = std::get_if<GetReq>(&request)) {
     auto r = state_.Get(get->revision, get->format.empty() ? "json" : get->format, get->show_params);
-    return respond(r.ok() ? TextReply(*r) : ErrorReply("get: " + r.status().message()));
+    return respond(r.ok() ? TextReply(*r) : ErrorReply(r.status(), "get: "));
   }
   if (std::holds_alternative<HistoryReq>(request)) return text(state_.History());
   if (auto* k = std::get_if<KeysReq>(&request)) {
     if (!keys_) return respond(ErrorReply("this daemon has no keyring commands"));
     keys_(k->op, k->key, k->local, [respond](Result<store::Json> r) {
-      respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status().message()));
+      respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status()));
     });
     return;
   }
   if (auto* a = std::get_if<ArtifactReq>(&request)) {
     if (!artifacts_) return respond(ErrorReply("this daemon has no artifact store"));
     artifacts_(a->command, [respond](Result<store::Json> r) {
-      respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply("artifact: " + r.status().message()));
+      respond(r.ok() ? TextReply(store::CanonicalJson(*r)) : ErrorReply(r.status(), "artifact: "));
     });
     return;
   }
@@ -563,7 +572,7 @@ void ApiService::HandleState(Request& request, Respond respond) {
     RolloutStart start{r->revision, members_.config().name, r->yes, r->dry_run, r->agent, r->only, nullptr};
     if (!r->batch.empty()) {
       Result<store::Json> batch = ParseBatchSize(r->batch);
-      if (!batch.ok()) return respond(ErrorReply(batch.status().message()));
+      if (!batch.ok()) return respond(ErrorReply(batch.status()));
       start.batch = *batch;
     }
     Result<store::Json> started =

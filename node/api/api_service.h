@@ -84,8 +84,10 @@ class ApiService {
   // Adds families to /metrics (for parts of the daemon this does not hold).
   void AddMetrics(std::function<void(MetricsText&)> fn) { extra_metrics_.push_back(std::move(fn)); }
 
-  // A Reply carrying only `message` as its error.
+  // A Reply carrying only `message` as its error; with a Status, its kind
+  // too (`errorCode`), its message after `prefix`.
   static Bytes ErrorReply(const std::string& message);
+  static Bytes ErrorReply(const Status& status, const std::string& prefix = "");
 
   // The read-only HTTP endpoints: /metrics, /health, /v1/members, /v1/info,
   // /v1/state, /v1/rollout, /v1/nodes. On the protocol thread.

@@ -18,15 +18,14 @@ namespace {
 HttpReply JsonReply(int status, const Json& body) { return {status, "application/json", store::CanonicalJson(body) + "\n"}; }
 HttpReply Error(int status, const std::string& message) { return JsonReply(status, Json{{"error", message}}); }
 
-// A refusal of the service, as the CLI would show it; the status says what
-// kind of refusal it is, for scripts.
-int StatusOf(const std::string& error) {
-  if (error.rfind("refused", 0) == 0 || error.find("frozen") != std::string::npos ||
-      error.find("already") != std::string::npos)
-    return 409;
-  if (error.find("not a member") != std::string::npos || error.find("no revision") != std::string::npos ||
-      error.find("unknown revision") != std::string::npos)
-    return 404;
+// The HTTP status of a refusal, from the kind the service gave it.
+int StatusOf(const std::string& code) {
+  if (code == CodeName(Status::Code::kNotFound)) return 404;
+  if (code == CodeName(Status::Code::kConflict)) return 409;
+  if (code == CodeName(Status::Code::kUnavailable)) return 503;
+  if (code == CodeName(Status::Code::kInternal) || code == CodeName(Status::Code::kIoError) ||
+      code == CodeName(Status::Code::kCorruption))
+    return 500;
   return 400;
 }
 
@@ -47,25 +46,53 @@ uint64_t Mix(uint64_t h, uint64_t v) { return Mix(h, std::to_string(v)); }
 constexpr uint64_t kFnvBasis = 1469598103934665603ull;
 constexpr const char* kTopics[] = {"members", "nodes", "state", "lease"};
 
-std::string Field(const Json& body, const char* key) {
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_number_integer()) return std::to_string(it->get<int64_t>());
-  return "\x01";  // neither: refused by the caller
-}
+// The fields of an action's body, each read as the type it must have; the
+// first that is not is named in `error`. A missing or null field is empty.
+struct Body {
+  const Json& j;
+  std::string error;
 
-Result<std::vector<std::string>> Names(const Json& body, const char* key) {
-  std::vector<std::string> out;
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return out;
-  if (!it->is_array() || it->size() > 100000) return Status::InvalidArgument(std::string(key) + ": expected a list of node names");
-  for (const auto& n : *it) {
-    if (!n.is_string() || !text::IsCleanName(n.get_ref<const std::string&>()))
-      return Status::InvalidArgument(std::string(key) + ": " + n.dump().substr(0, 80) + " is not a node name");
-    out.push_back(n.get<std::string>());
+  const Json* Find(const char* key) {
+    auto it = j.find(key);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
   }
-  return out;
+  std::string Text(const char* key) {
+    const Json* v = Find(key);
+    if (!v) return "";
+    if (v->is_string()) return v->get<std::string>();
+    if (v->is_number_integer()) return std::to_string(v->get<int64_t>());  // batch: 2
+    Fail(std::string(key) + ": expected text");
+    return "";
+  }
+  bool Flag(const char* key) {
+    const Json* v = Find(key);
+    if (v && !v->is_boolean()) Fail(std::string(key) + ": expected true or false");
+    return v && v->is_boolean() && v->get<bool>();
+  }
+  std::vector<std::string> Names(const char* key) {
+    std::vector<std::string> out;
+    const Json* v = Find(key);
+    if (!v) return out;
+    if (!v->is_array() || v->size() > 100000) {
+      Fail(std::string(key) + ": expected a list of node names");
+      return out;
+    }
+    for (const auto& n : *v) {
+      if (!n.is_string() || !text::IsCleanName(n.get_ref<const std::string&>())) {
+        Fail(std::string(key) + ": " + text::Printable(n.dump().substr(0, 80), true) + " is not a node name");
+        return {};
+      }
+      out.push_back(n.get<std::string>());
+    }
+    return out;
+  }
+  void Fail(const std::string& why) {
+    if (error.empty()) error = why;
+  }
+};
+
+void SetNames(capnp::List<capnp::Text>::Builder list, const std::vector<std::string>& names) {
+  for (unsigned i = 0; i < names.size(); ++i) list.set(i, names[i]);
 }
 
 }  // namespace
@@ -189,78 +216,64 @@ void Console::Write(const HttpRequest& request, std::function<void(HttpReply)> d
                                ", not of this node"));
   if (request.content_type.rfind("application/json", 0) != 0)
     return done(Error(415, "a console action's body is JSON (Content-Type: application/json)"));
-  Json body = request.body.empty() ? Json::object() : Json::parse(request.body, nullptr, false);
-  if (!body.is_object()) return done(Error(400, "the body is not a JSON object"));
-
+  const Json json = request.body.empty() ? Json::object() : Json::parse(request.body, nullptr, false);
+  if (!json.is_object()) return done(Error(400, "the body is not a JSON object"));
+  Body body{json, ""};
+  // What each action asks of the local API; the refusals of the request
+  // itself (a bad lifecycle, an unknown revision) are the service's.
+  std::function<void(api::Request::Builder)> fill;
   if (path == "/v1/rollout/start") {
-    const std::string revision = Field(body, "revision"), batch = Field(body, "batch");
-    auto nodes = Names(body, "nodes");
-    if (!nodes.ok()) return done(Error(400, nodes.status().message()));
-    if (revision == "\x01" || batch == "\x01") return done(Error(400, "revision and batch are text"));
-    const bool yes = body.value("yes", false), dry_run = body.value("dry_run", false);
-    return Call(
-        [&](api::Request::Builder r) {
-          r.setRolloutStart(revision);
-          r.setYes(yes);
-          r.setDryRun(dry_run);
-          auto only = r.initOnly(static_cast<unsigned>(nodes->size()));
-          for (unsigned i = 0; i < nodes->size(); ++i) only.set(i, (*nodes)[i]);
-          r.setBatch(batch);
-        },
-        std::move(done));
-  }
-  if (path == "/v1/rollout/control") {
-    const std::string action = Field(body, "action");
+    fill = [revision = body.Text("revision"), batch = body.Text("batch"), nodes = body.Names("nodes"),
+            yes = body.Flag("yes"), dry_run = body.Flag("dry_run")](api::Request::Builder r) {
+      r.setRolloutStart(revision);
+      r.setYes(yes);
+      r.setDryRun(dry_run);
+      SetNames(r.initOnly(static_cast<unsigned>(nodes.size())), nodes);
+      r.setBatch(batch);
+    };
+  } else if (path == "/v1/rollout/control") {
+    const std::string action = body.Text("action");
     if (action != "pause" && action != "resume" && action != "abort")
-      return done(Error(400, "action: expected pause, resume or abort"));
-    return Call([&](api::Request::Builder r) { r.setRolloutControl(action); }, std::move(done));
+      body.Fail("action: expected pause, resume or abort");
+    fill = [action](api::Request::Builder r) { r.setRolloutControl(action); };
+  } else if (path == "/v1/rollback") {
+    fill = [to = body.Text("to")](api::Request::Builder r) { r.initRollback().setTo(to); };
+  } else if (path == "/v1/lifecycle") {
+    std::vector<std::string> nodes = body.Names("nodes");
+    if (nodes.empty()) body.Fail("nodes: name at least one node");
+    fill = [nodes, to = body.Text("to")](api::Request::Builder r) {
+      auto l = r.initLifecycle();
+      SetNames(l.initNodes(static_cast<unsigned>(nodes.size())), nodes);
+      l.setTo(to);
+    };
+  } else if (path == "/v1/freeze") {
+    const std::string reason = body.Text("reason");
+    if (reason.empty()) body.Fail("a freeze needs a reason");
+    fill = [reason](api::Request::Builder r) { r.setFreeze(reason); };
+  } else {
+    fill = [](api::Request::Builder r) { r.setUnfreeze(); };
   }
-  if (path == "/v1/rollback") {
-    const std::string to = Field(body, "to");
-    if (to == "\x01") return done(Error(400, "to: expected a revision"));
-    return Call([&](api::Request::Builder r) { r.initRollback().setTo(to); }, std::move(done));
-  }
-  if (path == "/v1/lifecycle") {
-    auto nodes = Names(body, "nodes");
-    if (!nodes.ok()) return done(Error(400, nodes.status().message()));
-    if (nodes->empty()) return done(Error(400, "nodes: name at least one node"));
-    const std::string to = Field(body, "to");
-    return Call(
-        [&](api::Request::Builder r) {
-          auto l = r.initLifecycle();
-          auto list = l.initNodes(static_cast<unsigned>(nodes->size()));
-          for (unsigned i = 0; i < nodes->size(); ++i) list.set(i, (*nodes)[i]);
-          l.setTo(to);
-        },
-        std::move(done));
-  }
-  if (path == "/v1/freeze") {
-    const std::string reason = Field(body, "reason");
-    if (reason.empty() || reason == "\x01") return done(Error(400, "a freeze needs a reason"));
-    return Call([&](api::Request::Builder r) { r.setFreeze(reason); }, std::move(done));
-  }
-  return Call([](api::Request::Builder r) { r.setUnfreeze(); }, std::move(done));
+  if (!body.error.empty()) return done(Error(400, body.error));
+  Call(fill, std::move(done));
 }
 
-void Console::Call(const std::function<void(api::Request::Builder)>& fill, std::function<void(HttpReply)> done,
-                   int ok_status) {
+void Console::Call(const std::function<void(api::Request::Builder)>& fill, std::function<void(HttpReply)> done) {
   capnp::MallocMessageBuilder builder;
   api::Request::Builder r = builder.initRoot<api::Request>();
   r.setVersion(api::API_VERSION);
   fill(r);
   const Bytes request = capnp_bytes::Flat(builder);
-  service_.Handle(request, [done = std::move(done), ok_status](Bytes reply) {
+  service_.Handle(request, [done = std::move(done)](Bytes reply) {
     Result<HttpReply> out = capnp_bytes::DecodeGuarded<HttpReply>(
-        reply, 64 << 20, "reply", [ok_status](capnp::FlatArrayMessageReader& reader) -> Result<HttpReply> {
+        reply, 64 << 20, "reply", [](capnp::FlatArrayMessageReader& reader) -> Result<HttpReply> {
           api::Reply::Reader rep = reader.getRoot<api::Reply>();
           if (rep.hasError() && rep.getError().size() > 0) {
-            const std::string error = capnp_bytes::Str(rep.getError());
-            return Error(StatusOf(error), error);
+            return Error(StatusOf(capnp_bytes::Str(rep.getErrorCode())), capnp_bytes::Str(rep.getError()));
           }
-          if (rep.which() != api::Reply::TEXT) return JsonReply(ok_status, Json{{"ok", true}});
+          if (rep.which() != api::Reply::TEXT) return JsonReply(200, Json{{"ok", true}});
           Json j = Json::parse(capnp_bytes::Str(rep.getText()), nullptr, false);
           if (j.is_discarded()) return Error(500, "the daemon's reply is not JSON");
-          return JsonReply(ok_status, j);
+          return JsonReply(200, j);
         });
     done(out.ok() ? *out : Error(500, out.status().message()));
   });

@@ -73,14 +73,12 @@ class Console {
 
   // Answers exactly once through `done`, possibly later.
   void Serve(const HttpRequest& request, std::function<void(HttpReply)> done);
-  size_t streams() const { return streams_.size(); }
 
  private:
   void Read(const HttpRequest& request, std::function<void(HttpReply)> done);
   void Write(const HttpRequest& request, std::function<void(HttpReply)> done);
   // Hands a local-API request to the service and turns its reply into JSON.
-  void Call(const std::function<void(api::Request::Builder)>& fill, std::function<void(HttpReply)> done,
-            int ok_status = 200);
+  void Call(const std::function<void(api::Request::Builder)>& fill, std::function<void(HttpReply)> done);
   void Subscribe(std::shared_ptr<HttpStream> stream);
   void Tick();
   // What each topic looks like now, cheaply: a change in one is an event.

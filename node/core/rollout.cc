@@ -153,8 +153,9 @@ bool ValidBatchSize(const Json& b) {
   return std::all_of(b.begin(), b.end(), step_ok);
 }
 
+const char* const kBatchSizeRule = "a count >= 1, a percentage from 1% to 100%, or a comma-separated ramp of those";
+
 Result<Json> ParseBatchSize(const std::string& text) {
-  constexpr const char* kRule = "a count >= 1, a percentage from 1% to 100%, or a comma-separated ramp of those";
   Json steps = Json::array();
   size_t start = 0;
   for (;;) {
@@ -163,7 +164,7 @@ Result<Json> ParseBatchSize(const std::string& text) {
     Json step = part;
     if (!part.empty() && part.size() <= 7 && part.find_first_not_of("0123456789") == std::string::npos)
       step = std::stoll(part);
-    if (!ValidBatchSize(step)) return Status::InvalidArgument("batch '" + text + "': expected " + kRule);
+    if (!ValidBatchSize(step)) return Status::InvalidArgument("batch '" + text + "': expected " + kBatchSizeRule);
     steps.push_back(step);
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -729,12 +730,8 @@ void RolloutPlanner::NextBatch(Pass& pass) {
 bool RolloutPlanner::ChooseBatch(Pass& pass, std::vector<const NodeView*>& candidates, size_t eligible,
                                  size_t out_now) {
   RolloutRecord& r = pass.r;
-  RolloutPolicy chosen_policy;
-  if (!r.batch_size.is_null()) {
-    chosen_policy = pass.in.policy;
-    chosen_policy.batch = r.batch_size;
-  }
-  const RolloutPolicy& policy = r.batch_size.is_null() ? pass.in.policy : chosen_policy;
+  RolloutPolicy policy = pass.in.policy;
+  if (!r.batch_size.is_null()) policy.batch = r.batch_size;  // chosen for this rollout
   auto rank = [&](const NodeView* v) {
     // Reverting: the failed nodes first. Within a role, nodes already
     // known to be out of service first: moving them costs no room.

@@ -82,6 +82,11 @@ struct Assignment {
   bool operator==(const Assignment&) const = default;
 };
 
+// Whether a rollout for `only` (empty: every node) may move `name`.
+inline bool MovesNode(const std::vector<std::string>& only, const std::string& name) {
+  return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
+}
+
 struct RolloutRecord {
   uint64_t id = 0;
   std::string revision;  // the target
@@ -116,9 +121,7 @@ struct RolloutRecord {
   // a count, "N%" or a ramp list); null: the policy's.
   store::Json batch_size;
 
-  bool Moves(const std::string& name) const {
-    return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
-  }
+  bool Moves(const std::string& name) const { return MovesNode(only, name); }
   bool settled() const {
     return state == "succeeded" || state == "incomplete" || state == "failed" || state == "reverted";
   }
@@ -133,6 +136,7 @@ struct RolloutRecord {
 // A batch size as the policy's `batch` takes it: a count, "N%" or a ramp
 // list of those. ParseBatchSize reads the CLI's text ("2", "25%", "1,50%").
 bool ValidBatchSize(const store::Json& b);
+extern const char* const kBatchSizeRule;  // what a valid one is, for messages
 Result<store::Json> ParseBatchSize(const std::string& text);
 
 struct RolloutRequest {

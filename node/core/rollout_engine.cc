@@ -273,11 +273,8 @@ Json PlanBatches(const store::DesiredLog& log, const std::string& target, const 
   auto same_content = [&same](const NodeView& v, const std::string& revision) { return same(v, revision); };
   Time now{};
   std::vector<NodeView> nodes = views;
-  auto moves = [&start](const std::string& name) {
-    return start.only.empty() || std::find(start.only.begin(), start.only.end(), name) != start.only.end();
-  };
   for (NodeView& v : nodes) {
-    if (!v.commissioned || v.left || !moves(v.name)) continue;
+    if (!v.commissioned || v.left || !MovesNode(start.only, v.name)) continue;
     if (!v.applied.empty() && same(v, target)) unchanged.push_back(v.name);
     else if (!v.reachable) down.push_back(v.name);
     if (!v.reachable) continue;
@@ -326,8 +323,7 @@ Result<Json> RequestRollout(store::Replicator& replicator, const RolloutStart& s
   }
   if (target.empty()) return Status::InvalidArgument("there is no desired state to roll out yet: apply one first");
   if (!start.batch.is_null() && !ValidBatchSize(start.batch))
-    return Status::InvalidArgument("batch " + start.batch.dump() +
-                                   ": expected a count >= 1, a percentage from 1% to 100%, or a ramp list of those");
+    return Status::InvalidArgument("batch " + start.batch.dump() + ": expected " + kBatchSizeRule);
   for (const std::string& name : start.only) {
     auto v = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.name == name; });
     if (v == views.end()) return Status::NotFound("node '" + name + "' is not a member of this cluster");

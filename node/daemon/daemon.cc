@@ -248,7 +248,7 @@ Status Daemon::BindSockets() {
   // A restart into a new binary binds the same addresses, also where they
   // were chosen at random (port 0): peers know this member there.
   KeepOption("--bind", FormatHostPort(opts_.bind.host, transport_->port()));
-  api_ = std::make_unique<ApiServer>(io_, &ApiService::ErrorReply);
+  api_ = std::make_unique<ApiServer>(io_, [](const std::string& message) { return ApiService::ErrorReply(message); });
   if (Status s = api_->Listen(opts_.socket, opts_.socket_gid); !s.ok()) return s;
   if (opts_.http) {
     http_ = std::make_unique<HttpServer>(

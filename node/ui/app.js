@@ -15,7 +15,6 @@ const S = {
   filter: { text: "", chips: {} },
   refreshing: false,
   again: false,
-  renders: 0,
 };
 
 const RESOURCES = {
@@ -190,7 +189,6 @@ function route() {
 
 function mount() {
   const m = $("#main");
-  S.renders = 0;
   if (S.page === "overview") {
     m.innerHTML = `<h2>Cluster overview</h2>
       <div id="cards" class="cards"></div>
@@ -294,7 +292,6 @@ function updateOverview() {
   $("#approve-all").disabled = !write;
   const frozen = S.data.state && S.data.state.document && typeof S.data.state.document.freeze === "object";
   $("#freeze-btn").disabled = !write || frozen;
-  S.renders++;
   // For the benchmark (tests/ui/overview_bench.py): what the last render showed and took.
   S.lastRender = { rows: shown.length, of: rows.length, ms: performance.now() - t0, at: performance.now() };
 }

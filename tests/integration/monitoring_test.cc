@@ -562,8 +562,7 @@ TEST(Console, PagesEventStreamAndActionsThatNeedTheToken) {
       return seen.size() < (1 << 20);
     });
   });
-  for (int i = 0; i < 100 && !hello; ++i) std::this_thread::sleep_for(100ms);
-  EXPECT_TRUE(hello.load());
+  EXPECT_TRUE(WaitFor([&] { return hello.load(); }, 10s, 50ms)) << "no hello on the event stream";
   CommandResult frozen = c.Cli(1, {"freeze", "--reason", "console test"});
   ASSERT_EQ(frozen.exit_code, 0) << frozen.err;
   reader.join();

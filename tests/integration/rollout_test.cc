@@ -441,7 +441,14 @@ TEST_F(Rollout, StartOfAnOlderRevisionShowsItsChangesAndNeedsYes) {
   EXPECT_NE(old.err.find("--yes"), std::string::npos) << old.err;
 
   EXPECT_EQ((*plan)["batches"].size(), static_cast<size_t>(kNodes)) << plan->dump();  // batch: 1
-  auto back = CliJson(c, 1, {"rollout", "start", "--dry-run", "--revision", v1});
+  // Asked on node1, which learns by gossip what every node reports applied.
+  std::optional<json> back;
+  WaitFor(
+      [&] {
+        back = CliJson(c, 1, {"rollout", "start", "--dry-run", "--revision", v1});
+        return back && (*back)["batches"].empty();
+      },
+      10s);
   ASSERT_TRUE(back);
   EXPECT_TRUE((*back)["batches"].empty()) << "every node runs it already: " << back->dump();
   EXPECT_EQ((*back)["unchanged"].size(), static_cast<size_t>(kNodes)) << back->dump();
