@@ -57,7 +57,27 @@ struct Request {
     graph @23 :Void;                # services, the nodes they run on, dependency edges (JSON text)
     artifact @24 :ArtifactCommand;  # the reply is JSON text
     ui @31 :Void;                   # the console's address and token (JSON text)
+    event @32 :UserEventRequest;    # the reply is JSON text: name, ltime, bytes
+    query @33 :QueryRequest;        # the reply is a stream of `text` frames, JSON objects: one per ack
+                                    # or response as it arrives ("type": "ack" | "response"), then the
+                                    # summary ("type": "done")
   }
+}
+
+struct UserEventRequest {
+  name @0 :Text;
+  payload @1 :Data;
+  coalesce @2 :Bool;
+}
+
+struct QueryRequest {
+  name @0 :Text;
+  payload @1 :Data;
+  nodes @2 :List(Text);             # only these members answer (empty: any)
+  tags @3 :List(Tag);               # value: a regex the tag's whole value must match
+  timeoutMs @4 :UInt32;             # 0: the default for the cluster's size
+  noAck @5 :Bool;
+  relayFactor @6 :UInt8;
 }
 
 # A desired-state document (YAML or JSON text). Its sections replace the

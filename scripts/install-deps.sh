@@ -14,7 +14,7 @@ BUILD_PKGS=(
   libmsgpack-cxx-dev  # the Serf benchmark speaks Serf's msgpack RPC
   python3  # scripts/demo reads the CLI's JSON with it
 )
-TEST_PKGS=(procps prometheus graphviz iproute2 nftables chromium chromium-driver python3-selenium)  # graphviz: `starling graph --format svg`; iproute2, nftables: tests/fault; chromium, chromium-driver, python3-selenium: tests/ui
+TEST_PKGS=(procps prometheus graphviz iproute2 nftables chromium chromium-driver python3-selenium haproxy)  # haproxy: tests/integration/events_test (the example handler's backend file); graphviz: `starling graph --format svg`; iproute2, nftables: tests/fault; chromium, chromium-driver, python3-selenium: tests/ui
 BENCH_PKGS=(serf gnuplot-nox)  # docs/BENCHMARKS.md
 FUZZ_PKGS=(clang libclang-rt-14-dev)  # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes
 

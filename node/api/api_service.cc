@@ -99,13 +99,20 @@ struct KeysReq {
 };
 struct GraphReq {};
 struct UiReq {};
+struct EventReq {
+  std::string name, payload;
+  bool coalesce = false;
+};
+struct QueryReq {
+  QueryParams params;
+};
 struct ArtifactReq {
   ArtifactCommand command;
 };
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
                              HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
                              RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq, GraphReq, ArtifactReq,
-                             UiReq>;
+                             UiReq, EventReq, QueryReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -221,6 +228,25 @@ Result<Request> Decode(ByteView bytes) {
         return Request(GraphReq{});
       case api::Request::UI:
         return Request(UiReq{});
+      case api::Request::EVENT: {
+        auto e = req.getEvent();
+        auto p = e.getPayload();
+        return Request(EventReq{Name(e.getName()), std::string(reinterpret_cast<const char*>(p.begin()), p.size()),
+                                e.getCoalesce()});
+      }
+      case api::Request::QUERY: {
+        auto q = req.getQuery();
+        QueryReq r;
+        r.params.name = Name(q.getName());
+        auto p = q.getPayload();
+        r.params.payload.assign(reinterpret_cast<const char*>(p.begin()), p.size());
+        for (capnp::Text::Reader n : q.getNodes()) r.params.nodes.push_back(Name(n));
+        for (auto t : q.getTags()) r.params.tags.push_back({Name(t.getKey()), Text(t.getValue())});
+        r.params.timeout = std::chrono::milliseconds(q.getTimeoutMs());
+        r.params.no_ack = q.getNoAck();
+        r.params.relay_factor = q.getRelayFactor();
+        return Request(std::move(r));
+      }
       case api::Request::ARTIFACT: {
         auto a = req.getArtifact();
         return Request(ArtifactReq{{Text(a.getOp()), Text(a.getPath()), Text(a.getName()), Text(a.getVersion()), nullptr}});
@@ -444,6 +470,40 @@ void ApiService::HandleMembership(Request& request, Respond respond, Push push) 
     return;
   }
 
+  if (auto* e = std::get_if<EventReq>(&request)) {
+    if (!events_) return respond(ErrorReply("this daemon sends no user events"));
+    Result<uint64_t> ltime = events_->Send(e->name, e->payload, e->coalesce);
+    if (!ltime.ok()) return respond(ErrorReply(ltime.status(), "event: "));
+    return respond(TextReply(store::CanonicalJson(
+        {{"name", e->name}, {"ltime", *ltime}, {"bytes", e->payload.size()}, {"coalesce", e->coalesce}})));
+  }
+  if (auto* q = std::get_if<QueryReq>(&request)) {
+    if (!queries_ || !push) return respond(ErrorReply("this daemon asks no queries"));
+    auto payload = [](const std::string& p) { return text::IsCleanText(p) ? p : text::Printable(p); };
+    Result<uint32_t> id = queries_->Ask(
+        q->params,
+        [push, payload](const QueryArrival& a) {
+          store::Json frame = {{"type", a.ack ? "ack" : "response"},
+                               {"from", a.from},
+                               {"after_ms", std::chrono::duration_cast<std::chrono::milliseconds>(a.after).count()}};
+          if (!a.ack) frame["payload"] = payload(a.payload);
+          push(TextReply(store::CanonicalJson(frame)));
+        },
+        [push](const QuerySummary& s) {
+          push(TextReply(store::CanonicalJson(
+              {{"type", "done"},
+               {"id", s.id},
+               {"ltime", s.ltime},
+               {"timeout_ms", std::chrono::duration_cast<std::chrono::milliseconds>(s.timeout).count()},
+               {"acked", s.acked},
+               {"answered", s.answered},
+               {"matched", s.matched},
+               {"silent", s.silent}})));
+        });
+    if (!id.ok()) return respond(ErrorReply(id.status(), "query: "));
+    return;
+  }
+
   if (std::holds_alternative<MembersReq>(request)) return respond(MembersReply());
   if (std::holds_alternative<InfoReq>(request)) return respond(InfoReply());
 
@@ -621,7 +681,8 @@ void ApiService::Handle(ByteView bytes, Respond respond, Push push, OpenFile fil
   const bool membership = std::holds_alternative<MonitorReq>(request) || std::holds_alternative<MembersReq>(request) ||
                           std::holds_alternative<InfoReq>(request) || std::holds_alternative<JoinReq>(request) ||
                           std::holds_alternative<LeaveReq>(request) || std::holds_alternative<ForceLeaveReq>(request) ||
-                          std::holds_alternative<TagsReq>(request);
+                          std::holds_alternative<TagsReq>(request) || std::holds_alternative<EventReq>(request) ||
+                          std::holds_alternative<QueryReq>(request);
   if (membership) return HandleMembership(request, std::move(respond), std::move(push));
   HandleState(request, std::move(respond));
 }

@@ -13,6 +13,7 @@
 #include "starling/membership/memberlist.h"
 #include "starling/status.h"
 #include "artifact_store.h"
+#include "events.h"
 #include "http_reply.h"
 #include "lease.h"
 #include "soft_state.h"
@@ -81,6 +82,11 @@ class ApiService {
   // apply's document is parsed there, so a costly one cannot stall gossip.
   using OffloadFn = std::function<void(std::function<void()> work, std::function<void()> done)>;
   void SetOffload(OffloadFn offload) { offload_ = std::move(offload); }
+  // User events and queries (`starling event`, `starling query`); unset, they are refused.
+  void SetEvents(UserEvents* events, Queries* queries) {
+    events_ = events;
+    queries_ = queries;
+  }
   // Adds families to /metrics (for parts of the daemon this does not hold).
   void AddMetrics(std::function<void(MetricsText&)> fn) { extra_metrics_.push_back(std::move(fn)); }
 
@@ -120,6 +126,8 @@ class ApiService {
   LeaveFn leave_;
   std::string phase_ = "starting";
   MonitorFn monitor_;
+  UserEvents* events_ = nullptr;
+  Queries* queries_ = nullptr;
   KeysFn keys_;
   ArtifactsFn artifacts_;
   SaveTagsFn save_tags_;

@@ -1,5 +1,7 @@
 #include "node_core.h"
 
+#include <spdlog/spdlog.h>
+
 namespace starling::node {
 
 NodeTiming NodeTimingFor(const std::string& profile) {
@@ -50,6 +52,18 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
     artifacts_->OnReady([a = agent_.get()] { a->Refresh(); });
     agent_->SetArtifacts(artifacts_.get());
   }
+  handlers_ = std::make_unique<EventHandlers>(clock, seams_.members, std::move(seams_.event_handlers), opts_.events);
+  events_ = std::make_unique<UserEvents>(*channels_, [this](const UserEvent& e) {
+    // A log line, so that `monitor` shows it.
+    spdlog::info("user event {} at ltime {}{}: {} bytes", e.name, e.ltime, e.coalesce ? " (coalesce)" : "",
+                 e.payload.size());
+    handlers_->OnUser(e);
+  });
+  queries_ = std::make_unique<Queries>(
+      *channels_, clock, seams_.random, [this](const QueryEvent& q, std::function<void(std::string)> respond) {
+        spdlog::info("query {} from {} at ltime {}: {} bytes", q.name, q.origin, q.ltime, q.payload.size());
+        handlers_->OnQuery(q, std::move(respond));
+      });
   replicator_->OnChange([this] {
     if (voters_) voters_->Refresh();
     agent_->Refresh();
@@ -59,6 +73,8 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
 }
 
 NodeCore::~NodeCore() = default;
+
+void NodeCore::OnMemberEvent(const membership::Event& event) { handlers_->OnMember(event); }
 
 void NodeCore::Start() {
   replicator_->Start();

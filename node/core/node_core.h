@@ -13,10 +13,15 @@
 //                              ├─ MemberlistLeaseNet ─ Lease ─ BallotStore
 //                              ├─ SoftState
 //                              ├─ KeyCommands (when a keyring is given)
-//                              └─ Artifacts ─ ArtifactStore (when given)
+//                              ├─ Artifacts ─ ArtifactStore (when given)
+//                              ├─ UserEvents ─┐
+//                              └─ Queries ────┴─ EventHandlers ─ HookExec (one per handler)
 //   VoterKeeper  → Memberlist, Replicator, Lease       (when keep_voters)
 //   NodeAgent    → Replicator, SoftState, HookExec, AppliedStore, Artifacts
 //   RolloutEngine→ Memberlist, Replicator, SoftState, Lease
+//
+// Membership events reach the event handlers through OnMemberEvent (the
+// Memberlist's one event callback belongs to its owner).
 //
 // Every change to the log pokes the voter keeper, the agent, the rollout
 // engine and the artifact fetcher, in that order; a fetched artifact pokes
@@ -36,6 +41,8 @@
 #include "agent.h"
 #include "artifact_store.h"
 #include "artifacts.h"
+#include "event_handlers.h"
+#include "events.h"
 #include "hook.h"
 #include "keys.h"
 #include "lease.h"
@@ -77,6 +84,7 @@ struct NodeOptions {
   bool founder = true;  // see VoterConfig::founder
   AgentConfig agent;  // as given (the daemon takes health_every from NodeTimingFor)
   ArtifactConfig artifacts;
+  EventHandlerConfig events;
 };
 
 // What the host provides. Optional parts may be left empty: without an
@@ -98,6 +106,7 @@ struct NodeSeams {
   std::shared_ptr<membership::Keyring> keyring;
   KeyCommands::Persist persist_keyring;  // required with a keyring
   AgentBinary* agent_binary = nullptr;   // none: the agent section moves nothing
+  std::vector<EventHandlerSpec> event_handlers;  // their HookExecs must outlive the NodeCore
 };
 
 class NodeCore {
@@ -108,6 +117,8 @@ class NodeCore {
   NodeCore& operator=(const NodeCore&) = delete;
 
   void Start();
+  // What the Memberlist reported; its owner passes every event on.
+  void OnMemberEvent(const membership::Event& event);
 
   const std::string& name() const { return opts_.name; }
   membership::Memberlist& members() { return seams_.members; }
@@ -121,6 +132,9 @@ class NodeCore {
   VoterKeeper* voters() { return voters_.get(); }       // null unless keep_voters
   Artifacts* artifacts() { return artifacts_.get(); }   // null without an artifact store
   KeyCommands* keys() { return keys_.get(); }           // null without a keyring
+  UserEvents& events() { return *events_; }
+  Queries& queries() { return *queries_; }
+  EventHandlers& handlers() { return *handlers_; }
 
  private:
   // This node's `roles` membership tag.
@@ -140,6 +154,9 @@ class NodeCore {
   std::unique_ptr<NodeAgent> agent_;
   std::unique_ptr<RolloutEngine> engine_;
   std::unique_ptr<Artifacts> artifacts_;
+  std::unique_ptr<EventHandlers> handlers_;
+  std::unique_ptr<UserEvents> events_;
+  std::unique_ptr<Queries> queries_;
 };
 
 }  // namespace starling::node

@@ -23,6 +23,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -142,6 +143,7 @@ class Daemon {
   std::unique_ptr<StoreBallots> ballots_;
   std::unique_ptr<StoreApplied> applied_;
   std::unique_ptr<ThreadHookExec> hooks_;
+  std::vector<std::unique_ptr<ThreadHookExec>> handler_execs_;  // one per --event-handler
   std::unique_ptr<Worker> file_worker_;
   std::unique_ptr<Worker> parse_worker_;
   std::unique_ptr<AgentUpgrader> upgrader_;
@@ -370,6 +372,22 @@ Status Daemon::StartProtocols() {
   up.step_down = [this](uint32_t format) { return StepDataDirDown(*store_, opts_.data_dir, format); };
   upgrader_ = std::make_unique<AgentUpgrader>(std::move(up), Post());
   NodeSeams seams{*clock_, *random_, *members_, *log_, *ballots_, *applied_, *hooks_};
+  // Each handler runs as a hook from its own directory, checked now: a typo
+  // or an untrusted file stops the start with its name, not the first event.
+  for (const DaemonOptions::EventHandler& h : opts_.event_handlers) {
+    const std::filesystem::path path(h.path);
+    HookRunner check(path.parent_path().string());
+    check.FollowSymlinksOut(true);
+    if (Result<std::string> r = check.Resolve(path.filename().string()); !r.ok())
+      return Status::InvalidArgument("--event-handler " + h.path + ": " + r.status().message());
+    handler_execs_.push_back(std::make_unique<ThreadHookExec>(Post(), path.parent_path().string(), true));
+    seams.event_handlers.push_back({h.filters, h.path, path.filename().string(), handler_execs_.back().get()});
+  }
+  options.events.extra_env["STARLING_SOCKET"] = opts_.socket;
+  if (opts_.profile == "local") {
+    options.events.quiescent = std::chrono::milliseconds(200);
+    options.events.coalesce = std::chrono::seconds(1);
+  }
   seams.agent_binary = upgrader_.get();
   seams.artifact_store = artifact_store_.get();
   seams.offload = [this](std::function<void()> work, std::function<void()> done) {
@@ -406,6 +424,7 @@ void Daemon::ServeApi() {
   service_->SetMonitor([this](const std::string& level, std::function<bool(const std::string&)> deliver) {
     return Monitor(level, std::move(deliver));
   });
+  service_->SetEvents(&core_->events(), &core_->queries());
   service_->SetArtifacts([a = core_->artifacts()](const ArtifactCommand& c,
                                                   std::function<void(Result<store::Json>)> done) {
     if (c.op == "add") return a->Add(c.file, c.path, c.name, c.version, std::move(done));
@@ -541,6 +560,7 @@ void Daemon::AppendLeaseHold(uint64_t ballot, Duration remaining) const {
 
 void Daemon::OnEvent(const membership::Event& event) {
   const membership::MemberView& m = event.member;
+  if (core_) core_->OnMemberEvent(event);
   spdlog::info("{} {}: {} at {}, incarnation {}", membership::EventName(event.type), m.name,
                membership::StatusName(m.status), m.addr, m.incarnation);
   // Our own events do not change the persisted set (which excludes us).

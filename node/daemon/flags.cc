@@ -1,5 +1,9 @@
 #include "flags.h"
 
+#include <filesystem>
+
+#include "event_handlers.h"
+
 #include "daemon.h"
 
 #include <grp.h>
@@ -55,6 +59,7 @@ struct RawFlags {
   std::string retry_interval = "5s";
   std::vector<std::string> retry_join;
   std::vector<std::string> tags;
+  std::vector<std::string> event_handlers;
 };
 
 void DefineFlags(CLI::App& app, RawFlags& f) {
@@ -103,6 +108,14 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
                  "daemon's user or root and writable by no one else (default: <data-dir>/hooks)");
   app.add_flag("--hooks-follow-symlinks", o.hooks_follow_symlinks,
                "Let a hook be a symlink to an executable outside --hooks-dir (which must be trusted as a hook)");
+  app.add_option("--event-handler", f.event_handlers,
+                 "[FILTER=]PATH: run the executable PATH on membership events, user events (`starling event`) "
+                 "and queries (`starling query`), as Serf's agent does (repeatable; runs are one at a time, in "
+                 "order). FILTER: comma-separated member-join, member-leave, member-failed, member-update, "
+                 "member-reap, user, user:NAME, query, query:NAME; none: every event. It gets STARLING_EVENT, "
+                 "STARLING_SELF_NAME, STARLING_TAG_<KEY>, STARLING_USER_EVENT/_LTIME, STARLING_QUERY_NAME/_LTIME "
+                 "and STARLING_SOCKET; on stdin the members (name TAB address TAB tags) or the payload; a query's "
+                 "answer is its output. It and its directory must be trusted as a hook (see --hooks-dir)");
   app.add_option("--tag", tags,
                  "Tag key=value gossiped with this member (repeatable). Tags set later with `starling tags` are "
                  "kept in the data dir across restarts; a --tag wins for its key");
@@ -223,6 +236,14 @@ ParseOutcome Validate(RawFlags& f) {
     o.socket_gid = static_cast<unsigned>(g->gr_gid);
   }
   if (o.hooks_dir.empty()) o.hooks_dir = o.data_dir + "/hooks";
+  for (const std::string& h : f.event_handlers) {
+    auto parsed = ParseEventHandler(h);
+    if (!parsed.ok()) return fail(parsed.status().message());
+    std::error_code ec;
+    const std::string path = std::filesystem::absolute(parsed->second, ec).lexically_normal().string();
+    if (ec) return fail("--event-handler '" + h + "': " + ec.message());
+    o.event_handlers.push_back({std::move(parsed->first), path});
+  }
   if (http == "off") {
     o.http.reset();
   } else {

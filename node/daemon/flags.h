@@ -31,6 +31,12 @@ struct DaemonOptions {
   std::string socket_group;
   std::string hooks_dir;  // defaults to <data_dir>/hooks
   bool hooks_follow_symlinks = false;  // a hook may be a symlink out of hooks_dir
+  // --event-handler [FILTER=]PATH, in the order given (event_handlers.h).
+  struct EventHandler {
+    std::vector<std::string> filters;  // empty: every event
+    std::string path;                  // absolute
+  };
+  std::vector<EventHandler> event_handlers;
   std::optional<HostPort> http = HostPort{"127.0.0.1", 7947};  // nullopt: off
   bool ui_write = false;  // the console may act (with its token), not only show
   membership::Tags tags;

@@ -72,26 +72,12 @@ void AddMembers(CLI::App& app, Context& ctx) {
                                      "and tags");
   cmd->add_option("--status", o->status, "Only members with this status")
       ->check(CLI::IsMember({"alive", "suspect", "failed", "left"}));
-  // A bad expression is a usage error, named before anything is asked.
-  auto regex_check = [](bool after_eq) {
-    return CLI::Validator(
-        [after_eq](std::string& text) -> std::string {
-          const std::string re = after_eq && text.find('=') != std::string::npos ? text.substr(text.find('=') + 1) : text;
-          try {
-            std::regex check(re, std::regex::ECMAScript);
-          } catch (const std::regex_error& e) {
-            return "'" + re + "' is not a regular expression: " + e.what();
-          }
-          return "";
-        },
-        "REGEX");
-  };
   cmd->add_option("--name", o->name, "Only members whose whole name matches this regular expression (as Serf's)")
-      ->check(regex_check(false));
+      ->check(RegexCheck(false));
   cmd->add_option("--tag", o->tags,
                   "Only members with tag KEY whose whole value matches the regular expression after '=' "
                   "(key=value; repeatable, all must match)")
-      ->check(regex_check(true));
+      ->check(RegexCheck(true));
   cmd->add_flag("--detailed", o->detailed,
                 "Also show each member's release, the gossip protocol version it speaks and the range it "
                 "understands, and its incarnation (the JSON always has them)");

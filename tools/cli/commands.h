@@ -21,6 +21,9 @@ void AddMembershipCommands(CLI::App& app, Context& ctx);
 // cmd_members.cc: monitor.
 void AddMonitorCommand(CLI::App& app, Context& ctx);
 
+// cmd_events.cc: event, query, reachability.
+void AddEventCommands(CLI::App& app, Context& ctx);
+
 // cmd_state.cc: apply, get, history, diff, rollback.
 void AddStateCommands(CLI::App& app, Context& ctx);
 // cmd_state.cc: graph.

@@ -1,5 +1,7 @@
 #include "flags.h"
 
+#include <regex>
+
 #include "starling/status.h"
 
 namespace starling::cli {
@@ -32,6 +34,20 @@ std::vector<std::pair<std::string, std::string>> SplitTags(const std::vector<std
     out.push_back(*kv);
   }
   return out;
+}
+
+CLI::Validator RegexCheck(bool after_eq) {
+  return CLI::Validator(
+      [after_eq](std::string& text) -> std::string {
+        const std::string re = after_eq && text.find('=') != std::string::npos ? text.substr(text.find('=') + 1) : text;
+        try {
+          std::regex check(re, std::regex::ECMAScript);
+        } catch (const std::regex_error& e) {
+          return "'" + re + "' is not a regular expression: " + e.what();
+        }
+        return "";
+      },
+      "REGEX");
 }
 
 }  // namespace starling::cli

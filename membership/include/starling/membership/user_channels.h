@@ -12,7 +12,7 @@
 
 namespace starling::membership {
 
-enum class Channel : uint8_t { kLog = 1, kLease = 2, kNodeState = 3, kKeys = 4, kArtifacts = 5 };
+enum class Channel : uint8_t { kLog = 1, kLease = 2, kNodeState = 3, kKeys = 4, kArtifacts = 5, kEvents = 6, kQuery = 7 };
 
 class UserChannels {
  public:
@@ -40,9 +40,9 @@ class UserChannels {
  private:
   static Bytes Tagged(Channel ch, Bytes data);
   Memberlist& list_;
-  std::array<Memberlist::UserPacketFn, 6> packet_;
-  std::array<SyncStreamFn, 6> stream_;
-  std::array<Memberlist::UserStreamFn, 6> async_;
+  std::array<Memberlist::UserPacketFn, 8> packet_;
+  std::array<SyncStreamFn, 8> stream_;
+  std::array<Memberlist::UserStreamFn, 8> async_;
   uint64_t dropped_ = 0;
 };
 
