@@ -131,7 +131,17 @@ void WriteMessage(cw::Message::Builder out, const Message& m) {
                    b.setSourceName(p.source_name);
                    b.setSourceAddr(p.source_addr);
                  },
-                 [&](const Ack& a) { out.initAck().setSeqNo(a.seq); },
+                 [&](const Ack& a) {
+                   auto b = out.initAck();
+                   b.setSeqNo(a.seq);
+                   if (!a.coordinate) return;
+                   auto c = b.initCoordinate();
+                   auto vec = c.initVec(static_cast<unsigned>(a.coordinate->vec.size()));
+                   for (unsigned i = 0; i < vec.size(); ++i) vec.set(i, static_cast<float>(a.coordinate->vec[i]));
+                   c.setError(static_cast<float>(a.coordinate->error));
+                   c.setAdjustment(static_cast<float>(a.coordinate->adjustment));
+                   c.setHeight(static_cast<float>(a.coordinate->height));
+                 },
                  [&](const Nack& a) { out.initNack().setSeqNo(a.seq); },
                  [&](const Alive& a) {
                    auto b = out.initAlive();
@@ -197,8 +207,26 @@ Message ReadMessage(cw::Message::Reader in) {
       Require(CheckAddr(p.source_addr));
       return p;
     }
-    case cw::Message::ACK:
-      return Ack{in.getAck().getSeqNo()};
+    case cw::Message::ACK: {
+      auto r = in.getAck();
+      Ack a{r.getSeqNo()};
+      if (r.hasCoordinate()) {
+        auto c = r.getCoordinate();
+        Coordinate coord;
+        coord.error = c.getError();
+        coord.adjustment = c.getAdjustment();
+        coord.height = c.getHeight();
+        const bool sized = c.getVec().size() == coord.vec.size();
+        for (unsigned i = 0; sized && i < coord.vec.size(); ++i) coord.vec[i] = c.getVec()[i];
+        // A bad coordinate costs the coordinate, not the ack: the probe still counts.
+        if (sized && coord.Valid()) {
+          a.coordinate = coord;
+        } else {
+          a.bad_coordinate = true;
+        }
+      }
+      return a;
+    }
     case cw::Message::NACK:
       return Nack{in.getNack().getSeqNo()};
     case cw::Message::ALIVE: {
@@ -348,7 +376,7 @@ size_t EstimateSize(const Message& m) {
                    n += TextSize(p.target) + TextSize(p.target_addr) + TextSize(p.source_name) +
                         TextSize(p.source_addr);
                  },
-                 [&](const Ack&) {},
+                 [&](const Ack& a) { n += a.coordinate ? 16 + 8 + 8 * 4 + 8 : 0; },
                  [&](const Nack&) {},
                  [&](const Alive& a) {
                    n += TextSize(a.name) + TextSize(a.addr) + TextSize(a.release) + 8;

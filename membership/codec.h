@@ -8,11 +8,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "starling/membership/config.h"
+#include "starling/membership/coordinate.h"
 #include "starling/env.h"
 
 namespace starling::membership::wire {
@@ -29,6 +31,8 @@ struct IndirectPing {
 };
 struct Ack {
   uint32_t seq = 0;
+  std::optional<Coordinate> coordinate{};  // the answerer's, on a direct probe's ack
+  bool bad_coordinate = false;             // one came and was out of range (dropped)
 };
 struct Nack {
   uint32_t seq = 0;

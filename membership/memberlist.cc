@@ -358,6 +358,7 @@ size_t Memberlist::NumAlive() const { return impl_->NumAlive(); }
 MemberCounts Memberlist::Counts() const { return impl_->Counts(); }
 std::optional<MemberStatus> Memberlist::StatusOf(const std::string& name) const { return impl_->StatusOf(name); }
 std::optional<std::string> Memberlist::AddrOf(const std::string& name) const { return impl_->AddrOf(name); }
+std::optional<Coordinate> Memberlist::CoordinateOf(const std::string& name) const { return impl_->CoordinateOf(name); }
 int Memberlist::HealthScore() const { return impl_->health(); }
 const Counters& Memberlist::counters() const { return impl_->counters(); }
 const Config& Memberlist::config() const { return impl_->config(); }

@@ -132,10 +132,24 @@ class Memberlist::Impl {
   std::vector<MemberView> Members() const {
     std::vector<MemberView> out;
     out.reserve(members_.size());
-    for (const auto& [_, m] : members_) out.push_back(m->view);
+    for (const auto& [_, m] : members_) out.push_back(WithCoordinate(m->view));
     return out;
   }
-  MemberView Self() const { return self_->view; }
+  MemberView Self() const { return WithCoordinate(self_->view); }
+  MemberView WithCoordinate(MemberView v) const {
+    if (self_ && v.name == self_->view.name) {
+      v.coordinate = coords_.Self();
+    } else if (auto it = peer_coords_.find(v.name); it != peer_coords_.end()) {
+      v.coordinate = it->second;
+    }
+    return v;
+  }
+  std::optional<Coordinate> CoordinateOf(const std::string& name) const {
+    if (self_ && name == self_->view.name) return coords_.Self();
+    auto it = peer_coords_.find(name);
+    if (it == peer_coords_.end()) return std::nullopt;
+    return it->second;
+  }
   size_t NumAlive() const {
     size_t n = 0;
     for (const Member* m : nodes_)
@@ -365,7 +379,7 @@ class Memberlist::Impl {
   }
 
   struct AckHandler {
-    std::function<void()> on_ack;
+    std::function<void(const wire::Ack&)> on_ack;
     std::function<void()> on_nack;
   };
 
@@ -387,6 +401,13 @@ class Memberlist::Impl {
   size_t probe_pos_ = 0;
   uint32_t seq_ = 0;
   std::unordered_map<uint32_t, AckHandler> acks_;
+  // Vivaldi: ours, moved by each direct probe's round trip, and the last
+  // coordinate each member sent in an ack.
+  // Its own random source, seeded from the name: the protocol's stream of
+  // choices stays what it was before coordinates (the simulator's seeds).
+  SeededRandom coord_rng_{std::hash<std::string>{}(cfg_.name)};
+  CoordinateClient coords_{coord_rng_};
+  std::map<std::string, Coordinate> peer_coords_;
   int health_ = 0;
 
   bool started_ = false, shutdown_ = false, leaving_ = false, left_ = false;

@@ -45,10 +45,15 @@ void Memberlist::Impl::Probe(Member& target, Duration period) {
   Send(target.view.addr, std::move(msgs));
 
   acks_[probe->seq] = AckHandler{
-      [this, probe] {
+      [this, probe](const wire::Ack& ack) {
         probe->acked = true;
         ApplyHealthDelta(-1);
         auto rtt = clock_.Now() - probe->start;
+        // Only a direct ack carries the target's coordinate: a relayed one
+        // has a round trip through the relay and none.
+        if (ack.coordinate && coords_.Update(probe->target, *ack.coordinate, rtt))
+          peer_coords_[probe->target] = *ack.coordinate;
+        if (ack.bad_coordinate) ++counters_["bad_coordinates"];
         counters_["probe_rtt_us_sum"] += static_cast<uint64_t>(rtt.count());
         ++counters_["probe_rtt_count"];
         // Per bucket (not cumulative): the smallest bound the round trip fits.
@@ -102,7 +107,7 @@ void Memberlist::Impl::On(const std::string& from, const wire::Ping& p) {
     ++counters_["misdirected_pings"];
     return;
   }
-  Send(ReplyAddress(from, p.source_addr), {wire::Ack{p.seq}});
+  Send(ReplyAddress(from, p.source_addr), {wire::Ack{p.seq, coords_.Self()}});
 }
 
 // A probe is answered at the member address its sender names inside it (sealed
@@ -120,7 +125,7 @@ void Memberlist::Impl::On(const std::string& source, const wire::IndirectPing& i
   const std::string from = ReplyAddress(source, ip.source_addr);
   uint32_t seq = ++seq_;
   auto nack_timer = std::make_shared<Clock::TimerId>(0);
-  acks_[seq] = AckHandler{[this, from, orig = ip.seq, nack_timer] {
+  acks_[seq] = AckHandler{[this, from, orig = ip.seq, nack_timer](const wire::Ack&) {
                             CancelTimer(*nack_timer);
                             Send(from, {wire::Ack{orig}});
                           },
@@ -141,7 +146,7 @@ void Memberlist::Impl::On(const std::string&, const wire::Ack& a) {
   if (it == acks_.end()) return;  // late or unknown: harmless
   auto fn = std::move(it->second.on_ack);
   acks_.erase(it);
-  if (fn) fn();
+  if (fn) fn(a);
 }
 
 void Memberlist::Impl::On(const std::string&, const wire::Nack& n) {

@@ -145,7 +145,7 @@ void Memberlist::Impl::LastChance(const std::string& name, uint64_t inc) {
   if (m == nullptr) return;
   const uint32_t seq = ++seq_;
   auto acked = std::make_shared<bool>(false);
-  acks_[seq] = AckHandler{[acked] { *acked = true; }, {}};
+  acks_[seq] = AckHandler{[acked](const wire::Ack&) { *acked = true; }, {}};
   Send(m->view.addr, {wire::Ping{seq, name, cfg_.name, cfg_.advertise_addr}, wire::Suspect{name, inc, cfg_.name}});
   After(Scale(cfg_.timing.probe_timeout), [this, seq, name, inc, acked] {
     acks_.erase(seq);

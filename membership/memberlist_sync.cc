@@ -309,6 +309,8 @@ void Memberlist::Impl::RemoveMember(const std::string& name) {
   nodes_[idx]->index = idx;
   nodes_.pop_back();
   members_.erase(it);
+  peer_coords_.erase(name);
+  coords_.Forget(name);
 }
 
 // News of a member joining or leaving arrives by rumour, and a rumour that

@@ -58,6 +58,7 @@ struct Request {
     artifact @24 :ArtifactCommand;  # the reply is JSON text
     ui @31 :Void;                   # the console's address and token (JSON text)
     event @32 :UserEventRequest;    # the reply is JSON text: name, ltime, bytes
+    rtt @34 :List(Text);            # one member (from this node) or two; the reply is JSON text
     query @33 :QueryRequest;        # the reply is a stream of `text` frames, JSON objects: one per ack
                                     # or response as it arrives ("type": "ack" | "response"), then the
                                     # summary ("type": "done")
@@ -144,6 +145,15 @@ struct Member {
   protocolMax @6 :UInt16;
   protocolCur @7 :UInt16;           # the version it speaks
   version @8 :Text;                 # the release it runs; empty when it did not say (protocol 1)
+  coordinate @9 :Coordinate;        # its network coordinate as this node holds it; unset until probed
+}
+
+# Vivaldi (membership/coordinate.h): seconds.
+struct Coordinate {
+  vec @0 :List(Float64);
+  error @1 :Float64;
+  adjustment @2 :Float64;
+  height @3 :Float64;
 }
 
 struct Counter {

@@ -10,6 +10,15 @@ std::map<std::string, std::string> TagMap(capnp::List<api::Tag>::Reader tags) {
   return out;
 }
 
+// null until this node has probed the member.
+static json Coordinate(api::Member::Reader m) {
+  if (!m.hasCoordinate()) return nullptr;
+  auto c = m.getCoordinate();
+  json vec = json::array();
+  for (double x : c.getVec()) vec.push_back(x);
+  return {{"vec", vec}, {"error", c.getError()}, {"adjustment", c.getAdjustment()}, {"height", c.getHeight()}};
+}
+
 json Member(api::Member::Reader m) {
   return json{{"name", m.getName().cStr()},
               {"addr", m.getAddr().cStr()},
@@ -17,7 +26,8 @@ json Member(api::Member::Reader m) {
               {"tags", TagMap(m.getTags())},
               {"incarnation", m.getIncarnation()},
               {"version", m.getVersion().cStr()},
-              {"protocol", {{"min", m.getProtocolMin()}, {"max", m.getProtocolMax()}, {"current", m.getProtocolCur()}}}};
+              {"protocol", {{"min", m.getProtocolMin()}, {"max", m.getProtocolMax()}, {"current", m.getProtocolCur()}}},
+              {"coordinate", Coordinate(m)}};
 }
 
 json Members(capnp::List<api::Member>::Reader members) {

@@ -72,6 +72,16 @@ struct IndirectPing {
 
 struct Ack {
   seqNo @0 :UInt32;
+  # The answering member's network coordinate (Vivaldi), on a direct probe's
+  # ack only; absent from older daemons and from relays.
+  coordinate @1 :Coordinate;
+}
+
+struct Coordinate {
+  vec @0 :List(Float32);    # 8 components, seconds
+  error @1 :Float32;
+  adjustment @2 :Float32;
+  height @3 :Float32;
 }
 
 # Lifeguard: the relay of an indirect probe heard nothing from the target.

@@ -106,13 +106,16 @@ struct EventReq {
 struct QueryReq {
   QueryParams params;
 };
+struct RttReq {
+  std::vector<std::string> names;
+};
 struct ArtifactReq {
   ArtifactCommand command;
 };
 using Request = std::variant<MembersReq, JoinReq, LeaveReq, ForceLeaveReq, TagsReq, InfoReq, ApplyRequest, GetReq,
                              HistoryReq, DiffReq, RollbackReq, LeaseReq, ForceVotersReq, NodesReq, FreezeReq, UnfreezeReq, LifecycleReq,
                              RolloutStartReq, RolloutStatusReq, RolloutControlReq, MonitorReq, KeysReq, GraphReq, ArtifactReq,
-                             UiReq, EventReq, QueryReq>;
+                             UiReq, EventReq, QueryReq, RttReq>;
 
 using capnp_bytes::Str;
 Bytes ToBytes(capnp::MessageBuilder& message) { return capnp_bytes::Flat(message); }
@@ -234,6 +237,11 @@ Result<Request> Decode(ByteView bytes) {
         return Request(EventReq{Name(e.getName()), std::string(reinterpret_cast<const char*>(p.begin()), p.size()),
                                 e.getCoalesce()});
       }
+      case api::Request::RTT: {
+        RttReq r;
+        for (capnp::Text::Reader n : req.getRtt()) r.names.push_back(Name(n));
+        return Request(std::move(r));
+      }
       case api::Request::QUERY: {
         auto q = req.getQuery();
         QueryReq r;
@@ -349,6 +357,14 @@ void ApiService::FillMembers(api::Reply::Builder reply) const {
     out.setProtocolMax(m.protocol_max);
     out.setProtocolCur(m.protocol_cur);
     out.setVersion(m.release);
+    if (m.coordinate) {
+      auto c = out.initCoordinate();
+      auto vec = c.initVec(static_cast<unsigned>(m.coordinate->vec.size()));
+      for (unsigned k = 0; k < vec.size(); ++k) vec.set(k, m.coordinate->vec[k]);
+      c.setError(m.coordinate->error);
+      c.setAdjustment(m.coordinate->adjustment);
+      c.setHeight(m.coordinate->height);
+    }
   }
 }
 
@@ -502,6 +518,24 @@ void ApiService::HandleMembership(Request& request, Respond respond, Push push) 
         });
     if (!id.ok()) return respond(ErrorReply(id.status(), "query: "));
     return;
+  }
+
+  if (auto* r = std::get_if<RttReq>(&request)) {
+    if (r->names.empty() || r->names.size() > 2) return respond(ErrorReply("rtt takes one or two member names"));
+    const std::string from = r->names.size() == 2 ? r->names[0] : members_.config().name;
+    const std::string to = r->names.back();
+    std::optional<membership::Coordinate> a, b;
+    for (const auto& [name, c] : {std::pair{from, &a}, std::pair{to, &b}}) {
+      if (!members_.StatusOf(name)) return respond(ErrorReply(Status::NotFound("rtt: no member named '" + name + "'")));
+      *c = members_.CoordinateOf(name);
+      if (!*c)
+        return respond(ErrorReply(Status::Unavailable(
+            "rtt: no coordinate for " + name + " yet: this node learns one when it probes that member (one "
+            "member per probe interval); try again shortly")));
+    }
+    const double ms = std::chrono::duration<double, std::milli>(a->DistanceTo(*b)).count();
+    return respond(TextReply(store::CanonicalJson(
+        {{"from", from}, {"to", to}, {"rtt_ms", ms}, {"profile", members_.config().timing.profile}})));
   }
 
   if (std::holds_alternative<MembersReq>(request)) return respond(MembersReply());
@@ -682,7 +716,7 @@ void ApiService::Handle(ByteView bytes, Respond respond, Push push, OpenFile fil
                           std::holds_alternative<InfoReq>(request) || std::holds_alternative<JoinReq>(request) ||
                           std::holds_alternative<LeaveReq>(request) || std::holds_alternative<ForceLeaveReq>(request) ||
                           std::holds_alternative<TagsReq>(request) || std::holds_alternative<EventReq>(request) ||
-                          std::holds_alternative<QueryReq>(request);
+                          std::holds_alternative<QueryReq>(request) || std::holds_alternative<RttReq>(request);
   if (membership) return HandleMembership(request, std::move(respond), std::move(push));
   HandleState(request, std::move(respond));
 }

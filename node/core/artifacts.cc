@@ -365,7 +365,8 @@ void Artifacts::Pump(const std::string& digest) {
       }
     }
     if (!best_score) break;
-    RequestChunk(d, best_chunk, best_peers[random_.Uniform(best_peers.size())]);
+    // The nearest holder first; its per-peer cap spreads the rest.
+    RequestChunk(d, best_chunk, Nearest(best_peers));
   }
 }
 
@@ -375,8 +376,15 @@ void Artifacts::Query(Download& d) {
   for (const auto& m : channels_.list().Members())
     if (m.name != self_ && m.name != d.m.added_by && m.status == membership::MemberStatus::kAlive)
       names.push_back(m.name);
-  // A random few each round: over rounds every member is asked.
+  // A few each round: the nearest half (network coordinates), the rest at
+  // random, so that over rounds every member is asked.
   for (size_t i = 0; i + 1 < names.size(); ++i) std::swap(names[i], names[i + random_.Uniform(names.size() - i)]);
+  const size_t nearest = std::min(names.size(), (cfg_.query_peers + 1) / 2);
+  std::partial_sort(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(nearest), names.end(),
+                    [this](const std::string& a, const std::string& b) {
+                      const auto ra = RttTo(a), rb = RttTo(b);
+                      return ra && (!rb || *ra < *rb);
+                    });
   if (names.size() > cfg_.query_peers) names.resize(cfg_.query_peers);
   if (d.m.added_by != self_) names.push_back(d.m.added_by);
   for (const auto& name : names) {
@@ -395,6 +403,20 @@ void Artifacts::Query(Download& d) {
                            Pump(digest);
                          });
   }
+}
+
+std::optional<Duration> Artifacts::RttTo(const std::string& name) const {
+  auto mine = channels_.list().CoordinateOf(self_);
+  auto theirs = channels_.list().CoordinateOf(name);
+  if (!mine || !theirs) return std::nullopt;
+  return mine->DistanceTo(*theirs);
+}
+
+std::string Artifacts::Nearest(const std::vector<std::string>& names) {
+  std::optional<std::pair<Duration, std::string>> best;
+  for (const std::string& n : names)
+    if (auto rtt = RttTo(n); rtt && (!best || *rtt < best->first)) best = std::pair{*rtt, n};
+  return best ? best->second : names[random_.Uniform(names.size())];
 }
 
 void Artifacts::RequestChunk(Download& d, size_t chunk, const std::string& peer) {

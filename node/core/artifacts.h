@@ -183,6 +183,12 @@ class Artifacts final : public ArtifactSource {
   std::set<std::string> Wanted() const;
   std::set<std::string> Referenced() const;
   std::optional<std::string> AddrOf(const std::string& name) const;
+  // The round trip to `name` the network coordinates estimate; none when
+  // either coordinate is unknown yet.
+  std::optional<Duration> RttTo(const std::string& name) const;
+  // Of `names`, the one nearest by RttTo; a random one among those with no
+  // estimate when none has one.
+  std::string Nearest(const std::vector<std::string>& names);
   std::string NameOf(const std::string& addr) const;
   void Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk, Reply respond);
 

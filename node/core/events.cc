@@ -247,8 +247,8 @@ Duration DefaultQueryTimeout(const membership::Memberlist& members) {
 
 // ---- user events -----------------------------------------------------------------------------
 
-UserEvents::UserEvents(membership::UserChannels& channels, Deliver deliver)
-    : channels_(channels), deliver_(std::move(deliver)) {
+UserEvents::UserEvents(membership::UserChannels& channels, Clock& clock, Deliver deliver)
+    : channels_(channels), time_(clock), deliver_(std::move(deliver)) {
   channels_.On(Channel::kEvents, [this](const std::string& from, ByteView data) { HandlePacket(from, data); });
 }
 
@@ -268,10 +268,15 @@ Result<uint64_t> UserEvents::Send(const std::string& name, const std::string& pa
 }
 
 bool UserEvents::Remember(const UserEvent& e) {
-  bool fresh = seen_[e.ltime].insert(e.name + std::string(1, '\0') + e.payload).second;
-  const uint64_t newest = seen_.rbegin()->first;
-  if (newest > kEventWindow) seen_.erase(seen_.begin(), seen_.lower_bound(newest - kEventWindow));
-  return fresh;
+  const Time now = time_.Now();
+  while (!arrivals_.empty() && (arrivals_.front().first + kEventMemory < now || arrivals_.size() >= kMaxRemembered)) {
+    seen_.erase(arrivals_.front().second);
+    arrivals_.pop_front();
+  }
+  std::string key = std::to_string(e.ltime) + std::string(1, '\0') + e.name + std::string(1, '\0') + e.payload;
+  if (!seen_.insert(key).second) return false;
+  arrivals_.emplace_back(now, std::move(key));
+  return true;
 }
 
 void UserEvents::HandlePacket(const std::string& from, ByteView data) {
@@ -282,11 +287,6 @@ void UserEvents::HandlePacket(const std::string& from, ByteView data) {
     return;
   }
   clock_.Witness(e->ltime);
-  const uint64_t newest = seen_.empty() ? 0 : seen_.rbegin()->first;
-  if (newest > kEventWindow && e->ltime < newest - kEventWindow) {
-    ++counts_.stale;
-    return;
-  }
   if (!Remember(*e)) {
     ++counts_.duplicates;
     return;
@@ -320,7 +320,9 @@ struct Queries::Seen {
 
 Queries::Queries(membership::UserChannels& channels, Clock& clock, Random& random, Deliver deliver)
     : channels_(channels), clock_(clock), random_(random), deliver_(std::move(deliver)),
-      next_id_(static_cast<uint32_t>(random.Next())) {
+      // From the wall clock, not the random source: ids differ across restarts
+      // without taking a draw from the stream the other protocols share.
+      next_id_(static_cast<uint32_t>(clock.WallMicros() / 1000)) {
   channels_.On(Channel::kQuery, [this](const std::string& from, ByteView data) { HandlePacket(from, data); });
 }
 

@@ -11,9 +11,11 @@
 //    under load; the user-channel queue is not bounded (each event is capped
 //    in size instead).
 //  * De-duplication: an event is the same when its Lamport time, name and
-//    payload are; the last kEventWindow Lamport times are remembered, and an
-//    event older than that is dropped as stale (counted), as Serf's event
-//    buffer does.
+//    payload are; each is remembered for kEventMemory after it first came
+//    (at most kMaxRemembered), long past the few seconds a broadcast lives.
+//    Unlike Serf's buffer of the last 512 Lamport times, nothing is dropped
+//    for being old: the clock is not kept across restarts, so a restarted
+//    member's first events carry small times until it witnesses others'.
 //  * Name plus payload are at most kMaxEventBytes (Serf's limit); more is
 //    refused with a message that says the size and the limit.
 //
@@ -39,6 +41,7 @@
 // Single-threaded on the protocol thread.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -61,7 +64,8 @@ inline constexpr size_t kMaxEventBytes = 512;     // a user event's name + paylo
 inline constexpr size_t kMaxQueryBytes = 1024;    // a query's name + payload
 inline constexpr size_t kMaxResponseBytes = 1024; // one response's payload
 inline constexpr int kMaxRelayFactor = 5;
-inline constexpr uint64_t kEventWindow = 512;     // Lamport times remembered for de-duplication
+inline constexpr Duration kEventMemory = std::chrono::minutes(5);
+inline constexpr size_t kMaxRemembered = 8192;
 // The query `starling reachability` sends: acked by every member that takes it, no handler runs.
 inline constexpr const char* kPingQuery = "_starling_ping";
 
@@ -167,8 +171,8 @@ Duration DefaultQueryTimeout(const membership::Memberlist& members);
 class UserEvents {
  public:
   using Deliver = std::function<void(const UserEvent&)>;
-  // `channels` must outlive this.
-  UserEvents(membership::UserChannels& channels, Deliver deliver);
+  // `channels` and `clock` must outlive this.
+  UserEvents(membership::UserChannels& channels, Clock& clock, Deliver deliver);
   ~UserEvents();
   UserEvents(const UserEvents&) = delete;
   UserEvents& operator=(const UserEvents&) = delete;
@@ -177,9 +181,9 @@ class UserEvents {
   // kInvalidArgument for an empty or unclean name or one too large.
   Result<uint64_t> Send(const std::string& name, const std::string& payload, bool coalesce);
   uint64_t ltime() const { return clock_.Time(); }
-  // received: taken (first copy); duplicates; stale: older than the window; rejected: undecodable.
+  // received: taken (first copy); duplicates; rejected: undecodable.
   struct Counts {
-    uint64_t sent = 0, received = 0, duplicates = 0, stale = 0, rejected = 0;
+    uint64_t sent = 0, received = 0, duplicates = 0, rejected = 0;
   };
   const Counts& counts() const { return counts_; }
 
@@ -189,9 +193,11 @@ class UserEvents {
   bool Remember(const UserEvent& e);
 
   membership::UserChannels& channels_;
+  Clock& time_;
   Deliver deliver_;
   LamportClock clock_;
-  std::map<uint64_t, std::set<std::string>> seen_;  // ltime -> name '\0' payload
+  std::set<std::string> seen_;                       // ltime '\0' name '\0' payload
+  std::deque<std::pair<Time, std::string>> arrivals_;  // the same keys, oldest first
   Counts counts_;
 };
 

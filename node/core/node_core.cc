@@ -53,7 +53,7 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
     agent_->SetArtifacts(artifacts_.get());
   }
   handlers_ = std::make_unique<EventHandlers>(clock, seams_.members, std::move(seams_.event_handlers), opts_.events);
-  events_ = std::make_unique<UserEvents>(*channels_, [this](const UserEvent& e) {
+  events_ = std::make_unique<UserEvents>(*channels_, clock, [this](const UserEvent& e) {
     // A log line, so that `monitor` shows it.
     spdlog::info("user event {} at ltime {}{}: {} bytes", e.name, e.ltime, e.coalesce ? " (coalesce)" : "",
                  e.payload.size());

@@ -216,6 +216,28 @@ TEST_F(Events, UserEventsReachEveryHandlerAndQueriesAreAnsweredByExactlyTheMatch
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("not a regular expression"), std::string::npos) << bad.err;
 
+  // Network coordinates from the probes: rtt between this node and another, and between two others.
+  CommandResult rtt;
+  EXPECT_TRUE(WaitFor([&] { return (rtt = c_.Cli(0, {"rtt", "node1"})).exit_code == 0; }, 30s)) << rtt.err;
+  EXPECT_EQ(rtt.out.rfind("Estimated node0 <-> node1 rtt: ", 0), 0u) << rtt.out;
+  EXPECT_TRUE(WaitFor([&] { return (rtt = c_.Cli(0, {"rtt", "node2", "node3", "--format", "json"})).exit_code == 0; },
+                      30s))
+      << rtt.err;
+  json est = json::parse(rtt.out);
+  EXPECT_EQ(est["from"], "node2");
+  EXPECT_GT(est["rtt_ms"].get<double>(), 0.0);
+  EXPECT_LT(est["rtt_ms"].get<double>(), 1000.0);
+  CommandResult nobody = c_.Cli(0, {"rtt", "nobody"});
+  EXPECT_EQ(nobody.exit_code, 1);
+  EXPECT_NE(nobody.err.find("no member named 'nobody'"), std::string::npos) << nobody.err;
+  std::optional<json> members = c_.Members(0);
+  ASSERT_TRUE(members.has_value());
+  for (const json& m : *members) {
+    if (m["name"] == "node0") {
+      EXPECT_EQ(m["coordinate"]["vec"].size(), 8u) << m.dump();
+    }
+  }
+
   // Reachability: every member acks.
   CommandResult reach = c_.Cli(0, {"reachability", "--format", "json"}, 30s);
   ASSERT_EQ(reach.exit_code, 0) << reach.out << reach.err;

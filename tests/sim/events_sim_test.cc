@@ -32,7 +32,7 @@ void Attach(sim::Cluster& c, std::vector<Stack>& nodes) {
   c.OnBoot([&](int i) {
     Stack& s = nodes[i];
     s.channels = std::make_unique<membership::UserChannels>(c.node(i));
-    s.events = std::make_unique<UserEvents>(*s.channels, [&s](const UserEvent& e) {
+    s.events = std::make_unique<UserEvents>(*s.channels, c.clock(i), [&s](const UserEvent& e) {
       s.got.insert({e.ltime, e.name});
       ++s.deliveries;
     });
@@ -115,6 +115,42 @@ TEST(EventsSim, AnEventSentJustBeforeItsSenderDiesStillReachesEveryone) {
       },
       20s))
       << "seed " << c.seed();
+}
+
+TEST(EventsSim, ARestartedMembersEventsAreDeliveredThoughItsClockStartsAgain) {
+  spdlog::set_level(spdlog::level::err);
+  constexpr int kNodes = 5;
+  std::vector<Stack> nodes(kNodes);
+  sim::Cluster c(sim::SeedOr(2606), sim::ProfileConfig("lan"));
+  for (int i = 0; i < kNodes; ++i) c.Add();
+  Attach(c, nodes);
+  ASSERT_TRUE(c.FormAll(2s));
+  // Far more Lamport times than Serf's buffer of 512 holds.
+  for (int k = 0; k < 700; ++k) {
+    ASSERT_TRUE(nodes[k % 2].events->Send("tick-" + std::to_string(k), "", false).ok());
+    c.loop().RunFor(10ms);
+  }
+  c.loop().RunFor(5s);
+  c.Crash(4);
+  c.Restart(4, 0);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 30s));
+  Result<uint64_t> ltime = nodes[4].events->Send("after-restart", "", false);
+  ASSERT_TRUE(ltime.ok());
+  EXPECT_LT(*ltime, 10u) << "the restarted member has witnessed nothing yet";
+  EXPECT_TRUE(c.loop().RunUntil(
+      [&] {
+        for (const Stack& s : nodes)
+          if (!s.got.count({*ltime, "after-restart"})) return false;
+        return true;
+      },
+      20s))
+      << "seed " << c.seed();
+  // And the restarted member's clock catches up with what it hears.
+  Result<uint64_t> later = nodes[0].events->Send("later", "", false);
+  ASSERT_TRUE(later.ok());
+  EXPECT_GT(*later, 300u);
+  c.loop().RunFor(3s);
+  EXPECT_GE(nodes[4].events->ltime(), *later);
 }
 
 TEST(EventsSim, AQueryIsAnsweredByExactlyTheMembersItsFiltersPickEvenUnderLoss) {

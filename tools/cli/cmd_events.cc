@@ -1,5 +1,6 @@
 // Serf's integration commands: user events, queries, reachability.
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -218,12 +219,47 @@ void AddReachability(CLI::App& app, Context& ctx) {
   });
 }
 
+void AddRtt(CLI::App& app, Context& ctx) {
+  struct Options {
+    std::vector<std::string> names;
+    std::string format = "table";
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "rtt",
+      "Estimate the round trip between this node and member A, or between A and B, from the network "
+      "coordinates (Vivaldi, learnt from membership's probes; no packet is sent). A member this node has "
+      "not probed yet has no coordinate: try again after a few probe intervals");
+  cmd->add_option("members", o->names, "A [B]")->required()->expected(1, 2);
+  AddFormatOption(*cmd, o->format);
+  cmd->callback([&ctx, o] {
+    ctx.exit_code = StateCall(
+        ctx.globals,
+        [&](api::Request::Builder r) {
+          auto names = r.initRtt(static_cast<unsigned>(o->names.size()));
+          for (unsigned i = 0; i < names.size(); ++i) names.set(i, o->names[i]);
+        },
+        [&](const json& out) {
+          if (o->format == "json") {
+            PrintJson(out);
+          } else {
+            char ms[32];
+            std::snprintf(ms, sizeof ms, "%.3f", out.value("rtt_ms", 0.0));
+            std::cout << "Estimated " << out.value("from", "") << " <-> " << out.value("to", "") << " rtt: " << ms
+                      << " ms (using " << out.value("profile", "") << " coordinates)\n";
+          }
+          return kExitOk;
+        });
+  });
+}
+
 }  // namespace
 
 void AddEventCommands(CLI::App& app, Context& ctx) {
   AddEvent(app, ctx);
   AddQuery(app, ctx);
   AddReachability(app, ctx);
+  AddRtt(app, ctx);
 }
 
 }  // namespace starling::cli

@@ -21,7 +21,7 @@ void AddMembershipCommands(CLI::App& app, Context& ctx);
 // cmd_members.cc: monitor.
 void AddMonitorCommand(CLI::App& app, Context& ctx);
 
-// cmd_events.cc: event, query, reachability.
+// cmd_events.cc: event, query, reachability, rtt.
 void AddEventCommands(CLI::App& app, Context& ctx);
 
 // cmd_state.cc: apply, get, history, diff, rollback.

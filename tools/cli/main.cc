@@ -40,7 +40,7 @@ int Main(int argc, char** argv) {
   AddLifecycleCommands(app, ctx);   // lease nodes freeze unfreeze commission decommission
   AddRolloutCommands(app, ctx);     // rollout
   AddMonitorCommand(app, ctx);      // monitor
-  AddEventCommands(app, ctx);       // event query reachability
+  AddEventCommands(app, ctx);       // event query reachability rtt
   AddKeyCommands(app, ctx);         // keys keygen
   AddArtifactCommands(app, ctx);    // artifact
   AddGraphCommand(app, ctx);        // graph

@@ -272,7 +272,7 @@ bool Cluster::Reachable(int a, int b) const { return nodes_[a]->group == nodes_[
 
 Duration Cluster::Delay(int from, int to) {
   auto span = static_cast<uint64_t>((net_.max_delay - net_.min_delay).count());
-  Duration d = net_.min_delay + Duration(span ? rng_.Uniform(span + 1) : 0);
+  Duration d = latency_ ? latency_(from, to) : net_.min_delay + Duration(span ? rng_.Uniform(span + 1) : 0);
   for (int i : {from, to}) {
     auto slow = static_cast<uint64_t>(nodes_[i]->slow.count());
     if (slow) d += Duration(rng_.Uniform(slow + 1));

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "starling/membership/config.h"
+#include "starling/membership/coordinate.h"
 #include "starling/env.h"
 
 namespace starling::membership {
@@ -40,6 +41,9 @@ struct MemberView {
   uint16_t protocol_cur = kProtocolVersion;  // the version it speaks
   std::string release;                       // "0.1.0"; empty when not told (a protocol 1 node)
   Time status_since{};  // when this node last saw the status change
+  // Its network coordinate as this node last heard it (ours for ourselves);
+  // none until a probe of it was acked.
+  std::optional<Coordinate> coordinate{};
 };
 
 struct MemberCounts {
@@ -122,6 +126,9 @@ class Memberlist {
   MemberCounts Counts() const;              // by status, ourselves included
   std::optional<MemberStatus> StatusOf(const std::string& name) const;
   std::optional<std::string> AddrOf(const std::string& name) const;
+  // The network coordinate of a member (coordinate.h), ours included; none
+  // for one not probed yet.
+  std::optional<Coordinate> CoordinateOf(const std::string& name) const;
   int HealthScore() const;
   const Counters& counters() const;
   const Config& config() const;

@@ -119,6 +119,9 @@ class Cluster {
     net_.min_delay = min;
     net_.max_delay = max;
   }
+  // A one-way delay per pair (a latency matrix) instead of the uniform
+  // [min, max]; SetSlow still adds to it. Empty: back to the uniform delay.
+  void SetLatency(std::function<Duration(int from, int to)> fn) { latency_ = std::move(fn); }
   // Nodes in different groups cannot reach each other.
   void Partition(const std::vector<std::vector<int>>& groups);
   void Heal();
@@ -181,6 +184,7 @@ class Cluster {
   NetStats stats_;
   EventFn on_event_;
   WireFn on_wire_;
+  std::function<Duration(int, int)> latency_;
   std::function<void(int)> on_boot_, on_crash_;
 };
 
