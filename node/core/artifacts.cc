@@ -340,10 +340,24 @@ void Artifacts::Pump(const std::string& digest) {
   for (auto s = d.shunned.begin(); s != d.shunned.end();) s = s->second <= now ? d.shunned.erase(s) : std::next(s);
   for (auto r = d.refused.begin(); r != d.refused.end();) r = r->second <= now ? d.refused.erase(r) : std::next(r);
 
+  // "Near": within twice the round trip to the nearest peer we know of
+  // (network coordinates); with no estimates every peer counts as near.
+  std::map<std::string, std::optional<Duration>> rtt;
+  std::optional<Duration> nearest;
+  for (const auto& [name, p] : d.peers) {
+    rtt[name] = RttTo(name);
+    if (rtt[name] && (!nearest || *rtt[name] < *nearest)) nearest = rtt[name];
+  }
+  auto is_near = [&](const std::string& name) {
+    const std::optional<Duration>& r = rtt[name];
+    return !nearest || !r || *r <= 2 * *nearest;
+  };
   while (d.in_flight.size() < cfg_.max_in_flight) {
-    // Rarest first, preferring chunks some peer other than the origin holds:
-    // the origin is the one source every fetcher knows from the start.
-    std::optional<std::tuple<int, size_t, uint64_t>> best_score;
+    // Preferring chunks some peer other than the origin holds (the origin is
+    // the one source every fetcher knows from the start), then chunks a near
+    // peer holds (a far site's copy crosses once, then spreads within it),
+    // then the rarest.
+    std::optional<std::tuple<int, int, size_t, uint64_t>> best_score;
     size_t best_chunk = 0;
     std::vector<std::string> best_peers;
     for (size_t c = 0; c < n; ++c) {
@@ -357,7 +371,9 @@ void Artifacts::Pump(const std::string& digest) {
         (name == d.m.added_by ? origin : others).push_back(name);
       }
       if (others.empty() && origin.empty()) continue;
-      std::tuple<int, size_t, uint64_t> score{others.empty() ? 1 : 0, holders, random_.Next()};
+      const std::vector<std::string>& from = others.empty() ? origin : others;
+      const bool near = std::any_of(from.begin(), from.end(), is_near);
+      std::tuple<int, int, size_t, uint64_t> score{others.empty() ? 1 : 0, near ? 0 : 1, holders, random_.Next()};
       if (!best_score || score < *best_score) {
         best_score = score;
         best_chunk = c;
@@ -410,6 +426,12 @@ std::optional<Duration> Artifacts::RttTo(const std::string& name) const {
   auto theirs = channels_.list().CoordinateOf(name);
   if (!mine || !theirs) return std::nullopt;
   return mine->DistanceTo(*theirs);
+}
+
+bool Artifacts::MuchFarther(const std::string& asker, const std::string& other) const {
+  const membership::Memberlist& list = channels_.list();
+  auto a = list.CoordinateOf(asker), o = list.CoordinateOf(other), me = list.CoordinateOf(self_);
+  return a && o && me && a->DistanceTo(*o) > 2 * a->DistanceTo(*me);
 }
 
 std::string Artifacts::Nearest(const std::vector<std::string>& names) {
@@ -514,6 +536,7 @@ void Artifacts::ChunkWritten(const std::string& digest, uint64_t id, size_t chun
     ++stats_.chunks_fetched;
     stats_.bytes_fetched += bytes;
     d.from[peer] += bytes;
+    stats_.fetched_from[peer] += bytes;
   }
   Pump(digest);
 }
@@ -657,9 +680,11 @@ void Artifacts::Serve(const std::string& from, const std::string& digest, std::o
   const Time now = clock_.Now();
   if (complete) {
     // One copy of each chunk per window from a complete holder: the rest
-    // come from whoever got it.
+    // come from whoever got it, unless that one is much farther from the
+    // asker than we are (another site: the copy would cross twice).
     auto& last = served_[digest][*chunk];
-    if (!last.first.empty() && last.first != asker && now - last.second < cfg_.reseed_window && AddrOf(last.first)) {
+    if (!last.first.empty() && last.first != asker && now - last.second < cfg_.reseed_window && AddrOf(last.first) &&
+        !MuchFarther(asker, last.first)) {
       reply.kind = ArtifactReply::kBusy;
       reply.busy = last.first;
       return respond(EncodeArtifactReply(reply));

@@ -102,6 +102,7 @@ class Artifacts final : public ArtifactSource {
     uint64_t bytes_fetched = 0, chunks_fetched = 0, corrupt_chunks = 0;
     uint64_t bad_requests = 0, fetched = 0, removed = 0;
     uint64_t corrupt_copies = 0;  // this node's complete copies found changed before an install
+    std::map<std::string, uint64_t> fetched_from;  // bytes fetched per peer, every download together
   };
 
   // `roles_tag` gives this node's `roles` membership tag. References must
@@ -189,6 +190,8 @@ class Artifacts final : public ArtifactSource {
   // Of `names`, the one nearest by RttTo; a random one among those with no
   // estimate when none has one.
   std::string Nearest(const std::vector<std::string>& names);
+  // Whether `other` is more than twice as far from `asker` as this node is.
+  bool MuchFarther(const std::string& asker, const std::string& other) const;
   std::string NameOf(const std::string& addr) const;
   void Serve(const std::string& from, const std::string& digest, std::optional<uint32_t> chunk, Reply respond);
 

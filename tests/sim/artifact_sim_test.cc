@@ -401,5 +401,51 @@ TEST(ArtifactSim, OriginCutOffAfterOnePeerHasItAndResumeAfterACrash) {
   EXPECT_EQ(ac.Served(0), 5u << 20) << "the origin served only node 1";
 }
 
+// Two sites 100 ms apart, 2 ms within each. Full copies sit on the origin
+// and one more node at site A and on one node at site B; a newcomer at each
+// site then takes its chunks from the holder at its own site (the origin,
+// known to every fetcher, is spared whenever another holder has the chunk).
+TEST(ArtifactSim, ChunksComeFromTheNearestHolder) {
+  spdlog::set_level(std::getenv("STARLING_VERBOSE") ? spdlog::level::debug : spdlog::level::off);
+  constexpr int kNodes = 5;  // site A: n0 (origin), n1, n3; site B: n2, n4
+  constexpr size_t kBytes = 8u << 20;
+  ArtCluster ac(SeedOr(41), kNodes);
+  Cluster& c = ac.cluster();
+  auto site = [](int i) { return i == 2 || i == 4 ? 1 : 0; };
+  c.SetLatency([&](int from, int to) { return site(from) == site(to) ? 1ms : 50ms; });
+  ASSERT_TRUE(c.FormAll(200ms));
+  // Each member probes each other a few times: the coordinates settle.
+  c.loop().RunFor(60s);
+  const auto self = c.node(4).CoordinateOf(c.name(4));
+  const auto near = c.node(4).CoordinateOf(c.name(2)), far = c.node(4).CoordinateOf(c.name(1));
+  ASSERT_TRUE(near && far && self);
+  EXPECT_LT(self->DistanceTo(*near), self->DistanceTo(*far) / 5);
+  const std::string digest = AddOn(ac, 0, Noise(ac.root() + "/n.bin", kBytes, 41));
+  auto doc = [&](const std::vector<int>& holders) {
+    Json nodes = Json::object();
+    for (int i = 0; i < kNodes; ++i) {
+      nodes[c.name(i)] = {{"lifecycle", "commissioned"}};
+      if (std::count(holders.begin(), holders.end(), i)) nodes[c.name(i)]["roles"] = {"holder"};
+    }
+    return Json{{"roles", {"holder"}}, {"nodes", nodes},
+                {"packages", {{"big", {{"version", "1"}, {"artifact", digest}, {"roles", {"holder"}}}}}}};
+  };
+  Apply(ac, 0, doc({1, 2}));
+  ASSERT_TRUE(c.loop().RunUntil([&] { return AllHold(ac, digest, {1, 2}); }, 5min, 200ms));
+  Apply(ac, 0, doc({1, 2, 3, 4}));
+  ASSERT_TRUE(c.loop().RunUntil([&] { return AllHold(ac, digest, {3, 4}); }, 5min, 200ms));
+  for (int i : {3, 4}) {
+    uint64_t same = 0, total = 0;
+    for (const auto& [peer, bytes] : ac.node(i).artifacts->stats().fetched_from) {
+      total += bytes;
+      if (site(std::stoi(peer.substr(1))) == site(i)) same += bytes;
+    }
+    std::printf("nearest holder: %s took %.0f of %.0f MiB from its own site\n", c.name(i).c_str(), same / 1048576.0,
+                total / 1048576.0);
+    EXPECT_EQ(total, kBytes);
+    EXPECT_GE(same, kBytes * 7 / 8) << c.name(i) << " fetched across sites while its own site had a copy";
+  }
+}
+
 }  // namespace
 }  // namespace starling::node
