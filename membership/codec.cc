@@ -278,6 +278,9 @@ cw::MemberStatus ToWire(StateStatus s) {
 void WritePushPull(cw::PushPull::Builder b, const PushPull& pp) {
   b.setJoin(pp.join);
   b.setFrom(pp.from);
+  b.setDigest(pp.digest);
+  b.setDigestOnly(pp.digest_only);
+  b.setSame(pp.same);
   auto list = b.initMembers(pp.members.size());
   for (size_t i = 0; i < pp.members.size(); ++i) {
     const auto& m = pp.members[i];
@@ -298,6 +301,9 @@ PushPull ReadPushPull(cw::PushPull::Reader r) {
   PushPull pp;
   pp.join = r.getJoin();
   pp.from = Str(r.getFrom());
+  pp.digest = r.getDigest();
+  pp.digest_only = r.getDigestOnly();
+  pp.same = r.getSame();
   Require(CheckName(pp.from, "from"));
   auto list = r.getMembers();
   pp.members.reserve(list.size());

@@ -82,6 +82,9 @@ struct PushPull {
   bool join = false;
   std::string from;
   std::vector<MemberState> members;
+  uint64_t digest = 0;       // of the sender's table (TableDigest), with digest_only
+  bool digest_only = false;  // the sender's table is left out
+  bool same = false;         // a reply: the tables' digests are equal
 };
 struct StreamRequest {
   std::variant<PushPull, User> body;

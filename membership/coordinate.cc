@@ -76,12 +76,14 @@ bool CoordinateClient::Update(const std::string& node, const Coordinate& theirs,
 }
 
 double CoordinateClient::Filter(const std::string& node, double rtt_seconds) {
-  std::deque<double>& s = samples_[node];
-  s.push_back(rtt_seconds);
-  while (s.size() > config_.latency_filter) s.pop_front();
-  std::vector<double> sorted(s.begin(), s.end());
-  std::sort(sorted.begin(), sorted.end());
-  return sorted[sorted.size() / 2];
+  const size_t keep = std::clamp<size_t>(config_.latency_filter, 1, kMaxLatencyFilter);
+  Samples& s = samples_[node];
+  s.rtt[s.next] = rtt_seconds;
+  s.next = static_cast<uint8_t>((s.next + 1) % keep);
+  s.size = static_cast<uint8_t>(std::min<size_t>(s.size + 1, keep));
+  std::array<double, kMaxLatencyFilter> sorted = s.rtt;
+  std::sort(sorted.begin(), sorted.begin() + s.size);
+  return sorted[s.size / 2];
 }
 
 void CoordinateClient::Vivaldi(const Coordinate& other, double rtt) {

@@ -239,11 +239,13 @@ void Memberlist::Impl::HandleStream(const std::string& from, ByteView bytes, Str
   if (auto* user = std::get_if<wire::User>(&req.body)) {
     if (!user_stream_) return reply({});
     std::weak_ptr<bool> alive = token_;
-    user_stream_(from, user->data, [this, alive, reply = std::move(reply)](Bytes answer) {
+    UserTally* tally = &UserSent(user->data);
+    user_stream_(from, user->data, [this, alive, tally, reply = std::move(reply)](Bytes answer) {
       // Sealed when the answer is ready: the keyring may have rotated meanwhile.
       if (alive.expired() || shutdown_ || answer.empty()) return reply({});
       Bytes frame = Seal(Encode(wire::StreamReply{wire::User{std::move(answer)}}));
       counters_["stream_bytes_sent"] += frame.size();
+      *tally->stream_bytes += frame.size();
       reply(std::move(frame));
     });
     return;
@@ -261,6 +263,16 @@ void Memberlist::Impl::HandleStream(const std::string& from, ByteView bytes, Str
       spdlog::warn("refused join from {}: {}", from, refusal);
       return reply(Seal(Encode(wire::StreamReply{wire::Refused{refusal}})));
     }
+  }
+  if (pp.digest_only && !pp.join) {
+    // Nothing of the asker's to merge: it sends its table next if ours differs.
+    wire::PushPull answer;
+    answer.from = cfg_.name;
+    answer.same = pp.digest == TableDigest();
+    if (answer.same) ++counters_["push_pulls_same"];
+    Bytes frame = Seal(Encode(wire::StreamReply{answer.same ? std::move(answer) : LocalState(false)}));
+    counters_["stream_bytes_sent"] += frame.size();
+    return reply(std::move(frame));
   }
   Bytes frame = Seal(Encode(wire::StreamReply{LocalState(false)}));
   counters_["stream_bytes_sent"] += frame.size();
@@ -327,6 +339,8 @@ void Memberlist::Impl::QueueUserBroadcast(const std::string& key, Bytes data) {
 
 void Memberlist::Impl::SendUserStream(const std::string& addr, Bytes data, Duration timeout, Transport::StreamDone done) {
   ++counters_["user_streams_sent"];
+  // The payload alone: its framing counts in stream_bytes_sent only.
+  *UserSent(data).stream_bytes += data.size();
   Exchange(addr, wire::StreamRequest{wire::User{std::move(data)}}, timeout,
            [addr, done = std::move(done)](Result<wire::StreamReply> r) {
              if (!r.ok()) return done(r.status());
@@ -353,6 +367,13 @@ void Memberlist::HandleStream(const std::string& from, ByteView request, StreamR
   impl_->HandleStream(from, request, std::move(reply));
 }
 std::vector<MemberView> Memberlist::Members() const { return impl_->Members(); }
+void Memberlist::ForEachMember(const std::function<void(const MemberView&)>& fn) const {
+  impl_->ForEachMember(fn);
+}
+uint64_t Memberlist::Epoch() const { return impl_->epoch(); }
+std::vector<MemberView> Memberlist::NextAlive(const std::string& name, size_t k) const {
+  return impl_->NextAlive(name, k);
+}
 MemberView Memberlist::Self() const { return impl_->Self(); }
 size_t Memberlist::NumAlive() const { return impl_->NumAlive(); }
 MemberCounts Memberlist::Counts() const { return impl_->Counts(); }

@@ -93,6 +93,11 @@ class Memberlist::Impl {
       received_[i] = &counters_[std::string("messages_received.") + wire::MessageTypeName(m)];
     }
     bytes_sent_ = &counters_["bytes_sent"];
+    for (size_t t = 0; t < kUserTags; ++t) {
+      user_sent_[t].messages = &counters_["user_messages_sent." + std::to_string(t)];
+      user_sent_[t].bytes = &counters_["user_bytes_sent." + std::to_string(t)];
+      user_sent_[t].stream_bytes = &counters_["user_stream_bytes_sent." + std::to_string(t)];
+    }
     bytes_received_ = &counters_["bytes_received"];
     counters_["bad_packets.decode"];
     counters_["bad_packets.version"];
@@ -133,6 +138,21 @@ class Memberlist::Impl {
     std::vector<MemberView> out;
     out.reserve(members_.size());
     for (const auto& [_, m] : members_) out.push_back(WithCoordinate(m->view));
+    return out;
+  }
+  void ForEachMember(const std::function<void(const MemberView&)>& fn) const {
+    for (const auto& [_, m] : members_) fn(m->view);
+  }
+  uint64_t epoch() const { return epoch_; }
+  std::vector<MemberView> NextAlive(const std::string& name, size_t k) const {
+    std::vector<MemberView> out;
+    if (members_.empty()) return out;
+    auto it = members_.upper_bound(name);
+    for (size_t seen = 0; seen < members_.size() && out.size() < k; ++seen, ++it) {
+      if (it == members_.end()) it = members_.begin();
+      const Member& m = *it->second;
+      if (&m != self_ && m.view.status == MemberStatus::kAlive) out.push_back(m.view);
+    }
     return out;
   }
   MemberView Self() const { return WithCoordinate(self_->view); }
@@ -222,9 +242,10 @@ class Memberlist::Impl {
     int expected_nacks = 0;
     int nacks = 0;
     Time start;
+    bool second = false;  // the probe again of an alive member the first one failed to reach
   };
 
-  void Probe(Member& target, Duration period);
+  void Probe(Member& target, Duration period, bool second = false);
   void IndirectProbe(ProbeState& probe);
   void FinishProbe(ProbeState& probe);
 
@@ -294,6 +315,11 @@ class Memberlist::Impl {
   // ---- anti-entropy -------------------------------------------------------
 
   wire::PushPull LocalState(bool join) const;
+  // What two nodes that list the same members with the same incarnations
+  // and statuses agree on, whatever else differs (when each saw a change).
+  uint64_t TableDigest() const;
+  // The periodic exchange: a digest first, the tables only when they differ.
+  void DigestPushPull(const std::string& addr);
   std::string JoinRefusal(const wire::PushPull& pp) const;
   // Why the joiner and the cluster cannot run together, or "". `we_join`:
   // pp is the cluster's answer to our join; else pp is a joiner's request.
@@ -420,11 +446,22 @@ class Memberlist::Impl {
   Time last_churn_push_pull_{-std::chrono::hours(1)};
 
   mutable Counters counters_;
+  uint64_t epoch_ = 0;  // events emitted
   ReplayGuard replay_{cfg_.frame_window};
   uint64_t* sent_[wire::kMessageTypes] = {};
   uint64_t* received_[wire::kMessageTypes] = {};
   uint64_t* bytes_sent_ = nullptr;
   uint64_t* bytes_received_ = nullptr;
+  // What the layer above sends, by the first byte of its payload (its
+  // channel): datagram messages, their bytes, and stream bytes both ways.
+  static constexpr size_t kUserTags = 8;
+  struct UserTally {
+    uint64_t* messages = nullptr;
+    uint64_t* bytes = nullptr;
+    uint64_t* stream_bytes = nullptr;
+  };
+  UserTally user_sent_[kUserTags];
+  UserTally& UserSent(ByteView data) { return user_sent_[data.empty() || data[0] >= kUserTags ? 0 : data[0]]; }
 
   Time log_window_start_{};
   int log_in_window_ = 0;

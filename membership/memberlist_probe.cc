@@ -29,8 +29,9 @@ void Memberlist::Impl::ProbeTick() {
   ScheduleProbe(period);
 }
 
-void Memberlist::Impl::Probe(Member& target, Duration period) {
+void Memberlist::Impl::Probe(Member& target, Duration period, bool second) {
   auto probe = std::make_shared<ProbeState>();
+  probe->second = second;
   probe->target = target.view.name;
   probe->incarnation = target.view.incarnation;
   probe->seq = ++seq_;
@@ -98,6 +99,19 @@ void Memberlist::Impl::FinishProbe(ProbeState& probe) {
   }
   ++counters_["probe_failures"];
   spdlog::debug("probe of {} failed ({} of {} nacks)", probe.target, probe.nacks, probe.expected_nacks);
+  // An alive member is probed once more, through other relays, before it
+  // is suspected. Under datagram loss a probe and all its relays fail now
+  // and then for a member that is fine, and every suspicion is news for the
+  // whole cluster (suspect, confirmations, refutation): that gossip grew
+  // with the cluster's size. Two failed rounds in a row are that much
+  // rarer, for one probe period more of detection time.
+  auto it = members_.find(probe.target);
+  if (!probe.second && it != members_.end() && it->second->view.status == MemberStatus::kAlive &&
+      it->second->view.incarnation == probe.incarnation) {
+    ++counters_["probes_repeated"];
+    Probe(*it->second, Scale(cfg_.timing.probe_interval), /*second=*/true);
+    return;
+  }
   SuspectNode(wire::Suspect{probe.target, probe.incarnation, cfg_.name});
 }
 

@@ -14,7 +14,14 @@ void Memberlist::Impl::Send(const std::string& addr, std::vector<wire::Message> 
 }
 
 void Memberlist::Impl::SendRaw(const std::string& addr, const std::vector<wire::Message>& msgs) {
-  for (const auto& m : msgs) ++*sent_[m.index()];
+  for (const auto& m : msgs) {
+    ++*sent_[m.index()];
+    if (const auto* user = std::get_if<wire::User>(&m)) {
+      UserTally& t = UserSent(user->data);
+      ++*t.messages;
+      *t.bytes += wire::EstimateSize(m);
+    }
+  }
   Bytes bytes = Seal(wire::EncodePacket(cfg_.cluster, msgs, cfg_.protocol.speak));
   *bytes_sent_ += bytes.size();
   transport_.SendPacket(addr, std::move(bytes));
@@ -83,6 +90,45 @@ wire::PushPull Memberlist::Impl::LocalState(bool join) const {
                                            v.protocol_max, v.protocol_cur, v.release});
   }
   return pp;
+}
+
+uint64_t Memberlist::Impl::TableDigest() const {
+  // FNV-1a over (name, incarnation, status) in name order.
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ULL;
+  };
+  for (const auto& [name, m] : members_) {
+    mix(name.data(), name.size() + 1);  // with its terminator, so names do not run together
+    const uint64_t inc = m->view.incarnation;
+    mix(&inc, sizeof inc);
+    const auto status = static_cast<uint8_t>(ToWire(m->view.status));
+    mix(&status, 1);
+  }
+  return h;
+}
+
+void Memberlist::Impl::DigestPushPull(const std::string& addr) {
+  ++counters_["push_pulls_sent"];
+  wire::PushPull ask;
+  ask.from = cfg_.name;
+  ask.digest = TableDigest();
+  ask.digest_only = true;
+  Exchange(addr, wire::StreamRequest{std::move(ask)}, cfg_.stream_timeout, [this, addr](Result<wire::StreamReply> r) {
+    if (!r.ok()) return spdlog::debug("push-pull with {} failed: {}", addr, r.status().ToString());
+    auto* pp = std::get_if<wire::PushPull>(&r->body);
+    if (pp == nullptr || shutdown_ || left_) return;
+    if (pp->same) {
+      ++counters_["push_pulls_same"];
+      return;
+    }
+    MergeRemote(*pp);
+    // The responder has not heard our table yet.
+    PushPullWith(addr, false, [addr](Status s) {
+      if (!s.ok()) spdlog::debug("push-pull with {} failed: {}", addr, s.ToString());
+    });
+  });
 }
 
 std::string Memberlist::Impl::JoinRefusal(const wire::PushPull& pp) const {
@@ -240,12 +286,7 @@ void Memberlist::Impl::PushPullTick() {
   push_pull_timer_ = 0;
   if (shutdown_ || leaving_) return;
   auto peers = RandomNodes(1, [&](const Member& m) { return &m != self_ && m.view.status == MemberStatus::kAlive; });
-  if (!peers.empty()) {
-    std::string name = peers[0]->view.name;
-    PushPullWith(peers[0]->view.addr, false, [name](Status s) {
-      if (!s.ok()) spdlog::debug("push-pull with {} failed: {}", name, s.ToString());
-    });
-  }
+  if (!peers.empty()) DigestPushPull(peers[0]->view.addr);
   // +-25 %: nodes started together would otherwise push-pull in bursts
   // one (scaled) interval apart for ever; the mean rate stays the same.
   const Duration interval = PushPullInterval();
@@ -336,6 +377,7 @@ void Memberlist::Impl::ScheduleChurnPushPull() {
 }
 
 void Memberlist::Impl::Emit(EventType type, const MemberView& v) {
+  ++epoch_;
   if (v.name != cfg_.name && (type == EventType::kJoined || type == EventType::kLeft)) ScheduleChurnPushPull();
   if (on_event_) on_event_(Event{type, v});
 }

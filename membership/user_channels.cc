@@ -4,6 +4,19 @@
 
 namespace starling::membership {
 
+std::string_view ChannelName(size_t channel) {
+  switch (channel) {
+    case 1: return "log";
+    case 2: return "lease";
+    case 3: return "reports";
+    case 4: return "keys";
+    case 5: return "artifacts";
+    case 6: return "events";
+    case 7: return "queries";
+    default: return "unknown";
+  }
+}
+
 UserChannels::UserChannels(Memberlist& list) : list_(list) {
   list_.SetUserHandlers(
       [this](const std::string& from, ByteView data) {

@@ -152,6 +152,14 @@ struct PushPull {
   join @0 :Bool;
   members @1 :List(MemberState);
   from @2 :Text;          # the sender's member name
+  # The periodic exchange first sends only a digest of its member table
+  # (digestOnly, no members); a responder whose table has the same digest
+  # answers `same` and nothing more, else its whole table, after which the
+  # asker sends its own. A responder that predates this answers the
+  # digest-only request with its whole table, as it always did.
+  digest @3 :UInt64;
+  digestOnly @4 :Bool;
+  same @5 :Bool;
 }
 
 struct StreamRequest {

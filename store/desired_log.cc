@@ -65,8 +65,12 @@ bool State::Put(const std::string& key, Register r) {
   if (it != registers_.end()) bytes_ -= held(it->second);
   bytes_ += held(r);
   registers_[key] = std::move(r);
-  digest_.reset();
-  document_.reset();
+  // Control records are no part of the document: a rollout's progress does
+  // not make every node parse and hash the document again.
+  if (!IsControlKey(key)) {
+    digest_.reset();
+    document_.reset();
+  }
   return true;
 }
 

@@ -8,9 +8,24 @@ std::vector<LogGossip::Peer> MemberlistGossip::LivePeers() const {
   std::vector<Peer> out;
   const auto& list = channels_.list();
   const std::string self = list.config().name;
-  for (const auto& m : list.Members())
+  list.ForEachMember([&](const membership::MemberView& m) {
     if (m.name != self && m.status == membership::MemberStatus::kAlive) out.push_back(Peer{m.name, m.addr});
+  });
   return out;
+}
+std::optional<LogGossip::Peer> MemberlistGossip::LivePeer(const std::string& name) const {
+  const auto& list = channels_.list();
+  if (name == list.config().name || list.StatusOf(name) != membership::MemberStatus::kAlive) return std::nullopt;
+  return Peer{name, list.AddrOf(name).value_or("")};
+}
+std::string MemberlistGossip::NameAt(const std::string& addr) const {
+  const auto& list = channels_.list();
+  const std::string& self = list.config().name;
+  std::string name;
+  list.ForEachMember([&](const membership::MemberView& m) {
+    if (name.empty() && m.name != self && m.status == membership::MemberStatus::kAlive && m.addr == addr) name = m.name;
+  });
+  return name;
 }
 std::string MemberlistGossip::SelfAddr() const { return channels_.list().config().advertise_addr; }
 size_t MemberlistGossip::BroadcastBudget() const { return channels_.BroadcastBudget(); }

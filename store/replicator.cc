@@ -145,9 +145,7 @@ Bytes Replicator::HandleStream(const std::string& from, ByteView data) {
   // Only live members' statements count (which also bounds the map). The
   // stream's source address is an ephemeral port, so the request names its
   // sender.
-  const auto live = gossip_.LivePeers();
-  if (std::any_of(live.begin(), live.end(), [&](const auto& p) { return p.name == req->from; }))
-    peer_have_[req->from] = req->have;
+  if (gossip_.LivePeer(req->from)) peer_have_[req->from] = req->have;
   IngestAll(req->push, "entries_synced");
   SyncReply reply;
   reply.have = log_.high_water();
@@ -165,11 +163,7 @@ void Replicator::SyncWith(const std::string& addr) {
   if (!in_flight_.count(addr)) Exchange(addr, NameOf(addr), {}, 0);
 }
 
-std::string Replicator::NameOf(const std::string& addr) const {
-  for (const auto& p : gossip_.LivePeers())
-    if (p.addr == addr) return p.name;
-  return "";
-}
+std::string Replicator::NameOf(const std::string& addr) const { return gossip_.NameAt(addr); }
 
 void Replicator::Exchange(const std::string& addr, const std::string& name, std::vector<Entry> push, int round) {
   ++counters_["sync_rounds"];
@@ -220,13 +214,11 @@ void Replicator::HandleReply(const std::string& addr, const std::string& name, B
 }
 
 void Replicator::MaybeCompact() {
-  const auto live = gossip_.LivePeers();
   // Forget what departed peers said; a returning one states it again.
-  for (auto it = peer_have_.begin(); it != peer_have_.end();) {
-    bool is_live = std::any_of(live.begin(), live.end(), [&](const auto& p) { return p.name == it->first; });
-    it = is_live ? std::next(it) : peer_have_.erase(it);
-  }
+  for (auto it = peer_have_.begin(); it != peer_have_.end();)
+    it = gossip_.LivePeer(it->first) ? std::next(it) : peer_have_.erase(it);
   if (log_.retained() < cfg_.compact_after) return;
+  const auto live = gossip_.LivePeers();
   HighWater acked = log_.high_water();
   for (const auto& p : live) {
     auto it = peer_have_.find(p.name);

@@ -202,7 +202,7 @@ void NodeAgent::Refresh() {
     Save();
     Report([](NodeReport& r) { r.phase = "idle"; });
   }
-  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
+  const std::optional<RolloutRecord>& record = record_.Read(st);
   if (!record) return;
   if (record->ballot < ballot_) return;  // written by a holder that has been replaced
   if (highest_ballot_ && RecordOutOfReach(record->ballot, std::max(ballot_, highest_ballot_()), &out_of_reach_, "agent"))
@@ -733,7 +733,7 @@ void NodeAgent::ScheduleHealth() {
 }
 
 bool NodeAgent::InCurrentBatch() const {
-  auto record = ReadRecord<RolloutRecord>(replicator_.log().state(), kRolloutKey);
+  const std::optional<RolloutRecord>& record = record_.Read(replicator_.log().state());
   if (!record) return false;
   auto a = record->nodes.find(self_);
   return a != record->nodes.end() && a->second.batch == record->batch_no &&

@@ -37,6 +37,7 @@
 #include <string>
 
 #include "hook.h"
+#include "rollout.h"
 #include "soft_state.h"
 #include "starling/store/document.h"
 #include "starling/store/replicator.h"
@@ -224,6 +225,7 @@ class NodeAgent {
   std::string applied_;
   std::map<std::string, std::string> outputs_;
   uint64_t ballot_ = 0;  // highest ballot seen on a rollout record
+  mutable RecordReader<RolloutRecord> record_{kRolloutKey};
   std::optional<std::pair<std::string, uint64_t>> attempted_;  // last assignment acted on
   bool removed_ = false;
   bool started_ = false;

@@ -635,18 +635,17 @@ void Artifacts::RemoveUnreferenced(const std::set<std::string>& present) {
 }
 
 std::optional<std::string> Artifacts::AddrOf(const std::string& name) const {
-  for (const auto& m : channels_.list().Members())
-    if (m.name == name)
-      return m.status == membership::MemberStatus::kAlive || m.status == membership::MemberStatus::kSuspect
-                 ? std::optional<std::string>(m.addr)
-                 : std::nullopt;
-  return std::nullopt;
+  const auto status = channels_.list().StatusOf(name);
+  if (status != membership::MemberStatus::kAlive && status != membership::MemberStatus::kSuspect) return std::nullopt;
+  return channels_.list().AddrOf(name);
 }
 
 std::string Artifacts::NameOf(const std::string& addr) const {
-  for (const auto& m : channels_.list().Members())
-    if (m.addr == addr) return m.name;
-  return "";
+  std::string name;
+  channels_.list().ForEachMember([&](const membership::MemberView& m) {
+    if (name.empty() && m.addr == addr) name = m.name;
+  });
+  return name;
 }
 
 void Artifacts::HandleStream(const std::string& from, ByteView data, Reply reply) {

@@ -83,9 +83,7 @@ Result<LeaseMsg> DecodeLease(ByteView bytes) {
 std::optional<std::string> MemberlistLeaseNet::AddrOf(const std::string& name) const {
   const auto& list = channels_.list();
   if (name == list.config().name) return list.config().advertise_addr;
-  for (const auto& m : list.Members())
-    if (m.name == name) return m.addr;
-  return std::nullopt;
+  return list.AddrOf(name);
 }
 void MemberlistLeaseNet::Send(const std::string& addr, Bytes data) {
   channels_.SendPacket(Channel::kLease, addr, std::move(data));

@@ -1,5 +1,7 @@
 #include "node_core.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace starling::node {
@@ -40,6 +42,11 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
         if (auto addr = lease_net_->AddrOf(name)) to.push_back(*addr);
     return to;
   });
+  soft_->ToldDirectly([this] {
+    const Lease::View v = lease_->view();
+    if (v.holder) return *v.holder == opts_.name;
+    return std::find(v.voters.begin(), v.voters.end(), opts_.name) != v.voters.end();
+  });
   auto roles_tag = [this] { return RolesTag(); };
   agent_ = std::make_unique<NodeAgent>(opts_.name, clock, *replicator_, *soft_, seams_.hooks, seams_.applied,
                                        roles_tag, opts_.agent);
@@ -74,7 +81,10 @@ NodeCore::NodeCore(NodeOptions options, NodeSeams seams) : opts_(std::move(optio
 
 NodeCore::~NodeCore() = default;
 
-void NodeCore::OnMemberEvent(const membership::Event& event) { handlers_->OnMember(event); }
+void NodeCore::OnMemberEvent(const membership::Event& event) {
+  if (event.type == membership::EventType::kReaped) soft_->Forget(event.member.name);
+  handlers_->OnMember(event);
+}
 
 void NodeCore::Start() {
   replicator_->Start();

@@ -170,6 +170,37 @@ std::optional<T> ReadRecord(const store::State& state, const char* key) {
   return std::move(r).value();
 }
 
+// A control record parsed once per write of its register, not on every
+// read: a large cluster's rollout record is read by every node twice a second.
+template <typename T>
+class RecordReader {
+ public:
+  explicit RecordReader(const char* key) : key_(key) {}
+  // Whether the register was written since the last Read.
+  bool Changed(const store::State& state) const { return !read_ || At(state) != at_; }
+  const std::optional<T>& Read(const store::State& state) {
+    if (Changed(state)) {
+      at_ = At(state);
+      value_ = at_ ? ReadRecord<T>(state, key_) : std::nullopt;
+      read_ = true;
+    }
+    return value_;
+  }
+
+ private:
+  // An entry's stamp names it, so the same rank and stamp is the same value.
+  using Version = std::optional<std::pair<uint64_t, store::Stamp>>;
+  Version At(const store::State& state) const {
+    const store::Register* reg = state.Find(key_);
+    if (!reg || !reg->value) return std::nullopt;
+    return std::make_pair(reg->rank, reg->stamp);
+  }
+  const char* key_;
+  bool read_ = false;
+  Version at_;
+  std::optional<T> value_;
+};
+
 // What this node should run: the packages and services of `doc` that go to
 // a node with `roles` ({"packages": {...}, "services": {...}}). An item
 // without `roles` goes everywhere.

@@ -28,7 +28,7 @@ Json Payload(const Json& doc) {
 
 std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& members, const SoftState& soft) {
   std::map<std::string, NodeView> views;
-  for (const auto& m : members.Members()) {
+  members.ForEachMember([&](const membership::MemberView& m) {
     NodeView& v = views[m.name];
     v.name = m.name;
     v.release = m.release;
@@ -38,7 +38,7 @@ std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& 
     auto tag = m.tags.find("roles");
     v.roles_tag = tag == m.tags.end() ? "" : tag->second;
     v.roles = NodeRoles(doc, m.name, v.roles_tag);
-  }
+  });
   if (auto n = doc.find("nodes"); n != doc.end() && n->is_object()) {
     for (const auto& [name, _] : n->items()) {
       NodeView& v = views[name];
@@ -176,7 +176,14 @@ void RolloutEngine::Step() {
   // A write below reports a change to the log, which pokes us again.
   if (stepping_) return;
   const store::State& st = replicator_.log().state();
-  auto record = ReadRecord<RolloutRecord>(st, kRolloutKey);
+  const bool holder = lease_.IsHolder();
+  // A node that does not hold the lease only follows the record's writes.
+  if (!holder && !record_.Changed(st)) {
+    if (was_holder_) planner_.Reset();
+    was_holder_ = false;
+    return;
+  }
+  std::optional<RolloutRecord> record = record_.Read(st);
   bool stale = false;
   if (record && RecordOutOfReach(record->ballot, std::max(lease_.highest_ballot(), best_ ? best_->ballot : 0),
                                  &out_of_reach_, "rollout")) {
@@ -188,7 +195,6 @@ void RolloutEngine::Step() {
   } else if (record) {
     best_ = record;
   }
-  const bool holder = lease_.IsHolder();
   if (!holder) {
     if (was_holder_) planner_.Reset();
     was_holder_ = false;
@@ -196,12 +202,13 @@ void RolloutEngine::Step() {
   }
   was_holder_ = true;
   stepping_ = true;
-  const Json doc = st.Document();
   auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   auto control = ReadRecord<RolloutControl>(st, kRolloutControlKey);
-  const bool frozen = FrozenReason(doc).has_value();
   AutoUpgrade(st, record, request);
   request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
+  // Read after AutoUpgrade's write (a control record, which leaves the document as it was).
+  const Json& doc = st.Document();
+  const bool frozen = FrozenReason(doc).has_value();
   // The kind of the rollout this step moves: the one running, else the one
   // it is about to start.
   const bool active = record && !record->settled();

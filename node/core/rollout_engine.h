@@ -86,6 +86,7 @@ class RolloutEngine {
   // The record with the highest ballot seen: a lower one is a deposed
   // holder's late write, which the holder puts right.
   std::optional<RolloutRecord> best_;
+  RecordReader<RolloutRecord> record_{kRolloutKey};
   uint64_t out_of_reach_ = 0;  // the out-of-reach ballot last warned about
   bool was_holder_ = false;
   bool stepping_ = false;

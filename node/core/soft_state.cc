@@ -2,6 +2,8 @@
 
 #include "starling/text.h"
 
+#include <algorithm>
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -84,6 +86,7 @@ SoftState::SoftState(std::string self, uint32_t generation, Clock& clock, member
                      Duration refresh)
     : clock_(clock), channels_(channels), refresh_(refresh) {
   local_.name = std::move(self);
+  cursor_ = local_.name;  // each node's turn starts at its own place in the list
   local_.version = uint64_t{generation} << 32;
 }
 
@@ -98,7 +101,14 @@ void SoftState::Start() {
 }
 
 void SoftState::Refresh() {
-  Spread();
+  const Bytes report = EncodeReport(local_);
+  std::vector<std::string> told = also_tell_ ? also_tell_() : std::vector<std::string>{};
+  for (const std::string& addr : told) channels_.SendPacket(Channel::kNodeState, addr, report);
+  const auto next = channels_.list().NextAlive(cursor_, kRefreshPeers);
+  for (const auto& m : next)
+    if (std::find(told.begin(), told.end(), m.addr) == told.end())
+      channels_.SendPacket(Channel::kNodeState, m.addr, report);
+  if (!next.empty()) cursor_ = next.back().name;
   timer_ = clock_.Schedule(refresh_, [this] { Refresh(); });
 }
 
@@ -159,7 +169,21 @@ std::optional<Time> SoftState::HeardAt(const std::string& name) const {
 
 bool SoftState::Fresh(const std::string& name) const {
   std::optional<Time> at = HeardAt(name);
-  return at && clock_.Now() - *at <= 6 * refresh_;
+  if (!at) return false;
+  int64_t periods = 6;
+  if (!told_directly_ || !told_directly_()) {
+    const auto turn = static_cast<int64_t>((channels_.list().NumAlive() + kRefreshPeers - 1) / kRefreshPeers);
+    periods = std::max<int64_t>(periods, 2 * turn + 2);
+  }
+  return clock_.Now() - *at <= periods * refresh_;
+}
+
+void SoftState::Forget(const std::string& name) {
+  if (name == local_.name) return;
+  if (peers_.erase(name)) ++changes_;
+  heard_.erase(name);
+  checks_.erase(name);
+  checked_.erase(name);
 }
 
 void SoftState::HandlePacket(const std::string& from, ByteView data) {

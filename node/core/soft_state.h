@@ -7,9 +7,13 @@
 //   broadcasts are sent only by the node that queued them, never relayed).
 // * Versions are generation << 32 | counter, so a restarted node's reports
 //   outrank those of its previous run.
-// * Refreshed every `refresh` (and at once on change) so that nodes joining
-//   later learn it without a full-state exchange; each spread also goes
-//   straight to the coordinator (AlsoTell), which judges rollouts on it.
+// * Spread at once on change (a broadcast, and straight to the coordinator:
+//   AlsoTell, which judges rollouts on it). Refreshed every `refresh`
+//   straight to the coordinator and to the next few members in name order
+//   (a cursor through the list), not through the broadcast queue: what a
+//   node sends per refresh does not grow with the cluster, a node joining
+//   later still learns every report, and the coordinator hears every node
+//   every refresh.
 // Single-threaded on the protocol thread.
 #pragma once
 
@@ -66,6 +70,11 @@ class SoftState {
   // Several addresses when the holder is not known (the voters, one of whom
   // will hold the lease).
   void AlsoTell(std::function<std::vector<std::string>()> addrs) { also_tell_ = std::move(addrs); }
+  // Whether this node is where the others' AlsoTell sends (the holder, or a
+  // voter while none is known): it hears every node every refresh.
+  void ToldDirectly(std::function<bool()> is) { told_directly_ = std::move(is); }
+  // Members a refresh goes to besides the coordinator.
+  static constexpr size_t kRefreshPeers = 3;
   // A health check passed: counts it in the report (no new version) and
   // sends the report to the AlsoTell addresses only, so that the
   // coordinator counts a batch node done on a check from after min_healthy
@@ -81,11 +90,11 @@ class SoftState {
   // When a report of `name` (its newest, or a refresh of it) last arrived;
   // now for this node itself, nullopt when none has.
   std::optional<Time> HeardAt(const std::string& name) const;
-  // Whether `name`'s report has been heard within six refresh periods: a
-  // node that stopped reporting (killed, cut off) is not judged on its last
-  // word. Six, because a refresh is gossiped a few times to random peers and
-  // not relayed: in a cluster of 7 a quarter of the refreshes miss a given
-  // node, and six misses in a row are rare (about 1 in 4000).
+  // Whether `name`'s report has been heard recently enough: a node that
+  // stopped reporting (killed, cut off) is not judged on its last word.
+  // Where every refresh arrives (ToldDirectly), within six refresh periods;
+  // elsewhere a refresh arrives once per turn of the others' cursors
+  // (alive / kRefreshPeers refreshes), so within two turns and six periods.
   bool Fresh(const std::string& name) const;
   // A service output ("service.output") from this node's or any peer's report.
   std::optional<std::string> FindOutput(const std::string& key) const;
@@ -95,6 +104,8 @@ class SoftState {
   uint64_t changes() const { return changes_; }
 
   void HandlePacket(const std::string& from, ByteView data);
+  // Drops what is held about a member that is gone for good (reaped).
+  void Forget(const std::string& name);
 
  private:
   void Spread();
@@ -113,6 +124,8 @@ class SoftState {
   uint64_t changes_ = 0;
   Clock::TimerId timer_ = 0;
   std::function<std::vector<std::string>()> also_tell_;
+  std::function<bool()> told_directly_;
+  std::string cursor_;  // the last member a refresh went to
 };
 
 }  // namespace starling::node

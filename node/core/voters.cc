@@ -54,33 +54,37 @@ void VoterKeeper::Refresh() {
   lease_.SetVoters(recorded.value_or(std::vector<std::string>{}));
 }
 
-void VoterKeeper::AutoCommission(const store::Json& doc, const std::vector<std::string>& alive) {
+bool VoterKeeper::AutoCommission(const store::Json& doc, const std::vector<std::string>& alive) {
   const std::vector<std::string> fresh = ToAutoCommission(doc, alive);
-  if (fresh.empty()) return;
+  if (fresh.empty()) return false;
   auto r = StateCommands(replicator_).SetLifecycle(fresh, "commissioned");
   if (!r.ok()) {
     spdlog::warn("auto-commission of {} nodes failed: {}", fresh.size(), r.status().message());
-    return;
+    return false;
   }
   spdlog::info("auto-commissioned {} newly discovered node(s)", fresh.size());
+  return true;
 }
 
 void VoterKeeper::Tick() {
   timer_ = clock_.Schedule(cfg_.tick, [this] { Tick(); });
   const Time now = clock_.Now();
+  const Seen seen{members_.Epoch(), replicator_.log().state().Digest(), lease_.IsHolder()};
+  if (idle_at_ == seen) return;
+  idle_at_.reset();
   std::vector<std::string> alive;
   std::map<std::string, MemberStatus> status;
-  for (const auto& m : members_.Members()) {
+  members_.ForEachMember([&](const membership::MemberView& m) {
     status[m.name] = m.status;
     if (m.status == MemberStatus::kAlive) alive.push_back(m.name);
-  }
-  std::sort(alive.begin(), alive.end());
+  });
   if (alive != alive_) {
     alive_ = alive;
     stable_since_ = now;
   }
-  const store::Json doc = replicator_.log().state().Document();
-  if (lease_.IsHolder()) AutoCommission(doc, alive);
+  // A write changes the document: the rest waits for the next tick.
+  const store::Json& doc = replicator_.log().state().Document();
+  if (seen.holder && AutoCommission(doc, alive)) return;
   // Voters are chosen among the alive members the desired state does not
   // decommission.
   std::vector<std::string> eligible;
@@ -164,7 +168,14 @@ void VoterKeeper::Tick() {
       why = "removed " + *gone + " (dead past the reap timeout, no lease holder)";
     }
   }
-  if (why.empty()) return;
+  if (why.empty()) {
+    // Idle unless a voter is down (its reap timeout runs) or the set waits
+    // for the list to settle before it grows.
+    const bool waits = !dead_since_.empty() || (lease_.IsHolder() && voter && !operator_sized &&
+                                                next.size() < Choose(eligible).size());
+    if (!waits) idle_at_ = seen;
+    return;
+  }
   if (auto w = StateCommands(replicator_).SetVoters(next, why); !w.ok()) {
     spdlog::error("could not change the lease voters: {}", w.status().ToString());
     return;

@@ -73,8 +73,8 @@ class VoterKeeper {
  private:
   void Tick();
   // With the auto_commission switch on, the holder commissions alive members
-  // the desired state does not name yet (one change per tick).
-  void AutoCommission(const store::Json& doc, const std::vector<std::string>& alive);
+  // the desired state does not name yet (one change per tick); whether it wrote.
+  bool AutoCommission(const store::Json& doc, const std::vector<std::string>& alive);
 
   std::string self_;
   Clock& clock_;
@@ -87,6 +87,16 @@ class VoterKeeper {
   std::optional<Time> last_write_;
   std::map<std::string, Time> dead_since_;
   bool met_others_ = false;  // has seen another member alive
+  // A tick that found nothing to do and nothing to wait for leaves the
+  // next ones idle until the member list, the desired state or the lease
+  // changes: a large cluster's list and document are not re-read every tick.
+  struct Seen {
+    uint64_t epoch = 0;
+    std::string digest;
+    bool holder = false;
+    bool operator==(const Seen&) const = default;
+  };
+  std::optional<Seen> idle_at_;
   bool said_waiting_ = false;
   Clock::TimerId timer_ = 0;
 };

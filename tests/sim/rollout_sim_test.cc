@@ -14,7 +14,7 @@
 #include <random>
 #include <set>
 
-#include "node_stack.h"
+#include "starling/sim/node_stack.h"
 #include "state_commands.h"
 
 namespace starling::node {
@@ -186,7 +186,7 @@ class RolloutCluster {
     AgentConfig acfg;
     acfg.health_every = NodeTimingFor("local").health_every;  // what the daemon runs with
     acfg.health_retry = 500ms;
-    nodes_[i].Boot(c_, i, ++generation_[i], voters, std::move(hooks), acfg, i == 0 || i == lone_);
+    ASSERT_TRUE(nodes_[i].Boot(c_, i, ++generation_[i], voters, std::move(hooks), acfg, i == 0 || i == lone_).ok());
     nodes_[i].engine->Observe([this](const std::optional<RolloutRecord>& before, const RolloutRecord& r,
                                      const std::vector<NodeView>& views) { CheckBatchStart(before, r, views); });
   }
@@ -624,7 +624,9 @@ TEST(OperatorSim, SafetyHoldsThroughOperatorActionsJoinsAndFaults) {
   EXPECT_GT(tally.unfreezes_checked, static_cast<size_t>(seeds));
   EXPECT_GT(tally.done["freeze"], 0);
   EXPECT_GT(tally.lone_merges, seeds / 2);
-  EXPECT_GT(tally.done["rollout start"], seeds);
+  // Rollouts of every node and of chosen nodes together: how the operator's
+  // random picks and the refusals (running, frozen) split them varies.
+  EXPECT_GT(tally.done["rollout start"] + tally.done["rollout start --nodes"], seeds);
 }
 
 TEST(RolloutSim, QuietRolloutSucceedsWithBatchesOfTheRamp) {

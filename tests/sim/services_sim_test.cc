@@ -13,7 +13,7 @@
 #include <random>
 #include <set>
 
-#include "node_stack.h"
+#include "starling/sim/node_stack.h"
 #include "state_commands.h"
 
 namespace starling::node {
@@ -107,8 +107,9 @@ class ServiceCluster {
       AgentConfig acfg;
       acfg.health_every = 1s;
       acfg.health_retry = 500ms;
-      nodes_[i].Boot(c_, i, ++generation_[i], {c_.name(0), c_.name(1)},
-                     std::make_unique<ServiceHooks>(c_.name(i), c_.clock(i), world_), acfg);
+      ASSERT_TRUE(nodes_[i].Boot(c_, i, ++generation_[i], {c_.name(0), c_.name(1)},
+                                 std::make_unique<ServiceHooks>(c_.name(i), c_.clock(i), world_), acfg)
+                      .ok());
     });
     c_.OnCrash([this](int i) { nodes_[i].Down(); });
   }

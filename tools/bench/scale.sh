@@ -42,16 +42,9 @@ with open(f"{out}/scale.dat", "w") as f:
 print(open(f"{out}/scale.dat").read(), end="")
 PY
 
-gnuplot <<GP
-set terminal svg size 1000,420 dynamic font "sans,12"
-set output "$out/scale.svg"
-set multiplot layout 1,2 title "Starling membership in simulation (lan profile, seed $seed)"
-set logscale x
-set xlabel "nodes"
-set grid
-set key top left
+gnuplot -e "out='$out/scale.svg'; title='Starling membership in simulation (lan profile, seed $seed)'" \
+  tools/bench/against_n.gp - <<GP
 set ylabel "virtual seconds"
-set yrange [0:*]
 plot "$out/scale.dat" using 1:3 with linespoints lw 2 pt 7 title "failure detection", \
      "" using 1:2 with linespoints lw 2 pt 5 title "join wave convergence"
 set ylabel "per node per second"

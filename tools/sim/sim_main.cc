@@ -2,9 +2,11 @@
 // virtual time and reports how the protocol scales: how fast a join wave
 // converges, per-node load once the cluster is quiet, false failures under
 // datagram loss, how fast a crash is detected, and memory per simulated
-// node. Same seed, same run.
+// node. With --stack every node runs the whole node stack (stack_run.h).
+// Same seed, same run.
 //
 //   starling-sim --nodes 1000 --seed 7 --profile lan [--loss-levels 0.01,0.05] [--format json]
+//   starling-sim --stack --nodes 1000 [--hook-time 5 --batch 10%]
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
@@ -15,75 +17,20 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "sim_report.h"
+#include "stack_run.h"
 #include "starling/sim/simulator.h"
 
 using namespace std::chrono_literals;
 using starling::Duration;
 using starling::membership::EventType;
 using starling::membership::MemberStatus;
+using starling::sim::FromSeconds;
+using starling::sim::ResidentKb;
+using starling::sim::Seconds;
+using starling::sim::Views;
 
 namespace {
-
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
-
-Duration FromSeconds(double s) { return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s)); }
-
-// Kilobytes of this process's resident memory: now (VmRSS) or at its peak (VmHWM).
-double ResidentKb(const char* key) {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(key, 0) != 0) continue;
-    std::istringstream s(line.substr(std::string(key).size()));
-    double kb = 0;
-    s >> kb;
-    return kb;
-  }
-  return 0;
-}
-
-// What every node lists, kept up to date from the memberlists' events so
-// that checking convergence costs O(N), not O(N^2) lookups.
-class Views {
- public:
-  explicit Views(int n) : n_(n), status_(static_cast<size_t>(n) * n, kUnknown), alive_(n, 0), suspect_(n, 0) {}
-
-  void On(int observer, int member, EventType type) {
-    uint8_t& s = status_[static_cast<size_t>(observer) * n_ + member];
-    uint8_t next = s;
-    switch (type) {
-      case EventType::kJoined:
-      case EventType::kAlive: next = kAliveS; break;
-      case EventType::kSuspect: next = kSuspectS; break;
-      case EventType::kFailed:
-      case EventType::kLeft: next = kDown; break;
-      case EventType::kReaped: next = kUnknown; break;
-      case EventType::kUpdated: break;
-    }
-    if (next == s) return;
-    if (s == kAliveS) --alive_[observer];
-    if (s == kSuspectS) --suspect_[observer];
-    if (next == kAliveS) ++alive_[observer];
-    if (next == kSuspectS) ++suspect_[observer];
-    s = next;
-  }
-  // A crashed node's memberlist is gone: it lists nobody.
-  void Forget(int observer) {
-    std::fill_n(status_.begin() + static_cast<ptrdiff_t>(observer) * n_, n_, kUnknown);
-    alive_[observer] = suspect_[observer] = 0;
-  }
-  // Every up node lists `up` members alive and none suspect.
-  bool Converged(const starling::sim::Cluster& c, int up) const {
-    for (int i = 0; i < n_; ++i)
-      if (c.up(i) && (alive_[i] != up || suspect_[i] != 0)) return false;
-    return true;
-  }
-
- private:
-  static constexpr uint8_t kUnknown = 0, kAliveS = 1, kSuspectS = 2, kDown = 3;
-  int n_;
-  std::vector<uint8_t> status_;
-  std::vector<int> alive_, suspect_;
-};
 
 struct Load {
   double packets = 0, messages = 0, datagram_bytes = 0, stream_bytes = 0;  // per node per second
@@ -150,8 +97,34 @@ int main(int argc, char** argv) {
   app.add_option("--max-time", max_s, "virtual seconds to wait for each phase")->capture_default_str();
   app.add_flag("--no-lifeguard", no_lifeguard, "turn the Lifeguard refinements off");
   app.add_option("--format", format, "output format")->check(CLI::IsMember({"table", "json"}));
+  bool stack = false;
+  starling::sim::StackFlags sf;
+  app.add_flag("--stack", stack,
+               "run every node's whole stack (log, soft state, lease, voters, rollouts, agent), not membership "
+               "alone: per-protocol load, a change's propagation, a rollout of every node, lease failover");
+  app.add_option("--hook-time", sf.hook_s, "--stack: seconds each node's install hook takes")->capture_default_str();
+  app.add_option("--hook-failure-rate", sf.hook_failure_rate, "--stack: chance that an install hook fails")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--min-healthy", sf.min_healthy_s, "--stack: the policy's min_healthy, in seconds")
+      ->capture_default_str();
+  app.add_option("--batch", sf.batch, "--stack: the policy's batch size (\"10%\", 25)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::err);
+  if (stack) {
+    sf.nodes = nodes;
+    sf.seed = seed;
+    sf.profile = profile;
+    sf.join_spread_s = join_spread_s;
+    // The whole stack's timers repeat within seconds: a shorter window than
+    // membership's push-pull-long one still averages over many rounds.
+    sf.window_s = app.count("--window") ? window_s : 120;
+    sf.loss_levels = loss_levels;
+    sf.loss_window_s = loss_window_s;
+    sf.max_s = max_s;
+    sf.format = format;
+    return starling::sim::RunStack(sf);
+  }
 
   const double rss_before_kb = ResidentKb("VmRSS:");
   starling::membership::Config base;

@@ -19,7 +19,6 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -48,7 +47,7 @@ struct CoordinateConfig {
   double cc = 0.25;  // position weight
   size_t adjustment_window = 20;
   double height_min = 10.0e-6;
-  size_t latency_filter = 3;
+  size_t latency_filter = 3;  // at most kMaxLatencyFilter
   double gravity_rho = 150.0;
 };
 
@@ -77,7 +76,14 @@ class CoordinateClient {
   Coordinate origin_;
   std::array<double, 64> adjustment_samples_{};
   size_t adjustment_index_ = 0;
-  std::map<std::string, std::deque<double>> samples_;
+  // The last round trips to each member, a ring of latency_filter: a
+  // member held costs a few dozen bytes here, not a deque's half kilobyte.
+  static constexpr size_t kMaxLatencyFilter = 8;
+  struct Samples {
+    std::array<double, kMaxLatencyFilter> rtt{};
+    uint8_t size = 0, next = 0;
+  };
+  std::map<std::string, Samples> samples_;
   uint64_t rejected_ = 0;
 };
 

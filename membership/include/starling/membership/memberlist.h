@@ -121,6 +121,16 @@ class Memberlist {
 
   // Reads.
   std::vector<MemberView> Members() const;  // sorted by name, ourselves included
+  // The same without copying them, for a reader that runs often on a large
+  // list; the views carry no coordinate (CoordinateOf has it). `fn` must not
+  // change the list.
+  void ForEachMember(const std::function<void(const MemberView&)>& fn) const;
+  // Up to k alive members after `name` in name order, wrapping around,
+  // ourselves left out: a cursor that visits every member in turn.
+  std::vector<MemberView> NextAlive(const std::string& name, size_t k) const;
+  // Grows with every event (a member joined, changed, failed, ...): a reader
+  // that saw the same epoch may skip reading the list again.
+  uint64_t Epoch() const;
   MemberView Self() const;
   size_t NumAlive() const;                  // alive + suspect, ourselves included
   MemberCounts Counts() const;              // by status, ourselves included

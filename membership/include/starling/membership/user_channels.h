@@ -13,6 +13,10 @@
 namespace starling::membership {
 
 enum class Channel : uint8_t { kLog = 1, kLease = 2, kNodeState = 3, kKeys = 4, kArtifacts = 5, kEvents = 6, kQuery = 7 };
+inline constexpr size_t kChannels = 8;
+// "log", "lease", "reports", ... (the Memberlist counts what each sends as
+// user_messages_sent.<n>, user_bytes_sent.<n> and user_stream_bytes_sent.<n>).
+std::string_view ChannelName(size_t channel);
 
 class UserChannels {
  public:
@@ -40,9 +44,9 @@ class UserChannels {
  private:
   static Bytes Tagged(Channel ch, Bytes data);
   Memberlist& list_;
-  std::array<Memberlist::UserPacketFn, 8> packet_;
-  std::array<SyncStreamFn, 8> stream_;
-  std::array<Memberlist::UserStreamFn, 8> async_;
+  std::array<Memberlist::UserPacketFn, kChannels> packet_;
+  std::array<SyncStreamFn, kChannels> stream_;
+  std::array<Memberlist::UserStreamFn, kChannels> async_;
   uint64_t dropped_ = 0;
 };
 

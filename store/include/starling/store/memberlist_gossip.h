@@ -15,6 +15,8 @@ class MemberlistGossip final : public LogGossip {
  public:
   explicit MemberlistGossip(membership::UserChannels& channels) : channels_(channels) {}
   std::vector<Peer> LivePeers() const override;
+  std::optional<Peer> LivePeer(const std::string& name) const override;
+  std::string NameAt(const std::string& addr) const override;
   std::string SelfAddr() const override;
   size_t BroadcastBudget() const override;
   void Broadcast(const std::string& key, Bytes data) override;

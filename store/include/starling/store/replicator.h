@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,17 @@ class LogGossip {
   };
   virtual ~LogGossip() = default;
   virtual std::vector<Peer> LivePeers() const = 0;  // alive members other than ourselves
+  // One of them by name or by address, without listing them all.
+  virtual std::optional<Peer> LivePeer(const std::string& name) const {
+    for (auto& p : LivePeers())
+      if (p.name == name) return p;
+    return std::nullopt;
+  }
+  virtual std::string NameAt(const std::string& addr) const {
+    for (auto& p : LivePeers())
+      if (p.addr == addr) return p.name;
+    return "";
+  }
   virtual std::string SelfAddr() const = 0;
   virtual size_t BroadcastBudget() const = 0;
   virtual void Broadcast(const std::string& key, Bytes data) = 0;

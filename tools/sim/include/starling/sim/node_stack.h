@@ -1,11 +1,9 @@
 // One simulated node's whole stack over the simulated network, for the
-// simulator tests of rollouts and services: the NodeCore the daemon runs,
+// simulator tests and starling-sim's whole-stack mode: the NodeCore the daemon runs,
 // with memory stores, scripted hooks and a fixed voter set or the lease's own. What a real node
 // keeps on disk (log, ballots, what it ran) lives in the struct and survives
 // Down()/Boot(), as it survives a crash.
 #pragma once
-
-#include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
@@ -35,16 +33,17 @@ struct NodeStack {
   // Starts node `i` of `c` with `hooks`; `generation` must grow with every
   // boot. Empty `voters`: the node keeps its voters as the daemon does
   // (VoterKeeper), choosing them alone only when `founder`.
-  void Boot(sim::Cluster& c, int i, uint32_t generation, const std::vector<std::string>& voters,
-            std::unique_ptr<HookExec> node_hooks, AgentConfig acfg, bool founder = true) {
+  [[nodiscard]] Status Boot(sim::Cluster& c, int i, uint32_t generation, const std::vector<std::string>& voters,
+                            std::unique_ptr<HookExec> node_hooks, AgentConfig acfg, bool founder = true,
+                            const std::string& profile = "local") {
     auto opened = store::DesiredLog::Open(storage, 1000 + i, c.name(i));
-    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    if (!opened.ok()) return opened.status();
     log = std::move(*opened);
     hooks = std::move(node_hooks);
     NodeOptions options;
     options.name = c.name(i);
     options.generation = generation;
-    options.profile = "local";
+    options.profile = profile;
     options.keep_voters = voters.empty();
     options.founder = founder;
     options.agent = acfg;
@@ -57,6 +56,7 @@ struct NodeStack {
     agent = &core->agent();
     engine = &core->engine();
     core->Start();
+    return Status::Ok();
   }
 
   // Stops everything that runs; what is on "disk" stays.
