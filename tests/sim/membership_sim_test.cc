@@ -58,13 +58,14 @@ bool NobodyLists(Cluster& c, int i) {
 
 // The longest a crashed member can take to be declared failed everywhere:
 // up to one probe period until someone probes it (with n probers it is
-// almost always far less), one period for the probe to fail, the full
+// almost always far less), one period for the probe to fail and one for
+// the second probe an alive member gets before it is suspected, the full
 // unconfirmed suspicion timeout, and a few gossip rounds to spread the news.
 Duration SuspicionBound(const membership::Config& cfg, int n) {
   const auto& t = cfg.timing;
   const double scale = std::max(1.0, std::log10(static_cast<double>(n)));
   auto min = std::chrono::duration_cast<Duration>(t.probe_interval * t.suspicion_mult * scale);
-  return 2 * t.probe_interval + min * t.suspicion_max_timeout_mult + 20 * t.gossip_interval;
+  return 3 * t.probe_interval + min * t.suspicion_max_timeout_mult + 20 * t.gossip_interval;
 }
 
 TEST_F(SimTest, SmallClusterConvergesAndSameSeedReplaysExactly) {
@@ -125,6 +126,75 @@ TEST_F(SimTest, NoHealthyNodeDeclaredFailedUnderFivePercentLoss) {
   EXPECT_GT(c.net_stats().packets_dropped, 0u) << "the loss was not applied";
   c.SetLoss(0);
   EXPECT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+}
+
+// Sums a counter over the up nodes.
+uint64_t Total(Cluster& c, const std::string& counter) {
+  uint64_t n = 0;
+  for (int i = 0; i < c.size(); ++i)
+    if (c.up(i))
+      if (auto it = c.node(i).counters().find(counter); it != c.node(i).counters().end()) n += it->second;
+  return n;
+}
+
+// Under loss a probe and its relays all fail now and then for a member that
+// is fine; a second probe through other relays settles most of those
+// without a suspicion, whose gossip every member would carry.
+TEST_F(SimTest, AnAliveMemberIsProbedTwiceBeforeItIsSuspected) {
+  const uint64_t seed = Seed(8);
+  Cluster c(seed, Profile("lan"));
+  JoinWave(c, 64, 2s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 120s)) << "seed " << seed;
+  const uint64_t repeated0 = Total(c, "probes_repeated"), failures0 = Total(c, "probe_failures");
+  c.SetLoss(0.10);
+  c.loop().RunFor(300s);
+  const uint64_t repeated = Total(c, "probes_repeated") - repeated0;
+  // Every failed probe round counts, the first of an alive member's two too:
+  // what is left failed twice in a row (or was of a member already suspect).
+  const uint64_t twice = Total(c, "probe_failures") - failures0 - repeated;
+  std::printf("10%% loss, 64 nodes, 5 min: %llu first probes failed, %llu failed twice (seed %llu)\n",
+              static_cast<unsigned long long>(repeated), static_cast<unsigned long long>(twice),
+              static_cast<unsigned long long>(seed));
+  EXPECT_GT(repeated, 20u);
+  EXPECT_LE(twice * 10, repeated);
+  c.SetLoss(0);
+  EXPECT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 60s));
+}
+
+// A quiet cluster's periodic push-pulls carry a digest of the member table,
+// not the table: the tables agree, so the answer is "same".
+TEST_F(SimTest, QuietPushPullsExchangeDigestsNotTables) {
+  const uint64_t seed = Seed(9);
+  Cluster c(seed, Profile("lan"));
+  JoinWave(c, 40, 1s);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return c.Converged(); }, 120s)) << "seed " << seed;
+  c.loop().RunFor(120s);  // the join wave's churn push-pulls are over
+  const uint64_t sent0 = Total(c, "push_pulls_sent"), same0 = Total(c, "push_pulls_same");
+  const uint64_t bytes0 = Total(c, "stream_bytes_sent");
+  c.loop().RunFor(600s);
+  const uint64_t sent = Total(c, "push_pulls_sent") - sent0, same = Total(c, "push_pulls_same") - same0;
+  const uint64_t bytes = Total(c, "stream_bytes_sent") - bytes0;
+  std::printf("40 nodes, 10 quiet minutes: %llu push-pulls, %llu answered same, %llu stream bytes\n",
+              static_cast<unsigned long long>(sent), static_cast<unsigned long long>(same),
+              static_cast<unsigned long long>(bytes));
+  ASSERT_GT(sent, 100u);
+  // Counted on both sides: the asker's and the responder's.
+  EXPECT_EQ(same, 2 * sent);
+  // A table of 40 members is kilobytes; a digest and its answer are a few dozen bytes.
+  EXPECT_LT(bytes / sent, 400u);
+  // A changed tag makes the tables differ until the news is everywhere; the
+  // cluster still agrees on it.
+  c.node(7).SetTags({{"role", "db"}});
+  EXPECT_TRUE(c.loop().RunUntil(
+      [&] {
+        for (int i = 0; i < c.size(); ++i) {
+          auto m = c.node(i).Members();
+          auto it = std::find_if(m.begin(), m.end(), [&](const auto& v) { return v.name == c.name(7); });
+          if (it == m.end() || it->tags.count("role") == 0) return false;
+        }
+        return true;
+      },
+      30s));
 }
 
 TEST_F(SimTest, CrashedNodeDeclaredFailedWithinSuspicionBound) {

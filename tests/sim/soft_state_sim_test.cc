@@ -123,6 +123,61 @@ TEST(SoftStateSim, EveryReportGoesStraightToTheNodeToTell) {
       30s));
 }
 
+// A refresh goes straight to the next few members in turn, not through the
+// broadcast queue: a node sends the same few datagrams per refresh whatever
+// the cluster's size, and a node that joins after every report was spread
+// still hears every one within two turns of the others' cursors.
+TEST(SoftStateSim, RefreshesReachEveryMemberInTurn) {
+  spdlog::set_level(spdlog::level::err);
+  constexpr int kNodes = 31;
+  constexpr Duration kRefresh = 2s;
+  std::vector<Stack> nodes(kNodes);
+  sim::Cluster c(77, sim::ProfileConfig("lan"), sim::NetworkOptions{.loss = 0.01});
+  for (int i = 0; i < kNodes; ++i) c.Add();
+  c.OnBoot([&](int i) {
+    nodes[i].channels = std::make_unique<membership::UserChannels>(c.node(i));
+    nodes[i].soft = std::make_unique<SoftState>(c.name(i), 1, c.clock(i), *nodes[i].channels, kRefresh);
+    nodes[i].soft->Start();
+  });
+  c.OnCrash([&](int i) {
+    nodes[i].soft.reset();
+    nodes[i].channels.reset();
+  });
+  c.Start(0);
+  for (int i = 1; i < kNodes - 1; ++i) c.StartAndJoin(i, 0);
+  ASSERT_TRUE(c.loop().RunUntil(
+      [&] {
+        for (int i = 0; i < kNodes - 1; ++i)
+          if (c.node(i).NumAlive() != kNodes - 1) return false;
+        return true;
+      },
+      60s));
+  for (int i = 0; i < kNodes - 1; ++i)
+    nodes[i].soft->Update([&](NodeReport& r) { r.applied_revision = "rev" + std::to_string(i); });
+  c.loop().RunFor(60s);  // the changes' broadcasts are over
+
+  auto sent = [&](int i) { return c.node(i).counters().at("user_messages_sent.3"); };
+  std::vector<uint64_t> before(kNodes - 1);
+  for (int i = 0; i < kNodes - 1; ++i) before[i] = sent(i);
+  const int refreshes = 20;
+  c.loop().RunFor(refreshes * kRefresh);
+  for (int i = 0; i < kNodes - 1; ++i) {
+    EXPECT_LE(sent(i) - before[i], (refreshes + 1) * SoftState::kRefreshPeers) << c.name(i);
+    EXPECT_GE(sent(i) - before[i], (refreshes - 1) * SoftState::kRefreshPeers) << c.name(i);
+  }
+
+  const int late = kNodes - 1;
+  c.StartAndJoin(late, 0);
+  const size_t turn = (kNodes + SoftState::kRefreshPeers - 1) / SoftState::kRefreshPeers;
+  c.loop().RunFor(static_cast<int64_t>(2 * turn + 2) * kRefresh);
+  for (int i = 0; i < kNodes - 1; ++i) {
+    auto r = nodes[late].soft->Get(c.name(i));
+    ASSERT_TRUE(r) << c.name(late) << " never heard " << c.name(i);
+    EXPECT_EQ(r->applied_revision, "rev" + std::to_string(i));
+    EXPECT_TRUE(nodes[late].soft->Fresh(c.name(i))) << c.name(i);
+  }
+}
+
 TEST(SoftStateCodec, RoundTripAndBadBytes) {
   NodeReport r{"n1", (uint64_t{3} << 32) | 7, "abcdef012345", true, "applying", {{"db.url", "x"}}, "exit 0", "abcdef012345"};
   auto back = DecodeReport(EncodeReport(r));

@@ -65,6 +65,22 @@ TEST(State, NewerStampWinsAndDeleteIsATombstone) {
   EXPECT_FALSE(s.Document().contains("packages"));
 }
 
+// A control record is no part of the document: writing one keeps the
+// digest, and the document stays the one parsed before.
+TEST(State, AControlRecordLeavesTheDocumentAndItsDigest) {
+  State s;
+  s.Apply(MakeEntry(1, 1, kWall + 10, {Put("packages/web", "{\"version\":\"2\"}")}));
+  const std::string digest = s.Digest();
+  const Json* doc = &s.Document();
+  s.Apply(MakeEntry(1, 2, kWall + 20, {Put("~rollout", "{\"id\":1}")}));
+  EXPECT_EQ(s.Digest(), digest);
+  EXPECT_EQ(&s.Document(), doc);
+  EXPECT_FALSE(s.Document().contains("~rollout"));
+  s.Apply(MakeEntry(1, 3, kWall + 30, {Put("packages/web", "{\"version\":\"3\"}")}));
+  EXPECT_NE(s.Digest(), digest);
+  EXPECT_EQ(s.Document()["packages"]["web"]["version"], "3");
+}
+
 TEST(DesiredLog, WriteIsDurableAndSequenced) {
   MemoryLogStorage storage;
   auto log = OpenLog(storage, 7, "a");

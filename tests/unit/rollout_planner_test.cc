@@ -459,6 +459,30 @@ TEST(RolloutPlanner, AChosenNodeOutOfTheRolloutStillTakesRoomWhenDown) {
   EXPECT_EQ(h.record->batch, (std::vector<std::string>{"a"}));
 }
 
+// Parsed once per write of the register: the same stamp is the same value,
+// a new write (or a delete) is read again.
+TEST(RolloutRecord, TheReaderParsesOncePerWrite) {
+  store::State st;
+  RecordReader<RolloutRecord> reader(kRolloutKey);
+  EXPECT_TRUE(reader.Changed(st));
+  EXPECT_FALSE(reader.Read(st).has_value());
+  EXPECT_FALSE(reader.Changed(st));
+  RolloutRecord r;
+  r.id = 1;
+  r.state = "running";
+  st.Put(kRolloutKey, store::Register{r.ToJson().dump(), store::Stamp{{10, 0}, 1, 1}, 0});
+  EXPECT_TRUE(reader.Changed(st));
+  ASSERT_TRUE(reader.Read(st).has_value());
+  EXPECT_EQ(reader.Read(st)->id, 1u);
+  EXPECT_FALSE(reader.Changed(st));
+  r.id = 2;
+  st.Put(kRolloutKey, store::Register{r.ToJson().dump(), store::Stamp{{11, 0}, 1, 2}, 0});
+  EXPECT_TRUE(reader.Changed(st));
+  EXPECT_EQ(reader.Read(st)->id, 2u);
+  st.Put(kRolloutKey, store::Register{std::nullopt, store::Stamp{{12, 0}, 1, 3}, 0});
+  EXPECT_FALSE(reader.Read(st).has_value());
+}
+
 TEST(RolloutRecord, BatchSizesParseFromTheCliAndBadOnesAreRefused) {
   EXPECT_EQ(*ParseBatchSize("2"), Json(2));
   EXPECT_EQ(*ParseBatchSize("25%"), Json("25%"));
