@@ -229,6 +229,14 @@ int RunStack(const StackFlags& f) {
   Cluster& c = s.cluster();
   Json out = {{"mode", "stack"}, {"nodes", f.nodes}, {"seed", f.seed}, {"profile", f.profile}};
   bool ok = true;
+  // Memory per node after each phase (freed memory returned first): where it goes.
+  Json phases = Json::object();
+  auto memory_at = [&](const char* phase) {
+    malloc_trim(0);
+    const double kb = (ResidentKb("VmRSS:") - rss_before_kb) / f.nodes;
+    phases[phase] = kb;
+    return kb;
+  };
   auto fail = [&](const std::string& why) {
     out["error"] = why;
     ok = false;
@@ -244,6 +252,7 @@ int RunStack(const StackFlags& f) {
   out["join_converged"] = joined;
   out["join_convergence_s"] = Seconds(c.Now() - t0);
   if (!joined) fail("the membership did not converge");
+  memory_at("membership");
 
   // 2. The first revision, commissioning every node, and its rollout.
   auto rollout = [&](int writer) -> Json {
@@ -279,16 +288,13 @@ int RunStack(const StackFlags& f) {
         },
         max_wait, 1s);
   };
-  std::string rev1;
   if (ok) {
     auto r = s.Apply(0, s.Doc("1"));
     if (!r.ok()) fail("applying the first revision: " + r.status().ToString());
-    else rev1 = *r;
+    c.loop().RunFor(5s);
+    memory_at("first_revision");
   }
   if (ok) {
-    // The rollout waits until node 0 has the revision, the lease and every
-    // node's report; time from the apply.
-    c.loop().RunFor(5s);
     out["first_rollout"] = rollout(0);
     if (!out["first_rollout"].value("settled", false)) fail("the first rollout did not settle");
   }
@@ -297,8 +303,7 @@ int RunStack(const StackFlags& f) {
   if (ok) {
     out["quiet_before_window"] = quiet();
     c.loop().RunFor(10s);
-    malloc_trim(0);
-    out["memory_kb_per_node"] = (ResidentKb("VmRSS:") - rss_before_kb) / f.nodes;
+    out["memory_kb_per_node"] = memory_at("first_rollout");
     const Duration window = FromSeconds(f.window_s);
     const auto before = SentByProtocol(c);
     const uint64_t f0 = s.false_failures();
@@ -381,6 +386,8 @@ int RunStack(const StackFlags& f) {
     }
   }
 
+  memory_at("end");
+  out["memory_kb_per_node_after"] = phases;
   out["peak_memory_kb_per_node"] = (ResidentKb("VmHWM:") - rss_before_kb) / f.nodes;
   out["events_run"] = c.loop().events_run();
   out["virtual_seconds"] = Seconds(c.Now());
