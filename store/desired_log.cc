@@ -617,6 +617,44 @@ Result<size_t> DesiredLog::Compact(const HighWater& acked) {
   return drop.size();
 }
 
+DesiredLog::Foldable DesiredLog::StampedBefore(int64_t wall_micros) const {
+  const Rep& r = *rep_;
+  Foldable out;
+  uint64_t origin = 0, next = 0;
+  bool first = true, open = false;
+  // Retained entries are ordered by origin, then seq, and an origin's stamps
+  // rise with its seq: the prefix ends at its first gap or young entry.
+  for (const auto& [id, e] : r.retained) {
+    if (first || id.origin != origin) {
+      first = false;
+      origin = id.origin;
+      auto c = r.snapshot.covered.find(origin);
+      next = (c == r.snapshot.covered.end() ? 0 : c->second) + 1;
+      open = true;
+    }
+    if (!open) continue;
+    if (id.seq != next || e.hlc.wall >= wall_micros) {
+      open = false;
+      continue;
+    }
+    out.cut[origin] = id.seq;
+    ++out.entries;
+    out.bytes += EstimateEntryBytes(e);
+    ++next;
+  }
+  return out;
+}
+
+size_t DesiredLog::SnapshotBytes() const {
+  const Snapshot& s = rep_->snapshot;
+  size_t n = s.covered.size() * 16;
+  for (const auto& [key, reg] : s.registers) n += key.size() + (reg.value ? reg.value->size() : 0) + 40;
+  for (const auto& row : s.history) n += row.id.size() + row.digest.size() + row.origin_name.size() + row.note.size() +
+                                         row.conflict.size() + 40;
+  for (const auto& [digest, text] : s.documents) n += digest.size() + text.size();
+  return n;
+}
+
 const State& DesiredLog::state() const { return rep_->state; }
 const std::string& DesiredLog::digest() const { return rep_->state.Digest(); }
 uint64_t DesiredLog::entries() const { return rep_->CoveredCount() + rep_->retained.size(); }

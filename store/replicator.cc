@@ -217,18 +217,32 @@ void Replicator::MaybeCompact() {
   // Forget what departed peers said; a returning one states it again.
   for (auto it = peer_have_.begin(); it != peer_have_.end();)
     it = gossip_.LivePeer(it->first) ? std::next(it) : peer_have_.erase(it);
-  if (log_.retained() < cfg_.compact_after) return;
-  const auto live = gossip_.LivePeers();
-  HighWater acked = log_.high_water();
-  for (const auto& p : live) {
-    auto it = peer_have_.find(p.name);
-    if (it == peer_have_.end()) return;  // not heard from every live peer yet
-    for (auto& [o, s] : acked) {
-      auto q = it->second.find(o);
-      s = std::min(s, q == it->second.end() ? uint64_t{0} : q->second);
-    }
+  HighWater cut;
+  if (log_.retained() > 0) {
+    const auto aged = log_.StampedBefore(clock_.WallMicros() - cfg_.fold_after.count());
+    if (aged.entries >= cfg_.fold_entries ||
+        (aged.bytes >= cfg_.fold_bytes && aged.bytes >= log_.SnapshotBytes() / 4))
+      cut = aged.cut;
   }
-  auto folded = log_.Compact(acked);
+  if (log_.retained() >= cfg_.compact_after) {
+    HighWater acked = log_.high_water();
+    bool heard_all = true;
+    for (const auto& p : gossip_.LivePeers()) {
+      auto it = peer_have_.find(p.name);
+      if (it == peer_have_.end()) {
+        heard_all = false;  // not heard from every live peer yet
+        break;
+      }
+      for (auto& [o, s] : acked) {
+        auto q = it->second.find(o);
+        s = std::min(s, q == it->second.end() ? uint64_t{0} : q->second);
+      }
+    }
+    if (heard_all)
+      for (const auto& [o, s] : acked) cut[o] = std::max(cut[o], s);
+  }
+  if (cut.empty()) return;
+  auto folded = log_.Compact(cut);
   if (!folded.ok()) {
     spdlog::error("compacting the desired-state log failed: {}", folded.status().ToString());
     return;

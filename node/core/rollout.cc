@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "starling/text.h"
 
@@ -182,9 +183,21 @@ size_t RolloutPolicy::MaxBatch(size_t total) const {
 // ---- records ------------------------------------------------------------------------------
 
 Json RolloutRecord::ToJson() const {
-  Json assigned = Json::object();
-  for (const auto& [name, a] : nodes)
-    assigned[name] = {{"revision", a.revision}, {"batch", a.batch}, {"done", a.done}};
+  // Assignments grouped by what they say: a record is rewritten at every
+  // step of a rollout and every node holds each copy until the log folds, so
+  // a node's share is its name, not its name beside a 64-digit revision.
+  std::map<std::tuple<const std::string&, uint64_t, bool>, Json> groups;
+  for (const auto& [name, a] : nodes) {
+    Json& g = groups[{a.revision, a.batch, a.done}];
+    if (g.is_null()) g = Json::array();
+    g.push_back(name);
+  }
+  Json assigned = Json::array();
+  for (auto& [key, names] : groups)
+    assigned.push_back({{"revision", std::get<0>(key)},
+                        {"batch", std::get<1>(key)},
+                        {"done", std::get<2>(key)},
+                        {"nodes", std::move(names)}});
   return {{"id", id},
           {"revision", revision},
           {"from", from},
@@ -194,7 +207,7 @@ Json RolloutRecord::ToJson() const {
           {"batch_no", batch_no},
           {"batches", batches},
           {"batch", batch},
-          {"nodes", assigned},
+          {"assigned", std::move(assigned)},
           {"failed", std::vector<std::string>(failed.begin(), failed.end())},
           {"started_us", started_us},
           {"ended_us", ended_us},
@@ -232,7 +245,20 @@ Result<RolloutRecord> RolloutRecord::FromJson(const Json& j) {
     if (!ValidBatchSize(*b)) return Status::Corruption("rollout record: bad batch_size " + b->dump());
     r.batch_size = *b;
   }
-  if (auto n = j.find("nodes"); n != j.end()) {
+  if (auto g = j.find("assigned"); g != j.end()) {
+    if (!g->is_array() || g->size() > kMaxNodes) return Status::Corruption("rollout record: assigned is not a list");
+    for (const auto& group : *g) {
+      if (!group.is_object()) return Status::Corruption("rollout record: bad assignment group");
+      Reader ar{group, ""};
+      Assignment as{ar.Text("revision", 64), ar.Num<uint64_t>("batch"), ar.Bool("done")};
+      for (auto& name : ar.Names("nodes"))
+        if (!r.nodes.emplace(std::move(name), as).second)
+          return Status::Corruption("rollout record: a node assigned twice");
+      if (!ar.error.empty()) return Status::Corruption("rollout record: assignment group: " + ar.error);
+      if (r.nodes.size() > kMaxNodes) return Status::Corruption("rollout record: too many assignments");
+    }
+  } else if (auto n = j.find("nodes"); n != j.end()) {
+    // The form written before assignments were grouped.
     if (!n->is_object() || n->size() > kMaxNodes) return Status::Corruption("rollout record: nodes is not a map");
     for (const auto& [name, a] : n->items()) {
       if (name.size() > kMaxName || !a.is_object()) return Status::Corruption("rollout record: bad assignment");

@@ -208,10 +208,7 @@ TEST_F(LogSimTest, TwoHundredNodesConvergeAfterLossPartitionAndCrashes) {
 
 // A node down while the others fold their log into a snapshot comes back to
 // snapshot plus tail, and ends with the same state and history.
-TEST_F(LogSimTest, ReturningNodeReceivesSnapshotAndTail) {
-  const uint64_t seed = Seed(7);
-  ReplicatorConfig rcfg;
-  rcfg.compact_after = 40;
+void ReturnToSnapshotAndTail(uint64_t seed, ReplicatorConfig rcfg) {
   rcfg.sync_interval = 2s;
   LogCluster lc(seed, 8, 0.05, rcfg);
   Cluster& c = lc.cluster();
@@ -250,6 +247,23 @@ TEST_F(LogSimTest, ReturningNodeReceivesSnapshotAndTail) {
   EXPECT_LT(lc.at(0).log->retained(), acked.size());
   EXPECT_EQ(lc.at(0).log->entries(), acked.size());
   EXPECT_EQ(lc.at(0).log->Current().id, lc.at(1).log->Current().id);
+}
+
+// Folding once every live peer has acknowledged the prefix.
+TEST_F(LogSimTest, ReturningNodeReceivesSnapshotAndTail) {
+  ReplicatorConfig rcfg;
+  rcfg.compact_after = 40;
+  rcfg.fold_after = std::chrono::hours(24);
+  ReturnToSnapshotAndTail(Seed(7), rcfg);
+}
+
+// Folding by age alone: no peer's acknowledgement is waited for, which is
+// what lets a large cluster fold at all.
+TEST_F(LogSimTest, ReturningNodeReceivesSnapshotAndTailWhenTheLogFoldsByAge) {
+  ReplicatorConfig rcfg;
+  rcfg.fold_after = 20s;
+  rcfg.fold_entries = 16;
+  ReturnToSnapshotAndTail(Seed(8), rcfg);
 }
 
 // A change too large for a datagram is announced, then fetched by stream.

@@ -213,6 +213,28 @@ TEST(DesiredLog, HighWaterIsContiguousAndMissingFillsTheGap) {
   EXPECT_TRUE(more);
 }
 
+// What may fold by age: each origin's prefix up to its first young entry
+// or its first gap, never past what the snapshot already covers.
+TEST(DesiredLog, TheAgedPrefixStopsAtAYoungEntryAndAtAGap) {
+  MemoryLogStorage s;
+  auto log = OpenLog(s, 9, "self");
+  for (uint64_t seq = 1; seq <= 5; ++seq)  // origin 1: seq 4 and 5 are young
+    ASSERT_TRUE(log->Ingest(MakeEntry(1, seq, kWall + static_cast<int64_t>(seq) * 10, {Put("packages/a", "{}")}), kWall + 100).ok());
+  for (uint64_t seq : {1, 2, 4})  // origin 2: seq 3 never arrived
+    ASSERT_TRUE(log->Ingest(MakeEntry(2, seq, kWall + 1, {Put("packages/b", "{}")}), kWall + 100).ok());
+  auto aged = log->StampedBefore(kWall + 35);
+  EXPECT_EQ(aged.cut, (HighWater{{1, 3}, {2, 2}}));
+  EXPECT_EQ(aged.entries, 5u);
+  EXPECT_GT(aged.bytes, 0u);
+  EXPECT_TRUE(log->StampedBefore(kWall).cut.empty());
+
+  ASSERT_EQ(*log->Compact(aged.cut), 5u);
+  aged = log->StampedBefore(kWall + 1000);
+  EXPECT_EQ(aged.cut, (HighWater{{1, 5}}));  // origin 2 still waits for seq 3
+  EXPECT_EQ(aged.entries, 2u);
+  EXPECT_GT(log->SnapshotBytes(), 0u);
+}
+
 TEST(DesiredLog, CompactedPrefixReachesAReturningNodeAsSnapshotPlusTail) {
   MemoryLogStorage sa, sb;
   auto a = OpenLog(sa, 1, "a");

@@ -104,9 +104,32 @@ TEST(RolloutRecord, RoundTripsAndRefusesBadRecords) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, r);
 
+  // Assignments are written grouped: each node's name once, beside what
+  // it was given, not a revision per node.
+  r.nodes["n3"] = {"aaaaaaaaaaaa", 8, true};
+  const Json grouped = r.ToJson();
+  ASSERT_TRUE(grouped.contains("assigned"));
+  EXPECT_EQ(grouped["assigned"].size(), 2u);
+  EXPECT_EQ(grouped.dump().find("\"n1\":"), std::string::npos) << grouped.dump();
+  back = RolloutRecord::FromJson(grouped);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, r);
+  // The per-node form written before grouping still reads.
+  Json old = grouped;
+  old.erase("assigned");
+  old["nodes"] = {{"n1", {{"revision", "aaaaaaaaaaaa"}, {"batch", 8}, {"done", true}}},
+                  {"n2", {{"revision", "bbbbbbbbbbbb"}, {"batch", 9}, {"done", false}}},
+                  {"n3", {{"revision", "aaaaaaaaaaaa"}, {"batch", 8}, {"done", true}}}};
+  back = RolloutRecord::FromJson(old);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, r);
+
   for (const char* bad : {R"([])", R"({"state": "exploded"})", R"({"state": "running", "id": "3"})",
                           R"({"state": "running", "batch": [1]})", R"({"state": "running", "nodes": []})",
-                          R"({"state": "running", "nodes": {"n1": {"batch": -1.5}}})"}) {
+                          R"({"state": "running", "nodes": {"n1": {"batch": -1.5}}})",
+                          R"({"state": "running", "assigned": {}})",
+                          R"({"state": "running", "assigned": [{"batch": 1, "nodes": "n1"}]})",
+                          R"({"state": "running", "assigned": [{"batch": 1, "nodes": ["n1"]}, {"batch": 2, "nodes": ["n1"]}]})"}) {
     auto r2 = RolloutRecord::FromJson(Json::parse(bad));
     EXPECT_FALSE(r2.ok()) << bad;
     if (!r2.ok()) {

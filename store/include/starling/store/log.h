@@ -234,6 +234,17 @@ class DesiredLog {
   // Folds every held entry that `acked` covers into the snapshot. Returns
   // how many were folded.
   Result<size_t> Compact(const HighWater& acked);
+  struct Foldable {
+    HighWater cut;  // per origin, the last entry of the prefix
+    size_t entries = 0;
+    size_t bytes = 0;  // as EstimateEntryBytes counts them
+  };
+  // Each origin's prefix of retained entries stamped before `wall_micros`
+  // (what may fold by age, see ReplicatorConfig::fold_after).
+  Foldable StampedBefore(int64_t wall_micros) const;
+  // About what the snapshot takes to store: its registers, history and
+  // documents. Folding rewrites it whole.
+  size_t SnapshotBytes() const;
 
   const State& state() const;
   const std::string& digest() const;

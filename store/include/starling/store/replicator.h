@@ -14,7 +14,7 @@
 //    peer behind our compaction gets our snapshot plus the tail.
 // Every node remembers the high-water marks its peers last stated; once the
 // retained log is long, the prefix every live peer has acknowledged is folded
-// into the snapshot.
+// into the snapshot, and so is whatever is older than fold_after.
 //
 // Contract: single-threaded on the protocol thread, driven by the injected
 // Clock and Random and the LogGossip seam (no sockets, no OS clock). Bytes
@@ -40,6 +40,15 @@ struct ReplicatorConfig {
   Duration stream_timeout = 10s;
   size_t batch_bytes = 1 << 20;  // entries per anti-entropy reply
   size_t compact_after = 10000;  // retained entries before folding is tried
+  // Entries stamped longer ago than this fold without waiting for every
+  // live peer to state that it has them: at scale a node hears from every
+  // peer only after hours. By then rumour and anti-entropy have carried an
+  // entry to every node that was up; one that was away gets the snapshot.
+  // Folding rewrites the snapshot, so it waits until the entries come to
+  // fold_bytes and a quarter of the snapshot, or to fold_entries.
+  Duration fold_after = 60s;
+  size_t fold_bytes = 16 << 10;
+  size_t fold_entries = 256;
   int eager_fanout = 3;          // peers a new entry is pushed to at once
 };
 
