@@ -23,7 +23,9 @@ void BroadcastQueue::Queue(const std::string& key, wire::Message msg, int mult) 
 std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes) {
   std::vector<wire::Message> out;
   if (order_.empty()) return out;
-  std::vector<std::pair<Entry, Item>> resend;
+  // Node handles: a broadcast changes places in the order without being
+  // copied or its node reallocated.
+  std::vector<decltype(order_)::node_type> resend;
   size_t used = 0;
   // Smaller ones further on may still fit, but a long queue of similar sizes
   // must not be scanned to the end for every packet.
@@ -36,17 +38,19 @@ std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes)
     }
     used += it->second.size;
     out.push_back(it->second.msg);
-    Entry next{it->first.transmits + 1, it->first.id};
+    const Entry next{it->first.transmits + 1, it->first.id};
     if (next.transmits < RetransmitLimit(it->second.mult, num_nodes)) {
-      resend.emplace_back(next, std::move(it->second));
+      auto node = order_.extract(it++);
+      node.key() = next;
+      resend.push_back(std::move(node));
     } else {
       by_key_.erase(it->second.key);
+      it = order_.erase(it);
     }
-    it = order_.erase(it);
   }
-  for (auto& [e, item] : resend) {
-    by_key_[item.key] = e;
-    order_.emplace(e, std::move(item));
+  for (auto& node : resend) {
+    by_key_[node.mapped().key] = node.key();
+    order_.insert(std::move(node));
   }
   return out;
 }

@@ -232,18 +232,22 @@ Message ReadMessage(cw::Message::Reader in) {
     case cw::Message::ALIVE: {
       auto r = in.getAlive();
       Alive a;
-      a.name = Str(r.getName());
-      a.addr = Str(r.getAddr());
+      const std::string name = Str(r.getName()), addr = Str(r.getAddr()), release = Str(r.getRelease());
       a.incarnation = r.getIncarnation();
-      Require(ReadTags(r.getTags(), a.tags));
+      Tags tags;
+      Require(ReadTags(r.getTags(), tags));
       a.protocol_min = r.getProtocolMin();
       a.protocol_max = r.getProtocolMax();
       a.protocol_cur = SpokenVersion(r.getProtocolCur(), a.protocol_max);
-      a.release = Str(r.getRelease());
-      Require(CheckRelease(a.release));
-      Require(CheckName(a.name, "name"));
-      Require(CheckAddr(a.addr));
-      if (a.name.empty()) throw InvalidField{"alive without a name"};
+      Require(CheckRelease(release));
+      Require(CheckName(name, "name"));
+      Require(CheckAddr(addr));
+      if (name.empty()) throw InvalidField{"alive without a name"};
+      // Interned only once checked: a bad packet adds nothing to the pools.
+      a.name = name;
+      a.addr = addr;
+      a.tags = tags;
+      a.release = release;
       return a;
     }
     case cw::Message::SUSPECT:

@@ -37,12 +37,14 @@ struct Ack {
 struct Nack {
   uint32_t seq = 0;
 };
+// Interned (starling/atom.h): every node keeps the news about a member in its
+// broadcast queue until it has been sent on, a join wave's worth of them.
 struct Alive {
-  std::string name, addr;
+  Atom name, addr;
   uint64_t incarnation = 0;
-  Tags tags;
+  TagSet tags;
   uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax, protocol_cur = kProtocolVersion;
-  std::string release{};  // the release the member runs
+  Atom release{};  // the release the member runs
 };
 struct Suspect {
   std::string name;

@@ -56,13 +56,13 @@ CoordinateClient::CoordinateClient(Random& random, CoordinateConfig config) : ra
   origin_ = coord_;
 }
 
-bool CoordinateClient::Update(const std::string& node, const Coordinate& theirs, Duration rtt) {
+bool CoordinateClient::Update(LatencySamples& samples, const Coordinate& theirs, Duration rtt) {
   const double seconds = Seconds(rtt);
   if (!theirs.Valid() || !(seconds > 0) || seconds > kMaxRtt) {
     ++rejected_;
     return false;
   }
-  const double filtered = Filter(node, seconds);
+  const double filtered = Filter(samples, seconds);
   Vivaldi(theirs, filtered);
   Adjust(theirs, filtered);
   Gravity();
@@ -75,13 +75,12 @@ bool CoordinateClient::Update(const std::string& node, const Coordinate& theirs,
   return true;
 }
 
-double CoordinateClient::Filter(const std::string& node, double rtt_seconds) {
-  const size_t keep = std::clamp<size_t>(config_.latency_filter, 1, kMaxLatencyFilter);
-  Samples& s = samples_[node];
-  s.rtt[s.next] = rtt_seconds;
+double CoordinateClient::Filter(LatencySamples& s, double rtt_seconds) {
+  const size_t keep = std::clamp<size_t>(config_.latency_filter, 1, LatencySamples::kMax);
+  s.rtt[s.next] = static_cast<float>(rtt_seconds);
   s.next = static_cast<uint8_t>((s.next + 1) % keep);
   s.size = static_cast<uint8_t>(std::min<size_t>(s.size + 1, keep));
-  std::array<double, kMaxLatencyFilter> sorted = s.rtt;
+  std::array<float, LatencySamples::kMax> sorted = s.rtt;
   std::sort(sorted.begin(), sorted.begin() + s.size);
   return sorted[s.size / 2];
 }

@@ -367,7 +367,7 @@ void Memberlist::HandleStream(const std::string& from, ByteView request, StreamR
   impl_->HandleStream(from, request, std::move(reply));
 }
 std::vector<MemberView> Memberlist::Members() const { return impl_->Members(); }
-void Memberlist::ForEachMember(const std::function<void(const MemberView&)>& fn) const {
+void Memberlist::ForEachMember(const std::function<void(const MemberRecord&)>& fn) const {
   impl_->ForEachMember(fn);
 }
 uint64_t Memberlist::Epoch() const { return impl_->epoch(); }

@@ -55,10 +55,14 @@ void SetIndex(wire::Message& m, size_t i) {
 }
 
 
+// A member as this node holds it. Every node holds one per member of the
+// cluster, so the fields stay few and small (membership/README.md, "Memory").
 struct Member {
-  MemberView view;
+  MemberRecord view;
   std::unique_ptr<Suspicion> suspicion;
-  size_t index = 0;  // position in Impl::nodes_
+  uint32_t index = 0;  // position in Impl::nodes_
+  LatencySamples rtt;
+  PackedCoordinate coordinate;  // the last one it sent in an ack
   Duration reconnect_backoff{0};
   Time next_reconnect{};
 };
@@ -137,10 +141,10 @@ class Memberlist::Impl {
   std::vector<MemberView> Members() const {
     std::vector<MemberView> out;
     out.reserve(members_.size());
-    for (const auto& [_, m] : members_) out.push_back(WithCoordinate(m->view));
+    for (const auto& [_, m] : members_) out.push_back(ViewOf(*m));
     return out;
   }
-  void ForEachMember(const std::function<void(const MemberView&)>& fn) const {
+  void ForEachMember(const std::function<void(const MemberRecord&)>& fn) const {
     for (const auto& [_, m] : members_) fn(m->view);
   }
   uint64_t epoch() const { return epoch_; }
@@ -151,24 +155,19 @@ class Memberlist::Impl {
     for (size_t seen = 0; seen < members_.size() && out.size() < k; ++seen, ++it) {
       if (it == members_.end()) it = members_.begin();
       const Member& m = *it->second;
-      if (&m != self_ && m.view.status == MemberStatus::kAlive) out.push_back(m.view);
+      if (&m != self_ && m.view.status == MemberStatus::kAlive) out.push_back(ViewOf(m));
     }
     return out;
   }
-  MemberView Self() const { return WithCoordinate(self_->view); }
-  MemberView WithCoordinate(MemberView v) const {
-    if (self_ && v.name == self_->view.name) {
-      v.coordinate = coords_.Self();
-    } else if (auto it = peer_coords_.find(v.name); it != peer_coords_.end()) {
-      v.coordinate = it->second;
-    }
-    return v;
+  MemberView Self() const { return ViewOf(*self_); }
+  MemberView ViewOf(const Member& m) const {
+    return MemberView(m.view, &m == self_ ? std::optional<Coordinate>(coords_.Self()) : m.coordinate.Get());
   }
   std::optional<Coordinate> CoordinateOf(const std::string& name) const {
-    if (self_ && name == self_->view.name) return coords_.Self();
-    auto it = peer_coords_.find(name);
-    if (it == peer_coords_.end()) return std::nullopt;
-    return it->second;
+    auto it = members_.find(name);
+    if (it == members_.end()) return std::nullopt;
+    if (it->second.get() == self_) return coords_.Self();
+    return it->second->coordinate.Get();
   }
   size_t NumAlive() const {
     size_t n = 0;
@@ -327,7 +326,7 @@ class Memberlist::Impl {
   Bytes Encode(const wire::StreamReply& reply) const {
     return wire::EncodeStreamReply(cfg_.cluster, reply, cfg_.protocol.speak);
   }
-  wire::Alive AliveOf(const MemberView& v) const {
+  wire::Alive AliveOf(const MemberRecord& v) const {
     return wire::Alive{v.name, v.addr, v.incarnation, v.tags, v.protocol_min, v.protocol_max, v.protocol_cur,
                        v.release};
   }
@@ -368,7 +367,7 @@ class Memberlist::Impl {
   void ScheduleChurnPushPull();
 
   void Emit(EventType type, const Member& m) { Emit(type, m.view); }
-  void Emit(EventType type, const MemberView& v);
+  void Emit(EventType type, const MemberRecord& v);
 
   // ---- the keyring envelope -------------------------------------------------
 
@@ -419,21 +418,20 @@ class Memberlist::Impl {
   BroadcastQueue broadcasts_;
   std::shared_ptr<bool> token_;  // stream callbacks check it to outlive us safely
 
-  std::map<std::string, std::unique_ptr<Member>> members_;
+  std::map<Atom, std::unique_ptr<Member>, std::less<>> members_;
   std::vector<Member*> nodes_;
   Member* self_ = nullptr;
 
-  std::vector<std::string> probe_order_;
+  std::vector<Atom> probe_order_;
   size_t probe_pos_ = 0;
   uint32_t seq_ = 0;
   std::unordered_map<uint32_t, AckHandler> acks_;
-  // Vivaldi: ours, moved by each direct probe's round trip, and the last
-  // coordinate each member sent in an ack.
+  // Vivaldi: ours, moved by each direct probe's round trip (each member's
+  // is kept in its Member).
   // Its own random source, seeded from the name: the protocol's stream of
   // choices stays what it was before coordinates (the simulator's seeds).
   SeededRandom coord_rng_{std::hash<std::string>{}(cfg_.name)};
   CoordinateClient coords_{coord_rng_};
-  std::map<std::string, Coordinate> peer_coords_;
   int health_ = 0;
 
   bool started_ = false, shutdown_ = false, leaving_ = false, left_ = false;

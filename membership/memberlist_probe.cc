@@ -52,8 +52,12 @@ void Memberlist::Impl::Probe(Member& target, Duration period, bool second) {
         auto rtt = clock_.Now() - probe->start;
         // Only a direct ack carries the target's coordinate: a relayed one
         // has a round trip through the relay and none.
-        if (ack.coordinate && coords_.Update(probe->target, *ack.coordinate, rtt))
-          peer_coords_[probe->target] = *ack.coordinate;
+        if (ack.coordinate) {
+          auto it = members_.find(probe->target);
+          if (it != members_.end() && it->second.get() != self_ &&
+              coords_.Update(it->second->rtt, *ack.coordinate, rtt))
+            it->second->coordinate.Set(*ack.coordinate);
+        }
         if (ack.bad_coordinate) ++counters_["bad_coordinates"];
         counters_["probe_rtt_us_sum"] += static_cast<uint64_t>(rtt.count());
         ++counters_["probe_rtt_count"];

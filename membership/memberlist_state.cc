@@ -227,7 +227,7 @@ void Memberlist::Impl::LeaveNode(const wire::Leave& l) {
     Emit(EventType::kLeft, m);
   }
   if (l.prune) {
-    MemberView gone = m.view;
+    MemberRecord gone = m.view;
     RemoveMember(l.name);
     Emit(EventType::kReaped, gone);
   }

@@ -326,7 +326,7 @@ void Memberlist::Impl::ReapTick() {
     if (m != self_ && IsDown(m->view.status) && now - m->view.status_since >= cfg_.reap_timeout)
       gone.push_back(m->view.name);
   for (const auto& name : gone) {
-    MemberView v = members_[name]->view;
+    MemberRecord v = members_.find(name)->second->view;
     RemoveMember(name);
     spdlog::info("reaped member {} ({} for longer than the reap timeout)", name, StatusName(v.status));
     Emit(EventType::kReaped, v);
@@ -336,9 +336,9 @@ void Memberlist::Impl::ReapTick() {
 
 // ---- bookkeeping --------------------------------------------------------
 void Memberlist::Impl::AddMember(std::unique_ptr<Member> m) {
-  m->index = nodes_.size();
+  m->index = static_cast<uint32_t>(nodes_.size());
   nodes_.push_back(m.get());
-  std::string name = m->view.name;
+  Atom name = m->view.name;
   members_.emplace(std::move(name), std::move(m));
 }
 
@@ -350,8 +350,6 @@ void Memberlist::Impl::RemoveMember(const std::string& name) {
   nodes_[idx]->index = idx;
   nodes_.pop_back();
   members_.erase(it);
-  peer_coords_.erase(name);
-  coords_.Forget(name);
 }
 
 // News of a member joining or leaving arrives by rumour, and a rumour that
@@ -376,10 +374,10 @@ void Memberlist::Impl::ScheduleChurnPushPull() {
   });
 }
 
-void Memberlist::Impl::Emit(EventType type, const MemberView& v) {
+void Memberlist::Impl::Emit(EventType type, const MemberRecord& v) {
   ++epoch_;
   if (v.name != cfg_.name && (type == EventType::kJoined || type == EventType::kLeft)) ScheduleChurnPushPull();
-  if (on_event_) on_event_(Event{type, v});
+  if (on_event_) on_event_(Event{type, MemberView(v)});
 }
 
 }  // namespace starling::membership

@@ -4,8 +4,10 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
+#include <memory>
 #include <set>
 
+#include "starling/atom.h"
 #include "starling/store/log.h"
 #include "starling/store/log_codec.h"
 #include "starling/text.h"
@@ -127,10 +129,22 @@ std::string State::CanonicalText() const {
   return out;
 }
 
+namespace {
+
+// Parsed documents by digest, for as long as some State holds them.
+intern::SharedCache<std::string, Json>& Documents() {
+  static auto* docs = new intern::SharedCache<std::string, Json>;
+  return *docs;
+}
+
+}  // namespace
+
 const Json& State::Document() const {
   if (!document_) {
-    Json doc = Json::parse(CanonicalText(), nullptr, false);
-    document_ = doc.is_discarded() ? Json::object() : std::move(doc);
+    document_ = Documents().Get(Digest(), [this] {
+      Json doc = Json::parse(CanonicalText(), nullptr, false);
+      return std::make_shared<const Json>(doc.is_discarded() ? Json::object() : std::move(doc));
+    });
   }
   return *document_;
 }
@@ -244,6 +258,12 @@ Status MemoryLogStorage::ReplaceSnapshot(const Snapshot& snapshot, const std::ve
   snapshot_.assign(b.begin(), b.end());
   for (const auto& id : drop) entries_.erase(id);
   return Status::Ok();
+}
+
+size_t MemoryLogStorage::bytes() const {
+  size_t n = snapshot_.size();
+  for (const auto& [_, e] : entries_) n += e.size();
+  return n;
 }
 
 Result<LogStorage::Loaded> MemoryLogStorage::Load() {

@@ -8,7 +8,7 @@ std::vector<LogGossip::Peer> MemberlistGossip::LivePeers() const {
   std::vector<Peer> out;
   const auto& list = channels_.list();
   const std::string self = list.config().name;
-  list.ForEachMember([&](const membership::MemberView& m) {
+  list.ForEachMember([&](const membership::MemberRecord& m) {
     if (m.name != self && m.status == membership::MemberStatus::kAlive) out.push_back(Peer{m.name, m.addr});
   });
   return out;
@@ -22,7 +22,7 @@ std::string MemberlistGossip::NameAt(const std::string& addr) const {
   const auto& list = channels_.list();
   const std::string& self = list.config().name;
   std::string name;
-  list.ForEachMember([&](const membership::MemberView& m) {
+  list.ForEachMember([&](const membership::MemberRecord& m) {
     if (name.empty() && m.name != self && m.status == membership::MemberStatus::kAlive && m.addr == addr) name = m.name;
   });
   return name;

@@ -202,7 +202,7 @@ void NodeAgent::Refresh() {
     Save();
     Report([](NodeReport& r) { r.phase = "idle"; });
   }
-  const std::optional<RolloutRecord>& record = record_.Read(st);
+  const RolloutRecord* record = record_.Read(st);
   if (!record) return;
   if (record->ballot < ballot_) return;  // written by a holder that has been replaced
   if (highest_ballot_ && RecordOutOfReach(record->ballot, std::max(ballot_, highest_ballot_()), &out_of_reach_, "agent"))
@@ -215,7 +215,7 @@ void NodeAgent::Refresh() {
   if (a == record->nodes.end() || a->second.batch != record->batch_no || a->second.done ||
       std::find(record->batch.begin(), record->batch.end(), self_) == record->batch.end())
     return;
-  auto key = std::make_pair(a->second.revision, a->second.batch);
+  auto key = std::make_pair(a->second.revision.str(), a->second.batch);
   if (attempted_ == key) return;
   auto target_doc = replicator_.log().DocumentAt(a->second.revision);
   if (!target_doc.ok()) {
@@ -733,7 +733,7 @@ void NodeAgent::ScheduleHealth() {
 }
 
 bool NodeAgent::InCurrentBatch() const {
-  const std::optional<RolloutRecord>& record = record_.Read(replicator_.log().state());
+  const RolloutRecord* record = record_.Read(replicator_.log().state());
   if (!record) return false;
   auto a = record->nodes.find(self_);
   return a != record->nodes.end() && a->second.batch == record->batch_no &&

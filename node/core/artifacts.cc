@@ -642,7 +642,7 @@ std::optional<std::string> Artifacts::AddrOf(const std::string& name) const {
 
 std::string Artifacts::NameOf(const std::string& addr) const {
   std::string name;
-  channels_.list().ForEachMember([&](const membership::MemberView& m) {
+  channels_.list().ForEachMember([&](const membership::MemberRecord& m) {
     if (name.empty() && m.addr == addr) name = m.name;
   });
   return name;

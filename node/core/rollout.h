@@ -38,11 +38,13 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "starling/atom.h"
 #include "starling/env.h"
 #include "starling/status.h"
 #include "starling/store/document.h"
@@ -76,7 +78,7 @@ struct RolloutPolicy {
 };
 
 struct Assignment {
-  std::string revision;
+  Atom revision;  // interned: a record names one or two revisions for every node
   uint64_t batch = 0;
   bool done = false;  // the holder saw it applied and healthy
   bool operator==(const Assignment&) const = default;
@@ -171,20 +173,24 @@ std::optional<T> ReadRecord(const store::State& state, const char* key) {
 }
 
 // A control record parsed once per write of its register, not on every
-// read: a large cluster's rollout record is read by every node twice a second.
+// read: a large cluster's rollout record is read by every node twice a
+// second. The parsed record is shared by every reader in the process that
+// reads the same write (each simulated node, the engine and the agent of
+// one): a record names every node, and each reader held a copy.
 template <typename T>
 class RecordReader {
  public:
   explicit RecordReader(const char* key) : key_(key) {}
   // Whether the register was written since the last Read.
   bool Changed(const store::State& state) const { return !read_ || At(state) != at_; }
-  const std::optional<T>& Read(const store::State& state) {
+  // Null when the register is empty or its value does not parse.
+  const T* Read(const store::State& state) {
     if (Changed(state)) {
       at_ = At(state);
-      value_ = at_ ? ReadRecord<T>(state, key_) : std::nullopt;
+      value_ = at_ ? Shared(state) : nullptr;
       read_ = true;
     }
-    return value_;
+    return value_.get();
   }
 
  private:
@@ -195,10 +201,18 @@ class RecordReader {
     if (!reg || !reg->value) return std::nullopt;
     return std::make_pair(reg->rank, reg->stamp);
   }
+  std::shared_ptr<const T> Shared(const store::State& state) const {
+    using Key = std::pair<std::string, std::pair<uint64_t, store::Stamp>>;
+    static auto* parsed = new intern::SharedCache<Key, T>;
+    return parsed->Get(Key{key_, *at_}, [&]() -> std::shared_ptr<const T> {
+      auto r = ReadRecord<T>(state, key_);
+      return r ? std::make_shared<const T>(std::move(*r)) : nullptr;
+    });
+  }
   const char* key_;
   bool read_ = false;
   Version at_;
-  std::optional<T> value_;
+  std::shared_ptr<const T> value_;
 };
 
 // What this node should run: the packages and services of `doc` that go to

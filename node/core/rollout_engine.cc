@@ -28,7 +28,7 @@ Json Payload(const Json& doc) {
 
 std::vector<NodeView> BuildViews(const Json& doc, const membership::Memberlist& members, const SoftState& soft) {
   std::map<std::string, NodeView> views;
-  members.ForEachMember([&](const membership::MemberView& m) {
+  members.ForEachMember([&](const membership::MemberRecord& m) {
     NodeView& v = views[m.name];
     v.name = m.name;
     v.release = m.release;
@@ -183,7 +183,8 @@ void RolloutEngine::Step() {
     was_holder_ = false;
     return;
   }
-  std::optional<RolloutRecord> record = record_.Read(st);
+  std::optional<RolloutRecord> record;
+  if (const RolloutRecord* read = record_.Read(st)) record = *read;
   bool stale = false;
   if (record && RecordOutOfReach(record->ballot, std::max(lease_.highest_ballot(), best_ ? best_->ballot : 0),
                                  &out_of_reach_, "rollout")) {

@@ -54,30 +54,36 @@ Result<NodeReport> DecodeReport(ByteView bytes) {
         auto r = reader.getRoot<nw::NodeReport>();
         if (r.getFormatVersion() != kReportFormat)
           return Status::Corruption("node report format " + std::to_string(r.getFormatVersion()));
-        NodeReport out;
-        out.name = capnp_bytes::Str(r.getName());
-        out.version = r.getVersion();
-        out.applied_revision = capnp_bytes::Str(r.getAppliedRevision());
-        out.healthy = r.getHealthy();
-        out.phase = capnp_bytes::Str(r.getPhase());
-        out.detail = capnp_bytes::Str(r.getDetail());
-        out.target = capnp_bytes::Str(r.getTarget());
-        out.checks = r.getChecks();
-        out.counts_checks = r.getCountsChecks();
-        if (out.name.empty() || out.name.size() > kMaxField || out.applied_revision.size() > 64 || out.target.size() > 64 ||
-            out.phase.size() > 64 || out.detail.size() > kMaxReportBytes)
+        const std::string name = capnp_bytes::Str(r.getName()), applied = capnp_bytes::Str(r.getAppliedRevision()),
+                          phase = capnp_bytes::Str(r.getPhase()), detail = capnp_bytes::Str(r.getDetail()),
+                          target = capnp_bytes::Str(r.getTarget());
+        if (name.empty() || name.size() > kMaxField || applied.size() > 64 || target.size() > 64 || phase.size() > 64 ||
+            detail.size() > kMaxReportBytes)
           return Status::Corruption("node report with a field out of range");
-        if (!text::IsCleanName(out.name) || !text::IsCleanName(out.applied_revision) ||
-            !text::IsCleanName(out.target) || !text::IsCleanName(out.phase) || !text::IsCleanText(out.detail))
+        if (!text::IsCleanName(name) || !text::IsCleanName(applied) || !text::IsCleanName(target) ||
+            !text::IsCleanName(phase) || !text::IsCleanText(detail))
           return Status::Corruption("node report with a field that is not clean UTF-8");
+        std::map<std::string, std::string> outputs;
         for (auto o : r.getOutputs()) {
           auto k = capnp_bytes::Str(o.getKey());
           if (k.empty() || k.size() > kMaxField || !text::IsCleanName(k))
             return Status::Corruption("node report with a bad output name");
           auto v = capnp_bytes::Str(o.getValue());
           if (!text::IsCleanText(v)) return Status::Corruption("node report with an output that is not clean UTF-8");
-          out.outputs[k] = std::move(v);
+          outputs[k] = std::move(v);
         }
+        // Interned only once checked: a bad report adds nothing to the pools.
+        NodeReport out;
+        out.name = name;
+        out.version = r.getVersion();
+        out.applied_revision = applied;
+        out.healthy = r.getHealthy();
+        out.phase = phase;
+        out.outputs = outputs;
+        out.detail = detail;
+        out.target = target;
+        out.checks = r.getChecks();
+        out.counts_checks = r.getCountsChecks();
         return out;
       });
 }

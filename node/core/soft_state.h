@@ -22,7 +22,9 @@
 #include <optional>
 #include <string>
 
+#include "starling/atom.h"
 #include "starling/env.h"
+#include "starling/membership/config.h"
 #include "starling/status.h"
 
 namespace starling::membership {
@@ -31,15 +33,18 @@ class UserChannels;
 
 namespace starling::node {
 
+// Every node holds every other's report: the texts are interned
+// (starling/atom.h), so a report costs its holder a few handles, and the
+// revisions, phases and outputs it shares with others are kept once.
 struct NodeReport {
-  std::string name;
+  Atom name;
   uint64_t version = 0;
-  std::string applied_revision;
+  Atom applied_revision;
   bool healthy = false;
-  std::string phase = "idle";
-  std::map<std::string, std::string> outputs;
-  std::string detail;
-  std::string target;  // the revision it is working on, or failed on
+  Atom phase = "idle";
+  membership::TagSet outputs;
+  Atom detail;
+  Atom target;  // the revision it is working on, or failed on
   // Passing health checks in this generation, counted by Confirm without a
   // new version: a refresh repeats the count, only a new check raises it.
   uint64_t checks = 0;

@@ -74,7 +74,7 @@ void VoterKeeper::Tick() {
   idle_at_.reset();
   std::vector<std::string> alive;
   std::map<std::string, MemberStatus> status;
-  members_.ForEachMember([&](const membership::MemberView& m) {
+  members_.ForEachMember([&](const membership::MemberRecord& m) {
     status[m.name] = m.status;
     if (m.status == MemberStatus::kAlive) alive.push_back(m.name);
   });

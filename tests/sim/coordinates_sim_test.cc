@@ -81,14 +81,15 @@ TEST(CoordinatesSim, EstimatesComeWithinFifteenPercentOfTheTrueRoundTripsInAMinu
 TEST(Coordinates, GarbageIsRefusedAndTheDistanceIsSymmetric) {
   SeededRandom random(1);
   CoordinateClient client(random);
+  LatencySamples a_rtt, b_rtt;
   Coordinate bad;
   bad.vec[0] = std::nan("");
-  EXPECT_FALSE(client.Update("a", bad, 10ms));
+  EXPECT_FALSE(client.Update(a_rtt, bad, 10ms));
   Coordinate far;
   far.vec[3] = 1e9;
-  EXPECT_FALSE(client.Update("a", far, 10ms));
-  EXPECT_FALSE(client.Update("a", Coordinate{}, -1ms));
-  EXPECT_FALSE(client.Update("a", Coordinate{}, 60s));
+  EXPECT_FALSE(client.Update(a_rtt, far, 10ms));
+  EXPECT_FALSE(client.Update(a_rtt, Coordinate{}, -1ms));
+  EXPECT_FALSE(client.Update(a_rtt, Coordinate{}, 60s));
   EXPECT_EQ(client.rejected(), 4u);
   EXPECT_EQ(client.Self(), Coordinate{});
   // Two clients measuring each other converge on the round trip between them.
@@ -96,8 +97,8 @@ TEST(Coordinates, GarbageIsRefusedAndTheDistanceIsSymmetric) {
   CoordinateClient other(r2);
   for (int k = 0; k < 200; ++k) {
     Coordinate a = client.Self(), b = other.Self();
-    ASSERT_TRUE(client.Update("b", b, 20ms));
-    ASSERT_TRUE(other.Update("a", a, 20ms));
+    ASSERT_TRUE(client.Update(b_rtt, b, 20ms));
+    ASSERT_TRUE(other.Update(a_rtt, a, 20ms));
   }
   const double ab = std::chrono::duration<double, std::milli>(client.Self().DistanceTo(other.Self())).count();
   const double ba = std::chrono::duration<double, std::milli>(other.Self().DistanceTo(client.Self())).count();

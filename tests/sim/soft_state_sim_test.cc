@@ -39,7 +39,7 @@ TEST(SoftStateSim, ReportsSpreadAndOnlyTheNodeItselfMayReport) {
     r.applied_revision = "abcdef012345";
     r.healthy = true;
     r.phase = "idle";
-    r.outputs["db.url"] = "postgres://n2";
+    r.outputs = {{"db.url", "postgres://n2"}};
   });
   auto everyone_sees = [&](const std::string& rev) {
     for (int i = 0; i < 6; ++i) {

@@ -197,7 +197,9 @@ TEST(Codec, OverlongFieldsAreInvalid) {
   Alive a{std::string(kMaxNameBytes + 1, 'x'), "1.2.3.4:5", 1, {}, 1, 1, 1, ""};
   EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {a}), "c")), "invalid");
   Alive many{"a", "1.2.3.4:5", 1, {}, 1, 1, 1, ""};
-  for (size_t i = 0; i <= kMaxTags; ++i) many.tags["t" + std::to_string(i)] = "v";
+  Tags tags;
+  for (size_t i = 0; i <= kMaxTags; ++i) tags["t" + std::to_string(i)] = "v";
+  many.tags = tags;
   EXPECT_EQ(Reason(DecodePacket(EncodePacket("c", {many}), "c")), "invalid");
 }
 

@@ -488,22 +488,27 @@ TEST(RolloutRecord, TheReaderParsesOncePerWrite) {
   store::State st;
   RecordReader<RolloutRecord> reader(kRolloutKey);
   EXPECT_TRUE(reader.Changed(st));
-  EXPECT_FALSE(reader.Read(st).has_value());
+  EXPECT_EQ(reader.Read(st), nullptr);
   EXPECT_FALSE(reader.Changed(st));
   RolloutRecord r;
   r.id = 1;
   r.state = "running";
   st.Put(kRolloutKey, store::Register{r.ToJson().dump(), store::Stamp{{10, 0}, 1, 1}, 0});
   EXPECT_TRUE(reader.Changed(st));
-  ASSERT_TRUE(reader.Read(st).has_value());
+  ASSERT_NE(reader.Read(st), nullptr);
   EXPECT_EQ(reader.Read(st)->id, 1u);
   EXPECT_FALSE(reader.Changed(st));
   r.id = 2;
   st.Put(kRolloutKey, store::Register{r.ToJson().dump(), store::Stamp{{11, 0}, 1, 2}, 0});
   EXPECT_TRUE(reader.Changed(st));
   EXPECT_EQ(reader.Read(st)->id, 2u);
+  // A second reader of the same write (another node's, the agent's) shares
+  // the parsed record instead of holding its own copy.
+  RecordReader<RolloutRecord> other(kRolloutKey);
+  EXPECT_EQ(other.Read(st), reader.Read(st));
   st.Put(kRolloutKey, store::Register{std::nullopt, store::Stamp{{12, 0}, 1, 3}, 0});
-  EXPECT_FALSE(reader.Read(st).has_value());
+  EXPECT_EQ(reader.Read(st), nullptr);
+  EXPECT_EQ(other.Read(st), nullptr);
 }
 
 TEST(RolloutRecord, BatchSizesParseFromTheCliAndBadOnesAreRefused) {

@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
   }
 
   const double rss_before_kb = ResidentKb("VmRSS:");
+  const double heap_before_kb = starling::sim::HeapKb();
   starling::membership::Config base;
   base.timing = *starling::membership::ProfileTiming(profile);
   base.lifeguard = !no_lifeguard;
@@ -173,6 +174,7 @@ int main(int argc, char** argv) {
   // What the join wave freed goes back to the system before measuring.
   malloc_trim(0);
   const double rss_kb = ResidentKb("VmRSS:");
+  const double heap_kb = starling::sim::HeapKb();
 
   const Duration window = FromSeconds(window_s);
   const Load load = Measure(c, window);
@@ -226,6 +228,7 @@ int main(int argc, char** argv) {
       {"failure_detection_s", Seconds(detect_time)},
       {"failure_detection_periods", Seconds(detect_time) / probe_s},
       {"rss_kb_per_node", (rss_kb - rss_before_kb) / nodes},
+      {"heap_kb_per_node", (heap_kb - heap_before_kb) / nodes},
       {"peak_rss_kb_per_node", (ResidentKb("VmHWM:") - rss_before_kb) / nodes},
       {"events_run", c.loop().events_run()},
       {"wall_seconds", wall},

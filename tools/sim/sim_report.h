@@ -3,6 +3,8 @@
 // memberlists' events (so a convergence check costs O(N), not O(N^2)).
 #pragma once
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -34,6 +36,10 @@ inline double ResidentKb(const char* key) {
   }
   return 0;
 }
+
+// Kilobytes the allocator has handed out and not had back: what the nodes
+// hold, without the pages a join wave's garbage left partly used.
+inline double HeapKb() { return static_cast<double>(mallinfo2().uordblks) / 1024.0; }
 
 // What every node lists, kept up to date from the memberlists' events so
 // that checking convergence costs O(N), not O(N^2) lookups.

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "starling/atom.h"
 #include "starling/env.h"
 #include "starling/membership/keyring.h"
 
@@ -19,6 +20,37 @@ namespace starling::membership {
 
 using namespace std::chrono_literals;
 using Tags = std::map<std::string, std::string>;
+
+struct TagsHash {
+  size_t operator()(const Tags& t) const {
+    size_t h = t.size();
+    for (const auto& [k, v] : t)
+      h = (h * 1099511628211u) ^ (std::hash<std::string>{}(k) * 31 + std::hash<std::string>{}(v));
+    return h;
+  }
+};
+
+// A member's tags as every holder keeps them: interned (starling/atom.h).
+class TagSet : public intern::Handle<Tags, TagsHash> {
+  using Base = intern::Handle<Tags, TagsHash>;
+
+ public:
+  TagSet() noexcept = default;
+  TagSet(const Tags& t) : Base(t, t.empty()) {}
+  TagSet(std::initializer_list<Tags::value_type> t) : TagSet(Tags(t)) {}
+  const Tags& map() const noexcept { return get(); }
+  operator const Tags&() const noexcept { return get(); }
+  Tags::const_iterator begin() const noexcept { return get().begin(); }
+  Tags::const_iterator end() const noexcept { return get().end(); }
+  Tags::const_iterator find(const std::string& k) const { return get().find(k); }
+  size_t count(const std::string& k) const { return get().count(k); }
+  bool contains(const std::string& k) const { return get().contains(k); }
+  const std::string& at(const std::string& k) const { return get().at(k); }
+  size_t size() const noexcept { return get().size(); }
+  bool empty() const noexcept { return get().empty(); }
+  friend bool operator==(const TagSet& a, const TagSet& b) noexcept { return a.same(b); }
+  friend bool operator==(const TagSet& a, const Tags& b) { return a.get() == b; }
+};
 
 // Gossip protocol versions. A node understands a range and speaks one
 // version in it: its envelopes carry that version, and a receiver drops

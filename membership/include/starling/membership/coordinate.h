@@ -41,6 +41,39 @@ struct Coordinate {
   Duration DistanceTo(const Coordinate& other) const;
 };
 
+// A peer's coordinate as a holder keeps it: in single precision, as the
+// wire carries it, and in place (no optional's padding) since every node
+// keeps one per member.
+struct PackedCoordinate {
+  std::array<float, kCoordinateDimensions> vec{};
+  float error = 0, adjustment = 0, height = 0;
+  bool known = false;
+  void Set(const Coordinate& c) {
+    for (size_t i = 0; i < vec.size(); ++i) vec[i] = static_cast<float>(c.vec[i]);
+    error = static_cast<float>(c.error);
+    adjustment = static_cast<float>(c.adjustment);
+    height = static_cast<float>(c.height);
+    known = true;
+  }
+  std::optional<Coordinate> Get() const {
+    if (!known) return std::nullopt;
+    Coordinate c;
+    for (size_t i = 0; i < vec.size(); ++i) c.vec[i] = vec[i];
+    c.error = error;
+    c.adjustment = adjustment;
+    c.height = height;
+    return c;
+  }
+};
+
+// The last round trips to one peer, a ring the median filter reads; the
+// holder keeps it beside the peer's record.
+struct LatencySamples {
+  static constexpr size_t kMax = 8;
+  std::array<float, kMax> rtt{};  // seconds
+  uint8_t size = 0, next = 0;
+};
+
 struct CoordinateConfig {
   double error_max = 1.5;
   double ce = 0.25;  // error weight
@@ -56,15 +89,13 @@ class CoordinateClient {
   explicit CoordinateClient(Random& random, CoordinateConfig config = {});
 
   const Coordinate& Self() const { return coord_; }
-  // Takes a round trip to `node`, which reported `theirs`; false (and no
-  // change) when either is out of range.
-  bool Update(const std::string& node, const Coordinate& theirs, Duration rtt);
-  // Drops what was kept about `node` (it left or was reaped).
-  void Forget(const std::string& node) { samples_.erase(node); }
+  // Takes a round trip to a peer, which reported `theirs`, into its
+  // samples; false (and no change) when either is out of range.
+  bool Update(LatencySamples& samples, const Coordinate& theirs, Duration rtt);
   uint64_t rejected() const { return rejected_; }
 
  private:
-  double Filter(const std::string& node, double rtt_seconds);
+  double Filter(LatencySamples& s, double rtt_seconds);
   void Vivaldi(const Coordinate& other, double rtt_seconds);
   void Adjust(const Coordinate& other, double rtt_seconds);
   void Gravity();
@@ -76,14 +107,6 @@ class CoordinateClient {
   Coordinate origin_;
   std::array<double, 64> adjustment_samples_{};
   size_t adjustment_index_ = 0;
-  // The last round trips to each member, a ring of latency_filter: a
-  // member held costs a few dozen bytes here, not a deque's half kilobyte.
-  static constexpr size_t kMaxLatencyFilter = 8;
-  struct Samples {
-    std::array<double, kMaxLatencyFilter> rtt{};
-    uint8_t size = 0, next = 0;
-  };
-  std::map<std::string, Samples> samples_;
   uint64_t rejected_ = 0;
 };
 

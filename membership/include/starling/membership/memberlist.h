@@ -30,17 +30,28 @@ namespace starling::membership {
 enum class MemberStatus { kAlive, kSuspect, kFailed, kLeft };
 std::string_view StatusName(MemberStatus s);  // "alive", "suspect", "failed", "left"
 
-struct MemberView {
-  std::string name;
-  std::string addr;
+// What a node holds of each member: every node holds one per member, so it
+// is small, and its strings and tags are interned (starling/atom.h), shared
+// with every other holder of the same member.
+struct MemberRecord {
+  Atom name;
+  Atom addr;
   MemberStatus status = MemberStatus::kAlive;
-  uint64_t incarnation = 0;
-  Tags tags;
   uint16_t protocol_min = kProtocolMin;  // the range it understands
   uint16_t protocol_max = kProtocolMax;
   uint16_t protocol_cur = kProtocolVersion;  // the version it speaks
-  std::string release;                       // "0.1.0"; empty when not told (a protocol 1 node)
+  uint64_t incarnation = 0;
+  TagSet tags;
+  Atom release;         // "0.1.0"; empty when not told (a protocol 1 node)
   Time status_since{};  // when this node last saw the status change
+};
+
+struct MemberView : MemberRecord {
+  MemberView() = default;
+  // Explicit: a copy made by accident (a reader taking a view where the
+  // list hands out records) costs a copy per member per call.
+  explicit MemberView(const MemberRecord& r, std::optional<Coordinate> c = std::nullopt)
+      : MemberRecord(r), coordinate(std::move(c)) {}
   // Its network coordinate as this node last heard it (ours for ourselves);
   // none until a probe of it was acked.
   std::optional<Coordinate> coordinate{};
@@ -124,7 +135,7 @@ class Memberlist {
   // The same without copying them, for a reader that runs often on a large
   // list; the views carry no coordinate (CoordinateOf has it). `fn` must not
   // change the list.
-  void ForEachMember(const std::function<void(const MemberView&)>& fn) const;
+  void ForEachMember(const std::function<void(const MemberRecord&)>& fn) const;
   // Up to k alive members after `name` in name order, wrapping around,
   // ourselves left out: a cursor that visits every member in turn.
   std::vector<MemberView> NextAlive(const std::string& name, size_t k) const;

@@ -156,7 +156,10 @@ class State {
   std::map<std::string, Register> registers_;
   size_t bytes_ = 0;
   mutable std::optional<std::string> digest_;
-  mutable std::optional<Json> document_;
+  // Shared with every State of the same digest in the process (each
+  // simulated node, a node's replays): a document of thousands of nodes
+  // is parsed and kept once.
+  mutable std::shared_ptr<const Json> document_;
 };
 
 // The id of the revision with content `digest` made by the change at `hlc`.
@@ -187,6 +190,7 @@ class MemoryLogStorage final : public LogStorage {
   Status AppendEntries(const std::vector<Entry>& entries, bool sync) override;
   Status ReplaceSnapshot(const Snapshot& snapshot, const std::vector<EntryId>& drop) override;
   Result<Loaded> Load() override;
+  size_t bytes() const;  // what it stores
 
  private:
   std::map<EntryId, std::string> entries_;
