@@ -371,6 +371,9 @@ void Memberlist::ForEachMember(const std::function<void(const MemberRecord&)>& f
   impl_->ForEachMember(fn);
 }
 uint64_t Memberlist::Epoch() const { return impl_->epoch(); }
+std::vector<MemberRecord> Memberlist::RandomAlive(size_t k, Random& random) const {
+  return impl_->RandomAlive(k, random);
+}
 std::vector<MemberView> Memberlist::NextAlive(const std::string& name, size_t k) const {
   return impl_->NextAlive(name, k);
 }

@@ -159,6 +159,32 @@ class Memberlist::Impl {
     }
     return out;
   }
+  std::vector<MemberRecord> RandomAlive(size_t k, Random& random) const {
+    std::vector<const Member*> picked;
+    auto wanted = [&](const Member* m) {
+      return m != self_ && m->view.status == MemberStatus::kAlive &&
+             std::find(picked.begin(), picked.end(), m) == picked.end();
+    };
+    // Draws, mostly alive in a healthy cluster; a list mostly down falls
+    // back to a pass over it.
+    for (size_t tries = 0; picked.size() < k && tries < 4 * k + 16 && !nodes_.empty(); ++tries) {
+      const Member* m = nodes_[random.Uniform(nodes_.size())];
+      if (wanted(m)) picked.push_back(m);
+    }
+    if (picked.size() < k) {
+      std::vector<const Member*> rest;
+      for (const Member* m : nodes_)
+        if (wanted(m)) rest.push_back(m);
+      for (size_t i = 0; i < rest.size() && picked.size() < k; ++i) {
+        std::swap(rest[i], rest[i + random.Uniform(rest.size() - i)]);
+        picked.push_back(rest[i]);
+      }
+    }
+    std::vector<MemberRecord> out;
+    out.reserve(picked.size());
+    for (const Member* m : picked) out.push_back(m->view);
+    return out;
+  }
   MemberView Self() const { return ViewOf(*self_); }
   MemberView ViewOf(const Member& m) const {
     return MemberView(m.view, &m == self_ ? std::optional<Coordinate>(coords_.Self()) : m.coordinate.Get());

@@ -13,6 +13,11 @@ std::vector<LogGossip::Peer> MemberlistGossip::LivePeers() const {
   });
   return out;
 }
+std::vector<LogGossip::Peer> MemberlistGossip::RandomLivePeers(size_t k, Random& random) const {
+  std::vector<Peer> out;
+  for (const auto& m : channels_.list().RandomAlive(k, random)) out.push_back(Peer{m.name, m.addr});
+  return out;
+}
 std::optional<LogGossip::Peer> MemberlistGossip::LivePeer(const std::string& name) const {
   const auto& list = channels_.list();
   if (name == list.config().name || list.StatusOf(name) != membership::MemberStatus::kAlive) return std::nullopt;

@@ -37,9 +37,9 @@ void Replicator::Start() {
 
 void Replicator::Tick() {
   timer_ = 0;
-  auto peers = gossip_.LivePeers();
+  auto peers = gossip_.RandomLivePeers(1, random_);
   if (!peers.empty()) {
-    const auto& p = peers[random_.Uniform(peers.size())];
+    const auto& p = peers.front();
     if (!in_flight_.count(p.addr)) Exchange(p.addr, p.name, {}, 0);
   }
   MaybeCompact();
@@ -71,13 +71,9 @@ void Replicator::Spread(const Entry& e, bool eager) {
   Bytes msg = EncodeLogMessage(e);
   if (msg.size() > gossip_.BroadcastBudget()) msg = EncodeLogMessage(Announce{e.id(), gossip_.SelfAddr()});
   if (eager && cfg_.eager_fanout > 0) {
-    auto peers = gossip_.LivePeers();
-    // A partial Fisher-Yates shuffle picks distinct peers.
-    const size_t k = std::min(peers.size(), static_cast<size_t>(cfg_.eager_fanout));
-    for (size_t i = 0; i < k; ++i) {
-      std::swap(peers[i], peers[i + random_.Uniform(peers.size() - i)]);
+    for (const auto& p : gossip_.RandomLivePeers(static_cast<size_t>(cfg_.eager_fanout), random_)) {
       counters_["eager_bytes_sent"] += msg.size();
-      gossip_.SendPacket(peers[i].addr, msg);
+      gossip_.SendPacket(p.addr, msg);
     }
   }
   counters_["gossip_bytes_queued"] += msg.size();

@@ -139,6 +139,10 @@ class Memberlist {
   // Up to k alive members after `name` in name order, wrapping around,
   // ourselves left out: a cursor that visits every member in turn.
   std::vector<MemberView> NextAlive(const std::string& name, size_t k) const;
+  // Up to k distinct alive members other than ourselves, chosen with
+  // `random`, without listing every member (a large list's readers pick a
+  // peer every few seconds).
+  std::vector<MemberRecord> RandomAlive(size_t k, Random& random) const;
   // Grows with every event (a member joined, changed, failed, ...): a reader
   // that saw the same epoch may skip reading the list again.
   uint64_t Epoch() const;

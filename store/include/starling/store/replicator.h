@@ -21,6 +21,7 @@
 // from peers are untrusted: a bad message costs a counter and a log line.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -60,6 +61,15 @@ class LogGossip {
   };
   virtual ~LogGossip() = default;
   virtual std::vector<Peer> LivePeers() const = 0;  // alive members other than ourselves
+  // Up to k distinct ones at random, without listing them all.
+  virtual std::vector<Peer> RandomLivePeers(size_t k, Random& random) const {
+    auto peers = LivePeers();
+    // A partial Fisher-Yates shuffle picks distinct peers.
+    k = std::min(k, peers.size());
+    for (size_t i = 0; i < k; ++i) std::swap(peers[i], peers[i + random.Uniform(peers.size() - i)]);
+    peers.resize(k);
+    return peers;
+  }
   // One of them by name or by address, without listing them all.
   virtual std::optional<Peer> LivePeer(const std::string& name) const {
     for (auto& p : LivePeers())
