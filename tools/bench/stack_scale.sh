@@ -9,8 +9,9 @@
 #
 # Writes OUT_DIR/stack-<N>.json (one run each), OUT_DIR/stack.dat, the
 # markdown table OUT_DIR/stack.md and OUT_DIR/stack.svg. Memory grows with
-# N squared (every simulated node holds every member, the desired state
-# naming every node, and the rollout record's entry for every node).
+# N squared (every simulated node holds every member, every report and the
+# desired state naming every node): the table gives it per node and per
+# member held, held (objects, less the simulated disk) and resident.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-docs/bench}
@@ -29,15 +30,20 @@ import json, sys
 out, sizes = sys.argv[1], sys.argv[2:]
 runs = [json.load(open(f"{out}/stack-{n}.json")) for n in sizes]
 protocols = sorted({p for d in runs for p in d["quiet_load"]["by_protocol"]})
+def held(d):  # KB per node at the end, objects less the simulated disk
+    return d.get("held_kb_per_node_after", {}).get("end", float("nan"))
+def disk(d):
+    return d.get("simulated_disk_kb_per_node_after", {}).get("end", float("nan"))
 def loss(d, p):
     return next(w for w in d["lossy_windows"] if w["loss"] == p)
 with open(f"{out}/stack.dat", "w") as f:
-    f.write("# nodes quiet_msgs quiet_bytes loss5_msgs loss5_bytes change_max_s rollout_over_ideal lease_s kb_per_node\n")
+    f.write("# nodes quiet_msgs quiet_bytes loss5_msgs loss5_bytes change_max_s rollout_over_ideal lease_s kb_per_node held_kb_end disk_kb_end\n")
     for d in runs:
         q, l = d["quiet_load"]["total"], loss(d, 0.05)["load"]["total"]
         f.write(f"{d['nodes']} {q['messages']:.4g} {q['bytes']:.4g} {l['messages']:.4g} {l['bytes']:.4g} "
                 f"{d['change']['max_s']:.4g} {d['rollout']['duration_over_ideal']:.4g} "
-                f"{d['lease_failover']['seconds']:.4g} {d['memory_kb_per_node']:.4g}\n")
+                f"{d['lease_failover']['seconds']:.4g} {d['memory_kb_per_node']:.4g} "
+                f"{held(d):.4g} {disk(d):.4g}\n")
 md = []
 md.append("| nodes | quiet msgs / node / s | quiet B / node / s | " +
           " | ".join(f"{p}: msgs, B" for p in protocols) +
@@ -55,13 +61,14 @@ for d in runs:
               f"{loss(d, 0.05)['members_falsely_failed']} |")
 md.append("")
 md.append("| nodes | change reached | change median / p99 / max, s | rollout: batches, s (ideal s, ratio) | "
-          "lease failover, s | memory / node | wall time |")
-md.append("|---:|---:|---:|---:|---:|---:|---:|")
+          "lease failover, s | held / node (/ member) | simulated disk / node | resident / node | wall time |")
+md.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for d in runs:
     c, r = d["change"], d["rollout"]
     md.append(f"| {d['nodes']:,} | {c['reached']} / {c['of']} | {c['median_s']:.2f} / {c['p99_s']:.2f} / {c['max_s']:.2f} | "
               f"{r['batches']}, {r['duration_s']:.0f} ({r['ideal_s']:.0f}, {r['duration_over_ideal']:.2f}) | "
-              f"{d['lease_failover']['seconds']:.1f} | {d['memory_kb_per_node'] / 1024:.1f} MB | "
+              f"{d['lease_failover']['seconds']:.1f} | {held(d) / 1024:.2f} MB ({held(d) * 1024 / d['nodes']:.0f} B) | "
+              f"{disk(d) / 1024:.2f} MB | {d['memory_kb_per_node_after']['end'] / 1024:.2f} MB | "
               f"{d['wall_seconds']:.0f} s |")
 open(f"{out}/stack.md", "w").write("\n".join(md) + "\n")
 print("\n".join(md))
