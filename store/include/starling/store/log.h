@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "starling/atom.h"
 #include "starling/status.h"
 #include "starling/store/document.h"
 #include "starling/store/hlc.h"
@@ -100,7 +101,10 @@ struct Snapshot {
   HighWater covered;
   std::map<std::string, Register> registers;
   std::vector<Revision> history;                 // newest revisions up to the cut
-  std::map<std::string, std::string> documents;  // digest -> canonical JSON, for `history`
+  // digest -> canonical JSON, for `history`; interned (starling/atom.h):
+  // every node keeps the same past documents, and every copy of a snapshot
+  // shares them.
+  std::map<std::string, Atom> documents;
   uint64_t entries = 0;
   bool empty() const { return covered.empty() && registers.empty(); }
 };
