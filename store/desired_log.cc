@@ -97,9 +97,9 @@ std::string State::CanonicalText() const {
     auto slash = k.find('/');
     if (slash == std::string_view::npos) {
       sections[k];  // a whole-section object: no items
-      sections[k].emplace_back(std::string_view(), &*r.value);
+      sections[k].emplace_back(std::string_view(), &r.value->str());
     } else {
-      sections[k.substr(0, slash)].emplace_back(k.substr(slash + 1), &*r.value);
+      sections[k.substr(0, slash)].emplace_back(k.substr(slash + 1), &r.value->str());
     }
   }
   std::string out = "{";

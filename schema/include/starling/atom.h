@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -230,6 +231,7 @@ class Atom : public intern::Handle<std::string, intern::TextHash> {
   friend std::string operator+(const Atom& a, const char* b) { return a.str() + b; }
   friend std::string operator+(const char* a, const Atom& b) { return a + b.str(); }
   friend std::string operator+(std::string&& a, const Atom& b) { return std::move(a) + b.str(); }
+  friend std::ostream& operator<<(std::ostream& os, const Atom& a) { return os << a.str(); }
 };
 
 }  // namespace starling

@@ -73,7 +73,9 @@ inline Stamp StampOf(const Entry& e) { return {e.hlc, e.origin, e.seq}; }
 using HighWater = std::map<uint64_t, uint64_t>;
 
 struct Register {
-  std::optional<std::string> value;  // nullopt = deleted (a tombstone)
+  // nullopt = deleted (a tombstone). Interned (starling/atom.h): every node
+  // holds every object, the desired state naming every node among them.
+  std::optional<Atom> value;
   Stamp stamp;
   uint64_t rank = 0;  // the writing op's rank
   bool operator==(const Register&) const = default;
