@@ -160,21 +160,14 @@ class Memberlist::Impl {
     return out;
   }
   std::vector<MemberRecord> RandomAlive(size_t k, Random& random) const {
-    std::vector<const Member*> picked;
-    auto wanted = [&](const Member* m) {
-      return m != self_ && m->view.status == MemberStatus::kAlive &&
-             std::find(picked.begin(), picked.end(), m) == picked.end();
-    };
+    auto alive = [this](const Member& m) { return &m != self_ && m.view.status == MemberStatus::kAlive; };
     // Draws, mostly alive in a healthy cluster; a list mostly down falls
     // back to a pass over it.
-    for (size_t tries = 0; picked.size() < k && tries < 4 * k + 16 && !nodes_.empty(); ++tries) {
-      const Member* m = nodes_[random.Uniform(nodes_.size())];
-      if (wanted(m)) picked.push_back(m);
-    }
+    std::vector<Member*> picked = Draw(k, 4 * k + 16, random, alive);
     if (picked.size() < k) {
-      std::vector<const Member*> rest;
-      for (const Member* m : nodes_)
-        if (wanted(m)) rest.push_back(m);
+      std::vector<Member*> rest;
+      for (Member* m : nodes_)
+        if (alive(*m) && std::find(picked.begin(), picked.end(), m) == picked.end()) rest.push_back(m);
       for (size_t i = 0; i < rest.size() && picked.size() < k; ++i) {
         std::swap(rest[i], rest[i + random.Uniform(rest.size() - i)]);
         picked.push_back(rest[i]);
@@ -374,12 +367,16 @@ class Memberlist::Impl {
 
   template <typename Filter>
   std::vector<Member*> RandomNodes(int k, Filter filter) {
+    return Draw(static_cast<size_t>(k), 3 * nodes_.size(), rng_, filter);
+  }
+  // Up to k distinct members that pass `filter`, from at most `tries`
+  // random draws.
+  template <class F>
+  std::vector<Member*> Draw(size_t k, size_t tries, Random& random, const F& filter) const {
     std::vector<Member*> out;
-    const size_t n = nodes_.size();
-    for (size_t i = 0; i < 3 * n && out.size() < static_cast<size_t>(k); ++i) {
-      Member* m = nodes_[rng_.Uniform(n)];
-      if (!filter(*m)) continue;
-      if (std::find(out.begin(), out.end(), m) != out.end()) continue;
+    for (size_t i = 0; i < tries && out.size() < k && !nodes_.empty(); ++i) {
+      Member* m = nodes_[random.Uniform(nodes_.size())];
+      if (!filter(*m) || std::find(out.begin(), out.end(), m) != out.end()) continue;
       out.push_back(m);
     }
     return out;

@@ -208,9 +208,6 @@ class Atom : public intern::Handle<std::string, intern::TextHash> {
   bool empty() const noexcept { return get().empty(); }
   auto begin() const noexcept { return get().begin(); }
   auto end() const noexcept { return get().end(); }
-  bool starts_with(std::string_view p) const noexcept { return get().starts_with(p); }
-  size_t find(std::string_view s, size_t pos = 0) const noexcept { return get().find(s, pos); }
-  std::string substr(size_t pos, size_t n = std::string::npos) const { return get().substr(pos, n); }
 
   friend bool operator==(const Atom& a, const Atom& b) noexcept { return a.same(b); }
   friend bool operator==(const Atom& a, std::string_view b) noexcept { return a.str() == b; }

@@ -38,7 +38,6 @@ class TagSet : public intern::Handle<Tags, TagsHash> {
   TagSet() noexcept = default;
   TagSet(const Tags& t) : Base(t, t.empty()) {}
   TagSet(std::initializer_list<Tags::value_type> t) : TagSet(Tags(t)) {}
-  const Tags& map() const noexcept { return get(); }
   operator const Tags&() const noexcept { return get(); }
   Tags::const_iterator begin() const noexcept { return get().begin(); }
   Tags::const_iterator end() const noexcept { return get().end(); }
