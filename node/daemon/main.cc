@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   starling::node::ParseOutcome parsed = starling::node::ParseDaemonFlags(argc, argv);
   if (!parsed.options) return parsed.exit_code;
   if (!parsed.options->agent_sentinel.empty()) return starling::node::RunAgentSentinel(parsed.options->agent_sentinel, starling::DataFormat());
+  if (parsed.options->check_config) return starling::node::CheckConfig(*parsed.options);
   if (parsed.options->data_format) {
     std::printf("%u\n", starling::DataFormat());
     return 0;
