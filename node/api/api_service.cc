@@ -543,7 +543,8 @@ void ApiService::HandleMembership(Request& request, Respond respond, Push push) 
 
   if (auto* join = std::get_if<JoinReq>(&request)) {
     if (join->seeds.empty()) return respond(ErrorReply("join needs at least one address"));
-    for (const std::string& seed : join->seeds) {
+    for (std::string& seed : join->seeds) {
+      seed = WithDefaultPort(seed);
       Result<HostPort> hp = ParseHostPort(seed);
       if (!hp.ok()) return respond(ErrorReply("join: " + hp.status().message()));
       if (hp->port == 0) return respond(ErrorReply("join: address '" + seed + "' needs a non-zero port"));

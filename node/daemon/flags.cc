@@ -86,8 +86,8 @@ void DefineFlags(CLI::App& app, RawFlags& f) {
                  "HOST:PORT peers reach us at (default: the bind address; for 0.0.0.0 the first non-loopback "
                  "IPv4 address, else 127.0.0.1)");
   app.add_option("--join", o.join,
-                 "Seed HOST:PORT to join through (repeatable; HOST may be a DNS name, looked up at each attempt); "
-                 "retried every --retry-interval until one answers");
+                 "Seed HOST[:PORT] to join through (repeatable; HOST may be a DNS name, looked up at each attempt; "
+                 "the port defaults to 7946); retried every --retry-interval until one answers");
   app.add_option("--retry-join", f.retry_join,
                  "Like --join (repeatable, DNS names allowed), as Serf names it: a start with no seed up yet keeps "
                  "trying, every --retry-interval, up to --retry-max attempts");
@@ -232,9 +232,12 @@ ParseOutcome Validate(RawFlags& f, const Origins& origins) {
     if (j->port == 0) return flag + " '" + seed + "' needs a non-zero port";
     return std::nullopt;
   };
-  for (const std::string& seed : o.join)
+  for (std::string& seed : o.join) {
+    seed = WithDefaultPort(seed);
     if (auto why = bad_seed("--join", seed)) return fail(*why);
-  for (const std::string& seed : f.retry_join) {
+  }
+  for (std::string& seed : f.retry_join) {
+    seed = WithDefaultPort(seed);
     if (auto why = bad_seed("--retry-join", seed)) return fail(*why);
     o.join.push_back(seed);
   }

@@ -16,7 +16,7 @@ namespace starling::node {
 // Validated options; every field is usable as is.
 struct DaemonOptions {
   std::string name;  // empty: take the stored name, else the hostname
-  HostPort bind{"0.0.0.0", 7946};
+  HostPort bind{"0.0.0.0", kDefaultGossipPort};
   std::optional<HostPort> advertise;
   std::vector<std::string> join;  // --join and --retry-join, in that order
   // Between join attempts while no seed answers; after retry_max failed

@@ -3,6 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace starling::node {
@@ -20,5 +25,13 @@ void Notify(const std::string& state) {
 void NotifyReady(const std::string& status) { Notify("READY=1\nSTATUS=" + status); }
 void NotifyStopping(const std::string& status) { Notify("STOPPING=1\nSTATUS=" + status); }
 void NotifyStatus(const std::string& status) { Notify("STATUS=" + status); }
+
+bool StderrIsTheJournal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  struct stat st {};
+  return stream != nullptr && std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+         static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+}
 
 }  // namespace starling::node

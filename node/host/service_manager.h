@@ -13,4 +13,8 @@ void NotifyReady(const std::string& status);
 void NotifyStopping(const std::string& status);
 void NotifyStatus(const std::string& status);
 
+// True when stderr is the journal's stream (systemd's JOURNAL_STREAM names
+// its device and inode), so log lines need no time stamp of their own.
+bool StderrIsTheJournal();
+
 }  // namespace starling::node

@@ -62,18 +62,6 @@ void PrintInfoTable(api::Info::Reader info, bool counters) {
   PrintTable(table);
 }
 
-// Serf's habit: a seed without a port is on the default gossip port. IPv6
-// hosts come bracketed ("[::1]:7946") or bare ("::1").
-std::string WithDefaultPort(const std::string& addr) {
-  constexpr const char* kDefaultPort = "7946";
-  if (addr.empty()) return addr;
-  if (addr.front() == '[') return addr.find("]:") == std::string::npos ? addr + ":" + kDefaultPort : addr;
-  const size_t colons = static_cast<size_t>(std::count(addr.begin(), addr.end(), ':'));
-  if (colons == 0) return addr + ":" + kDefaultPort;
-  if (colons > 1) return "[" + addr + "]:" + kDefaultPort;
-  return addr;
-}
-
 void AddMembers(CLI::App& app, Context& ctx) {
   struct Options {
     std::string status, name, format = "table";
@@ -148,7 +136,6 @@ void AddJoin(CLI::App& app, Context& ctx) {
               "7946, as Serf's does)");
   cmd->add_option("addr", *addrs, "Addresses (HOST[:PORT]) of members to contact")->required();
   cmd->callback([&ctx, addrs] {
-    for (std::string& a : *addrs) a = WithDefaultPort(a);
     ctx.exit_code = Call(
         ctx.globals,
         [&](api::Request::Builder r) {

@@ -18,7 +18,6 @@ int Main(int argc, char** argv) {
   MakeOutputPrintable();
   CLI::App app{"starling: talk to the local starlingd over its Unix socket.", "starling"};
   app.require_subcommand(1);
-  app.footer(ExitCodesText());
   app.set_version_flag("--version", VersionLine("starling", "api", api::API_VERSION, api::API_VERSION),
                        "Print the release, the build (commit) and the local API version spoken, and exit");
   Context ctx;
@@ -46,6 +45,8 @@ int Main(int argc, char** argv) {
   AddVotersCommand(app, ctx);       // voters
   AddAgentCommands(app, ctx);       // agent
   AddUiCommands(app, ctx);          // ui
+  // After the subcommands, which would copy it into their own --help.
+  app.footer(ExitCodesText());
 
   // The command runs from its callback during parse() and leaves its exit
   // code in ctx.

@@ -147,10 +147,10 @@ std::vector<std::pair<char, std::string>> LineDiff(const std::vector<std::string
     if (i < a.size() && j < b.size() && a[i] == b[j]) {
       out.emplace_back(' ', a[i++]);
       ++j;
-    } else if (j < b.size() && (i == a.size() || common[i][j + 1] >= common[i + 1][j])) {
-      out.emplace_back('+', b[j++]);
-    } else {
+    } else if (i < a.size() && (j == b.size() || common[i + 1][j] >= common[i][j + 1])) {
       out.emplace_back('-', a[i++]);
+    } else {
+      out.emplace_back('+', b[j++]);
     }
   }
   return out;
