@@ -294,9 +294,9 @@ Result<std::shared_ptr<membership::Keyring>> Daemon::OpenKeyring() {
   if (*stored) {
     *keyring = std::move(**stored);
     if (opts_.encrypt && !keyring->Has(*opts_.encrypt))
-      spdlog::warn("--encrypt ignored: the keyring {} holds this node's keys (rotated since?); `starling keys "
-                   "install` adds one",
-                   path);
+      spdlog::warn("{} ignored: the keyring {} holds this node's keys and not that one (rotated since? then the "
+                   "key file is stale: only a node started afresh reads it); `starling keys install` adds one",
+                   opts_.encrypt_source, path);
     spdlog::info("gossip is encrypted: {} key(s) in {}", keyring->keys().size(), path);
   } else if (opts_.encrypt) {
     (void)keyring->Install(*opts_.encrypt);
