@@ -321,7 +321,9 @@ if [[ $KILLMODE == mixed && -n "$CG" ]]; then xargs -r kill -KILL <"$CG/cgroup.p
 grep -q '^STOPPING=1' "$WORK/a.notify" || fail "a did not send STOPPING=1 on its leave"
 alive "$SVC" || fail "the hook's service $SVC died with the daemon (KillMode=$KILLMODE)"
 [[ -z "$CG" ]] || grep -qx "$SVC" "$CG/cgroup.procs" || fail "the service left the unit's cgroup"
-echo "   a left gracefully (exit 0); service $SVC still runs in the unit's cgroup"
+where=""
+[[ -n "$CG" ]] && where=" in the unit's cgroup"
+echo "   a left gracefully (exit 0); service $SVC still runs$where"
 
 step "restart a (Restart=): it rejoins, and the service is the same process"
 launch a-restarted
