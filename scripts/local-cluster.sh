@@ -170,14 +170,25 @@ if [[ -n "$RESTART" ]]; then
   fi
   mapfile -t args <"$DIR/node$RESTART.args"
   nohup "$STARLINGD" "${args[@]}" >>"$DIR/node$RESTART.log" 2>&1 </dev/null &
-  echo "local-cluster: node$RESTART restarted (pid $!), waiting until it sees all $total nodes alive"
-  deadline=$((SECONDS + CONVERGE_TIMEOUT))
-  until (($(alive_count "$RESTART") == total)); do
-    kill -0 $! 2>/dev/null || { node_log_tail "$RESTART"; die "node$RESTART exited while starting (its log is above)"; }
-    ((SECONDS < deadline)) || { node_log_tail "$RESTART"; die "node$RESTART sees $(alive_count "$RESTART") of $total members alive after ${CONVERGE_TIMEOUT} s"; }
-    sleep 0.2
+  started=$!
+  # Nodes stopped by hand are neither waited for nor counted.
+  running=()
+  for ((i = 1; i <= total; i++)); do
+    [[ $i == "$RESTART" || -n "$(daemon_pids "$i")" ]] && running+=("$i")
   done
-  echo "local-cluster: node$RESTART is back: it sees all $total nodes alive"
+  total=${#running[@]}
+  echo "local-cluster: node$RESTART restarted (pid $started), waiting until every node sees all $total alive"
+  # The others saw node$RESTART leave; until each has heard it is back, a
+  # command through that node would still answer without it.
+  deadline=$((SECONDS + CONVERGE_TIMEOUT))
+  for i in "${running[@]}"; do
+    until (($(alive_count "$i") >= total)); do
+      kill -0 "$started" 2>/dev/null || { node_log_tail "$RESTART"; die "node$RESTART exited while starting (its log is above)"; }
+      ((SECONDS < deadline)) || { node_log_tail "$i"; die "node$i sees $(alive_count "$i") of $total members alive ${CONVERGE_TIMEOUT} s after node$RESTART restarted"; }
+      sleep 0.2
+    done
+  done
+  echo "local-cluster: node$RESTART is back: every node sees all $total alive"
   exit 0
 fi
 

@@ -55,7 +55,7 @@ before=$(pgrep -f -- "--data-dir $DIR/node2 ")
 out=$(bash scripts/local-cluster.sh --restart 2 --dir "$DIR") || fail "--restart 2: $out"
 after=$(pgrep -f -- "--data-dir $DIR/node2 ")
 [[ -n "$after" && "$after" != "$before" ]] || fail "node2 is not a new process ($before -> $after)"
-grep -q "node2 is back: it sees all 3 nodes alive" <<<"$out" || fail "--restart 2 said: $out"
+grep -q "node2 is back: every node sees all 3 alive" <<<"$out" || fail "--restart 2 said: $out"
 
 old_key=$(cat "$DIR/cluster.key")
 out=$(bash scripts/local-cluster.sh --rotate-key --dir "$DIR") || fail "--rotate-key: $out"
