@@ -13,8 +13,10 @@ BUILD_PKGS=(
   libcpp-httplib-dev  # the tests' HTTP client
   libmsgpack-cxx-dev  # the Serf benchmark speaks Serf's msgpack RPC
   python3  # scripts/demo reads the CLI's JSON with it
+  libsystemd-dev  # sd_notify: starlingd tells systemd when it is ready (Type=notify)
+  help2man dpkg-dev file  # the package: man pages from --help; cpack's DEB generator runs dpkg-shlibdeps, which needs file
 )
-TEST_PKGS=(procps prometheus graphviz iproute2 nftables chromium chromium-driver python3-selenium haproxy)  # haproxy: tests/integration/events_test (the example handler's backend file); graphviz: `starling graph --format svg`; iproute2, nftables: tests/fault; chromium, chromium-driver, python3-selenium: tests/ui
+TEST_PKGS=(procps prometheus graphviz iproute2 nftables chromium chromium-driver python3-selenium haproxy lintian systemd man-db zsh adduser)  # lintian, systemd (systemd-analyze verify), man-db, zsh, adduser: tests/package (the .deb, its unit, man pages and completions); haproxy: tests/integration/events_test (the example handler's backend file); graphviz: `starling graph --format svg`; iproute2, nftables: tests/fault; chromium, chromium-driver, python3-selenium: tests/ui
 BENCH_PKGS=(serf gnuplot-nox)  # docs/BENCHMARKS.md
 FUZZ_PKGS=(clang libclang-rt-14-dev)  # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes
 

@@ -543,7 +543,8 @@ void ApiService::HandleMembership(Request& request, Respond respond, Push push) 
 
   if (auto* join = std::get_if<JoinReq>(&request)) {
     if (join->seeds.empty()) return respond(ErrorReply("join needs at least one address"));
-    for (const std::string& seed : join->seeds) {
+    for (std::string& seed : join->seeds) {
+      seed = WithDefaultPort(seed);
       Result<HostPort> hp = ParseHostPort(seed);
       if (!hp.ok()) return respond(ErrorReply("join: " + hp.status().message()));
       if (hp->port == 0) return respond(ErrorReply("join: address '" + seed + "' needs a non-zero port"));
@@ -564,9 +565,14 @@ void ApiService::HandleMembership(Request& request, Respond respond, Push push) 
 
   if (auto* fl = std::get_if<ForceLeaveReq>(&request)) {
     if (fl->name.empty()) return respond(ErrorReply("force-leave needs a member name"));
+    std::string was;
+    for (const membership::MemberView& m : members_.Members())
+      if (m.name == fl->name) was = membership::StatusName(m.status);
     Status s = members_.ForceLeave(fl->name, fl->prune);
     if (!s.ok()) return respond(ErrorReply("force-leave " + fl->name + ": " + s.message()));
-    return respond(NoneReply());
+    // What was done, for the CLI to say: the member's status before, and after.
+    return respond(TextReply(store::CanonicalJson(
+        store::Json{{"name", fl->name}, {"was", was}, {"now", fl->prune ? "pruned" : "left"}})));
   }
 
   if (auto* change = std::get_if<TagsReq>(&request)) {

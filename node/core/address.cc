@@ -1,5 +1,6 @@
 #include "address.h"
 
+#include <algorithm>
 #include <charconv>
 
 namespace starling::node {
@@ -32,6 +33,14 @@ Result<HostPort> ParseHostPort(std::string_view text) {
   }
   out.port = static_cast<uint16_t>(port);
   return out;
+}
+
+std::string WithDefaultPort(std::string_view addr, uint16_t port) {
+  if (addr.empty()) return std::string(addr);
+  if (addr.front() == '[')
+    return addr.back() == ']' ? FormatHostPort(addr.substr(1, addr.size() - 2), port) : std::string(addr);
+  const auto colons = std::count(addr.begin(), addr.end(), ':');
+  return colons == 1 ? std::string(addr) : FormatHostPort(addr, port);
 }
 
 std::string FormatHostPort(std::string_view host, uint16_t port) {

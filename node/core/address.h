@@ -14,8 +14,15 @@ struct HostPort {
   uint16_t port = 0;
 };
 
+// The gossip port a seed without one is on, as with Serf (and the default --bind).
+inline constexpr uint16_t kDefaultGossipPort = 7946;
+
 // Accepts "host:port" and "[v6]:port". kInvalidArgument names the input.
 Result<HostPort> ParseHostPort(std::string_view text);
+
+// Serf's habit for seeds: "host", "[v6]" and a bare "v6" address get `port`;
+// anything else is returned as it is (for ParseHostPort to judge).
+std::string WithDefaultPort(std::string_view addr, uint16_t port = kDefaultGossipPort);
 
 // Inverse of ParseHostPort: brackets hosts that contain ':'.
 std::string FormatHostPort(std::string_view host, uint16_t port);

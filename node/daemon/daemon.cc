@@ -43,6 +43,7 @@
 #include "member_persister.h"
 #include "metrics.h"
 #include "node_core.h"
+#include "service_manager.h"
 #include "starling/membership/memberlist.h"
 #include "starling/store/document.h"
 #include "starling/store/log.h"
@@ -66,6 +67,22 @@ constexpr Duration kExitGrace = 200ms;
 constexpr Duration kLeaveSlack = 5s;
 // How long an HTTP request waits for the protocol thread.
 constexpr auto kHttpAnswerWait = std::chrono::seconds(2);
+
+// What the daemon will run, checked before anything starts: a hooks dir
+// another user can write, or an event handler that is missing or untrusted,
+// stops the start with its name rather than failing at the first hook or
+// event. A hooks dir that does not exist yet is fine (no hook runs).
+Status CheckRunnables(const DaemonOptions& o) {
+  if (Status s = CheckTrusted(o.hooks_dir, "hooks dir"); !s.ok() && s.code() != Status::Code::kNotFound) return s;
+  for (const DaemonOptions::EventHandler& h : o.event_handlers) {
+    const std::filesystem::path path(h.path);
+    HookRunner check(path.parent_path().string());
+    check.FollowSymlinksOut(true);
+    if (Result<std::string> r = check.Resolve(path.filename().string()); !r.ok())
+      return Status::InvalidArgument("--event-handler " + h.path + ": " + r.status().message());
+  }
+  return Status::Ok();
+}
 
 int Fatal(const std::string& message) {
   std::fprintf(stderr, "starlingd: %s\n", message.c_str());
@@ -157,6 +174,7 @@ class Daemon {
   std::optional<Clock::TimerId> persist_timer_;
   std::optional<Time> last_persist_;
   int signals_seen_ = 0;
+  bool serving_ = false;  // READY=1 sent
   bool leaving_ = false;
   bool stopped_ = false;
   int exit_code_ = kExitOk;
@@ -184,8 +202,7 @@ Status Daemon::OpenDataDir() {
   if (!format.ok()) return format.status();
   if (Status s = CheckDataFormat(opts_.data_dir, DataFormat(), ReleaseVersion()); !s.ok()) return s;
   if (Status s = SecureDataDir(opts_.data_dir); !s.ok()) return s;
-  // A hooks dir another user can write is refused now, not at the first hook.
-  if (Status s = CheckTrusted(opts_.hooks_dir, "hooks dir"); !s.ok() && s.code() != Status::Code::kNotFound) return s;
+  if (Status s = CheckRunnables(opts_); !s.ok()) return s;
   Result<std::unique_ptr<store::NodeStore>> opened = store::NodeStore::Open(opts_.data_dir);
   if (!opened.ok()) return opened.status();
   store_ = std::move(opened).value();
@@ -277,9 +294,9 @@ Result<std::shared_ptr<membership::Keyring>> Daemon::OpenKeyring() {
   if (*stored) {
     *keyring = std::move(**stored);
     if (opts_.encrypt && !keyring->Has(*opts_.encrypt))
-      spdlog::warn("--encrypt ignored: the keyring {} holds this node's keys (rotated since?); `starling keys "
-                   "install` adds one",
-                   path);
+      spdlog::warn("{} ignored: the keyring {} holds this node's keys and not that one (rotated since? then the "
+                   "key file is stale: only a node started afresh reads it); `starling keys install` adds one",
+                   opts_.encrypt_source, path);
     spdlog::info("gossip is encrypted: {} key(s) in {}", keyring->keys().size(), path);
   } else if (opts_.encrypt) {
     (void)keyring->Install(*opts_.encrypt);
@@ -367,19 +384,16 @@ Status Daemon::StartProtocols() {
     // No leave: the members see a restart, as after a crash, and the
     // services keep running.
     spdlog::info("stopping to restart into the new binary");
+    if (opts_.supervised) NotifyStopping("restarting into the new binary (exit 75)");
     Stop(kExitRestart);
   };
   up.step_down = [this](uint32_t format) { return StepDataDirDown(*store_, opts_.data_dir, format); };
   upgrader_ = std::make_unique<AgentUpgrader>(std::move(up), Post());
   NodeSeams seams{*clock_, *random_, *members_, *log_, *ballots_, *applied_, *hooks_};
-  // Each handler runs as a hook from its own directory, checked now: a typo
-  // or an untrusted file stops the start with its name, not the first event.
+  // Each handler runs as a hook from its own directory (checked with the
+  // data dir, by CheckRunnables).
   for (const DaemonOptions::EventHandler& h : opts_.event_handlers) {
     const std::filesystem::path path(h.path);
-    HookRunner check(path.parent_path().string());
-    check.FollowSymlinksOut(true);
-    if (Result<std::string> r = check.Resolve(path.filename().string()); !r.ok())
-      return Status::InvalidArgument("--event-handler " + h.path + ": " + r.status().message());
     handler_execs_.push_back(std::make_unique<ThreadHookExec>(Post(), path.parent_path().string(), true));
     seams.event_handlers.push_back({h.filters, h.path, path.filename().string(), handler_execs_.back().get()});
   }
@@ -589,6 +603,10 @@ std::vector<store::KnownMember> Daemon::Snapshot() const {
 }
 
 void Daemon::Serving() {
+  if (!serving_) {
+    serving_ = true;
+    NotifyReady("serving as " + name_ + " in cluster " + opts_.cluster + " at " + advertise_);
+  }
   service_->SetPhase("serving");
   upgrader_->Served();
 }
@@ -612,7 +630,12 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
       return;
     }
     spdlog::info("rejoining through {} known members from the data dir", views.size());
+    NotifyStatus("rejoining through " + std::to_string(views.size()) + " known members from the data dir");
     members_->AddKnownMembers(views);
+  } else {
+    NotifyStatus("joining through " + std::to_string(seeds.size()) + " seed(s); retrying every " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(opts_.retry_interval).count()) +
+                 " ms until one answers");
   }
   size_t n = seeds.size();
   // Joining through the data dir's known members never gives up: they may
@@ -642,6 +665,7 @@ void Daemon::StartJoin(const std::vector<store::KnownMember>& known) {
 void Daemon::BeginLeave(std::function<void(Status)> done) {
   if (leaving_) return done(Status::Conflict("a leave is already in progress"));
   leaving_ = true;
+  NotifyStopping("leaving the cluster");
   service_->SetPhase("leaving");
   core_->lease().Release();
   Clock::TimerId backstop = clock_->Schedule(members_->config().leave_propagate_wait + kLeaveSlack, [this] {
@@ -697,6 +721,21 @@ void Daemon::Stop(int exit_code) {
 }
 
 }  // namespace
+
+int CheckConfig(const DaemonOptions& o) {
+  if (Status s = CheckRunnables(o); !s.ok()) {
+    std::fprintf(stderr, "starlingd: %s\n", s.message().c_str());
+    return kExitUsage;
+  }
+  if (Status s = CheckDataFormat(o.data_dir, DataFormat(), ReleaseVersion()); !s.ok()) return Fatal(s.message());
+  std::string read;
+  for (const std::string& f : o.config_files) read += (read.empty() ? "" : ", ") + f;
+  std::printf("# starlingd %s: the settings these flags and config files make\n%s", ReleaseVersion(),
+              o.effective_config.c_str());
+  std::fprintf(stderr, "starlingd: configuration OK (%s%s)\n", read.empty() ? "no config file" : "read ",
+               read.c_str());
+  return kExitOk;
+}
 
 int RunDaemon(const DaemonOptions& options) {
   Daemon daemon(options);

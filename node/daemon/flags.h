@@ -16,7 +16,7 @@ namespace starling::node {
 // Validated options; every field is usable as is.
 struct DaemonOptions {
   std::string name;  // empty: take the stored name, else the hostname
-  HostPort bind{"0.0.0.0", 7946};
+  HostPort bind{"0.0.0.0", kDefaultGossipPort};
   std::optional<HostPort> advertise;
   std::vector<std::string> join;  // --join and --retry-join, in that order
   // Between join attempts while no seed answers; after retry_max failed
@@ -60,8 +60,19 @@ struct DaemonOptions {
   std::string restore_backup;
   // The gossip protocol version to speak; 0: this release's default.
   unsigned protocol = 0;
-  // The cluster key to start with when the data dir holds no keyring yet.
+  // The cluster key to start with when the data dir holds no keyring yet,
+  // and where it came from ("--encrypt", "--encrypt-file PATH", ...), for
+  // messages.
   std::optional<membership::Key> encrypt;
+  std::string encrypt_source;
+  // Instead of running: check the flags and config files, print the
+  // settings they make, and exit (0 when the daemon could start with them).
+  bool check_config = false;
+  // The config files read, in the order read (later ones win).
+  std::vector<std::string> config_files;
+  // The settings as a config file would say them (`--check-config` prints
+  // it; the key itself is never in it).
+  std::string effective_config;
 };
 
 struct ParseOutcome {
@@ -73,8 +84,12 @@ struct ParseOutcome {
 // `--protocol requested` (0: the default).
 membership::Protocol Protocol(unsigned requested);
 
-// Parses argv (and a --config file). Prints help or a message naming the bad
-// flag itself; the caller only has to exit with exit_code.
+// Parses argv, then the config files: `--config FILE`, then every `*.toml`
+// of `--config-dir DIR` in lexical order. A key set in a later file replaces
+// what an earlier one said (a list too, as a whole); the command line wins
+// over every file, and the files over STARLING_ENCRYPT_KEY. Prints help or a
+// message naming the bad flag, or the file, key and value at fault; the
+// caller only has to exit with exit_code.
 ParseOutcome ParseDaemonFlags(int argc, char** argv);
 
 // Durations in flags use the grammar of the desired-state document ("1d",

@@ -15,6 +15,7 @@
 #include "flags.h"
 #include "guard.h"
 #include "logging.h"
+#include "service_manager.h"
 #include "starling/version.h"
 #include "trust.h"
 
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   starling::node::ParseOutcome parsed = starling::node::ParseDaemonFlags(argc, argv);
   if (!parsed.options) return parsed.exit_code;
   if (!parsed.options->agent_sentinel.empty()) return starling::node::RunAgentSentinel(parsed.options->agent_sentinel, starling::DataFormat());
+  if (parsed.options->check_config) return starling::node::CheckConfig(*parsed.options);
   if (parsed.options->data_format) {
     std::printf("%u\n", starling::DataFormat());
     return 0;
@@ -42,6 +44,9 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   if (parsed.options->log_format == "json") {
     spdlog::set_formatter(std::make_unique<starling::node::JsonLogFormatter>());
+  } else if (starling::node::StderrIsTheJournal()) {
+    // journald stamps each line itself.
+    spdlog::set_pattern("%l %v");
   } else {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   }

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sys/random.h>
 
 #include "starling/store/document.h"
+#include "trust.h"
 
 namespace starling::node {
 namespace {
@@ -52,6 +54,39 @@ Result<std::string> LoadOrMakeUiToken(const std::string& data_dir) {
   }
   if (Status s = WriteSecretFile(path, token + "\n", "the console token"); !s.ok()) return s;
   return token;
+}
+
+Result<Key> ReadClusterKeyFile(const std::string& path) {
+  const std::string what = "--encrypt-file " + path;
+  if (Status s = CheckTrusted(path, "--encrypt-file"); !s.ok()) return s;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    const int err = errno;
+    return Status::InvalidArgument(what + ": " + std::strerror(err) +
+                                   (err == EACCES ? " (this daemon runs as uid " + std::to_string(::geteuid()) +
+                                                        ": the file must be its own, mode 0600)"
+                                                  : ""));
+  }
+  struct stat st {};
+  char buf[1025] = {};
+  const bool statted = ::fstat(fd, &st) == 0;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (!statted || !S_ISREG(st.st_mode)) return Status::InvalidArgument(what + " is not a regular file");
+  if (st.st_mode & 077) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status::InvalidArgument(what + " is readable by " + ((st.st_mode & 007) ? "every user" : "its group") +
+                                   " (mode " + mode + "): the cluster key must be owner-only; run `chmod 600 " +
+                                   path + "`");
+  }
+  if (n < 0) return Status::IoError(what + ": " + std::strerror(errno));
+  if (static_cast<size_t>(n) >= sizeof buf - 1) return Status::InvalidArgument(what + " is over 1 KiB: not a key");
+  std::string text(buf, static_cast<size_t>(n));
+  while (!text.empty() && std::strchr(" \t\r\n", text.back()) != nullptr) text.pop_back();
+  Result<Key> key = Keyring::ParseKey(text);
+  if (!key.ok()) return Status::InvalidArgument(what + ": " + key.status().message());
+  return key;
 }
 
 Result<std::optional<Keyring>> LoadKeyring(const std::string& path) {

@@ -21,6 +21,13 @@ Status SaveKeyring(const std::string& path, const membership::Keyring& ring);
 // made at the first start; one that is not owner-only or not ours is
 // replaced by a new one.
 Result<std::string> LoadOrMakeUiToken(const std::string& data_dir);
+// The cluster key of `--encrypt-file PATH`: base64 of 32 bytes on one line
+// (what `starling keygen` prints). The file must be a regular file owned by
+// the daemon's user or root with no permission for its group or others
+// (0600 or 0400): a key others can read is no secret, and one others can
+// write lets them pick it. Errors name the path and say how to fix it; the
+// key itself is never in them.
+Result<membership::Key> ReadClusterKeyFile(const std::string& path);
 // Writes `text` to `path` owner-only (0600 from its creation), atomically
 // and durably; errors name `what`.
 Status WriteSecretFile(const std::string& path, const std::string& text, const std::string& what);

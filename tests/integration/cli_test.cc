@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "local_cluster.h"
 
@@ -153,6 +155,131 @@ TEST(Cli, TagsInfoAndMemberFilters) {
   CommandResult help = RunCommand({STARLING_CLI_PATH, "members", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("--status"));
+}
+
+// Mistakes on the command line: the nearest command is named, and every
+// usage error exits 64 whatever CLI11 thought of it (its own codes, 105 and
+// up, never leave the CLI). Nothing here needs a daemon.
+TEST(Cli, UsageErrorsNameTheNearestCommandAndExit64) {
+  const std::string nowhere = "/nonexistent/starlingd.sock";
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  for (const Case& k : std::vector<Case>{
+           {{"membrs"}, "unknown command \"membrs\" (did you mean members?)"},
+           {{"keys", "lsit"}, "unknown command \"lsit\" for \"starling keys\" (did you mean list?)"},
+           {{"rollout", "stat"}, "(did you mean status?)"},
+           {{"xyzzy"}, "unknown command \"xyzzy\"\n"},
+           {{}, "a command is required: members, join,"},
+           {{"keys"}, "\"starling keys\" needs a command: list, install, use, remove"},
+           {{"members", "--format", "xml"}, "--format: xml not in {table,json}"},    // CLI11: 105
+           {{"diff"}, "r1 is required"},                                             // 106
+           {{"members", "--no-such-flag"}, "--no-such-flag"},                        // 109
+           {{"--timeout", "-3", "members"}, "--timeout"},                            // 105
+           {{"keys", "install"}, "KEY or --key-file"},                               // thrown by the command
+       }) {
+    std::vector<std::string> argv = {STARLING_CLI_PATH, "--socket", nowhere};
+    argv.insert(argv.end(), k.args.begin(), k.args.end());
+    CommandResult r = RunCommand(argv);
+    EXPECT_EQ(r.exit_code, 64) << testing::PrintToString(k.args) << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr(k.says)) << testing::PrintToString(k.args);
+  }
+  CommandResult help = RunCommand({STARLING_CLI_PATH, "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("Exit codes (stable; scripts may rely on them):"));
+  EXPECT_THAT(help.out, HasSubstr("64  the command line is wrong"));
+}
+
+TEST(Cli, ASocketPathThatIsNoSocketIsSaidSo) {
+  TempDir dir;
+  const std::string file = dir.path() + "/plain";
+  std::ofstream(file) << "not a socket\n";
+  CommandResult r = RunCommand({STARLING_CLI_PATH, "--socket", file, "members"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--socket " + file + " is a regular file, not a Unix socket"));
+  r = RunCommand({STARLING_CLI_PATH, "--socket", dir.path(), "info"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--socket " + dir.path() + " is a directory, not a Unix socket"));
+}
+
+TEST(Cli, InfoLeadsWithIdentityRevisionAndLeaseAndShowsCountersOnRequest) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2));  // gossip between two: there are counters to show
+  CommandResult table = c.Cli(0, {"info"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  std::vector<std::string> labels;
+  std::istringstream lines(table.out);
+  for (std::string line; std::getline(lines, line);) labels.push_back(line.substr(0, line.find(':')));
+  ASSERT_GE(labels.size(), 5u) << table.out;
+  EXPECT_EQ(std::vector<std::string>(labels.begin(), labels.begin() + 5),
+            (std::vector<std::string>{"name", "addr", "cluster", "revision", "lease holder"}));
+  EXPECT_THAT(table.out, testing::Not(HasSubstr("counters")));
+  CommandResult counters = c.Cli(0, {"info", "--counters"});
+  ASSERT_EQ(counters.exit_code, 0) << counters.err;
+  EXPECT_THAT(counters.out, HasSubstr("counters:\n  "));
+  EXPECT_EQ(counters.out.rfind(table.out.substr(0, table.out.find("uptime:")), 0), 0u) << "the same table first";
+  std::optional<nlohmann::json> json = c.Info(0);
+  ASSERT_TRUE(json);
+  EXPECT_TRUE((*json)["counters"].is_object()) << "the JSON keeps every field";
+}
+
+TEST(Cli, JoinWithoutAPortTriesTheDefaultGossipPort) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("alpha"), 0);
+  // Whether or not something answers there, the address tried is :7946.
+  CommandResult r = c.Cli(0, {"join", "127.0.0.2"}, 30s);
+  EXPECT_THAT(r.out + r.err, HasSubstr("127.0.0.2:7946")) << r.out << r.err;
+}
+
+TEST(Cli, ForceLeaveSaysWhatItDid) {
+  LocalCluster c;
+  ASSERT_TRUE(c.StartConverged(2));
+  c.Kill(1);
+  ASSERT_EQ(c.AwaitView({0}, {{"node0", "alive"}, {"node1", "failed"}}, 30s), "");
+  CommandResult r = c.Cli(0, {"force-leave", "node1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("force-leave: node1 (was failed) marked left"));
+  r = c.Cli(0, {"force-leave", "node1", "--prune", "--format", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json done = nlohmann::json::parse(r.out);
+  EXPECT_EQ(done["name"], "node1");
+  EXPECT_EQ(done["was"], "left");
+  EXPECT_EQ(done["now"], "pruned");
+}
+
+TEST(Cli, DiffShowsWholeValuesAndAUnifiedViewWithFull) {
+  LocalCluster c;
+  ASSERT_EQ(c.Start("alpha"), 0);
+  const std::string long_value(150, 'x');
+  auto doc = [&](const std::string& v, const std::string& cert_line) {
+    return "roles: [web]\nservices:\n  api:\n    roles: [web]\n    hooks: {start: api-start}\n    params:\n"
+           "      BANNER: \"" + v + "\"\n      CERT: \"-----BEGIN-----\\nline one\\n" + cert_line +
+           "\\n-----END-----\"\n";
+  };
+  CommandResult first =
+      c.Cli(0, {"apply", "-f", WriteFile(c, "a.yaml", doc(long_value, "line A")), "--format", "json"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string from = nlohmann::json::parse(first.out)["revision"];
+  const std::string changed = long_value + "y";
+  ASSERT_EQ(c.Cli(0, {"apply", "-f", WriteFile(c, "b.yaml", doc(changed, "line B"))}).exit_code, 0);
+
+  CommandResult diff = c.Cli(0, {"diff", from});
+  ASSERT_EQ(diff.exit_code, 0) << diff.err;
+  EXPECT_THAT(diff.out, HasSubstr("~ services.api.params.BANNER: " + long_value + " -> " + changed + "\n"));
+  EXPECT_THAT(diff.out, testing::Not(HasSubstr("...")));
+  // A multi-line value stays on its line, quoted.
+  EXPECT_THAT(diff.out, HasSubstr("~ services.api.params.CERT: \"-----BEGIN-----\\nline one\\nline A\\n-----END-----\" "
+                                  "-> \"-----BEGIN-----\\nline one\\nline B\\n-----END-----\"\n"));
+
+  CommandResult full = c.Cli(0, {"diff", from, "--full"});
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  EXPECT_THAT(full.out, HasSubstr("~ services.api.params.CERT:\n"
+                                  "      -----BEGIN-----\n"
+                                  "      line one\n"
+                                  "    - line A\n"
+                                  "    + line B\n"
+                                  "      -----END-----\n"));
 }
 
 }  // namespace

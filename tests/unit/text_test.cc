@@ -31,5 +31,18 @@ TEST(Text, CutsFallWhereACharacterStarts) {
   EXPECT_EQ(Width("a€b"), 3u);
 }
 
+TEST(Text, NearestNameForDidYouMean) {
+  const std::vector<std::string> commands = {"members", "join", "rollout", "rollback", "keys", "keygen", "info"};
+  EXPECT_EQ(NearestName("membrs", commands), "members");  // a letter left out
+  EXPECT_EQ(NearestName("memebrs", commands), "members");  // two swapped
+  EXPECT_EQ(NearestName("mem", commands), "members");  // the only one it begins
+  EXPECT_EQ(NearestName("roll", commands), "rollout or rollback");
+  EXPECT_EQ(NearestName("jion", commands), "join");
+  EXPECT_EQ(NearestName("xyzzy", commands), "") << "nothing near enough";
+  EXPECT_EQ(NearestName("ab", commands), "");
+  EXPECT_EQ(EditDistance("kitten", "sitting"), 3u);
+  EXPECT_EQ(EditDistance("", "abc"), 3u);
+}
+
 }  // namespace
 }  // namespace starling::text

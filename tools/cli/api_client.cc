@@ -2,6 +2,7 @@
 
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -84,17 +85,43 @@ Result<uid_t> OwnerUid(const std::string& owner) {
   return pw->pw_uid;
 }
 
+// The system user the Debian package runs starlingd as (packaging/postinst
+// makes it): only a daemon's own account can serve a socket in its
+// owner-only data dir, so talking to it is talking to the daemon.
+constexpr const char* kPackageUser = "starling";
+// Debian's system accounts lie below this uid (adduser.conf's LAST_SYSTEM_UID + 1).
+constexpr uid_t kFirstUserUid = 1000;
+
+std::optional<uid_t> PackageUserUid() {
+  const passwd* pw = getpwnam(kPackageUser);
+  if (pw == nullptr || pw->pw_uid == 0 || pw->pw_uid >= kFirstUserUid) return std::nullopt;
+  return pw->pw_uid;
+}
+
 Status CheckServer(int fd, const Daemon& daemon, std::optional<uid_t> wanted) {
   ucred peer{};
   socklen_t len = sizeof peer;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0)
     return Status::Unavailable("cannot tell who serves " + daemon.socket + ": " + std::strerror(errno));
-  if (wanted ? peer.uid == *wanted : (peer.uid == 0 || peer.uid == geteuid())) return Status::Ok();
+  if (wanted ? peer.uid == *wanted : (peer.uid == 0 || peer.uid == geteuid() || peer.uid == PackageUserUid()))
+    return Status::Ok();
   return Status::Unavailable("refusing to talk to " + daemon.socket + ": it is served by " + UserName(peer.uid) +
                              ", which is " +
                              (wanted ? "not " + UserName(*wanted) + " (--socket-owner)"
-                                     : "neither root nor you (" + UserName(geteuid()) + ")") +
+                                     : "neither root nor you (" + UserName(geteuid()) + ") nor the system user '" +
+                                           kPackageUser + "'") +
                              "; if starlingd runs as that user, say so with --socket-owner or STARLING_SOCKET_OWNER");
+}
+
+// A path that exists but is no socket is a mistake in --socket, not a daemon
+// that is down: say which it is.
+Status CheckIsSocket(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0 || S_ISSOCK(st.st_mode)) return Status::Ok();
+  const char* kind = S_ISDIR(st.st_mode) ? "a directory" : S_ISREG(st.st_mode) ? "a regular file" : "not a socket";
+  return Status::Unavailable("--socket " + path + " is " + kind +
+                             ", not a Unix socket: point --socket (or STARLING_SOCKET) at starlingd's API socket, "
+                             "by default <data-dir>/starlingd.sock (`starling info` shows a node's data dir)");
 }
 
 Result<int> Connect(const Daemon& daemon, std::chrono::milliseconds timeout) {
@@ -111,6 +138,7 @@ Result<int> Connect(const Daemon& daemon, std::chrono::milliseconds timeout) {
                                ": socket path is empty or longer than " +
                                std::to_string(sizeof(addr.sun_path) - 1) + " bytes" + Hint());
   }
+  if (Status s = CheckIsSocket(socket_path); !s.ok()) return s;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::Unavailable(std::string("cannot create a socket: ") + std::strerror(errno));
   timeval tv{};

@@ -13,9 +13,10 @@
 namespace starling::cli {
 
 // The daemon to talk to. Before anything is sent, the process serving
-// `socket` must run as root or as the caller (SO_PEERCRED), or as `owner`
-// (a user name or uid) when given: a socket another user put in its place
-// would otherwise be handed keys and documents, and its answers believed.
+// `socket` must run as root, as the caller or as the `starling` system user
+// the Debian package runs starlingd as (SO_PEERCRED), or as `owner` (a user
+// name or uid) when given: a socket another user put in its place would
+// otherwise be handed keys and documents, and its answers believed.
 struct Daemon {
   std::string socket;
   std::string owner;

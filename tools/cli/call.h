@@ -12,11 +12,9 @@
 namespace starling::cli {
 
 // The exit codes of `starling`; scripts depend on them, so their values never
-// change. Usage errors (an unknown flag, a missing or invalid argument) exit
-// with CLI11's own codes instead (CLI::ExitCodes: 105 for a value that fails
-// its check, 106 for a missing one, 109 for an unexpected argument, ...).
+// change. `starling --help` lists them (ExitCodesText) and so does the man page.
 //
-// The request did what was asked (also `--help`).
+// The request did what was asked (also `--help` and `--version`).
 constexpr int kExitOk = 0;
 // starlingd refused or failed the request (its message on stderr), a member
 // did not do its part of a `keys` command, or the command failed on this side
@@ -30,6 +28,13 @@ constexpr int kExitRolloutFailed = 3;
 // `rollout status --watch` saw the rollout end incomplete: it ran through,
 // but some nodes (down or failed) are not on the revision.
 constexpr int kExitRolloutIncomplete = 4;
+// The command line itself is wrong: an unknown command or flag, a missing or
+// invalid argument. Nothing was asked of the daemon. (64 is sysexits.h's
+// EX_USAGE; CLI11's own codes, 105 and up, never leave the CLI.)
+constexpr int kExitUsage = 64;
+
+// The table above as `starling --help` ends with it.
+const char* ExitCodesText();
 
 // The global options, read by every command that talks to the daemon.
 struct Globals {

@@ -23,40 +23,43 @@ std::string ProtocolText(api::Member::Reader m) {
   return std::to_string(m.getProtocolCur()) + " (" + membership::RangeText(m.getProtocolMin(), m.getProtocolMax()) + ")";
 }
 
-void PrintInfoTable(api::Info::Reader info) {
+// Who this node is, what it runs and who coordinates come first; the
+// protocol counters only on request (`info --counters`).
+void PrintInfoTable(api::Info::Reader info, bool counters) {
   std::vector<std::vector<std::string>> rows = {
       {"name:", info.getName().cStr()},
       {"addr:", info.getAddr().cStr()},
       {"cluster:", info.getCluster().cStr()},
-      {"profile:", info.getProfile().cStr()},
-      {"version:", std::string(info.getVersion().cStr()) +
-                       (info.getBuild().size() ? " (build " + std::string(info.getBuild().cStr()) + ")" : "")},
-      {"protocol:", std::to_string(info.getProtocolVersion()) + " (understands " +
-                        membership::RangeText(info.getProtocolMin(), info.getProtocolMax()) + ")"},
-      {"incarnation:", std::to_string(info.getIncarnation())},
-      {"health score:", std::to_string(info.getHealthScore())},
-      {"members:", "alive " + std::to_string(info.getMembersAlive()) + ", suspect " +
-                       std::to_string(info.getMembersSuspect()) + ", failed " +
-                       std::to_string(info.getMembersFailed()) + ", left " +
-                       std::to_string(info.getMembersLeft())},
-      {"tags:", TagText(TagMap(info.getTags()))},
-      {"data dir:", info.getDataDir().cStr()},
-      {"uptime:", std::to_string(info.getUptimeSeconds()) + "s"},
       {"revision:", info.getRevision().size() ? info.getRevision().cStr() : "(none)"},
-      {"digest:", info.getDigest().cStr()},
-      {"entries:", std::to_string(info.getEntries())},
       {"lease holder:", info.getLeaseHolder().size()
                             ? std::string(info.getLeaseHolder().cStr()) + " (ballot " +
                                   std::to_string(info.getLeaseBallot()) + ")"
                             : "(none)"},
+      {"members:", "alive " + std::to_string(info.getMembersAlive()) + ", suspect " +
+                       std::to_string(info.getMembersSuspect()) + ", failed " +
+                       std::to_string(info.getMembersFailed()) + ", left " +
+                       std::to_string(info.getMembersLeft())},
+      {"version:", std::string(info.getVersion().cStr()) +
+                       (info.getBuild().size() ? " (build " + std::string(info.getBuild().cStr()) + ")" : "")},
+      {"protocol:", std::to_string(info.getProtocolVersion()) + " (understands " +
+                        membership::RangeText(info.getProtocolMin(), info.getProtocolMax()) + ")"},
+      {"profile:", info.getProfile().cStr()},
+      {"tags:", TagText(TagMap(info.getTags()))},
+      {"digest:", info.getDigest().cStr()},
+      {"entries:", std::to_string(info.getEntries())},
+      {"incarnation:", std::to_string(info.getIncarnation())},
+      {"health score:", std::to_string(info.getHealthScore())},
+      {"data dir:", info.getDataDir().cStr()},
       {"http:", info.getHttp().size() ? info.getHttp().cStr() : "(off)"},
+      {"uptime:", std::to_string(info.getUptimeSeconds()) + "s"},
   };
   PrintTable(rows);
+  if (!counters) return;
   std::cout << "counters:\n";
-  std::vector<std::vector<std::string>> counters;
+  std::vector<std::vector<std::string>> table;
   for (auto c : info.getCounters())
-    counters.push_back({"  " + std::string(c.getName().cStr()), std::to_string(c.getValue())});
-  PrintTable(counters);
+    table.push_back({"  " + std::string(c.getName().cStr()), std::to_string(c.getValue())});
+  PrintTable(table);
 }
 
 void AddMembers(CLI::App& app, Context& ctx) {
@@ -128,9 +131,10 @@ void AddMembers(CLI::App& app, Context& ctx) {
 
 void AddJoin(CLI::App& app, Context& ctx) {
   auto addrs = std::make_shared<std::vector<std::string>>();
-  CLI::App* cmd =
-      app.add_subcommand("join", "Join the cluster through one or more members' HOST:PORT addresses");
-  cmd->add_option("addr", *addrs, "Addresses (HOST:PORT) of members to contact")->required();
+  CLI::App* cmd = app.add_subcommand(
+      "join", "Join the cluster through one or more members' addresses (HOST or HOST:PORT; the port defaults to "
+              "7946, as Serf's does)");
+  cmd->add_option("addr", *addrs, "Addresses (HOST[:PORT]) of members to contact")->required();
   cmd->callback([&ctx, addrs] {
     ctx.exit_code = Call(
         ctx.globals,
@@ -162,7 +166,7 @@ void AddLeave(CLI::App& app, Context& ctx) {
 
 void AddForceLeave(CLI::App& app, Context& ctx) {
   struct Options {
-    std::string name;
+    std::string name, format = "table";
     bool prune = false;
   };
   auto o = std::make_shared<Options>();
@@ -170,6 +174,7 @@ void AddForceLeave(CLI::App& app, Context& ctx) {
       "force-leave", "Mark a failed member as left on every node (it stops being reconnected to)");
   cmd->add_option("name", o->name, "The failed member's name")->required();
   cmd->add_flag("--prune", o->prune, "Erase the member from every node's list instead of keeping it as left");
+  AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     ctx.exit_code = Call(
         ctx.globals,
@@ -178,7 +183,21 @@ void AddForceLeave(CLI::App& app, Context& ctx) {
           fl.setName(o->name);
           fl.setPrune(o->prune);
         },
-        [](api::Reply::Reader) { return kExitOk; });
+        [&](api::Reply::Reader reply) {
+          // A daemon older than this CLI answers with nothing to show.
+          json done = reply.isText() ? json::parse(reply.getText().cStr(), nullptr, false) : json();
+          if (!done.is_object()) done = {{"name", o->name}, {"was", ""}, {"now", o->prune ? "pruned" : "left"}};
+          if (o->format == "json") {
+            PrintJson(done);
+            return kExitOk;
+          }
+          const std::string was = done.value("was", "");
+          std::cout << "force-leave: " << done.value("name", o->name) << (was.empty() ? "" : " (was " + was + ")")
+                    << (done.value("now", "") == "pruned" ? " erased from the member list"
+                                                          : " marked left")
+                    << " here; every member hears it by gossip and stops reconnecting to it\n";
+          return kExitOk;
+        });
   });
 }
 
@@ -221,20 +240,26 @@ void AddTags(CLI::App& app, Context& ctx) {
 }
 
 void AddInfo(CLI::App& app, Context& ctx) {
-  auto format = std::make_shared<std::string>("table");
+  struct Options {
+    std::string format = "table";
+    bool counters = false;
+  };
+  auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
       "info",
-      "Show this node's identity, cluster, profile, member counts, health score and protocol counters");
-  AddFormatOption(*cmd, *format);
-  cmd->callback([&ctx, format] {
+      "Show this node's identity, revision and lease holder, then its release, member counts and health "
+      "score; the protocol counters with --counters (the JSON always has them)");
+  cmd->add_flag("--counters", o->counters, "Also list the protocol counters (messages, bad packets, ...)");
+  AddFormatOption(*cmd, o->format);
+  cmd->callback([&ctx, o] {
     ctx.exit_code = Call(
         ctx.globals, [](api::Request::Builder r) { r.setInfo(); },
         [&](api::Reply::Reader reply) {
           if (!reply.isInfo()) return Unexpected();
-          if (*format == "json") {
+          if (o->format == "json") {
             PrintJson(api_json::Info(reply.getInfo()));
           } else {
-            PrintInfoTable(reply.getInfo());
+            PrintInfoTable(reply.getInfo(), o->counters);
           }
           return kExitOk;
         });

@@ -148,12 +148,18 @@ void AddHistory(CLI::App& app, Context& ctx) {
 void AddDiff(CLI::App& app, Context& ctx) {
   struct Options {
     std::string from, to, format = "table";
+    bool full = false;
   };
   auto o = std::make_shared<Options>();
-  CLI::App* cmd =
-      app.add_subcommand("diff", "Show what changed between two revisions (R2 defaults to the current)");
+  CLI::App* cmd = app.add_subcommand(
+      "diff",
+      "Show what changed between two revisions (R2 defaults to the current): one line per change with whole "
+      "values, or with --full each change as a unified diff of its values");
   cmd->add_option("r1", o->from, "The older revision")->required();
   cmd->add_option("r2", o->to, "The newer revision");
+  cmd->add_flag("--full", o->full,
+                "Each change over several lines: values indented, lines only in R1 marked -, only in R2 +, as "
+                "diff -u (for big sections and multi-line params)");
   AddFormatOption(*cmd, o->format);
   cmd->callback([&ctx, o] {
     ctx.exit_code = StateCall(
@@ -167,7 +173,7 @@ void AddDiff(CLI::App& app, Context& ctx) {
           if (o->format == "json") {
             PrintJson(changes);
           } else {
-            PrintDiff(changes);
+            PrintDiff(changes, o->full);
           }
           return kExitOk;
         });

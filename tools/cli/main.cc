@@ -1,9 +1,6 @@
 // starling: the command-line client of the local starlingd.
 //
-// Exit codes: 0 success; 1 the daemon refused or failed the request (its
-// message on stderr); 2 the daemon could not be reached or answered
-// garbage; 3 a watched rollout failed; CLI11's own codes for usage errors
-// (call.h has them as constants).
+// Exit codes: call.h (kExit*), listed at the end of `starling --help`.
 //
 // This file holds the global options; the subcommands live in cmd_*.cc.
 #include <CLI/CLI.hpp>
@@ -12,6 +9,7 @@
 #include "output.h"
 #include "schema/api.capnp.h"
 #include "starling/version.h"
+#include "usage.h"
 
 namespace starling::cli {
 namespace {
@@ -27,8 +25,8 @@ int Main(int argc, char** argv) {
       ->envname("STARLING_SOCKET")
       ->capture_default_str();
   app.add_option("--socket-owner", ctx.globals.socket_owner,
-                 "The user starlingd runs as (name or uid), when neither root nor you: the CLI talks to no "
-                 "socket served by anyone else")
+                 "The user starlingd runs as (name or uid), when neither root, you, nor the `starling` system "
+                 "user the package runs it as: the CLI talks to no socket served by anyone else")
       ->envname("STARLING_SOCKET_OWNER");
   app.add_option("--timeout", ctx.globals.timeout_seconds, "Seconds to wait for the daemon's reply")
       ->check(CLI::PositiveNumber)
@@ -47,13 +45,15 @@ int Main(int argc, char** argv) {
   AddVotersCommand(app, ctx);       // voters
   AddAgentCommands(app, ctx);       // agent
   AddUiCommands(app, ctx);          // ui
+  // After the subcommands, which would copy it into their own --help.
+  app.footer(ExitCodesText());
 
   // The command runs from its callback during parse() and leaves its exit
   // code in ctx.
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return ReportParseError(app, e, std::vector<std::string>(argv + 1, argv + argc));
   }
   return ctx.exit_code;
 }

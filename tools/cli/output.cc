@@ -97,9 +97,10 @@ std::string TagText(const std::map<std::string, std::string>& tags) {
   return out;
 }
 
-std::string Brief(const json& value) {
-  std::string s = value.is_string() ? value.get<std::string>() : value.dump();
-  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+std::string OneLine(const json& value) {
+  if (!value.is_string()) return value.dump();
+  const std::string& s = value.get_ref<const std::string&>();
+  return s.find_first_of("\n\r") == std::string::npos ? s : value.dump();
 }
 
 int PrintWrite(const json& r, const std::string& format) {
@@ -117,18 +118,62 @@ int PrintWrite(const json& r, const std::string& format) {
   return kExitOk;
 }
 
-// One line per change: + added, - removed, ~ changed.
-void PrintDiff(const json& changes) {
+namespace {
+
+// A value as the lines a unified view shows: a string's own lines, anything
+// else as indented JSON; null (no value) as none.
+std::vector<std::string> ValueLines(const json& value) {
+  std::vector<std::string> lines;
+  if (value.is_null()) return lines;
+  const std::string text = value.is_string() ? value.get<std::string>() : value.dump(2);
+  size_t start = 0;
+  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1)
+    lines.push_back(text.substr(start, nl - start));
+  if (start < text.size() || lines.empty()) lines.push_back(text.substr(start));
+  return lines;
+}
+
+// The lines of `a` and `b` marked ' ' (in both), '-' (only in a) or '+'
+// (only in b), in order: a longest common subsequence, as diff -u shows.
+std::vector<std::pair<char, std::string>> LineDiff(const std::vector<std::string>& a,
+                                                   const std::vector<std::string>& b) {
+  std::vector<std::vector<size_t>> common(a.size() + 1, std::vector<size_t>(b.size() + 1, 0));
+  for (size_t i = a.size(); i-- > 0;)
+    for (size_t j = b.size(); j-- > 0;)
+      common[i][j] = a[i] == b[j] ? common[i + 1][j + 1] + 1 : std::max(common[i + 1][j], common[i][j + 1]);
+  std::vector<std::pair<char, std::string>> out;
+  size_t i = 0, j = 0;
+  while (i < a.size() || j < b.size()) {
+    if (i < a.size() && j < b.size() && a[i] == b[j]) {
+      out.emplace_back(' ', a[i++]);
+      ++j;
+    } else if (i < a.size() && (j == b.size() || common[i + 1][j] >= common[i][j + 1])) {
+      out.emplace_back('-', a[i++]);
+    } else {
+      out.emplace_back('+', b[j++]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void PrintDiff(const json& changes, bool full) {
   if (changes.empty()) std::cout << "no differences\n";
   for (const auto& c : changes) {
     const std::string kind = c.value("kind", "");
     const std::string path = c.value("path", "");
-    if (kind == "added") {
-      std::cout << "+ " << path << ": " << Brief(c["after"]) << "\n";
+    const char mark = kind == "added" ? '+' : kind == "removed" ? '-' : '~';
+    if (full) {
+      std::cout << mark << " " << path << ":\n";
+      for (const auto& [sign, line] : LineDiff(ValueLines(c.value("before", json())), ValueLines(c.value("after", json()))))
+        std::cout << "    " << sign << " " << line << "\n";
+    } else if (kind == "added") {
+      std::cout << "+ " << path << ": " << OneLine(c["after"]) << "\n";
     } else if (kind == "removed") {
-      std::cout << "- " << path << ": " << Brief(c["before"]) << "\n";
+      std::cout << "- " << path << ": " << OneLine(c["before"]) << "\n";
     } else {
-      std::cout << "~ " << path << ": " << Brief(c["before"]) << " -> " << Brief(c["after"]) << "\n";
+      std::cout << "~ " << path << ": " << OneLine(c["before"]) << " -> " << OneLine(c["after"]) << "\n";
     }
   }
 }

@@ -33,10 +33,13 @@ using api_json::TagMap;
 // key=value,key=value in key order, as one table cell.
 std::string TagText(const std::map<std::string, std::string>& tags);
 
-// A value cut to 60 characters, for one line of a diff.
-std::string Brief(const json& value);
-// A diff (store::Diff as JSON), one line per change: + added, - removed, ~ changed.
-void PrintDiff(const json& changes);
+// A whole value on one line, for a line of a diff: a string as it is
+// (JSON-quoted when it holds a line break), anything else as compact JSON.
+std::string OneLine(const json& value);
+// A diff (store::Diff as JSON), one line per change with whole values:
+// + added, - removed, ~ changed. `full`: each change as a unified diff of
+// its values, indented, one value line per line (for big sections).
+void PrintDiff(const json& changes, bool full = false);
 
 // Prints the result of a desired-state write (apply, rollback, freeze,
 // lifecycle, voters); warnings go to stderr. Returns the exit code.

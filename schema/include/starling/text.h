@@ -7,10 +7,12 @@
 
 #include <utf8.h>  // utfcpp
 
+#include <algorithm>
 #include <cstdio>
 #include <iterator>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace starling::text {
 
@@ -80,6 +82,43 @@ inline std::string HeadChars(std::string_view s, size_t n) {
   if (s.size() <= n) return std::string(s);
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
   return std::string(s.substr(0, n));
+}
+
+// Levenshtein distance in bytes: insertions, deletions and substitutions.
+inline size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// For "did you mean ...?": the known name nearest to `typed` (the one it
+// begins, "a or b" when it begins two, else one at most two edits away), or
+// "" when none is near enough to suggest.
+inline std::string NearestName(std::string_view typed, const std::vector<std::string>& names) {
+  std::vector<std::string> prefixed;
+  for (const std::string& n : names)
+    if (!typed.empty() && n.rfind(typed, 0) == 0) prefixed.push_back(n);
+  if (prefixed.size() == 1) return prefixed.front();
+  if (prefixed.size() == 2) return prefixed[0] + " or " + prefixed[1];
+  std::string best;
+  size_t best_distance = 3;
+  for (const std::string& n : names) {
+    const size_t d = EditDistance(typed, n);
+    if (d < best_distance && d < std::max<size_t>(n.size(), 2)) {
+      best = n;
+      best_distance = d;
+    }
+  }
+  return best;
 }
 
 }  // namespace starling::text
