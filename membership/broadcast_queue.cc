@@ -9,15 +9,19 @@ int BroadcastQueue::RetransmitLimit(int mult, size_t num_nodes) {
   return mult * static_cast<int>(scale);
 }
 
-void BroadcastQueue::Queue(const std::string& key, wire::Message msg, int mult) {
+void BroadcastQueue::Queue(const std::string& key, News msg, int mult) {
+  const Entry e{0, next_id_++};
+  const auto size = static_cast<uint32_t>(std::visit([](const auto& m) { return wire::EstimateSize(m); }, msg));
+  const auto m = static_cast<uint32_t>(mult > 0 ? mult : mult_);
   if (auto it = by_key_.find(key); it != by_key_.end()) {
     order_.erase(it->second);
-    by_key_.erase(it);
+    it->second = e;
+    order_.emplace(e, Item{it->first, size, m, std::move(msg)});
+    return;
   }
-  Entry e{0, next_id_++};
-  size_t size = wire::EstimateSize(msg);
-  order_.emplace(e, Item{key, std::move(msg), size, mult > 0 ? mult : mult_});
-  by_key_.emplace(key, e);
+  const Atom k(key);
+  order_.emplace(e, Item{k, size, m, std::move(msg)});
+  by_key_.emplace(k, e);
 }
 
 std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes) {
@@ -37,9 +41,9 @@ std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes)
       continue;
     }
     used += it->second.size;
-    out.push_back(it->second.msg);
+    out.push_back(std::visit([](const auto& m) { return wire::Message(m); }, it->second.msg));
     const Entry next{it->first.transmits + 1, it->first.id};
-    if (next.transmits < RetransmitLimit(it->second.mult, num_nodes)) {
+    if (static_cast<int>(next.transmits) < RetransmitLimit(static_cast<int>(it->second.mult), num_nodes)) {
       auto node = order_.extract(it++);
       node.key() = next;
       resend.push_back(std::move(node));
@@ -49,7 +53,7 @@ std::vector<wire::Message> BroadcastQueue::Take(size_t budget, size_t num_nodes)
     }
   }
   for (auto& node : resend) {
-    by_key_[node.mapped().key] = node.key();
+    by_key_.find(node.mapped().key)->second = node.key();
     order_.insert(std::move(node));
   }
   return out;

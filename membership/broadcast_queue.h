@@ -10,8 +10,8 @@
 
 #include <cstdint>
 #include <map>
-#include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "codec.h"
@@ -20,37 +20,42 @@ namespace starling::membership {
 
 class BroadcastQueue {
  public:
+  // What rides piggyback: a queue holds no pings or acks, so it keeps its
+  // news in a variant of these only, a fraction of wire::Message's size (a
+  // join wave leaves one per member in every member's queue).
+  using News = std::variant<wire::Alive, wire::Suspect, wire::Dead, wire::Leave, wire::User>;
+
   explicit BroadcastQueue(int retransmit_mult) : mult_(retransmit_mult) {}
 
   // `mult` overrides the retransmit multiplier for this broadcast (0 keeps
   // the queue's): news that must reach everyone can buy more sends.
-  void Queue(const std::string& key, wire::Message msg, int mult = 0);
+  void Queue(const std::string& key, News msg, int mult = 0);
   // Takes broadcasts whose estimated sizes fit into `budget` bytes, counting
   // one transmit against each. `num_nodes` sets the retransmit limit.
   std::vector<wire::Message> Take(size_t budget, size_t num_nodes);
-  bool Contains(const std::string& key) const { return by_key_.count(key) != 0; }
+  bool Contains(const std::string& key) const { return by_key_.find(key) != by_key_.end(); }
   size_t size() const { return by_key_.size(); }
   void Clear();
   static int RetransmitLimit(int mult, size_t num_nodes);
 
  private:
   struct Entry {
-    int transmits;
+    uint32_t transmits;
     uint64_t id;  // larger is newer
     bool operator<(const Entry& o) const {
       return transmits != o.transmits ? transmits < o.transmits : id > o.id;
     }
   };
   struct Item {
-    std::string key;
-    wire::Message msg;
-    size_t size;
-    int mult;
+    Atom key;  // a member's name, mostly: shared with its record
+    uint32_t size;
+    uint32_t mult;
+    News msg;
   };
   int mult_;
   uint64_t next_id_ = 0;
   std::map<Entry, Item> order_;
-  std::map<std::string, Entry> by_key_;
+  std::map<Atom, Entry, std::less<>> by_key_;
 };
 
 }  // namespace starling::membership

@@ -181,10 +181,11 @@ void WriteMessage(cw::Message::Builder out, const Message& m) {
 // Suspect and dead carry the same fields: a verdict by `from` on `name`.
 template <typename T, typename Reader>
 T ReadVerdict(Reader r) {
-  T v{Str(r.getName()), r.getIncarnation(), Str(r.getFrom())};
-  Require(CheckName(v.name, "name"));
-  Require(CheckName(v.from, "from"));
-  return v;
+  // Checked before interned: a bad packet adds nothing to the pool.
+  const std::string name = Str(r.getName()), from = Str(r.getFrom());
+  Require(CheckName(name, "name"));
+  Require(CheckName(from, "from"));
+  return T{name, r.getIncarnation(), from};
 }
 
 Message ReadMessage(cw::Message::Reader in) {
@@ -256,10 +257,10 @@ Message ReadMessage(cw::Message::Reader in) {
       return ReadVerdict<Dead>(in.getDead());
     case cw::Message::LEAVE: {
       auto r = in.getLeave();
-      Leave s{Str(r.getName()), r.getIncarnation(), Str(r.getFrom()), r.getPrune()};
-      Require(CheckName(s.name, "name"));
-      Require(CheckName(s.from, "from"));
-      return s;
+      const std::string name = Str(r.getName()), from = Str(r.getFrom());
+      Require(CheckName(name, "name"));
+      Require(CheckName(from, "from"));
+      return Leave{name, r.getIncarnation(), from, r.getPrune()};
     }
     case cw::Message::USER: {
       auto d = in.getUser();

@@ -46,20 +46,22 @@ struct Alive {
   uint16_t protocol_min = kProtocolMin, protocol_max = kProtocolMax, protocol_cur = kProtocolVersion;
   Atom release{};  // the release the member runs
 };
+// The names in news are interned as Alive's are: the news waits in every
+// member's queue, and names a member its holder already knows.
 struct Suspect {
-  std::string name;
+  Atom name;
   uint64_t incarnation = 0;
-  std::string from;
+  Atom from;
 };
 struct Dead {
-  std::string name;
+  Atom name;
   uint64_t incarnation = 0;
-  std::string from;
+  Atom from;
 };
 struct Leave {
-  std::string name;
+  Atom name;
   uint64_t incarnation = 0;
-  std::string from;
+  Atom from;
   bool prune = false;
 };
 // An opaque payload for the layer above membership.

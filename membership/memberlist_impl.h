@@ -61,8 +61,16 @@ struct Member {
   MemberRecord view;
   std::unique_ptr<Suspicion> suspicion;
   uint32_t index = 0;  // position in Impl::nodes_
-  LatencySamples rtt;
-  PackedCoordinate coordinate;  // the last one it sent in an ack
+  // Only for a member this node has probed (in a large cluster, a fraction
+  // of them at any time): held apart, as most members never need it.
+  struct Measured {
+    LatencySamples rtt;
+    PackedCoordinate coordinate;  // the last one it sent in an ack
+  };
+  std::unique_ptr<Measured> measured;
+  std::optional<Coordinate> CoordinateOf() const {
+    return measured ? measured->coordinate.Get() : std::nullopt;
+  }
   Duration reconnect_backoff{0};
   Time next_reconnect{};
 };
@@ -180,13 +188,13 @@ class Memberlist::Impl {
   }
   MemberView Self() const { return ViewOf(*self_); }
   MemberView ViewOf(const Member& m) const {
-    return MemberView(m.view, &m == self_ ? std::optional<Coordinate>(coords_.Self()) : m.coordinate.Get());
+    return MemberView(m.view, &m == self_ ? std::optional<Coordinate>(coords_.Self()) : m.CoordinateOf());
   }
   std::optional<Coordinate> CoordinateOf(const std::string& name) const {
     auto it = members_.find(name);
     if (it == members_.end()) return std::nullopt;
     if (it->second.get() == self_) return coords_.Self();
-    return it->second->coordinate.Get();
+    return it->second->CoordinateOf();
   }
   size_t NumAlive() const {
     size_t n = 0;
@@ -322,7 +330,7 @@ class Memberlist::Impl {
 
   // ---- dissemination ------------------------------------------------------
 
-  void QueueBroadcast(const std::string& key, wire::Message msg) { broadcasts_.Queue(key, std::move(msg)); }
+  void QueueBroadcast(const std::string& key, BroadcastQueue::News msg) { broadcasts_.Queue(key, std::move(msg)); }
 
   void Send(const std::string& addr, std::vector<wire::Message> msgs);
   void SendRaw(const std::string& addr, const std::vector<wire::Message>& msgs);

@@ -54,9 +54,11 @@ void Memberlist::Impl::Probe(Member& target, Duration period, bool second) {
         // has a round trip through the relay and none.
         if (ack.coordinate) {
           auto it = members_.find(probe->target);
-          if (it != members_.end() && it->second.get() != self_ &&
-              coords_.Update(it->second->rtt, *ack.coordinate, rtt))
-            it->second->coordinate.Set(*ack.coordinate);
+          if (it != members_.end() && it->second.get() != self_) {
+            auto& measured = it->second->measured;
+            if (!measured) measured = std::make_unique<Member::Measured>();
+            if (coords_.Update(measured->rtt, *ack.coordinate, rtt)) measured->coordinate.Set(*ack.coordinate);
+          }
         }
         if (ack.bad_coordinate) ++counters_["bad_coordinates"];
         counters_["probe_rtt_us_sum"] += static_cast<uint64_t>(rtt.count());

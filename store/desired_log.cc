@@ -248,14 +248,14 @@ Status CheckSnapshot(const Snapshot& s) {
 Status MemoryLogStorage::AppendEntries(const std::vector<Entry>& entries, bool) {
   for (const auto& e : entries) {
     Bytes b = EncodeEntry(e);
-    entries_[e.id()] = std::string(b.begin(), b.end());
+    entries_[e.id()] = Atom(std::string(b.begin(), b.end()));
   }
   return Status::Ok();
 }
 
 Status MemoryLogStorage::ReplaceSnapshot(const Snapshot& snapshot, const std::vector<EntryId>& drop) {
   Bytes b = EncodeSnapshot(snapshot);
-  snapshot_.assign(b.begin(), b.end());
+  snapshot_ = Atom(std::string(b.begin(), b.end()));
   for (const auto& id : drop) entries_.erase(id);
   return Status::Ok();
 }
@@ -264,6 +264,11 @@ size_t MemoryLogStorage::bytes() const {
   size_t n = snapshot_.size();
   for (const auto& [_, e] : entries_) n += e.size();
   return n;
+}
+
+void MemoryLogStorage::ForEachValue(const std::function<void(const void*, size_t)>& fn) const {
+  if (!snapshot_.empty()) fn(snapshot_.identity(), snapshot_.size());
+  for (const auto& [_, e] : entries_) fn(e.identity(), e.size());
 }
 
 Result<LogStorage::Loaded> MemoryLogStorage::Load() {

@@ -13,6 +13,10 @@ std::vector<LogGossip::Peer> MemberlistGossip::LivePeers() const {
   });
   return out;
 }
+size_t MemberlistGossip::NumLivePeers() const {
+  const size_t n = channels_.list().NumAlive();  // suspects too: a bound, not a census
+  return n > 0 ? n - 1 : 0;
+}
 std::vector<LogGossip::Peer> MemberlistGossip::RandomLivePeers(size_t k, Random& random) const {
   std::vector<Peer> out;
   for (const auto& m : channels_.list().RandomAlive(k, random)) out.push_back(Peer{m.name, m.addr});

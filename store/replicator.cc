@@ -141,7 +141,7 @@ Bytes Replicator::HandleStream(const std::string& from, ByteView data) {
   // Only live members' statements count (which also bounds the map). The
   // stream's source address is an ephemeral port, so the request names its
   // sender.
-  if (gossip_.LivePeer(req->from)) peer_have_[req->from] = req->have;
+  if (TracksPeers() && gossip_.LivePeer(req->from)) peer_have_[req->from] = req->have;
   IngestAll(req->push, "entries_synced");
   SyncReply reply;
   reply.have = log_.high_water();
@@ -193,7 +193,7 @@ void Replicator::HandleReply(const std::string& addr, const std::string& name, B
     Bad(addr, Status::Corruption("sync answered with something else"));
     return;
   }
-  if (!name.empty()) peer_have_[name] = reply->have;
+  if (!name.empty() && TracksPeers()) peer_have_[name] = reply->have;
   if (reply->snapshot) {
     if (Status s = log_.InstallSnapshot(std::move(*reply->snapshot)); !s.ok()) {
       spdlog::error("could not install the snapshot from {}: {}", addr, s.ToString());
@@ -211,6 +211,8 @@ void Replicator::HandleReply(const std::string& addr, const std::string& name, B
 
 void Replicator::MaybeCompact() {
   // Forget what departed peers said; a returning one states it again.
+  const bool tracks = TracksPeers();
+  if (!tracks) peer_have_.clear();
   for (auto it = peer_have_.begin(); it != peer_have_.end();)
     it = gossip_.LivePeer(it->first) ? std::next(it) : peer_have_.erase(it);
   HighWater cut;
@@ -220,7 +222,7 @@ void Replicator::MaybeCompact() {
         (aged.bytes >= cfg_.fold_bytes && aged.bytes >= log_.SnapshotBytes() / 4))
       cut = aged.cut;
   }
-  if (log_.retained() >= cfg_.compact_after) {
+  if (tracks && log_.retained() >= cfg_.compact_after) {
     HighWater acked = log_.high_water();
     bool heard_all = true;
     for (const auto& p : gossip_.LivePeers()) {

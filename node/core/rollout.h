@@ -192,6 +192,11 @@ class RecordReader {
     }
     return value_.get();
   }
+  // The same, shared: a holder keeps it without a copy of its own.
+  std::shared_ptr<const T> ReadShared(const store::State& state) {
+    Read(state);
+    return value_;
+  }
 
  private:
   // An entry's stamp names it, so the same rank and stamp is the same value.

@@ -183,18 +183,17 @@ void RolloutEngine::Step() {
     was_holder_ = false;
     return;
   }
-  std::optional<RolloutRecord> record;
-  if (const RolloutRecord* read = record_.Read(st)) record = *read;
+  std::shared_ptr<const RolloutRecord> read = record_.ReadShared(st);
   bool stale = false;
-  if (record && RecordOutOfReach(record->ballot, std::max(lease_.highest_ballot(), best_ ? best_->ballot : 0),
-                                 &out_of_reach_, "rollout")) {
-    record = best_;
-    stale = record.has_value();
-  } else if (record && best_ && record->ballot < best_->ballot) {
+  if (read && RecordOutOfReach(read->ballot, std::max(lease_.highest_ballot(), best_ ? best_->ballot : 0),
+                               &out_of_reach_, "rollout")) {
+    read = best_;
+    stale = read != nullptr;
+  } else if (read && best_ && read->ballot < best_->ballot) {
     stale = true;
-    record = best_;
-  } else if (record) {
-    best_ = record;
+    read = best_;
+  } else if (read) {
+    best_ = read;
   }
   if (!holder) {
     if (was_holder_) planner_.Reset();
@@ -203,6 +202,8 @@ void RolloutEngine::Step() {
   }
   was_holder_ = true;
   stepping_ = true;
+  std::optional<RolloutRecord> record;
+  if (read) record = *read;
   auto request = ReadRecord<RolloutRequest>(st, kRolloutRequestKey);
   auto control = ReadRecord<RolloutControl>(st, kRolloutControlKey);
   AutoUpgrade(st, record, request);
@@ -228,7 +229,7 @@ void RolloutEngine::Step() {
   }
   if (step.write) {
     if (observer_) observer_(record, *step.write, views);
-    best_ = step.write;
+    best_ = std::make_shared<const RolloutRecord>(*step.write);
     if (!step.log.empty()) spdlog::info("rollout: {}", step.log);
     auto w = WriteRecord(replicator_, kRolloutKey, step.write->ToJson(),
                          step.log.empty() ? "progress" : step.log.substr(0, 900));

@@ -85,7 +85,9 @@ class RolloutEngine {
   RolloutPlanner planner_;
   // The record with the highest ballot seen: a lower one is a deposed
   // holder's late write, which the holder puts right.
-  std::optional<RolloutRecord> best_;
+  // The highest-ballot record seen: shared with every reader of the same
+  // write (every node follows the record naming every node).
+  std::shared_ptr<const RolloutRecord> best_;
   RecordReader<RolloutRecord> record_{kRolloutKey};
   uint64_t out_of_reach_ = 0;  // the out-of-reach ballot last warned about
   bool was_holder_ = false;

@@ -88,6 +88,33 @@ Result<NodeReport> DecodeReport(ByteView bytes) {
       });
 }
 
+SoftState::BodyHandle SoftState::BodyOf(const NodeReport& r) {
+  return BodyHandle(Body{r.applied_revision, r.phase, r.outputs, r.detail, r.target, r.healthy, r.counts_checks});
+}
+
+size_t SoftState::BodyHash::operator()(const Body& b) const {
+  size_t h = std::hash<Atom>{}(b.applied_revision);
+  for (const void* p : {b.phase.identity(), b.outputs.identity(), b.detail.identity(), b.target.identity()})
+    h = (h * 1099511628211u) ^ std::hash<const void*>{}(p);
+  return h * 4 + (b.healthy ? 2 : 0) + (b.counts_checks ? 1 : 0);
+}
+
+NodeReport SoftState::Peer::Report(const Atom& name) const {
+  const Body& b = body.get();
+  NodeReport r;
+  r.name = name;
+  r.version = version;
+  r.applied_revision = b.applied_revision;
+  r.healthy = b.healthy;
+  r.phase = b.phase;
+  r.outputs = b.outputs;
+  r.detail = b.detail;
+  r.target = b.target;
+  r.checks = checks;
+  r.counts_checks = b.counts_checks;
+  return r;
+}
+
 SoftState::SoftState(std::string self, uint32_t generation, Clock& clock, membership::UserChannels& channels,
                      Duration refresh)
     : clock_(clock), channels_(channels), refresh_(refresh) {
@@ -147,15 +174,15 @@ void SoftState::Spread() {
 
 std::optional<Time> SoftState::CheckedAt(const std::string& name) const {
   if (name == local_.name) return local_checked_;
-  auto it = checked_.find(name);
-  if (it == checked_.end()) return std::nullopt;
-  return it->second;
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return std::nullopt;
+  return it->second.checked;
 }
 
 std::optional<std::string> SoftState::FindOutput(const std::string& key) const {
   if (auto it = local_.outputs.find(key); it != local_.outputs.end()) return it->second;
-  for (const auto& [_, r] : peers_)
-    if (auto it = r.outputs.find(key); it != r.outputs.end()) return it->second;
+  for (const auto& [_, p] : peers_)
+    if (auto it = p.body.get().outputs.find(key); it != p.body.get().outputs.end()) return it->second;
   return std::nullopt;
 }
 
@@ -163,14 +190,14 @@ std::optional<NodeReport> SoftState::Get(const std::string& name) const {
   if (name == local_.name) return local_;
   auto it = peers_.find(name);
   if (it == peers_.end()) return std::nullopt;
-  return it->second;
+  return it->second.Report(it->first);
 }
 
 std::optional<Time> SoftState::HeardAt(const std::string& name) const {
   if (name == local_.name) return clock_.Now();
-  auto it = heard_.find(name);
-  if (it == heard_.end()) return std::nullopt;
-  return it->second;
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return std::nullopt;
+  return it->second.heard;
 }
 
 bool SoftState::Fresh(const std::string& name) const {
@@ -186,10 +213,10 @@ bool SoftState::Fresh(const std::string& name) const {
 
 void SoftState::Forget(const std::string& name) {
   if (name == local_.name) return;
-  if (peers_.erase(name)) ++changes_;
-  heard_.erase(name);
-  checks_.erase(name);
-  checked_.erase(name);
+  if (auto it = peers_.find(name); it != peers_.end()) {
+    peers_.erase(it);
+    ++changes_;
+  }
 }
 
 void SoftState::HandlePacket(const std::string& from, ByteView data) {
@@ -213,23 +240,32 @@ void SoftState::HandlePacket(const std::string& from, ByteView data) {
     return;
   }
   auto it = peers_.find(r->name);
-  if (it != peers_.end() && it->second.version > r->version) return;
+  if (it == peers_.end()) {
+    peers_.emplace(r->name, Peer{r->version, r->checks, BodyOf(*r), clock_.Now(), std::nullopt});
+    ++changes_;
+    return;
+  }
+  Peer& held = it->second;
+  if (held.version > r->version) return;
   // The same version again is the node's refresh: it says the report still holds.
-  heard_[r->name] = clock_.Now();
+  held.heard = clock_.Now();
   // A check counts once its count rises within a generation: a restarted
   // node starts a new count, and its first report sets only the baseline.
-  const uint64_t generation = r->version >> 32;
-  auto [c, first] = checks_.try_emplace(r->name, generation, r->checks);
-  if (!first && c->second.first != generation) {
-    c->second = {generation, r->checks};
-    checked_.erase(r->name);
-  } else if (!first && r->checks > c->second.second) {
-    c->second.second = r->checks;
-    checked_[r->name] = clock_.Now();
+  // The held report's count is the baseline: it rises without a new version.
+  const bool same_generation = (held.version >> 32) == (r->version >> 32);
+  uint64_t baseline = r->checks;
+  if (!same_generation) {
+    held.checked.reset();
+  } else {
+    if (r->checks > held.checks) held.checked = clock_.Now();
+    baseline = std::max(held.checks, r->checks);
   }
-  if (it != peers_.end() && it->second.version == r->version) return;
-  peers_[r->name] = std::move(*r);
-  ++changes_;
+  if (held.version != r->version) {
+    held.version = r->version;
+    held.body = BodyOf(*r);
+    ++changes_;
+  }
+  held.checks = baseline;
 }
 
 }  // namespace starling::node

@@ -120,10 +120,40 @@ class SoftState {
   membership::UserChannels& channels_;
   Duration refresh_;
   NodeReport local_;
-  std::map<std::string, NodeReport> peers_;
-  std::map<std::string, Time> heard_;
-  std::map<std::string, std::pair<uint64_t, uint64_t>> checks_;  // name -> (generation, checks)
-  std::map<std::string, Time> checked_;
+  // What is held about one other node, in one record: at 10,000 nodes every
+  // node holds 10,000 of them, and four maps by name cost four tree nodes
+  // and four copies of the name each.
+  // What a report says besides whose it is, its version and its check
+  // count: most nodes say the same (the revision all have applied, idle,
+  // healthy), so every holder keeps that once.
+  struct Body {
+    Atom applied_revision;
+    Atom phase;
+    membership::TagSet outputs;
+    Atom detail;
+    Atom target;
+    bool healthy = false;
+    bool counts_checks = true;
+    bool operator==(const Body&) const = default;
+  };
+  struct BodyHash {
+    size_t operator()(const Body& b) const;
+  };
+  class BodyHandle : public intern::Handle<Body, BodyHash> {
+   public:
+    BodyHandle() noexcept = default;
+    explicit BodyHandle(const Body& b) : Handle(b, false) {}
+  };
+  struct Peer {
+    uint64_t version = 0;
+    uint64_t checks = 0;  // the baseline: it rises without a new version
+    BodyHandle body;
+    Time heard{};                 // its newest report, or a refresh of it, last arrived
+    std::optional<Time> checked;  // its check count last rose within a generation
+    NodeReport Report(const Atom& name) const;
+  };
+  static BodyHandle BodyOf(const NodeReport& r);
+  std::map<Atom, Peer, std::less<>> peers_;
   std::optional<Time> local_checked_;
   uint64_t rejected_ = 0;
   uint64_t changes_ = 0;

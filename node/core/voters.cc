@@ -73,13 +73,17 @@ void VoterKeeper::Tick() {
   if (idle_at_ == seen) return;
   idle_at_.reset();
   std::vector<std::string> alive;
+  std::vector<Atom> alive_names;
   std::map<std::string, MemberStatus> status;
   members_.ForEachMember([&](const membership::MemberRecord& m) {
     status[m.name] = m.status;
-    if (m.status == MemberStatus::kAlive) alive.push_back(m.name);
+    if (m.status == MemberStatus::kAlive) {
+      alive.push_back(m.name);
+      alive_names.push_back(m.name);
+    }
   });
-  if (alive != alive_) {
-    alive_ = alive;
+  if (alive_names != alive_) {
+    alive_ = std::move(alive_names);
     stable_since_ = now;
   }
   // A write changes the document: the rest waits for the next tick.

@@ -82,7 +82,7 @@ class VoterKeeper {
   store::Replicator& replicator_;
   Lease& lease_;
   VoterConfig cfg_;
-  std::vector<std::string> alive_;
+  std::vector<Atom> alive_;  // the member list's own names, shared
   Time stable_since_{};
   std::optional<Time> last_write_;
   std::map<std::string, Time> dead_since_;

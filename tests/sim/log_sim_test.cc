@@ -266,6 +266,35 @@ TEST_F(LogSimTest, ReturningNodeReceivesSnapshotAndTailWhenTheLogFoldsByAge) {
   ReturnToSnapshotAndTail(Seed(8), rcfg);
 }
 
+// Beyond acked_fold_peers live peers a node keeps no peer's marks: the
+// all-peers rule never folds, however long the log (age folding does it at
+// scale), and nothing held grows with the cluster.
+TEST_F(LogSimTest, PeersMarksAreNotKeptInAClusterLargerThanTheAckedFoldBound) {
+  const uint64_t seed = Seed(10);
+  ReplicatorConfig rcfg;
+  rcfg.sync_interval = 2s;
+  rcfg.compact_after = 40;
+  rcfg.fold_after = std::chrono::hours(24);
+  rcfg.acked_fold_peers = 3;  // fewer than the 7 peers each node has
+  LogCluster lc(seed, 8, 0.0, rcfg);
+  Cluster& c = lc.cluster();
+  ASSERT_TRUE(lc.Form(1s)) << "seed " << seed;
+  SeededRandom rng(seed);
+  std::vector<Entry> acked;
+  for (int w = 0; w < 120; ++w) {
+    auto e = lc.Write(1 + static_cast<int>(rng.Uniform(7)), RandomChange(rng, w));
+    ASSERT_TRUE(e.ok());
+    acked.push_back(*e);
+    c.loop().RunFor(100ms);
+  }
+  ASSERT_TRUE(c.loop().RunUntil([&] { return lc.AllHold(acked, OracleDigest(acked)); }, 60s)) << "seed " << seed;
+  c.loop().RunFor(60s);  // many sync rounds: every node has heard from every peer
+  for (int i = 0; i < c.size(); ++i) {
+    EXPECT_EQ(lc.at(i).log->retained(), acked.size()) << "node " << i << " folded by the all-peers rule";
+    EXPECT_EQ(lc.at(i).replicator->counters().at("entries_compacted"), 0u) << "node " << i;
+  }
+}
+
 // A change too large for a datagram is announced, then fetched by stream.
 TEST_F(LogSimTest, LargeChangesTravelByAnnounceAndStream) {
   const uint64_t seed = Seed(9);

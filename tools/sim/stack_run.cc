@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <unordered_set>
 
 #include "rollout_engine.h"
 #include "sim_report.h"
@@ -233,17 +234,24 @@ int RunStack(const StackFlags& f) {
   // Memory per node after each phase (freed memory returned first): where
   // it goes. Resident memory includes the pages a phase's garbage left
   // partly used; held is what the nodes' objects take from the allocator,
-  // less the simulated disk (the log's bytes a real node keeps in RocksDB).
+  // less the simulated disk (the log's bytes a real node keeps in RocksDB:
+  // given per node as a disk of its own would hold them, and taken off the
+  // heap once, as the simulated disks share identical bytes).
   Json phases = Json::object(), held = Json::object(), disk = Json::object();
   auto memory_at = [&](const char* phase) {
     malloc_trim(0);
     const double kb = (ResidentKb("VmRSS:") - rss_before_kb) / f.nodes;
-    double disk_kb = 0;
-    for (int i = 0; i < f.nodes; ++i) disk_kb += static_cast<double>(s.node(i).storage.bytes()) / 1024.0;
-    disk_kb /= f.nodes;
+    double disk_kb = 0, stored_kb = 0;
+    std::unordered_set<const void*> counted;
+    for (int i = 0; i < f.nodes; ++i) {
+      disk_kb += static_cast<double>(s.node(i).storage.bytes()) / 1024.0;
+      s.node(i).storage.ForEachValue([&](const void* identity, size_t bytes) {
+        if (counted.insert(identity).second) stored_kb += static_cast<double>(bytes) / 1024.0;
+      });
+    }
     phases[phase] = kb;
-    disk[phase] = disk_kb;
-    held[phase] = (HeapKb() - heap_before_kb) / f.nodes - disk_kb;
+    disk[phase] = disk_kb / f.nodes;
+    held[phase] = (HeapKb() - heap_before_kb - stored_kb) / f.nodes;
     return kb;
   };
   auto fail = [&](const std::string& why) {

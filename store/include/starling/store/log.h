@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,7 +33,9 @@ namespace starling::store {
 // One change to one object: a put of its canonical JSON, or a delete.
 struct Op {
   std::string key;
-  std::optional<std::string> value;  // nullopt = delete
+  // nullopt = delete. Interned: every node keeps the same retained entries,
+  // and the values they carry are the values of its registers.
+  std::optional<Atom> value;
   // Orders the op's register before its stamp does: a higher rank wins
   // whatever the stamps. 0 for every object but `voters`, where the lease
   // ranks a set by how many changes led to it (node/core/voters.h), so that
@@ -80,6 +83,9 @@ struct Register {
   uint64_t rank = 0;  // the writing op's rank
   bool operator==(const Register&) const = default;
 };
+// Keyed by interned names: every node holds every object under the same
+// keys, `nodes/<name>` for every node among them.
+using Registers = std::map<Atom, Register, std::less<>>;
 // The register order: rank, then stamp. A total order on what the entries
 // carry, so the fold is the same in any arrival order.
 inline bool Older(const Register& a, const Register& b) {
@@ -101,7 +107,7 @@ struct Revision {
 
 struct Snapshot {
   HighWater covered;
-  std::map<std::string, Register> registers;
+  Registers registers;
   std::vector<Revision> history;                 // newest revisions up to the cut
   // digest -> canonical JSON, for `history`; interned (starling/atom.h):
   // every node keeps the same past documents, and every copy of a snapshot
@@ -146,7 +152,7 @@ class State {
   // Last-writer-wins by (rank, stamp). Returns whether the register changed.
   bool Put(const std::string& key, Register r);
   bool Apply(const Entry& e);
-  const std::map<std::string, Register>& registers() const { return registers_; }
+  const Registers& registers() const { return registers_; }
   // The keys and values of the objects held (tombstones count nothing).
   size_t bytes() const { return bytes_; }
   const Register* Find(const std::string& key) const;
@@ -159,7 +165,7 @@ class State {
   const std::string& Digest() const;
 
  private:
-  std::map<std::string, Register> registers_;
+  Registers registers_;
   size_t bytes_ = 0;
   mutable std::optional<std::string> digest_;
   // Shared with every State of the same digest in the process (each
@@ -190,17 +196,22 @@ class LogStorage {
 };
 
 // Keeps encoded bytes in memory, so that the simulator exercises the codec
-// and a simulated crash keeps what a real one would.
+// and a simulated crash keeps what a real one would. The bytes are interned:
+// thousands of simulated nodes store the same entries and, mostly, the same
+// snapshot, and keep one copy between them.
 class MemoryLogStorage final : public LogStorage {
  public:
   Status AppendEntries(const std::vector<Entry>& entries, bool sync) override;
   Status ReplaceSnapshot(const Snapshot& snapshot, const std::vector<EntryId>& drop) override;
   Result<Loaded> Load() override;
-  size_t bytes() const;  // what it stores
+  size_t bytes() const;  // what it stores, as a disk of its own would
+  // Each stored value once, by identity: values shared between storages
+  // have the same identity, so a caller can count the memory they take.
+  void ForEachValue(const std::function<void(const void* identity, size_t bytes)>& fn) const;
 
  private:
-  std::map<EntryId, std::string> entries_;
-  std::string snapshot_;
+  std::map<EntryId, Atom> entries_;
+  Atom snapshot_;
 };
 
 struct LogOptions {

@@ -15,6 +15,7 @@ class MemberlistGossip final : public LogGossip {
  public:
   explicit MemberlistGossip(membership::UserChannels& channels) : channels_(channels) {}
   std::vector<Peer> LivePeers() const override;
+  size_t NumLivePeers() const override;
   std::vector<Peer> RandomLivePeers(size_t k, Random& random) const override;
   std::optional<Peer> LivePeer(const std::string& name) const override;
   std::string NameAt(const std::string& addr) const override;

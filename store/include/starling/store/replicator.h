@@ -12,9 +12,10 @@
 //    peer over the stream transport. Each side states its per-origin
 //    high-water marks; each ships what the other lacks, in batches, and a
 //    peer behind our compaction gets our snapshot plus the tail.
-// Every node remembers the high-water marks its peers last stated; once the
-// retained log is long, the prefix every live peer has acknowledged is folded
-// into the snapshot, and so is whatever is older than fold_after.
+// In a small cluster every node remembers the high-water marks its peers
+// last stated; once the retained log is long, the prefix every live peer has
+// acknowledged is folded into the snapshot. Whatever is older than
+// fold_after folds in a cluster of any size.
 //
 // Contract: single-threaded on the protocol thread, driven by the injected
 // Clock and Random and the LogGossip seam (no sockets, no OS clock). Bytes
@@ -51,6 +52,11 @@ struct ReplicatorConfig {
   size_t fold_bytes = 16 << 10;
   size_t fold_entries = 256;
   int eager_fanout = 3;          // peers a new entry is pushed to at once
+  // The prefix every live peer has acknowledged folds only while there are
+  // at most this many: with more, a node hears from every peer only after
+  // hours, and what each one stated would be held for nothing (folding by
+  // age does the work).
+  size_t acked_fold_peers = 128;
 };
 
 // What the replicator needs from membership.
@@ -61,6 +67,7 @@ class LogGossip {
   };
   virtual ~LogGossip() = default;
   virtual std::vector<Peer> LivePeers() const = 0;  // alive members other than ourselves
+  virtual size_t NumLivePeers() const { return LivePeers().size(); }
   // Up to k distinct ones at random, without listing them all.
   virtual std::vector<Peer> RandomLivePeers(size_t k, Random& random) const {
     auto peers = LivePeers();
@@ -120,6 +127,7 @@ class Replicator {
   void HandleReply(const std::string& addr, const std::string& name, ByteView data, int round);
   void Exchange(const std::string& addr, const std::string& name, std::vector<Entry> push, int round);
   void MaybeCompact();
+  bool TracksPeers() const { return gossip_.NumLivePeers() <= cfg_.acked_fold_peers; }
   std::string NameOf(const std::string& addr) const;
   bool IngestAll(const std::vector<Entry>& entries, const char* counter);
   void Bad(const std::string& from, const Status& s);
