@@ -293,19 +293,24 @@ namespace {
 // The history as of some prefix of entries in stamp order, and the state
 // it ends in, so that an entry stamped after all others (the usual case: a
 // fresh change) extends it without replaying everything.
+// The state a replay steps through is its own only while it replays: once
+// it has caught up, it equals the log's state (the same entries, folded by
+// the same order), and the log's state steps it on from there, so a node
+// does not hold the desired state twice.
 struct Replayer {
   std::vector<Revision> rows;
-  State st;
   std::string prev_digest, prev_id;
   std::map<EntryId, size_t> row_of;
   std::optional<Stamp> last;
   // The canonical document after each changed line, by digest, once a
   // DocumentAt has asked: kept and extended with the rows, so that looking
   // up older revisions (every rollout step does) does not replay the log.
-  std::optional<std::map<std::string, std::string>> texts;
+  // Interned: every node keeps the same ones.
+  std::optional<std::map<std::string, Atom>> texts;
 
-  void Step(const Entry& e, const std::map<uint64_t, std::string>& names,
-            std::map<std::string, std::string>* texts) {
+  // Applies `e` to `st`, which holds every line before it.
+  void Step(State& st, const Entry& e, const std::map<uint64_t, std::string>& names,
+            std::map<std::string, Atom>* texts) {
     Revision row{"", e.hlc, "", e.origin, e.origin_name, e.seq, e.note, "", false};
     for (const auto& op : e.ops) {
       const Register* r = st.Find(op.key);
@@ -326,7 +331,7 @@ struct Replayer {
     row.digest = st.Digest();
     row.changed = row.digest != prev_digest;
     row.id = row.changed ? RevisionId(e.hlc, row.digest) : prev_id;
-    if (texts && row.changed) (*texts)[row.digest] = st.CanonicalText();
+    if (texts && row.changed) (*texts)[row.digest] = Atom(st.CanonicalText());
     prev_digest = row.digest;
     prev_id = row.id;
     row_of[e.id()] = rows.size();
@@ -373,10 +378,10 @@ struct DesiredLog::Rep {
     if (!e.origin_name.empty()) names[e.origin] = e.origin_name;
     if (e.origin == origin) next_seq = std::max(next_seq, e.seq + 1);
     clock.Observe(e.hlc);
-    state.Apply(e);
     if (history && (!history->last || *history->last < StampOf(e))) {
-      history->Step(e, names, history->texts ? &*history->texts : nullptr);
+      history->Step(state, e, names, history->texts ? &*history->texts : nullptr);
     } else {
+      state.Apply(e);
       history.reset();
     }
     const uint64_t o = e.origin;
@@ -394,13 +399,14 @@ struct DesiredLog::Rep {
 
   // Replays the retained entries over the snapshot in stamp order. With
   // `texts`, also collects the canonical document after each line.
-  Replayer Replay(std::map<std::string, std::string>* texts) const {
+  Replayer Replay(std::map<std::string, Atom>* texts) const {
     Replayer r;
     r.rows = snapshot.history;
-    for (const auto& [key, reg] : snapshot.registers) r.st.Put(key, reg);
-    r.prev_digest = r.st.Digest();
+    State st;
+    for (const auto& [key, reg] : snapshot.registers) st.Put(key, reg);
+    r.prev_digest = st.Digest();
     r.prev_id = r.rows.empty() ? "" : r.rows.back().id;
-    for (const Entry& e : Sorted()) r.Step(e, names, texts);
+    for (const Entry& e : Sorted()) r.Step(st, e, names, texts);
     return r;
   }
 
@@ -613,7 +619,7 @@ Result<size_t> DesiredLog::Compact(const HighWater& acked) {
   }
   if (drop.empty()) return size_t{0};
 
-  std::map<std::string, std::string> texts;
+  std::map<std::string, Atom> texts;
   std::vector<Revision> rows = r.Replay(&texts).rows;
   std::set<EntryId> dropped(drop.begin(), drop.end());
   next.history.clear();
@@ -726,7 +732,7 @@ Result<Json> DesiredLog::DocumentAt(std::string_view id) const {
   auto& history = rep_->history;
   if (!history || !history->texts) {
     // The rows stay where they are: History() hands out a reference to them.
-    std::map<std::string, std::string> texts;
+    std::map<std::string, Atom> texts;
     Replayer fresh = rep_->Replay(&texts);
     if (!history) history = std::move(fresh);
     history->texts = std::move(texts);
@@ -734,7 +740,7 @@ Result<Json> DesiredLog::DocumentAt(std::string_view id) const {
   auto t = history->texts->find(rev->digest);
   if (t == history->texts->end())
     return Status::NotFound("the content of revision " + rev->id + " is no longer kept (compacted away)");
-  Json doc = Json::parse(t->second, nullptr, false);
+  Json doc = Json::parse(t->second.str(), nullptr, false);
   if (doc.is_discarded()) return Status::Corruption("stored document of revision " + rev->id + " is not JSON");
   return doc;
 }
