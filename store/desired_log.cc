@@ -60,13 +60,33 @@ std::string OriginLabel(const std::map<uint64_t, std::string>& names, uint64_t o
 
 // ---- State -------------------------------------------------------------------
 
+State::State(const State& o) : bytes_(o.bytes_), digest_(o.digest_), document_(o.document_) {
+  o.ForEach([&](const Atom& key, const Register& r) { registers_.emplace_hint(registers_.end(), key, r); });
+}
+
+State& State::operator=(const State& o) {
+  if (this != &o) {
+    State copy(o);
+    base_ = nullptr;
+    registers_ = std::move(copy.registers_);
+    bytes_ = copy.bytes_;
+    digest_ = std::move(copy.digest_);
+    document_ = std::move(copy.document_);
+  }
+  return *this;
+}
+
 bool State::Put(const std::string& key, Register r) {
-  auto it = registers_.find(key);
-  if (it != registers_.end() && !Older(it->second, r)) return false;
+  const Register* held_now = Find(key);
+  if (held_now && !Older(*held_now, r)) return false;
   auto held = [&](const Register& reg) { return reg.value ? key.size() + reg.value->size() : 0; };
-  if (it != registers_.end()) bytes_ -= held(it->second);
+  if (held_now) bytes_ -= held(*held_now);
   bytes_ += held(r);
-  registers_[key] = std::move(r);
+  if (auto it = registers_.find(key); it != registers_.end()) {
+    it->second = std::move(r);
+  } else {
+    registers_.emplace(Atom(key), std::move(r));
+  }
   // Control records are no part of the document: a rollout's progress does
   // not make every node parse and hash the document again.
   if (!IsControlKey(key)) {
@@ -83,16 +103,57 @@ bool State::Apply(const Entry& e) {
 }
 
 const Register* State::Find(const std::string& key) const {
-  auto it = registers_.find(key);
-  return it == registers_.end() ? nullptr : &it->second;
+  if (auto it = registers_.find(key); it != registers_.end()) return &it->second;
+  if (!base_) return nullptr;
+  auto it = base_->find(key);
+  return it == base_->end() ? nullptr : &it->second;
+}
+
+void State::ForEach(const std::function<void(const Atom&, const Register&)>& fn, std::string_view prefix) const {
+  auto in = [&](const Atom& key) { return key.str().starts_with(prefix); };
+  auto own = prefix.empty() ? registers_.begin() : registers_.lower_bound(prefix);
+  if (!base_) {
+    for (; own != registers_.end() && in(own->first); ++own) fn(own->first, own->second);
+    return;
+  }
+  auto low = prefix.empty() ? base_->begin() : base_->lower_bound(prefix);
+  // A merge of the two in key order; where both hold a key, this state's
+  // register is the newer.
+  while (true) {
+    const bool own_left = own != registers_.end() && in(own->first);
+    const bool low_left = low != base_->end() && in(low->first);
+    if (!own_left && !low_left) return;
+    if (!low_left || (own_left && own->first.str() <= low->first.str())) {
+      if (low_left && own->first == low->first) ++low;
+      fn(own->first, own->second);
+      ++own;
+    } else {
+      fn(low->first, low->second);
+      ++low;
+    }
+  }
+}
+
+void State::Rebase(const Registers* base, bool changed) {
+  base_ = base;
+  if (base_)
+    for (auto it = registers_.begin(); it != registers_.end();) {
+      auto b = base_->find(it->first);
+      it = b != base_->end() && !Older(b->second, it->second) ? registers_.erase(it) : std::next(it);
+    }
+  if (!changed) return;
+  bytes_ = 0;
+  ForEach([&](const Atom& key, const Register& r) { bytes_ += r.value ? key.size() + r.value->size() : 0; });
+  digest_.reset();
+  document_.reset();
 }
 
 std::string State::CanonicalText() const {
   // Built from the registers' canonical values directly (no re-parse): the
   // same text as CanonicalJson(Document()), with keys in byte order.
   std::map<std::string_view, std::vector<std::pair<std::string_view, const std::string*>>> sections;
-  for (const auto& [key, r] : registers_) {
-    if (!r.value || IsControlKey(key)) continue;
+  ForEach([&](const Atom& key, const Register& r) {
+    if (!r.value || IsControlKey(key)) return;
     std::string_view k = key;
     auto slash = k.find('/');
     if (slash == std::string_view::npos) {
@@ -101,7 +162,7 @@ std::string State::CanonicalText() const {
     } else {
       sections[k.substr(0, slash)].emplace_back(k.substr(slash + 1), &r.value->str());
     }
-  }
+  });
   std::string out = "{";
   bool first = true;
   for (const auto& [section, items] : sections) {
@@ -359,7 +420,13 @@ struct DesiredLog::Rep {
   mutable std::optional<Replayer> history;
 
   Rep(LogStorage& s, uint64_t o, std::string n, LogOptions opt)
-      : storage(s), origin(o), origin_name(std::move(n)), options(opt) {}
+      : storage(s), origin(o), origin_name(std::move(n)), options(opt) {
+    // The state stands on the snapshot's registers; replacing the snapshot
+    // (a fold, a peer's merged) rebases it.
+    state.Rebase(&snapshot.registers, false);
+  }
+  Rep(const Rep&) = delete;
+  Rep& operator=(const Rep&) = delete;
 
   bool Holds(const EntryId& id) const {
     auto c = snapshot.covered.find(id.origin);
@@ -455,10 +522,8 @@ Result<std::unique_ptr<DesiredLog>> DesiredLog::Open(LogStorage& storage, uint64
   auto loaded = storage.Load();
   if (!loaded.ok()) return Status::Corruption("desired-state log: " + loaded.status().message());
   rep->snapshot = std::move(loaded->snapshot);
-  for (const auto& [key, r] : rep->snapshot.registers) {
-    rep->state.Put(key, r);
-    rep->clock.Observe(r.stamp.hlc);
-  }
+  rep->state.Rebase(&rep->snapshot.registers, true);
+  for (const auto& [key, r] : rep->snapshot.registers) rep->clock.Observe(r.stamp.hlc);
   for (const auto& row : rep->snapshot.history) {
     if (!row.origin_name.empty()) rep->names[row.origin] = row.origin_name;
     rep->clock.Observe(row.hlc);
@@ -587,10 +652,9 @@ Status DesiredLog::InstallSnapshot(Snapshot s) {
 
   r.snapshot = std::move(merged);
   for (const auto& id : drop) r.retained.erase(id);
-  for (const auto& [key, reg] : r.snapshot.registers) {
-    r.state.Put(key, reg);
-    r.clock.Observe(reg.stamp.hlc);
-  }
+  // The merged snapshot holds ours: the state stays above both.
+  r.state.Rebase(&r.snapshot.registers, true);
+  for (const auto& [key, reg] : r.snapshot.registers) r.clock.Observe(reg.stamp.hlc);
   for (const auto& row : r.snapshot.history)
     if (!row.origin_name.empty()) r.names.emplace(row.origin, row.origin_name);
   for (const auto& [o, seq] : r.snapshot.covered) {
@@ -644,6 +708,7 @@ Result<size_t> DesiredLog::Compact(const HighWater& acked) {
   if (Status s = r.storage.ReplaceSnapshot(next, drop); !s.ok()) return s;
   r.snapshot = std::move(next);
   for (const auto& id : drop) r.retained.erase(id);
+  r.state.Rebase(&r.snapshot.registers, false);  // the state held the folded entries already
   r.history.reset();
   return drop.size();
 }

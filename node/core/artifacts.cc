@@ -139,12 +139,13 @@ std::optional<ArtifactManifest> CatalogEntry(const store::State& state, const st
 std::map<std::string, ArtifactManifest> Catalog(const store::State& state) {
   std::map<std::string, ArtifactManifest> out;
   const std::string prefix = kArtifactKeyPrefix;
-  const auto& regs = state.registers();
-  for (auto it = regs.lower_bound(prefix); it != regs.end() && it->first.str().starts_with(prefix); ++it) {
-    if (!it->second.value) continue;
-    auto m = ArtifactManifest::FromJson(Json::parse(*it->second.value, nullptr, false));
-    if (m.ok() && it->first == prefix + Hex(m->digest)) out.emplace(m->digest, std::move(m).value());
-  }
+  state.ForEach(
+      [&](const Atom& key, const store::Register& r) {
+        if (!r.value) return;
+        auto m = ArtifactManifest::FromJson(Json::parse(r.value->str(), nullptr, false));
+        if (m.ok() && key == prefix + Hex(m->digest)) out.emplace(m->digest, std::move(m).value());
+      },
+      prefix);
   return out;
 }
 

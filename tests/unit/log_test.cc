@@ -81,6 +81,51 @@ TEST(State, AControlRecordLeavesTheDocumentAndItsDigest) {
   EXPECT_EQ(s.Document()["packages"]["web"]["version"], "3");
 }
 
+// A state over a base (the log's snapshot) reads as the two folded
+// together, whatever the base later takes in.
+TEST(State, OverABaseItReadsAsBothFoldedAndARebaseKeepsTheNewer) {
+  State base_of;
+  base_of.Apply(MakeEntry(1, 1, kWall + 10, {Put("packages/a", "{\"v\":\"base\"}"),
+                                              Put("packages/c", "{\"v\":\"base\"}")}));
+  Registers base;
+  base_of.ForEach([&](const Atom& k, const Register& r) { base.emplace(k, r); });
+
+  State s;
+  s.Rebase(&base, true);
+  EXPECT_FALSE(s.Apply(MakeEntry(2, 1, kWall + 5, {Put("packages/a", "{\"v\":\"older\"}")})))
+      << "older than the base's";
+  EXPECT_TRUE(s.Apply(MakeEntry(2, 2, kWall + 20, {Put("packages/b", "{\"v\":\"own\"}"),
+                                                    Put("packages/c", "{\"v\":\"own\"}")})));
+  std::vector<std::string> seen;
+  s.ForEach([&](const Atom& k, const Register& r) { seen.push_back(k.str() + "=" + r.value->str()); });
+  EXPECT_EQ(seen, (std::vector<std::string>{"packages/a={\"v\":\"base\"}", "packages/b={\"v\":\"own\"}",
+                                            "packages/c={\"v\":\"own\"}"}));
+  std::vector<std::string> only_b;
+  s.ForEach([&](const Atom& k, const Register&) { only_b.push_back(k); }, "packages/b");
+  EXPECT_EQ(only_b, std::vector<std::string>{"packages/b"});
+
+  State flat;  // the same entries with no base
+  flat.Apply(MakeEntry(1, 1, kWall + 10, {Put("packages/a", "{\"v\":\"base\"}"),
+                                           Put("packages/c", "{\"v\":\"base\"}")}));
+  flat.Apply(MakeEntry(2, 2, kWall + 20, {Put("packages/b", "{\"v\":\"own\"}"),
+                                           Put("packages/c", "{\"v\":\"own\"}")}));
+  EXPECT_EQ(s.Digest(), flat.Digest());
+  EXPECT_EQ(s.bytes(), flat.bytes());
+
+  // A copy holds every register itself: it outlives the base.
+  State copy = s;
+  // The base takes in a newer `c` (a peer's snapshot merged) and `b` (a fold).
+  base["packages/c"] = Register{Atom("{\"v\":\"peer\"}"), {Hlc{kWall + 30, 0}, 9, 1}, 0};
+  base["packages/b"] = *s.Find("packages/b");
+  s.Rebase(&base, true);
+  EXPECT_EQ(s.Find("packages/c")->value->str(), "{\"v\":\"peer\"}") << "the base's newer register shows";
+  EXPECT_EQ(s.Find("packages/b")->value->str(), "{\"v\":\"own\"}");
+  EXPECT_NE(s.Digest(), flat.Digest());
+  base.clear();
+  EXPECT_EQ(copy.Digest(), flat.Digest());
+  EXPECT_EQ(copy.Find("packages/a")->value->str(), "{\"v\":\"base\"}");
+}
+
 TEST(DesiredLog, WriteIsDurableAndSequenced) {
   MemoryLogStorage storage;
   auto log = OpenLog(storage, 7, "a");

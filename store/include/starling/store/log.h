@@ -147,15 +147,32 @@ inline constexpr char kControlPrefix = '~';
 inline bool IsControlKey(std::string_view key) { return !key.empty() && key[0] == kControlPrefix; }
 
 // The materialised desired state: one register per object.
+//
+// A state can stand on a base, the registers of the log's snapshot: it then
+// holds only the registers newer than the base's, so that a node does not
+// hold the desired state twice (the snapshot's, and the snapshot with the
+// retained entries folded in). A copy holds every register itself.
 class State {
  public:
+  State() = default;
+  State(const State& o);
+  State& operator=(const State& o);
   // Last-writer-wins by (rank, stamp). Returns whether the register changed.
   bool Put(const std::string& key, Register r);
   bool Apply(const Entry& e);
-  const Registers& registers() const { return registers_; }
+  // Every register, in key order; with a prefix, those whose keys start so.
+  void ForEach(const std::function<void(const Atom& key, const Register& r)>& fn,
+               std::string_view prefix = {}) const;
   // The keys and values of the objects held (tombstones count nothing).
   size_t bytes() const { return bytes_; }
   const Register* Find(const std::string& key) const;
+  // Stands on `base` (which must outlive this, or be rebased away from)
+  // from now on. Every register of the base older than this state's stays
+  // beneath it; the state's own registers that the base now equals or
+  // outranks are dropped. `changed`: whether the base may have changed what
+  // the state holds (a peer's snapshot merged) rather than only taken in
+  // what it held already (a fold).
+  void Rebase(const Registers* base, bool changed);
   // Built once per change and cached, like the digest.
   const Json& Document() const;
   // The canonical JSON text of Document(), built without re-parsing.
@@ -165,7 +182,8 @@ class State {
   const std::string& Digest() const;
 
  private:
-  Registers registers_;
+  const Registers* base_ = nullptr;
+  Registers registers_;  // over base_: the registers newer than its
   size_t bytes_ = 0;
   mutable std::optional<std::string> digest_;
   // Shared with every State of the same digest in the process (each
