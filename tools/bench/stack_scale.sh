@@ -6,6 +6,9 @@
 #
 #   tools/bench/stack_scale.sh [OUT_DIR]          # default docs/bench
 #   SIZES="100 300 1000" SEED=1 tools/bench/stack_scale.sh /tmp/stack
+#   RUN=0 SIZES="100 300 1000 3000" tools/bench/stack_scale.sh docs/bench   # tabulate runs already in OUT_DIR
+#
+# 3,000 nodes take ~20 minutes and ~6 GB (SIZES="100 300 1000 3000").
 #
 # Writes OUT_DIR/stack-<N>.json (one run each), OUT_DIR/stack.dat, the
 # markdown table OUT_DIR/stack.md and OUT_DIR/stack.svg. Memory grows with
@@ -21,6 +24,7 @@ sim=${SIM:-build/tools/sim/starling-sim}
 [[ -x $sim ]] || { echo "stack_scale: $sim not built: run scripts/build.sh first" >&2; exit 2; }
 mkdir -p "$out"
 for n in $sizes; do
+  [[ ${RUN:-1} == 0 ]] && break
   echo "stack_scale: $n nodes (seed $seed)"
   "$sim" --stack --nodes "$n" --seed "$seed" --loss-levels 0.01,0.05 --format json >"$out/stack-$n.json"
 done
