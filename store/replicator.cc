@@ -141,7 +141,7 @@ Bytes Replicator::HandleStream(const std::string& from, ByteView data) {
   // Only live members' statements count (which also bounds the map). The
   // stream's source address is an ephemeral port, so the request names its
   // sender.
-  if (TracksPeers() && gossip_.LivePeer(req->from)) peer_have_[req->from] = req->have;
+  if (tracks_peers_ && gossip_.LivePeer(req->from)) peer_have_[req->from] = req->have;
   IngestAll(req->push, "entries_synced");
   SyncReply reply;
   reply.have = log_.high_water();
@@ -193,7 +193,7 @@ void Replicator::HandleReply(const std::string& addr, const std::string& name, B
     Bad(addr, Status::Corruption("sync answered with something else"));
     return;
   }
-  if (!name.empty() && TracksPeers()) peer_have_[name] = reply->have;
+  if (!name.empty() && tracks_peers_) peer_have_[name] = reply->have;
   if (reply->snapshot) {
     if (Status s = log_.InstallSnapshot(std::move(*reply->snapshot)); !s.ok()) {
       spdlog::error("could not install the snapshot from {}: {}", addr, s.ToString());
@@ -211,7 +211,8 @@ void Replicator::HandleReply(const std::string& addr, const std::string& name, B
 
 void Replicator::MaybeCompact() {
   // Forget what departed peers said; a returning one states it again.
-  const bool tracks = TracksPeers();
+  tracks_peers_ = gossip_.NumLivePeers() <= cfg_.acked_fold_peers;
+  const bool tracks = tracks_peers_;
   if (!tracks) peer_have_.clear();
   for (auto it = peer_have_.begin(); it != peer_have_.end();)
     it = gossip_.LivePeer(it->first) ? std::next(it) : peer_have_.erase(it);

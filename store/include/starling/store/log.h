@@ -165,6 +165,8 @@ class State {
                std::string_view prefix = {}) const;
   // The keys and values of the objects held (tombstones count nothing).
   size_t bytes() const { return bytes_; }
+  // Valid until the next Put or Rebase (a fold drops the state's own
+  // registers that the snapshot took in).
   const Register* Find(const std::string& key) const;
   // Stands on `base` (which must outlive this, or be rebased away from)
   // from now on. Every register of the base older than this state's stays

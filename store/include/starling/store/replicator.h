@@ -127,7 +127,6 @@ class Replicator {
   void HandleReply(const std::string& addr, const std::string& name, ByteView data, int round);
   void Exchange(const std::string& addr, const std::string& name, std::vector<Entry> push, int round);
   void MaybeCompact();
-  bool TracksPeers() const { return gossip_.NumLivePeers() <= cfg_.acked_fold_peers; }
   std::string NameOf(const std::string& addr) const;
   bool IngestAll(const std::vector<Entry>& entries, const char* counter);
   void Bad(const std::string& from, const Status& s);
@@ -141,6 +140,9 @@ class Replicator {
   Clock::TimerId timer_ = 0;
   std::shared_ptr<bool> token_;
   std::map<std::string, HighWater> peer_have_;  // by member name
+  // Whether peer_have_ is kept (at most acked_fold_peers live peers):
+  // judged once per tick, as counting the members walks the list.
+  bool tracks_peers_ = true;
   std::map<std::string, int> in_flight_;        // exchanges per address
   std::map<std::string, uint64_t> counters_;
 };
