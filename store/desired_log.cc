@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <unordered_map>
 
 #include "starling/atom.h"
 #include "starling/store/log.h"
@@ -304,6 +306,75 @@ Status CheckSnapshot(const Snapshot& s) {
   return Status::Ok();
 }
 
+// ---- SnapshotRegisters ------------------------------------------------------
+
+namespace {
+
+// Every shared register map, by a hash of its content, for as long as some
+// snapshot holds it. Keys and values are interned, so a register hashes and
+// compares by their identities.
+class RegisterPool {
+ public:
+  static RegisterPool& Get() {
+    static auto* pool = new RegisterPool;  // never destroyed: snapshots may outlive static destruction
+    return *pool;
+  }
+
+  std::shared_ptr<Registers> Share(std::shared_ptr<Registers> map) {
+    const size_t h = HashOf(*map);
+    std::lock_guard lock(mu_);
+    auto [lo, hi] = maps_.equal_range(h);
+    for (auto it = lo; it != hi; ++it)
+      if (auto held = it->second.lock(); held && *held == *map) return held;
+    maps_.emplace(h, map);
+    if (maps_.size() >= sweep_at_) {
+      std::erase_if(maps_, [](const auto& kv) { return kv.second.expired(); });
+      sweep_at_ = std::max<size_t>(64, maps_.size() * 2);
+    }
+    return map;
+  }
+
+ private:
+  static size_t HashOf(const Registers& m) {
+    size_t h = m.size();
+    auto mix = [&h](size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+    for (const auto& [key, r] : m) {
+      mix(std::hash<const void*>{}(key.identity()));
+      mix(std::hash<const void*>{}(r.value ? r.value->identity() : nullptr));
+      mix(static_cast<size_t>(r.stamp.hlc.wall) ^ (static_cast<size_t>(r.stamp.hlc.logical) << 1));
+      mix(static_cast<size_t>(r.stamp.origin ^ r.stamp.seq ^ (r.rank << 7)));
+    }
+    return h;
+  }
+
+  std::mutex mu_;
+  std::unordered_multimap<size_t, std::weak_ptr<Registers>> maps_;
+  size_t sweep_at_ = 64;
+};
+
+const std::shared_ptr<Registers>& EmptyRegisters() {
+  static auto* empty = new std::shared_ptr<Registers>(std::make_shared<Registers>());
+  return *empty;
+}
+
+}  // namespace
+
+SnapshotRegisters::SnapshotRegisters() : map_(EmptyRegisters()) {}
+
+Registers& SnapshotRegisters::Edit() {
+  if (shared_ || map_.use_count() > 1) {
+    map_ = std::make_shared<Registers>(*map_);
+    shared_ = false;
+  }
+  return *map_;
+}
+
+void SnapshotRegisters::Share() {
+  if (shared_) return;
+  map_ = map_->empty() ? EmptyRegisters() : RegisterPool::Get().Share(std::move(map_));
+  shared_ = true;
+}
+
 // ---- MemoryLogStorage ----------------------------------------------------------
 
 Status MemoryLogStorage::AppendEntries(const std::vector<Entry>& entries, bool) {
@@ -423,7 +494,7 @@ struct DesiredLog::Rep {
       : storage(s), origin(o), origin_name(std::move(n)), options(opt) {
     // The state stands on the snapshot's registers; replacing the snapshot
     // (a fold, a peer's merged) rebases it.
-    state.Rebase(&snapshot.registers, false);
+    state.Rebase(&snapshot.registers.get(), false);
   }
   Rep(const Rep&) = delete;
   Rep& operator=(const Rep&) = delete;
@@ -522,7 +593,8 @@ Result<std::unique_ptr<DesiredLog>> DesiredLog::Open(LogStorage& storage, uint64
   auto loaded = storage.Load();
   if (!loaded.ok()) return Status::Corruption("desired-state log: " + loaded.status().message());
   rep->snapshot = std::move(loaded->snapshot);
-  rep->state.Rebase(&rep->snapshot.registers, true);
+  rep->snapshot.registers.Share();
+  rep->state.Rebase(&rep->snapshot.registers.get(), true);
   for (const auto& [key, r] : rep->snapshot.registers) rep->clock.Observe(r.stamp.hlc);
   for (const auto& row : rep->snapshot.history) {
     if (!row.origin_name.empty()) rep->names[row.origin] = row.origin_name;
@@ -618,9 +690,10 @@ Status DesiredLog::InstallSnapshot(Snapshot s) {
   if (Status bad = CheckSnapshot(s); !bad.ok()) return bad;
   Rep& r = *rep_;
   Snapshot merged = r.snapshot;
+  Registers& regs = merged.registers.Edit();
   for (const auto& [key, reg] : s.registers) {
-    auto it = merged.registers.find(key);
-    if (it == merged.registers.end() || Older(it->second, reg)) merged.registers[key] = reg;
+    auto it = regs.find(key);
+    if (it == regs.end() || Older(it->second, reg)) regs[key] = reg;
   }
   for (const auto& [o, seq] : s.covered) merged.covered[o] = std::max(merged.covered[o], seq);
   // Retained entries the peer's snapshot covers are folded in too, so that
@@ -631,8 +704,8 @@ Status DesiredLog::InstallSnapshot(Snapshot s) {
     if (c == merged.covered.end() || id.seq > c->second) continue;
     for (const auto& op : e.ops) {
       Register reg{op.value, StampOf(e), op.rank};
-      auto it = merged.registers.find(op.key);
-      if (it == merged.registers.end() || Older(it->second, reg)) merged.registers[op.key] = reg;
+      auto it = regs.find(op.key);
+      if (it == regs.end() || Older(it->second, reg)) regs[Atom(op.key)] = reg;
     }
     drop.push_back(id);
   }
@@ -648,12 +721,13 @@ Status DesiredLog::InstallSnapshot(Snapshot s) {
   merged.entries = 0;
   for (const auto& [_, seq] : merged.covered) merged.entries += seq;
   r.TrimHistory(merged);
+  merged.registers.Share();
   if (Status st = r.storage.ReplaceSnapshot(merged, drop); !st.ok()) return st;
 
   r.snapshot = std::move(merged);
   for (const auto& id : drop) r.retained.erase(id);
   // The merged snapshot holds ours: the state stays above both.
-  r.state.Rebase(&r.snapshot.registers, true);
+  r.state.Rebase(&r.snapshot.registers.get(), true);
   for (const auto& [key, reg] : r.snapshot.registers) r.clock.Observe(reg.stamp.hlc);
   for (const auto& row : r.snapshot.history)
     if (!row.origin_name.empty()) r.names.emplace(row.origin, row.origin_name);
@@ -695,20 +769,22 @@ Result<size_t> DesiredLog::Compact(const HighWater& acked) {
     auto t = texts.find(row.digest);
     if (t != texts.end()) next.documents[row.digest] = t->second;
   }
+  Registers& regs = next.registers.Edit();
   for (const auto& id : drop) {
     for (const auto& op : r.retained.at(id).ops) {
       Register reg{op.value, StampOf(r.retained.at(id)), op.rank};
-      auto it = next.registers.find(op.key);
-      if (it == next.registers.end() || Older(it->second, reg)) next.registers[op.key] = reg;
+      auto it = regs.find(op.key);
+      if (it == regs.end() || Older(it->second, reg)) regs[Atom(op.key)] = reg;
     }
   }
+  next.registers.Share();
   next.entries = 0;
   for (const auto& [_, seq] : next.covered) next.entries += seq;
   r.TrimHistory(next);
   if (Status s = r.storage.ReplaceSnapshot(next, drop); !s.ok()) return s;
   r.snapshot = std::move(next);
   for (const auto& id : drop) r.retained.erase(id);
-  r.state.Rebase(&r.snapshot.registers, false);  // the state held the folded entries already
+  r.state.Rebase(&r.snapshot.registers.get(), false);  // the state held the folded entries already
   r.history.reset();
   return drop.size();
 }

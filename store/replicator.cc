@@ -159,7 +159,9 @@ void Replicator::SyncWith(const std::string& addr) {
   if (!in_flight_.count(addr)) Exchange(addr, NameOf(addr), {}, 0);
 }
 
-std::string Replicator::NameOf(const std::string& addr) const { return gossip_.NameAt(addr); }
+// The name is wanted only to keep the peer's marks; finding it walks the
+// member list, which in a large cluster would be a walk per exchange.
+std::string Replicator::NameOf(const std::string& addr) const { return tracks_peers_ ? gossip_.NameAt(addr) : ""; }
 
 void Replicator::Exchange(const std::string& addr, const std::string& name, std::vector<Entry> push, int round) {
   ++counters_["sync_rounds"];
@@ -218,7 +220,9 @@ void Replicator::MaybeCompact() {
     it = gossip_.LivePeer(it->first) ? std::next(it) : peer_have_.erase(it);
   HighWater cut;
   if (log_.retained() > 0) {
-    const auto aged = log_.StampedBefore(clock_.WallMicros() - cfg_.fold_after.count());
+    const int64_t align = std::max<int64_t>(1, cfg_.fold_align.count());
+    const int64_t before = clock_.WallMicros() - cfg_.fold_after.count();
+    const auto aged = log_.StampedBefore(before - ((before % align) + align) % align);
     if (aged.entries >= cfg_.fold_entries ||
         (aged.bytes >= cfg_.fold_bytes && aged.bytes >= log_.SnapshotBytes() / 4))
       cut = aged.cut;

@@ -128,6 +128,18 @@ std::vector<Op> RandomChange(Random& rng, int serial) {
   return {Op{pkg, "{\"version\":\"1." + std::to_string(serial) + "\"}"}};
 }
 
+// `count` random changes, one every `gap`, each written at a random node
+// from `first` up; appends each acknowledged entry to `acked`.
+void WriteRandom(LogCluster& lc, Random& rng, int count, Duration gap, int first, std::vector<Entry>& acked) {
+  const int writers = lc.cluster().size() - first;
+  for (int w = 0; w < count; ++w) {
+    auto e = lc.Write(first + static_cast<int>(rng.Uniform(writers)), RandomChange(rng, static_cast<int>(acked.size())));
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    acked.push_back(*e);
+    lc.cluster().loop().RunFor(gap);
+  }
+}
+
 class LogSimTest : public ::testing::Test {
  protected:
   void SetUp() override { spdlog::set_level(spdlog::level::err); }
@@ -215,15 +227,7 @@ void ReturnToSnapshotAndTail(uint64_t seed, ReplicatorConfig rcfg) {
   ASSERT_TRUE(lc.Form(1s)) << "seed " << seed;
   SeededRandom rng(seed);
   std::vector<Entry> acked;
-  auto write_some = [&](int count) {
-    for (int w = 0; w < count; ++w) {
-      int i = 1 + static_cast<int>(rng.Uniform(7));
-      auto e = lc.Write(i, RandomChange(rng, static_cast<int>(acked.size())));
-      ASSERT_TRUE(e.ok());
-      acked.push_back(*e);
-      c.loop().RunFor(100ms);
-    }
-  };
+  auto write_some = [&](int count) { WriteRandom(lc, rng, count, 100ms, 1, acked); };
   write_some(20);
   ASSERT_TRUE(c.loop().RunUntil([&] { return lc.AllHold(acked, OracleDigest(acked)); }, 60s));
   const HighWater had = lc.at(0).log->high_water();
@@ -266,6 +270,35 @@ TEST_F(LogSimTest, ReturningNodeReceivesSnapshotAndTailWhenTheLogFoldsByAge) {
   ReturnToSnapshotAndTail(Seed(8), rcfg);
 }
 
+// Folding by age cuts at aligned stamps: nodes that fold in the same window
+// fold the same entries, so every node ends with the same snapshot, and a
+// process holding them all (the simulator) keeps its registers once.
+TEST_F(LogSimTest, NodesThatFoldTheSameEntriesHoldOneSnapshotBetweenThem) {
+  const uint64_t seed = Seed(11);
+  ReplicatorConfig rcfg;
+  rcfg.sync_interval = 2s;
+  rcfg.fold_after = 20s;
+  rcfg.fold_entries = 16;
+  LogCluster lc(seed, 8, 0.0, rcfg);
+  Cluster& c = lc.cluster();
+  ASSERT_TRUE(lc.Form(1s)) << "seed " << seed;
+  SeededRandom rng(seed);
+  std::vector<Entry> acked;
+  // Writes over a minute and a half: each node evaluates its fold at its
+  // own ticks while newer entries keep arriving.
+  WriteRandom(lc, rng, 180, 500ms, 0, acked);
+  ASSERT_TRUE(c.loop().RunUntil([&] { return lc.AllHold(acked, OracleDigest(acked)); }, 60s)) << "seed " << seed;
+  c.loop().RunFor(5s);
+  const Snapshot& first = lc.at(0).log->snapshot();
+  EXPECT_GT(lc.at(0).replicator->counters().at("entries_compacted"), 0u);
+  for (int i = 1; i < c.size(); ++i) {
+    const Snapshot& s = lc.at(i).log->snapshot();
+    EXPECT_EQ(s.covered, first.covered) << "node " << i << " folded other entries; seed " << seed;
+    EXPECT_EQ(s.registers.identity(), first.registers.identity()) << "node " << i << "; seed " << seed;
+    EXPECT_EQ(lc.at(i).log->digest(), lc.at(0).log->digest()) << "node " << i;
+  }
+}
+
 // Beyond acked_fold_peers live peers a node keeps no peer's marks: the
 // all-peers rule never folds, however long the log (age folding does it at
 // scale), and nothing held grows with the cluster.
@@ -281,12 +314,7 @@ TEST_F(LogSimTest, PeersMarksAreNotKeptInAClusterLargerThanTheAckedFoldBound) {
   ASSERT_TRUE(lc.Form(1s)) << "seed " << seed;
   SeededRandom rng(seed);
   std::vector<Entry> acked;
-  for (int w = 0; w < 120; ++w) {
-    auto e = lc.Write(1 + static_cast<int>(rng.Uniform(7)), RandomChange(rng, w));
-    ASSERT_TRUE(e.ok());
-    acked.push_back(*e);
-    c.loop().RunFor(100ms);
-  }
+  WriteRandom(lc, rng, 120, 100ms, 1, acked);
   ASSERT_TRUE(c.loop().RunUntil([&] { return lc.AllHold(acked, OracleDigest(acked)); }, 60s)) << "seed " << seed;
   c.loop().RunFor(60s);  // many sync rounds: every node has heard from every peer
   for (int i = 0; i < c.size(); ++i) {

@@ -105,9 +105,39 @@ struct Revision {
   bool changed = false;  // whether the content changed
 };
 
+// A snapshot's registers, shared: in the simulator thousands of nodes live
+// in one process, and the nodes that folded the same entries hold the same
+// registers (the fold cuts at aligned stamps, ReplicatorConfig::fold_align),
+// so Share() makes them hold one copy between them. Copy-on-write: a handle
+// reads like the map, and the first edit of a shared one copies it.
+class SnapshotRegisters {
+ public:
+  SnapshotRegisters();
+  const Registers& get() const { return *map_; }
+  auto begin() const { return map_->begin(); }
+  auto end() const { return map_->end(); }
+  size_t size() const { return map_->size(); }
+  bool empty() const { return map_->empty(); }
+  auto find(std::string_view key) const { return map_->find(key); }
+  // The map to change, this handle's own from now on.
+  Registers& Edit();
+  Register& operator[](std::string_view key) { return Edit()[Atom(key)]; }
+  // Replaces the map by an equal one already shared, or shares this one.
+  void Share();
+  // Equal handles that are shared hold the same map.
+  const void* identity() const { return map_.get(); }
+  friend bool operator==(const SnapshotRegisters& a, const SnapshotRegisters& b) {
+    return a.map_ == b.map_ || *a.map_ == *b.map_;
+  }
+
+ private:
+  std::shared_ptr<Registers> map_;
+  bool shared_ = true;  // held by the pool (or the empty map): never edited in place
+};
+
 struct Snapshot {
   HighWater covered;
-  Registers registers;
+  SnapshotRegisters registers;
   std::vector<Revision> history;                 // newest revisions up to the cut
   // digest -> canonical JSON, for `history`; interned (starling/atom.h):
   // every node keeps the same past documents, and every copy of a snapshot

@@ -49,6 +49,10 @@ struct ReplicatorConfig {
   // Folding rewrites the snapshot, so it waits until the entries come to
   // fold_bytes and a quarter of the snapshot, or to fold_entries.
   Duration fold_after = 60s;
+  // The age cut falls on a multiple of this: nodes that fold in the same
+  // window fold the same entries and end with equal snapshots (which a
+  // process holding many nodes keeps once, see SnapshotRegisters).
+  Duration fold_align = 10s;
   size_t fold_bytes = 16 << 10;
   size_t fold_entries = 256;
   int eager_fanout = 3;          // peers a new entry is pushed to at once
