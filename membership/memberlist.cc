@@ -70,7 +70,7 @@ void Memberlist::Impl::Shutdown() {
   shutdown_ = true;
   StopTimers();
   acks_.clear();
-  for (auto& [_, m] : members_) m->suspicion.reset();
+  for (auto& [_, m] : members_) m.suspicion.reset();
 }
 
 void Memberlist::Impl::Join(std::vector<std::string> seeds, JoinDone done) {
@@ -126,12 +126,13 @@ void Memberlist::Impl::JoinWithRetry(std::vector<std::string> seeds, int max_att
 void Memberlist::Impl::AddKnownMembers(const std::vector<MemberView>& known) {
   for (const auto& k : known) {
     if (k.name == cfg_.name || members_.count(k.name)) continue;
-    auto m = std::make_unique<Member>();
-    m->view = k;
-    m->view.status = MemberStatus::kFailed;
-    m->view.status_since = clock_.Now();
-    m->reconnect_backoff = cfg_.reconnect_interval;
-    m->next_reconnect = clock_.Now();
+    Member m;
+    m.Edit([&](MemberRecord& r) {
+      r = k;
+      r.status = MemberStatus::kFailed;
+    });
+    m.status_since = clock_.Now();
+    m.reconnect = std::make_unique<Member::Reconnect>(Member::Reconnect{cfg_.reconnect_interval, clock_.Now()});
     AddMember(std::move(m));
   }
 }
@@ -143,9 +144,9 @@ void Memberlist::Impl::Leave(std::function<void()> done) {
   }
   leaving_ = true;
   leave_waiters_.push_back(std::move(done));
-  self_->view.status = MemberStatus::kLeft;
-  self_->view.status_since = clock_.Now();
-  const wire::Leave leave{cfg_.name, self_->view.incarnation, cfg_.name, false};
+  self_->Edit([](MemberRecord& r) { r.status = MemberStatus::kLeft; });
+  self_->status_since = clock_.Now();
+  const wire::Leave leave{cfg_.name, self_->view().incarnation, cfg_.name, false};
   QueueBroadcast(cfg_.name, leave);
   // Tell every live member directly as well: a leave that ran out of
   // retransmits before reaching someone would make it see us failed.
@@ -163,19 +164,21 @@ void Memberlist::Impl::Leave(std::function<void()> done) {
 Status Memberlist::Impl::ForceLeave(const std::string& name, bool prune) {
   auto it = members_.find(name);
   if (it == members_.end()) return Status::NotFound("no member named '" + name + "'");
-  Member& m = *it->second;
+  Member& m = it->second;
   if (&m == self_) return Status::InvalidArgument("'" + name + "' is this node; use leave instead");
-  if (m.view.status == MemberStatus::kAlive)
+  if (m.view().status == MemberStatus::kAlive)
     return Status::Conflict("member '" + name + "' is alive; force-leave only removes failed members");
-  const wire::Leave leave{name, m.view.incarnation, cfg_.name, prune};
+  const wire::Leave leave{name, m.view().incarnation, cfg_.name, prune};
   LeaveNode(leave);
   SendToAllLive(leave);
   return Status::Ok();
 }
 
 void Memberlist::Impl::SetTags(Tags tags) {
-  self_->view.tags = std::move(tags);
-  ++self_->view.incarnation;
+  self_->Edit([&](MemberRecord& r) {
+    r.tags = std::move(tags);
+    ++r.incarnation;
+  });
   BroadcastSelf();
   Emit(EventType::kUpdated, *self_);
 }
@@ -302,7 +305,7 @@ void Memberlist::Impl::CancelTimer(Clock::TimerId& id) {
 void Memberlist::Impl::StopTimers() {
   for (auto id : timers_) clock_.Cancel(id);
   timers_.clear();
-  for (auto& [_, m] : members_) m->suspicion.reset();
+  for (auto& [_, m] : members_) m.suspicion.reset();
 }
 
 void Memberlist::Impl::ApplyHealthDelta(int delta) {

@@ -55,12 +55,27 @@ void SetIndex(wire::Message& m, size_t i) {
 }
 
 
+struct RecordHash {
+  size_t operator()(const MemberRecord& r) const;
+};
+// A member's record, interned: every holder of the same record keeps one.
+using SharedRecord = intern::Interned<MemberRecord, RecordHash>;
+
 // A member as this node holds it. Every node holds one per member of the
 // cluster, so the fields stay few and small (membership/README.md, "Memory").
 struct Member {
-  MemberRecord view;
+  const MemberRecord& view() const { return record.get(); }
+  // Changes the record: a record is shared, so an edit makes a new one.
+  template <class F>
+  void Edit(F&& edit) {
+    MemberRecord r = record.get();
+    edit(r);
+    record = SharedRecord(r);
+  }
+  SharedRecord record;
+  Time status_since{};  // when this node last saw the status change
+  uint32_t index = 0;   // position in Impl::nodes_
   std::unique_ptr<Suspicion> suspicion;
-  uint32_t index = 0;  // position in Impl::nodes_
   // Only for a member this node has probed (in a large cluster, a fraction
   // of them at any time): held apart, as most members never need it.
   struct Measured {
@@ -71,8 +86,12 @@ struct Member {
   std::optional<Coordinate> CoordinateOf() const {
     return measured ? measured->coordinate.Get() : std::nullopt;
   }
-  Duration reconnect_backoff{0};
-  Time next_reconnect{};
+  // Only while it is failed: when to try it again.
+  struct Reconnect {
+    Duration backoff{0};
+    Time next{};
+  };
+  std::unique_ptr<Reconnect> reconnect;
 };
 
 class Memberlist::Impl {
@@ -86,18 +105,19 @@ class Memberlist::Impl {
         broadcasts_(cfg_.timing.retransmit_mult),
         token_(std::make_shared<bool>(true)) {
     if (!cfg_.lifeguard) cfg_.awareness_max_multiplier = 1;
-    auto self = std::make_unique<Member>();
-    self->view.name = cfg_.name;
-    self->view.addr = cfg_.advertise_addr;
-    self->view.incarnation = cfg_.initial_incarnation;
-    self->view.tags = cfg_.tags;
-    self->view.protocol_min = cfg_.protocol.min;
-    self->view.protocol_max = cfg_.protocol.max;
-    self->view.protocol_cur = cfg_.protocol.speak;
-    self->view.release = cfg_.release;
-    self->view.status_since = clock_.Now();
-    self_ = self.get();
-    AddMember(std::move(self));
+    Member self;
+    self.Edit([&](MemberRecord& r) {
+      r.name = cfg_.name;
+      r.addr = cfg_.advertise_addr;
+      r.incarnation = cfg_.initial_incarnation;
+      r.tags = cfg_.tags;
+      r.protocol_min = cfg_.protocol.min;
+      r.protocol_max = cfg_.protocol.max;
+      r.protocol_cur = cfg_.protocol.speak;
+      r.release = cfg_.release;
+    });
+    self.status_since = clock_.Now();
+    self_ = &AddMember(std::move(self));
     for (size_t i = 0; i < wire::kMessageTypes; ++i) {
       wire::Message m;
       SetIndex(m, i);
@@ -149,11 +169,11 @@ class Memberlist::Impl {
   std::vector<MemberView> Members() const {
     std::vector<MemberView> out;
     out.reserve(members_.size());
-    for (const auto& [_, m] : members_) out.push_back(ViewOf(*m));
+    for (const auto& [_, m] : members_) out.push_back(ViewOf(m));
     return out;
   }
   void ForEachMember(const std::function<void(const MemberRecord&)>& fn) const {
-    for (const auto& [_, m] : members_) fn(m->view);
+    for (const auto& [_, m] : members_) fn(m.view());
   }
   uint64_t epoch() const { return epoch_; }
   std::vector<MemberView> NextAlive(const std::string& name, size_t k) const {
@@ -162,13 +182,13 @@ class Memberlist::Impl {
     auto it = members_.upper_bound(name);
     for (size_t seen = 0; seen < members_.size() && out.size() < k; ++seen, ++it) {
       if (it == members_.end()) it = members_.begin();
-      const Member& m = *it->second;
-      if (&m != self_ && m.view.status == MemberStatus::kAlive) out.push_back(ViewOf(m));
+      const Member& m = it->second;
+      if (&m != self_ && m.view().status == MemberStatus::kAlive) out.push_back(ViewOf(m));
     }
     return out;
   }
   std::vector<MemberRecord> RandomAlive(size_t k, Random& random) const {
-    auto alive = [this](const Member& m) { return &m != self_ && m.view.status == MemberStatus::kAlive; };
+    auto alive = [this](const Member& m) { return &m != self_ && m.view().status == MemberStatus::kAlive; };
     // Draws, mostly alive in a healthy cluster; a list mostly down falls
     // back to a pass over it.
     std::vector<Member*> picked = Draw(k, 4 * k + 16, random, alive);
@@ -183,29 +203,29 @@ class Memberlist::Impl {
     }
     std::vector<MemberRecord> out;
     out.reserve(picked.size());
-    for (const Member* m : picked) out.push_back(m->view);
+    for (const Member* m : picked) out.push_back(m->view());
     return out;
   }
   MemberView Self() const { return ViewOf(*self_); }
   MemberView ViewOf(const Member& m) const {
-    return MemberView(m.view, &m == self_ ? std::optional<Coordinate>(coords_.Self()) : m.CoordinateOf());
+    return MemberView(m.view(), &m == self_ ? std::optional<Coordinate>(coords_.Self()) : m.CoordinateOf());
   }
   std::optional<Coordinate> CoordinateOf(const std::string& name) const {
     auto it = members_.find(name);
     if (it == members_.end()) return std::nullopt;
-    if (it->second.get() == self_) return coords_.Self();
-    return it->second->CoordinateOf();
+    if (&it->second == self_) return coords_.Self();
+    return it->second.CoordinateOf();
   }
   size_t NumAlive() const {
     size_t n = 0;
     for (const Member* m : nodes_)
-      if (!IsDown(m->view.status)) ++n;
+      if (!IsDown(m->view().status)) ++n;
     return n;
   }
   MemberCounts Counts() const {
     MemberCounts c;
     for (const Member* m : nodes_) {
-      switch (m->view.status) {
+      switch (m->view().status) {
         case MemberStatus::kAlive: ++c.alive; break;
         case MemberStatus::kSuspect: ++c.suspect; break;
         case MemberStatus::kFailed: ++c.failed; break;
@@ -217,12 +237,12 @@ class Memberlist::Impl {
   std::optional<MemberStatus> StatusOf(const std::string& name) const {
     auto it = members_.find(name);
     if (it == members_.end()) return std::nullopt;
-    return it->second->view.status;
+    return it->second.view().status;
   }
   std::optional<std::string> AddrOf(const std::string& name) const {
     auto it = members_.find(name);
     if (it == members_.end()) return std::nullopt;
-    return it->second->view.addr;
+    return it->second.view().addr;
   }
   int health() const { return health_; }
   const Counters& counters() const {
@@ -370,7 +390,7 @@ class Memberlist::Impl {
 
   // ---- bookkeeping --------------------------------------------------------
 
-  void AddMember(std::unique_ptr<Member> m);
+  Member& AddMember(Member m);
   void RemoveMember(const std::string& name);
 
   template <typename Filter>
@@ -397,7 +417,7 @@ class Memberlist::Impl {
   // the wave has had time to settle, at most once per push_pull_interval / 4.
   void ScheduleChurnPushPull();
 
-  void Emit(EventType type, const Member& m) { Emit(type, m.view); }
+  void Emit(EventType type, const Member& m) { Emit(type, m.view()); }
   void Emit(EventType type, const MemberRecord& v);
 
   // ---- the keyring envelope -------------------------------------------------
@@ -449,7 +469,7 @@ class Memberlist::Impl {
   BroadcastQueue broadcasts_;
   std::shared_ptr<bool> token_;  // stream callbacks check it to outlive us safely
 
-  std::map<Atom, std::unique_ptr<Member>, std::less<>> members_;
+  std::map<Atom, Member, std::less<>> members_;
   std::vector<Member*> nodes_;
   Member* self_ = nullptr;
 

@@ -9,12 +9,12 @@ Member* Memberlist::Impl::NextProbeTarget() {
     while (probe_pos_ < probe_order_.size()) {
       auto it = members_.find(probe_order_[probe_pos_++]);
       if (it == members_.end()) continue;
-      Member* m = it->second.get();
-      if (m == self_ || IsDown(m->view.status)) continue;
+      Member* m = &it->second;
+      if (m == self_ || IsDown(m->view().status)) continue;
       return m;
     }
     probe_order_.clear();
-    for (Member* m : nodes_) probe_order_.push_back(m->view.name);
+    for (Member* m : nodes_) probe_order_.push_back(m->view().name);
     for (size_t i = probe_order_.size(); i > 1; --i) std::swap(probe_order_[i - 1], probe_order_[rng_.Uniform(i)]);
     probe_pos_ = 0;
   }
@@ -32,18 +32,18 @@ void Memberlist::Impl::ProbeTick() {
 void Memberlist::Impl::Probe(Member& target, Duration period, bool second) {
   auto probe = std::make_shared<ProbeState>();
   probe->second = second;
-  probe->target = target.view.name;
-  probe->incarnation = target.view.incarnation;
+  probe->target = target.view().name;
+  probe->incarnation = target.view().incarnation;
   probe->seq = ++seq_;
   probe->start = clock_.Now();
   ++counters_["probes"];
 
   std::vector<wire::Message> msgs;
-  msgs.push_back(wire::Ping{probe->seq, target.view.name, cfg_.name, cfg_.advertise_addr});
-  if (cfg_.lifeguard && target.view.status == MemberStatus::kSuspect) {
-    msgs.push_back(wire::Suspect{target.view.name, target.view.incarnation, cfg_.name});
+  msgs.push_back(wire::Ping{probe->seq, target.view().name, cfg_.name, cfg_.advertise_addr});
+  if (cfg_.lifeguard && target.view().status == MemberStatus::kSuspect) {
+    msgs.push_back(wire::Suspect{target.view().name, target.view().incarnation, cfg_.name});
   }
-  Send(target.view.addr, std::move(msgs));
+  Send(target.view().addr, std::move(msgs));
 
   acks_[probe->seq] = AckHandler{
       [this, probe](const wire::Ack& ack) {
@@ -54,8 +54,8 @@ void Memberlist::Impl::Probe(Member& target, Duration period, bool second) {
         // has a round trip through the relay and none.
         if (ack.coordinate) {
           auto it = members_.find(probe->target);
-          if (it != members_.end() && it->second.get() != self_) {
-            auto& measured = it->second->measured;
+          if (it != members_.end() && &it->second != self_) {
+            auto& measured = it->second.measured;
             if (!measured) measured = std::make_unique<Member::Measured>();
             if (coords_.Update(measured->rtt, *ack.coordinate, rtt)) measured->coordinate.Set(*ack.coordinate);
           }
@@ -82,14 +82,14 @@ void Memberlist::Impl::Probe(Member& target, Duration period, bool second) {
 void Memberlist::Impl::IndirectProbe(ProbeState& probe) {
   auto it = members_.find(probe.target);
   if (it == members_.end()) return;
-  const Member& target = *it->second;
+  const Member& target = it->second;
   auto relays = RandomNodes(cfg_.timing.indirect_checks, [&](const Member& m) {
-    return &m != self_ && &m != &target && m.view.status == MemberStatus::kAlive;
+    return &m != self_ && &m != &target && m.view().status == MemberStatus::kAlive;
   });
   probe.expected_nacks = cfg_.lifeguard ? static_cast<int>(relays.size()) : 0;
   for (Member* relay : relays) {
     ++counters_["indirect_probes"];
-    Send(relay->view.addr, {wire::IndirectPing{probe.seq, target.view.name, target.view.addr, cfg_.lifeguard,
+    Send(relay->view().addr, {wire::IndirectPing{probe.seq, target.view().name, target.view().addr, cfg_.lifeguard,
                                                cfg_.name, cfg_.advertise_addr}});
   }
 }
@@ -112,10 +112,10 @@ void Memberlist::Impl::FinishProbe(ProbeState& probe) {
   // with the cluster's size. Two failed rounds in a row are that much
   // rarer, for one probe period more of detection time.
   auto it = members_.find(probe.target);
-  if (!probe.second && it != members_.end() && it->second->view.status == MemberStatus::kAlive &&
-      it->second->view.incarnation == probe.incarnation) {
+  if (!probe.second && it != members_.end() && it->second.view().status == MemberStatus::kAlive &&
+      it->second.view().incarnation == probe.incarnation) {
     ++counters_["probes_repeated"];
-    Probe(*it->second, Scale(cfg_.timing.probe_interval), /*second=*/true);
+    Probe(it->second, Scale(cfg_.timing.probe_interval), /*second=*/true);
     return;
   }
   SuspectNode(wire::Suspect{probe.target, probe.incarnation, cfg_.name});

@@ -29,7 +29,7 @@ void Memberlist::Impl::SendRaw(const std::string& addr, const std::vector<wire::
 
 void Memberlist::Impl::SendToAllLive(const wire::Message& msg) {
   for (Member* m : nodes_)
-    if (m != self_ && !IsDown(m->view.status)) SendRaw(m->view.addr, {msg});
+    if (m != self_ && !IsDown(m->view().status)) SendRaw(m->view().addr, {msg});
 }
 
 void Memberlist::Impl::GossipTick() {
@@ -38,8 +38,8 @@ void Memberlist::Impl::GossipTick() {
   const Time now = clock_.Now();
   auto targets = RandomNodes(cfg_.timing.gossip_nodes, [&](const Member& m) {
     if (&m == self_) return false;
-    if (!IsDown(m.view.status)) return true;
-    return now - m.view.status_since < cfg_.timing.gossip_to_the_dead;
+    if (!IsDown(m.view().status)) return true;
+    return now - m.status_since < cfg_.timing.gossip_to_the_dead;
   });
   const size_t budget = cfg_.max_packet_bytes - Overhead();
   // A backlog (a join wave, a burst of changes) drains in fewer ticks with
@@ -57,7 +57,7 @@ void Memberlist::Impl::GossipTick() {
       size_t used = 0;
       for (const auto& m : msgs) used += wire::EstimateSize(m);
       if (used + kFullPacketSlack < budget) backlog = false;
-      SendRaw(t->view.addr, msgs);
+      SendRaw(t->view().addr, msgs);
     }
     if (!backlog) break;
   }
@@ -85,7 +85,7 @@ wire::PushPull Memberlist::Impl::LocalState(bool join) const {
   pp.from = cfg_.name;
   pp.members.reserve(members_.size());
   for (const auto& [_, m] : members_) {
-    const auto& v = m->view;
+    const auto& v = m.view();
     pp.members.push_back(wire::MemberState{v.name, v.addr, v.incarnation, ToWire(v.status), v.tags, v.protocol_min,
                                            v.protocol_max, v.protocol_cur, v.release});
   }
@@ -101,9 +101,9 @@ uint64_t Memberlist::Impl::TableDigest() const {
   };
   for (const auto& [name, m] : members_) {
     mix(name.data(), name.size() + 1);  // with its terminator, so names do not run together
-    const uint64_t inc = m->view.incarnation;
+    const uint64_t inc = m.view().incarnation;
     mix(&inc, sizeof inc);
-    const auto status = static_cast<uint8_t>(ToWire(m->view.status));
+    const auto status = static_cast<uint8_t>(ToWire(m.view().status));
     mix(&status, 1);
   }
   return h;
@@ -136,8 +136,8 @@ std::string Memberlist::Impl::JoinRefusal(const wire::PushPull& pp) const {
     if (s.name != pp.from) continue;
     auto it = members_.find(s.name);
     if (it == members_.end()) return "";
-    const auto& v = it->second->view;
-    if (v.addr != s.addr && (it->second.get() == self_ || !IsDown(v.status))) {
+    const auto& v = it->second.view();
+    if (v.addr != s.addr && (&it->second == self_ || !IsDown(v.status))) {
       return "name '" + s.name + "' is already in use by a live member at " + v.addr +
              "; start this node with another --name or stop that member first";
     }
@@ -193,8 +193,8 @@ std::string Memberlist::Impl::ProtocolRefusal(const wire::PushPull& pp, bool we_
       if (s.name == pp.from) joiner.Add(s.name, s.protocol_min, s.protocol_max, s.protocol_cur);
     if (joiner.speakers.empty()) return "";
     for (const auto& [name, m] : members_)
-      if (m->view.status == MemberStatus::kAlive && name != pp.from)
-        cluster.Add(name, m->view.protocol_min, m->view.protocol_max, m->view.protocol_cur);
+      if (m.view().status == MemberStatus::kAlive && name != pp.from)
+        cluster.Add(name, m.view().protocol_min, m.view().protocol_max, m.view().protocol_cur);
   }
   if (cluster.speakers.empty() || (joiner.Accepts(cluster) && cluster.Accepts(joiner))) return "";
   return "protocol versions do not overlap: " + joiner_name + " " + joiner.Describe(false) + "; the cluster " +
@@ -285,8 +285,8 @@ void Memberlist::Impl::PushPullWith(const std::string& addr, bool join, std::fun
 void Memberlist::Impl::PushPullTick() {
   push_pull_timer_ = 0;
   if (shutdown_ || leaving_) return;
-  auto peers = RandomNodes(1, [&](const Member& m) { return &m != self_ && m.view.status == MemberStatus::kAlive; });
-  if (!peers.empty()) DigestPushPull(peers[0]->view.addr);
+  auto peers = RandomNodes(1, [&](const Member& m) { return &m != self_ && m.view().status == MemberStatus::kAlive; });
+  if (!peers.empty()) DigestPushPull(peers[0]->view().addr);
   // +-25 %: nodes started together would otherwise push-pull in bursts
   // one (scaled) interval apart for ever; the mean rate stays the same.
   const Duration interval = PushPullInterval();
@@ -300,15 +300,15 @@ void Memberlist::Impl::ReconnectTick() {
   const Time now = clock_.Now();
   std::vector<Member*> due;
   for (Member* m : nodes_)
-    if (m->view.status == MemberStatus::kFailed && m->next_reconnect <= now) due.push_back(m);
+    if (m->view().status == MemberStatus::kFailed && m->reconnect && m->reconnect->next <= now) due.push_back(m);
   if (!due.empty()) {
     Member* m = due[rng_.Uniform(due.size())];
-    std::string name = m->view.name;
+    std::string name = m->view().name;
     ++counters_["reconnect_attempts"];
-    m->reconnect_backoff = std::min(std::max(m->reconnect_backoff * 2, cfg_.reconnect_interval),
-                                    cfg_.reconnect_max_backoff);
-    m->next_reconnect = now + m->reconnect_backoff;
-    PushPullWith(m->view.addr, false, [name](Status s) {
+    Member::Reconnect& r = *m->reconnect;
+    r.backoff = std::min(std::max(r.backoff * 2, cfg_.reconnect_interval), cfg_.reconnect_max_backoff);
+    r.next = now + r.backoff;
+    PushPullWith(m->view().addr, false, [name](Status s) {
       if (!s.ok()) spdlog::debug("reconnect to {} failed: {}", name, s.ToString());
     });
   }
@@ -323,10 +323,10 @@ void Memberlist::Impl::ReapTick() {
   const Time now = clock_.Now();
   std::vector<std::string> gone;
   for (Member* m : nodes_)
-    if (m != self_ && IsDown(m->view.status) && now - m->view.status_since >= cfg_.reap_timeout)
-      gone.push_back(m->view.name);
+    if (m != self_ && IsDown(m->view().status) && now - m->status_since >= cfg_.reap_timeout)
+      gone.push_back(m->view().name);
   for (const auto& name : gone) {
-    MemberRecord v = members_.find(name)->second->view;
+    MemberRecord v = members_.find(name)->second.view();
     RemoveMember(name);
     spdlog::info("reaped member {} ({} for longer than the reap timeout)", name, StatusName(v.status));
     Emit(EventType::kReaped, v);
@@ -335,17 +335,31 @@ void Memberlist::Impl::ReapTick() {
 }
 
 // ---- bookkeeping --------------------------------------------------------
-void Memberlist::Impl::AddMember(std::unique_ptr<Member> m) {
-  m->index = static_cast<uint32_t>(nodes_.size());
-  nodes_.push_back(m.get());
-  Atom name = m->view.name;
-  members_.emplace(std::move(name), std::move(m));
+size_t RecordHash::operator()(const MemberRecord& r) const {
+  // The strings and tags are interned: their identities stand for them.
+  size_t h = std::hash<const void*>{}(r.name.identity());
+  auto mix = [&h](size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+  mix(std::hash<const void*>{}(r.addr.identity()));
+  mix(std::hash<const void*>{}(r.tags.identity()));
+  mix(std::hash<const void*>{}(r.release.identity()));
+  mix(static_cast<size_t>(r.incarnation));
+  mix(static_cast<size_t>(r.status) | size_t{r.protocol_min} << 8 | size_t{r.protocol_max} << 24 |
+      size_t{r.protocol_cur} << 40);
+  return h;
+}
+
+Member& Memberlist::Impl::AddMember(Member m) {
+  m.index = static_cast<uint32_t>(nodes_.size());
+  Atom name = m.view().name;
+  Member& held = members_.emplace(std::move(name), std::move(m)).first->second;
+  nodes_.push_back(&held);
+  return held;
 }
 
 void Memberlist::Impl::RemoveMember(const std::string& name) {
   auto it = members_.find(name);
-  if (it == members_.end() || it->second.get() == self_) return;
-  size_t idx = it->second->index;
+  if (it == members_.end() || &it->second == self_) return;
+  size_t idx = it->second.index;
   nodes_[idx] = nodes_.back();
   nodes_[idx]->index = idx;
   nodes_.pop_back();
@@ -367,10 +381,10 @@ void Memberlist::Impl::ScheduleChurnPushPull() {
     churn_timer_ = 0;
     if (shutdown_ || leaving_) return;
     last_churn_push_pull_ = clock_.Now();
-    auto peers = RandomNodes(1, [&](const Member& m) { return &m != self_ && m.view.status == MemberStatus::kAlive; });
+    auto peers = RandomNodes(1, [&](const Member& m) { return &m != self_ && m.view().status == MemberStatus::kAlive; });
     if (peers.empty()) return;
     ++counters_["churn_push_pulls"];
-    PushPullWith(peers[0]->view.addr, false, [](Status) {});
+    PushPullWith(peers[0]->view().addr, false, [](Status) {});
   });
 }
 

@@ -88,12 +88,14 @@ Result<NodeReport> DecodeReport(ByteView bytes) {
       });
 }
 
-SoftState::BodyHandle SoftState::BodyOf(const NodeReport& r) {
-  return BodyHandle(Body{r.applied_revision, r.phase, r.outputs, r.detail, r.target, r.healthy, r.counts_checks});
+SoftState::BodyHandle SoftState::BodyOf(const NodeReport& r, uint64_t checks) {
+  return BodyHandle(
+      Body{r.version, checks, r.applied_revision, r.phase, r.outputs, r.detail, r.target, r.healthy, r.counts_checks});
 }
 
 size_t SoftState::BodyHash::operator()(const Body& b) const {
-  size_t h = std::hash<Atom>{}(b.applied_revision);
+  size_t h = std::hash<uint64_t>{}(b.version) ^ (std::hash<uint64_t>{}(b.checks) << 1);
+  h = (h * 1099511628211u) ^ std::hash<Atom>{}(b.applied_revision);
   for (const void* p : {b.phase.identity(), b.outputs.identity(), b.detail.identity(), b.target.identity()})
     h = (h * 1099511628211u) ^ std::hash<const void*>{}(p);
   return h * 4 + (b.healthy ? 2 : 0) + (b.counts_checks ? 1 : 0);
@@ -103,14 +105,14 @@ NodeReport SoftState::Peer::Report(const Atom& name) const {
   const Body& b = body.get();
   NodeReport r;
   r.name = name;
-  r.version = version;
+  r.version = b.version;
   r.applied_revision = b.applied_revision;
   r.healthy = b.healthy;
   r.phase = b.phase;
   r.outputs = b.outputs;
   r.detail = b.detail;
   r.target = b.target;
-  r.checks = checks;
+  r.checks = b.checks;
   r.counts_checks = b.counts_checks;
   return r;
 }
@@ -175,7 +177,7 @@ void SoftState::Spread() {
 std::optional<Time> SoftState::CheckedAt(const std::string& name) const {
   if (name == local_.name) return local_checked_;
   auto it = peers_.find(name);
-  if (it == peers_.end()) return std::nullopt;
+  if (it == peers_.end() || it->second.checked == Peer::kNever) return std::nullopt;
   return it->second.checked;
 }
 
@@ -241,31 +243,34 @@ void SoftState::HandlePacket(const std::string& from, ByteView data) {
   }
   auto it = peers_.find(r->name);
   if (it == peers_.end()) {
-    peers_.emplace(r->name, Peer{r->version, r->checks, BodyOf(*r), clock_.Now(), std::nullopt});
+    peers_.emplace(r->name, Peer{BodyOf(*r, r->checks), clock_.Now(), Peer::kNever});
     ++changes_;
     return;
   }
   Peer& held = it->second;
-  if (held.version > r->version) return;
+  const uint64_t version = held.body.get().version, checks = held.body.get().checks;
+  if (version > r->version) return;
   // The same version again is the node's refresh: it says the report still holds.
   held.heard = clock_.Now();
   // A check counts once its count rises within a generation: a restarted
   // node starts a new count, and its first report sets only the baseline.
   // The held report's count is the baseline: it rises without a new version.
-  const bool same_generation = (held.version >> 32) == (r->version >> 32);
+  const bool same_generation = (version >> 32) == (r->version >> 32);
   uint64_t baseline = r->checks;
   if (!same_generation) {
-    held.checked.reset();
+    held.checked = Peer::kNever;
   } else {
-    if (r->checks > held.checks) held.checked = clock_.Now();
-    baseline = std::max(held.checks, r->checks);
+    if (r->checks > checks) held.checked = clock_.Now();
+    baseline = std::max(checks, r->checks);
   }
-  if (held.version != r->version) {
-    held.version = r->version;
-    held.body = BodyOf(*r);
+  if (version != r->version) {
+    held.body = BodyOf(*r, baseline);
     ++changes_;
+  } else if (baseline != checks) {
+    Body b = held.body.get();  // the same version says the same: only the count moves
+    b.checks = baseline;
+    held.body = BodyHandle(b);
   }
-  held.checks = baseline;
 }
 
 }  // namespace starling::node

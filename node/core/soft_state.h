@@ -123,10 +123,14 @@ class SoftState {
   // What is held about one other node, in one record: at 10,000 nodes every
   // node holds 10,000 of them, and four maps by name cost four tree nodes
   // and four copies of the name each.
-  // What a report says besides whose it is, its version and its check
-  // count: most nodes say the same (the revision all have applied, idle,
-  // healthy), so every holder keeps that once.
+  // What a report says besides whose it is: every node holds one of every
+  // other node's, and the holders of a node's report hold the same, so
+  // every holder keeps it once (in the simulator, one process); the texts
+  // in it are shared across nodes besides (most say the same revision,
+  // idle, healthy).
   struct Body {
+    uint64_t version = 0;
+    uint64_t checks = 0;  // the baseline: it rises without a new version
     Atom applied_revision;
     Atom phase;
     membership::TagSet outputs;
@@ -139,20 +143,17 @@ class SoftState {
   struct BodyHash {
     size_t operator()(const Body& b) const;
   };
-  class BodyHandle : public intern::Handle<Body, BodyHash> {
-   public:
-    BodyHandle() noexcept = default;
-    explicit BodyHandle(const Body& b) : Handle(b, false) {}
-  };
+  using BodyHandle = intern::Interned<Body, BodyHash>;
   struct Peer {
-    uint64_t version = 0;
-    uint64_t checks = 0;  // the baseline: it rises without a new version
     BodyHandle body;
-    Time heard{};                 // its newest report, or a refresh of it, last arrived
-    std::optional<Time> checked;  // its check count last rose within a generation
+    Time heard{};  // its newest report, or a refresh of it, last arrived
+    // Its check count last rose within a generation; kNever: not yet (a
+    // time, not an optional: every node holds one per node).
+    Time checked = kNever;
+    static constexpr Time kNever = Time::min();
     NodeReport Report(const Atom& name) const;
   };
-  static BodyHandle BodyOf(const NodeReport& r);
+  static BodyHandle BodyOf(const NodeReport& r, uint64_t checks);
   std::map<Atom, Peer, std::less<>> peers_;
   std::optional<Time> local_checked_;
   uint64_t rejected_ = 0;

@@ -73,17 +73,20 @@ void VoterKeeper::Tick() {
   if (idle_at_ == seen) return;
   idle_at_.reset();
   std::vector<std::string> alive;
-  std::vector<Atom> alive_names;
   std::map<std::string, MemberStatus> status;
+  uint64_t digest = 1469598103934665603ULL;  // FNV-1a over the names, each with its terminator
   members_.ForEachMember([&](const membership::MemberRecord& m) {
     status[m.name] = m.status;
     if (m.status == MemberStatus::kAlive) {
       alive.push_back(m.name);
-      alive_names.push_back(m.name);
+      for (const char* c = m.name.c_str();; ++c) {
+        digest = (digest ^ static_cast<uint8_t>(*c)) * 1099511628211ULL;
+        if (*c == '\0') break;
+      }
     }
   });
-  if (alive_names != alive_) {
-    alive_ = std::move(alive_names);
+  if (digest != alive_digest_) {
+    alive_digest_ = digest;
     stable_since_ = now;
   }
   // A write changes the document: the rest waits for the next tick.

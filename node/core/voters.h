@@ -82,7 +82,9 @@ class VoterKeeper {
   store::Replicator& replicator_;
   Lease& lease_;
   VoterConfig cfg_;
-  std::vector<Atom> alive_;  // the member list's own names, shared
+  // Whether the alive members changed since the last tick: a digest of
+  // their names, not the names (every node would hold one per member).
+  uint64_t alive_digest_ = 0;
   Time stable_since_{};
   std::optional<Time> last_write_;
   std::map<std::string, Time> dead_since_;

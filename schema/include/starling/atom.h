@@ -152,6 +152,15 @@ class Handle {
   typename P::Rep* rep_ = nullptr;
 };
 
+// A handle to a pooled record, made from a record of its own type (a
+// member's record, a node's report): the holders of equal records keep one.
+template <class T, class Hash>
+class Interned : public Handle<T, Hash> {
+ public:
+  Interned() noexcept = default;
+  explicit Interned(const T& v) : Handle<T, Hash>(v, false) {}
+};
+
 // Values made from a key (a document parsed from the state its digest
 // names, a record parsed from the write its stamp names), shared by
 // everyone asking for the same key while anyone holds one. `make` may return

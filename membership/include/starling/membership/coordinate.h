@@ -67,9 +67,10 @@ struct PackedCoordinate {
 };
 
 // The last round trips to one peer, a ring the median filter reads; the
-// holder keeps it beside the peer's record.
+// holder keeps it beside the peer's record, for every member it has probed,
+// so the ring holds no more than the filter reads (Serf's is 3 long).
 struct LatencySamples {
-  static constexpr size_t kMax = 8;
+  static constexpr size_t kMax = 3;
   std::array<float, kMax> rtt{};  // seconds
   uint8_t size = 0, next = 0;
 };
@@ -80,7 +81,7 @@ struct CoordinateConfig {
   double cc = 0.25;  // position weight
   size_t adjustment_window = 20;
   double height_min = 10.0e-6;
-  size_t latency_filter = 3;  // at most kMaxLatencyFilter
+  size_t latency_filter = 3;  // at most LatencySamples::kMax
   double gravity_rho = 150.0;
 };
 

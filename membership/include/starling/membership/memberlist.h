@@ -32,7 +32,9 @@ std::string_view StatusName(MemberStatus s);  // "alive", "suspect", "failed", "
 
 // What a node holds of each member: every node holds one per member, so it
 // is small, and its strings and tags are interned (starling/atom.h), shared
-// with every other holder of the same member.
+// with every other holder of the same member. The record as a whole is
+// interned too (what the holders of a member know of it is mostly the same):
+// when this node saw the status change is held beside it.
 struct MemberRecord {
   Atom name;
   Atom addr;
@@ -42,8 +44,8 @@ struct MemberRecord {
   uint16_t protocol_cur = kProtocolVersion;  // the version it speaks
   uint64_t incarnation = 0;
   TagSet tags;
-  Atom release;         // "0.1.0"; empty when not told (a protocol 1 node)
-  Time status_since{};  // when this node last saw the status change
+  Atom release;  // "0.1.0"; empty when not told (a protocol 1 node)
+  bool operator==(const MemberRecord&) const = default;
 };
 
 struct MemberView : MemberRecord {
